@@ -1,0 +1,39 @@
+"""Typed exceptions raised by the library.
+
+Tools and the ROS node turn these into log lines and exit codes; the library never
+calls ``sys.exit`` or logs an error it also raises.
+"""
+
+from __future__ import annotations
+
+
+class PointPillarsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(PointPillarsError, ValueError):
+    """A configuration file or value is invalid, or two configs disagree."""
+
+
+class PointCloudError(PointPillarsError, ValueError):
+    """A point cloud (file or array) is malformed: wrong size, NaN/inf values, empty, ..."""
+
+
+class CheckpointError(PointPillarsError):
+    """A checkpoint cannot be read or does not fit the architecture."""
+
+
+class PillarOverflowError(PointPillarsError):
+    """A frame has more pillars than the configured or engine maximum and the policy is 'error'."""
+
+
+class BackendUnavailableError(PointPillarsError, RuntimeError):
+    """An optional runtime (ONNX Runtime, TensorRT, CUDA) is not installed or has no device."""
+
+
+class EngineError(PointPillarsError):
+    """A serialized engine or ONNX graph does not match this config, GPU or runtime version."""
+
+
+class CalibrationError(PointPillarsError, ValueError):
+    """A KITTI calibration or label file is malformed."""

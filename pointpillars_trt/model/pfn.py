@@ -1,0 +1,43 @@
+"""Pillar feature net (PFN): decorated points of each pillar -> one feature vector."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import PointPillarsConfig
+
+
+class PillarFeatureNet(nn.Module):
+    """Linear (no bias) -> BatchNorm1d -> ReLU -> max over the points of a pillar.
+
+    Shapes: ``features`` float ``[P, M, C]`` (C = 10: x, y, z, r, offsets from the pillar's point
+    mean, offsets from the pillar's centre), ``num_points`` int ``[P]``; returns ``[P, 64]``.
+
+    Slots ``j >= num_points[p]`` are zeroed before the linear layer (as OpenPCDet's PillarVFE
+    does) and still take part in the max, exactly as in OpenPCDet, mmdet3d and zhulf0804.
+    """
+
+    def __init__(self, in_channels: int = 10, out_channels: int = 64) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_channels, out_channels, bias=False)
+        self.norm = nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.01)
+
+    def forward(self, features: torch.Tensor, num_points: torch.Tensor) -> torch.Tensor:
+        slots = torch.arange(features.shape[1], device=features.device, dtype=num_points.dtype)
+        mask = (slots[None, :] < num_points[:, None]).to(features.dtype)
+        x = self.linear(features * mask[:, :, None])  # [P, M, 64]
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2) if self.training else _bn_eval(self.norm, x)
+        x = torch.relu(x)
+        return x.max(dim=1).values
+
+    @classmethod
+    def from_config(cls, cfg: PointPillarsConfig) -> "PillarFeatureNet":
+        return cls(cfg.voxel.num_decorated_features, cfg.network.pfn_channels)
+
+
+def _bn_eval(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm in eval mode on the last axis, written as one multiply-add (exports cleanly)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    return x * scale + shift
