@@ -1,0 +1,208 @@
+"""The user-facing pipeline: points -> voxelize -> backend (PFN, scatter, RPN) -> boxes."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, create_backend
+from .config import PointPillarsConfig, load_config
+from .errors import ConfigError, PillarOverflowError, PointCloudError
+from .postprocess import PostProcessor
+from .voxelize import make_voxelizer
+
+DEMO_MODEL = Path(__file__).resolve().parent / "data" / "demo_model.safetensors"
+OVERFLOW_POLICIES = ("warn", "error")
+
+
+class PillarOverflowWarning(UserWarning):
+    """A frame had more pillars than the backend accepts; the extra pillars were dropped."""
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes of one frame, best score first.
+
+    ``boxes`` float32 ``[N, 7]`` (x, y, z centre, dx length, dy width, dz height, yaw CCW about +z)
+    in the LiDAR frame; ``scores [N]``; ``labels [N]`` class indices into ``class_names``.
+    ``timings_ms`` has one entry per stage; the pillar counters say what was dropped.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    num_points: int = 0
+    num_pillars: int = 0
+    num_dropped_pillars: int = 0
+    num_dropped_points: int = 0
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @property
+    def label_names(self) -> list[str]:
+        return [self.class_names[i] for i in self.labels]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``boxes``, ``scores``, ``labels`` (class names), ``timings_ms``."""
+        return {
+            "boxes": self.boxes.astype(float).round(6).tolist(),
+            "scores": self.scores.astype(float).round(6).tolist(),
+            "labels": self.label_names,
+            "timings_ms": {k: round(v, 4) for k, v in self.timings_ms.items()},
+            "num_pillars": self.num_pillars,
+            "num_dropped_pillars": self.num_dropped_pillars,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights came from: a file and its format, or random weights (``path is None``)."""
+
+    path: Path | None
+    format: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_random(self) -> bool:
+        return self.path is None
+
+    def describe(self) -> str:
+        if self.path is None:
+            return "RANDOM weights (no trained checkpoint: boxes are meaningless)"
+        return f"{self.path} ({self.format})"
+
+
+class Detector:
+    """Runs the whole pipeline on one frame at a time.
+
+    ``on_overflow``: what to do when a frame has more pillars than the backend accepts:
+    ``"warn"`` drops the extra pillars (first-seen order is kept) and emits a
+    :class:`PillarOverflowWarning` saying how many pillars and points were dropped; ``"error"``
+    raises :class:`~pointpillars_trt.errors.PillarOverflowError`. ``nonfinite``: ``"error"``
+    rejects clouds with NaN/inf coordinates, ``"drop"`` removes those points.
+    """
+
+    def __init__(
+        self,
+        config: PointPillarsConfig,
+        backend: Backend,
+        *,
+        voxelizer: str = "auto",
+        on_overflow: str = "warn",
+        nonfinite: str = "error",
+        source: ModelSource | None = None,
+    ) -> None:
+        if on_overflow not in OVERFLOW_POLICIES:
+            raise ConfigError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got {on_overflow!r}")
+        self.config = config
+        self.backend = backend
+        self.on_overflow = on_overflow
+        self.nonfinite = nonfinite
+        self.source = source or ModelSource(None, "random")
+        self.max_pillars = min(config.voxel.max_pillars, backend.max_pillars)
+        self.voxelizer = make_voxelizer(config.voxel, voxelizer, max_pillars=self.max_pillars)
+        self.postprocess = PostProcessor(config)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path | None = None,
+        config: PointPillarsConfig | str | Path | None = None,
+        backend: str = "auto",
+        device: str = "cpu",
+        format: str | None = None,
+        **kwargs: Any,
+    ) -> "Detector":
+        """Load a checkpoint (native, OpenPCDet, mmdet3d or zhulf0804; detected from its keys)
+        and build a detector on ``backend``. ``path=None`` loads the shipped demo model, or
+        random weights when the package has none (``detector.source.is_random`` says so)."""
+        from .checkpoint import load_checkpoint
+
+        cfg = load_config(config) if isinstance(config, (str, Path)) else config
+        if path is None and DEMO_MODEL.is_file():
+            path = DEMO_MODEL
+        if path is None:
+            import torch
+
+            from .model import build_model
+
+            cfg = cfg or load_config()
+            torch.manual_seed(0)
+            state_dict = build_model(cfg).state_dict()
+            source = ModelSource(None, "random")
+        else:
+            ckpt = load_checkpoint(path, config=cfg, format=format)
+            cfg, state_dict = ckpt.config, ckpt.state_dict
+            source = ModelSource(Path(path), ckpt.format, dict(ckpt.metadata))
+        backend_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k not in ("voxelizer", "on_overflow", "nonfinite")}
+        name = "torch" if backend == "auto" else backend
+        be = create_backend(name, cfg=cfg, state_dict=state_dict, device=device, **backend_kwargs)
+        return cls(cfg, be, source=source, **kwargs)
+
+    # ---- running ------------------------------------------------------------------------
+    def detect(self, points: np.ndarray, score_threshold: float | None = None, source: str = "<array>") -> Detections:
+        """Detect boxes in ``points`` float32 ``[N, 4]`` (x, y, z, intensity; LiDAR frame)."""
+        from .io.pointcloud import validate_points
+
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        pts = validate_points(points, source, nonfinite=self.nonfinite)
+        pillars = self.voxelizer(pts)
+        if pillars.overflowed:
+            msg = (
+                f"{source}: {pillars.num_dropped_pillars + pillars.num_pillars} pillars exceed the maximum "
+                f"{self.max_pillars}; dropped {pillars.num_dropped_pillars} pillars holding "
+                f"{pillars.num_dropped_points} points"
+            )
+            if self.on_overflow == "error":
+                raise PillarOverflowError(msg)
+            warnings.warn(msg, PillarOverflowWarning, stacklevel=2)
+        t1 = time.perf_counter()
+        timings["voxelize"] = (t1 - t0) * 1e3
+        if pillars.num_pillars == 0:
+            raise PointCloudError(f"{source}: no point lies inside the point-cloud range {self.config.voxel.point_cloud_range}")
+        out = self.backend.infer({"features": pillars.features, "num_points": pillars.num_points, "coords": pillars.coords})
+        t2 = time.perf_counter()
+        timings.update(self.backend.last_timings_ms)
+        timings["network"] = (t2 - t1) * 1e3
+        raw = self.postprocess(out["cls"], out["box"], out["dir"], score_threshold)
+        t3 = time.perf_counter()
+        timings["postprocess"] = (t3 - t2) * 1e3
+        timings["total"] = (t3 - t0) * 1e3
+        return Detections(
+            boxes=raw.boxes.astype(np.float32),
+            scores=raw.scores.astype(np.float32),
+            labels=raw.labels,
+            class_names=self.config.classes,
+            timings_ms=timings,
+            num_points=int(pts.shape[0]),
+            num_pillars=pillars.num_pillars,
+            num_dropped_pillars=pillars.num_dropped_pillars,
+            num_dropped_points=pillars.num_dropped_points,
+        )
+
+    def warmup(self, iterations: int = 2, num_points: int = 20000, seed: int = 0) -> None:
+        """Run a few synthetic frames so that JIT compilation and allocations happen now."""
+        r = self.config.voxel.point_cloud_range
+        rng = np.random.default_rng(seed)
+        pts = rng.uniform(r[:3] + (0.0,), r[3:] + (1.0,), size=(num_points, 4)).astype(np.float32)
+        for _ in range(iterations):
+            self.detect(pts, source="<warmup>")
+
+    def close(self) -> None:
+        self.backend.deactivate()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Reading and writing point clouds and KITTI files."""
