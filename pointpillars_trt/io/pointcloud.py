@@ -104,7 +104,9 @@ def load_points(path: str | Path, *, allow_nonfinite: str = "error") -> np.ndarr
     """Read a point-cloud file into C-contiguous ``float32 [N, 4]`` ``(x, y, z, intensity)``.
 
     Args:
-        path: a ``.bin``, ``.npy``, ``.pcd`` or ``.ply`` file (see the module docstring).
+        path: a ``.bin``, ``.npy``, ``.pcd`` or ``.ply`` file (see the module docstring). A cloud
+            without intensity (a 3-column ``.npy``, a PCD/PLY without an intensity field) gets
+            intensity 0 in column 3; a ``.npy`` with more than 4 columns contributes its first 4.
         allow_nonfinite: ``"error"`` (default) or ``"drop"``, as ``nonfinite`` in
             :func:`validate_points`. Organized PCD clouds mark missing returns with NaN: use ``"drop"``.
 
