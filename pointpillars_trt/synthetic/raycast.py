@@ -373,7 +373,7 @@ def _cast_ground(ground, lane_v, lane_dashed, cos_el, sin_el, cos_az, sin_az, ma
 @numba.njit(cache=True)
 def _cast_groups(
     kind, center, half, yaw, group_start, group_object, group_center, group_half, group_yaw,
-    el, cos_el, sin_el, az0, daz, max_range, rng_out, hit_out, cos_out, would_hit,
+    el, cos_el, sin_el, cos_az, sin_az, az0, daz, max_range, rng_out, hit_out, cos_out, would_hit,
 ):
     nb = cos_el.shape[0]
     na = rng_out.shape[1]
@@ -405,9 +405,8 @@ def _cast_groups(
             dz = sin_el[i]
             for jj in range(j0, j1 + 1):
                 j = jj % na
-                a = az0 + j * daz
-                dx = ce * math.cos(a)
-                dy = ce * math.sin(a)
+                dx = ce * cos_az[j]
+                dy = ce * sin_az[j]
                 tbest = np.inf
                 cbest = 0.0
                 pbest = -1
@@ -463,7 +462,7 @@ def cast(
             prims.kind.astype(np.int32), prims.center, prims.half, prims.yaw,
             prims.group_start.astype(np.int32), prims.group_object.astype(np.int32),
             prims.group_center, prims.group_half, prims.group_yaw,
-            el, cos_el, sin_el, float(azimuth_start), daz, float(max_range),
+            el, cos_el, sin_el, np.cos(az), np.sin(az), float(azimuth_start), daz, float(max_range),
             rng_out, hit_out, cos_out, would_hit,
         )
     return CastResult(range=rng_out, hit=hit_out, cos_incidence=cos_out, would_hit=would_hit)

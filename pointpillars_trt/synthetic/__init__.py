@@ -1,0 +1,28 @@
+"""Procedural LiDAR scenes and a KITTI-layout synthetic dataset.
+
+A street scene (:mod:`.scene`, shapes in :mod:`.shapes`) is ray cast (:mod:`.raycast`) by a
+simulated Velodyne HDL-64E (:mod:`.sensor`) into a frame of points, boxes and per-object
+visibility (:mod:`.frame`); :mod:`.kitti_writer` writes frames as KITTI files and
+:mod:`.dataset` writes a whole dataset. ``GENERATOR_VERSION`` changes whenever the same seed
+would give different files; it is recorded in ``dataset.json`` and in models trained on the data.
+"""
+
+from __future__ import annotations
+
+GENERATOR_VERSION = "1"
+
+from .frame import SyntheticFrame, generate_frame  # noqa: E402
+from .scene import CLASS_NAMES, Scene, SceneConfig, generate_scene  # noqa: E402
+from .sensor import SensorConfig, hdl64e_elevations  # noqa: E402
+
+__all__ = [
+    "CLASS_NAMES",
+    "GENERATOR_VERSION",
+    "Scene",
+    "SceneConfig",
+    "SensorConfig",
+    "SyntheticFrame",
+    "generate_frame",
+    "generate_scene",
+    "hdl64e_elevations",
+]
