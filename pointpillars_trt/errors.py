@@ -37,3 +37,24 @@ class EngineError(PointPillarsError):
 
 class CalibrationError(PointPillarsError, ValueError):
     """A KITTI calibration or label file is malformed."""
+
+
+class LabelError(CalibrationError):
+    """A KITTI label or result file is malformed (the message names the file and line)."""
+
+
+class DatasetError(PointPillarsError, ValueError):
+    """A dataset on disk is incomplete or inconsistent: missing split file, frames without labels or
+    calibration, predictions for frames that are not in the split."""
+
+
+class CudaError(PointPillarsError, RuntimeError):
+    """A CUDA driver call failed (the message names the call and the CUresult)."""
+
+
+class KernelCompileError(CudaError):
+    """NVRTC could not compile one of the package's CUDA kernels (the message carries the NVRTC log)."""
+
+
+class ExportError(PointPillarsError):
+    """A model cannot be exported to ONNX (unsupported layer) or an exported graph fails its checks."""

@@ -48,9 +48,9 @@ def load_frames(frames_dir: Path | None) -> list[tuple[str, np.ndarray]]:
 
 def synthetic_360_frames(n: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """Full-revolution HDL-64-like frames from the package's simulator (about 120k points each)."""
-    from pointpillars_trt.synthetic import simulate_frame
+    from pointpillars_trt.synthetic import generate_frame
 
-    return [(f"synthetic360/{i}", simulate_frame(seed + i).points) for i in range(n)]
+    return [(f"synthetic360/{i}", generate_frame(seed, i).points) for i in range(n)]
 
 
 def bench_voxelize(cfg, frames, iters: int) -> dict:
