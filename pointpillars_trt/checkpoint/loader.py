@@ -1,0 +1,91 @@
+"""``load_checkpoint``: any supported file -> native float32 state dict + the config to decode it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..config import PointPillarsConfig, load_config
+from .detect import LAYOUTS, check_forced_format, detect_format
+from .native import native_config
+from .reader import read_checkpoint_file
+from .verify import check_state_dict, reference_state_dict
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint in native form.
+
+    ``state_dict`` has native keys (``pfn.*``, ``rpn.*``), float32 tensors (int64
+    ``num_batches_tracked``) and fits ``build_model(config)`` exactly. ``config`` carries the
+    source's decoding conventions in ``config.head``. ``format`` is the file's format (one of
+    ``FORMATS``); ``metadata`` holds string facts (source format, epoch, caller metadata, ...).
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    config: PointPillarsConfig
+    format: str
+    path: Path
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def load_checkpoint(
+    path: str | Path,
+    config: PointPillarsConfig | None = None,
+    format: str | None = None,
+    *,
+    source_classes: Sequence[str] | None = None,
+) -> LoadedCheckpoint:
+    """Read a native, OpenPCDet, mmdet3d or zhulf0804 checkpoint and convert it to native form.
+
+    * ``format``: force the format instead of detecting it from the key names.
+    * ``config``: the architecture to fit. Native files carry their config; a different
+      ``config`` raises :class:`ConfigError`. For foreign formats ``config`` (default: the
+      package default config) is copied with ``head`` set to the source's conventions.
+    * ``source_classes``: the class order the foreign checkpoint was trained with, if it is not
+      the format's usual one (mmdet3d files that name their classes in ``meta`` are read from it).
+
+    Raises :class:`CheckpointError` naming the file for unreadable files, unknown formats and
+    state dicts that do not fit the architecture (listing missing, unexpected, mis-shaped keys).
+    """
+    path = Path(path)
+    where = str(path)
+    raw = read_checkpoint_file(path)
+    if format is not None:
+        check_forced_format(raw.tensors, format, where)
+        fmt = format
+    else:
+        fmt = detect_format(raw.tensors, where)
+
+    origins: dict[str, str] = {}
+    if fmt == "native":
+        cfg = native_config(raw.info, config, where)
+        state = dict(raw.tensors)
+        metadata = {k: v for k, v in raw.info.items() if k != "config"}
+    else:
+        layout = LAYOUTS[fmt]
+        cfg = (config if config is not None else load_config()).replace(head=dict(layout.head))
+        classes = tuple(source_classes or raw.classes or layout.classes)
+        state, origins = layout.to_native(raw.tensors, cfg.classes, classes, where)
+        metadata = {k: v for k, v in raw.info.items() if k not in ("config", "format_version")}
+        metadata.update(source_format=fmt, source_file=path.name, source_classes=",".join(classes))
+
+    reference = reference_state_dict(cfg)
+    state = _as_float32(state)
+    for key in reference:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros((), dtype=torch.int64)
+    check_state_dict(state, reference, source=where, origins=origins)
+    state = {k: state[k] for k in reference}  # model order
+    return LoadedCheckpoint(state_dict=state, config=cfg, format=fmt, path=path, metadata=metadata)
+
+
+def _as_float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, t in state.items():
+        t = t.detach()
+        out[key] = t.to(torch.int64) if key.endswith("num_batches_tracked") else t.to(torch.float32).contiguous()
+    return out

@@ -1,0 +1,110 @@
+"""The native safetensors format: round trips, fp16 storage, config checks."""
+
+import pytest
+import torch
+
+from pointpillars_trt.checkpoint import LoadedCheckpoint, load_checkpoint, random_native_state_dict, save_native
+from pointpillars_trt.config import load_config
+from pointpillars_trt.errors import CheckpointError, ConfigError
+from pointpillars_trt.model import build_model
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def state(cfg):
+    return random_native_state_dict(cfg, seed=11)
+
+
+def test_round_trip_is_identical(tmp_path, cfg, state):
+    path = save_native(tmp_path / "m.safetensors", state, cfg, metadata={"command": "train.py --epochs 80", "seed": "11"})
+    ck = load_checkpoint(path)
+    assert isinstance(ck, LoadedCheckpoint)
+    assert ck.format == "native" and ck.path == path and ck.config == cfg
+    assert list(ck.state_dict) == list(state)
+    for key, t in state.items():
+        assert torch.equal(ck.state_dict[key], t), key
+        assert ck.state_dict[key].dtype == (torch.int64 if key.endswith("num_batches_tracked") else torch.float32)
+    assert ck.metadata["command"] == "train.py --epochs 80" and ck.metadata["seed"] == "11"
+    assert ck.metadata["format_version"] == "1" and ck.metadata["config_hash"] == cfg.hash()
+    assert "config" not in ck.metadata
+
+
+def test_saving_a_model_and_loading_into_a_model(tmp_path, cfg, state):
+    model = build_model(cfg)
+    model.load_state_dict(state)
+    ck = load_checkpoint(save_native(tmp_path / "m.safetensors", model, cfg))
+    fresh = build_model(ck.config)
+    fresh.load_state_dict(ck.state_dict)  # strict
+    assert torch.equal(fresh.rpn.conv_cls.weight, model.rpn.conv_cls.weight)
+
+
+def test_fp16_storage_loads_as_float32(tmp_path, cfg, state):
+    p32 = save_native(tmp_path / "m32.safetensors", state, cfg)
+    p16 = save_native(tmp_path / "m16.safetensors", state, cfg, dtype=torch.float16)
+    assert p16.stat().st_size < 0.6 * p32.stat().st_size
+    ck = load_checkpoint(p16)
+    assert ck.metadata["dtype"] == "float16"
+    for key, t in state.items():
+        got = ck.state_dict[key]
+        if key.endswith("num_batches_tracked"):
+            assert got.dtype == torch.int64 and torch.equal(got, t)
+        else:
+            assert got.dtype == torch.float32
+            torch.testing.assert_close(got, t, rtol=1e-3, atol=1e-4)
+
+
+def test_a_different_config_is_a_config_error_naming_the_fields(tmp_path, cfg, state):
+    path = save_native(tmp_path / "m.safetensors", state, cfg)
+    assert load_checkpoint(path, config=load_config()).config == cfg  # an equal config is fine
+    other = cfg.replace(postprocess={"score_threshold": 0.3}, head={"dir_offset": 0.0})
+    with pytest.raises(ConfigError) as err:
+        load_checkpoint(path, config=other)
+    msg = str(err.value)
+    assert str(path) in msg and "postprocess.score_threshold" in msg and "head.dir_offset" in msg
+
+
+def test_converted_checkpoint_keeps_its_conventions_and_provenance(tmp_path, cfg):
+    from pointpillars_trt.checkpoint import write_checkpoint
+
+    src = load_checkpoint(write_checkpoint(tmp_path / "z.pth", "zhulf0804", cfg, seed=2))
+    path = save_native(tmp_path / "z.safetensors", src.state_dict, src.config, src.metadata)
+    ck = load_checkpoint(path)
+    assert ck.config == src.config and ck.config.head.box_layout == "wlh_cw"
+    assert ck.metadata["source_format"] == "zhulf0804" and ck.metadata["source_file"] == "z.pth"
+    assert all(torch.equal(ck.state_dict[k], v) for k, v in src.state_dict.items())
+
+
+def test_bare_native_pth_uses_the_given_or_default_config(tmp_path, cfg, state):
+    path = tmp_path / "native.pth"
+    torch.save(state, path)
+    ck = load_checkpoint(path)
+    assert ck.format == "native" and ck.config == cfg
+    other = cfg.replace(postprocess={"score_threshold": 0.2})
+    assert load_checkpoint(path, config=other).config == other
+
+
+def test_save_refuses_what_would_not_load(tmp_path, cfg, state):
+    broken = dict(state)
+    del broken["rpn.conv_dir.bias"]
+    with pytest.raises(CheckpointError, match=r"missing \(1\):\s+rpn.conv_dir.bias \[12\]"):
+        save_native(tmp_path / "a.safetensors", broken, cfg)
+    with pytest.raises(CheckpointError, match="strings"):
+        save_native(tmp_path / "a.safetensors", state, cfg, metadata={"seed": 3})
+    with pytest.raises(CheckpointError, match="float16"):
+        save_native(tmp_path / "a.safetensors", state, cfg, dtype=torch.bfloat16)
+    with pytest.raises(CheckpointError, match="cannot write"):
+        save_native(tmp_path / "no" / "dir" / "a.safetensors", state, cfg)
+    assert not list(tmp_path.iterdir())
+
+
+def test_newer_format_version_is_refused(tmp_path, cfg, state):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "future.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"config": cfg.to_json(), "format_version": "2"})
+    with pytest.raises(CheckpointError, match="format_version '2'"):
+        load_checkpoint(path)
