@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_cloud
+from tests.helpers import random_cloud
 from pointpillars_trt.backends import create_backend
 from pointpillars_trt.detector import Detections, Detector, PillarOverflowWarning
 from pointpillars_trt.errors import ConfigError, PillarOverflowError, PointCloudError

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import KITTI
+from tests.helpers import KITTI
 from pointpillars_trt.errors import PointCloudError
 from pointpillars_trt.io.pointcloud import (
     SUPPORTED_SUFFIXES,

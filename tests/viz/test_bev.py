@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import KITTI
+from tests.helpers import KITTI
 from pointpillars_trt.errors import BackendUnavailableError
 from pointpillars_trt.io.pointcloud import load_points
 from pointpillars_trt.viz import render_bev, show_open3d

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import random_cloud
+from tests.helpers import random_cloud
 from pointpillars_trt.voxelize import make_voxelizer
 
 

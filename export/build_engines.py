@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Build TensorRT engines from the ONNX graphs written by export/export_onnx.py.
+
+    python export/build_engines.py --onnx-dir out/onnx --out-dir out/engines
+    python export/build_engines.py --onnx-dir out/onnx_fp16 --precision fp16 --timing-cache out/trt.cache
+    python export/build_engines.py --onnx-dir out/onnx --native-scatter   # also mfn.engine (ONNX ScatterND)
+
+Writes ``pfn.engine`` and ``rpn.engine`` (and ``mfn.engine`` with ``--native-scatter``) in our
+container: a JSON header (config, ONNX hash, TensorRT version, GPU, precision, pillar profile)
+followed by the serialized engine; the TensorRT backend checks the header when it loads them.
+
+Networks are strongly typed: the precision is the ONNX graphs' own (export FP16 graphs with
+``export/export_onnx.py --fp16``); ``--precision`` only checks that the graphs are what you expect.
+The ``num_pillars`` profile defaults to min 1, opt 12000 (clamped), max = the config's
+``voxel.max_pillars`` (the config is read from the graphs' metadata).
+
+Exit codes: 0 built; 1 a build or input error; 2 TensorRT (or cuda-python) not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from pointpillars_trt.errors import BackendUnavailableError, PointPillarsError
+
+log = logging.getLogger("build_engines")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--onnx-dir", type=Path, required=True, help="folder with pfn.onnx, rpn.onnx (and mfn.onnx)")
+    p.add_argument("--out-dir", type=Path, help="where to write the engines (default: the ONNX folder)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), help="expected precision of the graphs (default: theirs)")
+    p.add_argument("--min-pillars", type=int, help="profile minimum (default 1)")
+    p.add_argument("--opt-pillars", type=int, help="profile optimum (default 12000, clamped into [min, max])")
+    p.add_argument("--max-pillars", type=int, help="profile maximum (default: the config's voxel.max_pillars)")
+    p.add_argument("--workspace", type=int, default=2048, metavar="MiB", help="builder workspace limit (default 2048 MiB)")
+    p.add_argument("--timing-cache", type=Path, help="persistent timing cache file (read if present, updated after the build)")
+    p.add_argument("--native-scatter", action="store_true", help="also build mfn.engine (ONNX ScatterND) for comparison")
+    p.add_argument("--no-tf32", action="store_true", help="forbid TF32 in FP32 layers (closer to PyTorch FP32, slower)")
+    p.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
+    p.add_argument("--verbose", action="store_true", help="TensorRT info-level log")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from pointpillars_trt.tensorrt.build import BuildOptions, build_engines
+
+    options = BuildOptions(
+        precision=args.precision, min_pillars=args.min_pillars, opt_pillars=args.opt_pillars, max_pillars=args.max_pillars,
+        workspace_mib=args.workspace, timing_cache=args.timing_cache, tf32=not args.no_tf32,
+        log_severity="info" if args.verbose else "warning",
+    )
+    t0 = time.perf_counter()
+    try:
+        paths = build_engines(args.onnx_dir, args.out_dir or args.onnx_dir, options, native_scatter=args.native_scatter, device=args.device)
+    except BackendUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    except PointPillarsError as exc:
+        log.error("%s", exc)
+        return 1
+    for part, path in paths.items():
+        log.info("wrote %s (%s)", path, part)
+    log.info("built %d engine(s) in %.1f s", len(paths), time.perf_counter() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

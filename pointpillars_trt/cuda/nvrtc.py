@@ -1,0 +1,309 @@
+"""Run-time compilation of the package's CUDA kernels with NVRTC, an on-disk cache, and launches.
+
+* :func:`compile_source` compiles CUDA C++ to a CUBIN for a real architecture (``sm_XY``) or to
+  PTX for a virtual one (``compute_XY``) when NVRTC does not know the device yet; it needs no GPU.
+* :class:`KernelCache` keeps the images on disk, keyed by the SHA-256 of the source (and the
+  ``.cuh`` headers beside it), the target, the options and the NVRTC version.
+* :func:`load_kernels` compiles (or reads from the cache) one ``kernels/*.cu`` file for a device
+  and loads it with ``cuModuleLoadData``; :func:`launch` calls ``cuLaunchKernel`` on a given
+  stream handle with arguments packed by :func:`pack_kernel_args`.
+
+The cache directory is ``$POINTPILLARS_TRT_KERNEL_CACHE``, else
+``$XDG_CACHE_HOME/pointpillars_trt/kernels``, else ``~/.cache/pointpillars_trt/kernels``; an
+unwritable cache is skipped (compilation still works).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import CudaError, KernelCompileError
+from .bindings import bindings, check, check_nvrtc
+from .device import CudaDevice
+
+log = logging.getLogger(__name__)
+
+KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
+DEFAULT_OPTIONS = ("--std=c++17",)
+
+
+# ---- pure helpers (no GPU, no NVRTC) -------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """What NVRTC is asked for: ``option`` e.g. ``--gpu-architecture=sm_90``, and the image kind."""
+
+    option: str
+    kind: str  # "cubin" or "ptx"
+
+    @property
+    def arch(self) -> str:
+        return self.option.split("=", 1)[1]
+
+
+def choose_target(compute_capability: tuple[int, int], supported_archs: Sequence[int]) -> Target:
+    """A CUBIN for the device's own ``sm_XY`` when NVRTC supports it; otherwise PTX for the
+    newest supported virtual architecture not above the device (the driver JITs it).
+
+    >>> choose_target((9, 0), [75, 80, 90]).option
+    '--gpu-architecture=sm_90'
+    >>> choose_target((12, 9), [80, 90, 100]).option
+    '--gpu-architecture=compute_100'
+    """
+    cc = compute_capability[0] * 10 + compute_capability[1]
+    if cc in supported_archs:
+        return Target(f"--gpu-architecture=sm_{cc}", "cubin")
+    lower = [a for a in supported_archs if a <= cc]
+    if not lower:
+        raise KernelCompileError(
+            f"NVRTC supports architectures {sorted(supported_archs)}, none of which runs on compute capability "
+            f"{compute_capability[0]}.{compute_capability[1]}: install an NVRTC that knows this GPU"
+        )
+    return Target(f"--gpu-architecture=compute_{max(lower)}", "ptx")
+
+
+def cache_key(source: str, headers: dict[str, str], target: Target, options: Sequence[str], nvrtc_version: tuple[int, int]) -> str:
+    """SHA-256 over everything that changes the compiled image."""
+    h = hashlib.sha256()
+    for part in (source, target.option, target.kind, "\0".join(options), f"nvrtc{nvrtc_version[0]}.{nvrtc_version[1]}"):
+        h.update(part.encode())
+        h.update(b"\0\1")
+    for name in sorted(headers):
+        h.update(name.encode() + b"\0" + headers[name].encode() + b"\0\1")
+    return h.hexdigest()
+
+
+def read_kernel_source(filename: str, kernel_dir: Path = KERNEL_DIR) -> tuple[str, dict[str, str]]:
+    """The ``.cu`` file and every ``.cuh`` header beside it (all of them feed the cache key)."""
+    path = kernel_dir / filename
+    if not path.is_file():
+        raise KernelCompileError(f"{path}: kernel source not found (is the package data installed?)")
+    headers = {p.name: p.read_text() for p in sorted(kernel_dir.glob("*.cuh"))}
+    return path.read_text(), headers
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("POINTPILLARS_TRT_KERNEL_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pointpillars_trt" / "kernels"
+
+
+class KernelCache:
+    """Compiled images on disk: ``<dir>/<key>.<kind>``; writes are atomic (temp file + rename)."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+
+    def path(self, key: str, kind: str) -> Path:
+        return self.directory / f"{key}.{kind}"
+
+    def get(self, key: str, kind: str) -> bytes | None:
+        p = self.path(key, kind)
+        try:
+            data = p.read_bytes()
+        except OSError:
+            return None
+        return data or None
+
+    def put(self, key: str, kind: str, data: bytes) -> bool:
+        """Store ``data``; ``False`` (and a debug log line) when the directory is not writable."""
+        p = self.path(key, kind)
+        tmp = p.with_name(f"{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, p)
+            return True
+        except OSError as exc:
+            log.debug("kernel cache %s not writable: %s", self.directory, exc)
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            return False
+
+
+def pack_kernel_args(args: Sequence[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``cuLaunchKernel``'s ``kernelParams``: an array of addresses of each argument's value.
+
+    Each argument must be a numpy scalar of the kernel parameter's exact type (``np.uint64`` for
+    pointers, ``np.int32`` for ``int``, ``np.float32`` for ``float``): a bare Python ``int`` is
+    refused because its size would be a guess. Keep the returned holders alive until the launch
+    call has returned (the driver copies the values at launch).
+    """
+    holders = []
+    for i, a in enumerate(args):
+        if not isinstance(a, np.generic):
+            raise TypeError(f"kernel argument {i} is {type(a).__name__}; pass np.uint64 (pointer), np.int32 or np.float32")
+        holders.append(np.array([a], dtype=a.dtype))
+    addresses = np.array([h.ctypes.data for h in holders], dtype=np.uint64)
+    return addresses, holders
+
+
+def ptr(value: int) -> np.uint64:
+    """A device pointer argument."""
+    return np.uint64(int(value))
+
+
+def i32(value: int) -> np.int32:
+    """An ``int`` argument (range-checked)."""
+    v = int(value)
+    if not -(2**31) <= v < 2**31:
+        raise ValueError(f"{v} does not fit a kernel int")
+    return np.int32(v)
+
+
+def grid_for(work_items: int, block: int, max_blocks: int) -> int:
+    """Blocks for a grid-stride loop over ``work_items``: enough to cover it, at most ``max_blocks``,
+    at least 1."""
+    return max(1, min(-(-int(work_items) // block), int(max_blocks)))
+
+
+# ---- NVRTC -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompiledImage:
+    data: bytes
+    kind: str
+    target: Target
+    log: str
+    from_cache: bool = False
+
+
+def nvrtc_version() -> tuple[int, int]:
+    _, nv = bindings()
+    major, minor = check_nvrtc(nv.nvrtcVersion(), "nvrtcVersion")
+    return int(major), int(minor)
+
+
+def nvrtc_supported_archs() -> list[int]:
+    _, nv = bindings()
+    if not hasattr(nv, "nvrtcGetSupportedArchs"):
+        return []
+    return [int(a) for a in check_nvrtc(nv.nvrtcGetSupportedArchs(), "nvrtcGetSupportedArchs")]
+
+
+def _program_log(nv: Any, prog: Any) -> str:
+    try:
+        size = check_nvrtc(nv.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
+        buf = b" " * int(size)
+        check_nvrtc(nv.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
+        return buf.rstrip(b"\0 ").decode(errors="replace")
+    except CudaError as exc:
+        return f"(no log: {exc})"
+
+
+def compile_source(
+    source: str,
+    name: str,
+    target: Target,
+    options: Sequence[str] = DEFAULT_OPTIONS,
+    include_dirs: Sequence[Path] = (),
+) -> CompiledImage:
+    """Compile CUDA C++ ``source`` (file name ``name`` for messages) with NVRTC.
+
+    Raises :class:`KernelCompileError` carrying the NVRTC log when compilation fails.
+    """
+    _, nv = bindings()
+    prog = check_nvrtc(nv.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []), "nvrtcCreateProgram")
+    try:
+        opts = [target.option, *options, *(f"--include-path={d}" for d in include_dirs)]
+        result = nv.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
+        status = result[0] if isinstance(result, tuple) else result
+        text = _program_log(nv, prog)
+        if int(status) != 0:
+            raise KernelCompileError(
+                f"{name}: NVRTC compilation for {target.arch} failed ({getattr(status, 'name', int(status))}) "
+                f"with options {opts}:\n{text}"
+            )
+        if target.kind == "cubin":
+            size = check_nvrtc(nv.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
+            buf = b" " * int(size)
+            check_nvrtc(nv.nvrtcGetCUBIN(prog, buf), "nvrtcGetCUBIN")
+        else:
+            size = check_nvrtc(nv.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
+            buf = b" " * int(size)
+            check_nvrtc(nv.nvrtcGetPTX(prog, buf), "nvrtcGetPTX")
+        return CompiledImage(bytes(buf), target.kind, target, text)
+    finally:
+        nv.nvrtcDestroyProgram(prog)
+
+
+def compile_kernel_file(
+    filename: str,
+    compute_capability: tuple[int, int],
+    options: Sequence[str] = DEFAULT_OPTIONS,
+    cache: KernelCache | None = None,
+    kernel_dir: Path = KERNEL_DIR,
+) -> CompiledImage:
+    """Compile ``kernels/<filename>`` for ``compute_capability``, through the disk cache."""
+    source, headers = read_kernel_source(filename, kernel_dir)
+    target = choose_target(compute_capability, nvrtc_supported_archs() or [compute_capability[0] * 10 + compute_capability[1]])
+    cache = cache if cache is not None else KernelCache()
+    key = cache_key(source, headers, target, options, nvrtc_version())
+    data = cache.get(key, target.kind)
+    if data is not None:
+        return CompiledImage(data, target.kind, target, "", from_cache=True)
+    image = compile_source(source, filename, target, options, include_dirs=(kernel_dir,))
+    cache.put(key, target.kind, image.data)
+    return image
+
+
+# ---- modules and launches ----------------------------------------------------------------------
+class CudaModule:
+    """A loaded module (``cuModuleLoadData``) and its functions by name."""
+
+    def __init__(self, image: CompiledImage, device: CudaDevice, name: str = "<module>") -> None:
+        self.device, self.name, self.image = device, name, image
+        device.make_current()
+        drv = bindings()[0]
+        data = image.data if image.kind == "cubin" else image.data.rstrip(b"\0") + b"\0"  # PTX: NUL-terminated
+        buf = np.frombuffer(data, dtype=np.uint8).copy()  # passed by address, as NVIDIA's samples do
+        self._module = check(drv.cuModuleLoadData(buf.ctypes.data), f"cuModuleLoadData({name}, {image.target.arch})")
+        self._functions: dict[str, Any] = {}
+
+    def function(self, name: str) -> Any:
+        """The ``CUfunction`` of ``extern "C"`` kernel ``name``."""
+        fn = self._functions.get(name)
+        if fn is None:
+            self.device.make_current()
+            fn = check(bindings()[0].cuModuleGetFunction(self._module, name.encode()), f"cuModuleGetFunction({self.name}: {name})")
+            self._functions[name] = fn
+        return fn
+
+
+_modules: dict[tuple[str, int, tuple[str, ...]], CudaModule] = {}
+_modules_lock = threading.Lock()
+
+
+def load_kernels(filename: str, device: CudaDevice, options: Sequence[str] = DEFAULT_OPTIONS, cache: KernelCache | None = None) -> CudaModule:
+    """``kernels/<filename>`` compiled for ``device`` and loaded once per process."""
+    key = (filename, device.index, tuple(options))
+    with _modules_lock:
+        mod = _modules.get(key)
+        if mod is None:
+            image = compile_kernel_file(filename, device.info.compute_capability, options, cache)
+            mod = CudaModule(image, device, filename)
+            _modules[key] = mod
+    return mod
+
+
+def launch(function: Any, grid: int | tuple[int, int, int], block: int | tuple[int, int, int], args: Sequence[Any], stream: int, shared_mem: int = 0) -> None:
+    """``cuLaunchKernel`` on ``stream`` (an ``int`` handle; 0 is the legacy default stream)."""
+    g = (grid, 1, 1) if isinstance(grid, int) else tuple(grid)
+    b = (block, 1, 1) if isinstance(block, int) else tuple(block)
+    addresses, holders = pack_kernel_args(args)
+    drv = bindings()[0]
+    check(
+        drv.cuLaunchKernel(function, *g, *b, int(shared_mem), drv.CUstream(int(stream)), addresses.ctypes.data, 0),
+        "cuLaunchKernel",
+    )
+    del holders

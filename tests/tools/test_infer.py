@@ -1,0 +1,118 @@
+"""tools/infer.py run as a user runs it: a subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data" / "kitti_frames" / "zhulf0804"
+FRAME = SHARED / "velodyne_reduced" / "000134.bin"
+
+
+def run_tool(*args, check=True):
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "infer.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from pointpillars_trt.checkpoint import write_checkpoint
+    from pointpillars_trt.config import load_config
+
+    d = tmp_path_factory.mktemp("ckpt")
+    cfg = load_config()
+    out = {}
+    for fmt in ("native", "openpcdet", "mmdet3d", "zhulf0804"):
+        path = d / (f"{fmt}.safetensors" if fmt == "native" else f"{fmt}.pth")
+        write_checkpoint(path, fmt, cfg, seed=3)
+        out[fmt] = path
+    return out
+
+
+@pytest.mark.skipif(not FRAME.exists(), reason="../shared KITTI frames absent")
+def test_every_checkpoint_format_on_a_real_frame(checkpoints, tmp_path):
+    results = {}
+    for fmt, ckpt in checkpoints.items():
+        out = tmp_path / f"{fmt}.json"
+        proc = run_tool(FRAME, "--ckpt", ckpt, "--out", out)
+        assert f"({fmt})" in proc.stderr and "times (ms)" in proc.stdout
+        frame = json.loads(out.read_text())["frames"][0]
+        assert frame["path"] == str(FRAME)
+        assert set(frame) >= {"path", "boxes", "scores", "labels", "timings_ms"}
+        assert len(frame["boxes"]) == len(frame["scores"]) == len(frame["labels"])
+        assert all(len(b) == 7 for b in frame["boxes"])
+        assert set(frame["labels"]) <= {"Car", "Pedestrian", "Cyclist"}
+        results[fmt] = frame
+    assert all(r["timings_ms"]["total"] > 0 for r in results.values())
+
+
+@pytest.mark.skipif(not FRAME.exists(), reason="../shared KITTI frames absent")
+def test_kitti_label_output_and_bev(checkpoints, tmp_path):
+    calib = SHARED / "calib" / "000134.txt"
+    run_tool(FRAME, "--ckpt", checkpoints["openpcdet"], "--calib", calib, "--out", tmp_path / "labels",
+             "--bev", tmp_path / "bev.png", "--score-thresh", "0.2", "--quiet")
+    from pointpillars_trt.io.kitti import read_label
+
+    objs = read_label(tmp_path / "labels" / "000134.txt")
+    assert all(o.score is not None and o.score >= 0.2 for o in objs)
+    png = (tmp_path / "bev.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_demo_model_on_the_shipped_sample(tmp_path):
+    proc = run_tool(REPO / "pointpillars_trt" / "data" / "sample_cloud.bin", "--out", tmp_path / "r.json")
+    assert "model:" in proc.stderr
+    if "RANDOM" in proc.stderr:
+        assert "meaningless" in proc.stderr
+
+
+def test_directory_input_writes_every_frame(tmp_path):
+    from pointpillars_trt.io.pointcloud import load_points, save_points
+
+    pts = load_points(REPO / "pointpillars_trt" / "data" / "sample_cloud.bin")
+    d = tmp_path / "frames"
+    d.mkdir()
+    save_points(d / "a.bin", pts)
+    save_points(d / "b.pcd", pts)
+    save_points(d / "c.ply", pts[::2])
+    run_tool(d, "--out", tmp_path / "r.json", "--quiet", "--bev", tmp_path / "bev")
+    frames = json.loads((tmp_path / "r.json").read_text())["frames"]
+    assert [Path(f["path"]).name for f in frames] == ["a.bin", "b.pcd", "c.ply"]
+    assert frames[0]["boxes"] == frames[1]["boxes"]
+    assert sorted(p.name for p in (tmp_path / "bev").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (np.zeros(10, np.float32).tobytes() + b"xx", "not a multiple of 16"),
+        (b"", "empty"),
+        (np.array([[1, 2, np.nan, 0]], np.float32).tobytes(), "NaN|non-finite|nonfinite"),
+    ],
+)
+def test_bad_files_exit_2_naming_the_file(tmp_path, content, message):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(content)
+    proc = run_tool(bad, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "bad.bin" in proc.stderr
+    assert __import__("re").search(message, proc.stderr), proc.stderr
+
+
+def test_checkpoint_of_another_architecture_lists_keys(tmp_path):
+    import torch
+
+    sd = {"backbone.conv1.weight": torch.zeros(3, 3), "head.fc.weight": torch.zeros(2, 2)}
+    bad = tmp_path / "other.pth"
+    torch.save({"model_state": sd}, bad)
+    proc = run_tool(REPO / "pointpillars_trt" / "data" / "sample_cloud.bin", "--ckpt", bad, check=False)
+    assert proc.returncode == 2 and "other.pth" in proc.stderr

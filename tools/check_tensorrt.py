@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""The first thing to run on a machine with TensorRT: export, build, and compare against PyTorch.
+
+    python tools/check_tensorrt.py                                # demo/random weights, FP32 + FP16
+    python tools/check_tensorrt.py --ckpt pointpillar_7728.pth --precision fp32 --reference torch onnxruntime
+    python tools/check_tensorrt.py --frames my_bins/ --native-scatter --iters 50
+
+For each precision it exports the ONNX graphs (``pointpillars_trt.exporter.export_onnx``), builds
+the engines (``export/build_engines.py``'s code, timing cache shared in the work folder), then
+runs every frame (``*.bin`` under ``--frames``, default ``../shared/data/kitti_frames``) through
+the TensorRT backend and the reference backend(s) on the same pillars, and prints:
+
+* a parity table per frame: max abs / max relative error of ``cls``, ``box``, ``dir`` and the
+  boxes after post-processing (count, matched by BEV IoU, worst IoU, worst score difference);
+* per-stage times of the TensorRT backend (CUDA events: h2d, pfn, scatter, rpn, d2h), median
+  over ``--iters`` runs per frame, and the reference's.
+
+Exit codes: 0 done (parity is reported, not judged); 1 an error; 2 TensorRT / cuda-python missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pointpillars_trt.errors import BackendUnavailableError, PointPillarsError
+
+log = logging.getLogger("check_tensorrt")
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FRAMES = REPO.parent / "shared" / "data" / "kitti_frames"
+OUTPUTS = ("cls", "box", "dir")
+
+
+# ---- comparisons (pure) ----------------------------------------------------------------------------
+def tensor_errors(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
+    """(max |got - want|, max |got - want| / (|want| + 1e-3)) in float64."""
+    g, w = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if g.shape != w.shape:
+        raise ValueError(f"shapes differ: {g.shape} vs {w.shape}")
+    d = np.abs(g - w)
+    return float(d.max(initial=0.0)), float((d / (np.abs(w) + 1e-3)).max(initial=0.0))
+
+
+def match_detections(a, b, iou_threshold: float = 0.5) -> dict[str, float]:
+    """Greedy one-to-one matching of two detection sets (``boxes``, ``scores``, ``labels``), best
+    score first, same label, BEV IoU >= ``iou_threshold``. Returns counts, the worst matched IoU and
+    the largest score difference among matches."""
+    from pointpillars_trt.postprocess import iou_bev
+
+    na, nb = len(a.scores), len(b.scores)
+    out = {"n_a": na, "n_b": nb, "matched": 0, "min_iou": 1.0, "max_dscore": 0.0}
+    if na == 0 or nb == 0:
+        return out
+    iou = iou_bev(np.asarray(a.boxes, np.float32), np.asarray(b.boxes, np.float32))
+    iou[np.asarray(a.labels)[:, None] != np.asarray(b.labels)[None, :]] = 0.0
+    used = np.zeros(nb, bool)
+    for i in np.argsort(-np.asarray(a.scores)):
+        cand = np.where(~used & (iou[i] >= iou_threshold))[0]
+        if cand.size == 0:
+            continue
+        j = cand[np.argmax(iou[i, cand])]
+        used[j] = True
+        out["matched"] += 1
+        out["min_iou"] = min(out["min_iou"], float(iou[i, j]))
+        out["max_dscore"] = max(out["max_dscore"], abs(float(a.scores[i]) - float(b.scores[j])))
+    return out
+
+
+def summarize_ms(samples: list[float]) -> str:
+    a = np.asarray(samples, np.float64)
+    return f"{np.median(a):7.3f} (p90 {np.percentile(a, 90):7.3f})" if a.size else "      -"
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", type=Path, help="checkpoint (any supported format); default: the demo model or random weights")
+    p.add_argument("--config", help="config YAML or name (default: the checkpoint's)")
+    p.add_argument("--frames", type=Path, default=DEFAULT_FRAMES, help="folder searched recursively for *.bin frames")
+    p.add_argument("--work-dir", type=Path, help="where ONNX graphs, engines and the timing cache go (default: a temp folder)")
+    p.add_argument("--precision", nargs="+", choices=("fp32", "fp16"), default=["fp32", "fp16"])
+    p.add_argument("--reference", nargs="+", choices=("torch", "onnxruntime"), default=["torch"])
+    p.add_argument("--device", type=int, default=0)
+    p.add_argument("--native-scatter", action="store_true", help="also run the ScatterND MFN engine instead of our kernel")
+    p.add_argument("--no-tf32", action="store_true", help="build FP32 engines without TF32 (tighter FP32 parity)")
+    p.add_argument("--iters", type=int, default=20, help="timed runs per frame (after 3 warm-up runs)")
+    p.add_argument("--max-pillars", type=int, help="engine profile maximum (default: the config's)")
+    return p.parse_args(argv)
+
+
+def load_model(args):
+    from pointpillars_trt.config import load_config
+    from pointpillars_trt.detector import DEMO_MODEL
+
+    cfg = load_config(args.config) if args.config else None
+    path = args.ckpt or (DEMO_MODEL if DEMO_MODEL.is_file() else None)
+    if path is None:
+        import torch
+
+        from pointpillars_trt.model import build_model
+
+        cfg = cfg or load_config()
+        torch.manual_seed(0)
+        log.warning("no checkpoint: RANDOM weights (parity is still meaningful, boxes are not)")
+        return cfg, build_model(cfg).state_dict(), None
+    from pointpillars_trt.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, config=cfg)
+    return ckpt.config, ckpt.state_dict, Path(path)
+
+
+def load_frames(root: Path) -> list[tuple[str, np.ndarray]]:
+    from pointpillars_trt.io.pointcloud import load_points
+
+    paths = sorted(root.rglob("*.bin")) if root.is_dir() else []
+    if not paths:
+        raise PointPillarsError(f"{root}: no *.bin frames found (use --frames)")
+    return [(str(p.relative_to(root)), load_points(p)) for p in paths]
+
+
+def time_backend(backend, feeds, iters: int) -> dict[str, list[float]]:
+    for _ in range(3):
+        backend.infer(feeds)
+    stages: dict[str, list[float]] = {}
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        backend.infer(feeds)
+        wall = (time.perf_counter() - t0) * 1e3
+        for k, v in backend.last_timings_ms.items():
+            stages.setdefault(k, []).append(v)
+        stages.setdefault("host total", []).append(wall)
+    return stages
+
+
+def run_precision(precision: str, args, cfg, state_dict, ckpt_path, frames, work: Path) -> None:
+    from pointpillars_trt.backends import create_backend
+    from pointpillars_trt.exporter import export_onnx
+    from pointpillars_trt.postprocess import PostProcessor
+    from pointpillars_trt.tensorrt.build import BuildOptions, build_engines
+    from pointpillars_trt.voxelize import make_voxelizer
+
+    onnx_dir, engine_dir = work / f"onnx_{precision}", work / f"engines_{precision}"
+    t0 = time.perf_counter()
+    export_onnx(state_dict, cfg, onnx_dir, fp16=precision == "fp16", checkpoint_path=ckpt_path)
+    t1 = time.perf_counter()
+    build_engines(onnx_dir, engine_dir, BuildOptions(precision=precision, max_pillars=args.max_pillars, timing_cache=work / "timing.cache",
+                                                     tf32=not args.no_tf32), native_scatter=args.native_scatter, device=args.device)
+    t2 = time.perf_counter()
+    print(f"\n=== {precision}: export {t1 - t0:.1f} s, engine build {t2 - t1:.1f} s ({engine_dir})")
+
+    runs = {"tensorrt": create_backend("tensorrt", cfg=cfg, engine_dir=engine_dir, device=args.device)}
+    if args.native_scatter:
+        runs["tensorrt-native-scatter"] = create_backend("tensorrt", cfg=cfg, engine_dir=engine_dir, device=args.device, scatter="native")
+    refs = {}
+    import torch
+
+    torch_device = f"cuda:{args.device}" if torch.cuda.is_available() else "cpu"
+    if "torch" in args.reference:
+        refs["torch"] = create_backend("torch", cfg=cfg, state_dict=state_dict, device=torch_device)
+    if "onnxruntime" in args.reference:
+        refs["onnxruntime"] = create_backend("onnxruntime", cfg=cfg, engine_dir=work / "onnx_fp32" if (work / "onnx_fp32").is_dir() else onnx_dir)
+    ref_name = next(iter(refs))
+    voxelize = make_voxelizer(cfg.voxel, max_pillars=min(b.max_pillars for b in runs.values()))
+    post = PostProcessor(cfg)
+
+    header = f"{'frame':<42} {'pillars':>7} {'run':<24} {'vs':<11} " + " ".join(f"{'max|d' + o + '|':>11} {'rel':>8}" for o in OUTPUTS) + f" {'boxes':>9} {'matched':>7} {'minIoU':>7} {'dscore':>7}"
+    print(header)
+    timings: dict[str, dict[str, list[float]]] = {}
+    for name, pts in frames:
+        pillars = voxelize(pts)
+        feeds = {"features": pillars.features, "num_points": pillars.num_points, "coords": pillars.coords}
+        ref_out = {r: b.infer(feeds) for r, b in refs.items()}
+        ref_det = {r: post(o["cls"], o["box"], o["dir"]) for r, o in ref_out.items()}
+        for run_name, backend in runs.items():
+            out = backend.infer(feeds)
+            det = post(out["cls"], out["box"], out["dir"])
+            for r in refs:
+                errs = [tensor_errors(out[o], ref_out[r][o]) for o in OUTPUTS]
+                m = match_detections(det, ref_det[r])
+                print(f"{name[-42:]:<42} {pillars.num_pillars:>7} {run_name:<24} {r:<11} "
+                      + " ".join(f"{a:>11.3e} {rel:>8.1e}" for a, rel in errs)
+                      + f" {m['n_a']:>4}/{m['n_b']:<4} {m['matched']:>7} {m['min_iou']:>7.4f} {m['max_dscore']:>7.4f}")
+            for stage, vals in time_backend(backend, feeds, args.iters).items():
+                timings.setdefault(run_name, {}).setdefault(stage, []).extend(vals)
+        for stage, vals in time_backend(refs[ref_name], feeds, max(3, args.iters // 4)).items():
+            timings.setdefault(f"{ref_name} ({torch_device if ref_name == 'torch' else 'ort'})", {}).setdefault(stage, []).extend(vals)
+    print(f"\nper-stage times, ms, median (p90) over all frames x iterations ({precision}):")
+    for run_name, stages in timings.items():
+        print(f"  {run_name}")
+        for stage, vals in stages.items():
+            print(f"    {stage:<12} {summarize_ms(vals)}")
+    for b in list(runs.values()) + list(refs.values()):
+        b.deactivate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from pointpillars_trt.cuda.device import get_device
+        from pointpillars_trt.tensorrt.api import load_tensorrt, tensorrt_version
+
+        load_tensorrt()
+        dev = get_device(args.device).info
+        print(f"TensorRT {tensorrt_version()} on {dev.name} (sm_{dev.compute_capability[0]}{dev.compute_capability[1]}, driver {dev.driver_version})")
+        cfg, state_dict, ckpt_path = load_model(args)
+        frames = load_frames(args.frames)
+        print(f"config {cfg.name}; weights {ckpt_path or 'random/demo'}; {len(frames)} frames from {args.frames}")
+        with tempfile.TemporaryDirectory(prefix="check_tensorrt_") as tmp:
+            work = args.work_dir or Path(tmp)
+            for precision in args.precision:
+                run_precision(precision, args, cfg, state_dict, ckpt_path, frames, work)
+    except BackendUnavailableError as exc:
+        log.error("%s", exc)
+        return 2
+    except PointPillarsError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Run every GPU test and the GPU benchmarks in one go, on a bare GPU machine without network.
+#
+#   bash tools/gpu_suite.sh                 # from the repository root (or anywhere: it cd's there)
+#   OUT=/some/dir bash tools/gpu_suite.sh   # logs and JSON results go to $OUT (default: ./gpu_suite_out)
+#
+# What it expects there: python3 with numpy and torch (CUDA build); everything else the package
+# needs that is missing (cuda-python's cuda-bindings, NVRTC, numba, pyyaml, tqdm, pytest) is installed
+# with `pip install --no-index --no-deps --target /tmp/site` from wheels in ./.whl/ and put on
+# PYTHONPATH. Nothing is downloaded. The package itself runs from the checkout (PYTHONPATH=repo).
+#
+# Prepare .whl/ on a machine with network (here: CPython 3.12, manylinux x86_64; match the GPU
+# machine's Python and its CUDA major version, 13 for torch +cu130):
+#
+#   pip download --dest .whl --only-binary=:all: --no-deps \
+#       --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+#       "cuda-bindings>=13,<14" "cuda-pathfinder>=1.1" "nvidia-cuda-nvrtc>=13,<14" \
+#       "numba>=0.60" "llvmlite>=0.43" "pyyaml>=6" "tqdm>=4.60" \
+#       "pytest>=8" "pluggy>=1.5" "iniconfig>=2" "packaging>=24"
+#
+# (`--no-deps` because the machine's numpy and torch must stay as they are; the list above is the
+# whole closure. numba must accept the machine's numpy version, or the numba tests skip/fail.)
+#
+# Steps: environment report -> install what is missing -> NVRTC check -> `pytest -m gpu -v`
+# (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> tools/benchmark.py when
+# present -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
+# passed, else the number of failed steps.
+
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+OUT="${OUT:-$REPO/gpu_suite_out}"
+mkdir -p "$OUT"
+LOG="$OUT/gpu_suite.log"
+: >"$LOG"
+PY="${PYTHON:-python3}"
+SITE="${GPU_SUITE_SITE:-/tmp/site}"
+WHEELS="${GPU_SUITE_WHEELS:-$REPO/.whl}"
+export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export POINTPILLARS_TRT_KERNEL_CACHE="${POINTPILLARS_TRT_KERNEL_CACHE:-/tmp/pointpillars_trt_kernels}"
+export PYTHONDONTWRITEBYTECODE=1
+FAILED=()
+
+say() { echo "== $*" | tee -a "$LOG"; }
+step() {  # step NAME CMD...: run, log, remember failures
+  local name="$1"; shift
+  say "$name: $*"
+  local t0=$SECONDS
+  "$@" 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  say "$name: exit $rc after $((SECONDS - t0)) s"
+  [ "$rc" -eq 0 ] || FAILED+=("$name (exit $rc)")
+  return 0
+}
+have() { "$PY" -c "import $1" >/dev/null 2>&1; }
+
+say "environment ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1 || echo "nvidia-smi not available"
+  "$PY" - <<'EOF'
+import platform, sys
+print("python", sys.version.split()[0], platform.machine())
+for mod in ("numpy", "torch", "onnx", "onnxruntime", "numba", "yaml", "tqdm", "pytest", "cuda.bindings", "tensorrt"):
+    try:
+        m = __import__(mod, fromlist=["_"])
+        extra = f" cuda {m.version.cuda}, gpu {m.cuda.is_available()}" if mod == "torch" else ""
+        print(f"  {mod:<14} {getattr(m, '__version__', '?')}{extra}")
+    except Exception as exc:
+        print(f"  {mod:<14} MISSING ({type(exc).__name__}: {exc})")
+EOF
+} 2>&1 | tee -a "$LOG"
+
+# ---- install what is missing, from wheels only ---------------------------------------------------
+declare -A PKGS=(
+  [cuda.bindings]="cuda-bindings cuda-pathfinder"
+  [numba]="numba llvmlite"
+  [yaml]="pyyaml"
+  [tqdm]="tqdm"
+  [pytest]="pytest pluggy iniconfig packaging"
+)
+missing=()
+for mod in cuda.bindings numba yaml tqdm pytest; do
+  have "$mod" || missing+=(${PKGS[$mod]})
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ -d "$WHEELS" ]; then
+    step install "$PY" -m pip install --no-index --no-deps --find-links "$WHEELS" --target "$SITE" "${missing[@]}"
+  else
+    say "missing ${missing[*]} and no wheel folder $WHEELS (see this script's header)"
+    FAILED+=("install (no $WHEELS)")
+  fi
+fi
+# NVRTC: torch's CUDA wheels usually bring libnvrtc; install the wheel only when it cannot be loaded
+if ! "$PY" -c "from pointpillars_trt.cuda.nvrtc import nvrtc_version; nvrtc_version()" >/dev/null 2>&1; then
+  if ls "$WHEELS"/nvidia_cuda_nvrtc*.whl >/dev/null 2>&1; then
+    step install-nvrtc "$PY" -m pip install --no-index --no-deps --find-links "$WHEELS" --target "$SITE" nvidia-cuda-nvrtc
+  fi
+fi
+step nvrtc "$PY" -c "
+from pointpillars_trt.cuda.nvrtc import nvrtc_version, nvrtc_supported_archs
+from pointpillars_trt.cuda.device import get_device
+print('NVRTC', nvrtc_version(), 'archs', nvrtc_supported_archs()); print(get_device(0).info)"
+
+# ---- tests ---------------------------------------------------------------------------------------
+step pytest-gpu "$PY" -m pytest -m gpu -v -p no:cacheprovider -rs --junitxml="$OUT/pytest_gpu.xml" tests
+step pytest-cuda-trt "$PY" -m pytest -v -p no:cacheprovider -rs tests/cuda tests/tensorrt
+
+# ---- benchmarks ----------------------------------------------------------------------------------
+step bench-scatter "$PY" -m pointpillars_trt.cuda.bench_scatter --json "$OUT/bench_scatter.json"
+if [ -f tools/benchmark.py ]; then
+  # BENCHMARK_ARGS overrides the arguments (e.g. "--backend torch --device cuda --iters 50")
+  if [ -n "${BENCHMARK_ARGS:-}" ]; then
+    read -r -a bench_args <<<"$BENCHMARK_ARGS"
+  else
+    bench_args=(--backend torch --device cuda)
+  fi
+  step benchmark "$PY" tools/benchmark.py "${bench_args[@]}" --json "$OUT/benchmark.json"
+fi
+if have tensorrt && "$PY" -c "import tensorrt; assert tensorrt.__file__" >/dev/null 2>&1; then
+  step check-tensorrt "$PY" tools/check_tensorrt.py --work-dir /tmp/check_tensorrt
+fi
+
+say "summary: ${#FAILED[@]} failed step(s)${FAILED[*]:+: ${FAILED[*]}}"
+say "logs in $OUT"
+exit "${#FAILED[@]}"
