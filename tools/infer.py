@@ -83,7 +83,7 @@ def write_kitti(out_dir: Path, frame: Path, det: Detections, calib_path: Path, i
     from pointpillars_trt.io.kitti import detections_to_kitti_objects, write_label
 
     objs = detections_to_kitti_objects(det.boxes, det.label_names, det.scores, calib_for(calib_path, frame), image_shape)
-    write_label(out_dir / f"{frame.stem}.txt", objs)
+    write_label(out_dir / f"{frame.stem}.txt", objs, decimals=4)
 
 
 def run(args: argparse.Namespace) -> int:
