@@ -1,0 +1,87 @@
+"""Global and per-object augmentations (OpenPCDet's ``augmentor_utils``), on points and boxes together.
+
+Each function takes ``points [N, >=3]`` float32, canonical ``boxes [G, 7]`` and a
+``numpy.random.Generator``, and returns new arrays; a point inside a box stays inside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..postprocess import iou_bev
+from .geometry import points_in_boxes, rotate_z
+
+
+def flip_x(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror across the x axis (``y -> -y``, ``yaw -> -yaw``), OpenPCDet's ``random_flip_along_x``."""
+    p, b = points.copy(), boxes.copy()
+    p[:, 1] = -p[:, 1]
+    b[:, 1] = -b[:, 1]
+    b[:, 6] = -b[:, 6]
+    return p, b
+
+
+def rotate(points: np.ndarray, boxes: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate the scene CCW by ``angle`` about the LiDAR z axis."""
+    p = rotate_z(points, angle)
+    b = rotate_z(boxes, angle)
+    b[:, 6] += angle
+    return p.astype(points.dtype), b.astype(boxes.dtype)
+
+
+def scale(points: np.ndarray, boxes: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Scale the scene about the sensor origin: xyz and box centres and sizes times ``factor``."""
+    p, b = points.copy(), boxes.copy()
+    p[:, :3] *= factor
+    b[:, :6] *= factor
+    return p, b
+
+
+def random_flip_x(points, boxes, rng: np.random.Generator, prob: float = 0.5):
+    return flip_x(points, boxes) if rng.random() < prob else (points, boxes)
+
+
+def random_rotation(points, boxes, rng: np.random.Generator, limits=(-np.pi / 4, np.pi / 4)):
+    return rotate(points, boxes, float(rng.uniform(limits[0], limits[1])))
+
+
+def random_scaling(points, boxes, rng: np.random.Generator, limits=(0.95, 1.05)):
+    if limits[1] - limits[0] < 1e-3:
+        return points, boxes
+    return scale(points, boxes, float(rng.uniform(limits[0], limits[1])))
+
+
+def object_noise(
+    points: np.ndarray,
+    boxes: np.ndarray,
+    rng: np.random.Generator,
+    translation_std=(0.25, 0.25, 0.25),
+    rotation_range=(-np.pi / 20, np.pi / 20),
+    tries: int = 20,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move and turn each box (with its points) by a random offset (normal, ``translation_std``) and
+    yaw (uniform in ``rotation_range``) about its centre; a box keeps its first draw whose BEV
+    footprint does not touch any other box, or stays put (SECOND's ``noise_per_object``)."""
+    if len(boxes) == 0:
+        return points, boxes
+    p, b = points.copy(), boxes.copy()
+    inside = points_in_boxes(points, boxes)
+    moved = np.zeros(len(points), dtype=bool)
+    for k in range(len(b)):
+        others = np.delete(b, k, axis=0)
+        for _ in range(tries):
+            t = rng.normal(0.0, translation_std).astype(np.float32)
+            r = np.float32(rng.uniform(rotation_range[0], rotation_range[1]))
+            cand = b[k].copy()
+            cand[:3] += t
+            cand[6] += r
+            if len(others) and iou_bev(cand[None], others).max() > 0:
+                continue
+            sel = inside[:, k] & ~moved
+            local = p[sel, :3] - b[k, :3]
+            local = rotate_z(local, float(r))
+            p[sel, :3] = local + cand[:3]
+            moved |= sel
+            b[k] = cand
+            break
+    return p, b

@@ -1,0 +1,156 @@
+"""Ground-truth sampling (OpenPCDet's ``DataBaseSampler``): paste objects from other frames.
+
+The database holds, for every object of the sampled classes in the training split with at least
+``min_points`` points and a KITTI difficulty (easy/moderate/hard), its box and its points relative
+to the box centre. A frame is topped up to a target count per class; a sampled box that overlaps
+(BEV IoU > 0) an existing box or another sampled box is rejected; the frame's points inside the
+accepted boxes are removed and the objects' points added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DatasetError
+from ..postprocess import iou_bev
+from .geometry import points_in_any_box, points_in_boxes
+from .kitti_data import KittiFrames
+
+
+@dataclass(frozen=True)
+class GTDatabase:
+    """``names [O]``, ``boxes [O, 7]`` float32, ``offsets [O + 1]`` into ``points [T, 4]`` float32
+    whose xyz are relative to their box centre."""
+
+    names: np.ndarray
+    boxes: np.ndarray
+    offsets: np.ndarray
+    points: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.names.shape[0])
+
+    def object_points(self, i: int) -> np.ndarray:
+        return self.points[self.offsets[i] : self.offsets[i + 1]]
+
+    def count(self, name: str) -> int:
+        return int((self.names == name).sum())
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        np.savez(path, names=self.names, boxes=self.boxes, offsets=self.offsets, points=self.points)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GTDatabase":
+        try:
+            with np.load(path) as z:
+                return cls(z["names"], z["boxes"], z["offsets"], z["points"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a ground-truth database ({exc})") from exc
+
+    @classmethod
+    def from_objects(cls, names: Sequence[str], boxes: np.ndarray, object_points: Sequence[np.ndarray]) -> "GTDatabase":
+        """From per-object points in the LiDAR frame (they are stored relative to their box centre)."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 7)
+        counts = [len(p) for p in object_points]
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(counts)
+        pts = [np.asarray(p, dtype=np.float32).reshape(-1, 4).copy() for p in object_points]
+        for p, b in zip(pts, boxes):
+            p[:, :3] -= b[:3]
+        points = np.concatenate(pts) if pts else np.zeros((0, 4), np.float32)
+        return cls(np.asarray(names, dtype="<U16").reshape(-1), boxes, offsets, points.astype(np.float32))
+
+
+def frame_objects(frames: KittiFrames, i: int, classes: Sequence[str], min_points: int) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+    """Database entries of one frame: names, boxes and LiDAR-frame points of its usable objects."""
+    ann = frames.annotations(i)
+    keep = np.isin(ann.names, list(classes)) & (ann.difficulty >= 0)
+    if not keep.any():
+        return [], np.zeros((0, 7), np.float32), []
+    boxes, names = ann.boxes[keep], ann.names[keep]
+    pts = frames.points(i)
+    inside = points_in_boxes(pts, boxes)
+    out_n, out_b, out_p = [], [], []
+    for k in range(len(boxes)):
+        p = pts[inside[:, k]]
+        if len(p) >= min_points:
+            out_n.append(str(names[k])), out_b.append(boxes[k]), out_p.append(p)
+    return out_n, (np.stack(out_b) if out_b else np.zeros((0, 7), np.float32)), out_p
+
+
+class _FrameObjects:
+    """Picklable per-frame job for building the database in DataLoader workers."""
+
+    def __init__(self, frames: KittiFrames, classes: Sequence[str], min_points: int) -> None:
+        self.frames, self.classes, self.min_points = frames, tuple(classes), int(min_points)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int):
+        return frame_objects(self.frames, i, self.classes, self.min_points)
+
+
+def build_database(frames: KittiFrames, classes: Sequence[str], min_points: int = 5, workers: int = 0) -> GTDatabase:
+    """Collect the database from every frame of ``frames`` (in frame order, so deterministic)."""
+    import torch.utils.data as tud
+
+    job = _FrameObjects(frames, classes, min_points)
+    job[0]  # compile the numba kernels before forking workers
+    loader = tud.DataLoader(job, batch_size=None, shuffle=False, num_workers=workers)
+    names, boxes, pts = [], [], []
+    for n, b, p in loader:
+        names += n
+        boxes.append(np.asarray(b))
+        pts += [np.asarray(x) for x in p]
+    return GTDatabase.from_objects(names, np.concatenate(boxes) if boxes else np.zeros((0, 7)), pts)
+
+
+class GTSampler:
+    """Tops a frame up to ``targets[class]`` objects of each class from ``database``."""
+
+    def __init__(self, database: GTDatabase, targets: Mapping[str, int]) -> None:
+        self.db = database
+        self.targets = {k: int(v) for k, v in targets.items() if int(v) > 0}
+        self._by_class = {k: np.flatnonzero(database.names == k) for k in self.targets}
+
+    def __call__(
+        self, points: np.ndarray, boxes: np.ndarray, names: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``points [N, 4]``, ``boxes [G, 7]``, ``names [G]`` -> the same with sampled objects added."""
+        existing = np.asarray(boxes, dtype=np.float32).reshape(-1, 7)
+        chosen: list[int] = []
+        accepted = []
+        for name, target in self.targets.items():
+            pool = self._by_class[name]
+            n = min(target - int((names == name).sum()), len(pool))
+            if n <= 0:
+                continue
+            idx = rng.choice(pool, size=n, replace=False)
+            cand = self.db.boxes[idx]
+            iou_e = iou_bev(cand, existing).max(axis=1) if len(existing) else np.zeros(n)
+            iou_s = iou_bev(cand, cand)
+            np.fill_diagonal(iou_s, 0.0)
+            ok = (iou_e + iou_s.max(axis=1)) == 0
+            idx, cand = idx[ok], cand[ok]
+            if len(idx):
+                chosen += idx.tolist()
+                accepted.append(cand)
+                existing = np.concatenate([existing, cand])
+        if not chosen:
+            return points, boxes, names
+        new_boxes = np.concatenate(accepted).astype(np.float32)
+        obj_pts = [self.db.object_points(i).copy() for i in chosen]
+        for p, b in zip(obj_pts, new_boxes):
+            p[:, :3] += b[:3]
+        kept = points[~points_in_any_box(points, new_boxes)]
+        out_points = np.concatenate(obj_pts + [kept]).astype(np.float32)
+        out_boxes = np.concatenate([np.asarray(boxes, dtype=np.float32).reshape(-1, 7), new_boxes])
+        out_names = np.concatenate([np.asarray(names), self.db.names[chosen]])
+        return out_points, out_boxes, out_names

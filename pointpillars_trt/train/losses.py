@@ -1,0 +1,86 @@
+"""OpenPCDet's anchor-head losses: sigmoid focal classification, smooth-L1 box regression with the
+sin-difference yaw, and direction cross-entropy, each normalised by the frame's positive count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """OpenPCDet's ``LOSS_WEIGHTS`` for PointPillars."""
+
+    cls: float = 1.0
+    box: float = 2.0
+    dir: float = 0.2
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    smooth_l1_beta: float = 1.0 / 9.0
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Element-wise focal loss ``alpha_t (1 - p_t)^gamma BCE(logits, targets)`` (same shape as the input)."""
+    p = torch.sigmoid(logits)
+    alpha_w = targets * alpha + (1.0 - targets) * (1.0 - alpha)
+    pt = targets * (1.0 - p) + (1.0 - targets) * p
+    bce = logits.clamp(min=0) - logits * targets + torch.log1p(torch.exp(-logits.abs()))
+    return alpha_w * pt.pow(gamma) * bce
+
+
+def add_sin_difference(pred: torch.Tensor, target: torch.Tensor, dim: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the yaw codes with ``sin(a) cos(b)`` and ``cos(a) sin(b)``: their difference is ``sin(a - b)``."""
+    a, b = pred[..., dim : dim + 1], target[..., dim : dim + 1]
+    pred = torch.cat([pred[..., :dim], torch.sin(a) * torch.cos(b), pred[..., dim + 1 :]], dim=-1)
+    target = torch.cat([target[..., :dim], torch.cos(a) * torch.sin(b), target[..., dim + 1 :]], dim=-1)
+    return pred, target
+
+
+def smooth_l1(diff: torch.Tensor, beta: float) -> torch.Tensor:
+    n = diff.abs()
+    return torch.where(n < beta, 0.5 * n * n / beta, n - 0.5 * beta) if beta > 0 else n
+
+
+def detection_loss(
+    cls_preds: torch.Tensor,
+    box_preds: torch.Tensor,
+    dir_preds: torch.Tensor,
+    labels: torch.Tensor,
+    pos_index: torch.Tensor,
+    box_targets: torch.Tensor,
+    dir_targets: torch.Tensor,
+    weights: LossWeights = LossWeights(),
+) -> dict[str, torch.Tensor]:
+    """The three losses of a batch, each summed over anchors and divided by the batch size.
+
+    * ``cls_preds [B, N, K]``, ``box_preds [B, N, 7]``, ``dir_preds [B, N, D]`` (any float dtype;
+      computed in float32);
+    * ``labels [B, N]`` (``-1`` ignore, ``0`` background, ``k + 1`` class ``k``);
+    * ``pos_index [P]`` flat indices ``b * N + n`` of the positive anchors, with their
+      ``box_targets [P, 7]`` and ``dir_targets [P]``.
+
+    Per frame, classification weights are 1 for cared anchors (positive or background) and box and
+    direction weights 1 for positives, all divided by the frame's number of positives (at least 1).
+    Returns ``{"cls", "box", "dir", "total"}`` with the weights of ``weights`` applied.
+    """
+    B, N, K = cls_preds.shape
+    labels = labels.long()
+    positives = labels > 0
+    norm = positives.sum(dim=1, keepdim=True).clamp(min=1).float()  # [B, 1]
+    cls_w = (labels >= 0).float() / norm
+    one_hot = F.one_hot(labels.clamp(min=0), K + 1)[..., 1:].float()
+    cls_loss = (sigmoid_focal_loss(cls_preds.float(), one_hot, weights.focal_alpha, weights.focal_gamma) * cls_w[..., None]).sum() / B
+
+    pos_w = (1.0 / norm[:, 0])[torch.div(pos_index, N, rounding_mode="floor")]  # [P]
+    bp = box_preds.reshape(B * N, -1)[pos_index].float()
+    bp, bt = add_sin_difference(bp, box_targets.float())
+    box_loss = (smooth_l1(bp - bt, weights.smooth_l1_beta).sum(dim=1) * pos_w).sum() / B
+
+    dp = dir_preds.reshape(B * N, -1)[pos_index].float()
+    dir_loss = (F.cross_entropy(dp, dir_targets.long(), reduction="none") * pos_w).sum() / B
+
+    out = {"cls": cls_loss * weights.cls, "box": box_loss * weights.box, "dir": dir_loss * weights.dir}
+    out["total"] = out["cls"] + out["box"] + out["dir"]
+    return out

@@ -1,0 +1,224 @@
+"""The training loop: AdamW + one-cycle LR (OpenPCDet's ``adam_onecycle``), gradient clipping,
+optional mixed precision, a multi-worker data pipeline."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import PointPillarsConfig
+from ..errors import ConfigError
+from ..model import PointPillars
+from .batched import flatten_head_batch, forward_batch, init_head
+from .dataset import AugmentConfig, RunSampler, TrainDataset, collate
+from .gt_database import GTDatabase, build_database
+from .kitti_data import KittiFrames
+from .losses import LossWeights, detection_loss
+
+AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train. Give ``steps`` or ``epochs`` (epochs of the train split; fractions allowed).
+
+    Defaults are OpenPCDet's PointPillars recipe: AdamW (betas 0.9/0.99, weight decay 0.01),
+    one-cycle LR with max 0.003, div factor 10, 40 % warm-up, momentum 0.95 -> 0.85, gradient
+    norm clip 10. ``amp="auto"`` is bf16 autocast on CUDA and float32 on CPU.
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 4
+    workers: int = 0
+    device: str = "cpu"
+    seed: int = 0
+    lr: float = 0.003
+    weight_decay: float = 0.01
+    div_factor: float = 10.0
+    final_div_factor: float = 1e4
+    pct_start: float = 0.4
+    moms: tuple[float, float] = (0.95, 0.85)
+    beta2: float = 0.99
+    grad_clip: float = 10.0
+    amp: str = "auto"
+    log_every: int = 50
+    iou: str = "nearest_bev"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    channels_last: bool = True
+    prefetch_factor: int = 4
+
+    def total_steps(self, num_frames: int) -> int:
+        if (self.steps is None) == (self.epochs is None):
+            raise ConfigError("training: give exactly one of steps or epochs")
+        n = self.steps if self.steps is not None else int(math.ceil(self.epochs * num_frames / self.batch_size))
+        if n < 1:
+            raise ConfigError(f"training: {n} steps; need at least 1")
+        return int(n)
+
+    def amp_dtype(self, device: torch.device) -> torch.dtype | None:
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"training: amp {self.amp!r} is not one of {AMP_MODES}")
+        mode = ("bf16" if device.type == "cuda" else "none") if self.amp == "auto" else self.amp
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[mode]
+
+
+@dataclass
+class TrainResult:
+    """``model`` (float32, eval mode, on the CPU), ``steps`` done, ``seconds`` of training,
+    ``history`` one dict per logged step, ``database`` object counts per class."""
+
+    model: PointPillars
+    steps: int
+    seconds: float
+    samples: int
+    history: list[dict]
+    database: dict[str, int]
+
+
+def make_optimizer(model: torch.nn.Module, s: TrainSettings, total_steps: int):
+    """AdamW and the one-cycle schedule (stepped once per optimiser step)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr / s.div_factor, betas=(s.moms[0], s.beta2), weight_decay=s.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=s.lr, total_steps=total_steps, pct_start=s.pct_start, anneal_strategy="cos",
+        cycle_momentum=True, base_momentum=s.moms[1], max_momentum=s.moms[0],
+        div_factor=s.div_factor, final_div_factor=s.final_div_factor,
+    )
+    return opt, sched
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: TrainDataset, s: TrainSettings, total_steps: int, pin: bool) -> DataLoader:
+    sampler = RunSampler(len(dataset), total_steps * s.batch_size, seed=s.seed)
+    kw = dict(prefetch_factor=s.prefetch_factor, worker_init_fn=_worker_init) if s.workers > 0 else {}
+    return DataLoader(
+        dataset, batch_size=s.batch_size, sampler=sampler, num_workers=s.workers, collate_fn=collate,
+        pin_memory=pin, drop_last=True, **kw,
+    )
+
+
+def train(
+    cfg: PointPillarsConfig,
+    frames: KittiFrames,
+    settings: TrainSettings,
+    log: Callable[[str], None] = print,
+    database: GTDatabase | None = None,
+) -> TrainResult:
+    """Train a fresh model on ``frames`` (the train split). Builds the GT database from ``frames``
+    when GT sampling is on and none is given."""
+    s = settings
+    device = torch.device(s.device)
+    total = s.total_steps(len(frames))
+    amp_dtype = s.amp_dtype(device)
+    if s.augment.gt_sampling and database is None:
+        t0 = time.perf_counter()
+        database = build_database(frames, cfg.classes, s.augment.db_min_points, workers=s.workers)
+        log(f"gt database: {len(database)} objects ({', '.join(f'{c} {database.count(c)}' for c in cfg.classes)}) "
+            f"in {time.perf_counter() - t0:.1f} s")
+    counts = {c: database.count(c) for c in cfg.classes} if database is not None else {}
+
+    torch.manual_seed(s.seed)
+    model = PointPillars(cfg)
+    init_head(model)
+    model.train().to(device)
+    if s.channels_last and device.type == "cuda":
+        model.rpn.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    opt, sched = make_optimizer(model, s, total)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    dataset = TrainDataset(frames, cfg, s.augment, database, seed=s.seed, iou=s.iou)
+    dataset[0]  # compile the numba kernels once here; forked workers inherit them
+    loader = make_loader(dataset, s, total, pin=device.type == "cuda")
+    log(f"training {total} steps, batch {s.batch_size}, {len(frames)} frames, device {device}, "
+        f"amp {amp_dtype or 'off'}, workers {s.workers}")
+
+    history: list[dict] = []
+    acc = torch.zeros(4, device=device)
+    acc_n = 0
+    t_start = time.perf_counter()
+    t_log = t_start
+    wait = 0.0
+    t_fetch = time.perf_counter()
+    step = 0
+    for batch in loader:
+        wait += time.perf_counter() - t_fetch
+        b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        B = b["labels"].shape[0]
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            cls, box, dirs = forward_batch(model, b["raw"], b["num_points"], b["coords"], B)
+        cls, box, dirs = flatten_head_batch(cls, box, dirs, cfg)
+        losses = detection_loss(cls, box, dirs, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(losses["total"]).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            opt.step()
+        sched.step()
+        step += 1
+        acc += torch.stack([losses[k].detach() for k in ("total", "cls", "box", "dir")])
+        acc_n += 1
+        if step % s.log_every == 0 or step == total:
+            vals = (acc / acc_n).tolist()
+            now = time.perf_counter()
+            rec = {
+                "step": step, "loss": vals[0], "cls": vals[1], "box": vals[2], "dir": vals[3],
+                "lr": sched.get_last_lr()[0], "elapsed_s": now - t_start,
+                "frames_per_s": acc_n * B / max(now - t_log, 1e-9), "data_wait_frac": wait / max(now - t_log, 1e-9),
+            }
+            history.append(rec)
+            log(f"step {step}/{total} loss {vals[0]:.4f} (cls {vals[1]:.4f} box {vals[2]:.4f} dir {vals[3]:.4f}) "
+                f"lr {rec['lr']:.2e} {rec['frames_per_s']:.1f} frames/s data-wait {100 * rec['data_wait_frac']:.0f}%")
+            acc.zero_()
+            acc_n = 0
+            t_log = now
+            wait = 0.0
+        t_fetch = time.perf_counter()
+    seconds = time.perf_counter() - t_start
+    model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+    for p in model.parameters():
+        p.data = p.data.contiguous()
+    return TrainResult(model, step, seconds, step * s.batch_size, history, counts)
+
+
+def state_dict_fp32(model: PointPillars) -> dict[str, torch.Tensor]:
+    """The model's state dict as contiguous CPU tensors (what :func:`save_native` wants)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+@torch.no_grad()
+def refresh_batchnorm(model: PointPillars, batches, device: str | torch.device = "cpu") -> None:
+    """Re-estimate every BatchNorm's running statistics as the plain average over ``batches``
+    (collated training batches) in training mode, then restore the momenta; the model is left in
+    eval mode. Useful after short runs: the model's BN momentum (0.01, OpenPCDet's) needs
+    hundreds of steps before the running statistics follow the weights."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for batch in batches:
+        b = {k: v.to(device) for k, v in batch.items()}
+        forward_batch(model, b["raw"], b["num_points"], b["coords"], b["labels"].shape[0])
+    for m, mom in zip(norms, momenta):
+        m.momentum = mom
+    model.eval()

@@ -1,0 +1,82 @@
+"""Augmentations keep points and boxes consistent; GT sampling creates no BEV overlap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pointpillars_trt.postprocess import iou_bev
+from pointpillars_trt.train import GTDatabase, GTSampler, flip_x, object_noise, points_in_boxes, rotate, scale
+
+
+def scene(rng, n_boxes=4):
+    boxes = np.array(
+        [[10.0, 2.0, -0.9, 4.0, 1.7, 1.5, 0.4], [20.0, -6.0, -0.9, 3.8, 1.6, 1.6, -2.0], [15.0, 8.0, -0.8, 0.8, 0.6, 1.7, 1.0],
+         [30.0, 0.0, -0.8, 1.8, 0.6, 1.7, 2.5]], dtype=np.float32)[:n_boxes]
+    inside = []
+    for b in boxes:
+        local = rng.uniform(-0.45, 0.45, size=(50, 3)) * b[3:6]
+        c, s = np.cos(b[6]), np.sin(b[6])
+        xy = np.stack([local[:, 0] * c - local[:, 1] * s, local[:, 0] * s + local[:, 1] * c], 1) + b[:2]
+        inside.append(np.column_stack([xy, local[:, 2] + b[2], np.ones(50)]))
+    outside = np.column_stack([rng.uniform(0, 40, 500), rng.uniform(-20, 20, 500), np.full(500, -1.7), np.zeros(500)])
+    pts = np.concatenate(inside + [outside]).astype(np.float32)
+    return pts, boxes
+
+
+@pytest.mark.parametrize("op", ["flip", "rotate", "scale", "noise"])
+def test_points_stay_in_their_boxes(op):
+    rng = np.random.default_rng(1)
+    pts, boxes = scene(rng)
+    before = points_in_boxes(pts, boxes)
+    if op == "flip":
+        p2, b2 = flip_x(pts, boxes)
+    elif op == "rotate":
+        p2, b2 = rotate(pts, boxes, 0.6)
+    elif op == "scale":
+        p2, b2 = scale(pts, boxes, 1.04)
+    else:
+        p2, b2 = object_noise(pts, boxes, rng)
+        assert not np.allclose(b2, boxes)
+    assert p2.shape == pts.shape and b2.shape == boxes.shape
+    after = points_in_boxes(p2, b2)
+    if op == "noise":  # a moved box may also take in background points
+        assert after[before].all()
+    else:
+        np.testing.assert_array_equal(after, before)
+
+
+def test_flip_and_rotate_geometry():
+    pts, boxes = scene(np.random.default_rng(0), 1)
+    p, b = flip_x(pts, boxes)
+    np.testing.assert_allclose(p[:, 1], -pts[:, 1])
+    assert b[0, 6] == pytest.approx(-boxes[0, 6])
+    p, b = rotate(pts, boxes, np.pi / 2)
+    np.testing.assert_allclose(p[:, 0], -pts[:, 1], atol=1e-5)
+    assert b[0, 6] == pytest.approx(boxes[0, 6] + np.pi / 2)
+
+
+def test_gt_sampling_creates_no_overlap_and_clears_points():
+    rng = np.random.default_rng(2)
+    pts, boxes = scene(rng)
+    names = np.array(["Car", "Car", "Pedestrian", "Cyclist"])
+    # a database of many overlapping candidates around the existing objects
+    n = 120
+    db_boxes = np.column_stack([
+        rng.uniform(5, 35, n), rng.uniform(-12, 12, n), np.full(n, -0.9),
+        np.full(n, 4.0), np.full(n, 1.7), np.full(n, 1.5), rng.uniform(-np.pi, np.pi, n),
+    ]).astype(np.float32)
+    db_points = [np.column_stack([b[:3] + rng.uniform(-0.3, 0.3, (20, 3)), np.full(20, 0.7)]) for b in db_boxes]
+    db = GTDatabase.from_objects(["Car"] * n, db_boxes, db_points)
+    sampler = GTSampler(db, {"Car": 15})
+    p2, b2, n2 = sampler(pts, boxes, names, rng)
+    assert len(b2) > len(boxes) and len(b2) == len(n2)
+    iou = iou_bev(b2, b2)
+    np.fill_diagonal(iou, 0)
+    assert iou.max() == 0
+    new = b2[len(boxes):]
+    # inside the sampled boxes only the database's points remain (intensity 0.7)
+    inside_new = points_in_boxes(p2, new).any(axis=1)
+    assert np.all(p2[inside_new, 3] == np.float32(0.7))
+    assert (n2[len(boxes):] == "Car").all()
+    np.testing.assert_array_equal(b2[: len(boxes)], boxes)
