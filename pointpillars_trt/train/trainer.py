@@ -116,6 +116,10 @@ def train(
     """Train a fresh model on ``frames`` (the train split). Builds the GT database from ``frames``
     when GT sampling is on and none is given."""
     s = settings
+    if s.workers > 0:
+        # Workers hand back many small tensors; passing them as file descriptors runs out of
+        # descriptors on large datasets ("received 0 items of ancdata").
+        torch.multiprocessing.set_sharing_strategy("file_system")
     device = torch.device(s.device)
     total = s.total_steps(len(frames))
     amp_dtype = s.amp_dtype(device)
