@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up the environment and run the whole CPU test suite (GPU tests skip themselves).
+# As root on Debian it also installs Debian's ROS 1 Python packages for the live ROS node test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
+bash tools/install_ros1_debian.sh
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,242 @@
+"""What a detector node does with one cloud, without ROS: decode, move into the detector frame,
+detect, and turn the detections into plain marker / box data.
+
+:class:`NodeParams` are the node's parameters (the same for ROS 1 and ROS 2, and for the bag
+replay tool); :class:`FrameProcessor` runs one :class:`~pointpillars_trt.ros.cloud.CloudData` and
+returns a :class:`FrameResult`, or raises a :class:`~pointpillars_trt.errors.PointPillarsError`
+that names the cloud (stamp, frame) and what is wrong with it; :class:`RepeatFilter` keeps a
+node that receives the same bad input at 10 Hz from flooding its log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ConfigError, PointCloudError
+from .cloud import CloudData, Header, cloud_to_points, describe_cloud, parse_intensity_scale
+from .markers import BoxData, MarkerData, detections_to_boxes, detections_to_markers
+from .transform import apply_transform, parse_transform
+
+BOX_MSG_CHOICES = ("auto", "vision_msgs", "pointpillars", "none")
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Parameters of the detector node (``tools/ros_node.py`` flags; ROS parameters of the same
+    names override them).
+
+    ``frame_id``: the detector's frame, stamped on every output; empty: the outputs keep the
+    cloud's frame and clouds of any frame are accepted as they are. ``transform``: 6 numbers
+    ``x y z roll pitch yaw`` or 16 (row-major 4x4) mapping the cloud's frame into ``frame_id``
+    (a string of numbers or a list); ``transform_from``: the cloud frame it maps from (empty: any
+    frame other than ``frame_id``). A cloud in another frame than ``frame_id`` without a
+    matching transform is rejected. ``score_threshold < 0``: the config's. ``intensity_scale``:
+    a number (``1/255`` accepted) or ``auto``. ``nonfinite``: ``drop`` (NaN/inf points are
+    removed, as organized clouds mark missing returns) or ``error`` (the frame is rejected).
+    ``box_msg``: ``auto`` (vision_msgs when installed, else ``pointpillars`` on ROS 1 / nothing on
+    ROS 2), ``vision_msgs``, ``pointpillars`` (ROS 1 only) or ``none``.
+    """
+
+    input: str = "/points"
+    markers: str = "/detections/markers"
+    boxes: str = "/detections"
+    latency: str = "~latency_ms"
+    frame_id: str = ""
+    transform: str = ""
+    transform_from: str = ""
+    ckpt: str = ""
+    engine_dir: str = ""
+    config: str = ""
+    format: str = ""
+    backend: str = "auto"
+    device: str = "cpu"
+    score_threshold: float = -1.0
+    intensity_scale: str = "1.0"
+    intensity_field: str = ""
+    nonfinite: str = "drop"
+    warmup: int = 2
+    box_msg: str = "auto"
+    marker_ns: str = "pointpillars"
+    marker_lifetime: float = 0.0
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def with_overrides(self, get: Callable[[str, Any], Any]) -> "NodeParams":
+        """A copy where each field is ``get(name, current_value)`` coerced to the field's type
+        (``get`` is e.g. ``lambda n, d: rospy.get_param("~" + n, d)``)."""
+        values = {}
+        for f in dataclasses.fields(self):
+            current = getattr(self, f.name)
+            value = get(f.name, current)
+            values[f.name] = _coerce(f.name, value, type(current))
+        return NodeParams(**values)
+
+    def check(self) -> "NodeParams":
+        """Raise :class:`ConfigError` for inconsistent values; returns self."""
+        if self.box_msg not in BOX_MSG_CHOICES:
+            raise ConfigError(f"box_msg must be one of {BOX_MSG_CHOICES}, got {self.box_msg!r}")
+        if self.nonfinite not in ("drop", "error"):
+            raise ConfigError(f"nonfinite must be 'drop' or 'error', got {self.nonfinite!r}")
+        matrix = self.transform_matrix()
+        if matrix is not None and not self.frame_id:
+            raise ConfigError("a transform needs frame_id (the detector frame it maps the cloud into)")
+        try:
+            parse_intensity_scale(self.intensity_scale)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        return self
+
+    def transform_matrix(self) -> np.ndarray | None:
+        text = self.transform.replace(",", " ").replace("[", " ").replace("]", " ").split()
+        try:
+            values = [float(v) for v in text]
+        except ValueError as exc:
+            raise ConfigError(f"transform must be numbers, got {self.transform!r}") from exc
+        return parse_transform(values)
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    try:
+        if kind is str and isinstance(value, (list, tuple)):
+            return " ".join(str(v) for v in value)
+        if kind is str:
+            return "" if value is None else str(value)
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"parameter {name!r}: cannot read {value!r} as {kind.__name__}") from exc
+    return value
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The outputs of one cloud: header (input stamp, output frame), detections, markers, boxes,
+    and the points the detector saw (``float32 [N, 4]`` in the detector frame, NaN rows dropped)."""
+
+    header: Header
+    detections: Any
+    markers: list[MarkerData]
+    boxes: list[BoxData]
+    num_points: int
+    points: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 4), np.float32))
+    num_nonfinite: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class FrameProcessor:
+    """Runs ``detector`` (anything with ``detect(points, score_threshold, source)``) on clouds."""
+
+    def __init__(self, detector: Any, params: NodeParams) -> None:
+        self.detector = detector
+        self.params = params.check()
+        self.matrix = params.transform_matrix()
+        self.intensity_scale = parse_intensity_scale(params.intensity_scale)
+
+    def output_frame(self, cloud_frame: str) -> str:
+        return self.params.frame_id or cloud_frame
+
+    def to_detector_frame(self, points: np.ndarray, cloud: CloudData, source: str) -> np.ndarray:
+        """Points of ``cloud`` in the detector frame (see :class:`NodeParams` for the rules)."""
+        p, frame = self.params, cloud.header.frame_id
+        if not p.frame_id or frame == p.frame_id:
+            return points
+        if self.matrix is not None and (not p.transform_from or p.transform_from == frame):
+            return apply_transform(points, self.matrix)
+        have = f"a transform from {p.transform_from!r}" if self.matrix is not None else "no transform"
+        raise PointCloudError(
+            f"{source}: the cloud is in frame {frame!r}, the detector works in {p.frame_id!r} and there is "
+            f"{have}; set transform (and transform_from) or frame_id"
+        )
+
+    def process(self, cloud: CloudData) -> FrameResult:
+        """Detect in one cloud. Raises PointCloudError (bad cloud) or another PointPillarsError."""
+        from ..io.pointcloud import validate_points
+
+        source = describe_cloud(cloud)
+        t0 = time.perf_counter()
+        points = cloud_to_points(cloud, self.intensity_scale, self.params.intensity_field or None)
+        finite = np.isfinite(points).all(axis=1)
+        num_nonfinite = int(points.shape[0] - np.count_nonzero(finite))
+        notes = []
+        if num_nonfinite:
+            if self.params.nonfinite == "error":
+                validate_points(points, source, nonfinite="error")
+            points = points[finite]
+            notes.append(f"{source}: dropped {num_nonfinite} of {finite.size} points holding NaN/inf")
+        if points.shape[0] == 0:
+            what = f" (all {num_nonfinite} points held NaN/inf)" if num_nonfinite else ""
+            raise PointCloudError(f"{source}: empty point cloud{what}")
+        points = self.to_detector_frame(points, cloud, source)
+        t1 = time.perf_counter()
+        threshold = self.params.score_threshold if self.params.score_threshold >= 0 else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            det = self.detector.detect(points, score_threshold=threshold, source=source)
+        notes += [str(w.message) for w in caught]
+        t2 = time.perf_counter()
+        class_names = tuple(det.class_names)
+        markers = detections_to_markers(
+            det.boxes, det.scores, det.labels, class_names, ns=self.params.marker_ns,
+            lifetime_s=self.params.marker_lifetime,
+        )
+        boxes = detections_to_boxes(det.boxes, det.scores, det.labels, class_names)
+        t3 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1e3, **det.timings_ms, "markers": (t3 - t2) * 1e3}
+        header = Header(cloud.header.stamp, self.output_frame(cloud.header.frame_id))
+        return FrameResult(header, det, markers, boxes, int(points.shape[0]), points, num_nonfinite, timings, notes)
+
+
+class RepeatFilter:
+    """Log the first of a kind of message, then at most one per ``period_s`` seconds with a count.
+
+    Messages are of the same kind when they are equal after every number is replaced by ``#``
+    (so stamps and counts do not make them differ).
+    """
+
+    def __init__(self, period_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period_s = period_s
+        self.clock = clock
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, message: str) -> str | None:
+        """The text to log now (with ``(N similar messages suppressed)`` when some were), or None."""
+        key = re.sub(r"\d+(\.\d+)?", "#", message)
+        now = self.clock()
+        if key in self._last:
+            last, suppressed = self._last[key]
+            if now - last < self.period_s:
+                self._last[key] = (last, suppressed + 1)
+                return None
+            self._last[key] = (now, 0)
+            return f"{message} ({suppressed} similar messages suppressed)" if suppressed else message
+        self._last[key] = (now, 0)
+        return message
+
+
+def build_detector(params: NodeParams) -> Any:
+    """The :class:`~pointpillars_trt.detector.Detector` the parameters describe (loads torch)."""
+    from ..detector import Detector
+
+    extra: dict[str, Any] = {"engine_dir": params.engine_dir} if params.engine_dir else {}
+    return Detector.from_checkpoint(
+        params.ckpt or None,
+        config=params.config or None,
+        backend=params.backend,
+        device=params.device,
+        format=params.format or None,
+        on_overflow="warn",
+        nonfinite="error",
+        **extra,
+    )

@@ -1,0 +1,97 @@
+"""FrameProcessor (decode, frame check, detect, plain outputs), NodeParams and the log filter."""
+
+import numpy as np
+import pytest
+
+from pointpillars_trt.errors import ConfigError, PointCloudError
+from pointpillars_trt.ros.cloud import CloudData, Header, PointFieldData, Stamp, points_to_cloud
+from pointpillars_trt.ros.markers import DELETEALL
+from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, RepeatFilter
+
+from .conftest import SCORE_THRESHOLD
+
+STAMP = Stamp(1234, 567)
+
+
+def params(**kw):
+    return NodeParams(score_threshold=SCORE_THRESHOLD, **kw)
+
+
+def test_params_overrides_are_coerced():
+    given = {"score_threshold": "0.5", "warmup": 3.0, "transform": [1, 2, 3, 0, 0, 0.5], "frame_id": None}
+    p = NodeParams().with_overrides(lambda name, default: given.get(name, default))
+    assert p.score_threshold == 0.5 and p.warmup == 3 and p.transform == "1 2 3 0 0 0.5" and p.frame_id == ""
+    assert p.input == NodeParams().input
+    with pytest.raises(ConfigError, match="warmup"):
+        NodeParams().with_overrides(lambda n, d: "many" if n == "warmup" else d)
+
+
+def test_params_check():
+    with pytest.raises(ConfigError, match="needs frame_id"):
+        NodeParams(transform="1 0 0 0 0 0").check()
+    with pytest.raises(ConfigError, match="box_msg"):
+        NodeParams(box_msg="json").check()
+    with pytest.raises(ConfigError, match="intensity"):
+        NodeParams(intensity_scale="loud").check()
+    with pytest.raises(ConfigError, match="6 numbers"):
+        NodeParams(frame_id="base", transform="1 2").check()
+    np.testing.assert_allclose(NodeParams(frame_id="b", transform="[1, 2, 3, 0, 0, 0]").transform_matrix()[:3, 3], [1, 2, 3])
+
+
+def test_process_matches_detector(ros_detector, frames, expected):
+    proc = FrameProcessor(ros_detector, params())
+    result = proc.process(points_to_cloud(frames[0], Header(STAMP, "velodyne")))
+    det = result.detections
+    assert result.header == Header(STAMP, "velodyne")
+    assert result.num_points == len(frames[0]) and result.num_nonfinite == 0
+    np.testing.assert_array_equal(det.boxes, expected[0].boxes)
+    np.testing.assert_array_equal(det.scores, expected[0].scores)
+    assert len(result.boxes) == len(det) > 0
+    assert len(result.markers) == 1 + 2 * len(det) and result.markers[0].action == DELETEALL
+    assert {"decode", "voxelize", "network", "postprocess", "markers"} <= set(result.timings_ms)
+
+
+def test_bad_clouds_raise_with_stamp_and_frame(ros_detector):
+    proc = FrameProcessor(ros_detector, params(frame_id="velodyne"))
+    hdr = Header(STAMP, "velodyne")
+    with pytest.raises(PointCloudError, match=r"stamp 1234\.000000567 frame 'velodyne'.*empty point cloud"):
+        proc.process(points_to_cloud(np.zeros((0, 4), np.float32), hdr))
+    no_xyz = CloudData(hdr, 1, 3, (PointFieldData("range", 0, 7), PointFieldData("intensity", 4, 7)), False, 8, 24, bytes(24))
+    with pytest.raises(PointCloudError, match=r"no field\(s\) \['x', 'y', 'z'\]"):
+        proc.process(no_xyz)
+    all_nan = np.full((10, 4), np.nan, np.float32)
+    with pytest.raises(PointCloudError, match="all 10 points held NaN"):
+        proc.process(points_to_cloud(all_nan, hdr))
+    with pytest.raises(PointCloudError, match="frame 'camera'.*'velodyne'.*no transform"):
+        proc.process(points_to_cloud(np.ones((5, 4), np.float32), Header(STAMP, "camera")))
+    strict = FrameProcessor(ros_detector, params(nonfinite="error"))
+    some_nan = np.ones((10, 4), np.float32)
+    some_nan[3, 1] = np.nan
+    with pytest.raises(PointCloudError, match="1 of 10 rows hold NaN"):
+        strict.process(points_to_cloud(some_nan, hdr))
+
+
+def test_transform_into_detector_frame(ros_detector):
+    proc = FrameProcessor(ros_detector, params(frame_id="base_link", transform="1 0 -2 0 0 1.5707963267948966", transform_from="lidar"))
+    pts = np.array([[1, 0, 0, 0.5], [0, 1, 1, 0.25]], np.float32)
+    cloud = points_to_cloud(pts, Header(STAMP, "lidar"))
+    out = proc.to_detector_frame(pts, cloud, "src")
+    np.testing.assert_allclose(out, [[1, 1, -2, 0.5], [0, 0, -1, 0.25]], atol=1e-6)
+    assert proc.output_frame("lidar") == "base_link"
+    # the detector frame itself passes unchanged; a third frame is rejected
+    assert proc.to_detector_frame(pts, points_to_cloud(pts, Header(STAMP, "base_link")), "src") is pts
+    with pytest.raises(PointCloudError, match="frame 'radar'.*transform from 'lidar'"):
+        proc.to_detector_frame(pts, points_to_cloud(pts, Header(STAMP, "radar")), "src")
+    # no frame_id: every cloud is taken in its own frame
+    free = FrameProcessor(ros_detector, params())
+    assert free.output_frame("anything") == "anything"
+
+
+def test_repeat_filter():
+    now = [0.0]
+    f = RepeatFilter(period_s=5.0, clock=lambda: now[0])
+    assert f("cloud stamp 1.5: empty") == "cloud stamp 1.5: empty"
+    assert f("cloud stamp 2.5: empty") is None
+    assert f("cloud stamp 2.7: other problem") == "cloud stamp 2.7: other problem"
+    now[0] = 6.0
+    assert f("cloud stamp 9.5: empty") == "cloud stamp 9.5: empty (1 similar messages suppressed)"
