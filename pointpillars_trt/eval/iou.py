@@ -22,6 +22,8 @@ import math
 import numba
 import numpy as np
 
+from ..postprocess.polygon import convex_intersection_area, rect_corners
+
 __all__ = [
     "camera_boxes_to_bev",
     "image_box_overlap",
@@ -36,66 +38,10 @@ __all__ = [
 _MAX_VERTICES = 16  # clipping a quadrilateral by 4 half-planes gives at most 8 vertices
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True)
 def _rect_corners(box, out):
     """``box`` (cx, cy, dx, dy, heading) -> ``out`` [4, 2] corners, counter-clockwise."""
-    c = math.cos(box[4])
-    s = math.sin(box[4])
-    hx = 0.5 * box[2]
-    hy = 0.5 * box[3]
-    for k in range(4):
-        lx = hx if (k == 0 or k == 3) else -hx
-        ly = hy if k < 2 else -hy
-        out[k, 0] = box[0] + lx * c - ly * s
-        out[k, 1] = box[1] + lx * s + ly * c
-
-
-@numba.njit(cache=True)
-def _convex_intersection_area(a, b, buf_a, buf_b):
-    """Area of the intersection of two counter-clockwise quadrilaterals ``a``, ``b`` [4, 2]."""
-    n = 4
-    for k in range(4):
-        buf_a[k, 0] = a[k, 0]
-        buf_a[k, 1] = a[k, 1]
-    src = buf_a
-    dst = buf_b
-    for e in range(4):
-        ex = b[e, 0]
-        ey = b[e, 1]
-        ux = b[(e + 1) % 4, 0] - ex
-        uy = b[(e + 1) % 4, 1] - ey
-        m = 0
-        for k in range(n):
-            px = src[k, 0]
-            py = src[k, 1]
-            qx = src[(k + 1) % n, 0]
-            qy = src[(k + 1) % n, 1]
-            dp = ux * (py - ey) - uy * (px - ex)  # >= 0: left of (inside) the edge
-            dq = ux * (qy - ey) - uy * (qx - ex)
-            if dp >= 0.0:
-                dst[m, 0] = px
-                dst[m, 1] = py
-                m += 1
-                if dq < 0.0:
-                    t = dp / (dp - dq)
-                    dst[m, 0] = px + t * (qx - px)
-                    dst[m, 1] = py + t * (qy - py)
-                    m += 1
-            elif dq >= 0.0:
-                t = dp / (dp - dq)
-                dst[m, 0] = px + t * (qx - px)
-                dst[m, 1] = py + t * (qy - py)
-                m += 1
-        n = m
-        if n < 3:
-            return 0.0
-        tmp = src
-        src = dst
-        dst = tmp
-    area = 0.0
-    for k in range(n):
-        area += src[k, 0] * src[(k + 1) % n, 1] - src[(k + 1) % n, 0] * src[k, 1]
-    return max(0.5 * area, 0.0)
+    rect_corners(box[0], box[1], box[2], box[3], box[4], out)
 
 
 @numba.njit(cache=True)
@@ -123,7 +69,7 @@ def _frame_bev_intersections(boxes, qboxes, out):
             if dx * dx + dy * dy >= reach * reach:
                 out[i * k + j] = 0.0
             else:
-                out[i * k + j] = _convex_intersection_area(ca[i], cb[j], buf_a, buf_b)
+                out[i * k + j] = convex_intersection_area(ca[i], cb[j], buf_a, buf_b)
 
 
 @numba.njit(cache=True)

@@ -5,80 +5,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-
-@numba.njit(cache=True, inline="always")
-def _corners(x, y, l, w, yaw, out):
-    """Write the 4 BEV corners of a box, counter-clockwise, into ``out [4, 2]``."""
-    c = np.cos(yaw)
-    s = np.sin(yaw)
-    hl = 0.5 * l
-    hw = 0.5 * w
-    dx = (hl, -hl, -hl, hl)
-    dy = (hw, hw, -hw, -hw)
-    for k in range(4):
-        out[k, 0] = x + dx[k] * c - dy[k] * s
-        out[k, 1] = y + dx[k] * s + dy[k] * c
-
-
-@numba.njit(cache=True)
-def _clip_area(subject, n_sub, clip, buf_a, buf_b):
-    """Area of convex polygon ``subject`` (``n_sub`` vertices, CCW) clipped by convex CCW ``clip [4, 2]``
-    (Sutherland-Hodgman)."""
-    n = n_sub
-    for k in range(n):
-        buf_a[k, 0] = subject[k, 0]
-        buf_a[k, 1] = subject[k, 1]
-    src = buf_a
-    dst = buf_b
-    for e in range(4):
-        ax = clip[e, 0]
-        ay = clip[e, 1]
-        bx = clip[(e + 1) % 4, 0]
-        by = clip[(e + 1) % 4, 1]
-        ex = bx - ax
-        ey = by - ay
-        m = 0
-        if n == 0:
-            break
-        px = src[n - 1, 0]
-        py = src[n - 1, 1]
-        pin = ex * (py - ay) - ey * (px - ax) >= 0.0
-        for k in range(n):
-            qx = src[k, 0]
-            qy = src[k, 1]
-            qin = ex * (qy - ay) - ey * (qx - ax) >= 0.0
-            if qin != pin:
-                # intersection of segment p->q with the clip line
-                dxs = qx - px
-                dys = qy - py
-                den = ex * dys - ey * dxs
-                t = 0.0
-                if den != 0.0:
-                    t = (ey * (px - ax) - ex * (py - ay)) / den
-                dst[m, 0] = px + t * dxs
-                dst[m, 1] = py + t * dys
-                m += 1
-            if qin:
-                dst[m, 0] = qx
-                dst[m, 1] = qy
-                m += 1
-            px = qx
-            py = qy
-            pin = qin
-        n = m
-        tmp = src
-        src = dst
-        dst = tmp
-    area = 0.0
-    for k in range(n):
-        j = (k + 1) % n
-        area += src[k, 0] * src[j, 1] - src[j, 0] * src[k, 1]
-    return 0.5 * abs(area)
+from .polygon import convex_intersection_area, rect_corners
 
 
 @numba.njit(cache=True)
 def _pair_iou(ca, cb, area_a, area_b, buf_a, buf_b):
-    inter = _clip_area(ca, 4, cb, buf_a, buf_b)
+    inter = convex_intersection_area(ca, cb, buf_a, buf_b)
     union = area_a + area_b - inter
     if union <= 0.0:
         return 0.0
@@ -92,14 +24,14 @@ def _iou_matrix(a, b, out):
     buf_a = np.empty((16, 2))
     buf_b = np.empty((16, 2))
     for i in range(a.shape[0]):
-        _corners(a[i, 0], a[i, 1], a[i, 3], a[i, 4], a[i, 6], ca)
+        rect_corners(a[i, 0], a[i, 1], a[i, 3], a[i, 4], a[i, 6], ca)
         ra = 0.5 * np.sqrt(a[i, 3] ** 2 + a[i, 4] ** 2)
         for j in range(b.shape[0]):
             rb = 0.5 * np.sqrt(b[j, 3] ** 2 + b[j, 4] ** 2)
             if (a[i, 0] - b[j, 0]) ** 2 + (a[i, 1] - b[j, 1]) ** 2 > (ra + rb) ** 2:
                 out[i, j] = 0.0
                 continue
-            _corners(b[j, 0], b[j, 1], b[j, 3], b[j, 4], b[j, 6], cb)
+            rect_corners(b[j, 0], b[j, 1], b[j, 3], b[j, 4], b[j, 6], cb)
             out[i, j] = _pair_iou(ca, cb, a[i, 3] * a[i, 4], b[j, 3] * b[j, 4], buf_a, buf_b)
 
 
@@ -120,7 +52,7 @@ def _nms(boxes, order, threshold, max_keep):
     area = np.empty(n)
     for k in range(n):
         i = order[k]
-        _corners(boxes[i, 0], boxes[i, 1], boxes[i, 3], boxes[i, 4], boxes[i, 6], corners[k])
+        rect_corners(boxes[i, 0], boxes[i, 1], boxes[i, 3], boxes[i, 4], boxes[i, 6], corners[k])
         radius[k] = 0.5 * np.sqrt(boxes[i, 3] ** 2 + boxes[i, 4] ** 2)
         area[k] = boxes[i, 3] * boxes[i, 4]
     suppressed = np.zeros(n, dtype=np.bool_)
