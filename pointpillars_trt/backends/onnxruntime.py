@@ -1,0 +1,271 @@
+"""ONNX Runtime backend: the exported PFN, MFN and RPN graphs (or the fused chain) in ONNX Runtime.
+
+Graphs come from a folder (``engine_dir``, e.g. written by ``export/export_onnx.py``) whose
+metadata is checked against the config, or are exported on the fly from a state dict into a
+cache folder keyed by config, weights, precision and package version
+(``$POINTPILLARS_TRT_CACHE`` or ``~/.cache/pointpillars_trt``, else a temporary folder).
+
+``onnxruntime`` and ``onnx`` are imported only when a backend is built, so the package imports
+without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..config import PointPillarsConfig
+from ..errors import BackendUnavailableError, ConfigError, EngineError
+from .base import INPUT_NAMES, OUTPUT_NAMES, Backend, StageTimer, register_backend
+
+SPLIT_PARTS = ("pfn", "mfn", "rpn")
+_PIP = "pip install onnxruntime onnx   (or onnxruntime-gpu for the CUDA provider)"
+_PART_IO = {
+    "pfn": (("features", "num_points"), ("pillar_features",)),
+    "mfn": (("pillar_features", "coords"), ("canvas",)),
+    "rpn": (("canvas",), OUTPUT_NAMES),
+    "full": (INPUT_NAMES, OUTPUT_NAMES),
+}
+
+
+def _import_ort():
+    try:
+        import onnx  # noqa: F401  (metadata and export)
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(f"onnxruntime backend: {exc.name} is not installed; {_PIP}") from exc
+    return onnxruntime
+
+
+def default_cache_dir() -> Path:
+    """``$POINTPILLARS_TRT_CACHE``, else ``~/.cache/pointpillars_trt``."""
+    env = os.environ.get("POINTPILLARS_TRT_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "pointpillars_trt"
+
+
+def resolve_graph_paths(engine_dir: str | Path | Mapping[str, str | Path], fused: bool) -> dict[str, Path]:
+    """``{part: path}`` of the graphs to run: ``full.onnx`` when ``fused`` (or when it is the only
+    graph there), else ``pfn/mfn/rpn.onnx``. ``engine_dir`` is a folder or a ``{part: path}`` map."""
+    if isinstance(engine_dir, Mapping):
+        paths = {str(k): Path(v) for k, v in engine_dir.items()}
+        unknown = sorted(set(paths) - set(_PART_IO))
+        if unknown:
+            raise ConfigError(f"onnxruntime backend: unknown graph part(s) {unknown}; expected {sorted(_PART_IO)}")
+    else:
+        folder = Path(engine_dir)
+        if not folder.is_dir():
+            raise EngineError(f"{folder}: ONNX graph folder not found")
+        paths = {p: folder / f"{p}.onnx" for p in (*SPLIT_PARTS, "full") if (folder / f"{p}.onnx").is_file()}
+        if not paths:
+            raise EngineError(f"{folder}: holds none of pfn.onnx, mfn.onnx, rpn.onnx, full.onnx; run export/export_onnx.py")
+    if fused or not any(p in paths for p in SPLIT_PARTS):
+        if "full" not in paths:
+            raise EngineError(f"{engine_dir}: no full.onnx (the fused chain); export with --fused")
+        return {"full": paths["full"]}
+    missing = [p for p in SPLIT_PARTS if p not in paths]
+    if missing:
+        raise EngineError(f"{engine_dir}: missing {', '.join(f'{p}.onnx' for p in missing)}")
+    return {p: paths[p] for p in SPLIT_PARTS}
+
+
+def select_providers(available: Sequence[str], device: str | None, providers: Sequence[Any] | None) -> list[Any]:
+    """Execution providers: ``providers`` as given; else by ``device``: ``None``/``"auto"`` = CUDA
+    first when ONNX Runtime has it, then CPU; ``"cpu"``; ``"cuda"`` or ``"cuda:N"`` (required)."""
+    if providers:
+        for p in providers:
+            name = p[0] if isinstance(p, (tuple, list)) else p
+            if name not in available:
+                raise BackendUnavailableError(f"onnxruntime backend: provider {name!r} is not available; available: {list(available)}")
+        return list(providers)
+    dev = (device or "auto").lower()
+    has_cuda = "CUDAExecutionProvider" in available
+    if dev == "auto":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"] if has_cuda else ["CPUExecutionProvider"]
+    if dev == "cpu":
+        return ["CPUExecutionProvider"]
+    if dev.startswith("cuda"):
+        if not has_cuda:
+            raise BackendUnavailableError(
+                f"onnxruntime backend: device {device!r} requested but this ONNX Runtime has no CUDAExecutionProvider "
+                f"(available: {list(available)}); pip install onnxruntime-gpu"
+            )
+        idx = int(dev.split(":", 1)[1]) if ":" in dev else 0
+        return [("CUDAExecutionProvider", {"device_id": idx}), "CPUExecutionProvider"]
+    raise ConfigError(f"onnxruntime backend: device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def export_cached(cfg: PointPillarsConfig, state_dict: Mapping[str, Any], precision: str, fused: bool,
+                  cache_dir: str | Path | None = None) -> dict[str, Path]:
+    """Export ``state_dict`` once per (config, weights, precision, FP16 policy, package version)
+    into ``cache_dir`` (default :func:`default_cache_dir`, else a temporary folder) and return the paths."""
+    from ..exporter import DEFAULT_FP16_POLICY, OPSET, export_onnx, read_graph_metadata, state_dict_sha256
+    from ..exporter.metadata import METADATA_FORMAT
+
+    weights = state_dict_sha256(state_dict)
+    key_text = "|".join([cfg.hash(), weights, precision, repr(DEFAULT_FP16_POLICY), __version__, METADATA_FORMAT, str(OPSET)])
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = root / "onnx" / f"{cfg.name}-{precision}-{key}"
+    wanted = ("full",) if fused else SPLIT_PARTS
+    if all((folder / f"{p}.onnx").is_file() for p in wanted):
+        try:
+            metas = [read_graph_metadata(folder / f"{p}.onnx") for p in wanted]
+            if all(m.weights_sha256 == weights and m.config_hash == cfg.hash() for m in metas):
+                return {p: folder / f"{p}.onnx" for p in wanted}
+        except EngineError:
+            pass  # a damaged cache entry is simply exported again
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = Path(tempfile.mkdtemp(prefix="pointpillars_trt_onnx_"))
+    paths = export_onnx(state_dict, cfg, folder, fp16=precision == "fp16", fused=fused)
+    return {p: paths[p] for p in wanted}
+
+
+class OnnxRuntimeBackend(Backend):
+    """PFN -> scatter (MFN) -> RPN as three ONNX Runtime sessions, or one session of ``full.onnx``.
+
+    ``engine_dir``: a folder of exported graphs or a ``{part: path}`` map; their metadata must
+    match ``cfg`` (:class:`ConfigError` naming the differing fields), or ``cfg=None`` adopts the
+    graphs' config. With ``state_dict`` too, the graphs must hold those weights
+    (:class:`EngineError` otherwise). Without ``engine_dir``, ``state_dict`` is exported to the
+    cache (:func:`export_cached`) in ``precision``. Inputs and outputs are bound by name;
+    ``features`` is cast to the graph's float type; outputs are float32.
+    Per-stage times (``pfn``, ``scatter``, ``rpn``; ``full`` for the fused graph) are in
+    ``last_timings_ms``.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        cfg: PointPillarsConfig | None = None,
+        engine_dir: str | Path | Mapping[str, str | Path] | None = None,
+        state_dict: Mapping[str, Any] | None = None,
+        providers: Sequence[Any] | None = None,
+        fused: bool = False,
+        *,
+        precision: str | None = None,
+        device: str | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        ort = _import_ort()
+        from ..exporter import check_graph_config, check_graph_set, check_graph_weights, read_graph_metadata, state_dict_sha256
+
+        if precision not in (None, "fp32", "fp16"):
+            raise ConfigError(f"onnxruntime backend: precision must be fp32 or fp16, got {precision!r}")
+        if engine_dir is not None:
+            paths = resolve_graph_paths(engine_dir, fused)
+        elif state_dict is not None:
+            if cfg is None:
+                raise ConfigError("onnxruntime backend: a state dict needs its config (cfg)")
+            paths = export_cached(cfg, state_dict, precision or "fp32", fused, cache_dir)
+        else:
+            raise ConfigError("onnxruntime backend: give engine_dir (exported ONNX graphs) or a state_dict to export")
+        metas = {part: read_graph_metadata(p) for part, p in paths.items()}
+        for part, meta in metas.items():
+            if meta.part != part:
+                raise EngineError(f"{meta.path}: its metadata says it is the {meta.part!r} graph, not {part!r}")
+        check_graph_set(metas.values())
+        first = next(iter(metas.values()))
+        if cfg is None:
+            cfg = first.config
+        for meta in metas.values():
+            check_graph_config(meta, cfg)
+        if precision is not None and first.precision != precision:
+            raise EngineError(f"{first.path}: graphs are {first.precision}, but precision={precision!r} was asked for")
+        if state_dict is not None and engine_dir is not None:
+            weights = state_dict_sha256(state_dict)
+            for meta in metas.values():
+                check_graph_weights(meta, weights)
+        super().__init__(cfg)
+        self.graph_paths = paths
+        self.metadata = metas
+        self.precision = first.precision
+        self.fused = "full" in paths
+        self.providers = select_providers(ort.get_available_providers(), device, providers)
+        self.threads = threads
+        self._ort = ort
+        self._sessions: dict[str, Any] = {}
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def _activate(self) -> None:
+        opts = self._ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
+        sessions = {}
+        for part, path in self.graph_paths.items():
+            try:
+                sess = self._ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise EngineError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+            want_in, want_out = _PART_IO[part]
+            got_in = {i.name for i in sess.get_inputs()}
+            got_out = {o.name for o in sess.get_outputs()}
+            if got_in != set(want_in) or not set(want_out) <= got_out:
+                raise EngineError(
+                    f"{path}: inputs {sorted(got_in)} / outputs {sorted(got_out)} are not the {part} graph's "
+                    f"{list(want_in)} / {list(want_out)}"
+                )
+            sessions[part] = sess
+        self._sessions = sessions
+        first = sessions["full"] if self.fused else sessions["pfn"]
+        ftype = {i.name: i.type for i in first.get_inputs()}["features"]
+        self._float = np.float16 if ftype == "tensor(float16)" else np.float32
+
+    def _deactivate(self) -> None:
+        self._sessions = {}
+
+    @property
+    def active_providers(self) -> list[str]:
+        """Providers the sessions really use (after activation)."""
+        return next(iter(self._sessions.values())).get_providers() if self._sessions else []
+
+    # ---- running ------------------------------------------------------------------------
+    def run_part(self, part: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one graph (``pfn``, ``mfn``, ``rpn`` or ``full``) on named inputs, as given (no casts)."""
+        self.activate()
+        if part not in self._sessions:
+            raise ConfigError(f"onnxruntime backend: no {part!r} graph loaded (have {sorted(self._sessions)})")
+        names = list(_PART_IO[part][1])
+        try:
+            outs = self._sessions[part].run(names, {k: feeds[k] for k in _PART_IO[part][0]})
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EngineError(f"{self.graph_paths[part]}: ONNX Runtime failed: {exc}") from exc
+        return dict(zip(names, outs))
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        timings: dict[str, float] = {}
+        timer = StageTimer(timings)
+        x = {
+            "features": np.ascontiguousarray(feeds["features"], dtype=self._float),
+            "num_points": np.ascontiguousarray(feeds["num_points"], dtype=np.int32),
+            "coords": np.ascontiguousarray(feeds["coords"], dtype=np.int32),
+        }
+        if self.fused:
+            out = self.run_part("full", x)
+            timer.mark("full")
+        else:
+            pf = self.run_part("pfn", x)["pillar_features"]
+            timer.mark("pfn")
+            canvas = self.run_part("mfn", {"pillar_features": pf, "coords": x["coords"]})["canvas"]
+            timer.mark("scatter")
+            out = self.run_part("rpn", {"canvas": canvas})
+            timer.mark("rpn")
+        self.last_timings_ms = timings
+        return {k: np.asarray(out[k], dtype=np.float32) for k in OUTPUT_NAMES}
+
+
+@register_backend("onnxruntime")
+def _make_onnxruntime(cfg: PointPillarsConfig | None = None, engine_dir=None, state_dict=None, providers=None,
+                      fused: bool = False, precision: str | None = None, device: str | None = None,
+                      cache_dir=None, threads: int | None = None, **_: object) -> OnnxRuntimeBackend:
+    return OnnxRuntimeBackend(cfg, engine_dir, state_dict, providers, fused, precision=precision, device=device,
+                              cache_dir=cache_dir, threads=threads)

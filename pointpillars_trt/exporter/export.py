@@ -1,0 +1,123 @@
+"""``export_onnx``: a model or state dict -> checked ONNX graphs with metadata, written to a folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import onnx
+import torch
+
+from .. import __version__
+from ..config import PointPillarsConfig
+from ..errors import CheckpointError, ExportError
+from ..model import PointPillars, build_model
+from .graphs import DEFAULT_FP16_POLICY, Fp16Policy, build_graphs
+from .metadata import GraphMetadata, file_sha256, state_dict_sha256
+
+PART_FILES = {"pfn": "pfn.onnx", "mfn": "mfn.onnx", "rpn": "rpn.onnx", "full": "full.onnx"}
+
+
+def as_model(model_or_state_dict: PointPillars | Mapping[str, torch.Tensor], cfg: PointPillarsConfig) -> PointPillars:
+    """An eval-mode :class:`PointPillars` for ``cfg`` from a model or a native state dict."""
+    if isinstance(model_or_state_dict, PointPillars):
+        return model_or_state_dict.eval()
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(dict(model_or_state_dict), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"the state dict does not fit config {cfg.name!r}: {exc}") from exc
+    return model.eval()
+
+
+def check_graph(model: onnx.ModelProto, where: str) -> None:
+    """``onnx.checker`` (full check) and strict shape inference; the declared output shapes must
+    agree with the inferred ones. Raises :class:`ExportError`."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"{where}: the exported graph fails the ONNX checks: {exc}") from exc
+    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for out in model.graph.output:
+        got = _shape(known[out.name]) if out.name in known else None
+        if got is not None and got != _shape(out):
+            raise ExportError(f"{where}: output {out.name!r} is declared {_shape(out)} but inferred {got}")
+
+
+def _shape(info: onnx.ValueInfoProto) -> list:
+    return [d.dim_param or d.dim_value for d in info.type.tensor_type.shape.dim]
+
+
+def graph_op_types(model: onnx.ModelProto | str | Path) -> set[str]:
+    """Every ``op_type`` in a graph (a model or a path)."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    return {n.op_type for n in model.graph.node}
+
+
+def parse_supported_operators(markdown: str | Path) -> frozenset[str]:
+    """Operators marked supported (``Y``) in onnx-tensorrt's ``operators.md`` support matrix."""
+    text = Path(markdown).read_text() if isinstance(markdown, Path) or "\n" not in str(markdown) else str(markdown)
+    rows = re.findall(r"^\|\s*([A-Za-z0-9_]+)\s*\|\s*(Y|N)\s*\|", text, flags=re.MULTILINE)
+    return frozenset(name for name, ok in rows if ok == "Y")
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_onnx(
+    model_or_state_dict: PointPillars | Mapping[str, torch.Tensor],
+    cfg: PointPillarsConfig,
+    out_dir: str | Path,
+    *,
+    fp16: bool = False,
+    checkpoint_path: str | Path | None = None,
+    fused: bool = False,
+    fp16_policy: Fp16Policy | None = None,
+) -> dict[str, Path]:
+    """Write ``pfn.onnx``, ``mfn.onnx``, ``rpn.onnx`` (and ``full.onnx`` when ``fused``) to ``out_dir``.
+
+    ``model_or_state_dict``: a :class:`PointPillars` or a native state dict for ``cfg``.
+    ``checkpoint_path``: the file the weights were read from; its SHA-256 goes into the metadata
+    (otherwise the SHA-256 of the weight tensors, marked ``checkpoint_sha256_of = state_dict``).
+    ``fp16``: float16 graphs for strongly typed TensorRT builds, with ``fp16_policy`` (default
+    :data:`DEFAULT_FP16_POLICY`) saying which parts stay float32. Every graph is checked
+    (:func:`check_graph`) before it is written; files are replaced atomically.
+    Returns ``{part: path}``.
+    """
+    model = as_model(model_or_state_dict, cfg)
+    precision = "fp16" if fp16 else "fp32"
+    weights_hash = state_dict_sha256(model.state_dict())
+    if checkpoint_path is not None:
+        ckpt_hash, ckpt_of = file_sha256(checkpoint_path), "file"
+    else:
+        ckpt_hash, ckpt_of = weights_hash, "state_dict"
+    graphs = build_graphs(model, cfg, precision, fp16_policy or DEFAULT_FP16_POLICY, fused=fused)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for part, graph in graphs.items():
+        path = out / PART_FILES[part]
+        meta = GraphMetadata(
+            path=path, config_json=cfg.to_json(), config_hash=cfg.hash(), checkpoint_sha256=ckpt_hash,
+            checkpoint_sha256_of=ckpt_of, weights_sha256=weights_hash, part=part, precision=precision,
+            version=__version__,
+        )
+        onnx.helper.set_model_props(graph, meta.to_props())
+        graph.producer_version = __version__
+        check_graph(graph, str(path))
+        _save(graph, path)
+        paths[part] = path
+    return paths
