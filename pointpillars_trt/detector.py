@@ -80,6 +80,24 @@ class ModelSource:
         return f"{self.path} ({self.format})"
 
 
+def artifact_config_json(engine_dir: Path) -> str:
+    """The config JSON carried by the engines (``pfn.engine``) or ONNX graphs (``pfn.onnx`` /
+    ``full.onnx``) in ``engine_dir``."""
+    from .errors import EngineError
+
+    if (engine_dir / "pfn.engine").is_file():
+        from .tensorrt.engine_file import read_engine_header
+
+        return read_engine_header(engine_dir / "pfn.engine").config
+    for name in ("pfn.onnx", "full.onnx"):
+        if (engine_dir / name).is_file():
+            from .exporter.metadata import read_graph_metadata
+
+            return read_graph_metadata(engine_dir / name).config_json
+    raise EngineError(f"{engine_dir}: no pfn.engine, pfn.onnx or full.onnx (build them with export/export_onnx.py "
+                      "and export/build_engines.py)")
+
+
 class Detector:
     """Runs the whole pipeline on one frame at a time.
 
@@ -127,6 +145,9 @@ class Detector:
         random weights when the package has none (``detector.source.is_random`` says so)."""
         from .checkpoint import load_checkpoint
 
+        if path is None and kwargs.get("engine_dir") is not None:
+            return cls.from_engine_dir(kwargs.pop("engine_dir"), config=config,
+                                       backend="tensorrt" if backend == "auto" else backend, device=device, **kwargs)
         cfg = load_config(config) if isinstance(config, (str, Path)) else config
         if path is None and DEMO_MODEL.is_file():
             path = DEMO_MODEL
@@ -147,6 +168,30 @@ class Detector:
         name = "torch" if backend == "auto" else backend
         be = create_backend(name, cfg=cfg, state_dict=state_dict, device=device, **backend_kwargs)
         return cls(cfg, be, source=source, **kwargs)
+
+    @classmethod
+    def from_engine_dir(
+        cls,
+        engine_dir: str | Path,
+        config: PointPillarsConfig | str | Path | None = None,
+        backend: str = "tensorrt",
+        device: str = "cpu",
+        **kwargs: Any,
+    ) -> "Detector":
+        """A detector on exported artifacts alone: TensorRT engines (``backend="tensorrt"``) or
+        ONNX graphs (``"onnxruntime"``) in ``engine_dir``. The config is the one the artifacts
+        carry; a ``config`` given as well must be the same (else :class:`ConfigError`)."""
+        from .config import check_same_config
+
+        engine_dir = Path(engine_dir)
+        carried = artifact_config_json(engine_dir)
+        cfg = load_config(config) if isinstance(config, (str, Path)) else config
+        if cfg is not None:
+            check_same_config(cfg, carried, f"{engine_dir}")
+        cfg = PointPillarsConfig.from_json(carried)
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in ("voxelizer", "on_overflow", "nonfinite")}
+        be = create_backend(backend, cfg=cfg, engine_dir=engine_dir, device=device, **kwargs)
+        return cls(cfg, be, source=ModelSource(engine_dir, backend), **options)
 
     # ---- running ------------------------------------------------------------------------
     def detect(self, points: np.ndarray, score_threshold: float | None = None, source: str = "<array>") -> Detections:

@@ -106,3 +106,21 @@ def test_demo_or_random_model_is_labelled():
     det = Detector.from_checkpoint(None)
     assert det.source.is_random or det.source.path.name == "demo_model.safetensors"
     assert ("RANDOM" in det.source.describe()) == det.source.is_random
+
+
+def test_detector_from_exported_graphs_alone(tmp_path, kitti_config, kitti_points):
+    """ONNX graphs carry their config: a detector needs nothing else; another config is refused."""
+    from pointpillars_trt.exporter import export_onnx
+
+    sd = lively_state_dict(kitti_config)
+    export_onnx(sd, kitti_config, tmp_path)
+    ort = Detector.from_engine_dir(tmp_path, backend="onnxruntime")
+    ref = Detector(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=sd))
+    a, b = ort.detect(kitti_points), ref.detect(kitti_points)
+    assert ort.config == kitti_config and len(a) == len(b) > 0
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
+    same = Detector.from_checkpoint(None, engine_dir=tmp_path, backend="onnxruntime")
+    assert same.source.path == tmp_path
+    with pytest.raises(ConfigError, match="postprocess.score_threshold"):
+        Detector.from_engine_dir(tmp_path, config=kitti_config.replace(postprocess={"score_threshold": 0.5}),
+                                 backend="onnxruntime")
