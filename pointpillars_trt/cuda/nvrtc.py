@@ -191,12 +191,23 @@ def nvrtc_supported_archs() -> list[int]:
     return [int(a) for a in check_nvrtc(nv.nvrtcGetSupportedArchs(), "nvrtcGetSupportedArchs")]
 
 
+def _out_buffer(size: int) -> bytes:
+    """A fresh ``bytes`` object for NVRTC to write ``size`` bytes into.
+
+    cuda-bindings writes through the buffer of a ``bytes`` object. CPython shares one object for
+    every bytes of length 0 or 1 (``b" " * 1 is b" "``), so a 1-byte buffer (an empty NVRTC log
+    is exactly its NUL terminator) would overwrite that shared constant for the whole process.
+    One spare byte keeps every buffer at least 2 bytes long and therefore private.
+    """
+    return bytes(int(size) + 1)
+
+
 def _program_log(nv: Any, prog: Any) -> str:
     try:
-        size = check_nvrtc(nv.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-        buf = b" " * int(size)
+        size = int(check_nvrtc(nv.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize"))
+        buf = _out_buffer(size)
         check_nvrtc(nv.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
-        return buf.rstrip(b"\0 ").decode(errors="replace")
+        return buf[:size].rstrip(b"\0 ").decode(errors="replace")
     except CudaError as exc:
         return f"(no log: {exc})"
 
@@ -225,14 +236,14 @@ def compile_source(
                 f"with options {opts}:\n{text}"
             )
         if target.kind == "cubin":
-            size = check_nvrtc(nv.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
-            buf = b" " * int(size)
+            size = int(check_nvrtc(nv.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize"))
+            buf = _out_buffer(size)
             check_nvrtc(nv.nvrtcGetCUBIN(prog, buf), "nvrtcGetCUBIN")
         else:
-            size = check_nvrtc(nv.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
-            buf = b" " * int(size)
+            size = int(check_nvrtc(nv.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize"))
+            buf = _out_buffer(size)
             check_nvrtc(nv.nvrtcGetPTX(prog, buf), "nvrtcGetPTX")
-        return CompiledImage(bytes(buf), target.kind, target, text)
+        return CompiledImage(buf[:size], target.kind, target, text)
     finally:
         nv.nvrtcDestroyProgram(prog)
 

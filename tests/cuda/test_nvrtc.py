@@ -117,3 +117,14 @@ def test_compile_kernel_file_uses_the_cache(tmp_path):
     assert second.from_cache and second.data == first.data
     third = compile_kernel_file("scatter.cu", (9, 0), options=("--std=c++17", "-lineinfo"), cache=cache)
     assert not third.from_cache and len(list(tmp_path.iterdir())) == 2
+
+
+def test_compiling_leaves_shared_bytes_constants_alone():
+    """NVRTC writes into bytes buffers; a 1-byte one is CPython's shared b" " (an empty log)."""
+    reason = nvrtc_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from pointpillars_trt.cuda.nvrtc import Target, compile_source
+
+    compile_source('extern "C" __global__ void k(int* p) { p[0] = 1; }', "k.cu", Target("--gpu-architecture=compute_80", "ptx"))
+    assert b" " == bytes([32]) and b"a b".split(b" ") == [b"a", b"b"]
