@@ -4,6 +4,8 @@
     python tools/benchmark.py --stage voxelize                 # CPU voxelizers, real + 360-degree frames
     python tools/benchmark.py --stage pipeline --backend torch --iters 20
     python tools/benchmark.py --stage pipeline --backend onnxruntime --json out/bench.json
+    python tools/benchmark.py --stage gpu --json out/bench_gpu.json   # eager torch vs our GPU pipeline
+                                                                      # (tools/benchmark_gpu.py; its own options)
 
 Frames: every real KITTI frame under ../shared/data/kitti_frames (or --frames DIR), and
 synthetic 360-degree frames of about 120k points made by our LiDAR simulator. Timings come from
@@ -124,9 +126,16 @@ def print_table(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--stage" in argv and argv.index("--stage") + 1 < len(argv) and argv[argv.index("--stage") + 1] == "gpu":
+        i = argv.index("--stage")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import benchmark_gpu  # noqa: E402  (tools/benchmark_gpu.py)
+
+        return benchmark_gpu.main(argv[:i] + argv[i + 2:])
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", choices=("voxelize", "pipeline"), default="pipeline")
+    p.add_argument("--stage", choices=("voxelize", "pipeline", "gpu"), default="pipeline")
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--ckpt")

@@ -24,7 +24,8 @@
 #
 # Steps: environment report -> install what is missing -> NVRTC check -> `pytest -m gpu -v`
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> tools/benchmark.py when
-# present -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
+# present -> tools/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
+# -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
 set -uo pipefail
@@ -116,6 +117,8 @@ if [ -f tools/benchmark.py ]; then
   fi
   step benchmark "$PY" tools/benchmark.py "${bench_args[@]}" --json "$OUT/benchmark.json"
 fi
+# the GPU pipeline against the eager PyTorch pipeline, plus the device ceilings (< 4 min on an H100)
+step benchmark-gpu "$PY" tools/benchmark_gpu.py ${BENCHMARK_GPU_ARGS:-} --json "$OUT/benchmark_gpu.json"
 if have tensorrt && "$PY" -c "import tensorrt; assert tensorrt.__file__" >/dev/null 2>&1; then
   step check-tensorrt "$PY" tools/check_tensorrt.py --work-dir /tmp/check_tensorrt
 fi

@@ -7,7 +7,7 @@ import importlib
 from .base import INPUT_NAMES, OUTPUT_NAMES, Backend, StageTimer, available_backends, create_backend, register_backend
 
 # module name per backend; imported on first use so optional runtimes stay optional
-_BUILTIN = ("torch_backend", "onnxruntime", "tensorrt")
+_BUILTIN = ("torch_backend", "torch_cuda", "onnxruntime", "tensorrt")
 
 
 def _load_all() -> None:

@@ -1,0 +1,159 @@
+"""Post-processing on the GPU (``kernels/postprocess.cu``): head maps -> fixed-size boxes + count.
+
+:class:`CudaPostProcessor` does what :class:`~pointpillars_trt.postprocess.PostProcessor` does
+(score threshold, exact stable top-``nms_pre_max``, decoding, direction, canonical boxes, rotated
+BEV NMS with the exact polygon IoU; class-agnostic or class-aware as the config says) with every
+launch on the caller's stream and every count on the device, so it can be captured in a CUDA
+graph. Outputs (the caller's buffers): ``boxes`` float32 ``[post_max, 7]``, ``scores`` float32
+``[post_max]``, ``labels`` int32 ``[post_max]`` (rows ``>= count`` are zero / -1) and ``count``
+int32 ``[1]``.
+
+Inputs are the float32 head maps of one frame ``cls [A*K, H, W]``, ``box [A*7, H, W]``,
+``dir [A*D, H, W]`` (batch item ``b`` of a ``[B, ...]`` tensor: offset the pointers).
+The pass structure and the tie rules are described at the top of ``postprocess.cu``.
+``nms_pre_max`` is limited to 16384 (the top-k is sorted in one block's shared memory).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config import PointPillarsConfig
+from ..errors import ConfigError
+from ..postprocess.anchors import generate_anchors
+from .bindings import bindings, check
+from .device import CudaDevice, get_device
+from .memory import DeviceBuffer, copy_h2d_async, stream_synchronize
+from .nvrtc import grid_for, i32, launch, load_kernels, ptr
+
+if TYPE_CHECKING:
+    import torch
+
+KERNEL_FILE = "postprocess.cu"
+OPTIONS = ("--std=c++17", "--fmad=false")
+HBINS, LBINS = 4096, 256
+TILE = 2048
+MAX_PRE = 16384
+NUM_STATE = 16
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(1, (int(n) - 1).bit_length())
+
+
+class CudaPostProcessor:
+    """Owns the anchors (uploaded once) and the workspace; serialize calls on one stream."""
+
+    def __init__(self, cfg: PointPillarsConfig, device: int | CudaDevice = 0) -> None:
+        self.cfg = cfg
+        pp, h = cfg.postprocess, cfg.head
+        self.device = device if isinstance(device, CudaDevice) else get_device(device)
+        self.W, self.H = cfg.feature_map_size
+        self.A, self.K, self.D = cfg.num_anchors_per_location, cfg.num_classes, h.num_dir_bins
+        self.HW = self.H * self.W
+        self.R = self.HW * self.A
+        self.pre_max = int(min(pp.nms_pre_max, self.R))
+        self.post_max = int(pp.nms_post_max)
+        if not 1 <= self.pre_max <= MAX_PRE:
+            raise ConfigError(f"CudaPostProcessor: nms_pre_max must be 1..{MAX_PRE}, got {pp.nms_pre_max}")
+        if self.post_max < 1:
+            raise ConfigError(f"CudaPostProcessor: nms_post_max must be >= 1, got {self.post_max}")
+        self.agnostic = bool(pp.class_agnostic_nms)
+        self.groups = 1 if self.agnostic else self.K
+        self.words = -(-self.pre_max // 64)
+        self.sort_size = _pow2(self.pre_max)
+        module = load_kernels(KERNEL_FILE, self.device, OPTIONS)
+        self._fn = {n: module.function(f"pp_post_{n}") for n in
+                    ("score", "hist2", "hist3", "sel_count", "sel_write", "sort_decode", "nms_mask", "nms_scan", "output")}
+        sort_bytes = self.sort_size * 8
+        if sort_bytes > 48 * 1024:
+            drv = bindings()[0]
+            check(drv.cuFuncSetAttribute(self._fn["sort_decode"], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                         sort_bytes), "cuFuncSetAttribute(max dynamic shared memory)")
+        sms = self.device.info.multiprocessor_count
+        self._hist_grid = grid_for(self.R, 256, sms * 2)
+        self._tiles = max(1, -(-self.R // TILE))
+        k, g = self.pre_max, self.groups
+        sizes = {
+            "keys": self.R * 4, "hist": (2 * HBINS + LBINS) * 4, "state": NUM_STATE * 4,
+            "tile_gt": self._tiles * 4, "tile_eq": self._tiles * 4, "sel_idx": k * 4, "cand": k * 4,
+            "dec_boxes": k * 7 * 4, "dec_score": k * 4, "dec_label": k * 4, "probs": k * self.K * 4,
+            "group_list": g * k * 4, "group_count": g * 4, "mask": g * k * self.words * 8,
+            "keep": g * self.post_max * 4, "keep_count": g * 4,
+        }
+        self._buf = {name: DeviceBuffer(n, self.device) for name, n in sizes.items()}
+        self._buf["state"].memset_async(0)
+        anchors = np.ascontiguousarray(generate_anchors(cfg).reshape(-1, 7), dtype=np.float32)
+        self._anchors = DeviceBuffer(anchors.nbytes, self.device)
+        copy_h2d_async(self._anchors.ptr, anchors.ctypes.data, anchors.nbytes, 0)
+        stream_synchronize(0)
+        self._decode_args = (
+            np.float32(h.dir_offset), np.float32(h.dir_limit_offset), np.float32(2.0 * np.pi / h.num_dir_bins),
+            np.float32(np.pi / 2), i32(h.num_dir_bins), i32(int(h.box_layout == "wlh_cw")),
+        )
+
+    def enqueue(self, cls_ptr: int, box_ptr: int, dir_ptr: int, stream: int, *, boxes_ptr: int, scores_ptr: int,
+                labels_ptr: int, count_ptr: int, score_threshold: float | None = None) -> None:
+        """Post-process one frame's head maps on ``stream`` into the caller's output buffers."""
+        b = {n: buf.ptr for n, buf in self._buf.items()}
+        thr = np.float32(self.cfg.postprocess.score_threshold if score_threshold is None else score_threshold)
+        k = i32(self.pre_max)
+        drv = bindings()[0]
+        self.device.make_current()
+        hist1, hist2, hist3 = b["hist"], b["hist"] + HBINS * 4, b["hist"] + 2 * HBINS * 4
+        check(drv.cuMemsetD32Async(drv.CUdeviceptr(b["hist"]), 0, 2 * HBINS + LBINS, drv.CUstream(int(stream))), "cuMemsetD32Async")
+        launch(self._fn["score"], self._hist_grid, 256,
+               (ptr(cls_ptr), i32(self.HW), i32(self.A), i32(self.K), i32(int(self.agnostic)), thr, ptr(b["keys"]), ptr(hist1)), stream)
+        launch(self._fn["hist2"], self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist1), ptr(hist2), ptr(b["state"])), stream)
+        launch(self._fn["hist3"], self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist2), ptr(hist3), ptr(b["state"])), stream)
+        launch(self._fn["sel_count"], self._tiles, 256,
+               (i32(self.R), k, ptr(b["keys"]), ptr(hist3), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["state"])), stream)
+        launch(self._fn["sel_write"], self._tiles, 256,
+               (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])), stream)
+        launch(self._fn["sort_decode"], 1, 1024,
+               (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
+                i32(self.sort_size), i32(int(self.agnostic)), thr, *self._decode_args, ptr(b["keys"]), ptr(b["sel_idx"]),
+                ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
+                ptr(b["group_list"]), ptr(b["group_count"]), k),
+               stream, shared_mem=self.sort_size * 8)
+        launch(self._fn["nms_mask"], (self.words, self.words, self.groups), 64,
+               (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
+                np.float64(self.cfg.postprocess.nms_iou_threshold), ptr(b["mask"])), stream)
+        launch(self._fn["nms_scan"], self.groups, 32,
+               (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), ptr(b["keep"]), ptr(b["keep_count"])),
+               stream, shared_mem=self.words * 8)
+        launch(self._fn["output"], 1, 256,
+               (i32(int(self.agnostic)), i32(self.K), i32(self.post_max), k, ptr(b["dec_boxes"]), ptr(b["dec_score"]),
+                ptr(b["dec_label"]), ptr(b["probs"]), ptr(b["group_list"]), ptr(b["keep"]), ptr(b["keep_count"]),
+                ptr(boxes_ptr), ptr(scores_ptr), ptr(labels_ptr), ptr(count_ptr)), stream)
+
+    def free(self) -> None:
+        for buf in (*self._buf.values(), self._anchors):
+            buf.free()
+
+
+def postprocess_torch(pp: CudaPostProcessor, cls: "torch.Tensor", box: "torch.Tensor", dirs: "torch.Tensor",
+                      score_threshold: float | None = None):
+    """Post-process CUDA head maps ``[1, C, H, W]`` (cast to contiguous float32) on torch's current
+    stream; returns ``(boxes [post_max, 7], scores [post_max], labels [post_max] int32, count [1])``
+    on the device (no synchronization)."""
+    import torch
+
+    maps = [t.detach().float().contiguous() for t in (cls, box, dirs)]
+    for t in maps:
+        if not t.is_cuda or t.dim() != 4 or t.shape[0] != 1:
+            raise ValueError(f"postprocess_torch: expected CUDA [1, C, H, W] maps, got {tuple(t.shape)} on {t.device}")
+    dev = maps[0].device
+    boxes = torch.zeros((pp.post_max, 7), dtype=torch.float32, device=dev)
+    scores = torch.zeros(pp.post_max, dtype=torch.float32, device=dev)
+    labels = torch.zeros(pp.post_max, dtype=torch.int32, device=dev)
+    count = torch.zeros(1, dtype=torch.int32, device=dev)
+    pp.enqueue(maps[0].data_ptr(), maps[1].data_ptr(), maps[2].data_ptr(), torch.cuda.current_stream(dev).cuda_stream,
+               boxes_ptr=boxes.data_ptr(), scores_ptr=scores.data_ptr(), labels_ptr=labels.data_ptr(),
+               count_ptr=count.data_ptr(), score_threshold=score_threshold)
+    return boxes, scores, labels, count
+
+
+__all__ = ["CudaPostProcessor", "postprocess_torch", "MAX_PRE"]

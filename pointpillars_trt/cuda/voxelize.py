@@ -1,0 +1,285 @@
+"""Voxelization + decoration on the GPU (``kernels/voxelize.cu``), identical to the CPU reference.
+
+:class:`CudaVoxelizer` turns float32 points ``[N, 4]`` already on the device into the PFN's
+inputs, with every launch on the caller's stream and every count on the device:
+
+* ``features`` float32 ``[max_pillars, M, 10]`` (rows ``>= P`` are left as they were),
+* ``num_points`` int32 ``[max_pillars]`` (0 for rows ``>= P``, so a masked PFN ignores them),
+* ``coords`` int32 ``[max_pillars, 2]`` ``(ix, iy)``,
+* ``counters`` int32 ``[8]`` (:class:`VoxelCounters`: P, pillars found, out of range, dropped
+  pillars, dropped points, excess points, N).
+
+Results equal :class:`~pointpillars_trt.voxelize.NumbaVoxelizer`'s: the same pillars in the same
+(first-seen) order, the same first ``M`` points per pillar in input order, the same float32
+decoration bit for bit. How, and what that determinism costs, is written at the top of
+``voxelize.cu`` (about three extra launches and a few microseconds).
+
+With ``num_points_ptr`` (an int32 on the device) instead of a host ``num_points``, grids are
+sized for ``max_points`` and nothing depends on a host value: the launches can be captured in a
+CUDA graph. :meth:`CudaVoxelizer.enqueue_fused_pfn` additionally runs the PFN in the last pass
+and writes pillar features straight into a BEV canvas (the ``[P, M, 10]`` tensor is never stored).
+
+The cell table is sized from the config's grid, the point buffers from ``max_points``:
+``N > max_points`` raises :class:`~pointpillars_trt.errors.ConfigError` (call
+:meth:`CudaVoxelizer.reserve` to grow; that synchronizes the stream).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from ..config import VoxelConfig
+from ..errors import ConfigError
+from .bindings import bindings, check
+from .device import CudaDevice, get_device
+from .memory import DeviceBuffer, stream_synchronize
+from .nvrtc import grid_for, i32, launch, load_kernels, ptr
+
+if TYPE_CHECKING:
+    import torch
+
+KERNEL_FILE = "voxelize.cu"
+BLOCK = 256
+TILE = 2048  # TILE_SIZE in voxelize.cu
+WARPS_PER_BLOCK = 8
+NUM_COUNTERS = 8
+MAX_POINTS_PER_PILLAR = 256  # shared memory: 8 warps * M * 24 bytes <= 48 KiB
+INT_MAX = 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class VoxelCounters:
+    """The device counters of one frame (names as in :class:`~pointpillars_trt.voxelize.Pillars`)."""
+
+    num_pillars: int
+    num_found: int
+    num_out_of_range: int
+    num_dropped_pillars: int
+    num_dropped_points: int
+    num_excess_points: int
+    num_input: int
+
+    @classmethod
+    def from_array(cls, counters: Sequence[int] | np.ndarray) -> "VoxelCounters":
+        c = [int(v) for v in np.asarray(counters).reshape(-1)[:7]]
+        return cls(*c)
+
+    @property
+    def overflowed(self) -> bool:
+        return self.num_dropped_pillars > 0
+
+
+def _f32(v: float) -> np.float32:
+    return np.float32(v)
+
+
+class CudaVoxelizer:
+    """Owns the workspace (cell table from the config grid, point buffers for ``max_points``).
+
+    Calls on one instance must be serialized on one stream (the workspace is shared); outputs
+    are the caller's buffers, so several frames (a batch) can be voxelized one after another.
+    """
+
+    def __init__(self, cfg: VoxelConfig, max_points: int, max_pillars: int | None = None, device: int | CudaDevice = 0) -> None:
+        self.cfg = cfg
+        self.device = device if isinstance(device, CudaDevice) else get_device(device)
+        self.max_pillars = int(max_pillars or cfg.max_pillars)
+        self.max_points_per_pillar = int(cfg.max_points_per_pillar)
+        if not 1 <= self.max_points_per_pillar <= MAX_POINTS_PER_PILLAR:
+            raise ConfigError(f"CudaVoxelizer: max_points_per_pillar must be 1..{MAX_POINTS_PER_PILLAR}, got {self.max_points_per_pillar}")
+        if self.max_pillars < 1:
+            raise ConfigError(f"CudaVoxelizer: max_pillars must be >= 1, got {self.max_pillars}")
+        self.nx, self.ny, self.nz = cfg.grid_size
+        if self.nx * self.ny >= 2**31:
+            raise ConfigError(f"CudaVoxelizer: grid {self.nx}x{self.ny} has too many cells for int32 indices")
+        r, v = cfg.point_cloud_range, cfg.voxel_size
+        self._geometry = tuple(_f32(x) for x in (r[0], r[1], r[2], v[0], v[1], v[2]))
+        module = load_kernels(KERNEL_FILE, self.device)
+        self._fn = {name: module.function(f"pp_vox_{name}") for name in
+                    ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn", "clear_canvas")}
+        self._max_blocks = self.device.info.multiprocessor_count * (2048 // BLOCK)
+        self._cell_first = DeviceBuffer(self.nx * self.ny * 4, self.device)
+        self._pillar_count = DeviceBuffer(self.max_pillars * 4, self.device)
+        self._pillar_offset = DeviceBuffer(self.max_pillars * 4, self.device)
+        self.max_points = 0
+        self._point_bufs: dict[str, DeviceBuffer] = {}
+        self.reserve(max_points, stream=0)
+
+    # ---- capacity ----------------------------------------------------------------------------
+    def reserve(self, max_points: int, stream: int = 0) -> bool:
+        """Make room for ``max_points`` points; returns True when buffers were reallocated (the
+        stream is synchronized first, and pointers captured in a graph become invalid)."""
+        n = int(max_points)
+        if n <= self.max_points:
+            return False
+        if n >= 2**31 - 1:
+            raise ConfigError(f"CudaVoxelizer: {n} points exceed int32 indices")
+        if self._point_bufs:
+            stream_synchronize(stream)
+            for b in self._point_bufs.values():
+                b.free()
+        self.max_points = n
+        tiles = self.num_tiles(n)
+        self._point_bufs = {
+            "point_cell": DeviceBuffer(n * 4, self.device),
+            "first": DeviceBuffer(n, self.device),
+            "point_pillar": DeviceBuffer(n * 4, self.device),
+            "point_slot": DeviceBuffer(n * 4, self.device),
+            "bucket": DeviceBuffer(n * 4, self.device),
+            "tile_count": DeviceBuffer(tiles * 4, self.device),
+        }
+        return True
+
+    @staticmethod
+    def num_tiles(n: int) -> int:
+        return max(1, -(-int(n) // TILE))
+
+    @property
+    def features_shape(self) -> tuple[int, int, int]:
+        return (self.max_pillars, self.max_points_per_pillar, 10)
+
+    @property
+    def shared_bytes(self) -> int:
+        return WARPS_PER_BLOCK * self.max_points_per_pillar * 24
+
+    # ---- launches ----------------------------------------------------------------------------
+    def _group(self, points_ptr: int, stream: int, num_points: int | None, num_points_ptr: int,
+               num_points_out_ptr: int, coords_ptr: int, counters_ptr: int, num_points_bound: int | None = None) -> None:
+        if int(points_ptr) % 16:
+            raise ValueError("CudaVoxelizer: points must be 16-byte aligned float32 [N, 4] rows")
+        if num_points is None and not num_points_ptr:
+            raise ValueError("CudaVoxelizer: give num_points (host) or num_points_ptr (device int32)")
+        if num_points is not None:
+            n_host = int(num_points)
+            if n_host > self.max_points:
+                raise ConfigError(f"CudaVoxelizer: {n_host} points exceed its capacity of {self.max_points} (call reserve())")
+            n_dev, work = 0, n_host
+        else:
+            bound = self.max_points if num_points_bound is None else int(num_points_bound)
+            if not 1 <= bound <= self.max_points:
+                raise ConfigError(f"CudaVoxelizer: num_points_bound {bound} must be 1..{self.max_points}")
+            n_host, n_dev, work = 0, int(num_points_ptr), bound
+        b = self._point_bufs
+        cap = work if num_points is None else self.max_points  # the device count is clamped to cap
+        tiles = self.num_tiles(work)
+        nn = (i32(n_host), ptr(n_dev), i32(cap))
+        drv = bindings()[0]
+        self.device.make_current()
+        check(drv.cuMemsetD32Async(drv.CUdeviceptr(self._cell_first.ptr), INT_MAX, self.nx * self.ny, drv.CUstream(int(stream))), "cuMemsetD32Async")
+        g = grid_for(work, BLOCK, self._max_blocks)
+        launch(self._fn["cells"], g, BLOCK, (ptr(points_ptr), *nn, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
+                                             ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr)), stream)
+        launch(self._fn["flags"], tiles, BLOCK, (*nn, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(b["first"].ptr),
+                                                 ptr(b["tile_count"].ptr), ptr(counters_ptr)), stream)
+        launch(self._fn["assign"], tiles, BLOCK, (*nn, i32(tiles), i32(self.max_pillars), i32(self.nx), ptr(b["point_cell"].ptr),
+                                                  ptr(b["first"].ptr), ptr(b["tile_count"].ptr), ptr(self._cell_first.ptr),
+                                                  ptr(coords_ptr), ptr(self._pillar_count.ptr), ptr(counters_ptr)), stream)
+        launch(self._fn["count"], g, BLOCK, (*nn, i32(self.max_pillars), ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr),
+                                             ptr(self._pillar_count.ptr), ptr(b["point_pillar"].ptr), ptr(b["point_slot"].ptr),
+                                             ptr(counters_ptr)), stream)
+        launch(self._fn["offsets"], grid_for(self.max_pillars, BLOCK, self._max_blocks), BLOCK,
+               (i32(self.max_pillars), i32(self.max_points_per_pillar), ptr(self._pillar_count.ptr), ptr(self._pillar_offset.ptr),
+                ptr(num_points_out_ptr), ptr(counters_ptr)), stream)
+        launch(self._fn["bucket"], g, BLOCK, (*nn, ptr(b["point_pillar"].ptr), ptr(b["point_slot"].ptr),
+                                              ptr(self._pillar_offset.ptr), ptr(b["bucket"].ptr)), stream)
+
+    def _pillar_grid(self, num_points: int | None) -> int:
+        # P <= min(max_pillars, N): one warp per pillar, grid-stride beyond that
+        bound = self.max_pillars if num_points is None else max(1, min(self.max_pillars, int(num_points)))
+        return grid_for(bound, WARPS_PER_BLOCK, self._max_blocks * 4)
+
+    def _pillar_args(self, points_ptr: int, coords_ptr: int, counters_ptr: int) -> tuple:
+        return (ptr(points_ptr), i32(self.max_points_per_pillar), *self._geometry, ptr(self._pillar_count.ptr),
+                ptr(self._pillar_offset.ptr), ptr(self._point_bufs["bucket"].ptr), ptr(coords_ptr), ptr(counters_ptr))
+
+    def enqueue(self, points_ptr: int, stream: int, *, features_ptr: int, num_points_out_ptr: int, coords_ptr: int,
+                counters_ptr: int, num_points: int | None = None, num_points_ptr: int = 0,
+                num_points_bound: int | None = None) -> None:
+        """Voxelize and decorate on ``stream``. Pointers: ``points`` float32 ``[N, 4]``; outputs
+        as in the module docstring. ``num_points`` (host) or ``num_points_ptr`` (device int32, with
+        ``num_points_bound`` an upper bound that sizes the grids: at most ``max_points``; a device
+        count above it is clamped to it)."""
+        self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound)
+        launch(self._fn["decorate"], self._pillar_grid(num_points), BLOCK,
+               (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(features_ptr)), stream, shared_mem=self.shared_bytes)
+
+    def enqueue_fused_pfn(self, points_ptr: int, stream: int, *, num_points_out_ptr: int, coords_ptr: int, counters_ptr: int,
+                          weight_ptr: int, scale_ptr: int, shift_ptr: int, channels: int, canvas_ptr: int,
+                          nhwc: bool = False, half: bool = False, num_points: int | None = None, num_points_ptr: int = 0,
+                          num_points_bound: int | None = None) -> None:
+        """Voxelize, decorate, run the PFN (``weight`` float32 ``[C, 10]``, eval-mode BatchNorm as
+        ``scale``/``shift`` float32 ``[C]``) and store each pillar's ``[C]`` feature in
+        ``canvas`` (``[C, ny, nx]``, or ``[ny, nx, C]`` with ``nhwc``; float16 with ``half``).
+
+        The cells of the previous frame are cleared first, from ``coords``/``counters`` as that
+        frame left them: use the same ``coords``/``counters`` buffers for the same canvas, and
+        zero the canvas once when it is allocated.
+        """
+        c = int(channels)
+        launch(self._fn["clear_canvas"], grid_for(self.max_pillars * c, BLOCK, self._max_blocks), BLOCK,
+               (ptr(coords_ptr), ptr(counters_ptr), i32(c), i32(self.nx), i32(self.ny), i32(int(nhwc)), i32(int(half)),
+                ptr(canvas_ptr)), stream)
+        self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound)
+        launch(self._fn["decorate_pfn"], self._pillar_grid(num_points), BLOCK,
+               (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(weight_ptr), ptr(scale_ptr), ptr(shift_ptr),
+                i32(c), i32(self.nx), i32(self.ny), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)), stream,
+               shared_mem=self.shared_bytes)
+
+    def free(self) -> None:
+        for b in (self._cell_first, self._pillar_count, self._pillar_offset, *self._point_bufs.values()):
+            b.free()
+
+
+# ---- torch convenience ---------------------------------------------------------------------------
+@dataclass
+class TorchPillarBuffers:
+    """Output tensors of one frame (full size; ``counters[0]`` is P, on the device)."""
+
+    features: "torch.Tensor"  # [max_pillars, M, 10] float32
+    num_points: "torch.Tensor"  # [max_pillars] int32
+    coords: "torch.Tensor"  # [max_pillars, 2] int32
+    counters: "torch.Tensor"  # [8] int32
+
+    @classmethod
+    def allocate(cls, vox: CudaVoxelizer, device: "torch.device | str" = "cuda") -> "TorchPillarBuffers":
+        import torch
+
+        return cls(
+            torch.zeros(vox.features_shape, dtype=torch.float32, device=device),
+            torch.zeros(vox.max_pillars, dtype=torch.int32, device=device),
+            torch.zeros((vox.max_pillars, 2), dtype=torch.int32, device=device),
+            torch.zeros(NUM_COUNTERS, dtype=torch.int32, device=device),
+        )
+
+    def to_pillars(self):
+        """Synchronize and return the CPU :class:`~pointpillars_trt.voxelize.Pillars` of the frame."""
+        from ..voxelize.pillars import Pillars
+
+        c = VoxelCounters.from_array(self.counters.cpu().numpy())
+        p = c.num_pillars
+        return Pillars(self.features[:p].cpu().numpy(), self.num_points[:p].cpu().numpy(), self.coords[:p].cpu().numpy(),
+                       c.num_input, c.num_out_of_range, c.num_dropped_pillars, c.num_dropped_points, c.num_excess_points)
+
+
+def voxelize_torch(points: "torch.Tensor", vox: CudaVoxelizer, out: TorchPillarBuffers | None = None) -> TorchPillarBuffers:
+    """Voxelize CUDA float32 ``points [N, 4]`` on torch's current stream (no synchronization)."""
+    import torch
+
+    if not points.is_cuda or points.dtype != torch.float32 or points.dim() != 2 or points.shape[1] != 4:
+        raise ValueError(f"voxelize_torch: expected CUDA float32 [N, 4] points, got {points.dtype} {tuple(points.shape)} on {points.device}")
+    pts = points.contiguous()
+    n = int(pts.shape[0])
+    if n > vox.max_points:
+        vox.reserve(n, torch.cuda.current_stream(pts.device).cuda_stream)
+    out = out or TorchPillarBuffers.allocate(vox, pts.device)
+    stream = torch.cuda.current_stream(pts.device).cuda_stream
+    vox.enqueue(pts.data_ptr() if n else out.features.data_ptr(), stream, features_ptr=out.features.data_ptr(),
+                num_points_out_ptr=out.num_points.data_ptr(), coords_ptr=out.coords.data_ptr(),
+                counters_ptr=out.counters.data_ptr(), num_points=n)
+    return out
+
+
+__all__ = ["CudaVoxelizer", "TorchPillarBuffers", "VoxelCounters", "voxelize_torch", "NUM_COUNTERS"]

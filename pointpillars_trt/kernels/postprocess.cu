@@ -1,0 +1,654 @@
+// Post-processing on the device: sigmoid + score threshold + exact top-k + decode + direction +
+// canonical boxes + rotated BEV NMS (exact polygon IoU) -> a fixed-size output with a count.
+// Same results as pointpillars_trt/postprocess/decode.py::PostProcessor (class-agnostic and
+// class-aware modes), same order, same tie-breaking (stable: by score, then anchor index).
+//
+// Compiled at run time with NVRTC; no header is included. Float arithmetic that must match the
+// CPU uses round-to-nearest intrinsics (never contracted into FMAs); the NMS geometry is float64
+// like the CPU's numba code, and the module is compiled with --fmad=false.
+//
+// Inputs of one frame (float32, contiguous): cls [A*K, H, W], box [A*7, H, W], dir [A*D, H, W];
+// anchors [H*W*A, 7] in the order of postprocess/anchors.py (row r = (y*W + x)*A + a).
+//
+// Passes (every count is read on the device, grids are sized from capacities: graph-capturable):
+//   (memset) hist[4096 + 4096 + 256] = 0
+//   1 pp_post_score      per anchor: best logit, key = order-preserving uint32 of it (0: not a
+//                        candidate: class-agnostic needs sigmoid(best) >= threshold); histogram of
+//                        key >> 20
+//   2 pp_post_hist2      find the 12-bit bin holding the k-th largest key; histogram of bits 8..19
+//   3 pp_post_hist3      next 12 bits; histogram of the low 8 bits
+//   4 pp_post_sel_count  the exact k-th key T; per tile of anchors: #(key > T), #(key == T)
+//   5 pp_post_sel_write  compaction in anchor order: key > T, or key == T among the first
+//                        (k - #(key > T)) ties in anchor order  -> exactly the CPU's stable top-k set
+//   6 pp_post_sort_decode one block: bitonic sort by (key desc, anchor asc); decode the k boxes;
+//                        NMS lists: class-agnostic one list (that order); class-aware one list per
+//                        class of candidates with prob > threshold, sorted by (prob desc, rank asc)
+//   7 pp_post_nms_mask   64x64 tiles of the suppression bit matrix per list (IoU > threshold)
+//   8 pp_post_nms_scan   one warp per list: greedy scan, 64 candidates at a time, stops at post_max
+//   9 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
+//                        kept lists merged by (score desc, class asc, order asc) like the CPU's
+//                        stable argsort of the concatenation
+//
+// State (int32[16]): 0 b1, 1 above1, 2 b2, 3 above2, 4 T, 5 need_eq, 6 take_all, 7 candidates,
+// 8 n_sel.
+
+#define HBINS 4096
+#define LBINS 256
+#define TILE_THREADS 256
+#define TILE_ITEMS 8
+#define TILE_SIZE (TILE_THREADS * TILE_ITEMS)
+
+enum { S_B1 = 0, S_ABOVE1 = 1, S_B2 = 2, S_ABOVE2 = 3, S_T = 4, S_NEED_EQ = 5, S_ALL = 6, S_CAND = 7, S_NSEL = 8 };
+
+typedef unsigned long long u64;
+
+__device__ __forceinline__ unsigned lanemask_lt() {
+    unsigned m;
+    asm("mov.u32 %0, %%lanemask_lt;" : "=r"(m));
+    return m;
+}
+
+__device__ __forceinline__ unsigned float_key(float f) {
+    const unsigned u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+__device__ __forceinline__ float sigmoid_f32(float x) {
+    // numpy: 1 / (1 + exp(-x)) in float32; exp through float64 is the correctly rounded float32 exp
+    const float e = (float)exp(-(double)x);
+    return __fdiv_rn(1.0f, __fadd_rn(1.0f, e));
+}
+
+// exclusive scan of one int per thread across the block (blockDim.x <= 1024, multiple of 32)
+__device__ int block_exclusive_scan(int v, int* scratch, int* total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int incl = v;
+    for (int o = 1; o < 32; o <<= 1) {
+        const int t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += t;
+    }
+    __syncthreads();
+    if (lane == 31) scratch[warp] = incl;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int run = 0;
+        for (int w = 0; w < nw; ++w) {
+            const int t = scratch[w];
+            scratch[w] = run;
+            run += t;
+        }
+        scratch[32] = run;
+    }
+    __syncthreads();
+    *total = scratch[32];
+    return scratch[warp] + incl - v;
+}
+
+__device__ int block_sum(int v, int* scratch) {
+    int total;
+    block_exclusive_scan(v, scratch, &total);
+    return total;
+}
+
+// The largest bin b with count(bins >= b) >= need, and count(bins > b). need >= 1.
+// Returns false (b = 0, above = sum) when all bins together hold fewer than `need`.
+__device__ bool find_crossing(const unsigned* hist, int nbins, int need, int* scratch, int* out_bin, int* out_above) {
+    __shared__ int found_bin, found_above;
+    const int chunk = (nbins + blockDim.x - 1) / blockDim.x;
+    const int hi = nbins - threadIdx.x * chunk;  // this thread: bins [hi - chunk, hi), scanned downwards
+    int sum = 0;
+    for (int b = hi - 1; b >= hi - chunk && b >= 0; --b) sum += (int)hist[b];
+    int total;
+    const int before = block_exclusive_scan(sum, scratch, &total);
+    if (threadIdx.x == 0) {
+        found_bin = 0;
+        found_above = total;
+    }
+    __syncthreads();
+    if (before < need && before + sum >= need) {
+        int acc = before;
+        for (int b = hi - 1; b >= hi - chunk && b >= 0; --b) {
+            const int c = (int)hist[b];
+            if (acc + c >= need) {
+                found_bin = b;
+                found_above = acc;
+                break;
+            }
+            acc += c;
+        }
+    }
+    __syncthreads();
+    *out_bin = found_bin;
+    *out_above = found_above;
+    return total >= need;
+}
+
+__device__ void flush_hist(unsigned* sh, unsigned* global, int nbins) {
+    __syncthreads();
+    for (int b = threadIdx.x; b < nbins; b += blockDim.x) {
+        const unsigned c = sh[b];
+        if (c) atomicAdd(&global[b], c);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+pp_post_score(const float* __restrict__ cls, int HW, int A, int K, int agnostic, float threshold,
+              unsigned* __restrict__ keys, unsigned* __restrict__ hist1) {
+    __shared__ unsigned sh[HBINS];
+    for (int b = threadIdx.x; b < HBINS; b += blockDim.x) sh[b] = 0;
+    __syncthreads();
+    const int R = HW * A;
+    for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < R; t += gridDim.x * blockDim.x) {
+        const int a = t / HW, hw = t - a * HW;  // hw fastest: coalesced reads of the class planes
+        float best = cls[(size_t)(a * K) * HW + hw];
+        for (int k = 1; k < K; ++k) {
+            const float v = cls[(size_t)(a * K + k) * HW + hw];
+            best = v > best ? v : best;
+        }
+        const bool cand = !agnostic || sigmoid_f32(best) >= threshold;
+        const unsigned key = cand ? float_key(best) : 0u;
+        keys[hw * A + a] = key;
+        if (cand) atomicAdd(&sh[key >> 20], 1u);
+    }
+    flush_hist(sh, hist1, HBINS);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+pp_post_hist2(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist1,
+              unsigned* __restrict__ hist2, int* __restrict__ state) {
+    __shared__ int scratch[33];
+    __shared__ unsigned sh[HBINS];
+    int b1, above1;
+    const bool enough = find_crossing(hist1, HBINS, k, scratch, &b1, &above1);
+    const int total = above1;  // when !enough, above = total
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        state[S_ALL] = enough ? 0 : 1;
+        state[S_B1] = b1;
+        state[S_ABOVE1] = enough ? above1 : 0;
+        if (!enough) state[S_CAND] = total;
+    }
+    // total == k also counts as "take all" for the histogram levels below, but is handled exactly
+    if (!enough) return;
+    for (int b = threadIdx.x; b < HBINS; b += blockDim.x) sh[b] = 0;
+    __syncthreads();
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < R; r += gridDim.x * blockDim.x) {
+        const unsigned key = keys[r];
+        if (key != 0u && (int)(key >> 20) == b1) atomicAdd(&sh[(key >> 8) & 0xFFFu], 1u);
+    }
+    flush_hist(sh, hist2, HBINS);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+pp_post_hist3(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist2,
+              unsigned* __restrict__ hist3, int* __restrict__ state) {
+    __shared__ int scratch[33];
+    __shared__ unsigned sh[LBINS];
+    if (state[S_ALL]) return;
+    const int b1 = state[S_B1], above1 = state[S_ABOVE1];
+    int b2, above2;
+    find_crossing(hist2, HBINS, k - above1, scratch, &b2, &above2);
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        state[S_B2] = b2;
+        state[S_ABOVE2] = above2;
+    }
+    for (int b = threadIdx.x; b < LBINS; b += blockDim.x) sh[b] = 0;
+    __syncthreads();
+    const unsigned prefix = ((unsigned)b1 << 12) | (unsigned)b2;
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < R; r += gridDim.x * blockDim.x) {
+        const unsigned key = keys[r];
+        if (key != 0u && (key >> 8) == prefix) atomicAdd(&sh[key & 0xFFu], 1u);
+    }
+    flush_hist(sh, hist3, LBINS);
+}
+
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+pp_post_sel_count(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist3,
+                  int* __restrict__ tile_gt, int* __restrict__ tile_eq, int* __restrict__ state) {
+    __shared__ int scratch[33];
+    unsigned T = 0u;
+    int need_eq = 0;
+    if (!state[S_ALL]) {
+        const int b1 = state[S_B1], above1 = state[S_ABOVE1], b2 = state[S_B2], above2 = state[S_ABOVE2];
+        int b3, above3;
+        find_crossing(hist3, LBINS, k - above1 - above2, scratch, &b3, &above3);
+        T = ((unsigned)b1 << 20) | ((unsigned)b2 << 8) | (unsigned)b3;
+        need_eq = k - above1 - above2 - above3;
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        state[S_T] = (int)T;
+        state[S_NEED_EQ] = need_eq;
+    }
+    const int base = blockIdx.x * TILE_SIZE;
+    int gt = 0, eq = 0;
+#pragma unroll
+    for (int j = 0; j < TILE_ITEMS; ++j) {
+        const int r = base + j * TILE_THREADS + threadIdx.x;
+        if (r < R) {
+            const unsigned key = keys[r];
+            gt += key > T;
+            eq += key == T;
+        }
+    }
+    gt = block_sum(gt, scratch);
+    eq = block_sum(eq, scratch);
+    if (threadIdx.x == 0) {
+        tile_gt[blockIdx.x] = gt;
+        tile_eq[blockIdx.x] = eq;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(TILE_THREADS)
+pp_post_sel_write(int R, int num_tiles, const unsigned* __restrict__ keys, const int* __restrict__ tile_gt,
+                  const int* __restrict__ tile_eq, int* __restrict__ sel_idx, int* __restrict__ state) {
+    __shared__ int scratch[33];
+    __shared__ unsigned mgt[TILE_ITEMS * 8], meq[TILE_ITEMS * 8];
+    __shared__ int pgt[TILE_ITEMS * 8], peq[TILE_ITEMS * 8];
+    const unsigned T = (unsigned)state[S_T];
+    const int need_eq = state[S_NEED_EQ];
+    int gt_before = 0, eq_before = 0, gt_all = 0, eq_all = 0;
+    for (int t = threadIdx.x; t < num_tiles; t += blockDim.x) {
+        const int g = tile_gt[t], e = tile_eq[t];
+        gt_all += g;
+        eq_all += e;
+        if (t < (int)blockIdx.x) {
+            gt_before += g;
+            eq_before += e;
+        }
+    }
+    gt_before = block_sum(gt_before, scratch);
+    eq_before = block_sum(eq_before, scratch);
+    gt_all = block_sum(gt_all, scratch);
+    eq_all = block_sum(eq_all, scratch);
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        state[S_NSEL] = gt_all + (eq_all < need_eq ? eq_all : need_eq);
+        if (!state[S_ALL]) state[S_CAND] = -1;  // more candidates than k (the exact number is not needed)
+    }
+    const int base = blockIdx.x * TILE_SIZE;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = TILE_THREADS / 32;
+    bool g[TILE_ITEMS], e[TILE_ITEMS];
+#pragma unroll
+    for (int j = 0; j < TILE_ITEMS; ++j) {
+        const int r = base + j * TILE_THREADS + threadIdx.x;
+        const unsigned key = r < R ? keys[r] : 0u;
+        g[j] = r < R && key > T;
+        e[j] = r < R && key == T;
+        const unsigned a = __ballot_sync(0xffffffffu, g[j]), b = __ballot_sync(0xffffffffu, e[j]);
+        if (lane == 0) {
+            mgt[j * nw + warp] = a;
+            meq[j * nw + warp] = b;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int rg = 0, re = 0;
+        for (int q = 0; q < TILE_ITEMS * nw; ++q) {
+            pgt[q] = rg;
+            peq[q] = re;
+            rg += __popc(mgt[q]);
+            re += __popc(meq[q]);
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < TILE_ITEMS; ++j) {
+        if (!g[j] && !e[j]) continue;
+        const int q = j * nw + warp;
+        const int r = base + j * TILE_THREADS + threadIdx.x;
+        const int gr = gt_before + pgt[q] + __popc(mgt[q] & lanemask_lt());
+        const int er = eq_before + peq[q] + __popc(meq[q] & lanemask_lt());
+        if (g[j]) sel_idx[gr + (er < need_eq ? er : need_eq)] = r;
+        else if (er < need_eq) sel_idx[gr + er] = r;
+    }
+}
+
+// ---- decode (float32, as postprocess/box_coder.py) -----------------------------------------
+struct DecodeParams {
+    float dir_offset, dir_limit_offset, period, half_pi;
+    int num_dir_bins, wlh_cw;
+};
+
+__device__ void decode_one(const float* __restrict__ box, const float* __restrict__ dir, const float* __restrict__ anchors,
+                           int r, int HW, int A, const DecodeParams& d, float* out) {
+    const int a = r % A, hw = r / A;
+    const float* an = anchors + (size_t)r * 7;
+    float t[7];
+#pragma unroll
+    for (int c = 0; c < 7; ++c) t[c] = box[(size_t)(a * 7 + c) * HW + hw];
+    const float xa = an[0], ya = an[1], za = an[2], la = an[3], wa = an[4], ha = an[5], ra = an[6];
+    const float diag = __fsqrt_rn(__fadd_rn(__fmul_rn(la, la), __fmul_rn(wa, wa)));
+    float b[7];
+    b[0] = __fadd_rn(__fmul_rn(t[0], diag), xa);
+    b[1] = __fadd_rn(__fmul_rn(t[1], diag), ya);
+    b[2] = __fadd_rn(__fmul_rn(t[2], ha), za);
+    b[3] = __fmul_rn((float)exp((double)t[3]), la);
+    b[4] = __fmul_rn((float)exp((double)t[4]), wa);
+    b[5] = __fmul_rn((float)exp((double)t[5]), ha);
+    b[6] = __fadd_rn(t[6], ra);
+    int label = 0;
+    float bestd = dir[(size_t)(a * d.num_dir_bins) * HW + hw];
+    for (int q = 1; q < d.num_dir_bins; ++q) {
+        const float v = dir[(size_t)(a * d.num_dir_bins + q) * HW + hw];
+        if (v > bestd) {
+            bestd = v;
+            label = q;
+        }
+    }
+    const float val = __fsub_rn(b[6], d.dir_offset);
+    const float fl = floorf(__fadd_rn(__fdiv_rn(val, d.period), d.dir_limit_offset));
+    const float rot = __fsub_rn(val, __fmul_rn(fl, d.period));
+    b[6] = __fadd_rn(__fadd_rn(rot, d.dir_offset), __fmul_rn(d.period, (float)label));
+    if (d.wlh_cw) {
+        const float l = b[4], w = b[3];
+        b[3] = l;
+        b[4] = w;
+        b[6] = __fsub_rn(-b[6], d.half_pi);
+    }
+#pragma unroll
+    for (int c = 0; c < 7; ++c) out[c] = b[c];
+}
+
+// bitonic sort of s[0..S) (S a power of two) in descending order, by the whole block
+__device__ void bitonic_desc(u64* s, int S) {
+    for (int size = 2; size <= S; size <<= 1) {
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int t = threadIdx.x; t < (S >> 1); t += blockDim.x) {
+                const int i = 2 * t - (t & (stride - 1));
+                const int j = i + stride;
+                const u64 a = s[i], b = s[j];
+                const bool desc = (i & size) == 0;
+                if (desc ? (a < b) : (a > b)) {
+                    s[i] = b;
+                    s[j] = a;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+pp_post_sort_decode(const float* __restrict__ cls, const float* __restrict__ box, const float* __restrict__ dir,
+                    const float* __restrict__ anchors, int HW, int A, int K, int S, int agnostic, float threshold,
+                    float dir_offset, float dir_limit_offset, float period, float half_pi, int num_dir_bins, int wlh_cw,
+                    const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
+                    int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
+                    int* __restrict__ dec_label, float* __restrict__ probs, int* __restrict__ group_list,
+                    int* __restrict__ group_count, int list_stride) {
+    extern __shared__ u64 s[];
+    __shared__ int counter;
+    const int n = state[S_NSEL];
+    for (int t = threadIdx.x; t < S; t += blockDim.x) {
+        u64 v = 0;
+        if (t < n) {
+            const unsigned r = (unsigned)sel_idx[t];
+            v = ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
+        }
+        s[t] = v;
+    }
+    __syncthreads();
+    bitonic_desc(s, S);
+    DecodeParams d;
+    d.dir_offset = dir_offset;
+    d.dir_limit_offset = dir_limit_offset;
+    d.period = period;
+    d.half_pi = half_pi;
+    d.num_dir_bins = num_dir_bins;
+    d.wlh_cw = wlh_cw;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const int r = (int)(0xFFFFFFFFu - (unsigned)(s[j] & 0xFFFFFFFFull));
+        cand[j] = r;
+        decode_one(box, dir, anchors, r, HW, A, d, dec_boxes + (size_t)j * 7);
+        const int a = r % A, hw = r / A;
+        float best = cls[(size_t)(a * K) * HW + hw];
+        int label = 0;
+        if (!agnostic) probs[(size_t)j * K] = sigmoid_f32(best);
+        for (int k = 1; k < K; ++k) {
+            const float v = cls[(size_t)(a * K + k) * HW + hw];
+            if (!agnostic) probs[(size_t)j * K + k] = sigmoid_f32(v);
+            if (v > best) {
+                best = v;
+                label = k;
+            }
+        }
+        dec_score[j] = sigmoid_f32(best);
+        dec_label[j] = label;
+        if (agnostic) group_list[j] = j;
+    }
+    if (agnostic) {
+        if (threadIdx.x == 0) group_count[0] = n;
+        return;
+    }
+    __syncthreads();  // probs visible to the block
+    for (int c = 0; c < K; ++c) {
+        for (int t = threadIdx.x; t < S; t += blockDim.x) s[t] = 0;
+        if (threadIdx.x == 0) counter = 0;
+        __syncthreads();
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            const float p = probs[(size_t)j * K + c];
+            if (p > threshold) {
+                const int slot = atomicAdd(&counter, 1);
+                s[slot] = ((u64)__float_as_uint(p) << 32) | (u64)(0xFFFFFFFFu - (unsigned)j);
+            }
+        }
+        __syncthreads();
+        const int m = counter;
+        bitonic_desc(s, S);
+        for (int q = threadIdx.x; q < m; q += blockDim.x)
+            group_list[(size_t)c * list_stride + q] = (int)(0xFFFFFFFFu - (unsigned)(s[q] & 0xFFFFFFFFull));
+        if (threadIdx.x == 0) group_count[c] = m;
+        __syncthreads();
+    }
+}
+
+// ---- rotated BEV IoU in float64 (as postprocess/nms.py) ----------------------------------------
+struct BevBox {
+    double x, y, radius, area;
+    double cx[4], cy[4];
+};
+
+__device__ void make_bev(const float* b, BevBox& o) {
+    const double x = b[0], y = b[1], l = b[3], w = b[4], yaw = b[6];
+    const double c = cos(yaw), s = sin(yaw);
+    const double hl = 0.5 * l, hw = 0.5 * w;
+    const double dx[4] = {hl, -hl, -hl, hl};
+    const double dy[4] = {hw, hw, -hw, -hw};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        o.cx[k] = x + dx[k] * c - dy[k] * s;
+        o.cy[k] = y + dx[k] * s + dy[k] * c;
+    }
+    o.x = x;
+    o.y = y;
+    o.radius = 0.5 * sqrt(l * l + w * w);
+    o.area = l * w;
+}
+
+// area of convex CCW `subject` (4 vertices) clipped by convex CCW `clip` (Sutherland-Hodgman)
+__device__ double clip_area(const BevBox& subject, const BevBox& clip) {
+    double ax_[16], ay_[16], bx_[16], by_[16];
+    double *sx = ax_, *sy = ay_, *dx = bx_, *dy = by_;
+    int n = 4;
+    for (int k = 0; k < 4; ++k) {
+        sx[k] = subject.cx[k];
+        sy[k] = subject.cy[k];
+    }
+    for (int e = 0; e < 4; ++e) {
+        const double ax = clip.cx[e], ay = clip.cy[e];
+        const double bx = clip.cx[(e + 1) & 3], by = clip.cy[(e + 1) & 3];
+        const double ex = bx - ax, ey = by - ay;
+        int m = 0;
+        if (n == 0) break;
+        double px = sx[n - 1], py = sy[n - 1];
+        bool pin = ex * (py - ay) - ey * (px - ax) >= 0.0;
+        for (int k = 0; k < n; ++k) {
+            const double qx = sx[k], qy = sy[k];
+            const bool qin = ex * (qy - ay) - ey * (qx - ax) >= 0.0;
+            if (qin != pin) {
+                const double dxs = qx - px, dys = qy - py;
+                const double den = ex * dys - ey * dxs;
+                double t = 0.0;
+                if (den != 0.0) t = (ey * (px - ax) - ex * (py - ay)) / den;
+                if (m < 16) {
+                    dx[m] = px + t * dxs;
+                    dy[m] = py + t * dys;
+                }
+                ++m;
+            }
+            if (qin) {
+                if (m < 16) {
+                    dx[m] = qx;
+                    dy[m] = qy;
+                }
+                ++m;
+            }
+            px = qx;
+            py = qy;
+            pin = qin;
+        }
+        n = m < 16 ? m : 16;
+        double* t1 = sx; sx = dx; dx = t1;
+        double* t2 = sy; sy = dy; dy = t2;
+    }
+    double area = 0.0;
+    for (int k = 0; k < n; ++k) {
+        const int j = (k + 1) % n;
+        area += sx[k] * sy[j] - sx[j] * sy[k];
+    }
+    return 0.5 * fabs(area);
+}
+
+__device__ __forceinline__ bool suppresses(const BevBox& a, const BevBox& b, double threshold) {
+    const double ddx = a.x - b.x, ddy = a.y - b.y, rr = a.radius + b.radius;
+    if (ddx * ddx + ddy * ddy > rr * rr) return false;
+    const double inter = clip_area(a, b);
+    const double uni = a.area + b.area - inter;
+    const double iou = uni <= 0.0 ? 0.0 : inter / uni;
+    return iou > threshold;
+}
+
+extern "C" __global__ void __launch_bounds__(64)
+pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
+                 const int* __restrict__ group_count, int list_stride, int words, double threshold, u64* __restrict__ mask) {
+    __shared__ BevBox cols[64];
+    const int g = blockIdx.z, rb = blockIdx.y, cb = blockIdx.x;
+    const int n = group_count[g];
+    if (cb < rb || rb * 64 >= n || cb * 64 >= n) return;
+    const int* list = group_list + (size_t)g * list_stride;
+    const int t = threadIdx.x;
+    const int ncol = min(64, n - cb * 64);
+    if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
+    __syncthreads();
+    const int i = rb * 64 + t;
+    if (i >= n) return;
+    BevBox me;
+    make_bev(dec_boxes + (size_t)list[i] * 7, me);
+    u64 bits = 0;
+    const int start = cb == rb ? t + 1 : 0;
+    for (int c = start; c < ncol; ++c)
+        if (suppresses(me, cols[c], threshold)) bits |= 1ull << c;
+    mask[((size_t)g * list_stride + i) * words + cb] = bits;
+}
+
+extern "C" __global__ void __launch_bounds__(32)
+pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
+                 int max_keep, int* __restrict__ keep, int* __restrict__ keep_count) {
+    extern __shared__ u64 removed[];
+    const int g = blockIdx.x, lane = threadIdx.x;
+    const int n = group_count[g];
+    const int nw = (n + 63) >> 6;
+    const u64* M = mask + (size_t)g * list_stride * words;
+    int* out = keep + (size_t)g * max_keep;
+    for (int w = lane; w < nw; w += 32) removed[w] = 0;
+    __syncwarp();
+    int m = 0;
+    for (int w = 0; w < nw && m < max_keep; ++w) {
+        const int i0 = w * 64 + lane, i1 = i0 + 32;
+        const u64 d0 = i0 < n ? M[(size_t)i0 * words + w] : 0ull;
+        const u64 d1 = i1 < n ? M[(size_t)i1 * words + w] : 0ull;
+        const int valid = n - w * 64;
+        u64 alive = ~removed[w];
+        if (valid < 64) alive &= (1ull << valid) - 1ull;
+        u64 kept = 0;
+        while (alive && m < max_keep) {
+            const int b = __ffsll((long long)alive) - 1;
+            const u64 row = __shfl_sync(0xffffffffu, b < 32 ? d0 : d1, b & 31);
+            kept |= 1ull << b;
+            if (lane == 0) out[m] = w * 64 + b;
+            ++m;
+            alive &= ~row;
+            alive &= ~(1ull << b);
+        }
+        if (m >= max_keep) break;
+        // later words: OR the rows of this word's kept boxes
+        for (int ww = w + 1 + lane; ww < nw; ww += 32) {
+            u64 acc = removed[ww];
+            u64 kb = kept;
+            while (kb) {
+                const int b = __ffsll((long long)kb) - 1;
+                kb &= kb - 1;
+                acc |= M[(size_t)(w * 64 + b) * words + ww];
+            }
+            removed[ww] = acc;
+        }
+        __syncwarp();
+    }
+    if (lane == 0) keep_count[g] = m;
+}
+
+// number of kept entries of class c' whose score is > s (strict) or >= s (!strict); scores desc
+__device__ int count_above(const int* keep, int m, const int* list, const float* probs, int K, int c, float s, bool strict) {
+    int lo = 0, hi = m;  // first position whose score fails the test
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        const float v = probs[(size_t)list[keep[mid]] * K + c];
+        const bool pass = strict ? v > s : v >= s;
+        if (pass) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+pp_post_output(int agnostic, int K, int post_max, int list_stride, const float* __restrict__ dec_boxes,
+               const float* __restrict__ dec_score, const int* __restrict__ dec_label, const float* __restrict__ probs,
+               const int* __restrict__ group_list, const int* __restrict__ keep, const int* __restrict__ keep_count,
+               float* __restrict__ out_boxes, float* __restrict__ out_scores, int* __restrict__ out_labels,
+               int* __restrict__ out_count) {
+    const int groups = agnostic ? 1 : K;
+    int total = 0;
+    for (int c = 0; c < groups; ++c) total += keep_count[c];
+    const int count = total < post_max ? total : post_max;
+    for (int c = 0; c < groups; ++c) {
+        const int m = keep_count[c];
+        const int* kp = keep + (size_t)c * post_max;
+        const int* list = group_list + (size_t)c * list_stride;
+        for (int q = threadIdx.x; q < m; q += blockDim.x) {
+            const int j = list[kp[q]];
+            float s;
+            int label, rank = q;
+            if (agnostic) {
+                s = dec_score[j];
+                label = dec_label[j];
+            } else {
+                s = probs[(size_t)j * K + c];
+                label = c;
+                for (int o = 0; o < K; ++o) {
+                    if (o == c) continue;
+                    rank += count_above(keep + (size_t)o * post_max, keep_count[o], group_list + (size_t)o * list_stride,
+                                        probs, K, o, s, o > c);
+                }
+            }
+            if (rank >= post_max) continue;
+#pragma unroll
+            for (int e = 0; e < 7; ++e) out_boxes[(size_t)rank * 7 + e] = dec_boxes[(size_t)j * 7 + e];
+            out_scores[rank] = s;
+            out_labels[rank] = label;
+        }
+    }
+    for (int q = count + threadIdx.x; q < post_max; q += blockDim.x) {
+#pragma unroll
+        for (int e = 0; e < 7; ++e) out_boxes[(size_t)q * 7 + e] = 0.0f;
+        out_scores[q] = 0.0f;
+        out_labels[q] = -1;
+    }
+    if (threadIdx.x == 0) *out_count = count;
+}

@@ -1,0 +1,138 @@
+"""The whole-frame GPU pipeline (GpuDetector; graph and eager) against the CPU Detector, FP16 vs
+FP32, batches, and the buffer policies. GPU tests are marked ``gpu``; ``point_bucket`` runs anywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
+from pointpillars_trt.gpu_pipeline import point_bucket
+from tests.helpers import random_cloud
+
+
+def test_point_bucket():
+    assert point_bucket(0) == point_bucket(1) == 16384
+    prev = 0
+    for n in (1, 20000, 70000, 120000, 500000):
+        b = point_bucket(n)
+        assert b >= n and b % 4096 == 0 and b >= prev and b <= max(1.5 * n + 4096, 16384)
+        prev = b
+
+
+def match_rate(ref_boxes, ref_scores, boxes, iou_min, score_min=0.3) -> float:
+    """Fraction of reference boxes with score > score_min that have a box with IoU > iou_min."""
+    from pointpillars_trt.postprocess import iou_bev
+
+    sel = ref_scores > score_min
+    if not sel.any():
+        return 1.0
+    if len(boxes) == 0:
+        return 0.0
+    return float((iou_bev(ref_boxes[sel], boxes).max(axis=1) > iou_min).mean())
+
+
+@pytest.fixture(scope="module")
+def lively(kitti_config):
+    from tests.test_detector import lively_state_dict
+
+    return lively_state_dict(kitti_config)
+
+
+@pytest.fixture(scope="module")
+def cpu_detector(kitti_config, lively):
+    from pointpillars_trt.backends import create_backend
+    from pointpillars_trt.detector import Detector
+
+    return Detector(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=lively))
+
+
+def gpu_detector(cfg, state_dict, **kw):
+    from pointpillars_trt.gpu_pipeline import GpuDetector
+
+    return GpuDetector(cfg, state_dict, **kw)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("use_graph", [True, False], ids=["graph", "eager"])
+@pytest.mark.parametrize("pfn", ["fused", "torch"])
+def test_matches_cpu_detector(torch_cuda, kitti_config, lively, cpu_detector, kitti_frames, use_graph, pfn):
+    det = gpu_detector(kitti_config, lively, use_graph=use_graph, pfn=pfn, max_batch=2)
+    for path in kitti_frames[:4]:
+        pts = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+        want = cpu_detector.detect(pts)
+        got = det.detect(pts)
+        assert got.num_pillars == want.num_pillars and got.num_points == want.num_points
+        assert abs(len(got) - len(want)) <= max(2, len(want) // 50)
+        k = min(10, len(want), len(got))  # the strongest boxes: same order
+        from pointpillars_trt.postprocess import iou_bev
+
+        assert np.all(np.diag(iou_bev(got.boxes[:k], want.boxes[:k])) > 0.99)
+        np.testing.assert_array_equal(got.labels[:k], want.labels[:k])
+        assert match_rate(want.boxes, want.scores, got.boxes, 0.99) >= 0.98
+        assert "total" in got.timings_ms and "gpu" in got.timings_ms
+        if not use_graph:
+            assert {"h2d", "voxelize", "rpn", "postprocess", "d2h"} <= set(got.timings_ms)
+    det.close()
+
+
+@pytest.mark.gpu
+def test_fp16_keeps_fp32_boxes(torch_cuda, kitti_config, lively, kitti_frames):
+    fp32 = gpu_detector(kitti_config, lively, precision="fp32")
+    fp16 = gpu_detector(kitti_config, lively, precision="fp16")
+    rates = []
+    for path in kitti_frames:
+        pts = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+        a, b = fp32.detect(pts), fp16.detect(pts)
+        rates.append(match_rate(a.boxes, a.scores, b.boxes, 0.9))
+    print(f"FP16 keeps {100 * np.mean(rates):.2f} % of FP32 boxes (score > 0.3) with IoU > 0.9 (per frame min {100 * min(rates):.1f} %)")
+    assert np.mean(rates) >= 0.95
+    fp32.close()
+    fp16.close()
+
+
+@pytest.mark.gpu
+def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_frames):
+    det = gpu_detector(kitti_config, lively, max_batch=3)
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
+    batched = det.detect_batch(clouds)  # groups of 3 and 2
+    for pts, b in zip(clouds, batched):
+        one = det.detect(pts)
+        assert len(one) == len(b)
+        np.testing.assert_allclose(one.boxes, b.boxes, atol=1e-4)
+    det.close()
+
+
+@pytest.mark.gpu
+def test_other_config_and_360_cloud(torch_cuda, example_config):
+    from pointpillars_trt.backends import create_backend
+    from pointpillars_trt.detector import Detector
+    from tests.test_detector import lively_state_dict
+
+    sd = lively_state_dict(example_config)
+    cpu = Detector(example_config, create_backend("torch", cfg=example_config, state_dict=sd))
+    det = gpu_detector(example_config, sd)
+    pts = random_cloud(example_config, 15000, seed=5)
+    want, got = cpu.detect(pts), det.detect(pts)
+    assert got.num_pillars == want.num_pillars and len(got) > 0
+    assert match_rate(want.boxes, want.scores, got.boxes, 0.99) >= 0.98
+    det.close()
+
+
+@pytest.mark.gpu
+def test_point_buffer_policies_and_bad_frames(torch_cuda, kitti_config, lively):
+    from pointpillars_trt.errors import PillarOverflowError, PointCloudError
+
+    small = gpu_detector(kitti_config, lively, max_points=1000, on_points_overflow="error")
+    with pytest.raises(PointCloudError, match="exceed the GPU pipeline's point buffer"):
+        small.detect(random_cloud(kitti_config, 20000, seed=1))
+    grow = gpu_detector(kitti_config, lively, max_points=1000)
+    out = grow.detect(random_cloud(kitti_config, 40000, seed=1))
+    assert out.num_points == 40000 and grow.pipeline.max_points >= 40000
+    with pytest.raises(PointCloudError, match="no point lies inside"):
+        grow.detect(np.array([[500.0, 0, 0, 0]], np.float32))
+    tight = gpu_detector(kitti_config.replace(voxel={"max_pillars": 500}), lively, on_overflow="error")
+    with pytest.raises(PillarOverflowError, match="exceed the maximum 500"):
+        tight.detect(random_cloud(kitti_config, 20000, seed=2))
+    for d in (small, grow, tight):
+        d.close()

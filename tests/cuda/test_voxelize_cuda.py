@@ -1,0 +1,181 @@
+"""GPU voxelization (``kernels/voxelize.cu``) against the CPU reference (NumbaVoxelizer).
+
+The NVRTC compile tests run on the CPU; everything else needs a CUDA GPU (marked ``gpu``).
+The GPU result must be identical: same pillars in the same order, same points per pillar in
+input order, the same float32 decoration (compared bit for bit, which implies 1e-6), same counters.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from .cuda_helpers import cuda_device, nvrtc_skip_reason, torch_cuda  # noqa: F401  (fixtures)
+from pointpillars_trt.cuda.nvrtc import Target, choose_target, compile_source, read_kernel_source
+from tests.helpers import kitti_frame_paths, random_cloud
+
+needs_nvrtc = pytest.mark.skipif(nvrtc_skip_reason() is not None, reason=str(nvrtc_skip_reason()))
+ENTRIES = {f"pp_vox_{n}" for n in ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn", "clear_canvas")}
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
+def test_voxelize_compiles(cc):
+    src, _ = read_kernel_source("voxelize.cu")
+    assert "#include" not in src
+    image = compile_source(src, "voxelize.cu", choose_target(cc, [cc[0] * 10 + cc[1]]))
+    assert image.kind == "cubin" and image.data[:4] == b"\x7fELF"
+    ptx = compile_source(src, "voxelize.cu", Target(f"--gpu-architecture=compute_{cc[0]}{cc[1]}", "ptx")).data.decode(errors="replace")
+    assert set(re.findall(r"\.entry (\w+)\(", ptx)) == ENTRIES
+
+
+# ---- GPU -------------------------------------------------------------------------------------------
+def gpu_voxelize(cfg, points: np.ndarray, device_count: bool = False):
+    import torch
+
+    from pointpillars_trt.cuda.voxelize import CudaVoxelizer, TorchPillarBuffers, voxelize_torch
+
+    vox = CudaVoxelizer(cfg.voxel, max(len(points), 1))
+    pts = torch.from_numpy(points if len(points) else np.zeros((1, 4), np.float32)).cuda()
+    if device_count:  # garbage rows beyond N must be ignored
+        pad = torch.full((len(points) + 1000, 4), 1.0, device="cuda")
+        pad[: len(points)] = pts[: len(points)]
+        vox.reserve(len(pad))
+        out = TorchPillarBuffers.allocate(vox)
+        n = torch.tensor([len(points)], dtype=torch.int32, device="cuda")
+        vox.enqueue(pad.data_ptr(), torch.cuda.current_stream().cuda_stream, features_ptr=out.features.data_ptr(),
+                    num_points_out_ptr=out.num_points.data_ptr(), coords_ptr=out.coords.data_ptr(),
+                    counters_ptr=out.counters.data_ptr(), num_points_ptr=n.data_ptr(), num_points_bound=len(pad))
+    else:
+        out = voxelize_torch(pts[: len(points)], vox)
+    got = out.to_pillars()
+    rest = out.num_points[got.num_pillars:].cpu().numpy()
+    vox.free()
+    return got, rest
+
+
+def assert_same_pillars(got, want):
+    assert got.num_pillars == want.num_pillars
+    np.testing.assert_array_equal(got.coords, want.coords)
+    np.testing.assert_array_equal(got.num_points, want.num_points)
+    assert got.features.shape == want.features.shape
+    bad = got.features.view(np.uint32) != want.features.view(np.uint32)
+    assert not bad.any(), f"{bad.sum()} feature values differ, max |diff| {np.abs(got.features - want.features).max()}"
+    for name in ("num_input", "num_out_of_range", "num_dropped_pillars", "num_dropped_points", "num_excess_points"):
+        assert getattr(got, name) == getattr(want, name), name
+
+
+def cpu_voxelize(cfg, points):
+    from pointpillars_trt.voxelize import NumbaVoxelizer
+
+    return NumbaVoxelizer(cfg.voxel)(points)
+
+
+@pytest.mark.gpu
+def test_every_real_frame(torch_cuda, kitti_config, kitti_frames):
+    for path in kitti_frame_paths():
+        pts = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+        got, rest = gpu_voxelize(kitti_config, pts)
+        assert_same_pillars(got, cpu_voxelize(kitti_config, pts))
+        assert not rest.any(), f"{path}: rows >= P must have num_points == 0"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["uniform", "margin", "dense_cells", "overflow", "single", "device_count"])
+def test_synthetic_clouds(torch_cuda, kitti_config, example_config, case):
+    cfg = kitti_config
+    if case == "uniform":
+        pts = random_cloud(cfg, 30000, seed=1)
+    elif case == "margin":  # a third of the points outside the range, on every axis
+        pts = random_cloud(cfg, 30000, seed=2, margin=10.0)
+    elif case == "dense_cells":  # hundreds of points per cell: the first-M selection path
+        rng = np.random.default_rng(3)
+        base = random_cloud(cfg, 40, seed=3)
+        pts = np.repeat(base, 300, axis=0) + rng.normal(0, 0.01, (12000, 4)).astype(np.float32)
+        pts = pts[rng.permutation(len(pts))]
+        cfg = example_config  # M = 20, another grid
+    elif case == "overflow":
+        cfg = kitti_config.replace(voxel={"max_pillars": 500})
+        pts = random_cloud(cfg, 20000, seed=4)
+    elif case == "single":
+        r = cfg.voxel.point_cloud_range
+        pts = np.array([[(r[0] + r[3]) / 2, (r[1] + r[4]) / 2, (r[2] + r[5]) / 2, 0.5]], np.float32)
+    else:
+        pts = random_cloud(example_config, 25000, seed=6, margin=5.0)
+        cfg = example_config
+    got, _ = gpu_voxelize(cfg, pts, device_count=case in ("device_count", "overflow"))
+    want = cpu_voxelize(cfg, pts)
+    assert_same_pillars(got, want)
+    if case == "overflow":
+        assert got.num_dropped_pillars > 0 and got.num_pillars == 500
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["empty", "all_out_of_range"])
+def test_no_pillars(torch_cuda, kitti_config, case):
+    pts = np.zeros((0, 4), np.float32) if case == "empty" else np.full((5000, 4), 1000.0, np.float32)
+    got, rest = gpu_voxelize(kitti_config, pts)
+    assert got.num_pillars == 0 and got.num_input == len(pts) and got.num_out_of_range == len(pts)
+    assert not rest.any()
+
+
+@pytest.mark.gpu
+def test_capacity_is_checked(torch_cuda, kitti_config):
+    import torch
+
+    from pointpillars_trt.cuda.voxelize import CudaVoxelizer, voxelize_torch
+    from pointpillars_trt.errors import ConfigError
+
+    vox = CudaVoxelizer(kitti_config.voxel, 100)
+    pts = torch.from_numpy(random_cloud(kitti_config, 500, seed=0)).cuda()
+    with pytest.raises(ConfigError, match="exceed its capacity of 100"):
+        vox.enqueue(pts.data_ptr(), 0, features_ptr=0, num_points_out_ptr=0, coords_ptr=0, counters_ptr=0, num_points=500)
+    got = voxelize_torch(pts, vox).to_pillars()  # the torch helper grows the buffers
+    assert_same_pillars(got, cpu_voxelize(kitti_config, pts.cpu().numpy()))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("nhwc", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("half", [False, True], ids=["f32", "f16"])
+def test_fused_pfn_matches_torch_pfn_and_scatter(torch_cuda, kitti_config, kitti_frames, nhwc, half):
+    import torch
+
+    from pointpillars_trt.cuda.voxelize import CudaVoxelizer, TorchPillarBuffers
+    from pointpillars_trt.model import build_model
+    from pointpillars_trt.model.scatter import scatter_reference
+
+    cfg = kitti_config
+    torch.manual_seed(0)
+    model = build_model(cfg).cuda().eval()
+    bn = model.pfn.norm
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(-1.0, 1.0)  # negative scales too
+        bn.bias.uniform_(-0.5, 0.5)
+        scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).contiguous()
+        shift = (bn.bias - bn.running_mean * scale).contiguous()
+        weight = model.pfn.linear.weight.contiguous()
+    nx, ny, _ = cfg.grid_size
+    C = cfg.network.pfn_channels
+    vox = CudaVoxelizer(cfg.voxel, 200000)
+    out = TorchPillarBuffers.allocate(vox)
+    dtype = torch.float16 if half else torch.float32
+    canvas = torch.full((1, C, ny, nx), float("nan"), dtype=dtype, device="cuda")
+    canvas.zero_()
+    if nhwc:
+        canvas = canvas.contiguous(memory_format=torch.channels_last)
+    for path in kitti_frames[:2] + kitti_frames[:1]:  # the third frame re-clears the second's cells
+        pts = torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(-1, 4)).cuda()
+        vox.enqueue_fused_pfn(pts.data_ptr(), torch.cuda.current_stream().cuda_stream, num_points_out_ptr=out.num_points.data_ptr(),
+                              coords_ptr=out.coords.data_ptr(), counters_ptr=out.counters.data_ptr(), weight_ptr=weight.data_ptr(),
+                              scale_ptr=scale.data_ptr(), shift_ptr=shift.data_ptr(), channels=C, canvas_ptr=canvas.data_ptr(),
+                              nhwc=nhwc, half=half, num_points=len(pts))
+        p = cpu_voxelize(cfg, pts.cpu().numpy())
+        with torch.inference_mode():
+            pf = model.pfn(torch.from_numpy(p.features).cuda(), torch.from_numpy(p.num_points).cuda())
+            want = scatter_reference(pf, torch.from_numpy(p.coords).cuda(), nx, ny)
+        torch.testing.assert_close(canvas.float(), want, atol=2e-3 if half else 1e-5, rtol=2e-3 if half else 1e-5)
+    vox.free()

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""GPU benchmark: the plain eager PyTorch pipeline against our whole-frame GPU pipeline, same run.
+
+    python tools/benchmark_gpu.py [--ckpt FILE] [--frames DIR] [--synthetic-360 3] [--iters 20]
+                                  [--batch 8] [--json out/bench_gpu.json]
+    python tools/benchmark.py --stage gpu ...          # the same, through the main benchmark tool
+
+Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k points):
+
+* ``eager``: ``Detector`` with the ``torch`` backend on ``cuda`` (numba voxelization on the CPU,
+  torch PFN / index_put scatter / RPN, numpy post-processing): the plain eager PyTorch pipeline;
+* ``gpu/{fp32,fp16}/{graph,eager}``: :class:`~pointpillars_trt.gpu_pipeline.GpuDetector` batch 1;
+  without a graph every stage is timed with CUDA events;
+* ``gpu/{fp32,fp16}/graph/batchB``: ``detect_batch`` with B frames per replay (offline throughput);
+* ``gpu/fp16/graph/pfn-torch``: the same with the torch (cuBLAS) PFN on all ``max_pillars`` rows.
+
+Each row: host-to-host latency per frame (``total``) and GPU time (``gpu``, CUDA events) with
+median / p90 / p99, frames/s, peak torch memory and device memory in use; per stage in eager
+(non-graph) rows. Also measured: the two ceilings of the device (device-to-device copy bandwidth
+and float16 matmul rate) for the floor analysis in docs/PERFORMANCE.md. Writes JSON with the GPU,
+driver, date and command. Keeps the whole run to a few minutes on an H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_FRAMES = REPO.parent / "shared" / "data" / "kitti_frames"
+log = logging.getLogger("benchmark_gpu")
+
+
+def summarize(samples_ms) -> dict[str, float]:
+    a = np.asarray(samples_ms, dtype=np.float64)
+    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
+            "mean": float(a.mean()), "n": int(a.size)}
+
+
+def load_frame_groups(frames_dir: Path | None, n360: int) -> dict[str, list[np.ndarray]]:
+    from pointpillars_trt.io.pointcloud import load_points
+    from pointpillars_trt.synthetic import generate_frame
+
+    root = frames_dir or DEFAULT_FRAMES
+    paths = sorted(root.rglob("*.bin")) if root.is_dir() else []
+    groups = {"fov": [load_points(p) for p in paths], "360": [generate_frame(0, i).points for i in range(n360)]}
+    return {k: v for k, v in groups.items() if v}
+
+
+def ceilings(torch) -> dict[str, float]:
+    """Device-to-device copy bandwidth (GB/s, bytes read + written) and float16 matmul TFLOP/s."""
+    dev = torch.device("cuda")
+    src = torch.empty(1 << 28, dtype=torch.float32, device=dev)  # 1 GiB
+    dst = torch.empty_like(src)
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(3):
+        dst.copy_(src)
+    a.record()
+    for _ in range(10):
+        dst.copy_(src)
+    b.record()
+    b.synchronize()
+    copy_gbs = 2 * src.numel() * 4 * 10 / (a.elapsed_time(b) * 1e-3) / 1e9
+    del src, dst
+    n = 8192
+    x = torch.randn(n, n, dtype=torch.float16, device=dev)
+    y = torch.randn(n, n, dtype=torch.float16, device=dev)
+    for _ in range(3):
+        x @ y
+    a.record()
+    for _ in range(20):
+        x @ y
+    b.record()
+    b.synchronize()
+    tflops = 2 * n**3 * 20 / (a.elapsed_time(b) * 1e-3) / 1e12
+    return {"d2d_copy_GBps": copy_gbs, "fp16_matmul_TFLOPs": tflops}
+
+
+def _mem(torch) -> dict[str, float]:
+    free, total = torch.cuda.mem_get_info()
+    return {"torch_peak_MiB": torch.cuda.max_memory_allocated() / 2**20, "device_used_MiB": (total - free) / 2**20}
+
+
+def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int = 1) -> dict:
+    """``detect(list_of_frames) -> list[Detections]``; ``per_call`` frames per call."""
+    torch.cuda.reset_peak_memory_stats()
+    calls = [frames[i: i + per_call] for i in range(0, len(frames), per_call)] if per_call > 1 else [[f] for f in frames]
+    if per_call > 1:  # full batches only: repeat frames to fill
+        pool = (frames * per_call)[: per_call * max(1, -(-len(frames) // per_call))]
+        calls = [pool[i: i + per_call] for i in range(0, len(pool), per_call)]
+    for c in calls[:2]:
+        detect(c)  # warm-up: graph capture, cuDNN choice, numba JIT
+    stages: dict[str, list[float]] = {}
+    host: list[float] = []
+    t_all = time.perf_counter()
+    n_frames = 0
+    for _ in range(iters):
+        for c in calls:
+            t = time.perf_counter()
+            out = detect(c)
+            host.append((time.perf_counter() - t) * 1e3 / len(c))
+            n_frames += len(c)
+            for k, v in out[0].timings_ms.items():
+                stages.setdefault(k, []).append(v / (len(c) if k in ("gpu", "total") else 1))
+    wall = time.perf_counter() - t_all
+    row = {"host_ms_per_frame": summarize(host), "frames_per_s": n_frames / wall, "stages_ms": {k: summarize(v) for k, v in stages.items()},
+           "points": int(np.mean([len(f) for f in frames])), "boxes": int(np.mean([len(d) for d in detect(calls[0])]))}
+    row.update(_mem(torch))
+    return row
+
+
+STAGE_OF_KERNEL = (("pp_vox_", "voxelize+pfn"), ("pp_post_", "postprocess"), ("pp_scatter", "scatter"), ("pp_clear", "scatter"),
+                   ("memcpy htod", "h2d"), ("memcpy dtoh", "d2h"), ("memset", "memset"))
+
+
+def kernel_profile(torch, detect, frame: np.ndarray, reps: int = 20) -> dict[str, float]:
+    """GPU time per stage from the kernels themselves (CUPTI through torch.profiler, which also
+    sees the kernels of a graph replay): milliseconds per frame, summed by kernel name; anything
+    not ours is the RPN (cuDNN convolutions, elementwise, casts)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    detect([frame])
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            detect([frame])
+        torch.cuda.synchronize()
+    out: dict[str, float] = {}
+    for evt in prof.key_averages():
+        us = getattr(evt, "device_time_total", None)
+        if us is None:
+            us = getattr(evt, "cuda_time_total", 0.0)
+        if not us:
+            continue
+        name = evt.key.lower()
+        stage = next((st for prefix, st in STAGE_OF_KERNEL if name.startswith(prefix) or prefix in name), "rpn")
+        out[stage] = out.get(stage, 0.0) + us / 1e3 / reps
+    out["sum"] = sum(out.values())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", help="checkpoint (default: the shipped demo model)")
+    p.add_argument("--config")
+    p.add_argument("--frames", type=Path)
+    p.add_argument("--synthetic-360", type=int, default=3)
+    p.add_argument("--iters", type=int, default=20, help="passes over the frames per GPU-pipeline row")
+    p.add_argument("--eager-iters", type=int, default=3, help="passes for the (slow) eager PyTorch row")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both")
+    p.add_argument("--skip-eager", action="store_true")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+
+    import torch
+
+    if not torch.cuda.is_available():
+        log.error("no CUDA GPU visible to torch")
+        return 2
+    from pointpillars_trt.detector import Detector
+    from pointpillars_trt.gpu_pipeline import GpuDetector
+
+    groups = load_frame_groups(args.frames, args.synthetic_360)
+    if not groups:
+        log.error("no frames")
+        return 2
+    base = Detector.from_checkpoint(args.ckpt, config=args.config, backend="torch", device="cuda")
+    cfg, state = base.config, {k: v.detach().cpu() for k, v in base.backend.model.state_dict().items()}
+    precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
+    results: dict[str, dict] = {}
+    t_start = time.perf_counter()
+    max_points = max(len(f) for g in groups.values() for f in g)
+
+    def record(name: str, row: dict) -> None:
+        results[name] = row
+        s = row["host_ms_per_frame"]
+        gpu = row["stages_ms"].get("gpu", {}).get("median", float("nan"))
+        log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB",
+                 name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"])
+
+    for gname, frames in groups.items():
+        if not args.skip_eager:
+            record(f"eager/{gname}", run_row(torch, lambda c: [base.detect(f) for f in c], frames, args.eager_iters))
+        for prec in precisions:
+            for graph in (True, False):
+                det = GpuDetector(cfg, state, precision=prec, use_graph=graph, max_points=max_points, max_batch=1,
+                                  source=base.source, on_overflow="warn")
+                name = f"gpu/{prec}/{'graph' if graph else 'eager'}/{gname}"
+                record(name, run_row(torch, lambda c: [det.detect(f) for f in c], frames, args.iters))
+                if graph:
+                    try:
+                        results[name]["kernel_ms_per_frame"] = kernel_profile(torch, lambda c: [det.detect(f) for f in c], frames[0])
+                        log.info("%-34s kernels per frame: %s", name,
+                                 ", ".join(f"{k} {v:.3f} ms" for k, v in results[name]["kernel_ms_per_frame"].items()))
+                    except Exception as exc:  # noqa: BLE001 - the profiler is optional
+                        log.warning("kernel profile unavailable: %s", exc)
+                det.close()
+                del det
+            det = GpuDetector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=args.batch)
+            record(f"gpu/{prec}/graph/batch{args.batch}/{gname}", run_row(torch, det.detect_batch, frames, max(2, args.iters // 2), args.batch))
+            det.close()
+            del det
+        det = GpuDetector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
+        record(f"gpu/fp16/graph/pfn-torch/{gname}", run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
+        det.close()
+        del det
+        torch.cuda.empty_cache()
+    speedups = {}
+    for name, row in results.items():
+        if name.startswith("gpu/"):
+            g = name.rsplit("/", 1)[1]
+            eager = results.get(f"eager/{g}")
+            if eager:
+                speedups[name] = {"latency": eager["host_ms_per_frame"]["median"] / row["host_ms_per_frame"]["median"],
+                                  "throughput": row["frames_per_s"] / eager["frames_per_s"]}
+    for name, s in speedups.items():
+        log.info("speed-up vs eager  %-34s latency x%6.1f  throughput x%6.1f", name, s["latency"], s["throughput"])
+    ceil = ceilings(torch)
+    log.info("ceilings: device-to-device copy %.0f GB/s, fp16 matmul %.0f TFLOP/s", ceil["d2d_copy_GBps"], ceil["fp16_matmul_TFLOPs"])
+    from pointpillars_trt.cuda.device import get_device
+
+    info = get_device(0).info
+    report = {
+        "machine": {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "gpu": info.name,
+                    "compute_capability": list(info.compute_capability), "driver_cuda_version": info.driver_version,
+                    "torch": torch.__version__, "torch_cuda": torch.version.cuda, "python": platform.python_version(),
+                    "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])},
+        "model": base.source.describe(), "config": cfg.name, "frames": {k: len(v) for k, v in groups.items()},
+        "results": results, "speedup_vs_eager": speedups, "ceilings": ceil, "wall_s": time.perf_counter() - t_start,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
