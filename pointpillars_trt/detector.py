@@ -80,6 +80,13 @@ class ModelSource:
         return f"{self.path} ({self.format})"
 
 
+def warmup_cloud(cfg: PointPillarsConfig, num_points: int = 20000, seed: int = 0) -> np.ndarray:
+    """``num_points`` uniform random points (float32 [N, 4]) inside ``cfg``'s point-cloud range."""
+    r = cfg.voxel.point_cloud_range
+    rng = np.random.default_rng(seed)
+    return rng.uniform(r[:3] + (0.0,), r[3:] + (1.0,), size=(num_points, 4)).astype(np.float32)
+
+
 def artifact_config_json(engine_dir: Path) -> str:
     """The config JSON carried by the engines (``pfn.engine``) or ONNX graphs (``pfn.onnx`` /
     ``full.onnx``) in ``engine_dir``."""
@@ -237,9 +244,7 @@ class Detector:
 
     def warmup(self, iterations: int = 2, num_points: int = 20000, seed: int = 0) -> None:
         """Run a few synthetic frames so that JIT compilation and allocations happen now."""
-        r = self.config.voxel.point_cloud_range
-        rng = np.random.default_rng(seed)
-        pts = rng.uniform(r[:3] + (0.0,), r[3:] + (1.0,), size=(num_points, 4)).astype(np.float32)
+        pts = warmup_cloud(self.config, num_points, seed)
         for _ in range(iterations):
             self.detect(pts, source="<warmup>")
 
