@@ -38,18 +38,23 @@ class TorchBackend(Backend):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def _to_device(self, feeds: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dev = self.device
+        return (torch.as_tensor(feeds["features"], device=dev), torch.as_tensor(feeds["num_points"], device=dev),
+                torch.as_tensor(feeds["coords"], device=dev))
+
+    def _scatter(self, pillar_features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        return self.model.mfn(pillar_features, coords)
+
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         timings: dict[str, float] = {}
         timer = StageTimer(timings, self._sync)
-        dev = self.device
         with torch.inference_mode():
-            feats = torch.as_tensor(feeds["features"], device=dev)
-            npts = torch.as_tensor(feeds["num_points"], device=dev)
-            coords = torch.as_tensor(feeds["coords"], device=dev)
+            feats, npts, coords = self._to_device(feeds)
             timer.mark("h2d")
             pf = self.model.pfn(feats, npts)
             timer.mark("pfn")
-            canvas = self.model.mfn(pf, coords)
+            canvas = self._scatter(pf, coords)
             timer.mark("scatter")
             cls, box, dirs = self.model.rpn(canvas)
             timer.mark("rpn")

@@ -16,30 +16,27 @@ import torch
 
 from ..config import PointPillarsConfig
 from ..errors import BackendUnavailableError, ConfigError
-from ..model import build_model
-from .base import Backend, StageTimer, register_backend
+
+from .base import register_backend
+from .torch_backend import TorchBackend
 
 PRECISIONS = ("fp32", "fp16")
 
 
-class TorchCudaBackend(Backend):
+class TorchCudaBackend(TorchBackend):
     """``precision`` ``fp32`` (TF32 off, process-wide) or ``fp16``; ``channels_last`` for the RPN."""
 
     name = "torch_cuda"
 
     def __init__(self, cfg: PointPillarsConfig, state_dict: Mapping[str, torch.Tensor] | None = None, device: str = "cuda",
                  precision: str = "fp32", channels_last: bool = True) -> None:
-        super().__init__(cfg)
         if precision not in PRECISIONS:
             raise ConfigError(f"torch_cuda backend: precision must be one of {PRECISIONS}, got {precision!r}")
         if not torch.cuda.is_available():
             raise BackendUnavailableError("torch_cuda backend: torch sees no CUDA GPU")
-        self.device = torch.device(device if str(device).startswith("cuda") else "cuda")
+        super().__init__(cfg, state_dict, device if str(device).startswith("cuda") else "cuda")
         self.precision, self.channels_last = precision, bool(channels_last)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.model = build_model(cfg)
-        if state_dict is not None:
-            self.model.load_state_dict(state_dict, strict=True)
 
     def _activate(self) -> None:
         if self.precision == "fp32":
@@ -51,32 +48,17 @@ class TorchCudaBackend(Backend):
         if self.channels_last:
             self.model.rpn.to(memory_format=torch.channels_last)
 
-    def _sync(self) -> None:
-        torch.cuda.synchronize(self.device)
+    def _to_device(self, feeds: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats, npts, coords = (torch.as_tensor(feeds[k]).to(self.device, non_blocking=True)
+                               for k in ("features", "num_points", "coords"))
+        return feats.to(self.dtype), npts, coords
 
-    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _scatter(self, pillar_features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         from ..cuda.scatter import scatter_torch
 
-        timings: dict[str, float] = {}
-        timer = StageTimer(timings, self._sync)
         nx, ny, _ = self.cfg.grid_size
-        with torch.inference_mode():
-            feats = torch.as_tensor(feeds["features"]).to(self.device, non_blocking=True).to(self.dtype)
-            npts = torch.as_tensor(feeds["num_points"]).to(self.device, non_blocking=True)
-            coords = torch.as_tensor(feeds["coords"]).to(self.device, non_blocking=True)
-            timer.mark("h2d")
-            pf = self.model.pfn(feats, npts)
-            timer.mark("pfn")
-            canvas = scatter_torch(pf, coords, nx, ny)
-            if self.channels_last:
-                canvas = canvas.contiguous(memory_format=torch.channels_last)
-            timer.mark("scatter")
-            cls, box, dirs = self.model.rpn(canvas)
-            timer.mark("rpn")
-            out = {"cls": cls.float().cpu().numpy(), "box": box.float().cpu().numpy(), "dir": dirs.float().cpu().numpy()}
-            timer.mark("d2h")
-        self.last_timings_ms = timings
-        return out
+        canvas = scatter_torch(pillar_features, coords, nx, ny)
+        return canvas.contiguous(memory_format=torch.channels_last) if self.channels_last else canvas
 
 
 @register_backend("torch_cuda")

@@ -1,0 +1,40 @@
+"""The torch_cuda backend (PFN/RPN in torch on the GPU, our scatter kernel) inside the CPU Detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pointpillars_trt.backends import create_backend
+from pointpillars_trt.detector import Detector
+from pointpillars_trt.postprocess import iou_bev
+from tests.test_detector import lively_state_dict
+
+from .cuda_helpers import torch_cuda  # noqa: F401  (fixture: skips without a CUDA GPU)
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def weights(kitti_config):
+    return lively_state_dict(kitti_config)
+
+
+def test_fp32_equals_cpu_and_fp16_keeps_the_boxes(torch_cuda, kitti_config, weights, kitti_frames):
+    cpu = Detector(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=weights))
+    fp32 = Detector(kitti_config, create_backend("torch_cuda", cfg=kitti_config, state_dict=weights, precision="fp32"))
+    fp16 = Detector(kitti_config, create_backend("torch_cuda", cfg=kitti_config, state_dict=weights, precision="fp16"))
+    found = total = 0
+    for path in kitti_frames:
+        pts = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+        ref, a, h = cpu.detect(pts), fp32.detect(pts), fp16.detect(pts)
+        assert len(a) == len(ref) > 0, path
+        np.testing.assert_allclose(a.boxes, ref.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, ref.scores, atol=1e-4)
+        assert {"h2d", "pfn", "scatter", "rpn", "d2h"} <= set(a.timings_ms)
+        keep = ref.scores > 0.3
+        if keep.any() and len(h):
+            iou = iou_bev(ref.boxes[keep], h.boxes)
+            found += int((iou.max(axis=1) > 0.9).sum())
+        total += int(keep.sum())
+    assert found >= 0.99 * total
