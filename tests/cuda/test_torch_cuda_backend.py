@@ -10,7 +10,7 @@ from pointpillars_trt.detector import Detector
 from pointpillars_trt.postprocess import iou_bev
 from tests.test_detector import lively_state_dict
 
-from .cuda_helpers import torch_cuda  # noqa: F401  (fixture: skips without a CUDA GPU)
+from .cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures: skip without a CUDA GPU)
 
 pytestmark = pytest.mark.gpu
 
