@@ -8,9 +8,9 @@
     tools/compare_backends.py --data-root data/kitti --split val --ckpt model.pth \
         --a torch --b tensorrt --b-engine-dir engines/fp16 --json cmp.json
 
-Boxes are matched greedily by BEV IoU (same class, best score first). Reported per run: boxes of
-A found by B (IoU above --iou) among those with score above --score, the median / max score
-difference and centre distance of matched boxes, and, with --data-root, the AP of both
+Boxes above --score are matched one to one by BEV IoU (same class, greedily by IoU). Reported:
+boxes of A found by B (IoU at least --iou) and of B found by A, the largest score difference and
+centre distance and the smallest IoU of matched boxes, and, with --data-root, the AP of both
 backends (R40, moderate and all difficulties) and B - A.
 
 Exit codes: 0 success, 2 bad input.
@@ -23,6 +23,7 @@ import json
 import logging
 import sys
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,9 @@ class Agreement:
     found_in_b: int
     boxes_b: int
     found_in_a: int
-    median_score_diff: float
     max_score_diff: float
     max_centre_dist: float
+    min_iou: float
 
     @property
     def recall(self) -> float:
@@ -53,41 +54,25 @@ class Agreement:
         return self.found_in_a / self.boxes_b if self.boxes_b else 1.0
 
 
-def match_boxes(a_boxes, a_labels, b_boxes, b_labels, iou_threshold: float) -> list[tuple[int, int]]:
-    """Greedy one-to-one matches ``(i, j)`` of same-class boxes with BEV IoU > ``iou_threshold``;
-    ``a`` is assumed sorted by score (best first)."""
-    from pointpillars_trt.postprocess import iou_bev
-
-    if len(a_boxes) == 0 or len(b_boxes) == 0:
-        return []
-    iou = iou_bev(a_boxes, b_boxes)
-    iou[np.asarray(a_labels)[:, None] != np.asarray(b_labels)[None, :]] = 0.0
-    used = np.zeros(len(b_boxes), bool)
-    pairs = []
-    for i in range(len(a_boxes)):
-        row = np.where(used, 0.0, iou[i])
-        j = int(row.argmax())
-        if row[j] > iou_threshold:
-            used[j] = True
-            pairs.append((i, j))
-    return pairs
+def _above(det, score: float) -> SimpleNamespace:
+    keep = det.scores > score
+    return SimpleNamespace(boxes=det.boxes[keep], scores=det.scores[keep], labels=det.labels[keep])
 
 
 def agreement(dets_a, dets_b, score: float, iou: float) -> Agreement:
-    n_a = n_found = n_b = n_found_b = 0
-    score_diffs, dists = [], []
-    for da, db in zip(dets_a, dets_b):
-        ka, kb = da.scores > score, db.scores > score
-        pairs = match_boxes(da.boxes, da.labels, db.boxes, db.labels, iou)
-        n_a += int(ka.sum())
-        n_b += int(kb.sum())
-        n_found += sum(1 for i, _ in pairs if ka[i])
-        n_found_b += sum(1 for _, j in pairs if kb[j])
-        for i, j in pairs:
-            score_diffs.append(abs(float(da.scores[i]) - float(db.scores[j])))
-            dists.append(float(np.linalg.norm(da.boxes[i, :3] - db.boxes[j, :3])))
-    return Agreement(n_a, n_found, n_b, n_found_b, float(np.median(score_diffs)) if score_diffs else 0.0,
-                     max(score_diffs, default=0.0), max(dists, default=0.0))
+    """Per frame, the boxes above ``score`` of A and B matched one to one by BEV IoU >= ``iou``
+    (same class), summed over the frames."""
+    from pointpillars_trt.postprocess.compare import match_detections
+
+    matches = [match_detections(_above(da, score), _above(db, score), iou) for da, db in zip(dets_a, dets_b)]
+    hit = [m for m in matches if m.n_matched]
+    return Agreement(
+        boxes_a=sum(m.n_ref for m in matches), found_in_b=sum(m.n_matched for m in matches),
+        boxes_b=sum(m.n_got for m in matches), found_in_a=sum(m.n_matched for m in matches),
+        max_score_diff=max((m.max_score_diff for m in hit), default=0.0),
+        max_centre_dist=max((m.max_center_diff for m in hit), default=0.0),
+        min_iou=min((m.min_iou for m in hit), default=1.0),
+    )
 
 
 def make_detector(args, which: str):
@@ -158,8 +143,8 @@ def print_report(r: dict) -> None:
     print(f"boxes with score > {a['score_threshold']}: A {a['boxes_a']}, B {a['boxes_b']}; "
           f"A found in B (IoU > {a['iou_threshold']}): {a['found_in_b']} ({100 * a['recall']:.2f}%), "
           f"B found in A: {a['found_in_a']} ({100 * a['precision']:.2f}%)")
-    print(f"matched boxes: score diff median {a['median_score_diff']:.2e} max {a['max_score_diff']:.2e}, "
-          f"max centre distance {a['max_centre_dist']:.2e} m")
+    print(f"matched boxes: max score difference {a['max_score_diff']:.2e}, max centre distance "
+          f"{a['max_centre_dist']:.2e} m, min BEV IoU {a['min_iou']:.4f}")
     print(f"median latency: A {r['median_total_ms']['a']:.2f} ms, B {r['median_total_ms']['b']:.2f} ms")
     if "ap_delta_R40" in r:
         print(f"{'R40 moderate AP':<20}{'A':>9}{'B':>9}{'B-A':>9}")
