@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             render_bev(points, det.boxes, det.label_names, det.scores, target, title=f"{path.name} ({detector.source.describe()})")
             log.info("wrote %s", target)
         if args.show:
-            from pointpillars_trt.viz.bev import show_open3d
+            from pointpillars_trt.viz import show_open3d
 
             show_open3d(points, det.boxes, det.label_names)
     if args.out is not None and args.out.suffix.lower() == ".json":

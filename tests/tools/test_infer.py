@@ -116,3 +116,14 @@ def test_checkpoint_of_another_architecture_lists_keys(tmp_path):
     torch.save({"model_state": sd}, bad)
     proc = run_tool(REPO / "pointpillars_trt" / "data" / "sample_cloud.bin", "--ckpt", bad, check=False)
     assert proc.returncode == 2 and "other.pth" in proc.stderr
+
+
+def test_show_without_open3d_says_how_to_install(tmp_path):
+    pytest.importorskip("matplotlib")
+    try:
+        import open3d  # noqa: F401
+        pytest.skip("open3d is installed: the window would open")
+    except ImportError:
+        pass
+    proc = run_tool(REPO / "pointpillars_trt" / "data" / "sample_cloud.bin", "--show", "--quiet", check=False)
+    assert proc.returncode == 2 and "open3d" in proc.stderr.lower()
