@@ -105,7 +105,31 @@ def artifact_config_json(engine_dir: Path) -> str:
                       "and export/build_engines.py)")
 
 
-class Detector:
+class DetectorBase:
+    """What every detector front end shares: ``detect``, ``warmup``, ``close`` and ``with``."""
+
+    config: PointPillarsConfig
+
+    def detect(self, points: np.ndarray, score_threshold: float | None = None, source: str = "<array>") -> Detections:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+
+    def warmup(self, iterations: int = 2, num_points: int = 20000, seed: int = 0) -> None:
+        """Run a few synthetic frames so that JIT compilation and allocations happen now."""
+        pts = warmup_cloud(self.config, num_points, seed)
+        for _ in range(iterations):
+            self.detect(pts, source="<warmup>")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Detector(DetectorBase):
     """Runs the whole pipeline on one frame at a time.
 
     ``on_overflow``: what to do when a frame has more pillars than the backend accepts:
@@ -242,17 +266,5 @@ class Detector:
             num_dropped_points=pillars.num_dropped_points,
         )
 
-    def warmup(self, iterations: int = 2, num_points: int = 20000, seed: int = 0) -> None:
-        """Run a few synthetic frames so that JIT compilation and allocations happen now."""
-        pts = warmup_cloud(self.config, num_points, seed)
-        for _ in range(iterations):
-            self.detect(pts, source="<warmup>")
-
     def close(self) -> None:
         self.backend.deactivate()
-
-    def __enter__(self) -> "Detector":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -40,7 +40,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .config import PointPillarsConfig, load_config
-from .detector import DEMO_MODEL, OVERFLOW_POLICIES, Detections, ModelSource, PillarOverflowWarning, warmup_cloud
+from .detector import DEMO_MODEL, OVERFLOW_POLICIES, DetectorBase, Detections, ModelSource, PillarOverflowWarning
 from .errors import BackendUnavailableError, ConfigError, PillarOverflowError, PointCloudError
 from .io.pointcloud import validate_points
 from .backends import torch_cuda as _torch_cuda  # noqa: F401  (registers the "torch_cuda" backend)
@@ -385,7 +385,7 @@ def fold_batchnorm(rpn):
     return rpn
 
 
-class GpuDetector:
+class GpuDetector(DetectorBase):
     """:class:`~pointpillars_trt.detector.Detector`-compatible front end of :class:`GpuPipeline`.
 
     ``detect(points) -> Detections`` for one frame, ``detect_batch(clouds) -> list[Detections]``
@@ -453,19 +453,8 @@ class GpuDetector:
             results += [self._detections(out[b], timings, f"<cloud {s + b}>") for b in range(len(group))]
         return results
 
-    def warmup(self, iterations: int = 2, num_points: int = 20000, seed: int = 0) -> None:
-        pts = warmup_cloud(self.config, num_points, seed)
-        for _ in range(iterations):
-            self.detect(pts, source="<warmup>")
-
     def close(self) -> None:
         self.pipeline.free()
-
-    def __enter__(self) -> "GpuDetector":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 __all__ = ["GpuDetector", "GpuPipeline", "PFN_MODES", "PRECISIONS", "point_bucket"]
