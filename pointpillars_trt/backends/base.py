@@ -18,10 +18,12 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..config import PointPillarsConfig
+from ..contract import PART_INPUTS, PART_OUTPUTS
 from ..errors import BackendUnavailableError, ConfigError
 
-INPUT_NAMES = ("features", "num_points", "coords")
-OUTPUT_NAMES = ("cls", "box", "dir")
+# the chain's inputs are the PFN's plus the scatter's coordinates; its outputs are the RPN's
+INPUT_NAMES = (*PART_INPUTS["pfn"], "coords")
+OUTPUT_NAMES = PART_OUTPUTS["rpn"]
 
 
 class Backend(abc.ABC):

@@ -21,17 +21,13 @@ import numpy as np
 
 from .. import __version__
 from ..config import PointPillarsConfig
+from ..contract import PART_INPUTS, PART_OUTPUTS, PARTS
 from ..errors import BackendUnavailableError, ConfigError, EngineError
 from .base import INPUT_NAMES, OUTPUT_NAMES, Backend, StageTimer, register_backend
 
-SPLIT_PARTS = ("pfn", "mfn", "rpn")
+SPLIT_PARTS = PARTS
 _PIP = "pip install onnxruntime onnx   (or onnxruntime-gpu for the CUDA provider)"
-_PART_IO = {
-    "pfn": (("features", "num_points"), ("pillar_features",)),
-    "mfn": (("pillar_features", "coords"), ("canvas",)),
-    "rpn": (("canvas",), OUTPUT_NAMES),
-    "full": (INPUT_NAMES, OUTPUT_NAMES),
-}
+_PART_IO = {**{p: (PART_INPUTS[p], PART_OUTPUTS[p]) for p in PARTS}, "full": (INPUT_NAMES, OUTPUT_NAMES)}
 
 
 def _import_ort():

@@ -26,19 +26,20 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from ..config import PointPillarsConfig
+from ..contract import DYNAMIC_AXIS, PART_INPUTS, PART_OUTPUTS
 from ..errors import ExportError
 from ..model import PointPillars
 from .fold import fold_pfn, fold_rpn
 
 OPSET = 17
 IR_VERSION = 8  # the IR version of opset 17; older ONNX parsers reject newer IR versions
-NUM_PILLARS = "num_pillars"
-PFN_INPUTS = ("features", "num_points")
-PFN_OUTPUT = "pillar_features"
-MFN_INPUTS = ("pillar_features", "coords")
-MFN_OUTPUT = "canvas"
-RPN_INPUT = "canvas"
-RPN_OUTPUTS = ("cls", "box", "dir")
+NUM_PILLARS = DYNAMIC_AXIS
+PFN_INPUTS = PART_INPUTS["pfn"]
+(PFN_OUTPUT,) = PART_OUTPUTS["pfn"]
+MFN_INPUTS = PART_INPUTS["mfn"]
+(MFN_OUTPUT,) = PART_OUTPUTS["mfn"]
+(RPN_INPUT,) = PART_INPUTS["rpn"]
+RPN_OUTPUTS = PART_OUTPUTS["rpn"]
 
 #: every op type these builders can emit (all supported by onnx-tensorrt for TensorRT 10)
 OPS_USED = frozenset(

@@ -23,11 +23,12 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..config import PointPillarsConfig, check_same_config
+from ..contract import META_PREFIX, PRECISIONS, file_sha256  # noqa: F401  (file_sha256 re-exported)
+from ..contract import PARTS as SPLIT_PARTS
 from ..errors import ConfigError, EngineError
 
-PREFIX = "pointpillars_trt."
-PARTS = ("pfn", "mfn", "rpn", "full")
-PRECISIONS = ("fp32", "fp16")
+PREFIX = META_PREFIX
+PARTS = (*SPLIT_PARTS, "full")
 METADATA_FORMAT = "1"
 _REQUIRED = ("config", "config_hash", "checkpoint_sha256", "checkpoint_sha256_of", "weights_sha256", "part", "precision", "version")
 
@@ -68,15 +69,6 @@ class GraphMetadata:
             PREFIX + "version": self.version,
             PREFIX + "format": self.format,
         }
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def state_dict_sha256(state_dict: Mapping[str, object]) -> str:

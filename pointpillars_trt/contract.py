@@ -1,0 +1,66 @@
+"""The I/O contract between the ONNX graphs, the TensorRT engines and the backends (the one place it is written).
+
+Three parts, each one ONNX graph and one engine, with tensors bound BY NAME:
+
+====  ===============================================  ============================
+part  inputs                                           outputs
+====  ===============================================  ============================
+pfn   ``features`` [P, M, 10], ``num_points`` [P] i32  ``pillar_features`` [P, C]
+mfn   ``pillar_features`` [P, C], ``coords`` [P, 2]    ``canvas`` [1, C, ny, nx]
+rpn   ``canvas`` [1, C, ny, nx]                        ``cls``, ``box``, ``dir``
+====  ===============================================  ============================
+
+``P`` is the dynamic axis ``num_pillars``. Float tensors are float32, or float16 in the FP16
+graphs. Each graph's ``metadata_props`` carry the keys in :data:`META_KEYS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .errors import EngineError
+
+PARTS = ("pfn", "mfn", "rpn")
+PART_INPUTS: dict[str, tuple[str, ...]] = {
+    "pfn": ("features", "num_points"),
+    "mfn": ("pillar_features", "coords"),
+    "rpn": ("canvas",),
+}
+PART_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "pfn": ("pillar_features",),
+    "mfn": ("canvas",),
+    "rpn": ("cls", "box", "dir"),
+}
+DYNAMIC_AXIS = "num_pillars"
+PRECISIONS = ("fp32", "fp16")
+
+META_PREFIX = "pointpillars_trt."
+META_CONFIG = META_PREFIX + "config"
+META_CONFIG_HASH = META_PREFIX + "config_hash"
+META_CHECKPOINT = META_PREFIX + "checkpoint_sha256"
+META_PART = META_PREFIX + "part"
+META_PRECISION = META_PREFIX + "precision"
+META_KEYS = (META_CONFIG, META_CONFIG_HASH, META_CHECKPOINT, META_PART, META_PRECISION)
+
+
+def check_io_names(part: str, inputs: list[str] | tuple[str, ...], outputs: list[str] | tuple[str, ...], where: str) -> None:
+    """Raise :class:`EngineError` unless ``inputs``/``outputs`` are exactly the contract's names
+    for ``part`` (order ignored: tensors are bound by name)."""
+    want_in, want_out = set(PART_INPUTS[part]), set(PART_OUTPUTS[part])
+    problems = []
+    if set(inputs) != want_in:
+        problems.append(f"inputs {sorted(inputs)} (expected {sorted(want_in)})")
+    if set(outputs) != want_out:
+        problems.append(f"outputs {sorted(outputs)} (expected {sorted(want_out)})")
+    if problems:
+        raise EngineError(f"{where}: the {part} part has {' and '.join(problems)}; re-export the ONNX graphs with export/export_onnx.py")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (the identity of a checkpoint, graph or engine)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
