@@ -54,6 +54,32 @@ class MessageFactory:
         return bytes(data)
 
 
+class ImportedClassFactory(MessageFactory):
+    """Messages built from Python classes imported from ``<pkg>.msg`` modules (rospy and rclpy),
+    cached by type name; subclasses say how a type name becomes a class (:meth:`_load`)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def _load(self, pkg: str, name: str) -> Any:
+        return getattr(importlib.import_module(f"{pkg}.msg"), name)
+
+    def cls(self, typename: str) -> Any:
+        if typename not in self._cache:
+            self._cache[typename] = self._load(*split_type(typename))
+        return self._cache[typename]
+
+    def has(self, typename: str) -> bool:
+        try:
+            self.cls(typename)
+        except (ImportError, AttributeError):
+            return False
+        return True
+
+    def new(self, typename: str, **fields: Any) -> Any:
+        return self.cls(typename)(**fields)
+
+
 # --------------------------------------------------------------------------------------------------
 # rosbags
 
@@ -131,36 +157,19 @@ def ros1_box_array_classes() -> dict[str, Any]:
     return _ros1_dynamic
 
 
-class GenpyFactory(MessageFactory):
+class GenpyFactory(ImportedClassFactory):
     """ROS 1 message classes from the installed ``*_msgs`` packages (or generated ``BoxArray``)."""
 
     ros_version = 1
 
-    def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
-
-    def cls(self, typename: str) -> Any:
-        if typename not in self._cache:
-            pkg, name = split_type(typename)
-            if typename == BOX_ARRAY_TYPE or pkg == split_type(BOX_ARRAY_TYPE)[0]:
-                self._cache[typename] = ros1_box_array_classes()[f"{pkg}/{name}"]
-            else:
-                self._cache[typename] = getattr(importlib.import_module(f"{pkg}.msg"), name)
-        return self._cache[typename]
-
-    def has(self, typename: str) -> bool:
-        try:
-            self.cls(typename)
-        except (ImportError, AttributeError):
-            return False
-        return True
+    def _load(self, pkg: str, name: str) -> Any:
+        if pkg == split_type(BOX_ARRAY_TYPE)[0]:
+            return ros1_box_array_classes()[f"{pkg}/{name}"]
+        return super()._load(pkg, name)
 
     def field_types(self, typename: str) -> dict[str, str]:
         c = self.cls(typename)
         return dict(zip(c.__slots__, c._slot_types))
-
-    def new(self, typename: str, **fields: Any) -> Any:
-        return self.cls(typename)(**fields)
 
     def time(self, stamp: Stamp) -> Any:
         import genpy
@@ -178,32 +187,13 @@ class GenpyFactory(MessageFactory):
 # ROS 2 (rclpy)
 
 
-class RclpyFactory(MessageFactory):
+class RclpyFactory(ImportedClassFactory):
     """ROS 2 ``rosidl`` Python message classes (the ones rclpy publishes)."""
 
     ros_version = 2
 
-    def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
-
-    def cls(self, typename: str) -> Any:
-        if typename not in self._cache:
-            pkg, name = split_type(typename)
-            self._cache[typename] = getattr(importlib.import_module(f"{pkg}.msg"), name)
-        return self._cache[typename]
-
-    def has(self, typename: str) -> bool:
-        try:
-            self.cls(typename)
-        except (ImportError, AttributeError):
-            return False
-        return True
-
     def field_types(self, typename: str) -> dict[str, str]:
         return dict(self.cls(typename).get_fields_and_field_types())
-
-    def new(self, typename: str, **fields: Any) -> Any:
-        return self.cls(typename)(**fields)
 
     def uint8_array(self, data: bytes) -> Any:
         out = array.array("B")
