@@ -23,8 +23,9 @@ def scatter_reference(pillar_features: torch.Tensor, coords: torch.Tensor, nx: i
 class PointPillarsScatter(nn.Module):
     """``[P, C]`` pillar features + ``[P, 2]`` int (ix, iy) coords -> ``[1, C, ny, nx]`` canvas.
 
-    Written with ``index_put``/``ScatterND`` semantics so that it exports to a standard ONNX
-    ScatterND with a dynamic pillar count.
+    The canvas is built channel-major (``[C, ny * nx]``, columns indexed by cell), so no transpose
+    of the whole canvas follows. The exported ONNX graph (``pointpillars_trt.exporter``) states the
+    same function as a ScatterND on ``[ny * nx, C]``.
     """
 
     def __init__(self, nx: int, ny: int, channels: int) -> None:
@@ -32,10 +33,10 @@ class PointPillarsScatter(nn.Module):
         self.nx, self.ny, self.channels = nx, ny, channels
 
     def forward(self, pillar_features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        canvas = torch.zeros(self.ny * self.nx, self.channels, dtype=pillar_features.dtype, device=pillar_features.device)
+        canvas = pillar_features.new_zeros(self.channels, self.ny * self.nx)
         flat = coords[:, 1].long() * self.nx + coords[:, 0].long()
-        canvas = canvas.index_put((flat,), pillar_features)
-        return canvas.t().reshape(1, self.channels, self.ny, self.nx)
+        canvas[:, flat] = pillar_features.t()
+        return canvas.view(1, self.channels, self.ny, self.nx)
 
     @classmethod
     def from_config(cls, cfg: PointPillarsConfig) -> "PointPillarsScatter":
