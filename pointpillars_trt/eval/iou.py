@@ -103,27 +103,16 @@ def _bev_frames(boxes, offsets, qboxes, qoffsets, out_offsets, criterion):
 
 
 @numba.njit(cache=True, parallel=True)
-def _iou3d_frames(boxes, offsets, qboxes, qoffsets, out_offsets, criterion):
+def _iou3d_frames(boxes, offsets, qboxes, qoffsets, out_offsets, criterion, bev, qbev):
+    """``bev``/``qbev``: the boxes' BEV rectangles (:func:`camera_boxes_to_bev`), row for row."""
     out = np.zeros(out_offsets[-1])
     for f in numba.prange(offsets.shape[0] - 1):
         a = boxes[offsets[f] : offsets[f + 1]]
         b = qboxes[qoffsets[f] : qoffsets[f + 1]]
         na = a.shape[0]
         nb = b.shape[0]
-        bev_a = np.empty((na, 5))
-        bev_b = np.empty((nb, 5))
-        for i in range(na):
-            bev_a[i, 0] = a[i, 0]
-            bev_a[i, 1] = a[i, 2]
-            bev_a[i, 2] = a[i, 3]
-            bev_a[i, 3] = a[i, 5]
-            bev_a[i, 4] = -a[i, 6]
-        for j in range(nb):
-            bev_b[j, 0] = b[j, 0]
-            bev_b[j, 1] = b[j, 2]
-            bev_b[j, 2] = b[j, 3]
-            bev_b[j, 3] = b[j, 5]
-            bev_b[j, 4] = -b[j, 6]
+        bev_a = bev[offsets[f] : offsets[f + 1]]
+        bev_b = qbev[qoffsets[f] : qoffsets[f + 1]]
         block = out[out_offsets[f] : out_offsets[f + 1]]
         _frame_bev_intersections(bev_a, bev_b, block)
         for i in range(na):
@@ -209,7 +198,7 @@ def iou_3d_camera_frames(boxes, offsets, qboxes, qoffsets, criterion: int = -1) 
     """Per-frame 3D overlaps of KITTI camera boxes ``(x, y, z, l, h, w, ry)``, flattened:
     BEV intersection area times the y overlap, over the union volume (``criterion=-1``)."""
     args = _frames_args(boxes, offsets, qboxes, qoffsets, 7)
-    return _iou3d_frames(*args, _check_criterion(criterion))
+    return _iou3d_frames(*args, _check_criterion(criterion), camera_boxes_to_bev(args[0]), camera_boxes_to_bev(args[2]))
 
 
 def _single(fn, boxes, qboxes, width, criterion):
