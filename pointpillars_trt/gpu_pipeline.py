@@ -10,8 +10,11 @@ Per frame, all on one stream, no host round trip between stages:
    (cuBLAS) on all ``max_pillars`` rows (rows ``>= P`` have ``num_points == 0`` and are masked)
    and scatters with :meth:`~pointpillars_trt.cuda.scatter.CudaScatter.scatter_device_count`;
 4. RPN in torch (cuDNN), float32 or float16 (float16 weights and canvas, float32 accumulation in
-   cuDNN, head outputs cast to float32), channels_last optional, eval BatchNorm folded into the
-   convolutions (``fold_bn``) and ReLUs in place;
+   cuDNN, head outputs cast to float32), channels_last optional. ``rpn="fused"`` (default) runs
+   :class:`~pointpillars_trt.model.inference_rpn.InferenceRPN`: BatchNorm folded, each convolution
+   with its bias and ReLU in one cuDNN call, the three heads as one convolution and one cast;
+   ``"folded"`` only folds BatchNorm (separate bias / ReLU kernels); ``"plain"`` is the module as
+   trained;
 5. post-processing (``kernels/postprocess.cu``) into a fixed-size packed output;
 6. one D2H copy of the packed output (boxes, scores, labels, count, voxelizer counters).
 
@@ -47,6 +50,7 @@ from .backends import torch_cuda as _torch_cuda  # noqa: F401  (registers the "t
 
 PRECISIONS = ("fp32", "fp16")
 PFN_MODES = ("fused", "torch")
+RPN_MODES = ("fused", "folded", "plain")
 POINT_OVERFLOW_POLICIES = ("grow", "error")
 MIN_BUCKET = 16384
 
@@ -122,7 +126,7 @@ class GpuPipeline:
         max_points: int = 131072,
         max_batch: int = 8,
         on_points_overflow: str = "grow",
-        fold_bn: bool = True,
+        rpn: str = "fused",
     ) -> None:
         import torch
 
@@ -130,6 +134,8 @@ class GpuPipeline:
             raise ConfigError(f"GpuPipeline: precision must be one of {PRECISIONS}, got {precision!r}")
         if pfn not in PFN_MODES:
             raise ConfigError(f"GpuPipeline: pfn must be one of {PFN_MODES}, got {pfn!r}")
+        if rpn not in RPN_MODES:
+            raise ConfigError(f"GpuPipeline: rpn must be one of {RPN_MODES}, got {rpn!r}")
         if on_points_overflow not in POINT_OVERFLOW_POLICIES:
             raise ConfigError(f"GpuPipeline: on_points_overflow must be one of {POINT_OVERFLOW_POLICIES}, got {on_points_overflow!r}")
         if not torch.cuda.is_available():
@@ -138,6 +144,7 @@ class GpuPipeline:
         from .cuda.postprocess import CudaPostProcessor
         from .cuda.voxelize import CudaVoxelizer
         from .model import build_model
+        from .model.inference_rpn import InferenceRPN, fold_batchnorm
 
         self.cfg = cfg
         self.torch = torch
@@ -161,7 +168,9 @@ class GpuPipeline:
         model.load_state_dict(dict(state_dict), strict=True)
         model = model.to(self.device).eval()
         self.pfn = model.pfn
-        self.rpn = (fold_batchnorm(model.rpn) if fold_bn else model.rpn).to(self.dtype)
+        self.rpn_mode = rpn
+        rpn_module = {"fused": InferenceRPN, "folded": fold_batchnorm, "plain": lambda m: m}[rpn](model.rpn)
+        self.rpn = rpn_module.to(self.dtype)
         if self.channels_last:
             self.rpn = self.rpn.to(memory_format=torch.channels_last)
         if pfn == "torch":
@@ -191,6 +200,7 @@ class GpuPipeline:
         self._points_host = t.zeros((self.max_batch, cap, 4), dtype=t.float32, pin_memory=True)
         self._n_host = t.zeros(self.max_batch, dtype=t.int32, pin_memory=True)
         self._n_dev = t.zeros(self.max_batch, dtype=t.int32, device=self.device)
+        self._points_host_np, self._n_host_np = self._points_host.numpy(), self._n_host.numpy()  # views, made once
         self.vox.reserve(cap)
         self.max_points = cap
 
@@ -201,6 +211,7 @@ class GpuPipeline:
         self._coords = t.zeros((B, mp, 2), dtype=t.int32, device=self.device)
         self._packed = t.zeros((B, self.layout.words), dtype=t.int32, device=self.device)
         self._packed_host = t.zeros((B, self.layout.words), dtype=t.int32, pin_memory=True)
+        self._packed_host_np = self._packed_host.numpy()
         fmt = t.channels_last if self.channels_last else t.contiguous_format
         self._canvas = t.zeros((B, self.channels, self.ny, self.nx), dtype=self.dtype, device=self.device).contiguous(memory_format=fmt)
         self._features = None
@@ -261,8 +272,11 @@ class GpuPipeline:
                 views.append(t.as_tensor(_DeviceArray(canvas_ptr, (self.channels, self.ny, self.nx), code), device=self.device))
             self._canvas[:batch].copy_(t.stack(views))
             mark("pfn_scatter")
-        cls, box, dirs = self.rpn(self._canvas[:batch])
-        heads = [h.float().contiguous() for h in (cls, box, dirs)]
+        if self.rpn_mode == "fused":  # one cast of all head channels; cls / box / dir are channel slices
+            head = self.rpn.head_output(self._canvas[:batch]).to(dtype=t.float32, memory_format=t.contiguous_format)
+            heads = t.split(head, self.rpn.splits, dim=1)
+        else:
+            heads = [h.float().contiguous() for h in self.rpn(self._canvas[:batch])]
         mark("rpn")
         for b in range(batch):
             self.post.enqueue(self._ptr(heads[0], b), self._ptr(heads[1], b), self._ptr(heads[2], b), stream,
@@ -302,10 +316,11 @@ class GpuPipeline:
         n_max = max(int(c.shape[0]) for c in clouds)
         self._ensure_points(n_max)
         bucket = min(point_bucket(n_max), self.max_points)
-        host = self._points_host.numpy()
+        host, n_host = self._points_host_np, self._n_host_np
         for b, c in enumerate(clouds):
             host[b, : c.shape[0]] = c
-            self._n_host[b] = int(c.shape[0])
+            n_host[b] = c.shape[0]
+        t1 = time.perf_counter()
         default_thr = score_threshold is None or float(score_threshold) == float(self.cfg.postprocess.score_threshold)
         timings: dict[str, float] = {}
         with t.inference_mode():
@@ -323,8 +338,12 @@ class GpuPipeline:
                 for (_, a), (name, b) in zip(events, events[1:]):
                     timings[name] = a.elapsed_time(b)
                 timings["gpu"] = events[0][1].elapsed_time(events[-1][1])
-        out = self._packed_host[:batch].numpy().copy()
-        timings["total"] = (time.perf_counter() - t0) * 1e3
+        t2 = time.perf_counter()
+        out = self._packed_host_np[:batch].copy()
+        t3 = time.perf_counter()
+        timings["host_stage"] = (t1 - t0) * 1e3  # staging into pinned memory (host)
+        timings["host_wait"] = (t2 - t1) * 1e3  # enqueue / replay + waiting for the GPU
+        timings["total"] = (t3 - t0) * 1e3
         return out, timings
 
     def unpack(self, row: np.ndarray):
@@ -351,38 +370,6 @@ def _record(torch):
     e = torch.cuda.Event(enable_timing=True)
     e.record()
     return e
-
-
-def fold_batchnorm(rpn):
-    """A copy of ``rpn`` whose eval-mode BatchNorms are folded into the preceding (transposed)
-    convolution (weights scaled per output channel, a bias added) and replaced by identities;
-    ReLUs run in place. Same function in exact arithmetic; saves two full passes over every
-    activation per layer."""
-    import copy
-
-    import torch
-    from torch import nn
-
-    rpn = copy.deepcopy(rpn)
-    with torch.no_grad():
-        for seq in list(rpn.blocks) + list(rpn.deblocks):
-            mods = list(seq)
-            for i, m in enumerate(mods):
-                if isinstance(m, nn.ReLU):
-                    m.inplace = True
-                if not isinstance(m, nn.BatchNorm2d):
-                    continue
-                conv = mods[i - 1]
-                scale = m.weight / torch.sqrt(m.running_var + m.eps)
-                shift = m.bias - m.running_mean * scale
-                if isinstance(conv, nn.ConvTranspose2d):  # weight [in, out, kh, kw]
-                    conv.weight.mul_(scale.view(1, -1, 1, 1))
-                else:  # weight [out, in, kh, kw]
-                    conv.weight.mul_(scale.view(-1, 1, 1, 1))
-                bias = shift if conv.bias is None else conv.bias * scale + shift
-                conv.bias = nn.Parameter(bias.clone())
-                seq[i] = nn.Identity()
-    return rpn
 
 
 class GpuDetector(DetectorBase):
@@ -457,4 +444,4 @@ class GpuDetector(DetectorBase):
         self.pipeline.free()
 
 
-__all__ = ["GpuDetector", "GpuPipeline", "PFN_MODES", "PRECISIONS", "point_bucket"]
+__all__ = ["GpuDetector", "GpuPipeline", "PFN_MODES", "PRECISIONS", "RPN_MODES", "point_bucket"]

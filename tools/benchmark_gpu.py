@@ -135,6 +135,7 @@ def kernel_profile(torch, detect, frame: np.ndarray, reps: int = 20) -> dict[str
             detect([frame])
         torch.cuda.synchronize()
     out: dict[str, float] = {}
+    kernels: dict[str, float] = {}
     for evt in prof.key_averages():
         us = getattr(evt, "device_time_total", None)
         if us is None:
@@ -144,7 +145,10 @@ def kernel_profile(torch, detect, frame: np.ndarray, reps: int = 20) -> dict[str
         name = evt.key.lower()
         stage = next((st for prefix, st in STAGE_OF_KERNEL if name.startswith(prefix) or prefix in name), "rpn")
         out[stage] = out.get(stage, 0.0) + us / 1e3 / reps
+        kernels[evt.key[:90]] = kernels.get(evt.key[:90], 0.0) + us / 1e3 / reps
     out["sum"] = sum(out.values())
+    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:25]
+    out["top_kernels"] = {k: round(v, 4) for k, v in top}
     return out
 
 
@@ -186,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = row
         s = row["host_ms_per_frame"]
         gpu = row["stages_ms"].get("gpu", {}).get("median", float("nan"))
-        log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB",
-                 name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"])
+        st = row["stages_ms"]
+        host_parts = " ".join(f"{k} {st[k]['median']:.3f}" for k in ("host_stage", "host_wait") if k in st)
+        log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB | %s",
+                 name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"], host_parts)
 
     for gname, frames in groups.items():
         if not args.skip_eager:
@@ -201,14 +207,22 @@ def main(argv: list[str] | None = None) -> int:
                 if graph:
                     try:
                         results[name]["kernel_ms_per_frame"] = kernel_profile(torch, lambda c: [det.detect(f) for f in c], frames[0])
+                        prof = results[name]["kernel_ms_per_frame"]
                         log.info("%-34s kernels per frame: %s", name,
-                                 ", ".join(f"{k} {v:.3f} ms" for k, v in results[name]["kernel_ms_per_frame"].items()))
+                                 ", ".join(f"{k} {v:.3f} ms" for k, v in prof.items() if k != "top_kernels"))
+                        for k, v in list(prof["top_kernels"].items())[:12]:
+                            log.info("    %8.4f ms  %s", v, k)
                     except Exception as exc:  # noqa: BLE001 - the profiler is optional
                         log.warning("kernel profile unavailable: %s", exc)
                 det.close()
                 del det
             det = GpuDetector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=args.batch)
             record(f"gpu/{prec}/graph/batch{args.batch}/{gname}", run_row(torch, det.detect_batch, frames, max(2, args.iters // 2), args.batch))
+            det.close()
+            del det
+        for rpn_mode in ("folded", "plain"):  # the RPN without our fusions, same run (the default is "fused")
+            det = GpuDetector(cfg, state, precision="fp16", use_graph=True, rpn=rpn_mode, max_points=max_points, max_batch=1)
+            record(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
             det.close()
             del det
         det = GpuDetector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)

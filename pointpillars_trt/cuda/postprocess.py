@@ -37,6 +37,8 @@ HBINS, LBINS = 4096, 256
 TILE = 2048
 MAX_PRE = 16384
 NUM_STATE = 16
+MASK_ROWS = 16  # rows of the suppression matrix per nms_mask block (postprocess.cu)
+SCAN_SHARED_LIMIT = 48 * 1024  # the scan keeps the matrix's diagonal blocks in shared memory below this
 
 
 def _pow2(n: int) -> int:
@@ -72,6 +74,9 @@ class CudaPostProcessor:
             drv = bindings()[0]
             check(drv.cuFuncSetAttribute(self._fn["sort_decode"], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                          sort_bytes), "cuFuncSetAttribute(max dynamic shared memory)")
+        diag_bytes = self.words * 64 * 8
+        self._diag_in_shared = self.words * 8 + diag_bytes <= SCAN_SHARED_LIMIT
+        self._scan_shared = self.words * 8 + (diag_bytes if self._diag_in_shared else 0)
         sms = self.device.info.multiprocessor_count
         self._hist_grid = grid_for(self.R, 256, sms * 2)
         self._tiles = max(1, -(-self.R // TILE))
@@ -118,12 +123,13 @@ class CudaPostProcessor:
                 ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
                 ptr(b["group_list"]), ptr(b["group_count"]), k),
                stream, shared_mem=self.sort_size * 8)
-        launch(self._fn["nms_mask"], (self.words, self.words, self.groups), 64,
+        launch(self._fn["nms_mask"], (self.words, -(-self.pre_max // MASK_ROWS), self.groups), 256,
                (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
                 np.float64(self.cfg.postprocess.nms_iou_threshold), ptr(b["mask"])), stream)
-        launch(self._fn["nms_scan"], self.groups, 32,
-               (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), ptr(b["keep"]), ptr(b["keep_count"])),
-               stream, shared_mem=self.words * 8)
+        launch(self._fn["nms_scan"], self.groups, 256,
+               (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._diag_in_shared)),
+                ptr(b["keep"]), ptr(b["keep_count"])),
+               stream, shared_mem=self._scan_shared)
         launch(self._fn["output"], 1, 256,
                (i32(int(self.agnostic)), i32(self.K), i32(self.post_max), k, ptr(b["dec_boxes"]), ptr(b["dec_score"]),
                 ptr(b["dec_label"]), ptr(b["probs"]), ptr(b["group_list"]), ptr(b["keep"]), ptr(b["keep_count"]),

@@ -23,8 +23,10 @@
 //   6 pp_post_sort_decode one block: bitonic sort by (key desc, anchor asc); decode the k boxes;
 //                        NMS lists: class-agnostic one list (that order); class-aware one list per
 //                        class of candidates with prob > threshold, sorted by (prob desc, rank asc)
-//   7 pp_post_nms_mask   64x64 tiles of the suppression bit matrix per list (IoU > threshold)
-//   8 pp_post_nms_scan   one warp per list: greedy scan, 64 candidates at a time, stops at post_max
+//   7 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > threshold),
+//                        one warp per row, one lane per column
+//   8 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0), the kept
+//                        rows ORed into later words by the whole block; stops at post_max
 //   9 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
 //                        stable argsort of the concatenation
@@ -526,73 +528,106 @@ __device__ __forceinline__ bool suppresses(const BevBox& a, const BevBox& b, dou
     return iou > threshold;
 }
 
-extern "C" __global__ void __launch_bounds__(64)
+// One warp per row of the suppression matrix, one lane per column: a block covers 16 rows x 64
+// columns (8 warps x 2 rows; bits gathered with __ballot_sync). Each thread tests 4 pairs, so the
+// serial chain of exact polygon clips per thread stays short and a frame's ~1k candidates give
+// thousands of warps to hide their latency (the old layout, one thread per row looping over 64
+// columns, left 2-4 warps per SM and 64 clips in a row per thread).
+#define MASK_ROWS 16
+extern "C" __global__ void __launch_bounds__(256)
 pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
                  const int* __restrict__ group_count, int list_stride, int words, double threshold, u64* __restrict__ mask) {
     __shared__ BevBox cols[64];
-    const int g = blockIdx.z, rb = blockIdx.y, cb = blockIdx.x;
+    __shared__ BevBox rows[MASK_ROWS];
+    const int g = blockIdx.z, cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
     const int n = group_count[g];
-    if (cb < rb || rb * 64 >= n || cb * 64 >= n) return;
+    if (r0 >= n || cb * 64 >= n || cb < (r0 >> 6)) return;  // rows only need words >= their own
     const int* list = group_list + (size_t)g * list_stride;
     const int t = threadIdx.x;
     const int ncol = min(64, n - cb * 64);
     if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
+    if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) make_bev(dec_boxes + (size_t)list[r0 + t - 64] * 7, rows[t - 64]);
     __syncthreads();
-    const int i = rb * 64 + t;
-    if (i >= n) return;
-    BevBox me;
-    make_bev(dec_boxes + (size_t)list[i] * 7, me);
-    u64 bits = 0;
-    const int start = cb == rb ? t + 1 : 0;
-    for (int c = start; c < ncol; ++c)
-        if (suppresses(me, cols[c], threshold)) bits |= 1ull << c;
-    mask[((size_t)g * list_stride + i) * words + cb] = bits;
+    const int warp = t >> 5, lane = t & 31;
+#pragma unroll
+    for (int q = 0; q < MASK_ROWS / 8; ++q) {
+        const int rr = warp * (MASK_ROWS / 8) + q, i = r0 + rr;
+        if (i >= n) break;  // warp-uniform
+        const int c0 = cb * 64 + lane, c1 = c0 + 32;
+        const bool s0 = lane < ncol && c0 > i && suppresses(rows[rr], cols[lane], threshold);
+        const bool s1 = lane + 32 < ncol && c1 > i && suppresses(rows[rr], cols[lane + 32], threshold);
+        const unsigned lo = __ballot_sync(0xffffffffu, s0), hi = __ballot_sync(0xffffffffu, s1);
+        if (lane == 0) mask[((size_t)g * list_stride + i) * words + cb] = ((u64)hi << 32) | (u64)lo;
+    }
 }
 
-extern "C" __global__ void __launch_bounds__(32)
+// One block per list. Warp 0 runs the greedy scan inside each 64-candidate word (the word's
+// diagonal block of the matrix, preloaded into shared memory when it fits); then the whole block
+// ORs the rows of that word's kept boxes into the later words (independent loads spread over all
+// threads instead of one lane's dependent chain).
+#define SCAN_THREADS 256
+extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
-                 int max_keep, int* __restrict__ keep, int* __restrict__ keep_count) {
-    extern __shared__ u64 removed[];
-    const int g = blockIdx.x, lane = threadIdx.x;
+                 int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count) {
+    extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] when diag_in_shared
+    __shared__ int kept_idx[64];
+    __shared__ int n_kept, m_total;
+    u64* removed = sh;
+    u64* diag = sh + words;
+    const int g = blockIdx.x, t = threadIdx.x, lane = t & 31;
     const int n = group_count[g];
     const int nw = (n + 63) >> 6;
     const u64* M = mask + (size_t)g * list_stride * words;
     int* out = keep + (size_t)g * max_keep;
-    for (int w = lane; w < nw; w += 32) removed[w] = 0;
-    __syncwarp();
-    int m = 0;
-    for (int w = 0; w < nw && m < max_keep; ++w) {
-        const int i0 = w * 64 + lane, i1 = i0 + 32;
-        const u64 d0 = i0 < n ? M[(size_t)i0 * words + w] : 0ull;
-        const u64 d1 = i1 < n ? M[(size_t)i1 * words + w] : 0ull;
-        const int valid = n - w * 64;
-        u64 alive = ~removed[w];
-        if (valid < 64) alive &= (1ull << valid) - 1ull;
-        u64 kept = 0;
-        while (alive && m < max_keep) {
-            const int b = __ffsll((long long)alive) - 1;
-            const u64 row = __shfl_sync(0xffffffffu, b < 32 ? d0 : d1, b & 31);
-            kept |= 1ull << b;
-            if (lane == 0) out[m] = w * 64 + b;
-            ++m;
-            alive &= ~row;
-            alive &= ~(1ull << b);
-        }
-        if (m >= max_keep) break;
-        // later words: OR the rows of this word's kept boxes
-        for (int ww = w + 1 + lane; ww < nw; ww += 32) {
-            u64 acc = removed[ww];
-            u64 kb = kept;
-            while (kb) {
-                const int b = __ffsll((long long)kb) - 1;
-                kb &= kb - 1;
-                acc |= M[(size_t)(w * 64 + b) * words + ww];
+    for (int w = t; w < nw; w += SCAN_THREADS) removed[w] = 0ull;
+    if (diag_in_shared)
+        for (int i = t; i < nw * 64; i += SCAN_THREADS) diag[i] = i < n ? M[(size_t)i * words + (i >> 6)] : 0ull;
+    if (t == 0) m_total = 0;
+    __syncthreads();
+    for (int w = 0; w < nw; ++w) {
+        if (t < 32) {
+            const int i0 = w * 64 + lane, i1 = i0 + 32;
+            u64 d0, d1;
+            if (diag_in_shared) {
+                d0 = diag[i0];
+                d1 = diag[i1];
+            } else {
+                d0 = i0 < n ? M[(size_t)i0 * words + w] : 0ull;
+                d1 = i1 < n ? M[(size_t)i1 * words + w] : 0ull;
             }
-            removed[ww] = acc;
+            const int valid = n - w * 64;
+            u64 alive = ~removed[w];
+            if (valid < 64) alive &= (1ull << valid) - 1ull;
+            int m = m_total, nk = 0;
+            while (alive && m < max_keep) {
+                const int b = __ffsll((long long)alive) - 1;
+                const u64 row = __shfl_sync(0xffffffffu, b < 32 ? d0 : d1, b & 31);
+                if (lane == 0) {
+                    out[m] = w * 64 + b;
+                    kept_idx[nk] = w * 64 + b;
+                }
+                ++m;
+                ++nk;
+                alive &= ~row;
+                alive &= ~(1ull << b);
+            }
+            if (lane == 0) {
+                m_total = m;
+                n_kept = nk;
+            }
         }
-        __syncwarp();
+        __syncthreads();
+        const int m = m_total, nk = n_kept;
+        if (m >= max_keep) break;  // block-uniform
+        const int span = nw - w - 1;
+        for (int item = t; item < nk * span; item += SCAN_THREADS) {
+            const int j = item / span, ww = w + 1 + item % span;
+            const u64 bits = M[(size_t)kept_idx[j] * words + ww];
+            if (bits) atomicOr(&removed[ww], bits);
+        }
+        __syncthreads();
     }
-    if (lane == 0) keep_count[g] = m;
+    if (t == 0) keep_count[g] = m_total;
 }
 
 // number of kept entries of class c' whose score is > s (strict) or >= s (!strict); scores desc
