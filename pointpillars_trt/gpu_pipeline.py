@@ -185,8 +185,12 @@ class GpuPipeline:
         self.channels = cfg.network.pfn_channels
         self.max_pillars = cfg.voxel.max_pillars
         self.layout = _Layout(cfg.postprocess.nms_post_max)
-        self.vox = CudaVoxelizer(cfg.voxel, max_points, self.max_pillars, self.cuda_device)
-        self.post = CudaPostProcessor(cfg, self.cuda_device)
+        # one voxelizer and one post-processor per frame of a batch (each owns its workspace), so the
+        # frames of a batch run these stages concurrently, each on its own stream (graph branches)
+        self.vox = [CudaVoxelizer(cfg.voxel, max_points, self.max_pillars, self.cuda_device) for _ in range(self.max_batch)]
+        self.post = [CudaPostProcessor(cfg, self.cuda_device)]
+        self.post += [CudaPostProcessor(cfg, self.cuda_device, anchors_from=self.post[0]) for _ in range(self.max_batch - 1)]
+        self._lane_streams = [torch.cuda.Stream(self.device) for _ in range(self.max_batch)] if self.max_batch > 1 else []
         self._graphs: dict[tuple[int, int], Any] = {}
         self._alloc_points(max_points)
         self._alloc_frame_buffers()
@@ -201,7 +205,8 @@ class GpuPipeline:
         self._n_host = t.zeros(self.max_batch, dtype=t.int32, pin_memory=True)
         self._n_dev = t.zeros(self.max_batch, dtype=t.int32, device=self.device)
         self._points_host_np, self._n_host_np = self._points_host.numpy(), self._n_host.numpy()  # views, made once
-        self.vox.reserve(cap)
+        for vox in self.vox:
+            vox.reserve(cap)
         self.max_points = cap
 
     def _alloc_frame_buffers(self) -> None:
@@ -219,7 +224,7 @@ class GpuPipeline:
         if self.pfn_mode == "torch":
             from .cuda.scatter import CudaScatter
 
-            self._features = t.zeros((B, *self.vox.features_shape), dtype=t.float32, device=self.device)
+            self._features = t.zeros((B, *self.vox[0].features_shape), dtype=t.float32, device=self.device)
             np_dtype = np.float16 if self.dtype == t.float16 else np.float32
             self._scatters = [CudaScatter(self.nx, self.ny, self.channels, np_dtype, max_pillars=mp, device=self.cuda_device) for _ in range(B)]
         self._start, self._stop = t.cuda.Event(enable_timing=True), t.cuda.Event(enable_timing=True)
@@ -240,7 +245,7 @@ class GpuPipeline:
     def _enqueue(self, batch: int, bucket: int, events: list | None = None, score_threshold: float | None = None) -> None:
         """Enqueue frames ``0..batch-1`` on torch's current stream (capturable)."""
         t = self.torch
-        stream = t.cuda.current_stream(self.device).cuda_stream
+        main_stream = t.cuda.current_stream(self.device).cuda_stream
         lay = self.layout
         mark = (lambda name: events.append((name, _record(t)))) if events is not None else (lambda name: None)
         mark("start")
@@ -249,17 +254,17 @@ class GpuPipeline:
             self._points_dev[b, :bucket].copy_(self._points_host[b, :bucket], non_blocking=True)
         mark("h2d")
         half = self.dtype == t.float16
-        for b in range(batch):
+        for b, stream in self._fork(batch):
             common = dict(num_points_out_ptr=self._ptr(self._num_points, b), coords_ptr=self._ptr(self._coords, b),
                           counters_ptr=self._ptr(self._packed, b, lay.counters), num_points_ptr=self._ptr(self._n_dev, b))
             if self.pfn_mode == "fused":
-                self.vox.enqueue_fused_pfn(
+                self.vox[b].enqueue_fused_pfn(
                     self._ptr(self._points_dev, b), stream, weight_ptr=self._pfn_weight.data_ptr(), scale_ptr=self._pfn_scale.data_ptr(),
                     shift_ptr=self._pfn_shift.data_ptr(), channels=self.channels, canvas_ptr=self._ptr(self._canvas, b),
                     nhwc=self.channels_last, half=half, num_points_bound=bucket, **common)
             else:
-                self.vox.enqueue(self._ptr(self._points_dev, b), stream, features_ptr=self._ptr(self._features, b),
-                                 num_points_bound=bucket, **common)
+                self.vox[b].enqueue(self._ptr(self._points_dev, b), stream, features_ptr=self._ptr(self._features, b),
+                                    num_points_bound=bucket, **common)
         mark("voxelize")
         if self.pfn_mode == "torch":
             code = "<f2" if half else "<f4"
@@ -268,7 +273,7 @@ class GpuPipeline:
                 feats = self._features[b].to(self.dtype)
                 pf = self.pfn(feats, self._num_points[b]).contiguous()
                 canvas_ptr = self._scatters[b].scatter_device_count(
-                    pf.data_ptr(), self._ptr(self._coords, b), self._ptr(self._packed, b, lay.counters), self.max_pillars, stream)
+                    pf.data_ptr(), self._ptr(self._coords, b), self._ptr(self._packed, b, lay.counters), self.max_pillars, main_stream)
                 views.append(t.as_tensor(_DeviceArray(canvas_ptr, (self.channels, self.ny, self.nx), code), device=self.device))
             self._canvas[:batch].copy_(t.stack(views))
             mark("pfn_scatter")
@@ -278,14 +283,31 @@ class GpuPipeline:
         else:
             heads = [h.float().contiguous() for h in self.rpn(self._canvas[:batch])]
         mark("rpn")
-        for b in range(batch):
-            self.post.enqueue(self._ptr(heads[0], b), self._ptr(heads[1], b), self._ptr(heads[2], b), stream,
-                              boxes_ptr=self._ptr(self._packed, b, lay.boxes), scores_ptr=self._ptr(self._packed, b, lay.scores),
-                              labels_ptr=self._ptr(self._packed, b, lay.labels), count_ptr=self._ptr(self._packed, b, lay.count),
-                              score_threshold=score_threshold)
+        for b, stream in self._fork(batch):
+            self.post[b].enqueue(self._ptr(heads[0], b), self._ptr(heads[1], b), self._ptr(heads[2], b), stream,
+                                 boxes_ptr=self._ptr(self._packed, b, lay.boxes), scores_ptr=self._ptr(self._packed, b, lay.scores),
+                                 labels_ptr=self._ptr(self._packed, b, lay.labels), count_ptr=self._ptr(self._packed, b, lay.count),
+                                 score_threshold=score_threshold)
         mark("postprocess")
         self._packed_host[:batch].copy_(self._packed[:batch], non_blocking=True)
         mark("d2h")
+
+    def _fork(self, batch: int):
+        """Yield ``(frame, raw stream)`` for per-frame work: one frame runs on torch's current stream;
+        several each run on their own lane stream, forked from and joined back into the current one
+        (inside a capture this becomes parallel graph branches)."""
+        t = self.torch
+        main = t.cuda.current_stream(self.device)
+        if batch == 1:
+            yield 0, main.cuda_stream
+            return
+        lanes = self._lane_streams[:batch]
+        for s in lanes:
+            s.wait_stream(main)
+        for b, s in enumerate(lanes):
+            yield b, s.cuda_stream
+        for s in lanes:
+            main.wait_stream(s)
 
     def _graph(self, batch: int, bucket: int):
         key = (batch, bucket)
@@ -362,8 +384,8 @@ class GpuPipeline:
         self._graphs.clear()
         for s in self._scatters:
             s.free()
-        self.vox.free()
-        self.post.free()
+        for stage in (*self.vox, *reversed(self.post)):
+            stage.free()
 
 
 def _record(torch):

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic-360", type=int, default=3)
     p.add_argument("--iters", type=int, default=20, help="passes over the frames per GPU-pipeline row")
     p.add_argument("--eager-iters", type=int, default=3, help="passes for the (slow) eager PyTorch row")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, nargs="+", default=[8], help="batch sizes of the offline-throughput rows")
     p.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both")
     p.add_argument("--skip-eager", action="store_true")
     p.add_argument("--json", type=Path)
@@ -216,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
                         log.warning("kernel profile unavailable: %s", exc)
                 det.close()
                 del det
-            det = GpuDetector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=args.batch)
-            record(f"gpu/{prec}/graph/batch{args.batch}/{gname}", run_row(torch, det.detect_batch, frames, max(2, args.iters // 2), args.batch))
-            det.close()
-            del det
+            for batch in args.batch:
+                det = GpuDetector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=batch)
+                record(f"gpu/{prec}/graph/batch{batch}/{gname}", run_row(torch, det.detect_batch, frames, max(2, args.iters // 2), batch))
+                det.close()
+                del det
         for rpn_mode in ("folded", "plain"):  # the RPN without our fusions, same run (the default is "fused")
             det = GpuDetector(cfg, state, precision="fp16", use_graph=True, rpn=rpn_mode, max_points=max_points, max_batch=1)
             record(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))

@@ -46,9 +46,13 @@ def _pow2(n: int) -> int:
 
 
 class CudaPostProcessor:
-    """Owns the anchors (uploaded once) and the workspace; serialize calls on one stream."""
+    """Owns the anchors (uploaded once) and the workspace; serialize calls on one stream.
 
-    def __init__(self, cfg: PointPillarsConfig, device: int | CudaDevice = 0) -> None:
+    Frames post-processed concurrently (on different streams) need one instance each;
+    ``anchors_from`` lets such instances share the first one's anchors (same config).
+    """
+
+    def __init__(self, cfg: PointPillarsConfig, device: int | CudaDevice = 0, anchors_from: "CudaPostProcessor | None" = None) -> None:
         self.cfg = cfg
         pp, h = cfg.postprocess, cfg.head
         self.device = device if isinstance(device, CudaDevice) else get_device(device)
@@ -90,9 +94,15 @@ class CudaPostProcessor:
         }
         self._buf = {name: DeviceBuffer(n, self.device) for name, n in sizes.items()}
         self._buf["state"].memset_async(0)
-        anchors = np.ascontiguousarray(generate_anchors(cfg).reshape(-1, 7), dtype=np.float32)
-        self._anchors = DeviceBuffer(anchors.nbytes, self.device)
-        copy_h2d_async(self._anchors.ptr, anchors.ctypes.data, anchors.nbytes, 0)
+        self._owns_anchors = anchors_from is None
+        if anchors_from is not None:
+            if anchors_from.cfg != cfg:
+                raise ConfigError("CudaPostProcessor: anchors_from was built for another config")
+            self._anchors = anchors_from._anchors
+        else:
+            anchors = np.ascontiguousarray(generate_anchors(cfg).reshape(-1, 7), dtype=np.float32)
+            self._anchors = DeviceBuffer(anchors.nbytes, self.device)
+            copy_h2d_async(self._anchors.ptr, anchors.ctypes.data, anchors.nbytes, 0)
         stream_synchronize(0)
         self._decode_args = (
             np.float32(h.dir_offset), np.float32(h.dir_limit_offset), np.float32(2.0 * np.pi / h.num_dir_bins),
@@ -136,7 +146,7 @@ class CudaPostProcessor:
                 ptr(boxes_ptr), ptr(scores_ptr), ptr(labels_ptr), ptr(count_ptr)), stream)
 
     def free(self) -> None:
-        for buf in (*self._buf.values(), self._anchors):
+        for buf in (*self._buf.values(), *((self._anchors,) if self._owns_anchors else ())):
             buf.free()
 
 

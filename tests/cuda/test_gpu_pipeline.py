@@ -92,8 +92,10 @@ def test_fp16_keeps_fp32_boxes(torch_cuda, kitti_config, lively, kitti_frames):
 
 
 @pytest.mark.gpu
-def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_frames):
-    det = gpu_detector(kitti_config, lively, max_batch=3)
+@pytest.mark.parametrize("use_graph", [True, False], ids=["graph", "streams"])
+def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_frames, use_graph):
+    # the frames of a batch voxelize and post-process concurrently, each on its own stream
+    det = gpu_detector(kitti_config, lively, max_batch=3, use_graph=use_graph)
     clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
     batched = det.detect_batch(clouds)  # groups of 3 and 2
     for pts, b in zip(clouds, batched):
