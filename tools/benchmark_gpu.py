@@ -90,8 +90,10 @@ def _mem(torch) -> dict[str, float]:
     return {"torch_peak_MiB": torch.cuda.max_memory_allocated() / 2**20, "device_used_MiB": (total - free) / 2**20}
 
 
-def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int = 1) -> dict:
-    """``detect(list_of_frames) -> list[Detections]``; ``per_call`` frames per call."""
+def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int = 1, group: int | None = None) -> dict:
+    """``detect(list_of_frames) -> list[Detections]``; ``per_call`` frames per call, in groups of
+    ``group`` frames (``per_call`` by default) whose ``timings_ms`` cover the group."""
+    group = group or per_call
     torch.cuda.reset_peak_memory_stats()
     calls = [frames[i: i + per_call] for i in range(0, len(frames), per_call)] if per_call > 1 else [[f] for f in frames]
     if per_call > 1:  # full batches only: repeat frames to fill
@@ -110,7 +112,7 @@ def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int =
             host.append((time.perf_counter() - t) * 1e3 / len(c))
             n_frames += len(c)
             for k, v in out[0].timings_ms.items():
-                stages.setdefault(k, []).append(v / (len(c) if k in ("gpu", "total") else 1))
+                stages.setdefault(k, []).append(v / (min(group, len(c)) if k in ("gpu", "total") else 1))
     wall = time.perf_counter() - t_all
     row = {"host_ms_per_frame": summarize(host), "frames_per_s": n_frames / wall, "stages_ms": {k: summarize(v) for k, v in stages.items()},
            "points": int(np.mean([len(f) for f in frames])), "boxes": int(np.mean([len(d) for d in detect(calls[0])]))}
@@ -217,13 +219,21 @@ def main(argv: list[str] | None = None) -> int:
                 det.close()
                 del det
             for batch in args.batch:
+                # 4 groups per call: detect_batch double-buffers (the next group is staged while the GPU runs one)
                 det = GpuDetector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=batch)
-                record(f"gpu/{prec}/graph/batch{batch}/{gname}", run_row(torch, det.detect_batch, frames, max(2, args.iters // 2), batch))
+                record(f"gpu/{prec}/graph/batch{batch}/{gname}", run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch))
+                record(f"gpu/{prec}/graph/batch{batch}-no-overlap/{gname}",
+                       run_row(torch, lambda c: det.detect_batch(c, overlap=False), frames, max(4, args.iters // 2), 4 * batch, batch))
                 det.close()
                 del det
-        for rpn_mode in ("folded", "plain"):  # the RPN without our fusions, same run (the default is "fused")
+        for rpn_mode in ("fused-deconv", "folded", "plain"):  # the RPN without our fusions, same run (the default is "fused")
             det = GpuDetector(cfg, state, precision="fp16", use_graph=True, rpn=rpn_mode, max_points=max_points, max_batch=1)
-            record(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
+            name = f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}"
+            record(name, run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
+            try:
+                results[name]["kernel_ms_per_frame"] = kernel_profile(torch, lambda c: [det.detect(f) for f in c], frames[0])
+            except Exception as exc:  # noqa: BLE001 - the profiler is optional
+                log.warning("kernel profile unavailable: %s", exc)
             det.close()
             del det
         det = GpuDetector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)

@@ -14,20 +14,15 @@ TensorRT and cuda-python are imported when the backend is built, so the package 
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..config import PointPillarsConfig
-from ..errors import ConfigError, EngineError
+from ..errors import ConfigError
 from .base import Backend, register_backend
-
-if TYPE_CHECKING:  # annotations only; TensorRT is imported lazily through pointpillars_trt.tensorrt.api
-    import tensorrt as trt
 
 SCATTER_MODES = ("cuda", "native")
 STAGES = ("h2d", "pfn", "scatter", "rpn", "d2h")
@@ -50,15 +45,6 @@ def parse_device(device: int | str | None) -> int:
     if text.isdigit():
         return int(text)
     raise ConfigError(f"tensorrt backend: device {device!r} is not a CUDA device (use 0, 'cuda' or 'cuda:N')")
-
-
-@dataclass
-class _Part:
-    name: str
-    path: Path
-    engine: "trt.ICudaEngine | None" = None
-    context: "trt.IExecutionContext | None" = None
-    tensors: dict[str, Any] = field(default_factory=dict)
 
 
 class TensorRTBackend(Backend):
@@ -86,7 +72,7 @@ class TensorRTBackend(Backend):
         super().__init__(cfg)
         from ..cuda.device import get_device
         from ..tensorrt import api
-        from ..tensorrt.engine_file import check_engine_header, read_engine_header
+        from ..tensorrt.runner import EngineRunner, common_precision, profile_max_pillars
 
         if scatter not in SCATTER_MODES:
             raise ConfigError(f"tensorrt backend: scatter must be one of {SCATTER_MODES}, got {scatter!r}")
@@ -96,25 +82,14 @@ class TensorRTBackend(Backend):
         self.device = get_device(parse_device(device))
         self.tensorrt_version = api.tensorrt_version()
         names = ("pfn", "mfn", "rpn") if scatter == "native" else ("pfn", "rpn")
-        self._parts = {n: _Part(n, self.engine_dir / f"{n}.engine") for n in names}
-        self.headers = {}
-        info = self.device.info
+        self._parts = {n: EngineRunner(n, self.engine_dir / f"{n}.engine", cfg, self.device, self.tensorrt_version, on_mismatch)
+                       for n in names}
         for part in self._parts.values():
-            header = read_engine_header(part.path)
-            for msg in check_engine_header(
-                header, cfg, self.tensorrt_version, info.name, info.compute_capability,
-                part=part.name, where=str(part.path), on_mismatch=on_mismatch,
-            ):
+            for msg in part.warnings:
                 warnings.warn(msg, EngineMismatchWarning, stacklevel=2)
-            self.headers[part.name] = header
-        precisions = {h.precision for h in self.headers.values()}
-        if len(precisions) != 1:
-            raise EngineError(f"{self.engine_dir}: engines of mixed precisions {sorted(precisions)}; rebuild them together")
-        self.precision = precisions.pop()
-        maxima = [h.profile["max"] for h in self.headers.values() if h.profile]
-        if not maxima:
-            raise EngineError(f"{self._parts['pfn'].path}: header has no pillar profile; rebuild with export/build_engines.py")
-        self._max_pillars = min(maxima)
+        self.headers = {name: part.header for name, part in self._parts.items()}
+        self.precision = common_precision(list(self._parts.values()), str(self.engine_dir))
+        self._max_pillars = profile_max_pillars(list(self._parts.values()))
         self._buffers: dict[str, Any] = {}
 
     @property
@@ -127,21 +102,15 @@ class TensorRTBackend(Backend):
         from ..cuda.memory import DeviceBuffer, Event, PinnedBuffer, Stream
         from ..cuda.scatter import CudaScatter
         from ..tensorrt import api
-        from ..tensorrt.contract import check_io_names
-        from ..tensorrt.engine_file import read_engine_file
+        from ..tensorrt.runner import check_geometry
 
         dev = self.device
         dev.make_current()
         self._logger = api.make_logger(self.log_severity)
         self._runtime = api.create_runtime(self._logger)
         for part in self._parts.values():
-            _, data = read_engine_file(part.path)
-            part.engine = api.deserialize_engine(self._runtime, data, str(part.path))
-            tensors = api.engine_io(part.engine)
-            part.tensors = {t.name: t for t in tensors}
-            check_io_names(part.name, [t.name for t in tensors if t.is_input], [t.name for t in tensors if not t.is_input], str(part.path))
-            part.context = api.create_context(part.engine, str(part.path))
-        geo = self._check_geometry()
+            part.activate(self._runtime)
+        geo = check_geometry(self.cfg, self._parts["pfn"], self._parts["rpn"], self._max_pillars)
         self._geo = geo
         p_max = self._max_pillars
         b: dict[str, Any] = {}
@@ -161,63 +130,31 @@ class TensorRTBackend(Backend):
             canvas_ptr = b["canvas"].ptr
         rpn = self._parts["rpn"]
         for name in ("cls", "box", "dir"):
-            t = rpn.tensors[name]
-            nbytes = math.prod(t.shape) * np.dtype(t.dtype).itemsize
+            nbytes = rpn.nbytes(name)
             b[name] = DeviceBuffer(nbytes, dev)
             b["h_" + name] = PinnedBuffer(nbytes, dev)
         b["events"] = [Event(dev) for _ in range(len(STAGES) + 1)]
         self._buffers = b
         # addresses never change: bind once, by name
-        what = lambda p: str(self._parts[p].path)  # noqa: E731
-        pfn = self._parts["pfn"].context
-        api.set_tensor_address(pfn, "features", b["features"].ptr, what("pfn"))
-        api.set_tensor_address(pfn, "num_points", b["num_points"].ptr, what("pfn"))
-        api.set_tensor_address(pfn, "pillar_features", b["pillar_features"].ptr, what("pfn"))
+        pfn = self._parts["pfn"]
+        pfn.bind("features", b["features"].ptr)
+        pfn.bind("num_points", b["num_points"].ptr)
+        pfn.bind("pillar_features", b["pillar_features"].ptr)
         if "mfn" in self._parts:
-            mfn = self._parts["mfn"].context
-            api.set_tensor_address(mfn, "pillar_features", b["pillar_features"].ptr, what("mfn"))
-            api.set_tensor_address(mfn, "coords", b["coords"].ptr, what("mfn"))
-            api.set_tensor_address(mfn, "canvas", canvas_ptr, what("mfn"))
-        api.set_tensor_address(rpn.context, "canvas", canvas_ptr, what("rpn"))
+            mfn = self._parts["mfn"]
+            mfn.bind("pillar_features", b["pillar_features"].ptr)
+            mfn.bind("coords", b["coords"].ptr)
+            mfn.bind("canvas", canvas_ptr)
+        rpn.bind("canvas", canvas_ptr)
         for name in ("cls", "box", "dir"):
-            api.set_tensor_address(rpn.context, name, b[name].ptr, what("rpn"))
-
-    def _check_geometry(self) -> dict[str, Any]:
-        """Engine shapes and dtypes against the config and each other."""
-        cfg = self.cfg
-        pfn, rpn = self._parts["pfn"].tensors, self._parts["rpn"].tensors
-        where = str(self._parts["pfn"].path)
-        feats, npts, pf = pfn["features"], pfn["num_points"], pfn["pillar_features"]
-        if len(feats.shape) != 3 or feats.shape[0] != -1:
-            raise EngineError(f"{where}: features shape {feats.shape}, expected [num_pillars, M, F]")
-        m, f = feats.shape[1], feats.shape[2]
-        if (m, f) != (cfg.voxel.max_points_per_pillar, cfg.voxel.num_decorated_features):
-            raise EngineError(f"{where}: features [P, {m}, {f}] but the config has [P, {cfg.voxel.max_points_per_pillar}, {cfg.voxel.num_decorated_features}]")
-        if feats.dtype not in ("float32", "float16") or npts.dtype != "int32" or pf.dtype not in ("float32", "float16"):
-            raise EngineError(f"{where}: dtypes features {feats.dtype}, num_points {npts.dtype}, pillar_features {pf.dtype}; expected float, int32, float")
-        c = pf.shape[-1]
-        nx, ny, _ = cfg.grid_size
-        canvas = rpn["canvas"]
-        if tuple(canvas.shape) != (1, c, ny, nx):
-            raise EngineError(f"{self._parts['rpn'].path}: canvas {canvas.shape}, expected (1, {c}, {ny}, {nx}) from the PFN engine and the config")
-        if canvas.dtype != pf.dtype:
-            raise EngineError(f"{self._parts['rpn'].path}: canvas is {canvas.dtype} but the PFN engine outputs {pf.dtype}; rebuild both from one export")
-        prof = feats.profile
-        if prof is None or prof[2][0] < self._max_pillars:
-            raise EngineError(f"{where}: engine profile {prof} does not reach the header's max {self._max_pillars} pillars; rebuild it")
-        return {
-            "M": m, "F": f, "C": c, "nx": nx, "ny": ny,
-            "feat_dtype": np.dtype(feats.dtype), "feat_size": np.dtype(feats.dtype).itemsize,
-            "pf_dtype": np.dtype(pf.dtype), "pf_size": np.dtype(pf.dtype).itemsize,
-        }
+            rpn.bind(name, b[name].ptr)
 
     def _deactivate(self) -> None:
         b = self._buffers
         if "stream" in b:
             b["stream"].synchronize()
         for part in self._parts.values():
-            part.context = None
-            part.engine = None
+            part.deactivate()
         for key, obj in list(b.items()):
             if key == "events":
                 for e in obj:
@@ -230,7 +167,6 @@ class TensorRTBackend(Backend):
     # ---- one frame ----------------------------------------------------------------------------
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ..cuda.memory import copy_d2h_async, copy_h2d_async
-        from ..tensorrt import api
 
         geo, b = self._geo, self._buffers
         feats = np.asarray(feeds["features"])
@@ -259,22 +195,20 @@ class TensorRTBackend(Backend):
         copy_h2d_async(b["coords"].ptr, b["h_coords"].ptr, h_coords.nbytes, s)
         ev[1].record(s)
         if p > 0:
-            ctx = parts["pfn"].context
-            api.set_input_shape(ctx, "features", (p, m, f), str(parts["pfn"].path))
-            api.set_input_shape(ctx, "num_points", (p,), str(parts["pfn"].path))
-            api.execute_async(ctx, s, str(parts["pfn"].path))
+            parts["pfn"].set_shape("features", (p, m, f))
+            parts["pfn"].set_shape("num_points", (p,))
+            parts["pfn"].execute(s)
         ev[2].record(s)
         if self.scatter_mode == "cuda":
             b["scatter"](b["pillar_features"].ptr, b["coords"].ptr, p, s)
         elif p > 0:
-            ctx = parts["mfn"].context
-            api.set_input_shape(ctx, "pillar_features", (p, geo["C"]), str(parts["mfn"].path))
-            api.set_input_shape(ctx, "coords", (p, 2), str(parts["mfn"].path))
-            api.execute_async(ctx, s, str(parts["mfn"].path))
+            parts["mfn"].set_shape("pillar_features", (p, geo["C"]))
+            parts["mfn"].set_shape("coords", (p, 2))
+            parts["mfn"].execute(s)
         else:  # the MFN profile starts at 1 pillar: an empty frame is a zero canvas
             b["canvas"].memset_async(s)
         ev[3].record(s)
-        api.execute_async(parts["rpn"].context, s, str(parts["rpn"].path))
+        parts["rpn"].execute(s)
         ev[4].record(s)
         rpn_tensors = parts["rpn"].tensors
         for name in ("cls", "box", "dir"):

@@ -37,6 +37,7 @@ HBINS, LBINS = 4096, 256
 TILE = 2048
 MAX_PRE = 16384
 NUM_STATE = 16
+RANK_THREADS = 256  # postprocess.cu
 MASK_ROWS = 16  # rows of the suppression matrix per nms_mask block (postprocess.cu)
 SCAN_SHARED_LIMIT = 48 * 1024  # the scan keeps the matrix's diagonal blocks in shared memory below this
 
@@ -72,7 +73,7 @@ class CudaPostProcessor:
         self.sort_size = _pow2(self.pre_max)
         module = load_kernels(KERNEL_FILE, self.device, OPTIONS)
         self._fn = {n: module.function(f"pp_post_{n}") for n in
-                    ("score", "hist2", "hist3", "sel_count", "sel_write", "sort_decode", "nms_mask", "nms_scan", "output")}
+                    ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_scan", "output")}
         sort_bytes = self.sort_size * 8
         if sort_bytes > 48 * 1024:
             drv = bindings()[0]
@@ -87,7 +88,7 @@ class CudaPostProcessor:
         k, g = self.pre_max, self.groups
         sizes = {
             "keys": self.R * 4, "hist": (2 * HBINS + LBINS) * 4, "state": NUM_STATE * 4,
-            "tile_gt": self._tiles * 4, "tile_eq": self._tiles * 4, "sel_idx": k * 4, "cand": k * 4,
+            "tile_gt": self._tiles * 4, "tile_eq": self._tiles * 4, "sel_idx": k * 4, "sorted": k * 8, "cand": k * 4,
             "dec_boxes": k * 7 * 4, "dec_score": k * 4, "dec_label": k * 4, "probs": k * self.K * 4,
             "group_list": g * k * 4, "group_count": g * 4, "mask": g * k * self.words * 8,
             "keep": g * self.post_max * 4, "keep_count": g * 4,
@@ -110,8 +111,17 @@ class CudaPostProcessor:
         )
 
     def enqueue(self, cls_ptr: int, box_ptr: int, dir_ptr: int, stream: int, *, boxes_ptr: int, scores_ptr: int,
-                labels_ptr: int, count_ptr: int, score_threshold: float | None = None) -> None:
-        """Post-process one frame's head maps on ``stream`` into the caller's output buffers."""
+                labels_ptr: int, count_ptr: int, score_threshold: float | None = None,
+                layout: tuple[int, int, bool] | None = None) -> None:
+        """Post-process one frame's head maps on ``stream`` into the caller's output buffers.
+
+        ``layout = (channel_stride, pixel_stride, half)`` in elements: where element (channel c,
+        pixel y * W + x) of each map lies, and whether the maps hold float16. Default: float32 NCHW
+        planes, ``(H * W, 1, False)``; channel slices of one NHWC tensor with C channels in all are
+        ``(1, C, half)``.
+        """
+        cs, ps, half = layout if layout is not None else (self.HW, 1, False)
+        lay = (i32(cs), i32(ps), i32(int(bool(half))))
         b = {n: buf.ptr for n, buf in self._buf.items()}
         thr = np.float32(self.cfg.postprocess.score_threshold if score_threshold is None else score_threshold)
         k = i32(self.pre_max)
@@ -120,16 +130,18 @@ class CudaPostProcessor:
         hist1, hist2, hist3 = b["hist"], b["hist"] + HBINS * 4, b["hist"] + 2 * HBINS * 4
         check(drv.cuMemsetD32Async(drv.CUdeviceptr(b["hist"]), 0, 2 * HBINS + LBINS, drv.CUstream(int(stream))), "cuMemsetD32Async")
         launch(self._fn["score"], self._hist_grid, 256,
-               (ptr(cls_ptr), i32(self.HW), i32(self.A), i32(self.K), i32(int(self.agnostic)), thr, ptr(b["keys"]), ptr(hist1)), stream)
+               (ptr(cls_ptr), *lay, i32(self.HW), i32(self.A), i32(self.K), i32(int(self.agnostic)), thr, ptr(b["keys"]), ptr(hist1)), stream)
         launch(self._fn["hist2"], self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist1), ptr(hist2), ptr(b["state"])), stream)
         launch(self._fn["hist3"], self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist2), ptr(hist3), ptr(b["state"])), stream)
         launch(self._fn["sel_count"], self._tiles, 256,
                (i32(self.R), k, ptr(b["keys"]), ptr(hist3), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["state"])), stream)
         launch(self._fn["sel_write"], self._tiles, 256,
                (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])), stream)
+        launch(self._fn["rank"], -(-self.pre_max // RANK_THREADS), RANK_THREADS,
+               (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"])), stream)
         launch(self._fn["sort_decode"], 1, 1024,
-               (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
-                i32(self.sort_size), i32(int(self.agnostic)), thr, *self._decode_args, ptr(b["keys"]), ptr(b["sel_idx"]),
+               (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
+                i32(self.sort_size), i32(int(self.agnostic)), thr, *self._decode_args, ptr(b["sorted"]),
                 ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
                 ptr(b["group_list"]), ptr(b["group_count"]), k),
                stream, shared_mem=self.sort_size * 8)

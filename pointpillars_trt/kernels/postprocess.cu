@@ -7,7 +7,8 @@
 // CPU uses round-to-nearest intrinsics (never contracted into FMAs); the NMS geometry is float64
 // like the CPU's numba code, and the module is compiled with --fmad=false.
 //
-// Inputs of one frame (float32, contiguous): cls [A*K, H, W], box [A*7, H, W], dir [A*D, H, W];
+// Inputs of one frame: cls [A*K, H, W], box [A*7, H, W], dir [A*D, H, W], float32 or float16,
+// NCHW planes or channel slices of one NHWC tensor (see HeadLayout);
 // anchors [H*W*A, 7] in the order of postprocess/anchors.py (row r = (y*W + x)*A + a).
 //
 // Passes (every count is read on the device, grids are sized from capacities: graph-capturable):
@@ -20,14 +21,16 @@
 //   4 pp_post_sel_count  the exact k-th key T; per tile of anchors: #(key > T), #(key == T)
 //   5 pp_post_sel_write  compaction in anchor order: key > T, or key == T among the first
 //                        (k - #(key > T)) ties in anchor order  -> exactly the CPU's stable top-k set
-//   6 pp_post_sort_decode one block: bitonic sort by (key desc, anchor asc); decode the k boxes;
+//   6 pp_post_rank       the selected candidates in (key desc, anchor asc) order: each one's rank is
+//                        the number of larger (key, ~anchor) composites (unique), many blocks
+//   7 pp_post_sort_decode one block: decode the k boxes in that order;
 //                        NMS lists: class-agnostic one list (that order); class-aware one list per
 //                        class of candidates with prob > threshold, sorted by (prob desc, rank asc)
-//   7 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > threshold),
+//   8 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > threshold),
 //                        one warp per row, one lane per column
-//   8 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0), the kept
+//   9 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0), the kept
 //                        rows ORed into later words by the whole block; stops at post_max
-//   9 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
+//  10 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
 //                        stable argsort of the concatenation
 //
@@ -59,6 +62,25 @@ __device__ __forceinline__ float sigmoid_f32(float x) {
     // numpy: 1 / (1 + exp(-x)) in float32; exp through float64 is the correctly rounded float32 exp
     const float e = (float)exp(-(double)x);
     return __fdiv_rn(1.0f, __fadd_rn(1.0f, e));
+}
+
+// Head maps: element (channel c, pixel hw = y * W + x) of a map is at index c * cs + hw * ps of
+// float32 (half = 0) or float16 (half = 1) values: cs = H*W, ps = 1 for NCHW planes; cs = 1,
+// ps = total head channels for an NHWC tensor whose channel slices are the maps. float16 values
+// are widened exactly, so both give the same results as a float32 copy of the maps.
+struct HeadLayout {
+    int cs, ps, half;
+};
+
+__device__ __forceinline__ float head_at(const void* __restrict__ map, const HeadLayout& L, int c, int hw) {
+    const size_t i = (size_t)c * (size_t)L.cs + (size_t)hw * (size_t)L.ps;
+    if (L.half) {
+        const unsigned short h = reinterpret_cast<const unsigned short*>(map)[i];
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+        return f;
+    }
+    return reinterpret_cast<const float*>(map)[i];
 }
 
 // exclusive scan of one int per thread across the block (blockDim.x <= 1024, multiple of 32)
@@ -134,17 +156,18 @@ __device__ void flush_hist(unsigned* sh, unsigned* global, int nbins) {
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-pp_post_score(const float* __restrict__ cls, int HW, int A, int K, int agnostic, float threshold,
+pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, int A, int K, int agnostic, float threshold,
               unsigned* __restrict__ keys, unsigned* __restrict__ hist1) {
+    const HeadLayout L = {cs, ps, half};
     __shared__ unsigned sh[HBINS];
     for (int b = threadIdx.x; b < HBINS; b += blockDim.x) sh[b] = 0;
     __syncthreads();
     const int R = HW * A;
     for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < R; t += gridDim.x * blockDim.x) {
-        const int a = t / HW, hw = t - a * HW;  // hw fastest: coalesced reads of the class planes
-        float best = cls[(size_t)(a * K) * HW + hw];
+        const int a = t / HW, hw = t - a * HW;  // hw fastest: coalesced reads of NCHW class planes
+        float best = head_at(cls, L, a * K, hw);
         for (int k = 1; k < K; ++k) {
-            const float v = cls[(size_t)(a * K + k) * HW + hw];
+            const float v = head_at(cls, L, a * K + k, hw);
             best = v > best ? v : best;
         }
         const bool cand = !agnostic || sigmoid_f32(best) >= threshold;
@@ -309,13 +332,13 @@ struct DecodeParams {
     int num_dir_bins, wlh_cw;
 };
 
-__device__ void decode_one(const float* __restrict__ box, const float* __restrict__ dir, const float* __restrict__ anchors,
-                           int r, int HW, int A, const DecodeParams& d, float* out) {
+__device__ void decode_one(const void* __restrict__ box, const void* __restrict__ dir, const HeadLayout& L,
+                           const float* __restrict__ anchors, int r, int HW, int A, const DecodeParams& d, float* out) {
     const int a = r % A, hw = r / A;
     const float* an = anchors + (size_t)r * 7;
     float t[7];
 #pragma unroll
-    for (int c = 0; c < 7; ++c) t[c] = box[(size_t)(a * 7 + c) * HW + hw];
+    for (int c = 0; c < 7; ++c) t[c] = head_at(box, L, a * 7 + c, hw);
     const float xa = an[0], ya = an[1], za = an[2], la = an[3], wa = an[4], ha = an[5], ra = an[6];
     const float diag = __fsqrt_rn(__fadd_rn(__fmul_rn(la, la), __fmul_rn(wa, wa)));
     float b[7];
@@ -327,9 +350,9 @@ __device__ void decode_one(const float* __restrict__ box, const float* __restric
     b[5] = __fmul_rn((float)exp((double)t[5]), ha);
     b[6] = __fadd_rn(t[6], ra);
     int label = 0;
-    float bestd = dir[(size_t)(a * d.num_dir_bins) * HW + hw];
+    float bestd = head_at(dir, L, a * d.num_dir_bins, hw);
     for (int q = 1; q < d.num_dir_bins; ++q) {
-        const float v = dir[(size_t)(a * d.num_dir_bins + q) * HW + hw];
+        const float v = head_at(dir, L, a * d.num_dir_bins + q, hw);
         if (v > bestd) {
             bestd = v;
             label = q;
@@ -368,27 +391,52 @@ __device__ void bitonic_desc(u64* s, int S) {
     }
 }
 
+// sorted[rank] = composite of the selected candidate; rank = #(larger composites). Composites are
+// unique (the anchor index is part of them), so the ranks are a permutation: the same order as a
+// descending sort, in O(n^2 / threads) instead of one block's bitonic network over 2^ceil(log2 k).
+#define RANK_THREADS 256
+extern "C" __global__ void __launch_bounds__(RANK_THREADS)
+pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
+             u64* __restrict__ sorted) {
+    __shared__ u64 tile[RANK_THREADS];
+    const int n = state[S_NSEL];
+    if ((int)blockIdx.x * RANK_THREADS >= n) return;  // block-uniform
+    const int j = blockIdx.x * RANK_THREADS + threadIdx.x;
+    u64 mine = 0ull;
+    if (j < n) {
+        const unsigned r = (unsigned)sel_idx[j];
+        mine = ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
+    }
+    int rank = 0;
+    for (int base = 0; base < n; base += RANK_THREADS) {
+        const int i = base + threadIdx.x;
+        u64 v = 0ull;
+        if (i < n) {
+            const unsigned r = (unsigned)sel_idx[i];
+            v = ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
+        }
+        __syncthreads();
+        tile[threadIdx.x] = v;
+        __syncthreads();
+        const int m = min(RANK_THREADS, n - base);
+        for (int q = 0; q < m; ++q) rank += tile[q] > mine ? 1 : 0;
+    }
+    if (j < n) sorted[rank] = mine;
+}
+
 extern "C" __global__ void __launch_bounds__(1024)
-pp_post_sort_decode(const float* __restrict__ cls, const float* __restrict__ box, const float* __restrict__ dir,
-                    const float* __restrict__ anchors, int HW, int A, int K, int S, int agnostic, float threshold,
+pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, const void* __restrict__ dir,
+                    int cs, int ps, int half, const float* __restrict__ anchors, int HW, int A, int K, int S, int agnostic, float threshold,
                     float dir_offset, float dir_limit_offset, float period, float half_pi, int num_dir_bins, int wlh_cw,
-                    const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
-                    int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
+                    const u64* __restrict__ sorted, const int* __restrict__ state, int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
                     int* __restrict__ dec_label, float* __restrict__ probs, int* __restrict__ group_list,
                     int* __restrict__ group_count, int list_stride) {
     extern __shared__ u64 s[];
     __shared__ int counter;
+    const HeadLayout L = {cs, ps, half};
     const int n = state[S_NSEL];
-    for (int t = threadIdx.x; t < S; t += blockDim.x) {
-        u64 v = 0;
-        if (t < n) {
-            const unsigned r = (unsigned)sel_idx[t];
-            v = ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
-        }
-        s[t] = v;
-    }
+    for (int t = threadIdx.x; t < S; t += blockDim.x) s[t] = t < n ? sorted[t] : 0ull;  // pp_post_rank's order
     __syncthreads();
-    bitonic_desc(s, S);
     DecodeParams d;
     d.dir_offset = dir_offset;
     d.dir_limit_offset = dir_limit_offset;
@@ -399,13 +447,13 @@ pp_post_sort_decode(const float* __restrict__ cls, const float* __restrict__ box
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         const int r = (int)(0xFFFFFFFFu - (unsigned)(s[j] & 0xFFFFFFFFull));
         cand[j] = r;
-        decode_one(box, dir, anchors, r, HW, A, d, dec_boxes + (size_t)j * 7);
+        decode_one(box, dir, L, anchors, r, HW, A, d, dec_boxes + (size_t)j * 7);
         const int a = r % A, hw = r / A;
-        float best = cls[(size_t)(a * K) * HW + hw];
+        float best = head_at(cls, L, a * K, hw);
         int label = 0;
         if (!agnostic) probs[(size_t)j * K] = sigmoid_f32(best);
         for (int k = 1; k < K; ++k) {
-            const float v = cls[(size_t)(a * K + k) * HW + hw];
+            const float v = head_at(cls, L, a * K + k, hw);
             if (!agnostic) probs[(size_t)j * K + k] = sigmoid_f32(v);
             if (v > best) {
                 best = v;

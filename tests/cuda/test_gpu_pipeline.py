@@ -92,16 +92,25 @@ def test_fp16_keeps_fp32_boxes(torch_cuda, kitti_config, lively, kitti_frames):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("use_graph", [True, False], ids=["graph", "streams"])
-def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_frames, use_graph):
-    # the frames of a batch voxelize and post-process concurrently, each on its own stream
+@pytest.mark.parametrize("use_graph,overlap", [(True, True), (True, False), (False, True)], ids=["graph-overlap", "graph", "streams-overlap"])
+def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_frames, use_graph, overlap):
+    # the frames of a batch voxelize and post-process concurrently, each on its own stream; with
+    # overlap, two pipelines take turns (groups of 3 and 2 here)
+    from pointpillars_trt.errors import PointCloudError
+
     det = gpu_detector(kitti_config, lively, max_batch=3, use_graph=use_graph)
     clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
-    batched = det.detect_batch(clouds)  # groups of 3 and 2
+    batched = det.detect_batch(clouds, overlap=overlap)
+    assert (det._second is not None) == overlap
     for pts, b in zip(clouds, batched):
         one = det.detect(pts)
         assert len(one) == len(b)
         np.testing.assert_allclose(one.boxes, b.boxes, atol=1e-4)
+    bad = clouds[:4] + [np.full((10, 4), np.nan, np.float32)]
+    with pytest.raises(PointCloudError, match="<cloud 4>"):  # the first group is in flight when this fails
+        det.detect_batch(bad, overlap=overlap)
+    again = det.detect_batch(clouds, overlap=overlap)  # nothing left pending
+    assert [len(d) for d in again] == [len(d) for d in batched]
     det.close()
 
 

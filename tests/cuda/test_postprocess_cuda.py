@@ -17,7 +17,7 @@ from pointpillars_trt.cuda.nvrtc import Target, choose_target, compile_source, r
 from tests.helpers import random_cloud
 
 needs_nvrtc = pytest.mark.skipif(nvrtc_skip_reason() is not None, reason=str(nvrtc_skip_reason()))
-ENTRIES = {f"pp_post_{n}" for n in ("score", "hist2", "hist3", "sel_count", "sel_write", "sort_decode", "nms_mask", "nms_scan", "output")}
+ENTRIES = {f"pp_post_{n}" for n in ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_scan", "output")}
 OPTIONS = ("--std=c++17", "--fmad=false")
 
 
@@ -115,3 +115,37 @@ def test_nothing_above_threshold(torch_cuda, kitti_config):
     assert len(PostProcessor(kitti_config)(*maps).boxes) == 0
     boxes, _, _ = gpu_post(kitti_config, maps)
     assert len(boxes) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", ["kitti", "example"])
+@pytest.mark.parametrize("half", [True, False], ids=["fp16", "fp32"])
+def test_nhwc_head_slices_read_in_place(torch_cuda, kitti_config, example_config, config, half):
+    """The GPU pipeline's layout: cls / box / dir as channel slices of one channels_last tensor
+    (float16 in fp16 mode), read without a copy; same boxes as the CPU on the same values."""
+    import torch
+
+    from pointpillars_trt.cuda.postprocess import CudaPostProcessor
+    from pointpillars_trt.gpu_pipeline import head_layout
+    from pointpillars_trt.postprocess import PostProcessor
+
+    cfg = kitti_config if config == "kitti" else example_config
+    maps = head_maps(cfg, [random_cloud(cfg, 20000, seed=5)], seed=2)[0]
+    dtype = torch.float16 if half else torch.float32
+    head = torch.cat([torch.from_numpy(m) for m in maps], dim=1).to("cuda", dtype).contiguous(memory_format=torch.channels_last)
+    maps = [m.astype(np.float16).astype(np.float32) for m in maps] if half else maps
+    splits = [m.shape[1] for m in maps]
+    cls, box, dirs = torch.split(head, splits, dim=1)
+    layout = head_layout(head)
+    assert layout == (1, sum(splits), half)
+    pp = CudaPostProcessor(cfg)
+    out = [torch.zeros((pp.post_max, 7), device="cuda"), torch.zeros(pp.post_max, device="cuda"),
+           torch.zeros(pp.post_max, dtype=torch.int32, device="cuda"), torch.zeros(1, dtype=torch.int32, device="cuda")]
+    pp.enqueue(cls.data_ptr(), box.data_ptr(), dirs.data_ptr(), torch.cuda.current_stream().cuda_stream, boxes_ptr=out[0].data_ptr(),
+               scores_ptr=out[1].data_ptr(), labels_ptr=out[2].data_ptr(), count_ptr=out[3].data_ptr(), layout=layout)
+    n = int(out[3].item())
+    want = PostProcessor(cfg)(*maps)
+    assert n == len(want.boxes) > 0
+    np.testing.assert_array_equal(out[2][:n].cpu().numpy(), want.labels)
+    np.testing.assert_allclose(out[0][:n].cpu().numpy(), want.boxes, atol=1e-4, rtol=1e-5)
+    pp.free()

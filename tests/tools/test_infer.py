@@ -127,3 +127,32 @@ def test_show_without_open3d_says_how_to_install(tmp_path):
         pass
     proc = run_tool(REPO / "pointpillars_trt" / "data" / "sample_cloud.bin", "--show", "--quiet", check=False)
     assert proc.returncode == 2 and "open3d" in proc.stderr.lower()
+
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_torch_cuda(), reason="a CUDA GPU is present")
+def test_gpu_backend_without_a_gpu_is_a_clear_error():
+    proc = run_tool(REPO / "pointpillars_trt" / "data" / "sample_cloud.bin", "--backend", "gpu", check=False)
+    assert proc.returncode == 2 and "needs a CUDA GPU" in proc.stderr, proc.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _torch_cuda() or not FRAME.exists(), reason="needs a CUDA GPU and the KITTI frames")
+def test_gpu_backend_gives_the_cpu_boxes(tmp_path):
+    """The whole frame on the GPU (our kernels, CUDA graph, fp32) against the CPU torch pipeline."""
+    from pointpillars_trt.postprocess import iou_bev
+
+    out = {}
+    for name, args in {"gpu": ("--backend", "gpu", "--precision", "fp32"), "cpu": ("--backend", "torch")}.items():
+        path = tmp_path / f"{name}.json"
+        run_tool(FRAME, *args, "--out", path, "--quiet")
+        out[name] = json.loads(path.read_text())["frames"][0]
+    gpu, cpu = (np.asarray(out[k]["boxes"], np.float32).reshape(-1, 7) for k in ("gpu", "cpu"))
+    assert len(gpu) == len(cpu) > 0
+    assert out["gpu"]["labels"] == out["cpu"]["labels"]
+    assert np.all(np.diag(iou_bev(gpu, cpu)) > 0.99)
