@@ -396,15 +396,15 @@ class GpuPipeline:
             n_host[b] = c.shape[0]
         t1 = time.perf_counter()
         default_thr = score_threshold is None or float(score_threshold) == float(self.cfg.postprocess.score_threshold)
-        with t.inference_mode():
-            if self.use_graph and default_thr:
-                g = self._graph(batch, bucket)
-                self._start.record()
-                g.replay()
-                self._stop.record()
-                events = None
-            else:
-                events = []
+        if self.use_graph and default_thr:  # a replay needs no autograd mode (entering one costs ~0.1 ms of CPU)
+            g = self._graph(batch, bucket)
+            self._start.record()
+            g.replay()
+            self._stop.record()
+            events = None
+        else:
+            events = []
+            with t.inference_mode():
                 self._enqueue(batch, bucket, events, None if default_thr else score_threshold)
         self._pending = (batch, events, t0, t1)
 

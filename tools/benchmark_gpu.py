@@ -120,6 +120,27 @@ def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int =
     return row
 
 
+def fp16_vs_fp32(GpuDetector, cfg, state, frames: list[np.ndarray], max_points: int) -> dict:
+    """The issue's accuracy check on the benchmarked model: the share of FP32 boxes with score > 0.3
+    that FP16 finds again (same label, BEV IoU > 0.9), over all frames and per frame."""
+    from types import SimpleNamespace
+
+    from pointpillars_trt.postprocess.compare import match_detections
+
+    dets = {p: GpuDetector(cfg, state, precision=p, max_points=max_points, max_batch=1) for p in ("fp32", "fp16")}
+    matched = total = 0
+    per_frame = []
+    for f in frames:
+        r, g = dets["fp32"].detect(f), dets["fp16"].detect(f)
+        keep = r.scores > 0.3
+        m = match_detections(SimpleNamespace(boxes=r.boxes[keep], scores=r.scores[keep], labels=r.labels[keep]), g, 0.9)
+        matched, total = matched + m.n_matched, total + m.n_ref
+        per_frame.append(m.recall)
+    for d in dets.values():
+        d.close()
+    return {"kept": matched / total if total else 1.0, "fp32_boxes": total, "min_frame": float(min(per_frame))}
+
+
 STAGE_OF_KERNEL = (("pp_vox_", "voxelize+pfn"), ("pp_post_", "postprocess"), ("pp_scatter", "scatter"), ("pp_clear", "scatter"),
                    ("memcpy htod", "h2d"), ("memcpy dtoh", "d2h"), ("memset", "memset"))
 
@@ -226,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
                        run_row(torch, lambda c: det.detect_batch(c, overlap=False), frames, max(4, args.iters // 2), 4 * batch, batch))
                 det.close()
                 del det
+        if len(precisions) == 2:
+            acc = fp16_vs_fp32(GpuDetector, cfg, state, frames, max_points)
+            results[f"fp16_vs_fp32/{gname}"] = acc
+            log.info("FP16 vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 (worst frame %.1f %%)",
+                     gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
         for rpn_mode in ("fused-deconv", "folded", "plain"):  # the RPN without our fusions, same run (the default is "fused")
             det = GpuDetector(cfg, state, precision="fp16", use_graph=True, rpn=rpn_mode, max_points=max_points, max_batch=1)
             name = f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}"
@@ -243,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.empty_cache()
     speedups = {}
     for name, row in results.items():
-        if name.startswith("gpu/"):
+        if name.startswith("gpu/") and "host_ms_per_frame" in row:
             g = name.rsplit("/", 1)[1]
             eager = results.get(f"eager/{g}")
             if eager:
