@@ -124,7 +124,7 @@ def render_bev(
         boxes: ``[M, 7]`` canonical LiDAR boxes ``(x, y, z, dx, dy, dz, yaw)``, yaw CCW from +x.
         labels: ``M`` class names; each class gets its colour from :func:`style.class_color`.
         scores: ``[M]`` confidences (or None): each box is annotated ``"Car 0.87"``.
-        out_path: file to write; the suffix picks the format.
+        out_path: file to write (missing parent folders are made); the suffix picks the format.
         xlim, ylim: LiDAR x (forward, vertical in the picture) and y (left, horizontal) ranges in
             metres; default to the points' extent plus 1 m.
         title: picture title.
@@ -185,5 +185,6 @@ def render_bev(
     if title:
         ax.set_title(title)
     out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no out/
     fig.savefig(out_path, dpi=dpi)
     return out_path

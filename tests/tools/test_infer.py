@@ -15,9 +15,9 @@ SHARED = REPO.parent / "shared" / "data" / "kitti_frames" / "zhulf0804"
 FRAME = SHARED / "velodyne_reduced" / "000134.bin"
 
 
-def run_tool(*args, check=True):
+def run_tool(*args, check=True, cwd=None):
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "infer.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -69,7 +69,10 @@ def test_kitti_label_output_and_bev(checkpoints, tmp_path):
 
 
 def test_demo_model_on_the_shipped_sample(tmp_path):
-    proc = run_tool(REPO / "pointpillars_trt" / "data" / "sample_cloud.bin", "--out", tmp_path / "r.json")
+    # what tools/demo.sh runs, in a folder without out/ (as a fresh clone is)
+    args = [REPO / "pointpillars_trt" / "data" / "sample_cloud.bin", "--bev", "out/sample_bev.png", "--out", tmp_path / "r.json"]
+    proc = run_tool(*args, cwd=tmp_path)
+    assert (tmp_path / "out" / "sample_bev.png").stat().st_size > 0
     assert "model:" in proc.stderr
     if "RANDOM" in proc.stderr:
         assert "meaningless" in proc.stderr

@@ -54,7 +54,7 @@ def test_render_real_kitti_frame(tmp_path, frame0):
         assert color_mask(image, class_color(name)).sum() > 30, name
 
     # negative control: the point colour map alone produces none of the box colours
-    bare = imread(render_bev(points, np.zeros((0, 7)), [], None, tmp_path / "bare.png"))
+    bare = imread(render_bev(points, np.zeros((0, 7)), [], None, tmp_path / "new" / "dir" / "bare.png"))  # folders made
     for name in CLASS_COLORS:
         assert color_mask(bare, CLASS_COLORS[name]).sum() == 0, name
 
