@@ -17,35 +17,32 @@ from .bindings import bindings, check
 from .device import CudaDevice, get_device
 
 
-class DeviceBuffer:
-    """``nbytes`` of device memory (``cuMemAlloc``; at least 1 byte is allocated)."""
+class _DriverObject:
+    """The lifecycle the buffers, streams and events share: one driver handle, made on ``device``,
+    released by ``_release(handle)`` in :meth:`free` (idempotent, the device's context made current
+    first) and on garbage collection; using it after :meth:`free` raises ``ValueError``."""
 
-    def __init__(self, nbytes: int, device: CudaDevice | None = None) -> None:
+    _handle = None
+
+    def __init__(self, device: CudaDevice | None) -> None:
         self.device = device or get_device()
         self.device.make_current()
-        self.nbytes = int(nbytes)
-        self._ptr = check(bindings()[0].cuMemAlloc(max(self.nbytes, 1)), "cuMemAlloc")
 
-    @property
-    def ptr(self) -> int:
-        if self._ptr is None:
-            raise ValueError("DeviceBuffer used after free()")
-        return int(self._ptr)
+    def _release(self, handle) -> None:  # pragma: no cover - each subclass says how
+        raise NotImplementedError
 
-    def memset_async(self, stream: int, nbytes: int | None = None, value: int = 0) -> None:
-        """Set the first ``nbytes`` (all by default) bytes to ``value`` on ``stream``."""
-        n = self.nbytes if nbytes is None else int(nbytes)
-        if n:
-            drv = bindings()[0]
-            check(drv.cuMemsetD8Async(drv.CUdeviceptr(self.ptr), value, n, drv.CUstream(int(stream))), "cuMemsetD8Async")
+    def _live(self):
+        if self._handle is None:
+            raise ValueError(f"{type(self).__name__} used after free()")
+        return self._handle
 
     def free(self) -> None:
-        if getattr(self, "_ptr", None) is not None:
+        if self._handle is not None:
             try:
                 self.device.make_current()
-                check(bindings()[0].cuMemFree(self._ptr), "cuMemFree")
+                self._release(self._handle)
             finally:
-                self._ptr = None
+                self._handle = None
 
     def __del__(self) -> None:
         try:
@@ -54,21 +51,44 @@ class DeviceBuffer:
             pass
 
 
-class PinnedBuffer:
+class DeviceBuffer(_DriverObject):
+    """``nbytes`` of device memory (``cuMemAlloc``; at least 1 byte is allocated)."""
+
+    def __init__(self, nbytes: int, device: CudaDevice | None = None) -> None:
+        super().__init__(device)
+        self.nbytes = int(nbytes)
+        self._handle = check(bindings()[0].cuMemAlloc(max(self.nbytes, 1)), "cuMemAlloc")
+
+    def _release(self, handle) -> None:
+        check(bindings()[0].cuMemFree(handle), "cuMemFree")
+
+    @property
+    def ptr(self) -> int:
+        return int(self._live())
+
+    def memset_async(self, stream: int, nbytes: int | None = None, value: int = 0) -> None:
+        """Set the first ``nbytes`` (all by default) bytes to ``value`` on ``stream``."""
+        n = self.nbytes if nbytes is None else int(nbytes)
+        if n:
+            drv = bindings()[0]
+            check(drv.cuMemsetD8Async(drv.CUdeviceptr(self.ptr), value, n, drv.CUstream(int(stream))), "cuMemsetD8Async")
+
+
+class PinnedBuffer(_DriverObject):
     """Page-locked host memory (``cuMemHostAlloc``) seen as numpy arrays; H2D/D2H copies from it
     are truly asynchronous."""
 
     def __init__(self, nbytes: int, device: CudaDevice | None = None) -> None:
-        self.device = device or get_device()
-        self.device.make_current()
+        super().__init__(device)
         self.nbytes = int(nbytes)
-        self._ptr = check(bindings()[0].cuMemHostAlloc(max(self.nbytes, 1), 0), "cuMemHostAlloc")
+        self._handle = check(bindings()[0].cuMemHostAlloc(max(self.nbytes, 1), 0), "cuMemHostAlloc")
+
+    def _release(self, handle) -> None:
+        check(bindings()[0].cuMemFreeHost(handle), "cuMemFreeHost")
 
     @property
     def ptr(self) -> int:
-        if self._ptr is None:
-            raise ValueError("PinnedBuffer used after free()")
-        return int(self._ptr)
+        return int(self._live())
 
     def view(self, dtype: np.dtype | type, shape: Sequence[int]) -> np.ndarray:
         """A numpy array over the start of the buffer (no copy)."""
@@ -81,52 +101,24 @@ class PinnedBuffer:
         raw = (ctypes.c_byte * max(self.nbytes, 1)).from_address(self.ptr)
         return np.frombuffer(raw, dtype=dtype, count=count).reshape(tuple(shape))
 
-    def free(self) -> None:
-        if getattr(self, "_ptr", None) is not None:
-            try:
-                self.device.make_current()
-                check(bindings()[0].cuMemFreeHost(self._ptr), "cuMemFreeHost")
-            finally:
-                self._ptr = None
 
-    def __del__(self) -> None:
-        try:
-            self.free()
-        except Exception:
-            pass
-
-
-class Stream:
+class Stream(_DriverObject):
     """A non-blocking CUDA stream; ``handle`` is the ``int`` TensorRT and our kernels take."""
 
     def __init__(self, device: CudaDevice | None = None) -> None:
-        self.device = device or get_device()
-        self.device.make_current()
+        super().__init__(device)
         drv = bindings()[0]
-        self._stream = check(drv.cuStreamCreate(int(drv.CUstream_flags.CU_STREAM_NON_BLOCKING)), "cuStreamCreate")
+        self._handle = check(drv.cuStreamCreate(int(drv.CUstream_flags.CU_STREAM_NON_BLOCKING)), "cuStreamCreate")
+
+    def _release(self, handle) -> None:
+        check(bindings()[0].cuStreamDestroy(handle), "cuStreamDestroy")
 
     @property
     def handle(self) -> int:
-        if self._stream is None:
-            raise ValueError("Stream used after free()")
-        return int(self._stream)
+        return int(self._live())
 
     def synchronize(self) -> None:
-        check(bindings()[0].cuStreamSynchronize(self._stream), "cuStreamSynchronize")
-
-    def free(self) -> None:
-        if getattr(self, "_stream", None) is not None:
-            try:
-                self.device.make_current()
-                check(bindings()[0].cuStreamDestroy(self._stream), "cuStreamDestroy")
-            finally:
-                self._stream = None
-
-    def __del__(self) -> None:
-        try:
-            self.free()
-        except Exception:
-            pass
+        check(bindings()[0].cuStreamSynchronize(self._live()), "cuStreamSynchronize")
 
 
 def copy_h2d_async(dst_ptr: int, src_ptr: int, nbytes: int, stream: int) -> None:
@@ -157,32 +149,20 @@ def stream_synchronize(stream: int) -> None:
     check(drv.cuStreamSynchronize(drv.CUstream(int(stream))), "cuStreamSynchronize")
 
 
-class Event:
+class Event(_DriverObject):
     """A CUDA event for timing work on a stream (``cuEventRecord`` / ``cuEventElapsedTime``)."""
 
     def __init__(self, device: CudaDevice | None = None) -> None:
-        self.device = device or get_device()
-        self.device.make_current()
-        self._event = check(bindings()[0].cuEventCreate(0), "cuEventCreate")
+        super().__init__(device)
+        self._handle = check(bindings()[0].cuEventCreate(0), "cuEventCreate")
+
+    def _release(self, handle) -> None:
+        check(bindings()[0].cuEventDestroy(handle), "cuEventDestroy")
 
     def record(self, stream: int) -> None:
         drv = bindings()[0]
-        check(drv.cuEventRecord(self._event, drv.CUstream(int(stream))), "cuEventRecord")
+        check(drv.cuEventRecord(self._live(), drv.CUstream(int(stream))), "cuEventRecord")
 
     def elapsed_ms(self, later: "Event") -> float:
         """Milliseconds from this event to ``later`` (both recorded and completed)."""
-        return float(check(bindings()[0].cuEventElapsedTime(self._event, later._event), "cuEventElapsedTime"))
-
-    def free(self) -> None:
-        if getattr(self, "_event", None) is not None:
-            try:
-                self.device.make_current()
-                check(bindings()[0].cuEventDestroy(self._event), "cuEventDestroy")
-            finally:
-                self._event = None
-
-    def __del__(self) -> None:
-        try:
-            self.free()
-        except Exception:
-            pass
+        return float(check(bindings()[0].cuEventElapsedTime(self._live(), later._live()), "cuEventElapsedTime"))
