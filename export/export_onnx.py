@@ -40,23 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_weights(args: argparse.Namespace):
     """``(cfg, state_dict, checkpoint_path or None, description)`` like ``Detector.from_checkpoint``."""
-    from pointpillars_trt.config import load_config
-    from pointpillars_trt.detector import DEMO_MODEL
+    from pointpillars_trt.detector import resolve_weights
 
-    cfg = load_config(args.config) if args.config else None
-    path = args.ckpt if args.ckpt is not None else (DEMO_MODEL if DEMO_MODEL.is_file() else None)
-    if path is None:
-        import torch
-
-        from pointpillars_trt.model import build_model
-
-        cfg = cfg or load_config()
-        torch.manual_seed(0)  # the same random weights as Detector.from_checkpoint(None)
-        return cfg, build_model(cfg).state_dict(), None, "RANDOM weights (no checkpoint given and no demo model shipped)"
-    from pointpillars_trt.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(path, config=cfg, format=args.format)
-    return ckpt.config, ckpt.state_dict, Path(path), f"{path} ({ckpt.format})"
+    cfg, state_dict, source = resolve_weights(args.ckpt, args.config, args.format)
+    if source.is_random:
+        return cfg, state_dict, None, "RANDOM weights (no checkpoint given and no demo model shipped)"
+    return cfg, state_dict, source.path, source.describe()
 
 
 def main(argv: list[str] | None = None) -> int:

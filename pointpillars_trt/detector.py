@@ -6,7 +6,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -85,6 +85,40 @@ def warmup_cloud(cfg: PointPillarsConfig, num_points: int = 20000, seed: int = 0
     r = cfg.voxel.point_cloud_range
     rng = np.random.default_rng(seed)
     return rng.uniform(r[:3] + (0.0,), r[3:] + (1.0,), size=(num_points, 4)).astype(np.float32)
+
+
+def resolve_weights(path: str | Path | None = None, config: PointPillarsConfig | str | Path | None = None,
+                    format: str | None = None) -> tuple[PointPillarsConfig, Mapping[str, Any], ModelSource]:
+    """``(config, state_dict, source)`` of the weights a ``from_checkpoint(path, config)`` call
+    means: the checkpoint at ``path`` (native, OpenPCDet, mmdet3d or zhulf0804; ``format`` forces
+    one); with ``path=None`` the shipped demo model, or random weights (seed 0, ``config`` or the
+    default config) when the package has none (``source.is_random``)."""
+    from .checkpoint import load_checkpoint
+
+    cfg = load_config(config) if isinstance(config, (str, Path)) else config
+    if path is None and DEMO_MODEL.is_file():
+        path = DEMO_MODEL
+    if path is None:
+        import torch
+
+        from .model import build_model
+
+        cfg = cfg or load_config()
+        torch.manual_seed(0)
+        return cfg, build_model(cfg).state_dict(), ModelSource(None, "random")
+    ckpt = load_checkpoint(path, config=cfg, format=format)
+    return ckpt.config, ckpt.state_dict, ModelSource(Path(path), ckpt.format, dict(ckpt.metadata))
+
+
+def artifact_config(engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None) -> PointPillarsConfig:
+    """The config the engines or ONNX graphs in ``engine_dir`` carry; a ``config`` given as well
+    must be the same (else :class:`~pointpillars_trt.errors.ConfigError` naming the fields)."""
+    from .config import check_same_config
+
+    carried = artifact_config_json(Path(engine_dir))
+    if config is not None:
+        check_same_config(load_config(config) if isinstance(config, (str, Path)) else config, carried, str(engine_dir))
+    return PointPillarsConfig.from_json(carried)
 
 
 def artifact_config_json(engine_dir: Path) -> str:
@@ -174,27 +208,10 @@ class Detector(DetectorBase):
         """Load a checkpoint (native, OpenPCDet, mmdet3d or zhulf0804; detected from its keys)
         and build a detector on ``backend``. ``path=None`` loads the shipped demo model, or
         random weights when the package has none (``detector.source.is_random`` says so)."""
-        from .checkpoint import load_checkpoint
-
         if path is None and kwargs.get("engine_dir") is not None:
             return cls.from_engine_dir(kwargs.pop("engine_dir"), config=config,
                                        backend="tensorrt" if backend == "auto" else backend, device=device, **kwargs)
-        cfg = load_config(config) if isinstance(config, (str, Path)) else config
-        if path is None and DEMO_MODEL.is_file():
-            path = DEMO_MODEL
-        if path is None:
-            import torch
-
-            from .model import build_model
-
-            cfg = cfg or load_config()
-            torch.manual_seed(0)
-            state_dict = build_model(cfg).state_dict()
-            source = ModelSource(None, "random")
-        else:
-            ckpt = load_checkpoint(path, config=cfg, format=format)
-            cfg, state_dict = ckpt.config, ckpt.state_dict
-            source = ModelSource(Path(path), ckpt.format, dict(ckpt.metadata))
+        cfg, state_dict, source = resolve_weights(path, config, format)
         backend_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k not in ("voxelizer", "on_overflow", "nonfinite")}
         name = "torch" if backend == "auto" else backend
         be = create_backend(name, cfg=cfg, state_dict=state_dict, device=device, **backend_kwargs)
@@ -212,14 +229,8 @@ class Detector(DetectorBase):
         """A detector on exported artifacts alone: TensorRT engines (``backend="tensorrt"``) or
         ONNX graphs (``"onnxruntime"``) in ``engine_dir``. The config is the one the artifacts
         carry; a ``config`` given as well must be the same (else :class:`ConfigError`)."""
-        from .config import check_same_config
-
         engine_dir = Path(engine_dir)
-        carried = artifact_config_json(engine_dir)
-        cfg = load_config(config) if isinstance(config, (str, Path)) else config
-        if cfg is not None:
-            check_same_config(cfg, carried, f"{engine_dir}")
-        cfg = PointPillarsConfig.from_json(carried)
+        cfg = artifact_config(engine_dir, config)
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in ("voxelizer", "on_overflow", "nonfinite")}
         be = create_backend(backend, cfg=cfg, engine_dir=engine_dir, device=device, **kwargs)
         return cls(cfg, be, source=ModelSource(engine_dir, backend), **options)

@@ -48,9 +48,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .config import PointPillarsConfig, load_config
+from .config import PointPillarsConfig
 from .detector import (
-    DEMO_MODEL, OVERFLOW_POLICIES, DetectorBase, Detections, ModelSource, PillarOverflowWarning, artifact_config_json,
+    OVERFLOW_POLICIES, DetectorBase, Detections, ModelSource, PillarOverflowWarning, artifact_config, resolve_weights,
 )
 from .errors import BackendUnavailableError, ConfigError, PillarOverflowError, PointCloudError
 from .io.pointcloud import validate_points
@@ -295,6 +295,7 @@ class GpuPipeline:
                 self.vox[b].enqueue(self._ptr(self._points_dev, b), stream, features_ptr=self._ptr(self._features, b),
                                     num_points_bound=bucket, **common)
         mark("voxelize")
+        layout = None  # float32 NCHW planes (the engines' heads, the unfused torch RPN modes)
         if self.engines is not None:  # PFN engine -> our scatter -> RPN engine, frame by frame
             for b in range(batch):
                 pf = self.engines.run_pfn(b, self._features[b], self._ptr(self._num_points, b), main_stream)
@@ -303,27 +304,24 @@ class GpuPipeline:
                 self.engines.run_rpn(b, canvas_ptr, main_stream)
             heads = self.engines.heads
             mark("pfn_scatter_rpn")
-        elif self.pfn_mode == "torch":
-            code = "<f2" if half else "<f4"
-            views = []
-            for b in range(batch):
-                feats = self._features[b].to(self.dtype)
-                pf = self.pfn(feats, self._num_points[b]).contiguous()
-                canvas_ptr = self._scatters[b].scatter_device_count(
-                    pf.data_ptr(), self._ptr(self._coords, b), self._ptr(self._packed, b, lay.counters), self.max_pillars, main_stream)
-                views.append(t.as_tensor(_DeviceArray(canvas_ptr, (self.channels, self.ny, self.nx), code), device=self.device))
-            self._canvas[:batch].copy_(t.stack(views))
-            mark("pfn_scatter")
-        layout = None  # float32 NCHW planes
-        if self.engines is not None:
-            pass
-        elif self.rpn_mode in ("fused", "fused-deconv"):  # cls / box / dir are channel slices of one head tensor, read in place
-            head = self.rpn.head_output(self._canvas[:batch])
-            heads = t.split(head, self.rpn.splits, dim=1)
-            layout = head_layout(head)
-            mark("rpn")
         else:
-            heads = [h.float().contiguous() for h in self.rpn(self._canvas[:batch])]
+            if self.pfn_mode == "torch":
+                code = "<f2" if half else "<f4"
+                views = []
+                for b in range(batch):
+                    feats = self._features[b].to(self.dtype)
+                    pf = self.pfn(feats, self._num_points[b]).contiguous()
+                    canvas_ptr = self._scatters[b].scatter_device_count(
+                        pf.data_ptr(), self._ptr(self._coords, b), self._ptr(self._packed, b, lay.counters), self.max_pillars, main_stream)
+                    views.append(t.as_tensor(_DeviceArray(canvas_ptr, (self.channels, self.ny, self.nx), code), device=self.device))
+                self._canvas[:batch].copy_(t.stack(views))
+                mark("pfn_scatter")
+            if self.rpn_mode in ("fused", "fused-deconv"):  # cls / box / dir are channel slices of one head tensor, read in place
+                head = self.rpn.head_output(self._canvas[:batch])
+                heads = t.split(head, self.rpn.splits, dim=1)
+                layout = head_layout(head)
+            else:
+                heads = [h.float().contiguous() for h in self.rpn(self._canvas[:batch])]
             mark("rpn")
         for b, stream in self._fork(batch):
             self.post[b].enqueue(self._ptr(heads[0], b), self._ptr(heads[1], b), self._ptr(heads[2], b), stream,
@@ -567,33 +565,15 @@ class GpuDetector(DetectorBase):
     def from_checkpoint(cls, path: str | Path | None = None, config: PointPillarsConfig | str | Path | None = None,
                         format: str | None = None, **kwargs: Any) -> "GpuDetector":
         """As :meth:`Detector.from_checkpoint` (demo model or random weights when ``path`` is None)."""
-        from .checkpoint import load_checkpoint
-
-        cfg = load_config(config) if isinstance(config, (str, Path)) else config
-        if path is None and DEMO_MODEL.is_file():
-            path = DEMO_MODEL
-        if path is None:
-            import torch
-
-            from .model import build_model
-
-            cfg = cfg or load_config()
-            torch.manual_seed(0)
-            return cls(cfg, build_model(cfg).state_dict(), source=ModelSource(None, "random"), **kwargs)
-        ckpt = load_checkpoint(path, config=cfg, format=format)
-        return cls(ckpt.config, ckpt.state_dict, source=ModelSource(Path(path), ckpt.format, dict(ckpt.metadata)), **kwargs)
+        cfg, state_dict, source = resolve_weights(path, config, format)
+        return cls(cfg, state_dict, source=source, **kwargs)
 
     @classmethod
     def from_engine_dir(cls, engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None, **kwargs: Any) -> "GpuDetector":
         """The whole frame on the GPU with the TensorRT engines in ``engine_dir`` (PFN and RPN; our
         kernels do the rest). The config is the one the engines carry; a ``config`` given as well
         must be the same (else :class:`~pointpillars_trt.errors.ConfigError`)."""
-        from .config import check_same_config
-
-        carried = artifact_config_json(Path(engine_dir))
-        if config is not None:
-            check_same_config(load_config(config) if isinstance(config, (str, Path)) else config, carried, str(engine_dir))
-        cfg = PointPillarsConfig.from_json(carried)
+        cfg = artifact_config(engine_dir, config)
         return cls(cfg, None, engine_dir=engine_dir, source=ModelSource(Path(engine_dir), "tensorrt"), **kwargs)
 
     def _detections(self, row: np.ndarray, timings: dict[str, float], source: str) -> Detections:

@@ -95,24 +95,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_model(args):
-    from pointpillars_trt.config import load_config
-    from pointpillars_trt.detector import DEMO_MODEL
+    from pointpillars_trt.detector import resolve_weights
 
-    cfg = load_config(args.config) if args.config else None
-    path = args.ckpt or (DEMO_MODEL if DEMO_MODEL.is_file() else None)
-    if path is None:
-        import torch
-
-        from pointpillars_trt.model import build_model
-
-        cfg = cfg or load_config()
-        torch.manual_seed(0)
+    cfg, state_dict, source = resolve_weights(args.ckpt, args.config)
+    if source.is_random:
         log.warning("no checkpoint: RANDOM weights (parity is still meaningful, boxes are not)")
-        return cfg, build_model(cfg).state_dict(), None
-    from pointpillars_trt.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(path, config=cfg)
-    return ckpt.config, ckpt.state_dict, Path(path)
+    return cfg, state_dict, source.path
 
 
 def load_frames(root: Path) -> list[tuple[str, np.ndarray]]:

@@ -146,10 +146,9 @@ class InferenceRPN(nn.Module):
             y = conv_bias_relu(x, up.weight, up.bias, (1, 1), (0, 0))  # [N, s*s*Cout, h, w]
             n, c, h, w = y.shape
             cout = c // (s * s)
-            if out is None:
-                total = sum(u.out_channels // (k * k) for u, k in zip(self.ups, self.up_strides))
+            if out is None:  # the concatenated map, allocated once the first upsampled size is known
                 fmt = torch.channels_last if canvas.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-                out = torch.empty((n, total, h * s, w * s), dtype=y.dtype, device=y.device, memory_format=fmt)  # no copy
+                out = torch.empty((n, self.head.in_channels, h * s, w * s), dtype=y.dtype, device=y.device, memory_format=fmt)
             depth_to_space_into(y, out[:, offset:offset + cout], s)
             offset += cout
         if self.upsample == "deconv":
