@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .backends import Backend, create_backend
+from .network import Backend, create_backend
 from .config import PointPillarsConfig, load_config
 from .errors import ConfigError, PillarOverflowError, PointCloudError
 from .postprocess import PostProcessor

@@ -9,7 +9,7 @@ post-processing), no host round trip between stages:
 3. PFN: ``pfn="fused"`` runs it inside the last voxelization pass and writes pillar features
    straight into the BEV canvas (our kernel, float32 math); ``pfn="torch"`` runs the torch PFN
    (cuBLAS) on all ``max_pillars`` rows (rows ``>= P`` have ``num_points == 0`` and are masked)
-   and scatters with :meth:`~pointpillars_trt.cuda.scatter.CudaScatter.scatter_device_count`;
+   and scatters with :meth:`~pointpillars_trt.network.cuda_scatter.CudaScatter.scatter_device_count`;
 4. RPN in torch (cuDNN), float32 or float16 (float16 weights and canvas, float32 accumulation in
    cuDNN), channels_last by default in float16. ``rpn="fused"`` (default) runs
    :class:`~pointpillars_trt.model.inference_rpn.InferenceRPN`: BatchNorm folded, each convolution
@@ -54,7 +54,7 @@ from .detector import (
 )
 from .errors import BackendUnavailableError, ConfigError, PillarOverflowError, PointCloudError
 from .io.pointcloud import validate_points
-from .backends import torch_cuda as _torch_cuda  # noqa: F401  (registers the "torch_cuda" backend)
+from .network import torch_cuda as _torch_cuda  # noqa: F401  (registers the "torch_cuda" backend)
 
 PRECISIONS = ("fp32", "fp16")
 PFN_MODES = ("fused", "torch")
@@ -151,8 +151,8 @@ class GpuPipeline:
         if not torch.cuda.is_available():
             raise BackendUnavailableError("GpuPipeline needs a CUDA GPU visible to torch")
         from .cuda.device import get_device
-        from .cuda.postprocess import CudaPostProcessor
-        from .cuda.voxelize import CudaVoxelizer
+        from .postprocess.cuda import CudaPostProcessor
+        from .voxelize.cuda import CudaVoxelizer
 
         self.cfg = cfg
         self.torch = torch
@@ -251,7 +251,7 @@ class GpuPipeline:
         if self.engines is not None:
             self.engines.allocate(B, mp, self.vox[0].features_shape)
         if self.pfn_mode in ("torch", "engine"):
-            from .cuda.scatter import CudaScatter
+            from .network.cuda_scatter import CudaScatter
 
             self._features = t.zeros((B, *self.vox[0].features_shape), dtype=t.float32, device=self.device)
             np_dtype = np.float16 if self.dtype == t.float16 else np.float32
@@ -436,7 +436,7 @@ class GpuPipeline:
 
     def unpack(self, row: np.ndarray):
         """``(boxes [n, 7], scores [n], labels [n] int64, VoxelCounters)`` of one packed row."""
-        from .cuda.voxelize import VoxelCounters
+        from .voxelize.cuda import VoxelCounters
 
         lay = self.layout
         n = int(row[lay.count])
@@ -458,7 +458,7 @@ class GpuPipeline:
 
 def head_layout(head) -> tuple[int, int, bool]:
     """``(channel stride, pixel stride, is float16)`` of a head tensor ``[B, C, H, W]`` (NCHW or
-    channels_last) for :meth:`~pointpillars_trt.cuda.postprocess.CudaPostProcessor.enqueue`."""
+    channels_last) for :meth:`~pointpillars_trt.postprocess.cuda.CudaPostProcessor.enqueue`."""
     import torch
 
     _, _, h, w = head.shape

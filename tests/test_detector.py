@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.helpers import random_cloud
-from pointpillars_trt.backends import create_backend
+from pointpillars_trt.network import create_backend
 from pointpillars_trt.detector import Detections, Detector, PillarOverflowWarning
 from pointpillars_trt.errors import ConfigError, PillarOverflowError, PointCloudError
 from pointpillars_trt.model import build_model

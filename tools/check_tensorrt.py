@@ -127,7 +127,7 @@ def time_backend(backend, feeds, iters: int) -> dict[str, list[float]]:
 
 
 def run_precision(precision: str, args, cfg, state_dict, ckpt_path, frames, work: Path) -> None:
-    from pointpillars_trt.backends import create_backend
+    from pointpillars_trt.network import create_backend
     from pointpillars_trt.exporter import export_onnx
     from pointpillars_trt.postprocess import PostProcessor
     from pointpillars_trt.tensorrt.build import BuildOptions, build_engines

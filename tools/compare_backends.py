@@ -62,7 +62,7 @@ def _above(det, score: float) -> SimpleNamespace:
 def agreement(dets_a, dets_b, score: float, iou: float) -> Agreement:
     """Per frame, the boxes above ``score`` of A and B matched one to one by BEV IoU >= ``iou``
     (same class), summed over the frames."""
-    from pointpillars_trt.postprocess.compare import match_detections
+    from pointpillars_trt.compare.detections import match_detections
 
     matches = [match_detections(_above(da, score), _above(db, score), iou) for da, db in zip(dets_a, dets_b)]
     hit = [m for m in matches if m.n_matched]

@@ -23,8 +23,8 @@
 # whole closure. numba must accept the machine's numpy version, or the numba tests skip/fail.)
 #
 # Steps: environment report -> install what is missing -> NVRTC check -> `pytest -m gpu -v`
-# (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> tools/benchmark.py when
-# present -> tools/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
+# (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> benchmarks/benchmark.py when
+# present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
@@ -104,21 +104,21 @@ print('NVRTC', nvrtc_version(), 'archs', nvrtc_supported_archs()); print(get_dev
 
 # ---- tests ---------------------------------------------------------------------------------------
 step pytest-gpu "$PY" -m pytest -m gpu -v -p no:cacheprovider -rs --junitxml="$OUT/pytest_gpu.xml" tests
-step pytest-cuda-trt "$PY" -m pytest -v -p no:cacheprovider -rs tests/cuda tests/tensorrt
+step pytest-cuda-trt "$PY" -m pytest -v -p no:cacheprovider -rs tests/cuda tests/tensorrt tests/network tests/voxelize/test_voxelize_cuda.py tests/postprocess/test_postprocess_cuda.py
 
 # ---- benchmarks ----------------------------------------------------------------------------------
-step bench-scatter "$PY" -m pointpillars_trt.cuda.bench_scatter --json "$OUT/bench_scatter.json"
-if [ -f tools/benchmark.py ]; then
+step bench-scatter "$PY" -m benchmarks.bench_scatter --json "$OUT/bench_scatter.json"
+if [ -f benchmarks/benchmark.py ]; then
   # BENCHMARK_ARGS overrides the arguments (e.g. "--backend torch --device cuda --iters 50")
   if [ -n "${BENCHMARK_ARGS:-}" ]; then
     read -r -a bench_args <<<"$BENCHMARK_ARGS"
   else
     bench_args=(--backend torch --device cuda)
   fi
-  step benchmark "$PY" tools/benchmark.py "${bench_args[@]}" --json "$OUT/benchmark.json"
+  step benchmark "$PY" benchmarks/benchmark.py "${bench_args[@]}" --json "$OUT/benchmark.json"
 fi
 # the GPU pipeline against the eager PyTorch pipeline, plus the device ceilings (< 4 min on an H100)
-step benchmark-gpu "$PY" tools/benchmark_gpu.py ${BENCHMARK_GPU_ARGS:-} --json "$OUT/benchmark_gpu.json"
+step benchmark-gpu "$PY" benchmarks/benchmark_gpu.py ${BENCHMARK_GPU_ARGS:-} --json "$OUT/benchmark_gpu.json"
 if have tensorrt && "$PY" -c "import tensorrt; assert tensorrt.__file__" >/dev/null 2>&1; then
   step check-tensorrt "$PY" tools/check_tensorrt.py --work-dir /tmp/check_tensorrt
 fi

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from pointpillars_trt import __version__
-from pointpillars_trt.backends.onnxruntime import OnnxRuntimeBackend
-from pointpillars_trt.backends.torch_backend import TorchBackend
+from pointpillars_trt.network.onnxruntime import OnnxRuntimeBackend
+from pointpillars_trt.network.torch_backend import TorchBackend
 from pointpillars_trt.config import load_config
 from pointpillars_trt.detector import Detector
 from pointpillars_trt.errors import PointPillarsError

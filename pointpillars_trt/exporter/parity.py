@@ -20,7 +20,7 @@ import torch
 
 from ..config import PointPillarsConfig
 from ..model import PointPillars, build_model
-from ..postprocess.compare import BoxMatch, DetectionDiff, compare_detections, match_detections  # noqa: F401  (re-exported)
+from ..compare.detections import BoxMatch, DetectionDiff, compare_detections, match_detections  # noqa: F401  (re-exported)
 
 
 # ---- arrays ---------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def torch_parts(model: PointPillars, feeds: Mapping[str, np.ndarray]) -> dict[st
 
 
 def part_errors(ref: Mapping[str, np.ndarray], backend: Any, feeds: Mapping[str, np.ndarray], rpn: bool = True) -> dict[str, ErrorStats]:
-    """Each split graph of an :class:`~pointpillars_trt.backends.onnxruntime.OnnxRuntimeBackend`
+    """Each split graph of an :class:`~pointpillars_trt.network.onnxruntime.OnnxRuntimeBackend`
     on the reference's own inputs (cast to the graph's float type), against ``ref`` from
     :func:`torch_parts`. Keys: ``pfn``, ``mfn`` and (when ``rpn``) ``rpn.cls``, ``rpn.box``, ``rpn.dir``."""
     backend.activate()

@@ -82,7 +82,7 @@ def depth_to_space_into(y: torch.Tensor, out: torch.Tensor, s: int) -> None:
     ``out [N, Cout, h*s, w*s]`` (a channel slice of a larger map is fine): one copy; with
     channels_last tensors both sides move runs of ``Cout`` contiguous values."""
     if y.is_cuda:
-        from ..cuda.depth_to_space import depth_to_space_cuda, fits
+        from ..network.depth_to_space import depth_to_space_cuda, fits
 
         if fits(y, out, s):  # our kernel: 16-byte runs (torch's strided 6-D copy is ~5x slower here)
             depth_to_space_cuda(y, out, s)

@@ -1,7 +1,7 @@
 """One engine of ours at run time: header checks, deserialization, tensors bound by name.
 
 :class:`EngineRunner` is the piece both TensorRT paths share: the
-:class:`~pointpillars_trt.backends.tensorrt.TensorRTBackend` (CPU voxelization, engines, CPU
+:class:`~pointpillars_trt.network.tensorrt.TensorRTBackend` (CPU voxelization, engines, CPU
 post-processing) and the whole-frame GPU pipeline with engines
 (:class:`~pointpillars_trt.gpu_pipeline.GpuPipeline` with ``engine_dir``: our CUDA voxelization,
 the PFN engine, our scatter, the RPN engine, our CUDA post-processing). Every TensorRT call goes

@@ -7,7 +7,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from ..backends import create_backend
+from ..network import create_backend
 from ..config import PointPillarsConfig
 from ..detector import Detector
 from ..io.kitti import KittiObject, detections_to_kitti_objects

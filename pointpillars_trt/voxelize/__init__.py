@@ -15,7 +15,7 @@ def make_voxelizer(cfg: VoxelConfig, kind: str = "auto", max_pillars: int | None
     """``kind``: ``numba`` (ours), ``spconv`` (Point2VoxelCPU3d + our decoration) or ``auto``.
 
     ``auto`` is numba: measured faster than spconv on 20k and 120k point frames
-    (``tools/benchmark.py --stage voxelize``, docs/PERFORMANCE.md).
+    (``benchmarks/benchmark.py --stage voxelize``, docs/PERFORMANCE.md).
     """
     if kind in ("auto", "numba"):
         return NumbaVoxelizer(cfg, max_pillars)

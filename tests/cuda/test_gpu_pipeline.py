@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
+from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
 from pointpillars_trt.gpu_pipeline import point_bucket
 from tests.helpers import random_cloud
 
@@ -41,7 +41,7 @@ def lively(kitti_config):
 
 @pytest.fixture(scope="module")
 def cpu_detector(kitti_config, lively):
-    from pointpillars_trt.backends import create_backend
+    from pointpillars_trt.network import create_backend
     from pointpillars_trt.detector import Detector
 
     return Detector(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=lively))
@@ -116,7 +116,7 @@ def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_fram
 
 @pytest.mark.gpu
 def test_other_config_and_360_cloud(torch_cuda, example_config):
-    from pointpillars_trt.backends import create_backend
+    from pointpillars_trt.network import create_backend
     from pointpillars_trt.detector import Detector
     from tests.test_detector import lively_state_dict
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .cuda_helpers import cuda_device  # noqa: F401  (fixture: skips without a GPU)
+from tests.cuda_helpers import cuda_device  # noqa: F401  (fixture: skips without a GPU)
 
 
 @pytest.mark.gpu

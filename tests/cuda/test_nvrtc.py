@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from .cuda_helpers import nvrtc_skip_reason
+from tests.cuda_helpers import nvrtc_skip_reason
 from pointpillars_trt.cuda.nvrtc import (
     KernelCache, Target, cache_key, choose_target, compile_kernel_file, compile_source, grid_for, i32, pack_kernel_args,
     ptr, read_kernel_source,

@@ -2,7 +2,7 @@
 
 TensorRT cannot be installed here, so the check is static:
 
-1. an ``ast`` scan of ``pointpillars_trt/tensorrt/*.py`` and ``backends/tensorrt.py`` collects every
+1. an ``ast`` scan of ``pointpillars_trt/tensorrt/*.py`` and ``network/tensorrt.py`` collects every
    attribute taken on the ``trt`` module or on a TensorRT object (see :class:`TrtUseScanner`);
 2. that set must equal :data:`pointpillars_trt.tensorrt.api.TRT_API_USED` (the declared list);
 3. each name must be in the identifier lists read out of the real bindings
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / "pointpillars_trt"
 API_DIR = REPO.parent / "shared" / "tensorrt-api"
 VERSIONS = ("10.3.0", "10.16.1.11", "11.4.0.106")
-SCANNED = sorted((PKG / "tensorrt").glob("*.py")) + [PKG / "backends" / "tensorrt.py"]
+SCANNED = sorted((PKG / "tensorrt").glob("*.py")) + [PKG / "network" / "tensorrt.py"]
 
 #: module attributes set by tensorrt/__init__.py or by the import system, not by the compiled bindings
 PYTHON_LEVEL = {"__version__", "__file__", "__path__"}

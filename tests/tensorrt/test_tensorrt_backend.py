@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pointpillars_trt.backends import available_backends, create_backend
-from pointpillars_trt.backends.tensorrt import parse_device
+from pointpillars_trt.network import available_backends, create_backend
+from pointpillars_trt.network.tensorrt import parse_device
 from pointpillars_trt.errors import BackendUnavailableError, ConfigError
 
 
@@ -25,7 +25,7 @@ HAVE_TRT = _have_tensorrt()
 
 
 def test_registered():
-    from pointpillars_trt.backends import _load_all
+    from pointpillars_trt.network import _load_all
 
     _load_all()
     assert "tensorrt" in available_backends()
@@ -45,8 +45,8 @@ def test_missing_tensorrt_is_a_clear_error(kitti_config, tmp_path):
 def test_package_imports_without_tensorrt():
     import importlib
 
-    for mod in ("pointpillars_trt.tensorrt.api", "pointpillars_trt.tensorrt.build", "pointpillars_trt.backends.tensorrt",
-                "pointpillars_trt.cuda.scatter", "pointpillars_trt.cuda.nvrtc"):
+    for mod in ("pointpillars_trt.tensorrt.api", "pointpillars_trt.tensorrt.build", "pointpillars_trt.network.tensorrt",
+                "pointpillars_trt.network.cuda_scatter", "pointpillars_trt.cuda.nvrtc"):
         importlib.import_module(mod)
 
 

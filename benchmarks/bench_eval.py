@@ -6,7 +6,7 @@ Builds ``--frames`` frames (default 3769, KITTI val) with about ``--gt`` ground-
 ground truth plus random false positives), then times ``evaluate()`` on ``--threads`` numba threads.
 The first run includes JIT compilation (or loading numba's on-disk cache); the second is warm.
 
-    .venv/bin/python tools/bench_eval.py [--frames 3769] [--gt 20] [--dt 50] [--threads 2]
+    .venv/bin/python benchmarks/bench_eval.py [--frames 3769] [--gt 20] [--dt 50] [--threads 2]
 """
 
 from __future__ import annotations

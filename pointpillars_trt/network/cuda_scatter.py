@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
-from .device import CudaDevice, get_device
-from .memory import DeviceBuffer, stream_synchronize
-from .nvrtc import grid_for, i32, launch, load_kernels, ptr
+from ..cuda.device import CudaDevice, get_device
+from ..cuda.memory import DeviceBuffer, stream_synchronize
+from ..cuda.nvrtc import grid_for, i32, launch, load_kernels, ptr
 
 KERNEL_FILE = "scatter.cu"
 BLOCK = 256

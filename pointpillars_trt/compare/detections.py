@@ -83,7 +83,7 @@ class BoxMatch:
 
 def match_detections(ref: Any, got: Any, iou_threshold: float = 0.5) -> BoxMatch:
     """Match ``got`` to ``ref`` by rotated BEV IoU (see :class:`BoxMatch`)."""
-    from .nms import iou_bev
+    from ..postprocess.nms import iou_bev
 
     rb, gb = np.asarray(ref.boxes, np.float64), np.asarray(got.boxes, np.float64)
     if len(rb) == 0 or len(gb) == 0:

@@ -22,11 +22,11 @@ import numpy as np
 
 from ..config import PointPillarsConfig
 from ..errors import ConfigError
-from ..postprocess.anchors import generate_anchors
-from .bindings import bindings, check
-from .device import CudaDevice, get_device
-from .memory import DeviceBuffer, copy_h2d_async, stream_synchronize
-from .nvrtc import grid_for, i32, launch, load_kernels, ptr
+from .anchors import generate_anchors
+from ..cuda.bindings import bindings, check
+from ..cuda.device import CudaDevice, get_device
+from ..cuda.memory import DeviceBuffer, copy_h2d_async, stream_synchronize
+from ..cuda.nvrtc import grid_for, i32, launch, load_kernels, ptr
 
 if TYPE_CHECKING:
     import torch

@@ -54,7 +54,7 @@ class TensorRTBackend(Backend):
     ``on_mismatch``: ``"error"`` refuses engines built with another TensorRT version or on another
     GPU; ``"warn"`` emits :class:`EngineMismatchWarning` and lets TensorRT try (a different config
     is always refused). ``clear``: how the CUDA scatter zeroes the canvas (``"cells"`` or
-    ``"memset"``, see :mod:`pointpillars_trt.cuda.scatter`).
+    ``"memset"``, see :mod:`pointpillars_trt.network.cuda_scatter`).
     """
 
     name = "tensorrt"
@@ -100,7 +100,7 @@ class TensorRTBackend(Backend):
     # ---- lifecycle ----------------------------------------------------------------------------
     def _activate(self) -> None:
         from ..cuda.memory import DeviceBuffer, Event, PinnedBuffer, Stream
-        from ..cuda.scatter import CudaScatter
+        from .cuda_scatter import CudaScatter
         from ..tensorrt import api
         from ..tensorrt.runner import check_geometry
 

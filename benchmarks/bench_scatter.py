@@ -1,6 +1,6 @@
 """Time the CUDA scatter (both zeroing modes, float32/float16) against torch's index_put scatter.
 
-    python -m pointpillars_trt.cuda.bench_scatter [--config NAME] [--iters 200] [--json out.json]
+    python -m benchmarks.bench_scatter [--config NAME] [--iters 200] [--json out.json]
 
 Times are CUDA-event times per call (clear + scatter), averaged over ``--iters`` back-to-back
 calls on one stream, for pillar counts 1000, 12000 and the config's maximum. The grid and channel
@@ -17,9 +17,9 @@ import numpy as np
 
 
 def bench(cfg, iters: int, counts: list[int]) -> list[dict]:
-    from .device import get_device
-    from .memory import DeviceBuffer, Event, Stream, copy_h2d_async
-    from .scatter import CLEAR_MODES, CudaScatter
+    from pointpillars_trt.cuda.device import get_device
+    from pointpillars_trt.cuda.memory import DeviceBuffer, Event, Stream, copy_h2d_async
+    from pointpillars_trt.network.cuda_scatter import CLEAR_MODES, CudaScatter
 
     dev = get_device(0)
     nx, ny, _ = cfg.grid_size
@@ -60,7 +60,7 @@ def _torch_row(feats, coords, nx, ny, iters) -> list[dict]:
         return []
     if not torch.cuda.is_available():
         return []
-    from ..model.scatter import PointPillarsScatter
+    from pointpillars_trt.model.scatter import PointPillarsScatter
 
     mod = PointPillarsScatter(nx, ny, feats.shape[1])
     pf, xy = torch.from_numpy(feats).cuda(), torch.from_numpy(coords).cuda()
@@ -76,8 +76,8 @@ def _torch_row(feats, coords, nx, ny, iters) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..config import load_config
-    from .device import get_device
+    from pointpillars_trt.config import load_config
+    from pointpillars_trt.cuda.device import get_device
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=None)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .device import get_device
-from .nvrtc import grid_for, i32, launch, load_kernels, ptr
+from ..cuda.device import get_device
+from ..cuda.nvrtc import grid_for, i32, launch, load_kernels, ptr
 
 if TYPE_CHECKING:
     import torch

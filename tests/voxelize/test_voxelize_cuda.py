@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from .cuda_helpers import cuda_device, nvrtc_skip_reason, torch_cuda  # noqa: F401  (fixtures)
+from tests.cuda_helpers import cuda_device, nvrtc_skip_reason, torch_cuda  # noqa: F401  (fixtures)
 from pointpillars_trt.cuda.nvrtc import Target, choose_target, compile_source, read_kernel_source
 from tests.helpers import kitti_frame_paths, random_cloud
 
@@ -35,7 +35,7 @@ def test_voxelize_compiles(cc):
 def gpu_voxelize(cfg, points: np.ndarray, device_count: bool = False):
     import torch
 
-    from pointpillars_trt.cuda.voxelize import CudaVoxelizer, TorchPillarBuffers, voxelize_torch
+    from pointpillars_trt.voxelize.cuda import CudaVoxelizer, TorchPillarBuffers, voxelize_torch
 
     vox = CudaVoxelizer(cfg.voxel, max(len(points), 1))
     pts = torch.from_numpy(points if len(points) else np.zeros((1, 4), np.float32)).cuda()
@@ -125,7 +125,7 @@ def test_no_pillars(torch_cuda, kitti_config, case):
 def test_capacity_is_checked(torch_cuda, kitti_config):
     import torch
 
-    from pointpillars_trt.cuda.voxelize import CudaVoxelizer, voxelize_torch
+    from pointpillars_trt.voxelize.cuda import CudaVoxelizer, voxelize_torch
     from pointpillars_trt.errors import ConfigError
 
     vox = CudaVoxelizer(kitti_config.voxel, 100)
@@ -142,7 +142,7 @@ def test_capacity_is_checked(torch_cuda, kitti_config):
 def test_fused_pfn_matches_torch_pfn_and_scatter(torch_cuda, kitti_config, kitti_frames, nhwc, half):
     import torch
 
-    from pointpillars_trt.cuda.voxelize import CudaVoxelizer, TorchPillarBuffers
+    from pointpillars_trt.voxelize.cuda import CudaVoxelizer, TorchPillarBuffers
     from pointpillars_trt.model import build_model
     from pointpillars_trt.model.scatter import scatter_reference
 

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pointpillars_trt.backends import create_backend
+from pointpillars_trt.network import create_backend
 from pointpillars_trt.detector import Detector
-from pointpillars_trt.postprocess.compare import compare_detections, match_detections
+from pointpillars_trt.compare.detections import compare_detections, match_detections
 from tests.test_detector import lively_state_dict
 
-from .cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures: skip without a CUDA GPU)
+from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures: skip without a CUDA GPU)
 
 pytestmark = pytest.mark.gpu
 

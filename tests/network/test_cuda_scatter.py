@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from .cuda_helpers import cuda_device, download, torch_cuda, upload  # noqa: F401  (fixtures)
+from tests.cuda_helpers import cuda_device, download, torch_cuda, upload  # noqa: F401  (fixtures)
 from pointpillars_trt.config import load_config
 from pointpillars_trt.model.scatter import scatter_reference
 
@@ -73,7 +73,7 @@ def poison(scatter) -> None:
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f16"])
 @pytest.mark.parametrize("p", COUNTS)
 def test_memset_mode_writes_every_cell(cuda_device, p, dtype):
-    from pointpillars_trt.cuda.scatter import CudaScatter
+    from pointpillars_trt.network.cuda_scatter import CudaScatter
 
     s = CudaScatter(NX, NY, C, dtype, max_pillars=MAX_P, clear="memset")
     poison(s)
@@ -85,7 +85,7 @@ def test_memset_mode_writes_every_cell(cuda_device, p, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f16"])
 @pytest.mark.parametrize("p", COUNTS)
 def test_cells_mode_clears_the_previous_frame(cuda_device, p, dtype):
-    from pointpillars_trt.cuda.scatter import CudaScatter
+    from pointpillars_trt.network.cuda_scatter import CudaScatter
 
     s = CudaScatter(NX, NY, C, dtype, max_pillars=MAX_P, clear="cells")
     nan_feats, nan_coords = random_frame(MAX_P, dtype, seed=1000 + p, nan=True)
@@ -98,7 +98,7 @@ def test_cells_mode_clears_the_previous_frame(cuda_device, p, dtype):
 @pytest.mark.parametrize("clear", ["cells", "memset"])
 def test_sequence_of_frames_on_a_stream(cuda_device, clear):
     from pointpillars_trt.cuda.memory import Stream
-    from pointpillars_trt.cuda.scatter import CudaScatter
+    from pointpillars_trt.network.cuda_scatter import CudaScatter
 
     stream = Stream(cuda_device)
     s = CudaScatter(NX, NY, C, np.float32, clear=clear)  # capacity grows on demand
@@ -110,7 +110,7 @@ def test_sequence_of_frames_on_a_stream(cuda_device, clear):
 
 
 def test_device_side_count(cuda_device):
-    from pointpillars_trt.cuda.scatter import CudaScatter
+    from pointpillars_trt.network.cuda_scatter import CudaScatter
 
     s = CudaScatter(NX, NY, C, np.float32, max_pillars=MAX_P)
     for i, p in enumerate([300, 20, 0, 4000]):
@@ -123,7 +123,7 @@ def test_device_side_count(cuda_device):
 
 
 def test_out_of_grid_coords_are_skipped(cuda_device):
-    from pointpillars_trt.cuda.scatter import CudaScatter
+    from pointpillars_trt.network.cuda_scatter import CudaScatter
 
     s = CudaScatter(NX, NY, C, np.float32, max_pillars=8, clear="memset")
     feats, coords = random_frame(4, np.float32, seed=3)
@@ -136,7 +136,7 @@ def test_out_of_grid_coords_are_skipped(cuda_device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
 @pytest.mark.parametrize("p", COUNTS)
 def test_scatter_torch(torch_cuda, p, dtype):
-    from pointpillars_trt.cuda.scatter import scatter_torch
+    from pointpillars_trt.network.cuda_scatter import scatter_torch
 
     feats, coords = random_frame(p, np.float32, seed=p)
     pf = torch.from_numpy(feats).to("cuda", dtype)
@@ -148,7 +148,7 @@ def test_scatter_torch(torch_cuda, p, dtype):
 
 
 def test_scatter_torch_on_a_side_stream(torch_cuda):
-    from pointpillars_trt.cuda.scatter import scatter_torch
+    from pointpillars_trt.network.cuda_scatter import scatter_torch
 
     feats, coords = random_frame(12000, np.float32, seed=9)
     side = torch.cuda.Stream()

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from tests.helpers import REPO, kitti_frame_paths, random_cloud
-from pointpillars_trt.backends import create_backend
-from pointpillars_trt.backends.onnxruntime import OnnxRuntimeBackend, resolve_graph_paths, select_providers
-from pointpillars_trt.backends.torch_backend import TorchBackend
+from pointpillars_trt.network import create_backend
+from pointpillars_trt.network.onnxruntime import OnnxRuntimeBackend, resolve_graph_paths, select_providers
+from pointpillars_trt.network.torch_backend import TorchBackend
 from pointpillars_trt.detector import Detector
 from pointpillars_trt.errors import BackendUnavailableError, ConfigError, EngineError
 from pointpillars_trt.exporter import export_onnx
@@ -287,7 +287,7 @@ def test_missing_onnxruntime_is_a_clear_error(setup, monkeypatch):
 
 
 def test_package_imports_without_loading_onnxruntime():
-    code = ("import sys, pointpillars_trt, pointpillars_trt.backends.onnxruntime, pointpillars_trt.exporter.metadata; "
+    code = ("import sys, pointpillars_trt, pointpillars_trt.network.onnxruntime, pointpillars_trt.exporter.metadata; "
             "print('onnxruntime' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(REPO)})

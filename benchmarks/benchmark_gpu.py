@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """GPU benchmark: the plain eager PyTorch pipeline against our whole-frame GPU pipeline, same run.
 
-    python tools/benchmark_gpu.py [--ckpt FILE] [--frames DIR] [--synthetic-360 3] [--iters 20]
+    python benchmarks/benchmark_gpu.py [--ckpt FILE] [--frames DIR] [--synthetic-360 3] [--iters 20]
                                   [--batch 8] [--json out/bench_gpu.json]
-    python tools/benchmark.py --stage gpu ...          # the same, through the main benchmark tool
+    python benchmarks/benchmark.py --stage gpu ...          # the same, through the main benchmark tool
 
 Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k points):
 
@@ -125,7 +125,7 @@ def fp16_vs_fp32(GpuDetector, cfg, state, frames: list[np.ndarray], max_points: 
     that FP16 finds again (same label, BEV IoU > 0.9), over all frames and per frame."""
     from types import SimpleNamespace
 
-    from pointpillars_trt.postprocess.compare import match_detections
+    from pointpillars_trt.compare.detections import match_detections
 
     dets = {p: GpuDetector(cfg, state, precision=p, max_points=max_points, max_batch=1) for p in ("fp32", "fp16")}
     matched = total = 0

@@ -54,7 +54,7 @@ class TorchCudaBackend(TorchBackend):
         return feats.to(self.dtype), npts, coords
 
     def _scatter(self, pillar_features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        from ..cuda.scatter import scatter_torch
+        from .cuda_scatter import scatter_torch
 
         nx, ny, _ = self.cfg.grid_size
         canvas = scatter_torch(pillar_features, coords, nx, ny)

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Measure the pipeline: per-stage and end-to-end latency, median / p90 / p99 over many runs.
 
-    python tools/benchmark.py --stage voxelize                 # CPU voxelizers, real + 360-degree frames
-    python tools/benchmark.py --stage pipeline --backend torch --iters 20
-    python tools/benchmark.py --stage pipeline --backend onnxruntime --json out/bench.json
-    python tools/benchmark.py --stage gpu --json out/bench_gpu.json   # eager torch vs our GPU pipeline
-                                                                      # (tools/benchmark_gpu.py; its own options)
+    python benchmarks/benchmark.py --stage voxelize                 # CPU voxelizers, real + 360-degree frames
+    python benchmarks/benchmark.py --stage pipeline --backend torch --iters 20
+    python benchmarks/benchmark.py --stage pipeline --backend onnxruntime --json out/bench.json
+    python benchmarks/benchmark.py --stage gpu --json out/bench_gpu.json   # eager torch vs our GPU pipeline
+                                                                      # (benchmarks/benchmark_gpu.py; its own options)
 
 Frames: every real KITTI frame under ../shared/data/kitti_frames (or --frames DIR), and
 synthetic 360-degree frames of about 120k points made by our LiDAR simulator. Timings come from
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--stage" in argv and argv.index("--stage") + 1 < len(argv) and argv[argv.index("--stage") + 1] == "gpu":
         i = argv.index("--stage")
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import benchmark_gpu  # noqa: E402  (tools/benchmark_gpu.py)
+        import benchmark_gpu  # noqa: E402  (benchmarks/benchmark_gpu.py)
 
         return benchmark_gpu.main(argv[:i] + argv[i + 2:])
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

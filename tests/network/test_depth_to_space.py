@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .cuda_helpers import cuda_device, nvrtc_skip_reason, torch_cuda  # noqa: F401  (fixtures)
+from tests.cuda_helpers import cuda_device, nvrtc_skip_reason, torch_cuda  # noqa: F401  (fixtures)
 from pointpillars_trt.cuda.nvrtc import Target, compile_source, read_kernel_source
 
 needs_nvrtc = pytest.mark.skipif(nvrtc_skip_reason() is not None, reason=str(nvrtc_skip_reason()))
@@ -25,7 +25,7 @@ def test_compiles():
 def test_matches_torch_copy_into_a_channel_slice(torch_cuda, s, dtype):
     import torch
 
-    from pointpillars_trt.cuda.depth_to_space import depth_to_space_cuda, fits
+    from pointpillars_trt.network.depth_to_space import depth_to_space_cuda, fits
     from pointpillars_trt.model.inference_rpn import depth_to_space_into
 
     dt = getattr(torch, dtype)

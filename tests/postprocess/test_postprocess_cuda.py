@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from .cuda_helpers import cuda_device, nvrtc_skip_reason, torch_cuda  # noqa: F401  (fixtures)
+from tests.cuda_helpers import cuda_device, nvrtc_skip_reason, torch_cuda  # noqa: F401  (fixtures)
 from pointpillars_trt.cuda.nvrtc import Target, choose_target, compile_source, read_kernel_source
 from tests.helpers import random_cloud
 
@@ -56,7 +56,7 @@ def head_maps(cfg, clouds, seed=0):
 def gpu_post(cfg, maps, score_threshold=None):
     import torch
 
-    from pointpillars_trt.cuda.postprocess import CudaPostProcessor, postprocess_torch
+    from pointpillars_trt.postprocess.cuda import CudaPostProcessor, postprocess_torch
 
     pp = CudaPostProcessor(cfg)
     boxes, scores, labels, count = postprocess_torch(pp, *(torch.from_numpy(m).cuda() for m in maps), score_threshold=score_threshold)
@@ -125,7 +125,7 @@ def test_nhwc_head_slices_read_in_place(torch_cuda, kitti_config, example_config
     (float16 in fp16 mode), read without a copy; same boxes as the CPU on the same values."""
     import torch
 
-    from pointpillars_trt.cuda.postprocess import CudaPostProcessor
+    from pointpillars_trt.postprocess.cuda import CudaPostProcessor
     from pointpillars_trt.gpu_pipeline import head_layout
     from pointpillars_trt.postprocess import PostProcessor
 

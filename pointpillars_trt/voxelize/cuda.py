@@ -33,10 +33,10 @@ import numpy as np
 
 from ..config import VoxelConfig
 from ..errors import ConfigError
-from .bindings import bindings, check
-from .device import CudaDevice, get_device
-from .memory import DeviceBuffer, stream_synchronize
-from .nvrtc import grid_for, i32, launch, load_kernels, ptr
+from ..cuda.bindings import bindings, check
+from ..cuda.device import CudaDevice, get_device
+from ..cuda.memory import DeviceBuffer, stream_synchronize
+from ..cuda.nvrtc import grid_for, i32, launch, load_kernels, ptr
 
 if TYPE_CHECKING:
     import torch
@@ -256,7 +256,7 @@ class TorchPillarBuffers:
 
     def to_pillars(self):
         """Synchronize and return the CPU :class:`~pointpillars_trt.voxelize.Pillars` of the frame."""
-        from ..voxelize.pillars import Pillars
+        from .pillars import Pillars
 
         c = VoxelCounters.from_array(self.counters.cpu().numpy())
         p = c.num_pillars
