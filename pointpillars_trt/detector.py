@@ -24,6 +24,18 @@ class PillarOverflowWarning(UserWarning):
     """A frame had more pillars than the backend accepts; the extra pillars were dropped."""
 
 
+class EmptyFrameWarning(UserWarning):
+    """A frame had no point inside the point-cloud range; its result is empty."""
+
+
+def empty_detections(cfg: PointPillarsConfig, num_points: int, timings: dict[str, float], source: str) -> "Detections":
+    """The result of a frame with no usable point: no boxes, and an :class:`EmptyFrameWarning`."""
+    warnings.warn(f"{source}: no point lies inside the point-cloud range {cfg.voxel.point_cloud_range} "
+                  f"({num_points} points); the result is empty", EmptyFrameWarning, stacklevel=3)
+    return Detections(boxes=np.zeros((0, 7), np.float32), scores=np.zeros(0, np.float32), labels=np.zeros(0, np.int64),
+                      class_names=cfg.classes, timings_ms=timings, num_points=num_points)
+
+
 @dataclass(frozen=True)
 class Detections:
     """Boxes of one frame, best score first.
@@ -242,7 +254,9 @@ class Detector(DetectorBase):
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        pts = validate_points(points, source, nonfinite=self.nonfinite)
+        pts = validate_points(points, source, nonfinite=self.nonfinite, allow_empty=True)
+        if pts.shape[0] == 0:
+            return empty_detections(self.config, 0, {}, source)
         pillars = self.voxelizer(pts)
         if pillars.overflowed:
             msg = (
@@ -256,7 +270,7 @@ class Detector(DetectorBase):
         t1 = time.perf_counter()
         timings["voxelize"] = (t1 - t0) * 1e3
         if pillars.num_pillars == 0:
-            raise PointCloudError(f"{source}: no point lies inside the point-cloud range {self.config.voxel.point_cloud_range}")
+            return empty_detections(self.config, int(pts.shape[0]), timings, source)
         out = self.backend.infer({"features": pillars.features, "num_points": pillars.num_points, "coords": pillars.coords})
         t2 = time.perf_counter()
         timings.update(self.backend.last_timings_ms)

@@ -50,7 +50,7 @@ import numpy as np
 
 from .config import PointPillarsConfig
 from .detector import (
-    OVERFLOW_POLICIES, DetectorBase, Detections, ModelSource, PillarOverflowWarning, artifact_config, resolve_weights,
+    OVERFLOW_POLICIES, DetectorBase, Detections, ModelSource, empty_detections, PillarOverflowWarning, artifact_config, resolve_weights,
 )
 from .errors import BackendUnavailableError, ConfigError, PillarOverflowError, PointCloudError
 from .io.pointcloud import validate_points
@@ -579,7 +579,7 @@ class GpuDetector(DetectorBase):
     def _detections(self, row: np.ndarray, timings: dict[str, float], source: str) -> Detections:
         boxes, scores, labels, c = self.pipeline.unpack(row)
         if c.num_pillars == 0:
-            raise PointCloudError(f"{source}: no point lies inside the point-cloud range {self.config.voxel.point_cloud_range}")
+            return empty_detections(self.config, c.num_input, dict(timings), source)
         if c.overflowed:
             msg = (f"{source}: {c.num_found} pillars exceed the maximum {self.max_pillars}; dropped "
                    f"{c.num_dropped_pillars} pillars holding {c.num_dropped_points} points")

@@ -80,15 +80,21 @@ def test_overflow_warns_with_counts_or_fails(kitti_config, kitti_points):
 
 
 def test_bad_clouds_are_rejected_with_the_source_named(kitti_detector, kitti_points):
-    with pytest.raises(PointCloudError, match="cloud.bin.*empty"):
-        kitti_detector.detect(np.zeros((0, 4), np.float32), source="cloud.bin")
     bad = kitti_points.copy()
     bad[10, 1] = np.nan
     bad[20, 0] = np.inf
     with pytest.raises(PointCloudError, match="cloud.bin.*2"):
         kitti_detector.detect(bad, source="cloud.bin")
-    with pytest.raises(PointCloudError, match="no point lies inside"):
-        kitti_detector.detect(np.array([[500.0, 0, 0, 0]], np.float32), source="far.bin")
+
+
+def test_frames_without_a_usable_point_give_empty_results(kitti_detector):
+    from pointpillars_trt.detector import EmptyFrameWarning
+
+    for cloud in (np.zeros((0, 4), np.float32), np.array([[500.0, 0, 0, 0]], np.float32)):
+        with pytest.warns(EmptyFrameWarning, match="far.bin: no point lies inside"):
+            det = kitti_detector.detect(cloud, source="far.bin")
+        assert len(det) == 0 and det.boxes.shape == (0, 7) and det.num_pillars == 0
+        assert det.num_points == cloud.shape[0]
 
 
 def test_nonfinite_drop_policy(kitti_config, kitti_points):

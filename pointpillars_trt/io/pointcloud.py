@@ -38,7 +38,8 @@ NONFINITE_POLICIES = ("error", "drop")
 # validation
 
 
-def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: str = "error") -> np.ndarray:
+def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: str = "error",
+                    allow_empty: bool = False) -> np.ndarray:
     """Check a cloud and return it as a C-contiguous ``float32 [N, 4]`` array.
 
     Args:
@@ -46,10 +47,12 @@ def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: s
         source: what the cloud came from (a file name), used in error messages.
         nonfinite: ``"error"`` raises on rows holding NaN/inf; ``"drop"`` removes those rows
             (the caller may compare lengths and log how many were dropped).
+        allow_empty: return a ``[0, 4]`` array for an empty cloud (also when every row was
+            dropped) instead of raising; a detector turns it into an empty result.
 
     Raises:
         PointCloudError: wrong type/shape/dtype, non-finite rows under ``"error"``, or an empty
-            cloud (``N == 0``, also when every row was dropped).
+            cloud (``N == 0``, also when every row was dropped) unless ``allow_empty``.
         ValueError: ``nonfinite`` is not one of ``"error"``, ``"drop"``.
     """
     if nonfinite not in NONFINITE_POLICIES:
@@ -60,7 +63,7 @@ def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: s
         raise PointCloudError(f"{source}: expected points of shape [N, 4], got {list(points.shape)}")
     if points.dtype != np.float32:
         raise PointCloudError(f"{source}: expected float32 points, got {points.dtype}")
-    if points.shape[0] == 0:
+    if points.shape[0] == 0 and not allow_empty:
         raise PointCloudError(f"{source}: empty point cloud (0 points)")
     # one vectorized check in the common all-finite case; the per-row mask only for bad clouds
     if not np.isfinite(points).all():
@@ -72,7 +75,7 @@ def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: s
                 f"(first bad row index {int(bad[0])}); pass nonfinite='drop' to remove them"
             )
         points = points[finite]
-        if points.shape[0] == 0:
+        if points.shape[0] == 0 and not allow_empty:
             raise PointCloudError(f"{source}: empty point cloud (all {bad.size} rows held NaN/inf values)")
     return np.ascontiguousarray(points, dtype=np.float32)
 
