@@ -1,23 +1,33 @@
-"""The user-facing pipeline: points -> voxelize -> backend (PFN, scatter, RPN) -> boxes."""
+"""The user-facing detector: points -> voxelize -> network -> post-process -> boxes, on whichever
+executor the machine has, behind one facade.
+
+:class:`Detector` owns validation, the pillar-overflow, empty-frame and non-finite policies,
+:class:`Detections`, construction (from a checkpoint, or from an engine / ONNX folder), the
+lifecycle and concurrency. It drives one :class:`~pointpillars_trt.executors.base.Executor`:
+the host executor (CPU voxelization -> torch / ONNX Runtime / TensorRT -> CPU post-processing) or
+the device executor (the whole frame on one GPU, CUDA graphs, batch lanes).
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Sequence
 
 import numpy as np
 
-from .network import Backend, create_backend
-from .config import PointPillarsConfig, load_config
-from .errors import ConfigError, PillarOverflowError, PointCloudError
-from .postprocess import PostProcessor
-from .voxelize import make_voxelizer
+from .config import PointPillarsConfig
+from .errors import PillarOverflowError
+from .executors.base import Executor, FrameResult
+from .options import Backend, DetectorOptions, OverflowPolicy
+from .sources import DEMO_MODEL, ModelSource, artifact_config, artifact_config_json, resolve_weights  # noqa: F401  (re-exported)
 
-DEMO_MODEL = Path(__file__).resolve().parent / "data" / "demo_model.safetensors"
-OVERFLOW_POLICIES = ("warn", "error")
+log = logging.getLogger(__name__)
+OVERFLOW_POLICIES = OverflowPolicy.values()
 
 
 class PillarOverflowWarning(UserWarning):
@@ -28,12 +38,8 @@ class EmptyFrameWarning(UserWarning):
     """A frame had no point inside the point-cloud range; its result is empty."""
 
 
-def empty_detections(cfg: PointPillarsConfig, num_points: int, timings: dict[str, float], source: str) -> "Detections":
-    """The result of a frame with no usable point: no boxes, and an :class:`EmptyFrameWarning`."""
-    warnings.warn(f"{source}: no point lies inside the point-cloud range {cfg.voxel.point_cloud_range} "
-                  f"({num_points} points); the result is empty", EmptyFrameWarning, stacklevel=3)
-    return Detections(boxes=np.zeros((0, 7), np.float32), scores=np.zeros(0, np.float32), labels=np.zeros(0, np.int64),
-                      class_names=cfg.classes, timings_ms=timings, num_points=num_points)
+class NonFiniteBoxWarning(UserWarning):
+    """Decoded boxes with non-finite values were dropped from a frame's result."""
 
 
 @dataclass(frozen=True)
@@ -74,24 +80,6 @@ class Detections:
         }
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the weights came from: a file and its format, or random weights (``path is None``)."""
-
-    path: Path | None
-    format: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_random(self) -> bool:
-        return self.path is None
-
-    def describe(self) -> str:
-        if self.path is None:
-            return "RANDOM weights (no trained checkpoint: boxes are meaningless)"
-        return f"{self.path} ({self.format})"
-
-
 def warmup_cloud(cfg: PointPillarsConfig, num_points: int = 20000, seed: int = 0) -> np.ndarray:
     """``num_points`` uniform random points (float32 [N, 4]) inside ``cfg``'s point-cloud range."""
     r = cfg.voxel.point_cloud_range
@@ -99,197 +87,180 @@ def warmup_cloud(cfg: PointPillarsConfig, num_points: int = 20000, seed: int = 0
     return rng.uniform(r[:3] + (0.0,), r[3:] + (1.0,), size=(num_points, 4)).astype(np.float32)
 
 
-def resolve_weights(path: str | Path | None = None, config: PointPillarsConfig | str | Path | None = None,
-                    format: str | None = None) -> tuple[PointPillarsConfig, Mapping[str, Any], ModelSource]:
-    """``(config, state_dict, source)`` of the weights a ``from_checkpoint(path, config)`` call
-    means: the checkpoint at ``path`` (native, OpenPCDet, mmdet3d or zhulf0804; ``format`` forces
-    one); with ``path=None`` the shipped demo model, or random weights (seed 0, ``config`` or the
-    default config) when the package has none (``source.is_random``)."""
-    from .checkpoint import load_checkpoint
-
-    cfg = load_config(config) if isinstance(config, (str, Path)) else config
-    if path is None and DEMO_MODEL.is_file():
-        path = DEMO_MODEL
-    if path is None:
-        import torch
-
-        from .model import build_model
-
-        cfg = cfg or load_config()
-        torch.manual_seed(0)
-        return cfg, build_model(cfg).state_dict(), ModelSource(None, "random")
-    ckpt = load_checkpoint(path, config=cfg, format=format)
-    return ckpt.config, ckpt.state_dict, ModelSource(Path(path), ckpt.format, dict(ckpt.metadata))
+def empty_detections(cfg: PointPillarsConfig, num_points: int, timings: dict[str, float]) -> Detections:
+    """The result of a frame with no usable point: no boxes."""
+    return Detections(boxes=np.zeros((0, 7), np.float32), scores=np.zeros(0, np.float32), labels=np.zeros(0, np.int64),
+                      class_names=cfg.classes, timings_ms=timings, num_points=num_points)
 
 
-def artifact_config(engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None) -> PointPillarsConfig:
-    """The config the engines or ONNX graphs in ``engine_dir`` carry; a ``config`` given as well
-    must be the same (else :class:`~pointpillars_trt.errors.ConfigError` naming the fields)."""
-    from .config import check_same_config
+class Detector:
+    """Detects 3D boxes in LiDAR frames on one executor; build it with :meth:`from_checkpoint`,
+    :meth:`from_engine_dir` or :func:`build_detector`.
 
-    carried = artifact_config_json(Path(engine_dir))
-    if config is not None:
-        check_same_config(load_config(config) if isinstance(config, (str, Path)) else config, carried, str(engine_dir))
-    return PointPillarsConfig.from_json(carried)
+    Policies (:class:`~pointpillars_trt.options.DetectorOptions`): ``on_overflow`` ``"warn"`` drops
+    the pillars beyond the maximum (first-seen order is kept) with a :class:`PillarOverflowWarning`
+    giving how many pillars and points were dropped, ``"error"`` raises
+    :class:`~pointpillars_trt.errors.PillarOverflowError`; ``nonfinite`` ``"error"`` rejects clouds
+    with NaN/inf coordinates, ``"drop"`` removes those points. A frame with no point inside the
+    range gives an empty result and an :class:`EmptyFrameWarning`; decoded boxes with non-finite
+    values are dropped, counted, with a :class:`NonFiniteBoxWarning`.
 
+    Thread safety: one Detector may be called from several threads; calls into the executor are
+    serialized by a lock (validation and result assembly run outside it), so results equal those
+    of sequential calls. Uncontended, the lock costs well under a microsecond per call
+    (``benchmarks/benchmark.py --stage lock``).
+    """
 
-def artifact_config_json(engine_dir: Path) -> str:
-    """The config JSON carried by the engines (``pfn.engine``) or ONNX graphs (``pfn.onnx`` /
-    ``full.onnx``) in ``engine_dir``."""
-    from .errors import EngineError
+    def __init__(self, config: PointPillarsConfig, executor: Executor, *, options: DetectorOptions = DetectorOptions(),
+                 source: ModelSource | None = None, backend: Backend | None = None) -> None:
+        self.config, self.executor, self.options = config, executor, options
+        self.source = source or ModelSource(None, "random")
+        self.backend = backend
+        self.max_pillars = executor.max_pillars
+        self._lock = threading.Lock()
 
-    if (engine_dir / "pfn.engine").is_file():
-        from .tensorrt.engine_file import read_engine_header
+    @property
+    def path(self) -> str:
+        """One line naming the chosen path (executor, stages, runtime, device, precision)."""
+        return self.executor.description
 
-        return read_engine_header(engine_dir / "pfn.engine").config
-    for name in ("pfn.onnx", "full.onnx"):
-        if (engine_dir / name).is_file():
-            from .exporter.metadata import read_graph_metadata
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, config: PointPillarsConfig | str | Path | None = None, *,
+                        backend: Backend | str = "auto", device: str | None = None, format: str | None = None,
+                        **options: Any) -> "Detector":
+        """A detector on a checkpoint (native, OpenPCDet, mmdet3d or zhulf0804; detected from its keys,
+        ``format`` forces one). ``path=None`` loads the shipped demo model, or random weights when the
+        package has none (``detector.source.is_random`` says so). ``backend``: ``auto`` (the fastest the
+        machine has), ``gpu``, ``torch``, ``torch_cuda``, ``onnxruntime``. ``options``: the fields of
+        the option dataclasses in :mod:`pointpillars_trt.options`; a misspelled one raises ConfigError."""
+        from .factory import build_executor, choose_backend, split_options
 
-            return read_graph_metadata(engine_dir / name).config_json
-    raise EngineError(f"{engine_dir}: no pfn.engine, pfn.onnx or full.onnx (build them with export/export_onnx.py "
-                      "and export/build_engines.py)")
+        chosen, why = choose_backend(backend, device=device)
+        values = {**options, **({"device": device} if device is not None else {})}
+        facade, executor_values = split_options(chosen, values, auto=str(backend) == "auto")
+        cfg, state_dict, source = resolve_weights(path, config, format)
+        executor = build_executor(cfg, chosen, executor_values, state_dict=state_dict)
+        return cls._made(cfg, executor, facade, source, chosen, why)
 
+    @classmethod
+    def from_engine_dir(cls, engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None, *,
+                        backend: Backend | str = "auto", device: str | None = None, **options: Any) -> "Detector":
+        """A detector on exported artifacts alone: TensorRT engines (``backend`` ``gpu`` between our
+        kernels, or ``tensorrt`` on the host) or ONNX graphs (``onnxruntime``) in ``engine_dir``. The
+        config is the one the artifacts carry; a ``config`` given as well must be the same."""
+        from .factory import build_executor, choose_backend, split_options
 
-class DetectorBase:
-    """What every detector front end shares: ``detect``, ``warmup``, ``close`` and ``with``."""
+        engine_dir = Path(engine_dir)
+        chosen, why = choose_backend(backend, device=device, engine_dir=engine_dir)
+        values = {**options, **({"device": device} if device is not None else {})}
+        facade, executor_values = split_options(chosen, values, auto=str(backend) == "auto")
+        cfg = artifact_config(engine_dir, config)
+        executor = build_executor(cfg, chosen, executor_values, engine_dir=engine_dir)
+        return cls._made(cfg, executor, facade, ModelSource(engine_dir, str(chosen)), chosen, why)
 
-    config: PointPillarsConfig
+    @classmethod
+    def from_backend(cls, config: PointPillarsConfig, backend: Any, *, voxelizer: str = "auto", **policies: Any) -> "Detector":
+        """A detector on the host executor around a :class:`~pointpillars_trt.network.base.Backend`
+        you built (``policies``: ``on_overflow``, ``nonfinite``)."""
+        from .executors.host import HostExecutor
+        from .options import HostOptions, parse_options
 
+        host = parse_options(HostOptions, {"voxelizer": voxelizer}, "detector")
+        return cls(config, HostExecutor(config, backend, host), options=parse_options(DetectorOptions, policies, "detector"))
+
+    @classmethod
+    def _made(cls, cfg, executor, facade, source, chosen, why) -> "Detector":
+        det = cls(cfg, executor, options=facade, source=source, backend=chosen)
+        log.info("backend %s (%s): %s", chosen, why, det.path)
+        return det
+
+    # ---- running ------------------------------------------------------------------------------
     def detect(self, points: np.ndarray, score_threshold: float | None = None, source: str = "<array>") -> Detections:
-        raise NotImplementedError
+        """Boxes in ``points`` float32 ``[N, 4]`` (x, y, z, intensity; LiDAR frame)."""
+        return self.detect_batch([points], score_threshold, [source])[0]
 
-    def close(self) -> None:
-        """Release the runtime's resources."""
+    def detect_batch(self, clouds: Sequence[np.ndarray], score_threshold: float | None = None,
+                     sources: Sequence[str] | None = None) -> list[Detections]:
+        """Boxes of many clouds, ``executor.max_batch`` per step (the device executor runs each group
+        as one batched replay; ``timings_ms`` are then the group's). Every cloud is validated first:
+        a bad one raises before any runs."""
+        from .io.pointcloud import validate_points
 
+        sources = list(sources) if sources is not None else [f"<cloud {i}>" for i in range(len(clouds))]
+        nonfinite = str(self.options.nonfinite)
+        t0 = time.perf_counter()
+        pts = [validate_points(c, s, nonfinite=nonfinite, allow_empty=True) for c, s in zip(clouds, sources)]
+        validate_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(pts))
+        busy = [i for i, p in enumerate(pts) if p.shape[0] > 0]
+        with self._lock:
+            results = self.executor.run([pts[i] for i in busy], score_threshold) if busy else []
+        out = [empty_detections(self.config, 0, {"validate": validate_ms}) for _ in pts]
+        for i, r in zip(busy, results):
+            out[i] = self._finish(r, sources[i], validate_ms)
+        for i, d in enumerate(out):
+            if d.num_pillars == 0:
+                warnings.warn(f"{sources[i]}: no point lies inside the point-cloud range {self.config.voxel.point_cloud_range} "
+                              f"({d.num_points} points); the result is empty", EmptyFrameWarning, stacklevel=3)
+        return out
+
+    def _finish(self, r: FrameResult, source: str, validate_ms: float) -> Detections:
+        c = r.counts
+        timings = {"validate": validate_ms, **r.timings_ms}
+        if c.num_pillars == 0:
+            return empty_detections(self.config, c.num_points, timings)
+        if c.overflowed:
+            msg = (f"{source}: {c.num_found} pillars exceed the maximum {self.max_pillars}; dropped "
+                   f"{c.num_dropped_pillars} pillars holding {c.num_dropped_points} points")
+            if self.options.on_overflow == OverflowPolicy.ERROR:
+                raise PillarOverflowError(msg)
+            warnings.warn(msg, PillarOverflowWarning, stacklevel=4)
+        boxes, scores, labels = r.boxes, r.scores, r.labels
+        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        if not finite.all():
+            warnings.warn(f"{source}: dropped {int((~finite).sum())} of {len(finite)} decoded boxes with non-finite values "
+                          "(are the intensities in the model's range?)", NonFiniteBoxWarning, stacklevel=4)
+            boxes, scores, labels = boxes[finite], scores[finite], labels[finite]
+        return Detections(boxes=boxes, scores=scores, labels=labels, class_names=self.config.classes, timings_ms=timings,
+                          num_points=c.num_points, num_pillars=c.num_pillars, num_dropped_pillars=c.num_dropped_pillars,
+                          num_dropped_points=c.num_dropped_points)
+
+    # ---- lifecycle ----------------------------------------------------------------------------
     def warmup(self, iterations: int = 2, num_points: int = 20000, seed: int = 0) -> None:
-        """Run a few synthetic frames so that JIT compilation and allocations happen now."""
+        """Run a few synthetic frames so that JIT compilation, allocations and graph captures happen now."""
         pts = warmup_cloud(self.config, num_points, seed)
         for _ in range(iterations):
             self.detect(pts, source="<warmup>")
 
-    def __enter__(self):
+    def close(self) -> None:
+        """Release the executor's resources."""
+        with self._lock:
+            self.executor.close()
+
+    def __enter__(self) -> "Detector":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-class Detector(DetectorBase):
-    """Runs the whole pipeline on one frame at a time.
+def build_detector(ckpt: str | Path | None = None, engine_dir: str | Path | None = None, *,
+                   config: PointPillarsConfig | str | Path | None = None, backend: Backend | str = "auto",
+                   device: str | None = None, format: str | None = None, **options: Any) -> Detector:
+    """The one factory of the tools and nodes: a detector on the engines / graphs in ``engine_dir``
+    when it is given, else on the checkpoint ``ckpt`` (``None``: the shipped demo model)."""
+    if engine_dir is not None:
+        if ckpt is not None:
+            from .errors import ConfigError
 
-    ``on_overflow``: what to do when a frame has more pillars than the backend accepts:
-    ``"warn"`` drops the extra pillars (first-seen order is kept) and emits a
-    :class:`PillarOverflowWarning` saying how many pillars and points were dropped; ``"error"``
-    raises :class:`~pointpillars_trt.errors.PillarOverflowError`. ``nonfinite``: ``"error"``
-    rejects clouds with NaN/inf coordinates, ``"drop"`` removes those points.
-    """
+            raise ConfigError("give a checkpoint or an engine folder, not both (the engines carry their weights)")
+        return Detector.from_engine_dir(engine_dir, config, backend=backend, device=device, **options)
+    return Detector.from_checkpoint(ckpt, config, backend=backend, device=device, format=format, **options)
 
-    def __init__(
-        self,
-        config: PointPillarsConfig,
-        backend: Backend,
-        *,
-        voxelizer: str = "auto",
-        on_overflow: str = "warn",
-        nonfinite: str = "error",
-        source: ModelSource | None = None,
-    ) -> None:
-        if on_overflow not in OVERFLOW_POLICIES:
-            raise ConfigError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got {on_overflow!r}")
-        self.config = config
-        self.backend = backend
-        self.on_overflow = on_overflow
-        self.nonfinite = nonfinite
-        self.source = source or ModelSource(None, "random")
-        self.max_pillars = min(config.voxel.max_pillars, backend.max_pillars)
-        self.voxelizer = make_voxelizer(config.voxel, voxelizer, max_pillars=self.max_pillars)
-        self.postprocess = PostProcessor(config)
 
-    # ---- construction -------------------------------------------------------------------
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | Path | None = None,
-        config: PointPillarsConfig | str | Path | None = None,
-        backend: str = "auto",
-        device: str = "cpu",
-        format: str | None = None,
-        **kwargs: Any,
-    ) -> "Detector":
-        """Load a checkpoint (native, OpenPCDet, mmdet3d or zhulf0804; detected from its keys)
-        and build a detector on ``backend``. ``path=None`` loads the shipped demo model, or
-        random weights when the package has none (``detector.source.is_random`` says so)."""
-        if path is None and kwargs.get("engine_dir") is not None:
-            return cls.from_engine_dir(kwargs.pop("engine_dir"), config=config,
-                                       backend="tensorrt" if backend == "auto" else backend, device=device, **kwargs)
-        cfg, state_dict, source = resolve_weights(path, config, format)
-        backend_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k not in ("voxelizer", "on_overflow", "nonfinite")}
-        name = "torch" if backend == "auto" else backend
-        be = create_backend(name, cfg=cfg, state_dict=state_dict, device=device, **backend_kwargs)
-        return cls(cfg, be, source=source, **kwargs)
+DetectorBase = Detector  # the name of the former shared base of Detector and GpuDetector
 
-    @classmethod
-    def from_engine_dir(
-        cls,
-        engine_dir: str | Path,
-        config: PointPillarsConfig | str | Path | None = None,
-        backend: str = "tensorrt",
-        device: str = "cpu",
-        **kwargs: Any,
-    ) -> "Detector":
-        """A detector on exported artifacts alone: TensorRT engines (``backend="tensorrt"``) or
-        ONNX graphs (``"onnxruntime"``) in ``engine_dir``. The config is the one the artifacts
-        carry; a ``config`` given as well must be the same (else :class:`ConfigError`)."""
-        engine_dir = Path(engine_dir)
-        cfg = artifact_config(engine_dir, config)
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in ("voxelizer", "on_overflow", "nonfinite")}
-        be = create_backend(backend, cfg=cfg, engine_dir=engine_dir, device=device, **kwargs)
-        return cls(cfg, be, source=ModelSource(engine_dir, backend), **options)
-
-    # ---- running ------------------------------------------------------------------------
-    def detect(self, points: np.ndarray, score_threshold: float | None = None, source: str = "<array>") -> Detections:
-        """Detect boxes in ``points`` float32 ``[N, 4]`` (x, y, z, intensity; LiDAR frame)."""
-        from .io.pointcloud import validate_points
-
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        pts = validate_points(points, source, nonfinite=self.nonfinite, allow_empty=True)
-        if pts.shape[0] == 0:
-            return empty_detections(self.config, 0, {}, source)
-        pillars = self.voxelizer(pts)
-        if pillars.overflowed:
-            msg = (
-                f"{source}: {pillars.num_dropped_pillars + pillars.num_pillars} pillars exceed the maximum "
-                f"{self.max_pillars}; dropped {pillars.num_dropped_pillars} pillars holding "
-                f"{pillars.num_dropped_points} points"
-            )
-            if self.on_overflow == "error":
-                raise PillarOverflowError(msg)
-            warnings.warn(msg, PillarOverflowWarning, stacklevel=2)
-        t1 = time.perf_counter()
-        timings["voxelize"] = (t1 - t0) * 1e3
-        if pillars.num_pillars == 0:
-            return empty_detections(self.config, int(pts.shape[0]), timings, source)
-        out = self.backend.infer({"features": pillars.features, "num_points": pillars.num_points, "coords": pillars.coords})
-        t2 = time.perf_counter()
-        timings.update(self.backend.last_timings_ms)
-        timings["network"] = (t2 - t1) * 1e3
-        raw = self.postprocess(out["cls"], out["box"], out["dir"], score_threshold)
-        t3 = time.perf_counter()
-        timings["postprocess"] = (t3 - t2) * 1e3
-        timings["total"] = (t3 - t0) * 1e3
-        return Detections(
-            boxes=raw.boxes.astype(np.float32),
-            scores=raw.scores.astype(np.float32),
-            labels=raw.labels,
-            class_names=self.config.classes,
-            timings_ms=timings,
-            num_points=int(pts.shape[0]),
-            num_pillars=pillars.num_pillars,
-            num_dropped_pillars=pillars.num_dropped_pillars,
-            num_dropped_points=pillars.num_dropped_points,
-        )
-
-    def close(self) -> None:
-        self.backend.deactivate()
+__all__ = [
+    "DEMO_MODEL", "Detections", "Detector", "EmptyFrameWarning", "ModelSource", "NonFiniteBoxWarning", "PillarOverflowWarning",
+    "build_detector", "resolve_weights", "warmup_cloud",
+]

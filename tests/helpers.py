@@ -24,3 +24,27 @@ def random_cloud(cfg, n: int, seed: int = 0, margin: float = 0.0) -> np.ndarray:
     hi = np.array(r[3:]) + margin
     xyz = rng.uniform(lo, hi, size=(n, 3))
     return np.concatenate([xyz, rng.uniform(0, 1, (n, 1))], axis=1).astype(np.float32)
+
+
+def lively_state_dict(cfg, seed=0, target_fraction=0.01):
+    """Random weights whose head scores about ``target_fraction`` of the anchors above 0.1 on a
+    random cloud, so that post-processing sees a realistic number of candidates."""
+    import torch
+
+    from pointpillars_trt.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    pts = random_cloud(cfg, 20000, seed=seed)
+    from pointpillars_trt.voxelize import make_voxelizer
+
+    p = make_voxelizer(cfg.voxel)(pts)
+    with torch.inference_mode():
+        cls, _, _ = model(torch.from_numpy(p.features), torch.from_numpy(p.num_points), torch.from_numpy(p.coords))
+    # shift so that the top `target_fraction` of logits (per channel) lie above logit(0.1)
+    top = torch.quantile(cls[0].flatten(1), 1 - target_fraction, dim=1)
+    spread = cls.std() + 1e-6
+    with torch.no_grad():
+        model.rpn.conv_cls.weight.div_(spread)
+        model.rpn.conv_cls.bias.sub_(top).div_(spread).add_(-2.2)
+    return model.state_dict()

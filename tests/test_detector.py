@@ -6,37 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import random_cloud
+from tests.helpers import lively_state_dict, random_cloud
 from pointpillars_trt.network import create_backend
-from pointpillars_trt.detector import Detections, Detector, PillarOverflowWarning
+from pointpillars_trt.detector import Detections, Detector, PillarOverflowWarning, build_detector
 from pointpillars_trt.errors import ConfigError, PillarOverflowError, PointCloudError
-from pointpillars_trt.model import build_model
-
-
-def lively_state_dict(cfg, seed=0, target_fraction=0.01):
-    """Random weights whose head scores about ``target_fraction`` of the anchors above 0.1 on a
-    random cloud, so that post-processing sees a realistic number of candidates."""
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    pts = random_cloud(cfg, 20000, seed=seed)
-    from pointpillars_trt.voxelize import make_voxelizer
-
-    p = make_voxelizer(cfg.voxel)(pts)
-    with torch.inference_mode():
-        cls, _, _ = model(torch.from_numpy(p.features), torch.from_numpy(p.num_points), torch.from_numpy(p.coords))
-    # shift so that the top `target_fraction` of logits (per channel) lie above logit(0.1)
-    top = torch.quantile(cls[0].flatten(1), 1 - target_fraction, dim=1)
-    spread = cls.std() + 1e-6
-    with torch.no_grad():
-        model.rpn.conv_cls.weight.div_(spread)
-        model.rpn.conv_cls.bias.sub_(top).div_(spread).add_(-2.2)
-    return model.state_dict()
 
 
 @pytest.fixture(scope="module")
 def kitti_detector(kitti_config):
     be = create_backend("torch", cfg=kitti_config, state_dict=lively_state_dict(kitti_config))
-    return Detector(kitti_config, be)
+    return Detector.from_backend(kitti_config, be)
 
 
 def test_real_frames_give_deterministic_boxes(kitti_detector, kitti_frames):
@@ -47,14 +26,14 @@ def test_real_frames_give_deterministic_boxes(kitti_detector, kitti_frames):
         assert isinstance(a, Detections) and 0 < len(a) <= kitti_detector.config.postprocess.nms_post_max
         np.testing.assert_array_equal(a.boxes, b.boxes)
         assert np.all(np.diff(a.scores) <= 0)
-        assert {"voxelize", "pfn", "scatter", "rpn", "postprocess", "total"} <= set(a.timings_ms)
+        assert {"validate", "voxelize", "pfn", "scatter", "rpn", "postprocess", "total"} <= set(a.timings_ms)
         assert a.num_pillars > 1000 and a.num_dropped_pillars == 0
         assert set(a.label_names) <= set(kitti_detector.config.classes)
 
 
 def test_non_kitti_config_end_to_end(example_config):
     be = create_backend("torch", cfg=example_config, state_dict=lively_state_dict(example_config))
-    det = Detector(example_config, be)
+    det = Detector.from_backend(example_config, be)
     pts = random_cloud(example_config, 12000, seed=5)
     out = det.detect(pts)
     assert len(out) > 0 and set(out.label_names) <= {"Vehicle", "Pedestrian"}
@@ -67,16 +46,16 @@ def test_non_kitti_config_end_to_end(example_config):
 def test_overflow_warns_with_counts_or_fails(kitti_config, kitti_points):
     cfg = kitti_config.replace(voxel={"max_pillars": 500})
     be = create_backend("torch", cfg=cfg, state_dict=lively_state_dict(cfg))
-    det = Detector(cfg, be)
+    det = Detector.from_backend(cfg, be)
     with pytest.warns(PillarOverflowWarning, match=r"dropped \d+ pillars holding \d+ points") as rec:
         out = det.detect(kitti_points, source="frame.bin")
     assert "frame.bin" in str(rec[0].message)
     assert out.num_pillars == 500 and out.num_dropped_pillars > 0 and out.num_dropped_points > 0
-    strict = Detector(cfg, be, on_overflow="error")
+    strict = Detector.from_backend(cfg, be, on_overflow="error")
     with pytest.raises(PillarOverflowError, match="exceed the maximum 500"):
         strict.detect(kitti_points, source="frame.bin")
     with pytest.raises(ConfigError):
-        Detector(cfg, be, on_overflow="ignore")
+        Detector.from_backend(cfg, be, on_overflow="ignore")
 
 
 def test_bad_clouds_are_rejected_with_the_source_named(kitti_detector, kitti_points):
@@ -99,7 +78,7 @@ def test_frames_without_a_usable_point_give_empty_results(kitti_detector):
 
 def test_nonfinite_drop_policy(kitti_config, kitti_points):
     be = create_backend("torch", cfg=kitti_config, state_dict=lively_state_dict(kitti_config))
-    det = Detector(kitti_config, be, nonfinite="drop")
+    det = Detector.from_backend(kitti_config, be, nonfinite="drop")
     bad = kitti_points.copy()
     bad[5] = np.nan
     with warnings.catch_warnings():
@@ -121,12 +100,104 @@ def test_detector_from_exported_graphs_alone(tmp_path, kitti_config, kitti_point
     sd = lively_state_dict(kitti_config)
     export_onnx(sd, kitti_config, tmp_path)
     ort = Detector.from_engine_dir(tmp_path, backend="onnxruntime")
-    ref = Detector(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=sd))
+    ref = Detector.from_backend(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=sd))
     a, b = ort.detect(kitti_points), ref.detect(kitti_points)
     assert ort.config == kitti_config and len(a) == len(b) > 0
     np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
-    same = Detector.from_checkpoint(None, engine_dir=tmp_path, backend="onnxruntime")
+    same = build_detector(None, tmp_path, backend="onnxruntime")
     assert same.source.path == tmp_path
     with pytest.raises(ConfigError, match="postprocess.score_threshold"):
         Detector.from_engine_dir(tmp_path, config=kitti_config.replace(postprocess={"score_threshold": 0.5}),
                                  backend="onnxruntime")
+
+
+def test_a_misspelled_option_fails_naming_it_and_the_valid_ones(kitti_config):
+    with pytest.raises(ConfigError, match=r"'precison' \(did you mean 'precision'\?\).*valid options: .*precision"):
+        Detector.from_checkpoint(None, backend="torch_cuda", precison="fp16")
+    with pytest.raises(ConfigError, match="option 'precision' does not apply to backend torch"):
+        Detector.from_checkpoint(None, backend="torch", precision="fp16")
+    with pytest.raises(ConfigError, match="'fp8' is not one of"):
+        Detector.from_checkpoint(None, backend="onnxruntime", precision="fp8")
+    with pytest.raises(ConfigError, match="unknown option"):
+        create_backend("torch", kitti_config, devise="cpu")
+    with pytest.raises(ConfigError, match="'sideways' is not one of"):
+        Detector.from_checkpoint(None, backend="sideways")
+
+
+def test_auto_picks_the_fastest_path_this_machine_has(tmp_path):
+    from pointpillars_trt.factory import choose_backend, cuda_unavailable_reason
+    from pointpillars_trt.options import Backend
+
+    chosen, why = choose_backend("auto")
+    if cuda_unavailable_reason() is None:
+        assert chosen == Backend.GPU
+    else:  # CI: no GPU, ONNX Runtime installed
+        assert chosen == Backend.ONNXRUNTIME and "ONNX Runtime" in why
+    assert choose_backend("auto", device="cpu")[0] == Backend.ONNXRUNTIME
+    assert choose_backend("torch") == (Backend.TORCH, "requested")
+    det = Detector.from_checkpoint(None, device="cpu")
+    assert det.backend == Backend.ONNXRUNTIME and det.path.startswith("host:") and "onnxruntime" in det.path
+
+
+def test_detect_batch_equals_detect(kitti_detector, kitti_frames):
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:3]]
+    empty = np.zeros((0, 4), np.float32)
+    with pytest.warns(Warning, match="no point lies inside"):
+        batched = kitti_detector.detect_batch([clouds[0], empty, *clouds[1:]], sources=["a", "b", "c", "d"])
+    assert len(batched[1]) == 0
+    for pts, got in zip(clouds, [batched[0], *batched[2:]]):
+        np.testing.assert_array_equal(kitti_detector.detect(pts).boxes, got.boxes)
+    with pytest.raises(PointCloudError, match="<cloud 1>"):  # every cloud is validated before any runs
+        kitti_detector.detect_batch([clouds[0], np.zeros((3, 3), np.float32)])
+
+
+def small_network(cfg):
+    """The same geometry with a tiny RPN, so that many frames run in seconds on a CPU."""
+    import dataclasses
+
+    bb = dataclasses.replace(cfg.network.backbone, layer_nums=(1, 1, 1), num_filters=(16, 16, 16), num_upsample_filters=(16, 16, 16))
+    return cfg.replace(network={"pfn_channels": 16, "backbone": bb})
+
+
+def jittered_million(frames, n=1_000_000, seed=0):
+    """~1M points: the real frames repeated with centimetre jitter (as a dense 128-beam sensor)."""
+    rng = np.random.default_rng(seed)
+    base = np.concatenate(frames)
+    reps = -(-n // len(base))
+    pts = np.concatenate([base + rng.normal(0, 0.02, base.shape).astype(np.float32) * [1, 1, 1, 0] for _ in range(reps)])
+    return np.ascontiguousarray(pts[:n], dtype=np.float32)
+
+
+def test_one_detector_shared_by_two_threads_gives_the_sequential_results(kitti_config, kitti_frames):
+    import threading
+
+    cfg = small_network(kitti_config)
+    det = Detector.from_backend(cfg, create_backend("torch", cfg, state_dict=lively_state_dict(cfg)))
+    real = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames]
+    clouds = real + [jittered_million(real[:5], seed=s) for s in range(2)]
+    want = [det.detect(c) for c in clouds]
+    rounds, errors, got = 50, [], {}
+
+    def worker(t):
+        try:
+            for r in range(rounds):
+                i = (r * 3 + t) % len(clouds)
+                got[t, r] = (i, det.detect(clouds[i]))
+        except Exception as exc:  # a failure in a thread must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PillarOverflowWarning)  # the 1M-point frames overflow: counted, same each time
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        after = [det.detect(c) for c in clouds]
+    assert not errors and len(got) == 2 * rounds
+    for i, d in got.values():
+        np.testing.assert_array_equal(d.boxes, want[i].boxes)
+        assert (d.num_pillars, d.num_dropped_points) == (want[i].num_pillars, want[i].num_dropped_points)
+    for a, w in zip(after, want):
+        np.testing.assert_array_equal(a.boxes, w.boxes)
+

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pointpillars_trt.errors import PointPillarsError
+from pointpillars_trt.options import Backend
 
 log = logging.getLogger("compare_backends")
 
@@ -76,15 +77,10 @@ def agreement(dets_a, dets_b, score: float, iou: float) -> Agreement:
 
 
 def make_detector(args, which: str):
-    from pointpillars_trt.detector import Detector
+    from pointpillars_trt.detector import build_detector
 
-    backend = getattr(args, which)
-    extra = {}
-    engine_dir = getattr(args, f"{which}_engine_dir")
-    if engine_dir:
-        extra["engine_dir"] = engine_dir
-    return Detector.from_checkpoint(args.ckpt, config=args.config, backend=backend,
-                                    device=getattr(args, f"{which}_device"), **extra)
+    return build_detector(None if getattr(args, f"{which}_engine_dir") else args.ckpt, getattr(args, f"{which}_engine_dir"),
+                          config=args.config, backend=getattr(args, which), device=getattr(args, f"{which}_device"))
 
 
 def frames_from_dir(directory: Path) -> list[tuple[str, Path]]:
@@ -100,7 +96,7 @@ def run(args) -> dict:
     from pointpillars_trt.io.pointcloud import load_points
 
     det_a, det_b = make_detector(args, "a"), make_detector(args, "b")
-    log.info("A: %s on %s; B: %s on %s", det_a.backend.name, args.a_device, det_b.backend.name, args.b_device)
+    log.info("A: %s; B: %s", det_a.path, det_b.path)
     report: dict = {"a": args.a, "b": args.b, "model": det_a.source.describe()}
     if args.data_root:
         from pointpillars_trt.eval import evaluate
@@ -165,8 +161,8 @@ def main(argv=None) -> int:
     p.add_argument("--ckpt", type=Path, help="checkpoint (default: the shipped demo model)")
     p.add_argument("--config")
     for which, default in (("a", "torch"), ("b", "onnxruntime")):
-        p.add_argument(f"--{which}", default=default, help=f"backend {which.upper()} (default {default})")
-        p.add_argument(f"--{which}-device", default="cpu")
+        p.add_argument(f"--{which}", default=default, choices=Backend.values(), help=f"backend {which.upper()} (default {default})")
+        p.add_argument(f"--{which}-device", help="cpu or cuda[:N] (default: as the backend picks)")
         p.add_argument(f"--{which}-engine-dir", type=Path)
     p.add_argument("--score", type=float, default=0.3, help="boxes above this score are compared")
     p.add_argument("--iou", type=float, default=0.9, help="BEV IoU above which two boxes are the same")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pointpillars_trt.cli import add_detector_arguments, detector_from_args  # noqa: E402
 from pointpillars_trt.errors import PointPillarsError  # noqa: E402
 
 log = logging.getLogger("eval_kitti")
@@ -40,15 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, required=True, help="KITTI root (holds ImageSets/ and training/)")
     parser.add_argument("--split", default="val", help="ImageSets/<split>.txt (default: val)")
-    parser.add_argument("--ckpt", type=Path, help="checkpoint to evaluate (default: the shipped demo model)")
-    parser.add_argument("--format", choices=("native", "openpcdet", "mmdet3d", "zhulf0804"), help="force the checkpoint format")
-    parser.add_argument("--config", help="config YAML (or a name in configs/); default: the checkpoint's")
-    parser.add_argument(
-        "--engine-dir", type=Path, help="directory of TensorRT engines / ONNX graphs (backend tensorrt unless --backend says otherwise)"
-    )
     parser.add_argument("--pred-dir", type=Path, help="evaluate existing KITTI result files, run no model")
-    parser.add_argument("--backend", help="torch, onnxruntime or tensorrt (default: tensorrt with --engine-dir, else torch)")
-    parser.add_argument("--device", default="cpu", help="torch device for the torch backend: cpu or cuda")
+    add_detector_arguments(parser)
     parser.add_argument("--out-dir", type=Path, help="where result files go (default: kitti_results/<model>_<backend>_<split>)")
     parser.add_argument(
         "--fov-only",
@@ -63,8 +57,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.pred_dir is not None and (args.ckpt is not None or args.engine_dir is not None):
         parser.error("--pred-dir evaluates existing results: it cannot be combined with --ckpt or --engine-dir")
-    if args.backend is None:
-        args.backend = "tensorrt" if args.engine_dir is not None else "torch"
     return args
 
 
@@ -84,16 +76,6 @@ def _run_record(args: argparse.Namespace) -> dict:
         "backend": args.backend,
         "fov_only": args.fov_only,
     }
-
-
-def build_detector(args: argparse.Namespace):
-    """The Detector for ``--ckpt`` / ``--engine-dir`` / the demo model."""
-    from pointpillars_trt.detector import Detector
-
-    extra = {"engine_dir": args.engine_dir} if args.engine_dir is not None else {}
-    return Detector.from_checkpoint(
-        args.ckpt, config=args.config, backend=args.backend, device=args.device, format=args.format, **extra
-    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -117,8 +99,8 @@ def run(args: argparse.Namespace) -> dict:
 
         pred_dir = args.out_dir or Path("kitti_results") / f"{_model_tag(args)}_{args.split}"
         check_run_meta(Path(pred_dir), _run_record(args))
-        detector = build_detector(args)
-        (log.warning if detector.source.is_random else log.info)("model: %s", detector.source.describe())
+        detector = detector_from_args(args)
+        (log.warning if detector.source.is_random else log.info)("model: %s; %s", detector.source.describe(), detector.path)
         t0 = time.perf_counter()
         done = predict_split(
             kitti, detector.detect, pred_dir, load_points, fov_only=args.fov_only, progress=not args.no_progress

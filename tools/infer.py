@@ -5,7 +5,7 @@
     python tools/infer.py frames/ --ckpt pointpillar_7728.pth --out results.json
     python tools/infer.py 000134.bin --ckpt model.pth --calib calib/000134.txt --out labels/
     python tools/infer.py cloud.bin --bev bev.png
-    python tools/infer.py frames/ --backend gpu --precision fp16   # whole frame on the GPU (our CUDA kernels)
+    python tools/infer.py frames/ --backend gpu --precision fp16   # whole frame on the GPU (the default where CUDA is usable)
     python tools/infer.py frames/ --backend gpu --engine-dir engines/   # ... with the TensorRT engines
 
 Exit codes: 0 success, 2 bad input (file, checkpoint, config), 1 unexpected failure.
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pointpillars_trt.detector import Detections, Detector
+from pointpillars_trt.cli import add_detector_arguments, detector_from_args
+from pointpillars_trt.detector import Detections
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.io.pointcloud import SUPPORTED_SUFFIXES, load_points
 
@@ -32,19 +33,8 @@ log = logging.getLogger("infer")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", type=Path, help="point-cloud files (.bin .npy .pcd .ply) or directories of them")
-    p.add_argument("--ckpt", type=Path, help="checkpoint (native .safetensors, OpenPCDet, mmdet3d, zhulf0804); default: the demo model")
-    p.add_argument("--format", choices=("native", "openpcdet", "mmdet3d", "zhulf0804"), help="force the checkpoint format")
-    p.add_argument("--config", help="config YAML (or a name in configs/); default: the checkpoint's, else KITTI 3-class")
-    p.add_argument("--backend", default="auto",
-                   help="auto, torch, onnxruntime, tensorrt, or gpu (the whole frame on a CUDA GPU: our voxelization and "
-                        "post-processing kernels, a CUDA graph, the network in torch or, with --engine-dir, in TensorRT)")
-    p.add_argument("--precision", default="fp16", choices=("fp16", "fp32"), help="--backend gpu without engines: network precision")
-    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
-    p.add_argument("--engine-dir", type=Path, help="directory of ONNX graphs / TensorRT engines (onnxruntime, tensorrt)")
-    p.add_argument("--voxelizer", default="auto", choices=("auto", "numba", "spconv"))
+    add_detector_arguments(p)
     p.add_argument("--score-thresh", type=float, help="override the config's score threshold")
-    p.add_argument("--on-overflow", default="warn", choices=("warn", "error"), help="more pillars than allowed: warn and drop, or fail")
-    p.add_argument("--nonfinite", default="error", choices=("error", "drop"), help="NaN/inf points: fail, or drop them")
     p.add_argument("--calib", type=Path, help="KITTI calib file, or a directory of <frame>.txt (for --out DIR)")
     p.add_argument("--image-shape", type=int, nargs=2, metavar=("H", "W"), help="clip projected 2D boxes to this image size")
     p.add_argument("--out", type=Path, help="FILE.json: all results as JSON; DIR: KITTI label files (needs --calib)")
@@ -91,28 +81,12 @@ def write_kitti(out_dir: Path, frame: Path, det: Detections, calib_path: Path, i
     write_label(out_dir / f"{frame.stem}.txt", objs, decimals=4)
 
 
-def build_detector(args: argparse.Namespace):
-    if args.backend == "gpu":
-        from pointpillars_trt.gpu_pipeline import GpuDetector
-
-        kw = dict(on_overflow=args.on_overflow, nonfinite=args.nonfinite, max_batch=1)
-        if args.engine_dir:
-            return GpuDetector.from_engine_dir(args.engine_dir, config=args.config, **kw)
-        return GpuDetector.from_checkpoint(args.ckpt, config=args.config, format=args.format, precision=args.precision, **kw)
-    extra = {"engine_dir": args.engine_dir} if args.engine_dir else {}
-    return Detector.from_checkpoint(
-        args.ckpt, config=args.config, backend=args.backend, device=args.device, format=args.format,
-        voxelizer=args.voxelizer, on_overflow=args.on_overflow, nonfinite=args.nonfinite, **extra,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.paths)
     if args.out is not None and args.out.suffix.lower() != ".json" and args.calib is None:
         raise PointPillarsError(f"--out {args.out}: KITTI label output needs --calib (or give a .json path)")
-    detector = build_detector(args)
-    backend_name = getattr(getattr(detector, "backend", None), "name", args.backend)
-    log.info("model: %s; backend %s; config %s", detector.source.describe(), backend_name, detector.config.name)
+    detector = detector_from_args(args)
+    log.info("model: %s; config %s; %s", detector.source.describe(), detector.config.name, detector.path)
     if detector.source.is_random:
         log.warning("no trained demo model is shipped yet: using RANDOM weights, the boxes below are meaningless")
     if args.out is not None and args.out.suffix.lower() != ".json":
@@ -150,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             show_open3d(points, det.boxes, det.label_names)
     if args.out is not None and args.out.suffix.lower() == ".json":
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"model": detector.source.describe(), "frames": frames}, indent=1))
+        args.out.write_text(json.dumps({"model": detector.source.describe(), "backend": str(detector.backend), "path": detector.path, "frames": frames}, indent=1))
         log.info("wrote %s", args.out)
     elif args.out is not None:
         log.info("wrote %d KITTI label files to %s", len(files), args.out)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pointpillars_trt.errors import PointPillarsError
+from pointpillars_trt.options import Backend
 from pointpillars_trt.ros.bag import STORAGES, CloudReader, DetectionBagWriter, KittiFrameWriter, replay
 from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, build_detector
 
@@ -51,8 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--engine-dir", default="", help="directory of ONNX graphs / TensorRT engines")
     p.add_argument("--config", default="", help="config YAML")
     p.add_argument("--format", default="", help="force the checkpoint format")
-    p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime, tensorrt")
-    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--backend", default="auto", choices=Backend.values(),
+                   help="auto: the whole frame on the GPU when CUDA is usable, else ONNX Runtime when installed, else torch")
+    p.add_argument("--device", default="", help="cpu or cuda[:N] (default: as --backend picks)")
     p.add_argument("--score-thresh", type=float, default=-1.0, help="score threshold (negative: the config's)")
     p.add_argument("--frame-id", default="", help="detector frame (default: each cloud's frame)")
     p.add_argument("--transform", nargs="+", type=float, metavar="V", help="cloud -> detector: x y z roll pitch yaw, or 16 numbers")
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     with CloudReader(args.bag, args.topic) as reader:
         log.info("%s: %d PointCloud2 messages on %s", args.bag, len(reader), args.topic)
         detector = build_detector(params)
-        log.info("model: %s; backend %s", detector.source.describe(), detector.backend.name)
+        log.info("model: %s; %s", detector.source.describe(), detector.path)
         if detector.source.is_random:
             log.warning("no trained checkpoint given: using RANDOM weights, the boxes are meaningless")
         processor = FrameProcessor(detector, params)

@@ -71,7 +71,7 @@ class Run:
 
     def __init__(self, label: str, backend: OnnxRuntimeBackend, cfg) -> None:
         self.label, self.backend = label, backend
-        self.detector = Detector(cfg, backend)
+        self.detector = Detector.from_backend(cfg, backend)
         self.parts: dict = {}
         self.chain: dict = {}
         self.diffs: list = []
@@ -82,7 +82,7 @@ class Run:
 def measure(cfg, state_dict, frames: list[Path], sizes: list[int], variants: dict, workdir: Path, ckpt: Path | None) -> dict:
     model = build_model(cfg)
     model.load_state_dict(state_dict)
-    ref_det = Detector(cfg, TorchBackend(cfg, state_dict))
+    ref_det = Detector.from_backend(cfg, TorchBackend(cfg, state_dict))
     runs: list[Run] = []
     for label, (fp16, policy, fused) in variants.items():
         out = workdir / label
@@ -93,14 +93,14 @@ def measure(cfg, state_dict, frames: list[Path], sizes: list[int], variants: dic
     inputs += [("synthetic", str(n), n) for n in sizes]
     for kind, name, data in inputs:
         if kind == "frame":
-            pillars = ref_det.voxelizer(data)
+            pillars = ref_det.executor.voxelizer(data)
             feeds = {"features": pillars.features, "num_points": pillars.num_points, "coords": pillars.coords}
             ref_boxes = ref_det.detect(data, source=name)
         else:
             feeds = synthetic_pillars(cfg, data, seed=data)
-            out = ref_det.backend.infer(feeds)
-            thr = uncapped_threshold(ref_det.postprocess, out)
-            ref_boxes = ref_det.postprocess(out["cls"], out["box"], out["dir"], thr)
+            out = ref_det.executor.backend.infer(feeds)
+            thr = uncapped_threshold(ref_det.executor.postprocess, out)
+            ref_boxes = ref_det.executor.postprocess(out["cls"], out["box"], out["dir"], thr)
         n_pillars = feeds["num_points"].shape[0]
         ref = torch_parts(model, feeds)
         if kind == "frame":
@@ -112,7 +112,7 @@ def measure(cfg, state_dict, frames: list[Path], sizes: list[int], variants: dic
                 merge_stats(part_errors(ref, run.backend, feeds), run.parts)
             heads = run.backend.infer(feeds)
             merge_stats(head_errors(ref, heads), run.chain)
-            got = run.detector.detect(data, source=name) if kind == "frame" else run.detector.postprocess(heads["cls"], heads["box"], heads["dir"], thr)
+            got = run.detector.detect(data, source=name) if kind == "frame" else run.detector.executor.postprocess(heads["cls"], heads["box"], heads["dir"], thr)
             run.seconds += time.perf_counter() - t0
             (run.matches if run.backend.precision == "fp16" else run.diffs).append((name, n_pillars, compare_detections(ref_boxes, got), match_detections(ref_boxes, got)))
         log.info("%s %s: %d pillars, %d reference boxes", kind, name, n_pillars, len(ref_boxes.scores))
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
             weights = f"checkpoint `{args.ckpt.name}` ({ckpt.format})"
         else:
             cfg = load_config(args.config)
-            calib = Detector(cfg, TorchBackend(cfg)).voxelizer(np.fromfile(frames[0], dtype=np.float32).reshape(-1, 4))
+            calib = Detector.from_backend(cfg, TorchBackend(cfg)).executor.voxelizer(np.fromfile(frames[0], dtype=np.float32).reshape(-1, 4))
             sd = parity_state_dict(cfg, args.seed, {"features": calib.features, "num_points": calib.num_points, "coords": calib.coords})
             weights = (f"random parity weights (`parity_state_dict(cfg, seed={args.seed})`: random_native_state_dict with the "
                        f"class-logit bias shifted so that ~200 anchors pass the score threshold on {frames[0].name})")

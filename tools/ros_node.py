@@ -22,6 +22,7 @@ import logging
 import sys
 
 from pointpillars_trt.errors import PointPillarsError
+from pointpillars_trt.options import Backend
 from pointpillars_trt.ros.processor import BOX_MSG_CHOICES, NodeParams
 
 log = logging.getLogger("ros_node")
@@ -38,8 +39,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     g.add_argument("--engine-dir", default=d.engine_dir, help="directory of ONNX graphs / TensorRT engines")
     p.add_argument("--config", default=d.config, help="config YAML (default: the checkpoint's)")
     p.add_argument("--format", default=d.format, help="force the checkpoint format")
-    p.add_argument("--backend", default=d.backend, help="auto, torch, onnxruntime, tensorrt")
-    p.add_argument("--device", default=d.device, help="torch device: cpu or cuda")
+    p.add_argument("--backend", default=d.backend, choices=Backend.values(), help="auto: the whole frame on the GPU when CUDA is usable, else ONNX Runtime, else torch")
+    p.add_argument("--device", default=d.device, help="cpu or cuda[:N] (default: as --backend picks)")
     p.add_argument("--input", default=d.input, help="PointCloud2 topic")
     p.add_argument("--markers", default=d.markers, help="MarkerArray topic")
     p.add_argument("--boxes", default=d.boxes, help="box-array topic (Detection3DArray / BoxArray)")

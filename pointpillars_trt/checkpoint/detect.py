@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..errors import CheckpointError
+from ..options import CheckpointFormat
 from . import mmdet3d, openpcdet, zhulf0804
 from .layout import SourceLayout
 
-FORMATS = ("native", "openpcdet", "mmdet3d", "zhulf0804")
+FORMATS = CheckpointFormat.values()
 LAYOUTS: dict[str, SourceLayout] = {
     "openpcdet": openpcdet.LAYOUT,
     "mmdet3d": mmdet3d.LAYOUT,

@@ -38,6 +38,13 @@ class PillarFeatureNet(nn.Module):
         x = masked @ (self.linear.weight * scale[:, None]).t()  # [P, M, C]
         return torch.relu(x.max(dim=1).values + shift)
 
+    def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(weight [C_out, C_in], scale [C_out], shift [C_out])`` float32, contiguous: the eval-mode
+        PFN is ``relu(max_j(x_j @ weight.T) * scale + shift)`` (what the fused CUDA kernel computes)."""
+        with torch.no_grad():
+            scale, shift = _bn_scale_shift(self.norm)
+            return (self.linear.weight.detach().float().contiguous(), scale.float().contiguous(), shift.float().contiguous())
+
     @classmethod
     def from_config(cls, cfg: PointPillarsConfig) -> "PillarFeatureNet":
         return cls(cfg.voxel.num_decorated_features, cfg.network.pfn_channels)

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import abc
 import time
-from typing import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from ..config import PointPillarsConfig
 from ..contract import PART_INPUTS, PART_OUTPUTS
 from ..errors import BackendUnavailableError, ConfigError
+from ..options import parse_options
 
 # the chain's inputs are the PFN's plus the scatter's coordinates; its outputs are the RPN's
 INPUT_NAMES = (*PART_INPUTS["pfn"], "coords")
@@ -96,30 +99,53 @@ class StageTimer:
         self._t = now
 
 
-_REGISTRY: dict[str, Callable[..., Backend]] = {}
+@dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend: its typed options and its factory ``(cfg, state_dict, engine_dir, options) -> Backend``."""
+
+    options: type
+    factory: Callable[[PointPillarsConfig, Mapping[str, Any] | None, Path | None, Any], Backend]
 
 
-def register_backend(name: str) -> Callable[[Callable[..., Backend]], Callable[..., Backend]]:
-    """Decorator: make a backend factory available to :func:`create_backend` under ``name``."""
+_REGISTRY: dict[str, BackendEntry] = {}
 
-    def wrap(factory: Callable[..., Backend]) -> Callable[..., Backend]:
-        _REGISTRY[name] = factory
+
+def register_backend(name: str, options: type):
+    """Decorator: make a backend factory available to :func:`create_backend` under ``name``,
+    configured by the option dataclass ``options`` (see :mod:`pointpillars_trt.options`)."""
+
+    def wrap(factory):
+        _REGISTRY[name] = BackendEntry(options, factory)
         return factory
 
     return wrap
 
 
 def available_backends() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
-
-
-def create_backend(name: str, **kwargs) -> Backend:
-    """Build the backend ``name`` (``torch``, ``onnxruntime``, ``tensorrt``, ...)."""
     from . import _load_all  # registers the built-in backends
 
     _load_all()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise BackendUnavailableError(f"unknown backend {name!r}; known: {list(available_backends())}") from None
-    return factory(**kwargs)
+    return tuple(sorted(_REGISTRY))
+
+
+def backend_entry(name: str) -> BackendEntry:
+    """The registered :class:`BackendEntry` of ``name`` (:class:`BackendUnavailableError` naming the known ones)."""
+    known = available_backends()
+    if str(name) not in _REGISTRY:
+        raise BackendUnavailableError(f"unknown backend {str(name)!r}; known: {list(known)}")
+    return _REGISTRY[str(name)]
+
+
+def create_backend(name: str, cfg: PointPillarsConfig, *, state_dict: Mapping[str, Any] | None = None,
+                   engine_dir: str | Path | None = None, options: Any = None, **option_values: Any) -> Backend:
+    """Build the backend ``name`` (``torch``, ``torch_cuda``, ``onnxruntime``, ``tensorrt``) for ``cfg``.
+
+    Options come as the backend's option dataclass (``options``) or as keyword values checked
+    against it: an unknown or misspelled name raises :class:`ConfigError` naming the valid ones.
+    """
+    entry = backend_entry(name)
+    if options is None:
+        options = parse_options(entry.options, option_values, f"{name} backend")
+    elif option_values:
+        raise ConfigError(f"{name} backend: pass options either as {entry.options.__name__} or as keywords, not both")
+    return entry.factory(cfg, state_dict, Path(engine_dir) if engine_dir is not None else None, options)

@@ -23,6 +23,7 @@ from .. import __version__
 from ..config import PointPillarsConfig
 from ..contract import PART_INPUTS, PART_OUTPUTS, PARTS
 from ..errors import BackendUnavailableError, ConfigError, EngineError
+from ..options import OnnxRuntimeOptions
 from .base import INPUT_NAMES, OUTPUT_NAMES, Backend, StageTimer, register_backend
 
 SPLIT_PARTS = PARTS
@@ -259,9 +260,8 @@ class OnnxRuntimeBackend(Backend):
         return {k: np.asarray(out[k], dtype=np.float32) for k in OUTPUT_NAMES}
 
 
-@register_backend("onnxruntime")
-def _make_onnxruntime(cfg: PointPillarsConfig | None = None, engine_dir=None, state_dict=None, providers=None,
-                      fused: bool = False, precision: str | None = None, device: str | None = None,
-                      cache_dir=None, threads: int | None = None, **_: object) -> OnnxRuntimeBackend:
-    return OnnxRuntimeBackend(cfg, engine_dir, state_dict, providers, fused, precision=precision, device=device,
-                              cache_dir=cache_dir, threads=threads)
+@register_backend("onnxruntime", OnnxRuntimeOptions)
+def _make_onnxruntime(cfg: PointPillarsConfig, state_dict, engine_dir, options: OnnxRuntimeOptions) -> OnnxRuntimeBackend:
+    o = options
+    return OnnxRuntimeBackend(cfg, engine_dir, state_dict, o.providers, o.fused, precision=o.precision and str(o.precision),
+                              device=o.device, cache_dir=o.cache_dir, threads=o.threads)

@@ -14,7 +14,7 @@ TensorRT and cuda-python are imported when the backend is built, so the package 
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,14 +22,11 @@ import numpy as np
 
 from ..config import PointPillarsConfig
 from ..errors import ConfigError
-from .base import Backend, register_backend
+from ..options import ScatterKind, TensorRTOptions
+from ..tensorrt.engines import EngineMismatchWarning  # noqa: F401  (re-exported)
+from .base import OUTPUT_NAMES, Backend, register_backend
 
-SCATTER_MODES = ("cuda", "native")
 STAGES = ("h2d", "pfn", "scatter", "rpn", "d2h")
-
-
-class EngineMismatchWarning(UserWarning):
-    """An engine was built with another TensorRT version or on another GPU (``on_mismatch="warn"``)."""
 
 
 def parse_device(device: int | str | None) -> int:
@@ -47,6 +44,23 @@ def parse_device(device: int | str | None) -> int:
     raise ConfigError(f"tensorrt backend: device {device!r} is not a CUDA device (use 0, 'cuda' or 'cuda:N')")
 
 
+@dataclass
+class _Buffers:
+    """The backend's device and pinned host buffers, sized for the profile's maximum pillar count."""
+
+    stream: Any
+    events: list
+    device: dict[str, Any] = field(default_factory=dict)  # tensor name -> DeviceBuffer
+    host: dict[str, Any] = field(default_factory=dict)  # tensor name -> PinnedBuffer
+    scatter: Any = None
+
+    def free(self) -> None:
+        self.stream.synchronize()
+        for obj in (*self.device.values(), *self.host.values(), *self.events, self.scatter, self.stream):
+            if obj is not None:
+                obj.free()
+
+
 class TensorRTBackend(Backend):
     """Runs the engines in ``engine_dir`` (``pfn.engine``, ``rpn.engine``; ``mfn.engine`` when
     ``scatter="native"``) on CUDA device ``device``.
@@ -59,182 +73,127 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(
-        self,
-        cfg: PointPillarsConfig,
-        engine_dir: str | Path,
-        device: int | str = 0,
-        on_mismatch: str = "error",
-        scatter: str = "cuda",
-        clear: str = "cells",
-        log_severity: str = "warning",
-    ) -> None:
+    def __init__(self, cfg: PointPillarsConfig, engine_dir: str | Path, device: int | str = 0, on_mismatch: str = "error",
+                 scatter: str = "cuda", clear: str = "cells") -> None:
         super().__init__(cfg)
         from ..cuda.device import get_device
         from ..tensorrt import api
-        from ..tensorrt.runner import EngineRunner, common_precision, profile_max_pillars
+        from ..tensorrt.engines import EngineSet
 
-        if scatter not in SCATTER_MODES:
-            raise ConfigError(f"tensorrt backend: scatter must be one of {SCATTER_MODES}, got {scatter!r}")
+        api.load_tensorrt()  # a missing TensorRT is the first thing to say
         self.engine_dir = Path(engine_dir)
-        self.scatter_mode, self.clear, self.log_severity = scatter, clear, log_severity
-        api.load_tensorrt()
+        self.scatter_mode, self.clear = ScatterKind.parse(scatter, "tensorrt backend: scatter"), clear
         self.device = get_device(parse_device(device))
-        self.tensorrt_version = api.tensorrt_version()
-        names = ("pfn", "mfn", "rpn") if scatter == "native" else ("pfn", "rpn")
-        self._parts = {n: EngineRunner(n, self.engine_dir / f"{n}.engine", cfg, self.device, self.tensorrt_version, on_mismatch)
-                       for n in names}
-        for part in self._parts.values():
-            for msg in part.warnings:
-                warnings.warn(msg, EngineMismatchWarning, stacklevel=2)
-        self.headers = {name: part.header for name, part in self._parts.items()}
-        self.precision = common_precision(list(self._parts.values()), str(self.engine_dir))
-        self._max_pillars = profile_max_pillars(list(self._parts.values()))
-        self._buffers: dict[str, Any] = {}
+        parts = ("pfn", "mfn", "rpn") if self.scatter_mode == ScatterKind.NATIVE else ("pfn", "rpn")
+        self.engines = EngineSet(self.engine_dir, cfg, self.device, parts=parts, on_mismatch=on_mismatch)
+        self.tensorrt_version = self.engines.tensorrt_version
+        self.headers = self.engines.headers
+        self.precision = self.engines.precision
+        self._buffers: _Buffers | None = None
 
     @property
     def max_pillars(self) -> int:
         """The engine profile's maximum pillar count (the Detector drops or refuses more)."""
-        return self._max_pillars
+        return self.engines.max_pillars
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def _activate(self) -> None:
         from ..cuda.memory import DeviceBuffer, Event, PinnedBuffer, Stream
         from .cuda_scatter import CudaScatter
-        from ..tensorrt import api
-        from ..tensorrt.runner import check_geometry
 
         dev = self.device
-        dev.make_current()
-        self._logger = api.make_logger(self.log_severity)
-        self._runtime = api.create_runtime(self._logger)
-        for part in self._parts.values():
-            part.activate(self._runtime)
-        geo = check_geometry(self.cfg, self._parts["pfn"], self._parts["rpn"], self._max_pillars)
-        self._geo = geo
-        p_max = self._max_pillars
-        b: dict[str, Any] = {}
-        b["stream"] = Stream(dev)
-        b["features"] = DeviceBuffer(p_max * geo["M"] * geo["F"] * geo["feat_size"], dev)
-        b["num_points"] = DeviceBuffer(p_max * 4, dev)
-        b["coords"] = DeviceBuffer(p_max * 2 * 4, dev)
-        b["pillar_features"] = DeviceBuffer(p_max * geo["C"] * geo["pf_size"], dev)
-        b["h_features"] = PinnedBuffer(p_max * geo["M"] * geo["F"] * geo["feat_size"], dev)
-        b["h_num_points"] = PinnedBuffer(p_max * 4, dev)
-        b["h_coords"] = PinnedBuffer(p_max * 2 * 4, dev)
-        if self.scatter_mode == "cuda":
-            b["scatter"] = CudaScatter(geo["nx"], geo["ny"], geo["C"], geo["pf_dtype"], max_pillars=p_max, device=dev, clear=self.clear)
-            canvas_ptr = b["scatter"].canvas_ptr
+        self.engines.activate()
+        geo, p_max = self.engines.geometry, self.max_pillars
+        feat_bytes = p_max * geo.points_per_pillar * geo.features * geo.feature_dtype.itemsize
+        sizes = {"features": feat_bytes, "num_points": p_max * 4, "coords": p_max * 2 * 4}
+        b = _Buffers(stream=Stream(dev), events=[Event(dev) for _ in range(len(STAGES) + 1)])
+        for name, nbytes in sizes.items():
+            b.device[name], b.host[name] = DeviceBuffer(nbytes, dev), PinnedBuffer(nbytes, dev)
+        b.device["pillar_features"] = DeviceBuffer(p_max * geo.channels * geo.canvas_dtype.itemsize, dev)
+        if self.scatter_mode == ScatterKind.CUDA:
+            b.scatter = CudaScatter(geo.nx, geo.ny, geo.channels, geo.canvas_dtype, max_pillars=p_max, device=dev, clear=str(self.clear))
+            canvas_ptr = b.scatter.canvas_ptr
         else:
-            b["canvas"] = DeviceBuffer(geo["C"] * geo["ny"] * geo["nx"] * geo["pf_size"], dev)
-            canvas_ptr = b["canvas"].ptr
-        rpn = self._parts["rpn"]
-        for name in ("cls", "box", "dir"):
-            nbytes = rpn.nbytes(name)
-            b[name] = DeviceBuffer(nbytes, dev)
-            b["h_" + name] = PinnedBuffer(nbytes, dev)
-        b["events"] = [Event(dev) for _ in range(len(STAGES) + 1)]
+            b.device["canvas"] = DeviceBuffer(geo.channels * geo.ny * geo.nx * geo.canvas_dtype.itemsize, dev)
+            canvas_ptr = b.device["canvas"].ptr
+        rpn = self.engines["rpn"]
+        for name in OUTPUT_NAMES:
+            b.device[name], b.host[name] = DeviceBuffer(rpn.nbytes(name), dev), PinnedBuffer(rpn.nbytes(name), dev)
         self._buffers = b
         # addresses never change: bind once, by name
-        pfn = self._parts["pfn"]
-        pfn.bind("features", b["features"].ptr)
-        pfn.bind("num_points", b["num_points"].ptr)
-        pfn.bind("pillar_features", b["pillar_features"].ptr)
-        if "mfn" in self._parts:
-            mfn = self._parts["mfn"]
-            mfn.bind("pillar_features", b["pillar_features"].ptr)
-            mfn.bind("coords", b["coords"].ptr)
-            mfn.bind("canvas", canvas_ptr)
+        binds = {"pfn": ("features", "num_points", "pillar_features"), "mfn": ("pillar_features", "coords"),
+                 "rpn": OUTPUT_NAMES}
+        for part, runner in self.engines.runners.items():
+            for name in binds[part]:
+                runner.bind(name, b.device[name].ptr)
+        if "mfn" in self.engines.runners:
+            self.engines["mfn"].bind("canvas", canvas_ptr)
         rpn.bind("canvas", canvas_ptr)
-        for name in ("cls", "box", "dir"):
-            rpn.bind(name, b[name].ptr)
 
     def _deactivate(self) -> None:
-        b = self._buffers
-        if "stream" in b:
-            b["stream"].synchronize()
-        for part in self._parts.values():
-            part.deactivate()
-        for key, obj in list(b.items()):
-            if key == "events":
-                for e in obj:
-                    e.free()
-            elif hasattr(obj, "free"):
-                obj.free()
-        self._buffers = {}
-        self._runtime = None
+        if self._buffers is not None:
+            self._buffers.free()
+        self.engines.free()
+        self._buffers = None
 
     # ---- one frame ----------------------------------------------------------------------------
+    def _stage_inputs(self, feeds: Mapping[str, np.ndarray]) -> int:
+        """Copy the feeds into the pinned buffers; returns the pillar count."""
+        geo, host = self.engines.geometry, self._buffers.host
+        feats = np.asarray(feeds["features"])
+        p, m, f = int(feats.shape[0]), geo.points_per_pillar, geo.features
+        if feats.shape != (p, m, f):
+            raise ConfigError(f"tensorrt backend: features {feats.shape}, expected ({p}, {m}, {f})")
+        npts, coords = np.asarray(feeds["num_points"]), np.asarray(feeds["coords"])
+        if npts.shape != (p,) or coords.shape != (p, 2):
+            raise ConfigError(f"tensorrt backend: num_points {npts.shape} / coords {coords.shape}, expected ({p},) / ({p}, 2)")
+        np.copyto(host["features"].view(geo.feature_dtype, (p, m, f)), feats, casting="same_kind")
+        np.copyto(host["num_points"].view(np.int32, (p,)), npts, casting="unsafe")
+        np.copyto(host["coords"].view(np.int32, (p, 2)), coords, casting="unsafe")
+        return p
+
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ..cuda.memory import copy_d2h_async, copy_h2d_async
 
-        geo, b = self._geo, self._buffers
-        feats = np.asarray(feeds["features"])
-        p = int(feats.shape[0])
-        m, f = geo["M"], geo["F"]
-        if feats.shape != (p, m, f):
-            raise ConfigError(f"tensorrt backend: features {feats.shape}, expected ({p}, {m}, {f})")
-        npts = np.asarray(feeds["num_points"])
-        coords = np.asarray(feeds["coords"])
-        if npts.shape != (p,) or coords.shape != (p, 2):
-            raise ConfigError(f"tensorrt backend: num_points {npts.shape} / coords {coords.shape}, expected ({p},) / ({p}, 2)")
-        h_feats = b["h_features"].view(geo["feat_dtype"], (p, m, f))
-        h_npts = b["h_num_points"].view(np.int32, (p,))
-        h_coords = b["h_coords"].view(np.int32, (p, 2))
-        np.copyto(h_feats, feats, casting="same_kind")
-        np.copyto(h_npts, npts, casting="unsafe")
-        np.copyto(h_coords, coords, casting="unsafe")
-
+        p = self._stage_inputs(feeds)
+        geo, b, parts = self.engines.geometry, self._buffers, self.engines.runners
+        item = {"features": geo.points_per_pillar * geo.features * geo.feature_dtype.itemsize, "num_points": 4, "coords": 8}
         self.device.make_current()
-        s = b["stream"].handle
-        ev = b["events"]
-        parts = self._parts
+        s, ev = b.stream.handle, b.events
         ev[0].record(s)
-        copy_h2d_async(b["features"].ptr, b["h_features"].ptr, h_feats.nbytes, s)
-        copy_h2d_async(b["num_points"].ptr, b["h_num_points"].ptr, h_npts.nbytes, s)
-        copy_h2d_async(b["coords"].ptr, b["h_coords"].ptr, h_coords.nbytes, s)
+        for name, size in item.items():
+            copy_h2d_async(b.device[name].ptr, b.host[name].ptr, p * size, s)
         ev[1].record(s)
         if p > 0:
-            parts["pfn"].set_shape("features", (p, m, f))
+            parts["pfn"].set_shape("features", (p, geo.points_per_pillar, geo.features))
             parts["pfn"].set_shape("num_points", (p,))
             parts["pfn"].execute(s)
         ev[2].record(s)
-        if self.scatter_mode == "cuda":
-            b["scatter"](b["pillar_features"].ptr, b["coords"].ptr, p, s)
+        if b.scatter is not None:
+            b.scatter(b.device["pillar_features"].ptr, b.device["coords"].ptr, p, s)
         elif p > 0:
-            parts["mfn"].set_shape("pillar_features", (p, geo["C"]))
+            parts["mfn"].set_shape("pillar_features", (p, geo.channels))
             parts["mfn"].set_shape("coords", (p, 2))
             parts["mfn"].execute(s)
         else:  # the MFN profile starts at 1 pillar: an empty frame is a zero canvas
-            b["canvas"].memset_async(s)
+            b.device["canvas"].memset_async(s)
         ev[3].record(s)
         parts["rpn"].execute(s)
         ev[4].record(s)
-        rpn_tensors = parts["rpn"].tensors
-        for name in ("cls", "box", "dir"):
-            copy_d2h_async(b["h_" + name].ptr, b[name].ptr, b[name].nbytes, s)
+        for name in OUTPUT_NAMES:
+            copy_d2h_async(b.host[name].ptr, b.device[name].ptr, b.device[name].nbytes, s)
         ev[5].record(s)
-        b["stream"].synchronize()
-        out = {}
-        for name in ("cls", "box", "dir"):
-            t = rpn_tensors[name]
-            out[name] = b["h_" + name].view(np.dtype(t.dtype), t.shape).astype(np.float32, copy=True)
+        b.stream.synchronize()
+        tensors = parts["rpn"].tensors
+        out = {n: b.host[n].view(np.dtype(tensors[n].dtype), tensors[n].shape).astype(np.float32, copy=True) for n in OUTPUT_NAMES}
         self.last_timings_ms = {stage: ev[i].elapsed_ms(ev[i + 1]) for i, stage in enumerate(STAGES)}
         return out
 
 
-@register_backend("tensorrt")
-def _make_tensorrt(
-    cfg: PointPillarsConfig,
-    engine_dir: str | Path | None = None,
-    device: int | str = 0,
-    state_dict: object = None,
-    on_mismatch: str = "error",
-    scatter: str = "cuda",
-    clear: str = "cells",
-    **_: object,
-) -> TensorRTBackend:
-    """Factory for ``create_backend("tensorrt", ...)``; ``state_dict`` is ignored (the weights are in the engines)."""
+@register_backend("tensorrt", TensorRTOptions)
+def _make_tensorrt(cfg: PointPillarsConfig, state_dict, engine_dir, options: TensorRTOptions) -> TensorRTBackend:
+    """The weights are in the engines: ``state_dict`` is not used."""
     if engine_dir is None:
         raise ConfigError("tensorrt backend: engine_dir is required (a folder written by export/build_engines.py)")
-    return TensorRTBackend(cfg, engine_dir, device=device, on_mismatch=on_mismatch, scatter=scatter, clear=clear)
+    o = options
+    return TensorRTBackend(cfg, engine_dir, device=o.device, on_mismatch=str(o.on_mismatch), scatter=str(o.scatter), clear=str(o.clear))

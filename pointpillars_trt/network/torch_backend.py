@@ -10,6 +10,7 @@ import torch
 from ..config import PointPillarsConfig
 from ..errors import BackendUnavailableError
 from ..model import PointPillars, build_model
+from ..options import TorchOptions
 from .base import Backend, StageTimer, register_backend
 
 
@@ -64,6 +65,6 @@ class TorchBackend(Backend):
         return out
 
 
-@register_backend("torch")
-def _make_torch(cfg: PointPillarsConfig, state_dict=None, device: str = "cpu", **_: object) -> TorchBackend:
-    return TorchBackend(cfg, state_dict, device)
+@register_backend("torch", TorchOptions)
+def _make_torch(cfg: PointPillarsConfig, state_dict, engine_dir, options: TorchOptions) -> TorchBackend:
+    return TorchBackend(cfg, state_dict, options.device)

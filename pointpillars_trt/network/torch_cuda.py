@@ -15,13 +15,11 @@ import numpy as np
 import torch
 
 from ..config import PointPillarsConfig
-from ..errors import BackendUnavailableError, ConfigError
+from ..errors import BackendUnavailableError
+from ..options import Precision, TorchCudaOptions
 
 from .base import register_backend
 from .torch_backend import TorchBackend
-
-PRECISIONS = ("fp32", "fp16")
-
 
 class TorchCudaBackend(TorchBackend):
     """``precision`` ``fp32`` (TF32 off, process-wide) or ``fp16``; ``channels_last`` for the RPN."""
@@ -30,8 +28,7 @@ class TorchCudaBackend(TorchBackend):
 
     def __init__(self, cfg: PointPillarsConfig, state_dict: Mapping[str, torch.Tensor] | None = None, device: str = "cuda",
                  precision: str = "fp32", channels_last: bool = True) -> None:
-        if precision not in PRECISIONS:
-            raise ConfigError(f"torch_cuda backend: precision must be one of {PRECISIONS}, got {precision!r}")
+        precision = Precision.parse(precision, "torch_cuda backend: precision")
         if not torch.cuda.is_available():
             raise BackendUnavailableError("torch_cuda backend: torch sees no CUDA GPU")
         super().__init__(cfg, state_dict, device if str(device).startswith("cuda") else "cuda")
@@ -61,7 +58,6 @@ class TorchCudaBackend(TorchBackend):
         return canvas.contiguous(memory_format=torch.channels_last) if self.channels_last else canvas
 
 
-@register_backend("torch_cuda")
-def _make_torch_cuda(cfg: PointPillarsConfig, state_dict=None, device: str = "cuda", precision: str = "fp32",
-                     channels_last: bool = True, **_: object) -> TorchCudaBackend:
-    return TorchCudaBackend(cfg, state_dict, device, precision, channels_last)
+@register_backend("torch_cuda", TorchCudaOptions)
+def _make_torch_cuda(cfg: PointPillarsConfig, state_dict, engine_dir, options: TorchCudaOptions) -> TorchCudaBackend:
+    return TorchCudaBackend(cfg, state_dict, options.device, options.precision, options.channels_last)

@@ -147,6 +147,6 @@ def warm_up(detector: Any, iterations: int, info: Log) -> None:
 
 def describe_model(detector: Any, info: Log, warn: Log) -> None:
     src = detector.source
-    info(f"pointpillars: model {src.describe()}; backend {detector.backend.name}; config {detector.config.name}")
+    info(f"pointpillars: model {src.describe()}; config {detector.config.name}; {detector.path}")
     if src.is_random:
         warn("pointpillars: no trained checkpoint given: RANDOM weights, the boxes are meaningless")

@@ -56,7 +56,7 @@ class NodeParams:
     config: str = ""
     format: str = ""
     backend: str = "auto"
-    device: str = "cpu"
+    device: str = ""
     score_threshold: float = -1.0
     intensity_scale: str = "1.0"
     intensity_field: str = ""
@@ -226,17 +226,9 @@ class RepeatFilter:
 
 
 def build_detector(params: NodeParams) -> Any:
-    """The :class:`~pointpillars_trt.detector.Detector` the parameters describe (loads torch)."""
-    from ..detector import Detector
+    """The :class:`~pointpillars_trt.detector.Detector` the parameters describe (loads torch): the
+    one factory, so ``backend=auto`` reaches the whole-frame GPU pipeline on a machine with CUDA."""
+    from ..detector import build_detector as build
 
-    extra: dict[str, Any] = {"engine_dir": params.engine_dir} if params.engine_dir else {}
-    return Detector.from_checkpoint(
-        params.ckpt or None,
-        config=params.config or None,
-        backend=params.backend,
-        device=params.device,
-        format=params.format or None,
-        on_overflow="warn",
-        nonfinite="error",
-        **extra,
-    )
+    return build(params.ckpt or None, params.engine_dir or None, config=params.config or None, backend=params.backend,
+                 device=params.device or None, format=params.format or None, on_overflow="warn", nonfinite="error")

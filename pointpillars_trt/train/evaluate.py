@@ -24,7 +24,7 @@ def predict_frames(
 ) -> list[list[KittiObject]]:
     """Detections of each frame of ``frames`` (the first ``limit``) as KITTI result objects."""
     backend = create_backend("torch", cfg=cfg, state_dict=state_dict, device=device)
-    det = Detector(cfg, backend)
+    det = Detector.from_backend(cfg, backend)
     out = []
     n = len(frames) if limit is None else min(limit, len(frames))
     for i in range(n):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -78,7 +80,9 @@ class NumbaVoxelizer:
     """Owns its buffers (sized for ``max_pillars``) and reuses them frame after frame.
 
     ``voxelizer(points)`` returns :class:`Pillars` whose arrays are fresh copies, so results of
-    earlier frames stay valid.
+    earlier frames stay valid. Calls are serialized by a lock (the scratch buffers and the cell
+    table are shared; ``group_points`` runs without the GIL), and the cell table is reset when a
+    call fails, so no call sees another's scratch state.
     """
 
     name = "numba"
@@ -95,16 +99,22 @@ class NumbaVoxelizer:
         self._raw = np.zeros((self.max_pillars, m, 4), dtype=np.float32)
         self._num_points = np.zeros(self.max_pillars, dtype=np.int32)
         self._coords = np.zeros((self.max_pillars, 2), dtype=np.int32)
+        self._lock = threading.Lock()
 
     def __call__(self, points: np.ndarray) -> Pillars:
         """``points`` float32 ``[N, 4]`` (validated by the caller) -> :class:`Pillars`."""
         pts = np.ascontiguousarray(points, dtype=np.float32)
-        P, oor, dpil, dpts, excess = group_points(
-            pts, self._pc_min, self._voxel_size, self._grid, self.max_pillars,
-            self._cell_to_pillar, self._raw, self._num_points, self._coords,
-        )
-        num_points = self._num_points[:P].copy()
-        coords = self._coords[:P].copy()
-        features = np.empty((P, self._raw.shape[1], 10), dtype=np.float32)
-        decorate_pillars(self._raw, num_points, coords, self._pc_min, self._voxel_size, features)
+        with self._lock:
+            try:
+                P, oor, dpil, dpts, excess = group_points(
+                    pts, self._pc_min, self._voxel_size, self._grid, self.max_pillars,
+                    self._cell_to_pillar, self._raw, self._num_points, self._coords,
+                )
+            except BaseException:
+                self._cell_to_pillar.fill(-1)
+                raise
+            num_points = self._num_points[:P].copy()
+            coords = self._coords[:P].copy()
+            features = np.empty((P, self._raw.shape[1], 10), dtype=np.float32)
+            decorate_pillars(self._raw, num_points, coords, self._pc_min, self._voxel_size, features)
         return Pillars(features, num_points, coords, len(pts), oor, dpil, dpts, excess)

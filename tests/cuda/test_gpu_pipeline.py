@@ -34,7 +34,7 @@ def match_rate(ref_boxes, ref_scores, boxes, iou_min, score_min=0.3) -> float:
 
 @pytest.fixture(scope="module")
 def lively(kitti_config):
-    from tests.test_detector import lively_state_dict
+    from tests.helpers import lively_state_dict
 
     return lively_state_dict(kitti_config)
 
@@ -44,7 +44,7 @@ def cpu_detector(kitti_config, lively):
     from pointpillars_trt.network import create_backend
     from pointpillars_trt.detector import Detector
 
-    return Detector(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=lively))
+    return Detector.from_backend(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=lively))
 
 
 def gpu_detector(cfg, state_dict, **kw):
@@ -118,10 +118,10 @@ def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_fram
 def test_other_config_and_360_cloud(torch_cuda, example_config):
     from pointpillars_trt.network import create_backend
     from pointpillars_trt.detector import Detector
-    from tests.test_detector import lively_state_dict
+    from tests.helpers import lively_state_dict
 
     sd = lively_state_dict(example_config)
-    cpu = Detector(example_config, create_backend("torch", cfg=example_config, state_dict=sd))
+    cpu = Detector.from_backend(example_config, create_backend("torch", cfg=example_config, state_dict=sd))
     det = gpu_detector(example_config, sd)
     pts = random_cloud(example_config, 15000, seed=5)
     want, got = cpu.detect(pts), det.detect(pts)

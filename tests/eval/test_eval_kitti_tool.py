@@ -81,8 +81,7 @@ def test_source_options(tool, tmp_path):
         with pytest.raises(SystemExit) as exc:
             tool.parse_args(["--data-root", str(tmp_path), "--pred-dir", str(tmp_path), *extra])
         assert exc.value.code == 2
-    assert tool.parse_args(["--data-root", str(tmp_path)]).backend == "torch"
-    assert tool.parse_args(["--data-root", str(tmp_path), "--engine-dir", "e"]).backend == "tensorrt"
+    assert tool.parse_args(["--data-root", str(tmp_path)]).backend == "auto"
     assert tool.parse_args(["--data-root", str(tmp_path), "--engine-dir", "e", "--backend", "onnxruntime"]).backend == "onnxruntime"
 
 

@@ -8,7 +8,7 @@ import torch
 from pointpillars_trt.config import load_config
 from pointpillars_trt.model import build_model
 from pointpillars_trt.model.inference_rpn import InferenceRPN, conv_bias_relu, deconv_as_conv, depth_to_space_into, fold_batchnorm
-from tests.test_detector import lively_state_dict
+from tests.helpers import lively_state_dict
 
 CONFIGS = ["kitti_pointpillars_3class", "example_360_2class"]
 

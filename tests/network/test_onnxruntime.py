@@ -45,7 +45,7 @@ class Setup:
 
     def __init__(self, cfg, root: Path) -> None:
         self.cfg = cfg
-        voxelize = Detector(cfg, TorchBackend(cfg)).voxelizer
+        voxelize = Detector.from_backend(cfg, TorchBackend(cfg)).executor.voxelizer
         calib = feeds_of(voxelize(load_frame(FRAMES[0]))) if FRAMES else None
         self.state_dict = parity_state_dict(cfg, seed=0, calibration=calib)
         self.model = build_model(cfg)
@@ -53,14 +53,14 @@ class Setup:
         self.dirs = {"fp32": root / "fp32", "fp16": root / "fp16"}
         export_onnx(self.model, cfg, self.dirs["fp32"], fused=True)
         export_onnx(self.model, cfg, self.dirs["fp16"], fp16=True)
-        self.torch = Detector(cfg, TorchBackend(cfg, self.state_dict))
-        self.ort = {p: Detector(cfg, OnnxRuntimeBackend(cfg, engine_dir=d, device="cpu")) for p, d in self.dirs.items()}
+        self.torch = Detector.from_backend(cfg, TorchBackend(cfg, self.state_dict))
+        self.ort = {p: Detector.from_backend(cfg, OnnxRuntimeBackend(cfg, engine_dir=d, device="cpu")) for p, d in self.dirs.items()}
 
     @lru_cache(maxsize=None)
     def reference(self, path: Path):
         """Pillars, torch PFN/MFN outputs and torch detections of a frame (computed once)."""
         points = load_frame(path)
-        feeds = feeds_of(self.torch.voxelizer(points))
+        feeds = feeds_of(self.torch.executor.voxelizer(points))
         with torch.inference_mode():
             pf = self.model.pfn(torch.from_numpy(feeds["features"]), torch.from_numpy(feeds["num_points"]))
             canvas = self.model.mfn(pf, torch.from_numpy(feeds["coords"]))
@@ -77,7 +77,7 @@ def setup(tmp_path_factory, kitti_config) -> Setup:
 def test_fp32_parity_on_real_frame(setup, frame):
     points, feeds, ref, ref_det = setup.reference(frame)
     assert len(ref_det) >= 5, "the parity weights must produce boxes on real frames"
-    errs = part_errors(ref, setup.ort["fp32"].backend, feeds, rpn=False)
+    errs = part_errors(ref, setup.ort["fp32"].executor.backend, feeds, rpn=False)
     assert errs["pfn"].max_abs <= 1e-4 * max(1.0, errs["pfn"].ref_max), errs["pfn"]
     assert errs["mfn"].max_abs == 0.0  # the scatter only moves values
     got = setup.ort["fp32"].detect(points)
@@ -90,7 +90,7 @@ def test_fp32_parity_on_real_frame(setup, frame):
 @pytest.mark.parametrize("frame", FRAMES, ids=[f"{p.parent.parent.name}/{p.stem}" for p in FRAMES])
 def test_fp16_boxes_match_on_real_frame(setup, frame):
     points, feeds, ref, ref_det = setup.reference(frame)
-    errs = part_errors(ref, setup.ort["fp16"].backend, feeds, rpn=False)
+    errs = part_errors(ref, setup.ort["fp16"].executor.backend, feeds, rpn=False)
     assert errs["pfn"].max_abs <= 2e-3 * errs["pfn"].ref_max, errs["pfn"]
     assert errs["mfn"].max_rel <= 1e-3, errs["mfn"]  # float16 rounding of the values only
     m = match_detections(ref_det, setup.ort["fp16"].detect(points))
@@ -105,7 +105,7 @@ def test_fp32_parity_across_pillar_counts(setup, num_pillars):
     config's max, so that the full-canvas RPN runs only where it adds something."""
     n = setup.cfg.voxel.max_pillars if num_pillars == "max" else num_pillars
     feeds = synthetic_pillars(setup.cfg, n, seed=n)
-    be = setup.ort["fp32"].backend
+    be = setup.ort["fp32"].executor.backend
     if n in (5, OPT_PILLARS):
         with torch.inference_mode():
             pf = setup.model.pfn(torch.from_numpy(feeds["features"]), torch.from_numpy(feeds["num_points"]))
@@ -116,7 +116,7 @@ def test_fp32_parity_across_pillar_counts(setup, num_pillars):
         out = be.infer(feeds)
         assert set(be.last_timings_ms) == {"pfn", "scatter", "rpn"}
         errs = {**part_errors(ref, be, feeds, rpn=n > 1), **head_errors(ref, out)}
-        post = setup.torch.postprocess
+        post = setup.torch.executor.postprocess
         thr = uncapped_threshold(post, ref)
         diff = compare_detections(post(ref["cls"], ref["box"], ref["dir"], thr), post(out["cls"], out["box"], out["dir"], thr))
         assert diff.agrees(), diff
@@ -127,7 +127,7 @@ def test_fp32_parity_across_pillar_counts(setup, num_pillars):
             for k in ("cls", "box", "dir"):
                 np.testing.assert_allclose(out_fused[k], out[k], atol=1e-5, rtol=1e-5)
         else:  # the FP16 RPN fed the same canvas
-            e16 = part_errors(ref, setup.ort["fp16"].backend, feeds)
+            e16 = part_errors(ref, setup.ort["fp16"].executor.backend, feeds)
             for k in ("rpn.cls", "rpn.box", "rpn.dir"):
                 assert e16[k].max_abs <= 2e-2 * max(1.0, e16[k].ref_max), (k, e16[k])
     assert errs["mfn"].max_abs == 0.0  # the scatter only moves values
@@ -162,7 +162,7 @@ def test_example_config_end_to_end(example_config, tmp_path):
     ckpt = save_native(tmp_path / "example.safetensors", parity_state_dict(cfg, seed=2), cfg)
     torch_det = Detector.from_checkpoint(ckpt, backend="torch")
     ort_det = Detector.from_checkpoint(ckpt, backend="onnxruntime", cache_dir=tmp_path)
-    assert ort_det.config == cfg and isinstance(ort_det.backend, OnnxRuntimeBackend) and ort_det.backend.precision == "fp32"
+    assert ort_det.config == cfg and isinstance(ort_det.executor.backend, OnnxRuntimeBackend) and ort_det.executor.backend.precision == "fp32"
     graphs = list((tmp_path / "onnx").glob("*/*.onnx"))
     assert sorted(p.name for p in graphs) == ["mfn.onnx", "pfn.onnx", "rpn.onnx"]
     points = random_cloud(cfg, 15000, seed=5)
@@ -174,7 +174,7 @@ def test_example_config_end_to_end(example_config, tmp_path):
     assert compare_detections(ref, got).agrees()
     # a second backend reuses the cached export
     mtimes = {p: p.stat().st_mtime_ns for p in graphs}
-    again = create_backend("onnxruntime", cfg=cfg, state_dict=torch_det.backend.model.state_dict(), cache_dir=tmp_path, device="cpu")
+    again = create_backend("onnxruntime", cfg=cfg, state_dict=torch_det.executor.backend.model.state_dict(), cache_dir=tmp_path, device="cpu")
     assert {p: p.stat().st_mtime_ns for p in graphs} == mtimes
     assert again.graph_paths["pfn"] in graphs
 
@@ -239,7 +239,7 @@ def test_binds_inputs_by_name(setup, tmp_path):
     feeds = synthetic_pillars(setup.cfg, 50, seed=3)
     pfn_feeds = {"features": feeds["features"], "num_points": feeds["num_points"]}
     a = be.run_part("pfn", pfn_feeds)["pillar_features"]
-    b = setup.ort["fp32"].backend.run_part("pfn", pfn_feeds)["pillar_features"]
+    b = setup.ort["fp32"].executor.backend.run_part("pfn", pfn_feeds)["pillar_features"]
     np.testing.assert_array_equal(a, b)
 
 
@@ -255,7 +255,7 @@ def test_rejects_graph_with_other_io_names(setup, tmp_path):
 
 
 def test_infer_checks_inputs(setup):
-    be = setup.ort["fp32"].backend
+    be = setup.ort["fp32"].executor.backend
     with pytest.raises(ConfigError, match="missing input"):
         be.infer({"features": np.zeros((1, 32, 10), np.float32)})
     too_many = setup.cfg.voxel.max_pillars + 1

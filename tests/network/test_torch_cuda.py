@@ -10,7 +10,7 @@ import pytest
 from pointpillars_trt.network import create_backend
 from pointpillars_trt.detector import Detector
 from pointpillars_trt.compare.detections import compare_detections, match_detections
-from tests.test_detector import lively_state_dict
+from tests.helpers import lively_state_dict
 
 from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures: skip without a CUDA GPU)
 
@@ -23,9 +23,9 @@ def weights(kitti_config):
 
 
 def test_fp32_equals_cpu_and_fp16_keeps_the_boxes(torch_cuda, kitti_config, weights, kitti_frames):
-    cpu = Detector(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=weights))
-    fp32 = Detector(kitti_config, create_backend("torch_cuda", cfg=kitti_config, state_dict=weights, precision="fp32"))
-    fp16 = Detector(kitti_config, create_backend("torch_cuda", cfg=kitti_config, state_dict=weights, precision="fp16"))
+    cpu = Detector.from_backend(kitti_config, create_backend("torch", cfg=kitti_config, state_dict=weights))
+    fp32 = Detector.from_backend(kitti_config, create_backend("torch_cuda", cfg=kitti_config, state_dict=weights, precision="fp32"))
+    fp16 = Detector.from_backend(kitti_config, create_backend("torch_cuda", cfg=kitti_config, state_dict=weights, precision="fp16"))
     found = total = 0
     for path in kitti_frames:
         pts = np.fromfile(path, dtype=np.float32).reshape(-1, 4)

@@ -39,7 +39,7 @@ def head_maps(cfg, clouds, seed=0):
 
     from pointpillars_trt.model import build_model
     from pointpillars_trt.voxelize import NumbaVoxelizer
-    from tests.test_detector import lively_state_dict
+    from tests.helpers import lively_state_dict
 
     model = build_model(cfg)
     model.load_state_dict(lively_state_dict(cfg, seed=seed))

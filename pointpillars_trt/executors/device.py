@@ -1,0 +1,322 @@
+"""The device executor: the whole frame on one GPU, optionally as one CUDA graph; points in (host)
+-> boxes out (host).
+
+Per batch, all enqueued on the executor's own stream, no host round trip between stages:
+
+1. H2D copy of the points from pinned staging rows into static device rows (the copy covers a
+   size *bucket* >= N; N itself goes to the device as an int32);
+2. per lane (its own stream; parallel graph branches in a batch): CUDA voxelization and
+   decoration (``kernels/voxelize.cu``), counts on the device, through the network form's
+   :meth:`~pointpillars_trt.network.device.DeviceNetwork.voxelize` (the fused form runs the PFN
+   there too);
+3. the network form's :meth:`~pointpillars_trt.network.device.DeviceNetwork.heads` (PFN, scatter,
+   RPN: torch/cuDNN or TensorRT engines);
+4. per lane: post-processing (``kernels/postprocess.cu``) into a fixed-size packed row;
+5. one D2H copy of the packed rows (boxes, scores, labels, count, voxelizer counters).
+
+With ``use_graph`` the sequence is captured once per (batch size, point bucket), in thread-local
+mode, and replayed; only the host staging, one replay and one event wait remain per frame. If a
+capture fails (a TensorRT enqueue refused inside a capture, say) the executor says so once and runs
+eagerly from then on. In graph mode only end-to-end timings exist (``gpu`` from CUDA events around
+the replay, ``total`` host to host); without a graph every stage is timed with CUDA events.
+
+``precision=FP32`` disables TF32 in cuDNN and cuBLAS (a process-wide torch setting) so that float32
+results match the CPU pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..config import PointPillarsConfig
+from ..errors import BackendUnavailableError, ConfigError, PointCloudError
+from ..options import DeviceOptions, PointsOverflowPolicy, Precision
+from .base import Executor, FrameResult, PillarCounts
+from .buffers import FrameBuffers, PackedLayout, point_bucket, tensor_ptr
+
+log = logging.getLogger(__name__)
+
+
+def torch_cuda_device(device: str):
+    """``torch.device`` with an index for ``"cuda"``/``"cuda:N"``, made current; :class:`BackendUnavailableError` without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError("the device executor needs a CUDA GPU visible to torch")
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise ConfigError(f"the device executor runs on a CUDA device, not {device!r}")
+    if dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    torch.cuda.set_device(dev)
+    torch.cuda.init()
+    return dev
+
+
+def set_precision_mode(precision: Precision) -> None:
+    """FP32: TF32 off in cuDNN and cuBLAS (process-wide) so that results match the CPU; FP16: no
+    reduced-precision reductions in cuBLAS."""
+    import torch
+
+    if precision == Precision.FP32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    else:
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+
+
+class DevicePipeline:
+    """One set of lanes: static buffers, a voxelizer, a post-processor and a stream per lane, the
+    network form, and the captured graphs. One submission at a time (:meth:`submit` ->
+    :meth:`collect`); two pipelines taking turns overlap one batch's host staging with the other's GPU work."""
+
+    def __init__(self, cfg: PointPillarsConfig, network: Any, options: DeviceOptions, device: Any) -> None:
+        import torch
+
+        from ..cuda.device import get_device
+        from ..postprocess.cuda import CudaPostProcessor
+        from ..voxelize.cuda import CudaVoxelizer
+
+        self.cfg, self.network, self.options, self.device = cfg, network, options, device
+        self.cuda_device = get_device(device.index)
+        self.max_batch, self.max_pillars = options.max_batch, network.max_pillars
+        self.use_graph = options.use_graph
+        self.stream = torch.cuda.Stream(device)  # a dedicated stream on every path (never the legacy default stream)
+        # one voxelizer and one post-processor per lane (each owns its workspace): the lanes of a batch run
+        # these stages concurrently, each on its own stream (graph branches)
+        self.vox = [CudaVoxelizer(cfg.voxel, options.max_points, self.max_pillars, self.cuda_device) for _ in range(self.max_batch)]
+        self.post = [CudaPostProcessor(cfg, self.cuda_device)]
+        self.post += [CudaPostProcessor(cfg, self.cuda_device, anchors_from=self.post[0]) for _ in range(self.max_batch - 1)]
+        self.lane_streams = [torch.cuda.Stream(device) for _ in range(self.max_batch)] if self.max_batch > 1 else []
+        self.bufs = FrameBuffers(self.max_batch, self.max_pillars, PackedLayout(cfg.postprocess.nms_post_max), device)
+        self._reserve_points(options.max_points)
+        network.allocate(self.bufs, self.vox[0].features_shape)
+        self._graphs: dict[tuple[int, int], Any] = {}
+        self._pending: tuple | None = None
+        self._start, self._stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def _reserve_points(self, n: int) -> None:
+        cap = point_bucket(n)
+        self.bufs.reserve_points(cap)
+        for vox in self.vox:
+            vox.reserve(cap)
+
+    def _ensure_points(self, n: int) -> None:
+        if n <= self.bufs.capacity:
+            return
+        if self.options.on_points_overflow == PointsOverflowPolicy.ERROR:
+            raise PointCloudError(f"{n} points exceed the GPU pipeline's point buffer of {self.bufs.capacity} (on_points_overflow='error')")
+        import torch
+
+        torch.cuda.synchronize(self.device)
+        self._graphs.clear()
+        self._reserve_points(n)
+
+    # ---- the frame -----------------------------------------------------------------------------
+    def _enqueue(self, batch: int, bucket: int, events: list | None = None, score_threshold: float | None = None) -> None:
+        """Enqueue lanes ``0..batch-1`` on torch's current stream (capturable)."""
+        import torch
+
+        main = torch.cuda.current_stream(self.device).cuda_stream
+        mark = (lambda name: events.append((name, _record()))) if events is not None else (lambda name: None)
+        mark("start")
+        self.bufs.enqueue_upload(batch, bucket)
+        mark("h2d")
+        for b, stream in self._fork(batch):
+            self.network.voxelize(b, self.vox[b], self.bufs, stream, bucket)
+        mark("voxelize")
+        heads = self.network.heads(batch, self.bufs, main)
+        mark("network")
+        for b, stream in self._fork(batch):
+            self.post[b].enqueue(tensor_ptr(heads.cls, b), tensor_ptr(heads.box, b), tensor_ptr(heads.dir, b), stream,
+                                 score_threshold=score_threshold, layout=heads.layout, **self.bufs.output_ptrs(b))
+        mark("postprocess")
+        self.bufs.packed_host[:batch].copy_(self.bufs.packed[:batch], non_blocking=True)
+        mark("d2h")
+
+    def _fork(self, batch: int):
+        """Yield ``(lane, raw stream)``: one frame runs on the current stream; several each run on
+        their own lane stream, forked from and joined back into the current one."""
+        import torch
+
+        main = torch.cuda.current_stream(self.device)
+        if batch == 1:
+            yield 0, main.cuda_stream
+            return
+        lanes = self.lane_streams[:batch]
+        for s in lanes:
+            s.wait_stream(main)
+        for b, s in enumerate(lanes):
+            yield b, s.cuda_stream
+        for s in lanes:
+            main.wait_stream(s)
+
+    def _graph(self, batch: int, bucket: int):
+        """The captured graph of (batch, bucket), captured on first use; ``None`` once capture failed."""
+        import torch
+
+        key = (batch, bucket)
+        if key not in self._graphs:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(self.stream)
+            with torch.cuda.stream(side), torch.inference_mode():
+                for _ in range(2):  # warm-up outside the capture (cuDNN algorithm choice, workspaces)
+                    self._enqueue(batch, bucket)
+            self.stream.wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            try:
+                with torch.inference_mode(), torch.cuda.graph(g, stream=self.stream, capture_error_mode="thread_local"):
+                    self._enqueue(batch, bucket)
+            except Exception as exc:  # e.g. an enqueue that refuses to be captured: run eagerly from now on
+                log.warning("CUDA graph capture failed (%s: %s); running without a graph from now on", type(exc).__name__, exc)
+                torch.cuda.synchronize(self.device)
+                self.use_graph = False
+                return None
+            torch.cuda.synchronize(self.device)
+            self._graphs[key] = g
+        return self._graphs[key]
+
+    def submit(self, clouds: Sequence[np.ndarray], score_threshold: float | None = None) -> None:
+        """Stage validated float32 ``[N_i, 4]`` clouds into pinned memory and enqueue the batch (a
+        graph replay) without waiting; :meth:`collect` waits and returns the packed rows."""
+        import torch
+
+        if self._pending is not None:
+            raise ConfigError("DevicePipeline.submit: the previous submission was not collected")
+        batch = len(clouds)
+        if not 1 <= batch <= self.max_batch:
+            raise ConfigError(f"DevicePipeline: batch of {batch} frames; this pipeline takes 1..{self.max_batch}")
+        t0 = time.perf_counter()
+        n_max = max(int(c.shape[0]) for c in clouds)
+        self._ensure_points(n_max)
+        bucket = min(point_bucket(n_max), self.bufs.capacity)
+        self.bufs.stage(clouds)
+        t1 = time.perf_counter()
+        default_thr = score_threshold is None or float(score_threshold) == float(self.cfg.postprocess.score_threshold)
+        g = self._graph(batch, bucket) if self.use_graph and default_thr else None
+        events = None
+        with torch.cuda.stream(self.stream):
+            if g is not None:  # a replay needs no autograd mode (entering one costs ~0.1 ms of CPU)
+                self._start.record()
+                g.replay()
+                self._stop.record()
+            else:
+                events = []
+                with torch.inference_mode():
+                    self._enqueue(batch, bucket, events, None if default_thr else score_threshold)
+        self._pending = (batch, events, t0, t1)
+
+    @property
+    def has_pending(self) -> bool:
+        return self._pending is not None
+
+    def collect(self) -> tuple[np.ndarray, dict[str, float]]:
+        """Wait for the last :meth:`submit`; returns ``(packed rows [B, words] int32, timings in ms)``."""
+        if self._pending is None:
+            raise ConfigError("DevicePipeline.collect: nothing was submitted")
+        batch, events, t0, t1 = self._pending
+        self._pending = None
+        timings: dict[str, float] = {}
+        if events is None:
+            self._stop.synchronize()
+            timings["gpu"] = self._start.elapsed_time(self._stop)
+        else:
+            events[-1][1].synchronize()
+            for (_, a), (name, b) in zip(events, events[1:]):
+                timings[name] = a.elapsed_time(b)
+            timings["gpu"] = events[0][1].elapsed_time(events[-1][1])
+        t2 = time.perf_counter()
+        out = self.bufs.packed_host_np[:batch].copy()
+        t3 = time.perf_counter()
+        timings["host_stage"] = (t1 - t0) * 1e3  # staging into pinned memory (host)
+        timings["host_wait"] = (t2 - t1) * 1e3  # enqueue / replay + waiting for the GPU (and, overlapped, the caller)
+        timings["total"] = (t3 - t0) * 1e3
+        return out, timings
+
+    def free(self) -> None:
+        if self._pending is not None:
+            self.collect()
+        self._graphs.clear()
+        self.network.free()
+        for stage in (*self.vox, *reversed(self.post)):
+            stage.free()
+
+
+def _record():
+    import torch
+
+    e = torch.cuda.Event(enable_timing=True)
+    e.record()
+    return e
+
+
+class DeviceExecutor(Executor):
+    """Frames through :class:`DevicePipeline` s, ``max_batch`` at a time. With more than one
+    group, two pipelines (the second made on first use: its own buffers, network form and graphs,
+    about as much GPU memory again) take turns, so one group's staging on the host overlaps the
+    previous group's GPU work. ``make_network()`` builds a network form for one pipeline."""
+
+    def __init__(self, cfg: PointPillarsConfig, make_network: Callable[[], Any], options: DeviceOptions, device: Any) -> None:
+        self.config, self.options, self.device = cfg, options, device
+        self._make_network = make_network
+        self.pipeline = DevicePipeline(cfg, make_network(), options, device)
+        set_precision_mode(self.pipeline.network.precision)
+        self.max_pillars, self.max_batch = self.pipeline.max_pillars, options.max_batch
+        self._second: DevicePipeline | None = None
+
+    @property
+    def description(self) -> str:
+        graph = "one CUDA graph per batch" if self.pipeline.use_graph else "no CUDA graph"
+        return f"device ({self.device}): {self.pipeline.network.describe()} -> CUDA post-processing; {graph}"
+
+    def run(self, clouds: Sequence[np.ndarray], score_threshold: float | None = None) -> list[FrameResult]:
+        self.pipeline.cuda_device.make_current()
+        step = self.max_batch
+        starts = list(range(0, len(clouds), step))
+        pipes = [self.pipeline]
+        if len(starts) > 1:
+            if self._second is None:
+                self._second = DevicePipeline(self.config, self._make_network(), self.options, self.device)
+            pipes.append(self._second)
+        results: list[FrameResult] = []
+        pending: tuple[DevicePipeline, int] | None = None
+        try:
+            for i, s in enumerate(starts):
+                pipe = pipes[i % len(pipes)]
+                if pending is not None and pending[0] is pipe:  # one pipeline: collect before reusing it
+                    results += self._collect(*pending)
+                    pending = None
+                pipe.submit(clouds[s: s + step], score_threshold)
+                if pending is not None:  # the other pipeline's group ran while this one was staged
+                    results += self._collect(*pending)
+                pending = (pipe, min(step, len(clouds) - s))
+            if pending is not None:
+                results += self._collect(*pending)
+                pending = None
+        finally:
+            for pipe in pipes:  # an error left a submission behind: drain it
+                if pipe.has_pending:
+                    pipe.collect()
+        return results
+
+    def _collect(self, pipe: DevicePipeline, n: int) -> list[FrameResult]:
+        rows, timings = pipe.collect()
+        out = []
+        for b in range(n):
+            boxes, scores, labels, c = pipe.bufs.layout.unpack(rows[b])
+            counts = PillarCounts(c.num_input, c.num_pillars, c.num_found, c.num_dropped_pillars, c.num_dropped_points)
+            out.append(FrameResult(boxes, scores, labels, counts, dict(timings)))
+        return out
+
+    def close(self) -> None:
+        for pipe in (self.pipeline, self._second):
+            if pipe is not None:
+                pipe.free()
+        self._second = None
+
+
+__all__ = ["DeviceExecutor", "DevicePipeline", "set_precision_mode", "torch_cuda_device"]

@@ -1,0 +1,86 @@
+"""Where a detector's weights and config come from: a checkpoint (native, OpenPCDet, mmdet3d,
+zhulf0804), the shipped demo model, seeded random weights, or an engine / ONNX folder that carries
+the config it was built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import PointPillarsConfig, load_config
+
+DEMO_MODEL = Path(__file__).resolve().parent / "data" / "demo_model.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights came from: a file and its format, or random weights (``path is None``)."""
+
+    path: Path | None
+    format: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_random(self) -> bool:
+        return self.path is None
+
+    def describe(self) -> str:
+        if self.path is None:
+            return "RANDOM weights (no trained checkpoint: boxes are meaningless)"
+        return f"{self.path} ({self.format})"
+
+
+def resolve_weights(path: str | Path | None = None, config: PointPillarsConfig | str | Path | None = None,
+                    format: str | None = None) -> tuple[PointPillarsConfig, Mapping[str, Any], ModelSource]:
+    """``(config, state_dict, source)`` of the weights a ``from_checkpoint(path, config)`` call
+    means: the checkpoint at ``path`` (native, OpenPCDet, mmdet3d or zhulf0804; ``format`` forces
+    one); with ``path=None`` the shipped demo model, or random weights (seed 0, ``config`` or the
+    default config) when the package has none (``source.is_random``)."""
+    from .checkpoint import load_checkpoint
+
+    cfg = load_config(config) if isinstance(config, (str, Path)) else config
+    if path is None and DEMO_MODEL.is_file():
+        path = DEMO_MODEL
+    if path is None:
+        import torch
+
+        from .model import build_model
+
+        cfg = cfg or load_config()
+        torch.manual_seed(0)
+        return cfg, build_model(cfg).state_dict(), ModelSource(None, "random")
+    ckpt = load_checkpoint(path, config=cfg, format=format)
+    return ckpt.config, ckpt.state_dict, ModelSource(Path(path), ckpt.format, dict(ckpt.metadata))
+
+
+def artifact_config(engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None) -> PointPillarsConfig:
+    """The config the engines or ONNX graphs in ``engine_dir`` carry; a ``config`` given as well
+    must be the same (else :class:`~pointpillars_trt.errors.ConfigError` naming the fields)."""
+    from .config import check_same_config
+
+    carried = artifact_config_json(Path(engine_dir))
+    if config is not None:
+        check_same_config(load_config(config) if isinstance(config, (str, Path)) else config, carried, str(engine_dir))
+    return PointPillarsConfig.from_json(carried)
+
+
+def artifact_config_json(engine_dir: Path) -> str:
+    """The config JSON carried by the engines (``pfn.engine``) or ONNX graphs (``pfn.onnx`` /
+    ``full.onnx``) in ``engine_dir``."""
+    from .errors import EngineError
+
+    if (engine_dir / "pfn.engine").is_file():
+        from .tensorrt.engine_file import read_engine_header
+
+        return read_engine_header(engine_dir / "pfn.engine").config
+    for name in ("pfn.onnx", "full.onnx"):
+        if (engine_dir / name).is_file():
+            from .exporter.metadata import read_graph_metadata
+
+            return read_graph_metadata(engine_dir / name).config_json
+    raise EngineError(f"{engine_dir}: no pfn.engine, pfn.onnx or full.onnx (build them with export/export_onnx.py "
+                      "and export/build_engines.py)")
+
+
+__all__ = ["DEMO_MODEL", "ModelSource", "artifact_config", "artifact_config_json", "resolve_weights"]
