@@ -9,7 +9,7 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 
 * ``eager``: ``Detector`` with the ``torch`` backend on ``cuda`` (numba voxelization on the CPU,
   torch PFN / index_put scatter / RPN, numpy post-processing): the plain eager PyTorch pipeline;
-* ``gpu/{fp32,fp16}/{graph,eager}``: :class:`~pointpillars_trt.gpu_pipeline.GpuDetector` batch 1;
+* ``gpu/{fp32,fp16}/{graph,eager}``: ``Detector`` on the device executor, batch 1;
   without a graph every stage is timed with CUDA events;
 * ``gpu/{fp32,fp16}/graph/batchB``: ``detect_batch`` with B frames per replay (offline throughput);
 * ``gpu/fp16/graph/pfn-torch``: the same with the torch (cuBLAS) PFN on all ``max_pillars`` rows.
@@ -120,14 +120,41 @@ def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int =
     return row
 
 
-def fp16_vs_fp32(GpuDetector, cfg, state, frames: list[np.ndarray], max_points: int) -> dict:
+def rpn_forms() -> dict:
+    """The RPN forms of the ablation (the shipped one is ``InferenceRPN``): upsampling as transposed
+    convolutions + ReLU + cat, BatchNorm folded only, and the module as trained."""
+    from pointpillars_trt.model.inference_rpn import InferenceRPN, fold_batchnorm
+
+    return {"fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"), "folded": fold_batchnorm, "plain": lambda m: m}
+
+
+RPN_FORMS = rpn_forms()
+
+
+def device_detector(cfg, state, rpn_form=None, source=None, **options):
+    """A Detector on the device executor; ``rpn_form`` swaps the fused network's RPN module (ablation)."""
+    from pointpillars_trt.detector import Detector
+    from pointpillars_trt.executors.device import DeviceExecutor, torch_cuda_device
+    from pointpillars_trt.network.device import FusedTorchNetwork
+    from pointpillars_trt.options import Backend, DetectorOptions, DeviceOptions, parse_options
+
+    if rpn_form is None:
+        return Detector.from_weights(cfg, state, backend=Backend.GPU, source=source, **options)
+    facade = parse_options(DetectorOptions, {k: options.pop(k) for k in ("on_overflow", "nonfinite") if k in options}, "bench")
+    opts = parse_options(DeviceOptions, options, "bench")
+    dev = torch_cuda_device(opts.device)
+    make = lambda: FusedTorchNetwork(cfg, state, dev, precision=opts.precision, rpn_form=rpn_form)  # noqa: E731
+    return Detector(cfg, DeviceExecutor(cfg, make, opts, dev), options=facade, source=source)
+
+
+def fp16_vs_fp32(make, cfg, state, frames: list[np.ndarray], max_points: int) -> dict:
     """The issue's accuracy check on the benchmarked model: the share of FP32 boxes with score > 0.3
     that FP16 finds again (same label, BEV IoU > 0.9), over all frames and per frame."""
     from types import SimpleNamespace
 
     from pointpillars_trt.compare.detections import match_detections
 
-    dets = {p: GpuDetector(cfg, state, precision=p, max_points=max_points, max_batch=1) for p in ("fp32", "fp16")}
+    dets = {p: make(cfg, state, precision=p, max_points=max_points, max_batch=1) for p in ("fp32", "fp16")}
     matched = total = 0
     per_frame = []
     for f in frames:
@@ -196,14 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no CUDA GPU visible to torch")
         return 2
     from pointpillars_trt.detector import Detector
-    from pointpillars_trt.gpu_pipeline import GpuDetector
+
 
     groups = load_frame_groups(args.frames, args.synthetic_360)
     if not groups:
         log.error("no frames")
         return 2
     base = Detector.from_checkpoint(args.ckpt, config=args.config, backend="torch", device="cuda")
-    cfg, state = base.config, {k: v.detach().cpu() for k, v in base.backend.model.state_dict().items()}
+    cfg, state = base.config, {k: v.detach().cpu() for k, v in base.executor.backend.model.state_dict().items()}
     precisions = ("fp32", "fp16") if args.precision == "both" else (args.precision,)
     results: dict[str, dict] = {}
     t_start = time.perf_counter()
@@ -223,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             record(f"eager/{gname}", run_row(torch, lambda c: [base.detect(f) for f in c], frames, args.eager_iters))
         for prec in precisions:
             for graph in (True, False):
-                det = GpuDetector(cfg, state, precision=prec, use_graph=graph, max_points=max_points, max_batch=1,
+                det = device_detector(cfg, state, precision=prec, use_graph=graph, max_points=max_points, max_batch=1,
                                   source=base.source, on_overflow="warn")
                 name = f"gpu/{prec}/{'graph' if graph else 'eager'}/{gname}"
                 record(name, run_row(torch, lambda c: [det.detect(f) for f in c], frames, args.iters))
@@ -241,19 +268,17 @@ def main(argv: list[str] | None = None) -> int:
                 del det
             for batch in args.batch:
                 # 4 groups per call: detect_batch double-buffers (the next group is staged while the GPU runs one)
-                det = GpuDetector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=batch)
+                det = device_detector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=batch)
                 record(f"gpu/{prec}/graph/batch{batch}/{gname}", run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch))
-                record(f"gpu/{prec}/graph/batch{batch}-no-overlap/{gname}",
-                       run_row(torch, lambda c: det.detect_batch(c, overlap=False), frames, max(4, args.iters // 2), 4 * batch, batch))
                 det.close()
                 del det
         if len(precisions) == 2:
-            acc = fp16_vs_fp32(GpuDetector, cfg, state, frames, max_points)
+            acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points)
             results[f"fp16_vs_fp32/{gname}"] = acc
             log.info("FP16 vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 (worst frame %.1f %%)",
                      gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
         for rpn_mode in ("fused-deconv", "folded", "plain"):  # the RPN without our fusions, same run (the default is "fused")
-            det = GpuDetector(cfg, state, precision="fp16", use_graph=True, rpn=rpn_mode, max_points=max_points, max_batch=1)
+            det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
             name = f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}"
             record(name, run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
             try:
@@ -262,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("kernel profile unavailable: %s", exc)
             det.close()
             del det
-        det = GpuDetector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
+        det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
         record(f"gpu/fp16/graph/pfn-torch/{gname}", run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
         det.close()
         del det

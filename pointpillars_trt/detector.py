@@ -134,14 +134,21 @@ class Detector:
         package has none (``detector.source.is_random`` says so). ``backend``: ``auto`` (the fastest the
         machine has), ``gpu``, ``torch``, ``torch_cuda``, ``onnxruntime``. ``options``: the fields of
         the option dataclasses in :mod:`pointpillars_trt.options`; a misspelled one raises ConfigError."""
+        cfg, state_dict, source = resolve_weights(path, config, format)
+        return cls.from_weights(cfg, state_dict, backend=backend, device=device, source=source, **options)
+
+    @classmethod
+    def from_weights(cls, config: PointPillarsConfig, state_dict: Any, *, backend: Backend | str = "auto",
+                     device: str | None = None, source: ModelSource | None = None, **options: Any) -> "Detector":
+        """A detector on weights already in memory (a native ``state_dict`` for ``config``), as
+        :meth:`from_checkpoint` otherwise."""
         from .factory import build_executor, choose_backend, split_options
 
         chosen, why = choose_backend(backend, device=device)
         values = {**options, **({"device": device} if device is not None else {})}
         facade, executor_values = split_options(chosen, values, auto=str(backend) == "auto")
-        cfg, state_dict, source = resolve_weights(path, config, format)
-        executor = build_executor(cfg, chosen, executor_values, state_dict=state_dict)
-        return cls._made(cfg, executor, facade, source, chosen, why)
+        executor = build_executor(config, chosen, executor_values, state_dict=state_dict)
+        return cls._made(config, executor, facade, source or ModelSource(None, "state_dict"), chosen, why)
 
     @classmethod
     def from_engine_dir(cls, engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None, *,

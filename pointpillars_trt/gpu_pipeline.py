@@ -27,13 +27,9 @@ def _deprecated(name: str) -> None:
 class GpuDetector(Detector):
     """Deprecated alias: a :class:`~pointpillars_trt.detector.Detector` on the device executor."""
 
-    def __init__(self, config: PointPillarsConfig, state_dict: Mapping[str, Any], **options: Any) -> None:
-        from .factory import build_executor, split_options
-
+    def __new__(cls, config: PointPillarsConfig, state_dict: Mapping[str, Any], **options: Any) -> Detector:
         _deprecated("GpuDetector")
-        facade, values = split_options(Backend.GPU, options, auto=False)
-        super().__init__(config, build_executor(config, Backend.GPU, values, state_dict=state_dict), options=facade,
-                         backend=Backend.GPU)
+        return Detector.from_weights(config, state_dict, backend=Backend.GPU, **options)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, config: PointPillarsConfig | str | Path | None = None,

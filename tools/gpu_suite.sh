@@ -104,7 +104,7 @@ print('NVRTC', nvrtc_version(), 'archs', nvrtc_supported_archs()); print(get_dev
 
 # ---- tests ---------------------------------------------------------------------------------------
 step pytest-gpu "$PY" -m pytest -m gpu -v -p no:cacheprovider -rs --junitxml="$OUT/pytest_gpu.xml" tests
-step pytest-cuda-trt "$PY" -m pytest -v -p no:cacheprovider -rs tests/cuda tests/tensorrt tests/network tests/voxelize/test_voxelize_cuda.py tests/postprocess/test_postprocess_cuda.py
+step pytest-cuda-trt "$PY" -m pytest -v -p no:cacheprovider -rs -m "not gpu" tests/cuda tests/tensorrt tests/network tests/executors tests/voxelize/test_voxelize_cuda.py tests/postprocess/test_postprocess_cuda.py
 
 # ---- benchmarks ----------------------------------------------------------------------------------
 step bench-scatter "$PY" -m benchmarks.bench_scatter --json "$OUT/bench_scatter.json"
@@ -119,6 +119,10 @@ if [ -f benchmarks/benchmark.py ]; then
 fi
 # the GPU pipeline against the eager PyTorch pipeline, plus the device ceilings (< 4 min on an H100)
 step benchmark-gpu "$PY" benchmarks/benchmark_gpu.py ${BENCHMARK_GPU_ARGS:-} --json "$OUT/benchmark_gpu.json"
+# no speed regression: this checkout against the landed code in .landed/ (git archive REV pointpillars_trt | tar -x -C .landed)
+if [ -d .landed/pointpillars_trt ]; then
+  step landed-vs-head "$PY" benchmarks/landed_vs_head.py --landed .landed --json "$OUT/landed_vs_head.json"
+fi
 if have tensorrt && "$PY" -c "import tensorrt; assert tensorrt.__file__" >/dev/null 2>&1; then
   step check-tensorrt "$PY" tools/check_tensorrt.py --work-dir /tmp/check_tensorrt
 fi

@@ -48,9 +48,9 @@ def cpu_detector(kitti_config, lively):
 
 
 def gpu_detector(cfg, state_dict, **kw):
-    from pointpillars_trt.gpu_pipeline import GpuDetector
+    from pointpillars_trt.detector import Detector
 
-    return GpuDetector(cfg, state_dict, **kw)
+    return Detector.from_weights(cfg, state_dict, backend="gpu", **kw)
 
 
 @pytest.mark.gpu
@@ -92,24 +92,24 @@ def test_fp16_keeps_fp32_boxes(torch_cuda, kitti_config, lively, kitti_frames):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("use_graph,overlap", [(True, True), (True, False), (False, True)], ids=["graph-overlap", "graph", "streams-overlap"])
-def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_frames, use_graph, overlap):
+@pytest.mark.parametrize("use_graph", [True, False], ids=["graph", "streams"])
+def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_frames, use_graph):
     # the frames of a batch voxelize and post-process concurrently, each on its own stream; with
     # overlap, two pipelines take turns (groups of 3 and 2 here)
     from pointpillars_trt.errors import PointCloudError
 
     det = gpu_detector(kitti_config, lively, max_batch=3, use_graph=use_graph)
     clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
-    batched = det.detect_batch(clouds, overlap=overlap)
-    assert (det._second is not None) == overlap
+    batched = det.detect_batch(clouds)
+    assert det.executor._second is not None  # two groups: two pipelines take turns
     for pts, b in zip(clouds, batched):
         one = det.detect(pts)
         assert len(one) == len(b)
         np.testing.assert_allclose(one.boxes, b.boxes, atol=1e-4)
     bad = clouds[:4] + [np.full((10, 4), np.nan, np.float32)]
     with pytest.raises(PointCloudError, match="<cloud 4>"):  # the first group is in flight when this fails
-        det.detect_batch(bad, overlap=overlap)
-    again = det.detect_batch(clouds, overlap=overlap)  # nothing left pending
+        det.detect_batch(bad)
+    again = det.detect_batch(clouds)  # nothing left pending
     assert [len(d) for d in again] == [len(d) for d in batched]
     det.close()
 
@@ -139,7 +139,7 @@ def test_point_buffer_policies_and_bad_frames(torch_cuda, kitti_config, lively):
         small.detect(random_cloud(kitti_config, 20000, seed=1))
     grow = gpu_detector(kitti_config, lively, max_points=1000)
     out = grow.detect(random_cloud(kitti_config, 40000, seed=1))
-    assert out.num_points == 40000 and grow.pipeline.max_points >= 40000
+    assert out.num_points == 40000 and grow.executor.pipeline.bufs.capacity >= 40000
     from pointpillars_trt.detector import EmptyFrameWarning
 
     with pytest.warns(EmptyFrameWarning, match="no point lies inside"):

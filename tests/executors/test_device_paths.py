@@ -1,0 +1,127 @@
+"""Every entry point reaches the device executor on a GPU machine: ``backend="auto"``, the ROS
+node's processor, tools/infer_bag.py and tools/eval_kitti.py; and one GPU detector shared by two
+threads. Marked ``gpu``: they skip on the CPU and run on the device through tools/gpu_suite.sh."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
+from tests.eval.conftest import kitti_layout  # noqa: F401  (fixture)
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.gpu
+
+
+def matched(ref, got, iou=0.9, score=0.3) -> float:
+    """Fraction of ``ref``'s boxes above ``score`` that ``got`` has (same class, BEV IoU > ``iou``)."""
+    from pointpillars_trt.postprocess import iou_bev
+
+    sel = ref.scores > score
+    if not sel.any():
+        return 1.0
+    if len(got) == 0:
+        return 0.0
+    ious = iou_bev(ref.boxes[sel], got.boxes) * (ref.labels[sel][:, None] == got.labels[None, :])
+    return float((ious.max(axis=1) > iou).mean())
+
+
+@pytest.fixture(scope="module")
+def cpu_reference():
+    from pointpillars_trt.detector import Detector
+
+    return Detector.from_checkpoint(None, backend="torch", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def real_frames(kitti_frames):
+    return [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames]
+
+
+def test_auto_picks_the_gpu_pipeline(torch_cuda):
+    from pointpillars_trt.detector import Detector
+    from pointpillars_trt.options import Backend
+
+    det = Detector.from_checkpoint(None)
+    assert det.backend == Backend.GPU and det.path.startswith("device (cuda")
+    det.close()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_ros_processor_on_the_gpu_path_matches_the_cpu_detector(torch_cuda, cpu_reference, real_frames, precision):
+    from pointpillars_trt.detector import Detector
+    from pointpillars_trt.options import Backend
+    from pointpillars_trt.ros.cloud import Header, Stamp, points_to_cloud
+    from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, build_detector
+
+    params = NodeParams(frame_id="velodyne")
+    det = build_detector(params) if precision == "fp16" else Detector.from_checkpoint(None, precision="fp32")
+    assert det.backend == Backend.GPU  # the node's own factory reaches the device executor (fp16 by default)
+    proc = FrameProcessor(det, params)
+    for i, pts in enumerate(real_frames):
+        res = proc.process(points_to_cloud(pts, Header(Stamp(i, 0), "velodyne")))
+        want = cpu_reference.detect(pts)
+        assert res.detections.num_pillars == want.num_pillars
+        assert matched(want, res.detections) >= (0.99 if precision == "fp32" else 0.95)
+        assert matched(res.detections, want) >= (0.99 if precision == "fp32" else 0.95)
+    det.close()
+
+
+def test_infer_bag_runs_the_gpu_pipeline(torch_cuda, real_frames, tmp_path):
+    from tests.ros.test_bag import make_bag
+
+    make_bag(tmp_path / "in.bag", real_frames[:3], "rosbag1")
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "infer_bag.py"), str(tmp_path / "in.bag"), "--topic", "/points",
+                           "--out", str(tmp_path / "out.mcap"), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "backend gpu" in proc.stderr and "device (cuda" in proc.stderr and "3 clouds processed" in proc.stderr
+
+
+def test_eval_kitti_runs_the_gpu_pipeline(torch_cuda, kitti_layout, tmp_path):
+    (kitti_layout.root / "ImageSets" / "mini.txt").write_text("000000\n000001\n")
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_kitti.py"), "--data-root", str(kitti_layout.root),
+                           "--split", "mini", "--out-dir", str(tmp_path / "res"), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "device (cuda" in proc.stderr and sorted(p.name for p in (tmp_path / "res").glob("*.txt")) == ["000000.txt", "000001.txt"]
+
+
+def test_one_gpu_detector_shared_by_two_threads(torch_cuda, real_frames):
+    from pointpillars_trt.detector import Detector, PillarOverflowWarning
+    from tests.test_detector import jittered_million
+
+    det = Detector.from_checkpoint(None, backend="gpu", precision="fp16", max_batch=2)
+    clouds = real_frames + [jittered_million(real_frames[:5], seed=s) for s in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PillarOverflowWarning)
+        want = [det.detect(c) for c in clouds]
+        rounds, errors, got = 50, [], {}
+
+        def worker(t):
+            try:
+                for r in range(rounds):
+                    i = (r * 3 + t) % len(clouds)
+                    got[t, r] = (i, det.detect(clouds[i]) if r % 5 else det.detect_batch([clouds[i], clouds[0]])[0])
+            except Exception as exc:  # a failure in a thread must fail the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        after = [det.detect(c) for c in clouds]
+    assert not errors, errors
+    assert len(got) == 2 * rounds
+    for i, d in got.values():
+        assert len(d) == len(want[i]) and d.num_pillars == want[i].num_pillars
+        np.testing.assert_allclose(d.boxes, want[i].boxes, atol=1e-4)
+    for a, w in zip(after, want):
+        np.testing.assert_array_equal(a.boxes, w.boxes)
+    det.close()
