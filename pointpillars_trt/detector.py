@@ -201,11 +201,13 @@ class Detector:
         validate_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(pts))
         busy = [i for i, p in enumerate(pts) if p.shape[0] > 0]
         with self._lock:
-            results = self.executor.run([pts[i] for i in busy], score_threshold) if busy else []
-        out = [empty_detections(self.config, 0, {"validate": validate_ms}) for _ in pts]
+            results = self.executor.run(pts if len(busy) == len(pts) else [pts[i] for i in busy], score_threshold) if busy else []
+        out: list[Detections | None] = [None] * len(pts)
         for i, r in zip(busy, results):
             out[i] = self._finish(r, sources[i], validate_ms)
         for i, d in enumerate(out):
+            if d is None:
+                out[i] = d = empty_detections(self.config, 0, {"validate": validate_ms})
             if d.num_pillars == 0:
                 warnings.warn(f"{sources[i]}: no point lies inside the point-cloud range {self.config.voxel.point_cloud_range} "
                               f"({d.num_points} points); the result is empty", EmptyFrameWarning, stacklevel=3)

@@ -27,6 +27,7 @@ results match the CPU pipeline.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -199,15 +200,14 @@ class DevicePipeline:
         default_thr = score_threshold is None or float(score_threshold) == float(self.cfg.postprocess.score_threshold)
         g = self._graph(batch, bucket) if self.use_graph and default_thr else None
         events = None
-        with torch.cuda.stream(self.stream):
-            if g is not None:  # a replay needs no autograd mode (entering one costs ~0.1 ms of CPU)
-                self._start.record()
-                g.replay()
-                self._stop.record()
-            else:
-                events = []
-                with torch.inference_mode():
-                    self._enqueue(batch, bucket, events, None if default_thr else score_threshold)
+        if g is not None:  # a replay needs no autograd mode (entering one costs ~0.1 ms of CPU) nor a stream switch
+            self._start.record()
+            g.replay()
+            self._stop.record()
+        else:  # eager: on the dedicated stream (never the legacy default stream, which TensorRT would serialize)
+            events = []
+            with torch.cuda.stream(self.stream), torch.inference_mode():
+                self._enqueue(batch, bucket, events, None if default_thr else score_threshold)
         self._pending = (batch, events, t0, t1)
 
     @property
@@ -267,6 +267,7 @@ class DeviceExecutor(Executor):
         set_precision_mode(self.pipeline.network.precision)
         self.max_pillars, self.max_batch = self.pipeline.max_pillars, options.max_batch
         self._second: DevicePipeline | None = None
+        self._thread = threading.local()
 
     @property
     def description(self) -> str:
@@ -274,7 +275,9 @@ class DeviceExecutor(Executor):
         return f"device ({self.device}): {self.pipeline.network.describe()} -> CUDA post-processing; {graph}"
 
     def run(self, clouds: Sequence[np.ndarray], score_threshold: float | None = None) -> list[FrameResult]:
-        self.pipeline.cuda_device.make_current()
+        if not getattr(self._thread, "current", False):  # a thread's first call: make the GPU's context current there
+            self.pipeline.cuda_device.make_current()
+            self._thread.current = True
         step = self.max_batch
         starts = list(range(0, len(clouds), step))
         pipes = [self.pipeline]

@@ -50,6 +50,7 @@ def cpu_detector(kitti_config, lively):
 def gpu_detector(cfg, state_dict, **kw):
     from pointpillars_trt.detector import Detector
 
+    kw.setdefault("precision", "fp32")  # against the CPU detector: TF32 off, same arithmetic
     return Detector.from_weights(cfg, state_dict, backend="gpu", **kw)
 
 

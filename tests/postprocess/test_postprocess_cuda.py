@@ -126,7 +126,7 @@ def test_nhwc_head_slices_read_in_place(torch_cuda, kitti_config, example_config
     import torch
 
     from pointpillars_trt.postprocess.cuda import CudaPostProcessor
-    from pointpillars_trt.gpu_pipeline import head_layout
+    from pointpillars_trt.network.device import head_layout
     from pointpillars_trt.postprocess import PostProcessor
 
     cfg = kitti_config if config == "kitti" else example_config
