@@ -80,6 +80,17 @@ def check_detections(topics, times, expected_dets, box_type):
         assert {h.stamp.nanoseconds for h in headers} == {t}
 
 
+@pytest.fixture(scope="module")
+def infer_bag():
+    """tools/infer_bag.py imported as a module (its main() runs in this process)."""
+    sys.path.insert(0, str(TOOL.parent))
+    try:
+        import infer_bag as module
+    finally:
+        sys.path.remove(str(TOOL.parent))
+    return module
+
+
 def common_args(ckpt):
     return ["--score-thresh", str(SCORE_THRESHOLD), "--no-progress"] + (["--ckpt", str(ckpt)] if ckpt else [])
 
@@ -127,12 +138,7 @@ def test_rosbag1_to_mcap_and_kitti_files(tmp_path, frames, expected, ros_ckpt):
     ("sqlite3", "out.bag", "pointpillars_trt_msgs/msg/BoxArray"),
     ("mcap", "out_dir", "vision_msgs/msg/Detection3DArray"),
 ])
-def test_rosbag2_inputs(tmp_path, frames, expected, ros_ckpt, kind, out_name, box_type, capsys):
-    sys.path.insert(0, str(TOOL.parent))
-    try:
-        import infer_bag
-    finally:
-        sys.path.remove(str(TOOL.parent))
+def test_rosbag2_inputs(tmp_path, frames, expected, ros_ckpt, kind, out_name, box_type, infer_bag):
     idx = 1 if kind == "sqlite3" else 0
     times = make_bag(tmp_path / "in_bag", [frames[idx]], kind)
     out = tmp_path / out_name
@@ -144,12 +150,7 @@ def test_rosbag2_inputs(tmp_path, frames, expected, ros_ckpt, kind, out_name, bo
     check_detections(read_topics(out), times, [expected[idx]], box_type)
 
 
-def test_bad_requests_exit_2(tmp_path, frames, caplog):
-    sys.path.insert(0, str(TOOL.parent))
-    try:
-        import infer_bag
-    finally:
-        sys.path.remove(str(TOOL.parent))
+def test_bad_requests_exit_2(tmp_path, frames, caplog, infer_bag):
     make_bag(tmp_path / "in.bag", [frames[0][:100]], "rosbag1")
     assert infer_bag.main([str(tmp_path / "in.bag"), "--topic", "/velodyne_points", "--out", str(tmp_path / "o.bag")]) == 2
     assert "no topic '/velodyne_points'" in caplog.text and "/points (sensor_msgs/msg/PointCloud2)" in caplog.text
@@ -160,12 +161,7 @@ def test_bad_requests_exit_2(tmp_path, frames, caplog):
     assert "nothing to write" in caplog.text
 
 
-def test_unwritable_outputs_are_found_before_the_model_loads(tmp_path, frames, caplog):
-    sys.path.insert(0, str(TOOL.parent))
-    try:
-        import infer_bag
-    finally:
-        sys.path.remove(str(TOOL.parent))
+def test_unwritable_outputs_are_found_before_the_model_loads(tmp_path, frames, caplog, infer_bag):
     make_bag(tmp_path / "in.bag", [frames[0][:100]], "rosbag1")
     (tmp_path / "a_file").write_text("x")
     for flag, out in [("--out", tmp_path / "a_file" / "o.bag"), ("--kitti-dir", tmp_path / "a_file" / "kitti"),
