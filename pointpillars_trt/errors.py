@@ -58,3 +58,7 @@ class KernelCompileError(CudaError):
 
 class ExportError(PointPillarsError):
     """A model cannot be exported to ONNX (unsupported layer) or an exported graph fails its checks."""
+
+
+class OutputError(PointPillarsError):
+    """A result file or directory cannot be written (the message names the path and the reason)."""

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pointpillars_trt.cli import add_detector_arguments, detector_from_args  # noqa: E402
 from pointpillars_trt.errors import PointPillarsError  # noqa: E402
+from pointpillars_trt.io.atomic import atomic_write_text, check_writable  # noqa: E402
 
 log = logging.getLogger("eval_kitti")
 
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> dict:
         predict_split,
     )
 
+    if args.json is not None:
+        check_writable(args.json)  # before a long detection run, not after it
     kitti = open_split(args.data_root, args.split)
     log.info("split %s: %d frames", args.split, len(kitti.frame_ids))
     gt_annos = load_ground_truth(kitti)
@@ -114,8 +117,7 @@ def run(args: argparse.Namespace) -> dict:
     log.info("evaluated %d frames in %.1f s", len(kitti.frame_ids), time.perf_counter() - t0)
     print(format_table(result))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
         log.info("wrote %s", args.json)
     return result
 

@@ -12,8 +12,14 @@ Every output message has the input cloud's record time and header stamp.
 --kitti-dir: per-frame text files (KITTI result lines with --calib, else LiDAR-frame boxes).
 See docs/ROS.md.
 
-Exit codes: 0 success (bad clouds are logged and skipped), 2 bad input (bag, topic, checkpoint,
-parameters), 1 unexpected failure.
+A cloud without a usable point (empty, all NaN/inf, all outside the range) is written as an
+empty result ("no objects": a DELETEALL marker, an empty box array, an empty label file). A bad
+cloud and a message that does not deserialize are logged (index, topic, reason), skipped and
+counted; every other message is still written. Outputs are checked before the model loads and
+moved into place when complete.
+
+Exit codes: 0 every message was written; 2 bad input: some messages were skipped (the rest are
+written) or the bag, topic, checkpoint, parameters or an output is bad; 1 unexpected failure.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +35,7 @@ import numpy as np
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.options import Backend
 from pointpillars_trt.ros.bag import STORAGES, CloudReader, DetectionBagWriter, KittiFrameWriter, replay
-from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, build_detector
+from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, RepeatFilter, build_detector
 
 log = logging.getLogger("infer_bag")
 
@@ -66,6 +73,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def rate_limited(log_fn):
+    """``log_fn`` for a line, similar lines at most once per 5 s (with the count suppressed)."""
+    repeat = RepeatFilter()
+
+    def emit(text: str) -> None:
+        line = repeat(text)
+        if line is not None:
+            log_fn("%s", line)
+
+    return emit
+
+
 def run(args: argparse.Namespace) -> int:
     if args.out is None and args.kitti_dir is None:
         raise PointPillarsError("nothing to write: give --out and/or --kitti-dir")
@@ -81,33 +100,36 @@ def run(args: argparse.Namespace) -> int:
         from pointpillars_trt.io.kitti import Calibration
 
         calib = Calibration.from_file(args.calib)
-    with CloudReader(args.bag, args.topic) as reader:
+    with CloudReader(args.bag, args.topic) as reader, ExitStack() as outputs:
         log.info("%s: %d PointCloud2 messages on %s", args.bag, len(reader), args.topic)
+        # the outputs first: one that cannot be written is reported before the model loads
+        bag_writer = (
+            outputs.enter_context(DetectionBagWriter(
+                args.out, params.markers, params.boxes, args.topic if args.copy_input else None, args.storage))
+            if args.out is not None else None
+        )
+        kitti = KittiFrameWriter(args.kitti_dir, calib, tuple(args.image_shape) if args.image_shape else None, args.save_points) if args.kitti_dir else None
         detector = build_detector(params)
+        outputs.callback(detector.close)
         log.info("model: %s; %s", detector.source.describe(), detector.path)
         if detector.source.is_random:
             log.warning("no trained checkpoint given: using RANDOM weights, the boxes are meaningless")
         processor = FrameProcessor(detector, params)
-        bag_writer = (
-            DetectionBagWriter(args.out, params.markers, params.boxes, args.topic if args.copy_input else None, args.storage)
-            if args.out is not None else None
-        )
-        kitti = KittiFrameWriter(args.kitti_dir, calib, tuple(args.image_shape) if args.image_shape else None, args.save_points) if args.kitti_dir else None
         try:
-            summary = replay(reader, processor, bag_writer, kitti, progress=not args.no_progress, on_error=log.warning)
-        finally:
+            summary = replay(reader, processor, bag_writer, kitti, progress=not args.no_progress, on_error=log.warning,
+                             on_note=rate_limited(log.warning))
+        finally:  # what was written survives a failure part-way
             if bag_writer is not None:
                 bag_writer.close()
                 log.info("wrote %s (%d frames)", args.out, bag_writer.count)
             if kitti is not None:
                 log.info("wrote %s", kitti.close())
-            detector.close()
     lat = np.array(summary.latencies_ms) if summary.latencies_ms else np.zeros(1)
     log.info(
-        "%d clouds processed, %d skipped, %d boxes; median %.1f ms per cloud",
-        summary.frames, summary.skipped, summary.boxes, float(np.median(lat)),
+        "%d clouds processed, %d skipped, %d unreadable messages, %d boxes; median %.1f ms per cloud",
+        summary.frames, summary.skipped, summary.unreadable, summary.boxes, float(np.median(lat)),
     )
-    return 0
+    return 2 if summary.skipped or summary.unreadable else 0
 
 
 def main(argv: list[str] | None = None) -> int:

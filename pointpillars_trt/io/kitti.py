@@ -441,12 +441,13 @@ def format_label_line(obj: KittiObject, decimals: int | None = None) -> str:
 
 
 def write_label(path: str | Path, objects: Iterable[KittiObject], decimals: int | None = None) -> Path:
-    """Write KITTI label / result lines (the score column only for objects whose ``score`` is set).
+    """Write KITTI label / result lines (the score column only for objects whose ``score`` is set),
+    atomically (:func:`~pointpillars_trt.io.atomic.atomic_write_text`).
     With the default ``decimals=None`` the file reads back exactly (see :func:`format_label_line`)."""
-    path = Path(path)
+    from .atomic import atomic_write_text
+
     lines = [format_label_line(obj, decimals) for obj in objects]
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
+    return atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def kitti_objects_to_camera_boxes(objects: Sequence[KittiObject]) -> np.ndarray:

@@ -104,15 +104,16 @@ def _find_intensity(names: Sequence[str]) -> str | None:
 # loading
 
 
-def load_points(path: str | Path, *, allow_nonfinite: str = "error") -> np.ndarray:
+def load_points(path: str | Path, *, nonfinite: str = "error", allow_nonfinite: str | None = None) -> np.ndarray:
     """Read a point-cloud file into C-contiguous ``float32 [N, 4]`` ``(x, y, z, intensity)``.
 
     Args:
         path: a ``.bin``, ``.npy``, ``.pcd`` or ``.ply`` file (see the module docstring). A cloud
             without intensity (a 3-column ``.npy``, a PCD/PLY without an intensity field) gets
             intensity 0 in column 3; a ``.npy`` with more than 4 columns contributes its first 4.
-        allow_nonfinite: ``"error"`` (default) or ``"drop"``, as ``nonfinite`` in
-            :func:`validate_points`. Organized PCD clouds mark missing returns with NaN: use ``"drop"``.
+        nonfinite: ``"error"`` (default) or ``"drop"``, as in :func:`validate_points`. Organized
+            PCD clouds mark missing returns with NaN: use ``"drop"``. ``allow_nonfinite``: the old
+            spelling of the same, still accepted.
 
     A ``.bin`` file whose size is a multiple of 16 bytes but that holds something other than
     float32 x4 (for example float64 ``x, y, z, i``) cannot be told apart from a KITTI file and
@@ -140,7 +141,7 @@ def load_points(path: str | Path, *, allow_nonfinite: str = "error") -> np.ndarr
             raise PointCloudError(f"{path}: cannot read point-cloud file: {exc}") from exc
         parse = {".bin": parse_bin, ".pcd": parse_pcd, ".ply": parse_ply}[suffix]
         points = parse(data, str(path))
-    return validate_points(points, str(path), nonfinite=allow_nonfinite)
+    return validate_points(points, str(path), nonfinite=nonfinite if allow_nonfinite is None else allow_nonfinite)
 
 
 def parse_bin(data: bytes, source: str = "<bin>") -> np.ndarray:

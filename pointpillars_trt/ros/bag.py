@@ -20,6 +20,8 @@ Outputs (any combination):
 from __future__ import annotations
 
 import csv
+import io
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import PointPillarsError
+from ..io.atomic import atomic_write_bytes, atomic_write_text, check_writable
 from .cloud import CloudData, cloud_from_msg
 from .factories import RosbagsFactory
 from .messages import (
@@ -56,10 +59,15 @@ class BagError(PointPillarsError):
 
 @dataclass(frozen=True)
 class BagCloud:
-    """One PointCloud2 of a recording: its record time (ns) and the cloud."""
+    """One PointCloud2 message of a recording: its index (record order among the topic's
+    messages), record time (ns) and the cloud; for a message that cannot be read, ``cloud`` is
+    None and ``error`` says why."""
 
     timestamp_ns: int
-    cloud: CloudData
+    cloud: CloudData | None
+    index: int = 0
+    topic: str = ""
+    error: str = ""
 
 
 class CloudReader:
@@ -106,9 +114,32 @@ class CloudReader:
         return sum(c.msgcount for c in self.connections)
 
     def __iter__(self) -> Iterator[BagCloud]:
-        for connection, timestamp, raw in self.reader.messages(connections=self.connections):
+        """Every message in record order; one that does not deserialize (or is not a readable
+        PointCloud2) comes with ``error`` set instead of ending the iteration. A recording that
+        cannot be read further ends it with one last item whose ``error`` says so."""
+        messages = self.reader.messages(connections=self.connections)
+        index = 0
+        while True:
+            try:
+                connection, timestamp, raw = next(messages)
+            except StopIteration:
+                return
+            except Exception as exc:  # a corrupt chunk: nothing after it can be read
+                yield BagCloud(0, None, index, self.topic, f"{self.path}: reading stopped: {type(exc).__name__}: {exc}")
+                return
+            yield self._decode(index, connection, int(timestamp), raw)
+            index += 1
+
+    def _decode(self, index: int, connection: Any, timestamp: int, raw: bytes) -> BagCloud:
+        try:
             msg = self.reader.deserialize(raw, connection.msgtype)
-            yield BagCloud(int(timestamp), cloud_from_msg(msg))
+        except Exception as exc:  # rosbags raises several types for truncated / garbled bytes
+            return BagCloud(timestamp, None, index, connection.topic, f"does not deserialize: {type(exc).__name__}: {exc}")
+        try:
+            cloud = cloud_from_msg(msg)
+        except PointPillarsError as exc:
+            return BagCloud(timestamp, None, index, connection.topic, str(exc))
+        return BagCloud(timestamp, cloud, index, connection.topic)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,21 +177,21 @@ class DetectionBagWriter:
         self.factory = RosbagsFactory(self.typestore, 1 if ros1 else 2)
         self.box_type = BOX_ARRAY_TYPE if ros1 else DETECTION3D_ARRAY_TYPE
         self._tmp: Path | None = None
+        check_writable(self.path)
         try:
+            # everything is written in a temporary directory beside the output and moved into
+            # place on close, so a run that fails never leaves a half-written recording at path
+            self._tmp = Path(tempfile.mkdtemp(prefix=".pp_bag_", dir=self.path.parent))
             if ros1:
                 from rosbags.rosbag1 import Writer as Writer1
 
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.writer: Any = Writer1(self.path)
+                self.writer: Any = Writer1(self._tmp / self.path.name)
             else:
                 from rosbags.rosbag2 import StoragePlugin, Writer as Writer2
 
                 plugin = StoragePlugin.MCAP if (self.kind == "mcap" or storage == "mcap") else StoragePlugin.SQLITE3
-                target = self.path
-                if self.kind == "mcap":  # rosbags writes a directory; the .mcap file is moved out on close
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._tmp = Path(tempfile.mkdtemp(prefix=".pp_bag_", dir=self.path.parent))
-                    target = self._tmp / self.path.stem
+                # rosbags writes a directory; for OUT.mcap its one .mcap file is moved out on close
+                target = self._tmp / (self.path.stem if self.kind == "mcap" else self.path.name)
                 self.writer = Writer2(target, version=9, storage_plugin=plugin)
             self.writer.open()
             self.conn_markers = self.writer.add_connection(markers_topic, MARKER_ARRAY_TYPE, typestore=self.typestore)
@@ -193,13 +224,23 @@ class DetectionBagWriter:
         self.count += 1
 
     def close(self) -> Path:
-        """Finish the recording; returns its path."""
-        self.writer.close()
-        if self._tmp is not None:
-            files = sorted((self._tmp / self.path.stem).glob("*.mcap"))
-            if len(files) != 1:
-                raise BagError(f"{self.path}: expected one .mcap file from the writer, found {files}")
-            shutil.move(str(files[0]), self.path)
+        """Finish the recording and move it into place; returns its path."""
+        if self._tmp is None:
+            return self.path
+        try:
+            self.writer.close()
+            product = self._tmp / self.path.name
+            if self.kind == "mcap":
+                files = sorted((self._tmp / self.path.stem).glob("*.mcap"))
+                if len(files) != 1:
+                    raise BagError(f"{self.path}: expected one .mcap file from the writer, found {files}")
+                product = files[0]
+            if self.path.exists():
+                raise BagError(f"{self.path} appeared while the recording was written; not overwriting it")
+            os.replace(product, self.path)
+        except OSError as exc:
+            raise BagError(f"{self.path}: cannot finish the output recording: {exc}") from exc
+        finally:
             self._cleanup_tmp()
         return self.path
 
@@ -230,10 +271,9 @@ class KittiFrameWriter:
         self.calib = calib
         self.image_shape = image_shape
         self.save_points = save_points
-        self.labels_dir = self.out_dir / ("label_2" if calib is not None else "boxes_lidar")
-        self.labels_dir.mkdir(parents=True, exist_ok=True)
+        self.labels_dir = check_writable(self.out_dir / ("label_2" if calib is not None else "boxes_lidar"), directory=True)
         if save_points:
-            (self.out_dir / "velodyne").mkdir(parents=True, exist_ok=True)
+            check_writable(self.out_dir / "velodyne", directory=True)
         self.rows: list[list[Any]] = []
 
     def write(self, index: int, timestamp_ns: int, result: FrameResult) -> None:
@@ -250,18 +290,17 @@ class KittiFrameWriter:
                 f"{n} " + " ".join(f"{v:.4f}" for v in box) + f" {s:.4f}"
                 for n, box, s in zip(names, np.asarray(det.boxes, dtype=np.float64), det.scores)
             ]
-            (self.labels_dir / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
+            atomic_write_text(self.labels_dir / f"{name}.txt", "".join(line + "\n" for line in lines))
         if self.save_points:
-            np.ascontiguousarray(result.points, dtype="<f4").tofile(self.out_dir / "velodyne" / f"{name}.bin")
+            atomic_write_bytes(self.out_dir / "velodyne" / f"{name}.bin", np.ascontiguousarray(result.points, dtype="<f4").tobytes())
         self.rows.append([name, timestamp_ns, str(result.header.stamp), result.header.frame_id, result.num_points, len(result.boxes)])
 
     def close(self) -> Path:
-        path = self.out_dir / "frames.csv"
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["frame", "record_time_ns", "stamp", "frame_id", "num_points", "num_boxes"])
-            w.writerows(self.rows)
-        return path
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(["frame", "record_time_ns", "stamp", "frame_id", "num_points", "num_boxes"])
+        w.writerows(self.rows)
+        return atomic_write_text(self.out_dir / "frames.csv", text.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -270,8 +309,13 @@ class KittiFrameWriter:
 
 @dataclass
 class ReplaySummary:
+    """Counts of a replay: ``frames`` written (a cloud without a usable point counts, written as
+    "no objects"), ``skipped`` clouds the processor rejected, ``unreadable`` messages that did not
+    deserialize as a PointCloud2; ``errors`` one line per skipped or unreadable message."""
+
     frames: int = 0
     skipped: int = 0
+    unreadable: int = 0
     boxes: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -284,24 +328,39 @@ def replay(
     kitti_writer: KittiFrameWriter | None = None,
     progress: bool = True,
     on_error: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> ReplaySummary:
     """Run every cloud of ``reader`` through ``processor`` and write the outputs.
 
-    A bad cloud is reported through ``on_error`` and skipped (the frame index still advances, so
-    KITTI file names follow the recording's message order).
+    A message that does not deserialize and a bad cloud are reported through ``on_error`` (index,
+    topic, record time, reason) and skipped; the frame index still advances, so KITTI file names
+    follow the recording's message order. A cloud without a usable point is written as an empty
+    result. The processor's notes (NaN points dropped, no point in range, ...) go to ``on_note``.
     """
     from tqdm import tqdm
 
     summary = ReplaySummary()
-    for index, item in enumerate(tqdm(reader, total=len(reader), desc="infer_bag", unit="cloud", disable=not progress or None)):
+
+    def report(item: BagCloud, reason: str) -> None:
+        line = f"message {item.index} on {item.topic or reader.topic} (record time {item.timestamp_ns}): {reason}"
+        summary.errors.append(line)
+        if on_error:
+            on_error(line)
+
+    for item in tqdm(reader, total=len(reader), desc="infer_bag", unit="cloud", disable=not progress or None):
+        if item.cloud is None:
+            summary.unreadable += 1
+            report(item, item.error)
+            continue
         try:
             result = processor.process(item.cloud)
         except PointPillarsError as exc:
             summary.skipped += 1
-            summary.errors.append(str(exc))
-            if on_error:
-                on_error(f"message {index} (record time {item.timestamp_ns}): {exc}")
+            report(item, str(exc))
             continue
+        index = item.index
+        for note in result.notes if on_note else ():
+            on_note(note)
         if bag_writer is not None:
             bag_writer.write(item.timestamp_ns, result, item.cloud)
         if kitti_writer is not None:

@@ -3,8 +3,11 @@
 :class:`NodeCore` takes a PointCloud2 message of any flavour, runs the
 :class:`~pointpillars_trt.ros.processor.FrameProcessor`, builds the output messages with a
 message factory and hands them to publish callables; it logs through three callables
-(``info``, ``warn``, ``error``). A bad cloud is logged (similar messages at most once per 5 s)
-and skipped: nothing is published for it and the node keeps running.
+(``info``, ``warn``, ``error``). A cloud without a usable point (empty, all NaN/inf, all outside
+the range) is published as "no objects": a MarkerArray holding one ``DELETEALL`` marker and an
+empty box array, with the input's stamp (and a rate-limited warning). A bad cloud (wrong layout
+or frame) is logged (similar messages at most once per 5 s) and skipped: nothing is published for
+it and the node keeps running.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ detect, and turn the detections into plain marker / box data.
 
 :class:`NodeParams` are the node's parameters (the same for ROS 1 and ROS 2, and for the bag
 replay tool); :class:`FrameProcessor` runs one :class:`~pointpillars_trt.ros.cloud.CloudData` and
-returns a :class:`FrameResult`, or raises a :class:`~pointpillars_trt.errors.PointPillarsError`
+returns a :class:`FrameResult` (one with no boxes for a cloud without a usable point), or raises a :class:`~pointpillars_trt.errors.PointPillarsError`
 that names the cloud (stamp, frame) and what is wrong with it; :class:`RepeatFilter` keeps a
 node that receives the same bad input at 10 Hz from flooding its log.
 """
@@ -161,7 +161,10 @@ class FrameProcessor:
         )
 
     def process(self, cloud: CloudData) -> FrameResult:
-        """Detect in one cloud. Raises PointCloudError (bad cloud) or another PointPillarsError."""
+        """Detect in one cloud. A cloud without a usable point (empty, all NaN/inf under
+        ``nonfinite=drop``, all outside the range) gives a result with no boxes (its markers: one
+        ``DELETEALL``) and a note. Raises PointCloudError (bad layout, wrong frame, NaN/inf under
+        ``nonfinite=error``) or another PointPillarsError."""
         from ..io.pointcloud import validate_points
 
         source = describe_cloud(cloud)
@@ -175,9 +178,8 @@ class FrameProcessor:
                 validate_points(points, source, nonfinite="error")
             points = points[finite]
             notes.append(f"{source}: dropped {num_nonfinite} of {finite.size} points holding NaN/inf")
-        if points.shape[0] == 0:
-            what = f" (all {num_nonfinite} points held NaN/inf)" if num_nonfinite else ""
-            raise PointCloudError(f"{source}: empty point cloud{what}")
+        # an empty cloud (also: every point NaN, or none in range) goes on: the detector returns an
+        # empty result with an EmptyFrameWarning, published as "no objects" with the input's stamp
         points = self.to_detector_frame(points, cloud, source)
         t1 = time.perf_counter()
         threshold = self.params.score_threshold if self.params.score_threshold >= 0 else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -44,20 +45,10 @@ def box_line_vertices(boxes) -> tuple[np.ndarray, np.ndarray]:
     return vertices, lines
 
 
-def show_open3d(points, boxes, labels: Sequence[str], *, window_name: str = "pointpillars_trt") -> None:
-    """Open a blocking Open3D window with the cloud (coloured by height) and the boxes (by class).
-
-    Args:
-        points: ``[N, >=3]`` LiDAR points. boxes: ``[M, 7]`` canonical LiDAR boxes.
-        labels: ``M`` class names; they pick the box colours (Open3D's classic viewer draws no text).
-
-    Raises:
-        BackendUnavailableError: open3d is not installed (the message holds the pip command), or
-            there is no display to open a window on.
-    """
+def build_geometries(points, boxes, labels: Sequence[str]) -> list:
+    """The Open3D geometries of a frame: the cloud (coloured by height) and one LineSet of the
+    boxes (coloured by class). ``points [N, >=3]``, ``boxes [M, 7]``, ``labels`` M class names."""
     o3d = _import_open3d()
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise BackendUnavailableError("show_open3d needs a display (DISPLAY/WAYLAND_DISPLAY is not set); use render_bev")
     points = np.asarray(points, dtype=np.float64)
     boxes = as_boxes(boxes)
     if len(labels) != len(boxes):
@@ -66,7 +57,46 @@ def show_open3d(points, boxes, labels: Sequence[str], *, window_name: str = "poi
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[:, :3]))
     cloud.colors = o3d.utility.Vector3dVector(height_colors(points[:, 2]))
     vertices, lines = box_line_vertices(boxes)
-    line_set = o3d.geometry.LineSet(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector2iVector(lines))
+    line_set = o3d.geometry.LineSet(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector2iVector(lines.astype(np.int32)))
     colors = np.repeat(np.array([hex_to_rgb(class_color(label)) for label in labels]).reshape(-1, 3), 13, axis=0)
     line_set.colors = o3d.utility.Vector3dVector(colors)
-    o3d.visualization.draw_geometries([cloud, line_set], window_name=window_name)
+    return [cloud, line_set]
+
+
+def show_open3d(points, boxes, labels: Sequence[str], *, window_name: str = "pointpillars_trt",
+                screenshot: str | Path | None = None, size: tuple[int, int] = (1280, 720)) -> None:
+    """Open an Open3D window with the cloud (coloured by height) and the boxes (by class).
+
+    Args:
+        points: ``[N, >=3]`` LiDAR points. boxes: ``[M, 7]`` canonical LiDAR boxes.
+        labels: ``M`` class names; they pick the box colours (Open3D's classic viewer draws no text).
+        screenshot: None: block until the user closes the window. A path: draw one frame, save
+            the window's pixels there as PNG and close the window.
+        size: window ``(width, height)`` in pixels.
+
+    Raises:
+        BackendUnavailableError: open3d is not installed (the message holds the pip command), or
+            there is no display to open a window on.
+    """
+    o3d = _import_open3d()
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise BackendUnavailableError("show_open3d needs a display (DISPLAY/WAYLAND_DISPLAY is not set); use render_bev")
+    geometries = build_geometries(points, boxes, labels)
+    vis = o3d.visualization.Visualizer()
+    if not vis.create_window(window_name=window_name, width=size[0], height=size[1]):
+        raise BackendUnavailableError(f"show_open3d: Open3D could not open a window on display {os.environ.get('DISPLAY')!r}")
+    try:
+        for g in geometries:
+            vis.add_geometry(g)
+        opt = vis.get_render_option()
+        opt.point_size, opt.line_width = 2.0, 3.0
+        opt.background_color = np.array([1.0, 1.0, 1.0])
+        if screenshot is None:
+            vis.run()
+        else:
+            vis.poll_events()
+            vis.update_renderer()
+            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+            vis.capture_screen_image(str(screenshot), do_render=True)
+    finally:
+        vis.destroy_window()

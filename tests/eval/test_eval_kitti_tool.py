@@ -102,3 +102,11 @@ def test_demo_model_end_to_end_and_resume(kitti_layout, tmp_path):
     assert "detected 0 frames" in again.stderr and "(2 already done)" in again.stderr
     other = run_tool(*args, "--backend", "onnxruntime")
     assert other.returncode == 2 and "holds results of another run" in other.stderr
+
+
+def test_unwritable_json_is_found_before_the_run(kitti_layout, tmp_path):
+    pred = kitti_layout.write_predictions(tmp_path / "pred")
+    (tmp_path / "a_file").write_text("x")
+    proc = run_tool("--data-root", kitti_layout.root, "--pred-dir", pred, "--json", tmp_path / "a_file" / "ap.json")
+    assert proc.returncode == 2 and "a_file is a file, not a directory" in proc.stderr
+    assert "split" not in proc.stderr and "Traceback" not in proc.stderr  # nothing ran

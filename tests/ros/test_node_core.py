@@ -6,7 +6,7 @@ import pytest
 from pointpillars_trt.errors import ConfigError
 from pointpillars_trt.ros.cloud import CloudData, Header, PointFieldData, Stamp, points_to_cloud
 from pointpillars_trt.ros.factories import RosbagsFactory
-from pointpillars_trt.ros.markers import box_line_segments
+from pointpillars_trt.ros.markers import DELETEALL, box_line_segments
 from pointpillars_trt.ros.messages import DETECTION3D_ARRAY_TYPE, boxes_from_msg, cloud_msg, markers_from_msg
 from pointpillars_trt.ros.msgdefs import BOX_ARRAY_TYPE, register_types
 from pointpillars_trt.ros.node_core import NodeCore, Publishers, choose_box_type
@@ -59,12 +59,25 @@ def test_node_core_with_cdr_messages(ros_ckpt, frames, expected):
     def incoming(cloud):  # as a subscriber receives it: CDR bytes deserialized
         return ts.deserialize_cdr(bytes(ts.serialize_cdr(cloud_msg(f, cloud), "sensor_msgs/msg/PointCloud2")), "sensor_msgs/msg/PointCloud2")
 
-    # bad clouds first: logged, nothing published, the core keeps going
-    assert core.handle(incoming(points_to_cloud(np.zeros((0, 4), np.float32), hdr))) is None
+    # a bad cloud first: logged, nothing published, the core keeps going
     no_xyz = CloudData(hdr, 1, 2, (PointFieldData("a", 0, 7),), False, 4, 8, bytes(8))
     assert core.handle(incoming(no_xyz)) is None
-    assert sent == {"markers": [], "boxes": [], "latency": []} and len(logs["error"]) == 2
-    assert "empty point cloud" in logs["error"][0] and "no field(s)" in logs["error"][1]
+    assert sent == {"markers": [], "boxes": [], "latency": []} and len(logs["error"]) == 1
+    assert "no field(s)" in logs["error"][0]
+
+    # clouds without a usable point: published as "no objects" with the input's stamp
+    empty_hdr = Header(Stamp(70, 1), "velodyne")
+    for i, pts in enumerate([np.zeros((0, 4), np.float32), np.full((5, 4), np.nan, np.float32),
+                             np.array([[900.0, 900.0, 0.0, 0.1]], np.float32)]):
+        result = core.handle(incoming(points_to_cloud(pts, empty_hdr)))
+        assert result is not None and len(result.boxes) == 0
+        header, boxes, _, _ = boxes_from_msg(sent["boxes"][i])
+        assert header == empty_hdr and boxes.shape == (0, 7)
+        headers, markers = markers_from_msg(sent["markers"][i])
+        assert headers == [empty_hdr] and [m.action for m in markers] == [DELETEALL]
+    assert any("the result is empty" in w for w in logs["warn"])
+    for v in sent.values():
+        v.clear()
 
     result = core.handle(incoming(points_to_cloud(frames[1], hdr)))
     assert result is not None and result.num_nonfinite == 0
@@ -81,4 +94,4 @@ def test_node_core_with_cdr_messages(ros_ckpt, frames, expected):
 
     core.close()
     assert core.handle(incoming(points_to_cloud(frames[1], hdr))) is None  # closed: ignored
-    assert "shut down after 1 frames (2 clouds skipped)" in logs["info"][-1]
+    assert "shut down after 4 frames (1 clouds skipped)" in logs["info"][-1]

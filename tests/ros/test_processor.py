@@ -54,14 +54,9 @@ def test_process_matches_detector(ros_detector, frames, expected):
 def test_bad_clouds_raise_with_stamp_and_frame(ros_detector):
     proc = FrameProcessor(ros_detector, params(frame_id="velodyne"))
     hdr = Header(STAMP, "velodyne")
-    with pytest.raises(PointCloudError, match=r"stamp 1234\.000000567 frame 'velodyne'.*empty point cloud"):
-        proc.process(points_to_cloud(np.zeros((0, 4), np.float32), hdr))
     no_xyz = CloudData(hdr, 1, 3, (PointFieldData("range", 0, 7), PointFieldData("intensity", 4, 7)), False, 8, 24, bytes(24))
     with pytest.raises(PointCloudError, match=r"no field\(s\) \['x', 'y', 'z'\]"):
         proc.process(no_xyz)
-    all_nan = np.full((10, 4), np.nan, np.float32)
-    with pytest.raises(PointCloudError, match="all 10 points held NaN"):
-        proc.process(points_to_cloud(all_nan, hdr))
     with pytest.raises(PointCloudError, match="frame 'camera'.*'velodyne'.*no transform"):
         proc.process(points_to_cloud(np.ones((5, 4), np.float32), Header(STAMP, "camera")))
     strict = FrameProcessor(ros_detector, params(nonfinite="error"))
@@ -69,6 +64,22 @@ def test_bad_clouds_raise_with_stamp_and_frame(ros_detector):
     some_nan[3, 1] = np.nan
     with pytest.raises(PointCloudError, match="1 of 10 rows hold NaN"):
         strict.process(points_to_cloud(some_nan, hdr))
+
+
+@pytest.mark.parametrize("points, num_nonfinite", [
+    (np.zeros((0, 4), np.float32), 0),  # empty
+    (np.full((10, 4), np.nan, np.float32), 10),  # every point NaN (nonfinite=drop)
+    (np.array([[900.0, 0, 0, 0.5], [0, -900.0, 1, 0.2]], np.float32), 0),  # none in range
+])
+def test_a_cloud_without_a_usable_point_gives_an_empty_result(ros_detector, points, num_nonfinite):
+    proc = FrameProcessor(ros_detector, params(frame_id="velodyne", transform="1 0 0 0 0 0"))
+    hdr = Header(STAMP, "lidar")
+    result = proc.process(points_to_cloud(points, hdr))
+    assert result.header == Header(STAMP, "velodyne")  # the input's stamp, the detector frame
+    assert len(result.detections) == 0 and result.boxes == []
+    assert [m.action for m in result.markers] == [DELETEALL]
+    assert result.num_nonfinite == num_nonfinite and result.num_points == len(points) - num_nonfinite
+    assert any("the result is empty" in n for n in result.notes), result.notes
 
 
 def test_transform_into_detector_frame(ros_detector):

@@ -257,7 +257,6 @@ def test_bad_clouds_are_logged_and_the_node_keeps_running(client, node, frames, 
     hdr = Header(Stamp(2000, 0), FRAME_ID)
     no_xyz = CloudData(hdr, 1, 4, (PointFieldData("range", 0, 7), PointFieldData("intensity", 4, 7)), False, 8, 32, bytes(32))
     bad = [
-        (points_to_cloud(np.zeros((0, 4), np.float32), hdr), "empty point cloud"),
         (no_xyz, "no field(s) ['x', 'y', 'z']"),
         (points_to_cloud(frames[0], Header(Stamp(2002, 0), "camera")), "frame 'camera'"),
     ]
@@ -274,6 +273,22 @@ def test_bad_clouds_are_logged_and_the_node_keeps_running(client, node, frames, 
     time.sleep(0.3)
     assert got.counts() == tuple(c + 1 for c in before)  # nothing was published for the bad clouds
     check_frame(client, before[0], stamp, expected[0])
+
+
+def test_clouds_without_a_usable_point_publish_no_objects(client, node):
+    """Empty, all-NaN and all-out-of-range clouds: a DELETEALL marker and an empty box array, input stamp."""
+    _, got, _ = client
+    for i, pts in enumerate([np.zeros((0, 4), np.float32), np.full((4, 4), np.nan, np.float32),
+                             np.array([[900.0, 900.0, 0.0, 0.1]], np.float32)]):
+        before = got.counts()
+        stamp = Stamp(3000 + i, 7)
+        send(client, node, pts, stamp)
+        wait_outputs(client, node, before[0] + 1)
+        header, boxes, _, _ = boxes_from_msg(got.boxes[before[0]])
+        assert header == Header(stamp, FRAME_ID) and boxes.shape == (0, 7)
+        headers, markers = markers_from_msg(got.markers[before[0]])
+        assert headers == [Header(stamp, FRAME_ID)] and [m.action for m in markers] == [DELETEALL]
+    assert "the result is empty" in node.log_text()
 
 
 def test_clean_shutdown(client, node):
