@@ -19,16 +19,10 @@ import math
 import torch
 
 from .layout import SourceLayout
-from .rename import Rule
+from .rename import source_rules
 
-RULES = (
-    Rule("voxel_encoder.pfn_layers.0.linear.", "pfn.linear."),
-    Rule("voxel_encoder.pfn_layers.0.norm.", "pfn.norm."),
-    Rule("backbone.blocks.{i}.{k}.", "rpn.blocks.{i}.{k}."),
-    Rule("neck.deblocks.{i}.{k}.", "rpn.deblocks.{i}.{k}."),
-    Rule("bbox_head.conv_cls.", "rpn.conv_cls."),
-    Rule("bbox_head.conv_reg.", "rpn.conv_box."),
-    Rule("bbox_head.conv_dir_cls.", "rpn.conv_dir."),
+RULES = source_rules(
+    "voxel_encoder.pfn_layers.0.linear.", "voxel_encoder.pfn_layers.0.norm.", "backbone.blocks", "neck.deblocks", "bbox_head"
 )
 
 HEAD = {

@@ -42,6 +42,26 @@ class Rule:
         return Rule(self.dst, self.src, -self.shift)
 
 
+def source_rules(
+    pfn_linear: str, pfn_norm: str, blocks: str, deblocks: str, head: str, box_conv: str = "conv_reg"
+) -> tuple[Rule, ...]:
+    """The seven rules of a source whose PFN, backbone blocks, neck deblocks and head convs
+    (``conv_cls``, ``box_conv``, ``conv_dir_cls``) map one to one onto the native ones.
+
+    ``pfn_linear``/``pfn_norm`` are full key prefixes (``"vfe.pfn_layers.0.linear."``); ``blocks``,
+    ``deblocks`` and ``head`` are module paths without the trailing dot (``"backbone.blocks"``).
+    """
+    return (
+        Rule(pfn_linear, "pfn.linear."),
+        Rule(pfn_norm, "pfn.norm."),
+        Rule(blocks + ".{i}.{k}.", "rpn.blocks.{i}.{k}."),
+        Rule(deblocks + ".{i}.{k}.", "rpn.deblocks.{i}.{k}."),
+        Rule(head + ".conv_cls.", "rpn.conv_cls."),
+        Rule(f"{head}.{box_conv}.", "rpn.conv_box."),
+        Rule(head + ".conv_dir_cls.", "rpn.conv_dir."),
+    )
+
+
 def rename(key: str, rules: tuple[Rule, ...]) -> str | None:
     """Apply the first matching rule; ``None`` if none matches."""
     for rule in rules:

@@ -18,17 +18,9 @@ from __future__ import annotations
 import torch
 
 from .layout import SourceLayout
-from .rename import Rule
+from .rename import source_rules
 
-RULES = (
-    Rule("pillar_encoder.conv.", "pfn.linear."),
-    Rule("pillar_encoder.bn.", "pfn.norm."),
-    Rule("backbone.multi_blocks.{i}.{k}.", "rpn.blocks.{i}.{k}."),
-    Rule("neck.decoder_blocks.{i}.{k}.", "rpn.deblocks.{i}.{k}."),
-    Rule("head.conv_cls.", "rpn.conv_cls."),
-    Rule("head.conv_reg.", "rpn.conv_box."),
-    Rule("head.conv_dir_cls.", "rpn.conv_dir."),
-)
+RULES = source_rules("pillar_encoder.conv.", "pillar_encoder.bn.", "backbone.multi_blocks", "neck.decoder_blocks", "head")
 
 HEAD = {
     "anchor_align_center": True,

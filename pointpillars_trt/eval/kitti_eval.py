@@ -93,6 +93,44 @@ def _get_thresholds(scores, num_gt):
     return out[:n]
 
 
+@numba.njit(cache=True, inline="always")
+def _frame_rows(g0, ng, d0, nd, ign_gt, ign_dt, dt_score, thresh, compute_fp, gts, dts, assigned):
+    """``(n_g, n_d)``: the frame's GT rows that take part (``ign_gt != -1``) go to ``gts[:n_g]``, its
+    predictions that take part (and, with ``compute_fp``, score at least ``thresh``) to ``dts[:n_d]``,
+    with ``assigned[:n_d]`` cleared. Rows are frame-local (GT ``i`` is global row ``g0 + i``)."""
+    n_g = 0
+    for i in range(ng):
+        if ign_gt[g0 + i] != -1:
+            gts[n_g] = i
+            n_g += 1
+    n_d = 0
+    for j in range(nd):
+        if ign_dt[d0 + j] != -1 and not (compute_fp and dt_score[d0 + j] < thresh):
+            dts[n_d] = j
+            assigned[n_d] = False
+            n_d += 1
+    return n_g, n_d
+
+
+@numba.njit(cache=True, inline="always")
+def _dontcare_hits(f, d0, n_d, dts, assigned, ign_dt, dt_bbox, dc_off, dc_bbox, min_overlap):
+    """Unassigned valid predictions of frame ``f`` whose 2D box lies in one of its DontCare boxes by
+    more than ``min_overlap`` (intersection over the prediction's area): marked assigned, counted."""
+    nstuff = 0
+    for c in range(dc_off[f], dc_off[f + 1]):
+        for b in range(n_d):
+            dj = d0 + dts[b]
+            if assigned[b] or ign_dt[dj] != 0:
+                continue
+            iw = min(dt_bbox[dj, 2], dc_bbox[c, 2]) - max(dt_bbox[dj, 0], dc_bbox[c, 0])
+            ih = min(dt_bbox[dj, 3], dc_bbox[c, 3]) - max(dt_bbox[dj, 1], dc_bbox[c, 1])
+            area = (dt_bbox[dj, 2] - dt_bbox[dj, 0]) * (dt_bbox[dj, 3] - dt_bbox[dj, 1])
+            if iw > 0.0 and ih > 0.0 and area > 0.0 and iw * ih / area > min_overlap:
+                assigned[b] = True
+                nstuff += 1
+    return nstuff
+
+
 @numba.njit(cache=True)
 def _frame_statistics(
     f, ov, ov_off, gt_off, dt_off, dc_off, ign_gt, ign_dt, dt_score, gt_alpha, dt_alpha, dt_bbox,
@@ -109,17 +147,7 @@ def _frame_statistics(
     d0 = dt_off[f]
     nd = dt_off[f + 1] - d0
     base = ov_off[f]
-    n_g = 0
-    for i in range(ng):
-        if ign_gt[g0 + i] != -1:
-            gts[n_g] = i
-            n_g += 1
-    n_d = 0
-    for j in range(nd):
-        if ign_dt[d0 + j] != -1 and not (compute_fp and dt_score[d0 + j] < thresh):
-            dts[n_d] = j
-            assigned[n_d] = False
-            n_d += 1
+    n_g, n_d = _frame_rows(g0, ng, d0, nd, ign_gt, ign_dt, dt_score, thresh, compute_fp, gts, dts, assigned)
     tp = 0
     fp = 0
     fn = 0
@@ -166,19 +194,7 @@ def _frame_statistics(
             if not assigned[b] and ign_dt[d0 + dts[b]] == 0:
                 fp += 1
         if apply_dc:
-            nstuff = 0
-            for c in range(dc_off[f], dc_off[f + 1]):
-                for b in range(n_d):
-                    dj = d0 + dts[b]
-                    if assigned[b] or ign_dt[dj] != 0:
-                        continue
-                    iw = min(dt_bbox[dj, 2], dc_bbox[c, 2]) - max(dt_bbox[dj, 0], dc_bbox[c, 0])
-                    ih = min(dt_bbox[dj, 3], dc_bbox[c, 3]) - max(dt_bbox[dj, 1], dc_bbox[c, 1])
-                    area = (dt_bbox[dj, 2] - dt_bbox[dj, 0]) * (dt_bbox[dj, 3] - dt_bbox[dj, 1])
-                    if iw > 0.0 and ih > 0.0 and area > 0.0 and iw * ih / area > min_overlap:
-                        assigned[b] = True
-                        nstuff += 1
-            fp -= nstuff
+            fp -= _dontcare_hits(f, d0, n_d, dts, assigned, ign_dt, dt_bbox, dc_off, dc_bbox, min_overlap)
     return tp, fp, fn, similarity
 
 

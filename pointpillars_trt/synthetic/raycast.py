@@ -284,12 +284,76 @@ def _footprint(cx, cy, cz, hx, hy, hz, yaw):
     return phic + lo, phic + hi, full, el_lo, el_hi
 
 
+@numba.njit(cache=True, inline="always")
+def _road_zone(u, v, lane_v, lane_dashed, gu0, gu1, dash_period, dash_len):
+    """ASPHALT, or MARKING where road coordinates ``(u, v)`` lie on a painted line (none in the cross street)."""
+    zone = ASPHALT
+    if not (gu0 <= u <= gu1):
+        for k in range(lane_v.shape[0]):
+            if abs(v - lane_v[k]) < 0.075:
+                if (not lane_dashed[k]) or ((u % dash_period) < dash_len):
+                    zone = MARKING
+    return zone
+
+
+@numba.njit(cache=True, inline="always")
+def _off_road_zone(v, v_left, v_right, sw_left, sw_right):
+    """SIDEWALK within the paved width outside a curb at lateral position ``v``, else VERGE."""
+    if (v > v_left and v - v_left <= sw_left) or (v < v_right and v_right - v <= sw_right):
+        return SIDEWALK
+    return VERGE
+
+
+@numba.njit(cache=True, inline="always")
+def _hit_curb_faces(g, dx, dy, dz, best, zone, cosv):
+    """``(t, zone, |cos|)`` of ray ``d``, updated where a curb face is nearer than ``best``: the faces
+    along the road (``v = v_left``, ``v = v_right``) and at the cross street (``u = gap_u0``, ``gap_u1``).
+    ``g`` is the tuple ``(z0, gx, gy, cos t, sin t, v_left, v_right, curb_height, gap_u0, gap_u1)``."""
+    z0, gx, gy, ct, st, v_left, v_right, hc, gu0, gu1 = g
+    du = ct * dx + st * dy
+    dv = -st * dx + ct * dy
+    for f in range(4):
+        if f < 2:
+            lim = v_left if f == 0 else v_right
+            if abs(dv) < 1e-12:
+                continue
+            t = lim / dv
+        else:
+            if gu0 > gu1:
+                continue
+            lim = gu0 if f == 2 else gu1
+            if abs(du) < 1e-12:
+                continue
+            t = lim / du
+        if t <= 0.0 or t >= best:
+            continue
+        x = t * dx
+        y = t * dy
+        z = t * dz
+        u = ct * x + st * y
+        v = -st * x + ct * y
+        if f < 2 and (gu0 <= u <= gu1):
+            continue
+        if f >= 2 and (v_right <= v <= v_left):
+            continue
+        zg = z0 + gx * x + gy * y
+        if zg <= z <= zg + hc:
+            best = t
+            zone = CURB
+            cosv = abs(dv) if f < 2 else abs(du)
+    return best, zone, cosv
+
+
 @numba.njit(cache=True)
 def _cast_ground(ground, lane_v, lane_dashed, cos_el, sin_el, cos_az, sin_az, max_range, rng_out, hit_out, cos_out):
+    """Write the nearest ground hit (road or sidewalk plane, curb face) within ``max_range`` of each
+    ``[B, A]`` ray (beam i, column j) into ``rng_out``/``hit_out``/``cos_out``; ``ground`` is
+    :meth:`Ground.params`. Misses leave the outputs as they are."""
     z0, gx, gy, ct, st = ground[0], ground[1], ground[2], ground[3], ground[4]
     v_left, v_right, hc, gu0, gu1 = ground[5], ground[6], ground[7], ground[8], ground[9]
     sw_left, sw_right, dash_period, dash_len = ground[10], ground[11], ground[12], ground[13]
     nn = math.sqrt(gx * gx + gy * gy + 1.0)
+    curb = (z0, gx, gy, ct, st, v_left, v_right, hc, gu0, gu1)
     nb = cos_el.shape[0]
     na = cos_az.shape[0]
     for i in range(nb):
@@ -311,12 +375,7 @@ def _cast_ground(ground, lane_v, lane_dashed, cos_el, sin_el, cos_az, sin_az, ma
                 v = -st * x + ct * y
                 if (v_right <= v <= v_left) or (gu0 <= u <= gu1):
                     best = t
-                    zone = 0
-                    if not (gu0 <= u <= gu1):
-                        for k in range(lane_v.shape[0]):
-                            if abs(v - lane_v[k]) < 0.075:
-                                if (not lane_dashed[k]) or ((u % dash_period) < dash_len):
-                                    zone = 1
+                    zone = _road_zone(u, v, lane_v, lane_dashed, gu0, gu1, dash_period, dash_len)
                     cosv = cplane
                 # raised sidewalk plane
                 t = (z0 + hc) / den
@@ -327,43 +386,9 @@ def _cast_ground(ground, lane_v, lane_dashed, cos_el, sin_el, cos_az, sin_az, ma
                     v = -st * x + ct * y
                     if not ((v_right <= v <= v_left) or (gu0 <= u <= gu1)):
                         best = t
-                        if (v > v_left and v - v_left <= sw_left) or (v < v_right and v_right - v <= sw_right):
-                            zone = 3
-                        else:
-                            zone = 4
+                        zone = _off_road_zone(v, v_left, v_right, sw_left, sw_right)
                         cosv = cplane
-            # curb faces along the road (v = const) and at the cross street (u = const)
-            du = ct * dx + st * dy
-            dv = -st * dx + ct * dy
-            for f in range(4):
-                if f < 2:
-                    lim = v_left if f == 0 else v_right
-                    if abs(dv) < 1e-12:
-                        continue
-                    t = lim / dv
-                else:
-                    if gu0 > gu1:
-                        continue
-                    lim = gu0 if f == 2 else gu1
-                    if abs(du) < 1e-12:
-                        continue
-                    t = lim / du
-                if t <= 0.0 or t >= best:
-                    continue
-                x = t * dx
-                y = t * dy
-                z = t * dz
-                u = ct * x + st * y
-                v = -st * x + ct * y
-                if f < 2 and (gu0 <= u <= gu1):
-                    continue
-                if f >= 2 and (v_right <= v <= v_left):
-                    continue
-                zg = z0 + gx * x + gy * y
-                if zg <= z <= zg + hc:
-                    best = t
-                    zone = 2
-                    cosv = abs(dv) if f < 2 else abs(du)
+            best, zone, cosv = _hit_curb_faces(curb, dx, dy, dz, best, zone, cosv)
             if zone >= 0 and best <= max_range:
                 rng_out[i, j] = best
                 hit_out[i, j] = -(2 + zone)

@@ -182,6 +182,12 @@ class _Street:
     sidewalk_right: float
     lines: tuple[tuple[float, bool], ...]
 
+    def sidewalk(self, side: int) -> tuple[float, float]:
+        """``(curb v, paved width)`` of the sidewalk on ``side`` (+1 left, -1 right)."""
+        if side > 0:
+            return self.v_left, self.sidewalk_left
+        return self.v_right, self.sidewalk_right
+
 
 def _street(rng: np.random.Generator) -> _Street:
     n_lanes = int(rng.choice([1, 2, 2, 3, 4], p=[0.1, 0.4, 0.2, 0.15, 0.15]))
@@ -226,9 +232,8 @@ def _normal_clip(rng: np.random.Generator, mean_std: tuple[float, float], k: flo
     return float(np.clip(rng.normal(m, s), m - k * s, m + k * s))
 
 
-def generate_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig(), mount_height: float = 1.73) -> Scene:
-    """Draw one street scene. The ground is ``mount_height`` below the sensor at the origin."""
-    st = _street(rng)
+def _draw_ground(rng: np.random.Generator, st: _Street, config: SceneConfig, mount_height: float) -> tuple[Ground, bool]:
+    """``(ground, has_cross)``: road angle, slope and an optional cross street drawn for street ``st``."""
     theta = float(rng.normal(0.0, config.road_angle_sigma))
     slope = np.clip(rng.normal(0.0, config.slope_sigma, 2), -0.03, 0.03)
     has_cross = rng.random() < 0.35
@@ -245,207 +250,335 @@ def generate_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()
         lane_lines=tuple(v for v, _ in st.lines), lane_dashed=tuple(d for _, d in st.lines),
         dash_period=float(rng.uniform(8.0, 12.0)), dash_length=3.0,
     )
-    occ = _Occupancy()
-    b = _Builder()
-    occ.take(0.0, 0.0, 5.0, 2.2, theta)  # the ego car carrying the sensor
+    return ground, has_cross
 
-    def xy(u: float, v: float) -> tuple[float, float]:
-        x, y = ground.from_road(u, v)
+
+class _Layout:
+    """A scene under construction: the generator, the street and ground, the BEV footprints taken
+    and the groups built. Positions are given in road coordinates ``(u, v)`` and placed on the
+    walkable surface; yaws are LiDAR yaws (``theta`` is the road's)."""
+
+    def __init__(
+        self, rng: np.random.Generator, config: SceneConfig, street: _Street, ground: Ground, has_cross: bool
+    ) -> None:
+        self.rng = rng
+        self.config = config
+        self.street = street
+        self.ground = ground
+        self.has_cross = has_cross
+        self.theta = ground.road_angle
+        self.gap = (ground.gap_u0, ground.gap_u1)
+        self.occ = _Occupancy()
+        self.builder = _Builder()
+        self.occ.take(0.0, 0.0, 5.0, 2.2, self.theta)  # the ego car carrying the sensor
+
+    def xy(self, u: float, v: float) -> tuple[float, float]:
+        x, y = self.ground.from_road(u, v)
         return float(x), float(y)
 
-    def surface(x: float, y: float) -> float:
-        return float(ground.surface_height(np.array([x]), np.array([y]))[0])
+    def surface(self, x: float, y: float) -> float:
+        return float(self.ground.surface_height(np.array([x]), np.array([y]))[0])
 
-    def in_gap(u: float, margin: float = 0.0) -> bool:
-        return gap[0] - margin <= u <= gap[1] + margin
+    def in_gap(self, u: float, margin: float = 0.0) -> bool:
+        """True where ``u`` is within ``margin`` of the cross street (never without one)."""
+        return self.gap[0] - margin <= u <= self.gap[1] + margin
 
-    E = config.extent
-    # --- frontage: buildings, walls, fences, vegetation beyond each sidewalk -------------------
-    for side in (-1, 1):
-        edge = st.v_left + st.sidewalk_left if side > 0 else st.v_right - st.sidewalk_right
-        u = -E + float(rng.uniform(0, 10))
-        while u < E:
-            kind = rng.choice(4, p=[0.5, 0.15, 0.25, 0.1])
-            seg = float(rng.uniform(8.0, 35.0))
-            if has_cross and u < gap[1] + 3.0 and u + seg > gap[0] - 3.0:
-                u = gap[1] + 3.0  # leave the cross street open
-                continue
-            mid = u + seg / 2
-            if kind == 0:
-                depth = float(rng.uniform(8.0, 20.0))
-                setback = float(rng.uniform(0.0, 4.0))
-                v = edge + side * (setback + depth / 2)
-                x, y = xy(mid, v)
-                yaw = theta if side < 0 else theta + math.pi  # facade (+y face) towards the street
-                parts = shapes.building(rng, seg, depth, float(rng.uniform(3.5, 25.0)))
-                b.add_static(parts.placed(x, y, surface(x, y), yaw), yaw)
-                occ.take(x, y, seg, depth + 2.0, yaw)
-            elif kind == 1:
-                parts, t = shapes.wall(rng, seg)
-                v = edge + side * (float(rng.uniform(0.0, 2.0)) + t / 2)
-                x, y = xy(mid, v)
-                b.add_static(parts.placed(x, y, surface(x, y), theta), theta)
-                occ.take(x, y, seg, t, theta)
-            elif kind == 2:
-                for _ in range(int(rng.integers(2, 7))):
-                    uu = u + float(rng.uniform(0, seg))
-                    vv = edge + side * float(rng.uniform(0.5, 8.0))
-                    x, y = xy(uu, vv)
-                    if rng.random() < 0.5:
-                        parts, trunk_r = shapes.tree(rng)
-                        fp = 2 * trunk_r
-                    else:
-                        parts, fp = shapes.bush(rng), 2.0
-                    if occ.free(x, y, fp, fp, 0.0, 0.1):
-                        b.add_static(parts.placed(x, y, surface(x, y), float(rng.uniform(0, 2 * math.pi))), 0.0)
-                        occ.take(x, y, fp, fp, 0.0)
-            u += seg + float(rng.choice([0.0, rng.uniform(1.0, 10.0)], p=[0.4, 0.6]))
+    def random_side(self) -> int:
+        return 1 if self.rng.random() < 0.5 else -1
 
-    # --- street furniture on the sidewalks ------------------------------------------------------
-    for side in (-1, 1):
-        curb = st.v_left if side > 0 else st.v_right
-        width = st.sidewalk_left if side > 0 else st.sidewalk_right
-        u = -E + float(rng.uniform(0, 15))
-        while u < E:
-            if not in_gap(u, 1.0):
-                what = rng.choice(3, p=[0.35, 0.4, 0.25])
-                v = curb + side * float(rng.uniform(0.4, 0.9))
-                x, y = xy(u, v)
-                if what == 0:
-                    parts = shapes.pole(rng)
-                    yaw = theta + (math.pi / 2 if side < 0 else -math.pi / 2)
-                    if occ.free(x, y, 0.3, 0.3, 0.0, 0.1):
-                        b.add_static(parts.placed(x, y, surface(x, y), yaw), yaw)
-                        occ.take(x, y, 0.3, 0.3, 0.0)
-                elif what == 1:
-                    parts, trunk_r = shapes.tree(rng)
-                    if occ.free(x, y, 2 * trunk_r, 2 * trunk_r, 0.0, 0.1):
-                        b.add_static(parts.placed(x, y, surface(x, y), 0.0), 0.0)
-                        occ.take(x, y, 2 * trunk_r, 2 * trunk_r, 0.0)
-                else:
-                    parts, l, w = shapes.clutter(rng)
-                    v = curb + side * float(rng.uniform(0.4, max(width - 0.5, 0.5)))
-                    x, y = xy(u, v)
-                    yaw = theta + float(rng.choice([0.0, math.pi / 2]))
-                    if occ.free(x, y, l, w, yaw, 0.1):
-                        b.add_static(parts.placed(x, y, surface(x, y), yaw), yaw)
-                        occ.take(x, y, l, w, yaw)
-            u += float(rng.uniform(6.0, 25.0))
+    def random_lane(self) -> tuple[float, float, int]:
+        """``(v_min, v_max, direction)`` of a lane drawn uniformly."""
+        return self.street.lanes[int(self.rng.integers(0, len(self.street.lanes)))]
 
-    u_lo, u_hi = config.object_u_range
+    def sidewalk_v(self, side: int, inner: float, outer_margin: float, min_outer: float) -> float:
+        """A lateral position ``v`` on the sidewalk of ``side``: ``inner`` to
+        ``max(width - outer_margin, min_outer)`` from the curb."""
+        curb, width = self.street.sidewalk(side)
+        return curb + side * float(self.rng.uniform(inner, max(width - outer_margin, min_outer)))
 
-    def place(name: str, parts_fn, dims, u: float, v: float, yaw: float, margin: float) -> bool:
-        l, w, h = dims
-        x, y = xy(u, v)
-        if not occ.free(x, y, l, w, yaw, margin):
-            return False
-        b.add_object(name, parts_fn(rng, l, w, h), x, y, surface(x, y), l, w, h, yaw)
-        occ.take(x, y, l, w, yaw)
-        return True
+    def along_road(self, backwards: bool, sigma: float) -> float:
+        """Yaw along the road (against it if ``backwards``) plus N(0, ``sigma``)."""
+        return self.theta + (math.pi if backwards else 0.0) + float(self.rng.normal(0, sigma))
 
-    def car_dims() -> tuple[float, float, float]:
+    def across_road(self, sigma: float) -> float:
+        """Yaw across the road, to either side, plus N(0, ``sigma``)."""
+        return self.theta + math.pi / 2 * float(self.rng.choice([-1, 1])) + float(self.rng.normal(0, sigma))
+
+    def car_dims(self) -> tuple[float, float, float]:
+        cfg = self.config
         return (
-            _normal_clip(rng, config.car_length),
-            _normal_clip(rng, config.car_width),
-            _normal_clip(rng, config.car_height),
+            _normal_clip(self.rng, cfg.car_length),
+            _normal_clip(self.rng, cfg.car_width),
+            _normal_clip(self.rng, cfg.car_height),
         )
 
-    # --- parked cars ----------------------------------------------------------------------------
-    for v_min, v_max, side in st.parking:
+    def add_static(
+        self, parts: shapes.Parts, x: float, y: float, yaw: float, footprint, placed_yaw: float | None = None
+    ) -> None:
+        """Background ``parts`` at ``(x, y)`` on the surface, turned by ``placed_yaw`` (default ``yaw``),
+        boxed in the ``yaw`` frame; ``footprint`` ``(l, w, yaw)`` is taken."""
+        placed = parts.placed(x, y, self.surface(x, y), yaw if placed_yaw is None else placed_yaw)
+        self.builder.add_static(placed, yaw)
+        self.occ.take(x, y, *footprint)
+
+    def add_static_if_free(self, parts: shapes.Parts, x: float, y: float, yaw: float, footprint) -> None:
+        """:meth:`add_static` where ``footprint`` is free with a 0.1 m margin."""
+        if self.occ.free(x, y, *footprint, 0.1):
+            self.add_static(parts, x, y, yaw, footprint)
+
+    def place(self, name: str, parts_fn, dims, u: float, v: float, yaw: float, margin: float) -> bool:
+        """Place labelled object ``name`` of ``dims`` ``(l, w, h)`` at ``(u, v)`` if its footprint
+        (plus ``margin``) is free; ``parts_fn(rng, l, w, h)`` builds it. True if placed."""
+        l, w, h = dims
+        x, y = self.xy(u, v)
+        if not self.occ.free(x, y, l, w, yaw, margin):
+            return False
+        self.builder.add_object(name, parts_fn(self.rng, l, w, h), x, y, self.surface(x, y), l, w, h, yaw)
+        self.occ.take(x, y, l, w, yaw)
+        return True
+
+
+# --- frontage: buildings, walls, fences, vegetation beyond each sidewalk -----------------------
+
+
+def _add_frontage(lay: _Layout, side: int) -> None:
+    """Segments along ``side`` beyond the sidewalk: a building, a wall or fence, trees and bushes,
+    or an empty lot; the cross street stays open."""
+    rng, st, gap, extent = lay.rng, lay.street, lay.gap, lay.config.extent
+    edge = st.v_left + st.sidewalk_left if side > 0 else st.v_right - st.sidewalk_right
+    u = -extent + float(rng.uniform(0, 10))
+    while u < extent:
+        kind = rng.choice(4, p=[0.5, 0.15, 0.25, 0.1])
+        seg = float(rng.uniform(8.0, 35.0))
+        if lay.has_cross and u < gap[1] + 3.0 and u + seg > gap[0] - 3.0:
+            u = gap[1] + 3.0  # leave the cross street open
+            continue
+        if kind == 0:
+            _add_building(lay, side, edge, u, seg)
+        elif kind == 1:
+            _add_wall(lay, side, edge, u, seg)
+        elif kind == 2:
+            _add_vegetation(lay, side, edge, u, seg)
+        u += seg + float(rng.choice([0.0, rng.uniform(1.0, 10.0)], p=[0.4, 0.6]))
+
+
+def _add_building(lay: _Layout, side: int, edge: float, u: float, seg: float) -> None:
+    """A building ``seg`` long from ``u``, set back from the sidewalk ``edge``, facade to the street."""
+    rng = lay.rng
+    depth = float(rng.uniform(8.0, 20.0))
+    setback = float(rng.uniform(0.0, 4.0))
+    x, y = lay.xy(u + seg / 2, edge + side * (setback + depth / 2))
+    yaw = lay.theta if side < 0 else lay.theta + math.pi  # facade (+y face) towards the street
+    parts = shapes.building(rng, seg, depth, float(rng.uniform(3.5, 25.0)))
+    lay.add_static(parts, x, y, yaw, (seg, depth + 2.0, yaw))
+
+
+def _add_wall(lay: _Layout, side: int, edge: float, u: float, seg: float) -> None:
+    """A wall or fence ``seg`` long from ``u``, along the road near the sidewalk ``edge``."""
+    parts, t = shapes.wall(lay.rng, seg)
+    x, y = lay.xy(u + seg / 2, edge + side * (float(lay.rng.uniform(0.0, 2.0)) + t / 2))
+    lay.add_static(parts, x, y, lay.theta, (seg, t, lay.theta))
+
+
+def _add_vegetation(lay: _Layout, side: int, edge: float, u: float, seg: float) -> None:
+    """2 to 6 trees and bushes scattered over a segment ``seg`` long from ``u`` beyond ``edge``."""
+    rng = lay.rng
+    for _ in range(int(rng.integers(2, 7))):
+        x, y = lay.xy(u + float(rng.uniform(0, seg)), edge + side * float(rng.uniform(0.5, 8.0)))
+        if rng.random() < 0.5:
+            parts, trunk_r = shapes.tree(rng)
+            fp = 2 * trunk_r
+        else:
+            parts, fp = shapes.bush(rng), 2.0
+        if lay.occ.free(x, y, fp, fp, 0.0, 0.1):
+            lay.add_static(parts, x, y, 0.0, (fp, fp, 0.0), placed_yaw=float(rng.uniform(0, 2 * math.pi)))
+
+
+# --- street furniture on the sidewalks ----------------------------------------------------------
+
+
+def _add_furniture(lay: _Layout, side: int) -> None:
+    """Poles, trees and clutter every 6 to 25 m along the sidewalk of ``side``, not at the cross street."""
+    rng, extent = lay.rng, lay.config.extent
+    u = -extent + float(rng.uniform(0, 15))
+    while u < extent:
+        if not lay.in_gap(u, 1.0):
+            _add_furniture_item(lay, side, u)
+        u += float(rng.uniform(6.0, 25.0))
+
+
+def _add_furniture_item(lay: _Layout, side: int, u: float) -> None:
+    """A pole (sign, light), a tree near the curb, or clutter (bin, bench, ...) anywhere on the sidewalk."""
+    rng, theta = lay.rng, lay.theta
+    curb, _ = lay.street.sidewalk(side)
+    what = rng.choice(3, p=[0.35, 0.4, 0.25])
+    x, y = lay.xy(u, curb + side * float(rng.uniform(0.4, 0.9)))
+    if what == 0:
+        parts = shapes.pole(rng)
+        yaw = theta + (math.pi / 2 if side < 0 else -math.pi / 2)
+        lay.add_static_if_free(parts, x, y, yaw, (0.3, 0.3, 0.0))
+    elif what == 1:
+        parts, trunk_r = shapes.tree(rng)
+        lay.add_static_if_free(parts, x, y, 0.0, (2 * trunk_r, 2 * trunk_r, 0.0))
+    else:
+        parts, l, w = shapes.clutter(rng)
+        x, y = lay.xy(u, lay.sidewalk_v(side, 0.4, 0.5, 0.5))
+        yaw = theta + float(rng.choice([0.0, math.pi / 2]))
+        lay.add_static_if_free(parts, x, y, yaw, (l, w, yaw))
+
+
+# --- cars: parked, in lanes, on the cross street and at odd angles -------------------------------
+
+
+def _add_parked_cars(lay: _Layout) -> None:
+    """Cars along each parking lane, mostly with the flow, gaps between them, none at the cross street."""
+    rng, cfg = lay.rng, lay.config
+    u_lo, u_hi = cfg.object_u_range
+    for v_min, v_max, side in lay.street.parking:
         u = u_lo + float(rng.uniform(0, 6))
         while u < u_hi:
-            dims = car_dims()
-            if rng.random() < config.parked_car_probability and not in_gap(u, dims[0]):
-                yaw = theta + (0.0 if side < 0 else math.pi) + float(rng.normal(0, 0.04))
+            dims = lay.car_dims()
+            if rng.random() < cfg.parked_car_probability and not lay.in_gap(u, dims[0]):
+                yaw = lay.along_road(side >= 0, 0.04)
                 if rng.random() < 0.15:
                     yaw += math.pi  # parked against the flow
                 v = (v_min + v_max) / 2 + float(rng.normal(0, 0.12))
-                place("Car", shapes.car, dims, u + dims[0] / 2, v, yaw, 0.15)
+                lay.place("Car", shapes.car, dims, u + dims[0] / 2, v, yaw, 0.15)
             u += dims[0] + float(rng.uniform(0.5, 4.0))
 
-    # --- cars in lanes, on the cross street and at odd angles -------------------------------------
-    n_lane = int(rng.integers(config.lane_cars[0], config.lane_cars[1] + 1))
+
+def _add_lane_cars(lay: _Layout) -> None:
+    """``config.lane_cars`` cars driving in the lanes (three tries each)."""
+    rng, cfg = lay.rng, lay.config
+    u_lo, u_hi = cfg.object_u_range
+    n_lane = int(rng.integers(cfg.lane_cars[0], cfg.lane_cars[1] + 1))
     for _ in range(n_lane * 3):
         if n_lane <= 0:
             break
-        v_min, v_max, direction = st.lanes[int(rng.integers(0, len(st.lanes)))]
-        dims = car_dims()
+        v_min, v_max, direction = lay.random_lane()
+        dims = lay.car_dims()
         u = float(rng.uniform(u_lo, u_hi))
-        yaw = theta + (0.0 if direction > 0 else math.pi) + float(rng.normal(0, 0.03))
+        yaw = lay.along_road(direction < 0, 0.03)
         v = (v_min + v_max) / 2 + float(rng.normal(0, 0.2))
-        if place("Car", shapes.car, dims, u, v, yaw, 0.8):
+        if lay.place("Car", shapes.car, dims, u, v, yaw, 0.8):
             n_lane -= 1
-    if has_cross:
-        for _ in range(int(rng.integers(0, 4))):
-            dims = car_dims()
-            u = float(rng.uniform(gap[0] + 1.5, gap[1] - 1.5))
-            v = float(rng.uniform(-40.0, 40.0))
-            yaw = theta + math.pi / 2 * float(rng.choice([-1, 1])) + float(rng.normal(0, 0.05))
-            place("Car", shapes.car, dims, u, v, yaw, 0.6)
-    for _ in range(int(rng.integers(config.random_yaw_cars[0], config.random_yaw_cars[1] + 1))):
-        dims = car_dims()
+
+
+def _add_cross_cars(lay: _Layout) -> None:
+    """Up to 3 cars driving on the cross street."""
+    rng = lay.rng
+    for _ in range(int(rng.integers(0, 4))):
+        dims = lay.car_dims()
+        u = float(rng.uniform(lay.gap[0] + 1.5, lay.gap[1] - 1.5))
+        v = float(rng.uniform(-40.0, 40.0))
+        lay.place("Car", shapes.car, dims, u, v, lay.across_road(0.05), 0.6)
+
+
+def _add_random_yaw_cars(lay: _Layout) -> None:
+    """``config.random_yaw_cars`` cars on the road at any yaw (turning, parking manoeuvres)."""
+    rng, cfg, st = lay.rng, lay.config, lay.street
+    u_lo, u_hi = cfg.object_u_range
+    for _ in range(int(rng.integers(cfg.random_yaw_cars[0], cfg.random_yaw_cars[1] + 1))):
+        dims = lay.car_dims()
         u = float(rng.uniform(u_lo, u_hi))
         v = float(rng.uniform(st.v_right + 1.0, st.v_left - 1.0))
-        place("Car", shapes.car, dims, u, v, float(rng.uniform(-math.pi, math.pi)), 0.4)
+        lay.place("Car", shapes.car, dims, u, v, float(rng.uniform(-math.pi, math.pi)), 0.4)
 
-    # --- pedestrians: on the sidewalks (alone or in groups) and crossing ----------------------------
-    n_ped = int(rng.integers(config.pedestrians[0], config.pedestrians[1] + 1))
+
+# --- pedestrians and cyclists --------------------------------------------------------------------
+
+
+def _add_pedestrians(lay: _Layout) -> None:
+    """``config.pedestrians`` pedestrians: on the sidewalks (alone or in groups) and crossing."""
+    rng, cfg, st = lay.rng, lay.config, lay.street
+    u_lo, u_hi = cfg.object_u_range
+    n_ped = int(rng.integers(cfg.pedestrians[0], cfg.pedestrians[1] + 1))
     placed = 0
     for _ in range(n_ped * 4):
         if placed >= n_ped:
             break
         if rng.random() < 0.8:
-            side = 1 if rng.random() < 0.5 else -1
-            curb = st.v_left if side > 0 else st.v_right
-            width = st.sidewalk_left if side > 0 else st.sidewalk_right
-            v = curb + side * float(rng.uniform(0.4, max(width - 0.3, 0.5)))
-            yaw = theta + (0.0 if rng.random() < 0.5 else math.pi) + float(rng.normal(0, 0.3))
+            v = lay.sidewalk_v(lay.random_side(), 0.4, 0.3, 0.5)
+            yaw = lay.along_road(rng.random() >= 0.5, 0.3)
         else:
             v = float(rng.uniform(st.v_right, st.v_left))
-            yaw = theta + math.pi / 2 * float(rng.choice([-1, 1])) + float(rng.normal(0, 0.2))
+            yaw = lay.across_road(0.2)
         if rng.random() < 0.25:
             yaw = float(rng.uniform(-math.pi, math.pi))  # standing, looking anywhere
         u = float(rng.uniform(u_lo, u_hi))
-        group = int(rng.choice([1, 1, 1, 2, 3]))
-        for g in range(group):
-            dims = (
-                float(np.clip(rng.normal(0.8, 0.1), 0.5, 1.05)),
-                float(np.clip(rng.normal(0.6, 0.06), 0.45, 0.75)),
-                _normal_clip(rng, config.ped_height),
-            )
-            du, dv = (g * float(rng.uniform(0.8, 1.3)), float(rng.normal(0, 0.3))) if g else (0.0, 0.0)
-            if place("Pedestrian", shapes.pedestrian, dims, u + du, v + dv, yaw + float(rng.normal(0, 0.1)), 0.1):
-                placed += 1
+        placed += _add_pedestrian_group(lay, u, v, yaw)
 
-    # --- cyclists: near the right road edge, in lanes, some on sidewalks ----------------------------
-    n_cyc = int(rng.integers(config.cyclists[0], config.cyclists[1] + 1))
+
+def _add_pedestrian_group(lay: _Layout, u: float, v: float, yaw: float) -> int:
+    """One to three pedestrians walking together from ``(u, v)`` heading ``yaw``; returns how many were placed."""
+    rng = lay.rng
+    placed = 0
+    for g in range(int(rng.choice([1, 1, 1, 2, 3]))):
+        dims = (
+            float(np.clip(rng.normal(0.8, 0.1), 0.5, 1.05)),
+            float(np.clip(rng.normal(0.6, 0.06), 0.45, 0.75)),
+            _normal_clip(rng, lay.config.ped_height),
+        )
+        du, dv = (g * float(rng.uniform(0.8, 1.3)), float(rng.normal(0, 0.3))) if g else (0.0, 0.0)
+        if lay.place("Pedestrian", shapes.pedestrian, dims, u + du, v + dv, yaw + float(rng.normal(0, 0.1)), 0.1):
+            placed += 1
+    return placed
+
+
+def _add_cyclists(lay: _Layout) -> None:
+    """``config.cyclists`` cyclists: near the right edge of a lane, on the sidewalks, or anywhere on the road."""
+    rng, cfg = lay.rng, lay.config
+    u_lo, u_hi = cfg.object_u_range
+    n_cyc = int(rng.integers(cfg.cyclists[0], cfg.cyclists[1] + 1))
     placed = 0
     for _ in range(n_cyc * 4):
         if placed >= n_cyc:
             break
         dims = (
-            _normal_clip(rng, config.cyclist_length),
+            _normal_clip(rng, cfg.cyclist_length),
             float(np.clip(rng.normal(0.6, 0.05), 0.45, 0.75)),
-            _normal_clip(rng, config.cyclist_height),
+            _normal_clip(rng, cfg.cyclist_height),
         )
-        r = rng.random()
-        if r < 0.6:
-            v_min, v_max, direction = st.lanes[int(rng.integers(0, len(st.lanes)))]
-            v = (v_min + 0.8) if direction > 0 else (v_max - 0.8)
-            v += float(rng.normal(0, 0.25))
-            yaw = theta + (0.0 if direction > 0 else math.pi) + float(rng.normal(0, 0.08))
-        elif r < 0.85:
-            side = 1 if rng.random() < 0.5 else -1
-            curb = st.v_left if side > 0 else st.v_right
-            width = st.sidewalk_left if side > 0 else st.sidewalk_right
-            v = curb + side * float(rng.uniform(0.5, max(width - 0.5, 0.6)))
-            yaw = theta + (0.0 if rng.random() < 0.5 else math.pi) + float(rng.normal(0, 0.15))
-        else:
-            v = float(rng.uniform(st.v_right, st.v_left))
-            yaw = float(rng.uniform(-math.pi, math.pi))
+        v, yaw = _cyclist_pose(lay)
         u = float(rng.uniform(u_lo, u_hi))
-        if place("Cyclist", shapes.cyclist, dims, u, v, yaw, 0.3):
+        if lay.place("Cyclist", shapes.cyclist, dims, u, v, yaw, 0.3):
             placed += 1
 
-    prims, boxes, prim_obj, names = b.build()
+
+def _cyclist_pose(lay: _Layout) -> tuple[float, float]:
+    """``(v, yaw)`` of a cyclist: 60 % riding near a lane's right edge, 25 % on a sidewalk, else anywhere."""
+    rng, st = lay.rng, lay.street
+    r = rng.random()
+    if r < 0.6:
+        v_min, v_max, direction = lay.random_lane()
+        v = (v_min + 0.8) if direction > 0 else (v_max - 0.8)
+        v += float(rng.normal(0, 0.25))
+        return v, lay.along_road(direction < 0, 0.08)
+    if r < 0.85:
+        v = lay.sidewalk_v(lay.random_side(), 0.5, 0.5, 0.6)
+        return v, lay.along_road(rng.random() >= 0.5, 0.15)
+    return float(rng.uniform(st.v_right, st.v_left)), float(rng.uniform(-math.pi, math.pi))
+
+
+def generate_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig(), mount_height: float = 1.73) -> Scene:
+    """Draw one street scene. The ground is ``mount_height`` below the sensor at the origin.
+
+    The draws follow a fixed order (street, ground, frontage and furniture on both sides, cars,
+    pedestrians, cyclists), so the same generator state gives the same scene.
+    """
+    st = _street(rng)
+    ground, has_cross = _draw_ground(rng, st, config, mount_height)
+    lay = _Layout(rng, config, st, ground, has_cross)
+    for side in (-1, 1):
+        _add_frontage(lay, side)
+    for side in (-1, 1):
+        _add_furniture(lay, side)
+    _add_parked_cars(lay)
+    _add_lane_cars(lay)
+    if has_cross:
+        _add_cross_cars(lay)
+    _add_random_yaw_cars(lay)
+    _add_pedestrians(lay)
+    _add_cyclists(lay)
+    prims, boxes, prim_obj, names = lay.builder.build()
     return Scene(ground=ground, primitives=prims, boxes=boxes, names=names, primitive_object=prim_obj)

@@ -106,6 +106,108 @@ def make_loader(dataset: TrainDataset, s: TrainSettings, total_steps: int, pin: 
     )
 
 
+def _gt_database(
+    cfg: PointPillarsConfig, frames: KittiFrames, s: TrainSettings, database: GTDatabase | None, log
+) -> GTDatabase | None:
+    """``database``, or, when GT sampling is on and none is given, one built from ``frames`` (logged)."""
+    if not s.augment.gt_sampling or database is not None:
+        return database
+    t0 = time.perf_counter()
+    database = build_database(frames, cfg.classes, s.augment.db_min_points, workers=s.workers)
+    log(f"gt database: {len(database)} objects ({', '.join(f'{c} {database.count(c)}' for c in cfg.classes)}) "
+        f"in {time.perf_counter() - t0:.1f} s")
+    return database
+
+
+def _fresh_model(cfg: PointPillarsConfig, s: TrainSettings, device: torch.device) -> PointPillars:
+    """A model seeded with ``s.seed``, head initialised, in training mode on ``device``; on CUDA with a
+    channels-last RPN (if ``s.channels_last``), cuDNN autotuning and TF32."""
+    torch.manual_seed(s.seed)
+    model = PointPillars(cfg)
+    init_head(model)
+    model.train().to(device)
+    if s.channels_last and device.type == "cuda":
+        model.rpn.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return model
+
+
+def _batch_losses(model, batch: dict, cfg: PointPillarsConfig, s: TrainSettings, device, amp_dtype) -> tuple[dict, int]:
+    """``(losses, B)``: :func:`detection_loss` of one collated batch of ``B`` frames, the forward pass
+    under autocast to ``amp_dtype`` (None: float32)."""
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    B = b["labels"].shape[0]
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        cls, box, dirs = forward_batch(model, b["raw"], b["num_points"], b["coords"], B)
+    cls, box, dirs = flatten_head_batch(cls, box, dirs, cfg)
+    losses = detection_loss(cls, box, dirs, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights)
+    return losses, B
+
+
+def _optimizer_step(loss: torch.Tensor, model, opt, scaler, grad_clip: float) -> None:
+    """Backward, clip the gradient norm to ``grad_clip``, step (through the fp16 ``scaler`` if any)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+
+
+class _LossMeter:
+    """Mean losses (total, cls, box, dir) since the last record, with the frame rate and the share
+    of the time spent waiting for data (``wait``, added to by the caller)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.acc = torch.zeros(4, device=device)
+        self.n = 0
+        self.t_start = time.perf_counter()
+        self.t_log = self.t_start
+        self.wait = 0.0
+
+    def add(self, losses: dict) -> None:
+        self.acc += torch.stack([losses[k].detach() for k in ("total", "cls", "box", "dir")])
+        self.n += 1
+
+    def record(self, step: int, lr: float, batch_size: int) -> dict:
+        """The history entry of ``step``; starts the next interval."""
+        vals = (self.acc / self.n).tolist()
+        now = time.perf_counter()
+        rec = {
+            "step": step, "loss": vals[0], "cls": vals[1], "box": vals[2], "dir": vals[3],
+            "lr": lr, "elapsed_s": now - self.t_start,
+            "frames_per_s": self.n * batch_size / max(now - self.t_log, 1e-9),
+            "data_wait_frac": self.wait / max(now - self.t_log, 1e-9),
+        }
+        self.acc.zero_()
+        self.n = 0
+        self.t_log = now
+        self.wait = 0.0
+        return rec
+
+
+def _format_record(rec: dict, total: int) -> str:
+    return (f"step {rec['step']}/{total} loss {rec['loss']:.4f} (cls {rec['cls']:.4f} box {rec['box']:.4f} "
+            f"dir {rec['dir']:.4f}) lr {rec['lr']:.2e} {rec['frames_per_s']:.1f} frames/s "
+            f"data-wait {100 * rec['data_wait_frac']:.0f}%")
+
+
+def _cpu_eval(model: PointPillars) -> PointPillars:
+    """The model on the CPU in eval mode, every parameter contiguous."""
+    model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+    for p in model.parameters():
+        p.data = p.data.contiguous()
+    return model
+
+
 def train(
     cfg: PointPillarsConfig,
     frames: KittiFrames,
@@ -123,23 +225,10 @@ def train(
     device = torch.device(s.device)
     total = s.total_steps(len(frames))
     amp_dtype = s.amp_dtype(device)
-    if s.augment.gt_sampling and database is None:
-        t0 = time.perf_counter()
-        database = build_database(frames, cfg.classes, s.augment.db_min_points, workers=s.workers)
-        log(f"gt database: {len(database)} objects ({', '.join(f'{c} {database.count(c)}' for c in cfg.classes)}) "
-            f"in {time.perf_counter() - t0:.1f} s")
+    database = _gt_database(cfg, frames, s, database, log)
     counts = {c: database.count(c) for c in cfg.classes} if database is not None else {}
 
-    torch.manual_seed(s.seed)
-    model = PointPillars(cfg)
-    init_head(model)
-    model.train().to(device)
-    if s.channels_last and device.type == "cuda":
-        model.rpn.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    model = _fresh_model(cfg, s, device)
     opt, sched = make_optimizer(model, s, total)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
@@ -150,57 +239,22 @@ def train(
         f"amp {amp_dtype or 'off'}, workers {s.workers}")
 
     history: list[dict] = []
-    acc = torch.zeros(4, device=device)
-    acc_n = 0
-    t_start = time.perf_counter()
-    t_log = t_start
-    wait = 0.0
+    meter = _LossMeter(device)
     t_fetch = time.perf_counter()
     step = 0
     for batch in loader:
-        wait += time.perf_counter() - t_fetch
-        b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        B = b["labels"].shape[0]
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            cls, box, dirs = forward_batch(model, b["raw"], b["num_points"], b["coords"], B)
-        cls, box, dirs = flatten_head_batch(cls, box, dirs, cfg)
-        losses = detection_loss(cls, box, dirs, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(losses["total"]).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-        else:
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-            opt.step()
+        meter.wait += time.perf_counter() - t_fetch
+        losses, B = _batch_losses(model, batch, cfg, s, device, amp_dtype)
+        _optimizer_step(losses["total"], model, opt, scaler, s.grad_clip)
         sched.step()
         step += 1
-        acc += torch.stack([losses[k].detach() for k in ("total", "cls", "box", "dir")])
-        acc_n += 1
+        meter.add(losses)
         if step % s.log_every == 0 or step == total:
-            vals = (acc / acc_n).tolist()
-            now = time.perf_counter()
-            rec = {
-                "step": step, "loss": vals[0], "cls": vals[1], "box": vals[2], "dir": vals[3],
-                "lr": sched.get_last_lr()[0], "elapsed_s": now - t_start,
-                "frames_per_s": acc_n * B / max(now - t_log, 1e-9), "data_wait_frac": wait / max(now - t_log, 1e-9),
-            }
-            history.append(rec)
-            log(f"step {step}/{total} loss {vals[0]:.4f} (cls {vals[1]:.4f} box {vals[2]:.4f} dir {vals[3]:.4f}) "
-                f"lr {rec['lr']:.2e} {rec['frames_per_s']:.1f} frames/s data-wait {100 * rec['data_wait_frac']:.0f}%")
-            acc.zero_()
-            acc_n = 0
-            t_log = now
-            wait = 0.0
+            history.append(meter.record(step, sched.get_last_lr()[0], B))
+            log(_format_record(history[-1], total))
         t_fetch = time.perf_counter()
-    seconds = time.perf_counter() - t_start
-    model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
-    for p in model.parameters():
-        p.data = p.data.contiguous()
-    return TrainResult(model, step, seconds, step * s.batch_size, history, counts)
+    seconds = time.perf_counter() - meter.t_start
+    return TrainResult(_cpu_eval(model), step, seconds, step * s.batch_size, history, counts)
 
 
 def state_dict_fp32(model: PointPillars) -> dict[str, torch.Tensor]:

@@ -148,18 +148,11 @@ def render_bev(
         raise ValueError(f"reference_labels: {len(reference_labels)} labels for {len(reference)} boxes")
     auto_x, auto_y = default_limits(points, boxes)
     xlim, ylim = tuple(xlim or auto_x), tuple(ylim or auto_y)
+    shown = points[_in_limits(points, xlim, ylim)]
+    values, color_label, (vmin, vmax) = _point_colors(shown, color_by)
 
-    inside = np.isfinite(points).all(axis=1)
-    inside &= (points[:, 0] >= xlim[0]) & (points[:, 0] <= xlim[1])
-    inside &= (points[:, 1] >= ylim[0]) & (points[:, 1] <= ylim[1])
-    values, color_label, (vmin, vmax) = _point_colors(points[inside], color_by)
-
-    aspect = (xlim[1] - xlim[0]) / max(ylim[1] - ylim[0], 1e-6)
-    # 10 in wide; about 8.4 in of it is the map (the rest: colourbar, labels), plus 1 in for title/labels
-    fig = Figure(figsize=(10.0, float(np.clip(8.4 * aspect + 1.0, 3.0, 24.0))), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _new_figure(Figure, FigureCanvasAgg, xlim, ylim)
     ax = fig.add_subplot()
-    shown = points[inside]
     scatter = ax.scatter(shown[:, 1], shown[:, 0], c=values, s=point_size, cmap="viridis",
                          vmin=vmin, vmax=vmax, linewidths=0, zorder=1)  # fmt: skip
     fig.colorbar(scatter, ax=ax, label=color_label, shrink=0.6, pad=0.01)
@@ -169,13 +162,42 @@ def render_bev(
     _draw_texts(ax, boxes, labels, scores, colors)
     ref_colors = [class_color(l) for l in reference_labels] if reference_labels else [REFERENCE_COLOR] * len(reference)
     _draw_boxes(ax, Polygon, reference, ref_colors, linestyle="--", linewidth=1.3)
+    _draw_legend(ax, Line2D, labels, len(reference) > 0, reference_name)
+    _set_axes(ax, xlim, ylim, title)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no out/
+    fig.savefig(out_path, dpi=dpi)
+    return out_path
 
+
+def _in_limits(points: np.ndarray, xlim, ylim) -> np.ndarray:
+    """``[N]`` bool: finite points with x in ``xlim`` and y in ``ylim`` (bounds included)."""
+    inside = np.isfinite(points).all(axis=1)
+    inside &= (points[:, 0] >= xlim[0]) & (points[:, 0] <= xlim[1])
+    inside &= (points[:, 1] >= ylim[0]) & (points[:, 1] <= ylim[1])
+    return inside
+
+
+def _new_figure(Figure, FigureCanvasAgg, xlim, ylim):
+    """An Agg figure 10 in wide whose height follows the map's aspect (3 to 24 in)."""
+    aspect = (xlim[1] - xlim[0]) / max(ylim[1] - ylim[0], 1e-6)
+    # 10 in wide; about 8.4 in of it is the map (the rest: colourbar, labels), plus 1 in for title/labels
+    fig = Figure(figsize=(10.0, float(np.clip(8.4 * aspect + 1.0, 3.0, 24.0))), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _draw_legend(ax, Line2D, labels, with_reference: bool, reference_name: str) -> None:
+    """One entry per class in ``labels`` (first-seen order), plus the dashed reference entry."""
     handles = [Line2D([], [], color=class_color(name), linewidth=2, label=name) for name in dict.fromkeys(labels)]
-    if len(reference):
+    if with_reference:
         handles.append(Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=1.3, label=reference_name))
     if handles:
         ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
 
+
+def _set_axes(ax, xlim, ylim, title) -> None:
+    """The picture convention: +y (left) to the left, +x (forward) up, 1:1, metres, a light grid."""
     ax.set_xlim(ylim[1], ylim[0])  # +y (left) to the left of the picture
     ax.set_ylim(xlim[0], xlim[1])  # +x (forward) up
     ax.set_aspect("equal")
@@ -184,7 +206,3 @@ def render_bev(
     ax.grid(True, linewidth=0.3, alpha=0.5)
     if title:
         ax.set_title(title)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no out/
-    fig.savefig(out_path, dpi=dpi)
-    return out_path
