@@ -274,6 +274,12 @@ def set_input_shape(context: "trt.IExecutionContext", name: str, shape: tuple[in
         raise EngineError(f"{what}: TensorRT refused shape {tuple(shape)} for input {name!r} (outside the engine's profile?)")
 
 
+def aligned_nbytes(nbytes: int) -> int:
+    """``nbytes`` rounded up to :data:`TENSOR_ALIGNMENT`: the stride between batch lanes of one
+    allocation, so that lane ``b`` at ``base + b * stride`` stays aligned."""
+    return -(-int(nbytes) // TENSOR_ALIGNMENT) * TENSOR_ALIGNMENT
+
+
 def check_alignment(name: str, address: int, what: str) -> None:
     """Raise :class:`EngineError` naming the tensor unless ``address`` is :data:`TENSOR_ALIGNMENT`-aligned."""
     if int(address) % TENSOR_ALIGNMENT:

@@ -44,8 +44,7 @@ class EngineRunner:
 
     def __init__(self, part: str, path: str | Path, cfg: PointPillarsConfig, device: "CudaDevice", tensorrt_version: str,
                  on_mismatch: str = "error") -> None:
-        path = Path(path)
-        self.part, self.path, self.cfg, self.device = part, plan_path(path, part) if path.is_dir() else path, cfg, device
+        self.part, self.path, self.cfg, self.device = part, resolve_plan(Path(path), part), cfg, device
         header = read_sidecar(self.path)
         if header is not None:
             check_plan_hash(self.path, header)
@@ -106,6 +105,17 @@ class EngineRunner:
     def deactivate(self) -> None:
         self.context = None
         self.engine = None
+
+
+def resolve_plan(path: Path, part: str) -> Path:
+    """The plan file ``path`` means: ``path`` itself, ``<part>.plan`` in a folder, or, for a
+    ``<part>.engine`` path that does not exist (callers written for the old container), the plan
+    beside it. An existing ``*.engine`` file is refused later, saying how to rebuild it."""
+    if path.is_dir():
+        return plan_path(path, part)
+    if path.suffix == ".engine" and not path.exists():
+        return plan_path(path.parent, part)
+    return path
 
 
 def check_layouts(tensors: dict[str, "EngineTensor"], where: str) -> None:
