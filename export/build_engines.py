@@ -3,16 +3,19 @@
 
     python export/build_engines.py --onnx-dir out/onnx --out-dir out/engines
     python export/build_engines.py --onnx-dir out/onnx_fp16 --precision fp16 --timing-cache out/trt.cache
-    python export/build_engines.py --onnx-dir out/onnx --native-scatter   # also mfn.engine (ONNX ScatterND)
+    python export/build_engines.py --onnx-dir out/onnx --native-scatter   # also mfn.plan (ONNX ScatterND)
 
-Writes ``pfn.engine`` and ``rpn.engine`` (and ``mfn.engine`` with ``--native-scatter``) in our
-container: a JSON header (config, ONNX hash, TensorRT version, GPU, precision, pillar profile)
-followed by the serialized engine; the TensorRT backend checks the header when it loads them.
+Writes ``pfn.plan`` and ``rpn.plan`` (and ``mfn.plan`` with ``--native-scatter``): raw TensorRT
+plans (``trtexec --loadEngine``, Polygraphy and Triton load them as they are), each with a
+``<name>.plan.json`` sidecar (config, checkpoint, ONNX and plan SHA-256, TensorRT version, GPU,
+precision, pillar profile) that the TensorRT backend checks when it loads them.
 
 Networks are strongly typed: the precision is the ONNX graphs' own (export FP16 graphs with
 ``export/export_onnx.py --fp16``); ``--precision`` only checks that the graphs are what you expect.
-The ``num_pillars`` profile defaults to min 1, opt 12000 (clamped), max = the config's
-``voxel.max_pillars`` (the config is read from the graphs' metadata).
+The ``num_pillars`` profile defaults to min 1, opt = max = the config's ``voxel.max_pillars``
+(the config is read from the graphs' metadata; the GPU pipeline runs the PFN on max_pillars rows).
+``--hardware-compat`` builds engines for every GPU from Ampere on, ``--version-compatible`` for
+later TensorRT runtimes of the same major version (both a little slower; see docs/TENSORRT.md).
 
 Exit codes: 0 built; 1 a build or input error; 2 TensorRT (or cuda-python) not installed.
 """
@@ -36,12 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, help="where to write the engines (default: the ONNX folder)")
     p.add_argument("--precision", choices=("fp32", "fp16"), help="expected precision of the graphs (default: theirs)")
     p.add_argument("--min-pillars", type=int, help="profile minimum (default 1)")
-    p.add_argument("--opt-pillars", type=int, help="profile optimum (default 12000, clamped into [min, max])")
+    p.add_argument("--opt-pillars", type=int, help="profile optimum (default: the maximum, what the GPU pipeline feeds)")
     p.add_argument("--max-pillars", type=int, help="profile maximum (default: the config's voxel.max_pillars)")
     p.add_argument("--workspace", type=int, default=2048, metavar="MiB", help="builder workspace limit (default 2048 MiB)")
     p.add_argument("--timing-cache", type=Path, help="persistent timing cache file (read if present, updated after the build)")
-    p.add_argument("--native-scatter", action="store_true", help="also build mfn.engine (ONNX ScatterND) for comparison")
+    p.add_argument("--native-scatter", action="store_true", help="also build mfn.plan (ONNX ScatterND) for comparison")
     p.add_argument("--no-tf32", action="store_true", help="forbid TF32 in FP32 layers (closer to PyTorch FP32, slower)")
+    p.add_argument("--hardware-compat", action="store_true", help="engines that run on every GPU from Ampere (sm_80) on (AMPERE_PLUS)")
+    p.add_argument("--version-compatible", action="store_true", help="engines that later TensorRT runtimes of the same major version load")
     p.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
     p.add_argument("--verbose", action="store_true", help="TensorRT info-level log")
     return p.parse_args(argv)
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     options = BuildOptions(
         precision=args.precision, min_pillars=args.min_pillars, opt_pillars=args.opt_pillars, max_pillars=args.max_pillars,
         workspace_mib=args.workspace, timing_cache=args.timing_cache, tf32=not args.no_tf32,
-        log_severity="info" if args.verbose else "warning",
+        hardware_compat=args.hardware_compat, version_compatible=args.version_compatible, log_severity="info" if args.verbose else "warning",
     )
     t0 = time.perf_counter()
     try:

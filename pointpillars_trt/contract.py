@@ -11,7 +11,9 @@ rpn   ``canvas`` [1, C, ny, nx]                        ``cls``, ``box``, ``dir``
 ====  ===============================================  ============================
 
 ``P`` is the dynamic axis ``num_pillars``. Float tensors are float32, or float16 in the FP16
-graphs. Each graph's ``metadata_props`` carry the keys in :data:`META_KEYS`.
+graphs. A fourth graph, ``full``, chains the three: ``features``, ``num_points``, ``coords`` ->
+``cls``, ``box``, ``dir`` (:data:`GRAPH_IO`). What each graph and engine says about itself (config,
+weights, part, precision) is :class:`pointpillars_trt.artifacts.ArtifactMetadata`.
 """
 
 from __future__ import annotations
@@ -32,22 +34,21 @@ PART_OUTPUTS: dict[str, tuple[str, ...]] = {
     "mfn": ("canvas",),
     "rpn": ("cls", "box", "dir"),
 }
+#: every exported graph: the three parts and their fused chain ``full``
+GRAPH_PARTS = (*PARTS, "full")
+#: part -> (input names, output names), ``full`` included
+GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    **{p: (PART_INPUTS[p], PART_OUTPUTS[p]) for p in PARTS},
+    "full": ((*PART_INPUTS["pfn"], "coords"), PART_OUTPUTS["rpn"]),
+}
 DYNAMIC_AXIS = "num_pillars"
 PRECISIONS = ("fp32", "fp16")
-
-META_PREFIX = "pointpillars_trt."
-META_CONFIG = META_PREFIX + "config"
-META_CONFIG_HASH = META_PREFIX + "config_hash"
-META_CHECKPOINT = META_PREFIX + "checkpoint_sha256"
-META_PART = META_PREFIX + "part"
-META_PRECISION = META_PREFIX + "precision"
-META_KEYS = (META_CONFIG, META_CONFIG_HASH, META_CHECKPOINT, META_PART, META_PRECISION)
 
 
 def check_io_names(part: str, inputs: list[str] | tuple[str, ...], outputs: list[str] | tuple[str, ...], where: str) -> None:
     """Raise :class:`EngineError` unless ``inputs``/``outputs`` are exactly the contract's names
-    for ``part`` (order ignored: tensors are bound by name)."""
-    want_in, want_out = set(PART_INPUTS[part]), set(PART_OUTPUTS[part])
+    for ``part`` (one of :data:`GRAPH_PARTS`; order ignored: tensors are bound by name)."""
+    want_in, want_out = set(GRAPH_IO[part][0]), set(GRAPH_IO[part][1])
     problems = []
     if set(inputs) != want_in:
         problems.append(f"inputs {sorted(inputs)} (expected {sorted(want_in)})")

@@ -1,20 +1,20 @@
 """ONNX export of PointPillars as three graphs (PFN, MFN, RPN) or one fused chain.
 
-:func:`export_onnx` writes the graphs; :func:`read_graph_metadata` reads back what each carries
-(config, weights hash, part, precision); :func:`check_graph_config` refuses graphs exported from
-another config. The graph layout (the contract the ONNX Runtime and TensorRT backends rely on) is
+:func:`export_onnx` writes the graphs; :func:`read_graph_metadata` reads back (and verifies) what
+each carries, :class:`~pointpillars_trt.artifacts.ArtifactMetadata` (config, weights and graph
+hashes, part, precision); :func:`check_graph_config` refuses graphs exported from another config. The graph layout (the contract the ONNX Runtime and TensorRT backends rely on) is
 described in :mod:`.graphs`.
 """
 
 from .export import PART_FILES, as_model, check_graph, export_onnx, graph_op_types, parse_supported_operators
 from .graphs import DEFAULT_FP16_POLICY, OPS_USED, OPSET, Fp16Policy, build_graphs
 from .metadata import (
-    GraphMetadata, check_graph_config, check_graph_set, check_graph_weights, file_sha256, read_graph_metadata,
+    ArtifactMetadata, check_graph_config, check_graph_set, check_graph_weights, file_sha256, read_graph_metadata,
     state_dict_sha256,
 )
 
 __all__ = [
-    "DEFAULT_FP16_POLICY", "Fp16Policy", "GraphMetadata", "OPSET", "OPS_USED", "PART_FILES", "as_model", "build_graphs",
+    "ArtifactMetadata", "DEFAULT_FP16_POLICY", "Fp16Policy", "OPSET", "OPS_USED", "PART_FILES", "as_model", "build_graphs",
     "check_graph", "check_graph_config", "check_graph_set", "check_graph_weights", "export_onnx", "file_sha256",
     "graph_op_types", "parse_supported_operators", "read_graph_metadata", "state_dict_sha256",
 ]

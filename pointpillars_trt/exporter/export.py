@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -16,7 +14,8 @@ from ..config import PointPillarsConfig
 from ..errors import CheckpointError, ExportError
 from ..model import PointPillars, build_model
 from .graphs import DEFAULT_FP16_POLICY, Fp16Policy, build_graphs
-from .metadata import GraphMetadata, file_sha256, state_dict_sha256
+from ..artifacts import ArtifactMetadata, atomic_write_bytes, graph_sha256
+from .metadata import file_sha256, state_dict_sha256
 
 PART_FILES = {"pfn": "pfn.onnx", "mfn": "mfn.onnx", "rpn": "rpn.onnx", "full": "full.onnx"}
 
@@ -66,17 +65,6 @@ def parse_supported_operators(markdown: str | Path) -> frozenset[str]:
     return frozenset(name for name, ok in rows if ok == "Y")
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_onnx(
     model_or_state_dict: PointPillars | Mapping[str, torch.Tensor],
     cfg: PointPillarsConfig,
@@ -94,7 +82,9 @@ def export_onnx(
     (otherwise the SHA-256 of the weight tensors, marked ``checkpoint_sha256_of = state_dict``).
     ``fp16``: float16 graphs for strongly typed TensorRT builds, with ``fp16_policy`` (default
     :data:`DEFAULT_FP16_POLICY`) saying which parts stay float32. Every graph is checked
-    (:func:`check_graph`) before it is written; files are replaced atomically.
+    (:func:`check_graph`) before it is written; files are replaced atomically and get the
+    umask's mode. The metadata (:class:`~pointpillars_trt.artifacts.ArtifactMetadata`) records the
+    graph's own hash (``graph_sha256``), checked when it is loaded.
     Returns ``{part: path}``.
     """
     model = as_model(model_or_state_dict, cfg)
@@ -110,14 +100,13 @@ def export_onnx(
     paths: dict[str, Path] = {}
     for part, graph in graphs.items():
         path = out / PART_FILES[part]
-        meta = GraphMetadata(
-            path=path, config_json=cfg.to_json(), config_hash=cfg.hash(), checkpoint_sha256=ckpt_hash,
-            checkpoint_sha256_of=ckpt_of, weights_sha256=weights_hash, part=part, precision=precision,
-            version=__version__,
-        )
-        onnx.helper.set_model_props(graph, meta.to_props())
         graph.producer_version = __version__
         check_graph(graph, str(path))
-        _save(graph, path)
+        meta = ArtifactMetadata(
+            part=part, precision=precision, config_json=cfg.to_json(), config_hash=cfg.hash(), checkpoint_sha256=ckpt_hash,
+            checkpoint_sha256_of=ckpt_of, weights_sha256=weights_hash, graph_sha256=graph_sha256(graph), version=__version__,
+        )
+        onnx.helper.set_model_props(graph, meta.to_props())
+        atomic_write_bytes(path, graph.SerializeToString())
         paths[part] = path
     return paths

@@ -21,14 +21,13 @@ import numpy as np
 
 from .. import __version__
 from ..config import PointPillarsConfig
-from ..contract import PART_INPUTS, PART_OUTPUTS, PARTS
+from ..contract import GRAPH_IO, PARTS
 from ..errors import BackendUnavailableError, ConfigError, EngineError
 from ..options import OnnxRuntimeOptions
-from .base import INPUT_NAMES, OUTPUT_NAMES, Backend, StageTimer, register_backend
+from .base import OUTPUT_NAMES, Backend, StageTimer, register_backend
 
 SPLIT_PARTS = PARTS
 _PIP = "pip install onnxruntime onnx   (or onnxruntime-gpu for the CUDA provider)"
-_PART_IO = {**{p: (PART_INPUTS[p], PART_OUTPUTS[p]) for p in PARTS}, "full": (INPUT_NAMES, OUTPUT_NAMES)}
 
 
 def _import_ort():
@@ -51,9 +50,9 @@ def resolve_graph_paths(engine_dir: str | Path | Mapping[str, str | Path], fused
     graph there), else ``pfn/mfn/rpn.onnx``. ``engine_dir`` is a folder or a ``{part: path}`` map."""
     if isinstance(engine_dir, Mapping):
         paths = {str(k): Path(v) for k, v in engine_dir.items()}
-        unknown = sorted(set(paths) - set(_PART_IO))
+        unknown = sorted(set(paths) - set(GRAPH_IO))
         if unknown:
-            raise ConfigError(f"onnxruntime backend: unknown graph part(s) {unknown}; expected {sorted(_PART_IO)}")
+            raise ConfigError(f"onnxruntime backend: unknown graph part(s) {unknown}; expected {sorted(GRAPH_IO)}")
     else:
         folder = Path(engine_dir)
         if not folder.is_dir():
@@ -101,8 +100,8 @@ def export_cached(cfg: PointPillarsConfig, state_dict: Mapping[str, Any], precis
                   cache_dir: str | Path | None = None) -> dict[str, Path]:
     """Export ``state_dict`` once per (config, weights, precision, FP16 policy, package version)
     into ``cache_dir`` (default :func:`default_cache_dir`, else a temporary folder) and return the paths."""
+    from ..artifacts import METADATA_FORMAT
     from ..exporter import DEFAULT_FP16_POLICY, OPSET, export_onnx, read_graph_metadata, state_dict_sha256
-    from ..exporter.metadata import METADATA_FORMAT
 
     weights = state_dict_sha256(state_dict)
     key_text = "|".join([cfg.hash(), weights, precision, repr(DEFAULT_FP16_POLICY), __version__, METADATA_FORMAT, str(OPSET)])
@@ -116,7 +115,7 @@ def export_cached(cfg: PointPillarsConfig, state_dict: Mapping[str, Any], precis
             if all(m.weights_sha256 == weights and m.config_hash == cfg.hash() for m in metas):
                 return {p: folder / f"{p}.onnx" for p in wanted}
         except EngineError:
-            pass  # a damaged cache entry is simply exported again
+            pass  # a damaged or edited cache entry (verified at read) is simply exported again
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -125,11 +124,40 @@ def export_cached(cfg: PointPillarsConfig, state_dict: Mapping[str, Any], precis
     return {p: paths[p] for p in wanted}
 
 
+def load_graph_metadata(paths: Mapping[str, Path], cfg: PointPillarsConfig | None, state_dict: Mapping[str, Any] | None,
+                        precision: str | None, verify: bool = True) -> tuple[PointPillarsConfig, dict[str, Any]]:
+    """``(config, {part: ArtifactMetadata})`` of the graphs at ``paths``, checked: each is the part
+    it is named for; they were exported together; with ``verify`` each one's embedded config and
+    graph match their recorded hashes (``config_hash``, ``graph_sha256``: an edited config or weight
+    is an :class:`EngineError` naming the field); ``cfg`` (adopted from the graphs when None) is
+    theirs (:class:`ConfigError` naming the fields); the precision is ``precision`` when given;
+    and with ``state_dict`` they hold those weights (``weights_sha256``)."""
+    from ..artifacts import check_artifact_config, read_onnx_metadata
+    from ..exporter import check_graph_set, check_graph_weights, state_dict_sha256
+
+    metas = {part: read_onnx_metadata(p, verify=verify) for part, p in paths.items()}
+    for part, meta in metas.items():
+        if meta.part != part:
+            raise EngineError(f"{meta.path}: its metadata says it is the {meta.part!r} graph, not {part!r}")
+    check_graph_set(metas.values())
+    first = next(iter(metas.values()))
+    cfg = cfg if cfg is not None else first.config
+    for meta in metas.values():
+        check_artifact_config(meta, cfg)
+    if precision is not None and first.precision != precision:
+        raise EngineError(f"{first.path}: graphs are {first.precision}, but precision={precision!r} was asked for")
+    if state_dict is not None:
+        weights = state_dict_sha256(state_dict)
+        for meta in metas.values():
+            check_graph_weights(meta, weights)
+    return cfg, metas
+
+
 class OnnxRuntimeBackend(Backend):
     """PFN -> scatter (MFN) -> RPN as three ONNX Runtime sessions, or one session of ``full.onnx``.
 
-    ``engine_dir``: a folder of exported graphs or a ``{part: path}`` map; their metadata must
-    match ``cfg`` (:class:`ConfigError` naming the differing fields), or ``cfg=None`` adopts the
+    ``engine_dir``: a folder of exported graphs or a ``{part: path}`` map; their metadata is
+    verified and must match ``cfg`` (:func:`load_graph_metadata`), or ``cfg=None`` adopts the
     graphs' config. With ``state_dict`` too, the graphs must hold those weights
     (:class:`EngineError` otherwise). Without ``engine_dir``, ``state_dict`` is exported to the
     cache (:func:`export_cached`) in ``precision``. Inputs and outputs are bound by name;
@@ -154,8 +182,6 @@ class OnnxRuntimeBackend(Backend):
         threads: int | None = None,
     ) -> None:
         ort = _import_ort()
-        from ..exporter import check_graph_config, check_graph_set, check_graph_weights, read_graph_metadata, state_dict_sha256
-
         if precision not in (None, "fp32", "fp16"):
             raise ConfigError(f"onnxruntime backend: precision must be fp32 or fp16, got {precision!r}")
         if engine_dir is not None:
@@ -166,22 +192,8 @@ class OnnxRuntimeBackend(Backend):
             paths = export_cached(cfg, state_dict, precision or "fp32", fused, cache_dir)
         else:
             raise ConfigError("onnxruntime backend: give engine_dir (exported ONNX graphs) or a state_dict to export")
-        metas = {part: read_graph_metadata(p) for part, p in paths.items()}
-        for part, meta in metas.items():
-            if meta.part != part:
-                raise EngineError(f"{meta.path}: its metadata says it is the {meta.part!r} graph, not {part!r}")
-        check_graph_set(metas.values())
+        cfg, metas = load_graph_metadata(paths, cfg, state_dict if engine_dir is not None else None, precision)
         first = next(iter(metas.values()))
-        if cfg is None:
-            cfg = first.config
-        for meta in metas.values():
-            check_graph_config(meta, cfg)
-        if precision is not None and first.precision != precision:
-            raise EngineError(f"{first.path}: graphs are {first.precision}, but precision={precision!r} was asked for")
-        if state_dict is not None and engine_dir is not None:
-            weights = state_dict_sha256(state_dict)
-            for meta in metas.values():
-                check_graph_weights(meta, weights)
         super().__init__(cfg)
         self.graph_paths = paths
         self.metadata = metas
@@ -203,7 +215,7 @@ class OnnxRuntimeBackend(Backend):
                 sess = self._ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise EngineError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
-            want_in, want_out = _PART_IO[part]
+            want_in, want_out = GRAPH_IO[part]
             got_in = {i.name for i in sess.get_inputs()}
             got_out = {o.name for o in sess.get_outputs()}
             if got_in != set(want_in) or not set(want_out) <= got_out:
@@ -231,9 +243,9 @@ class OnnxRuntimeBackend(Backend):
         self.activate()
         if part not in self._sessions:
             raise ConfigError(f"onnxruntime backend: no {part!r} graph loaded (have {sorted(self._sessions)})")
-        names = list(_PART_IO[part][1])
+        names = list(GRAPH_IO[part][1])
         try:
-            outs = self._sessions[part].run(names, {k: feeds[k] for k in _PART_IO[part][0]})
+            outs = self._sessions[part].run(names, {k: feeds[k] for k in GRAPH_IO[part][0]})
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"{self.graph_paths[part]}: ONNX Runtime failed: {exc}") from exc
         return dict(zip(names, outs))

@@ -219,8 +219,13 @@ def test_missing_and_mixed_graphs(setup, tmp_path):
 
 
 def _edited_pfn(setup, tmp_path: Path, edit) -> dict[str, Path]:
+    """The fp32 graphs with the PFN edited by ``edit`` and its graph hash re-recorded (as if exported so)."""
+    from pointpillars_trt.artifacts import PREFIX, graph_sha256
+
     model = onnx.load(str(setup.dirs["fp32"] / "pfn.onnx"))
     edit(model.graph)
+    props = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**props, PREFIX + "graph_sha256": graph_sha256(model)})
     onnx.save(model, tmp_path / "pfn.onnx")
     return {"pfn": tmp_path / "pfn.onnx", "mfn": setup.dirs["fp32"] / "mfn.onnx", "rpn": setup.dirs["fp32"] / "rpn.onnx"}
 

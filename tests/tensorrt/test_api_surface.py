@@ -33,8 +33,9 @@ SCANNED = sorted((PKG / "tensorrt").glob("*.py")) + [PKG / "network" / "tensorrt
 #: module attributes set by tensorrt/__init__.py or by the import system, not by the compiled bindings
 PYTHON_LEVEL = {"__version__", "__file__", "__path__"}
 #: removed in TensorRT 11 (or 10): using any of them must fail this test
+#: (``set_flag`` is allowed, for VERSION_COMPATIBLE only: the source scan below forbids BuilderFlag.FP16 / INT8)
 FORBIDDEN = {
-    "FP16", "INT8", "EXPLICIT_BATCH", "int8_calibrator", "set_flag", "platform_has_fast_fp16", "build_engine",
+    "FP16", "INT8", "EXPLICIT_BATCH", "int8_calibrator", "platform_has_fast_fp16", "build_engine",
     "execute_async_v2", "execute_v2", "get_binding_index", "num_bindings", "set_binding_shape", "max_workspace_size",
     "get_binding_shape", "binding_is_input",
 }
@@ -335,3 +336,188 @@ def leak(engine: "trt.ICudaEngine"):
             "get_binding_shape", "misspeled", "num_bindings", "create_execution_context"} <= set(s.uses)
     assert "upper" not in s.uses  # str() leaves TensorRT land
     assert any("leak" in r for r in s.unannotated_returns)
+
+
+# ---- argument kinds of every call, against the docstrings (with a FAKE tensorrt module) -------------
+# TensorRT cannot be installed here. The fake module in fake_tensorrt.py records each call the
+# package makes; the table below gives, per method, the argument names in TensorRT's docstrings
+# (checked: the run of ``:arg`` lines exists in every version's docstrings) and the Python kind we
+# must pass for each (from the docstring's words and the bound C++ signature). This checks the
+# SHAPE of our calls only, not TensorRT's behaviour.
+OBJ = "a TensorRT object"
+ENUM = "a TensorRT enum member"
+INT_TUPLE = "a tuple of ints"
+DOCUMENTED: dict[str, tuple[tuple[str, object], ...]] = {
+    "Logger": (("min_severity", ENUM),),
+    "Logger.min_severity=": (("min_severity", ENUM),),
+    "Builder.create_network": (("flags", int),),
+    "Builder.build_serialized_network": (("network", OBJ), ("config", OBJ)),
+    "BuilderConfig.set_memory_pool_limit": (("pool", ENUM), ("pool_size", int)),
+    "BuilderConfig.clear_flag": (("flag", ENUM),),
+    "BuilderConfig.set_flag": (("flag", ENUM),),
+    "BuilderConfig.hardware_compatibility_level=": (("hardware_compatibility_level", ENUM),),
+    "BuilderConfig.create_timing_cache": (("serialized_timing_cache", bytes),),
+    "BuilderConfig.set_timing_cache": (("cache", OBJ), ("ignore_mismatch", bool)),
+    "BuilderConfig.add_optimization_profile": (("profile", OBJ),),
+    "Profile.set_shape": (("input", str), ("min", INT_TUPLE), ("opt", INT_TUPLE), ("max", INT_TUPLE)),
+    "Network.get_input": (("index", int),),
+    "Network.get_output": (("index", int),),
+    "Runtime.deserialize_cuda_engine": (("serialized_engine", bytes),),
+    "Runtime.engine_host_code_allowed=": (("engine_host_code_allowed", bool),),
+    "Engine.get_tensor_name": (("index", int),),
+    "Engine.get_tensor_mode": (("name", str),),
+    "Engine.get_tensor_dtype": (("name", str),),
+    "Engine.get_tensor_shape": (("name", str),),
+    "Engine.get_tensor_format": (("name", str),),
+    "Engine.get_tensor_profile_shape": (("name", str), ("profile_index", int)),
+    "Context.set_input_shape": (("name", str), ("shape", INT_TUPLE)),
+    "Context.set_tensor_address": (("name", str), ("memory", int)),
+    "Context.get_tensor_shape": (("name", str),),
+    "Context.execute_async_v3": (("stream_handle", int),),
+}
+#: calls whose docstrings are not in ../shared/tensorrt-api (the constructors' and the ONNX parser's
+#: live in other binaries); their kinds follow TensorRT's Python API reference
+UNDOCUMENTED: dict[str, tuple[tuple[str, object], ...]] = {
+    "Builder": (("logger", OBJ),), "Runtime": (("logger", OBJ),), "OnnxParser": (("network", OBJ), ("logger", OBJ)),
+    "OnnxParser.parse_from_file": (("model", str),), "OnnxParser.get_error": (("index", int),),
+}
+NO_ARGS = {"Builder.create_builder_config", "Builder.create_optimization_profile", "BuilderConfig.get_timing_cache",
+           "TimingCache.serialize", "Engine.create_execution_context"}
+
+
+def _ivar_or_arg_run(names: list[str], text: str) -> bool:
+    """The docstrings document these arguments, in this order (a run of ``:arg`` lines), or the
+    attribute (``:ivar name:`` / ``:arg name:``, for a property set)."""
+    if len(names) == 1:
+        return re.search(rf":(?:arg|ivar) {re.escape(names[0])}:", text) is not None
+    run = r"[^\n]*\n\s*".join(rf":arg {re.escape(n)}:" for n in names)
+    return re.search(run, text) is not None
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_argument_table_is_what_the_docstrings_document(version):
+    text = docstrings(version)
+    if not text:
+        pytest.skip("docstrings not found")
+    missing = {m: [a for a, _ in args] for m, args in DOCUMENTED.items() if not _ivar_or_arg_run([a for a, _ in args], text)}
+    assert not missing, f"TensorRT {version} does not document these arguments: {missing}"
+
+
+def _kind_ok(value, kind) -> bool:
+    from tests.tensorrt import fake_tensorrt as fake
+
+    if kind == OBJ:
+        return isinstance(value, fake.Recorder)
+    if kind == ENUM:
+        return isinstance(value, fake.EnumValue)
+    if kind == INT_TUPLE:
+        return isinstance(value, tuple) and all(type(v) is int for v in value)
+    return type(value) is kind
+
+
+@pytest.fixture()
+def fake_trt(monkeypatch):
+    """The FAKE tensorrt module in place of the real one (see fake_tensorrt.py)."""
+    from pointpillars_trt.tensorrt import api
+    from tests.tensorrt import fake_tensorrt as fake
+
+    fake.CALLS.clear()
+    fake.LOGGERS.clear()
+    api._the_logger.cache_clear()
+    monkeypatch.setattr(api, "load_tensorrt", lambda: fake)
+    yield fake
+    api._the_logger.cache_clear()
+
+
+def _run_everything(tmp_path, cfg, fake):
+    """A build (build_engine) and a run (EngineRunner) through every TensorRT call of the package."""
+    from types import SimpleNamespace
+
+    from pointpillars_trt.tensorrt import api
+    from pointpillars_trt.tensorrt.build import BuildOptions, build_engine
+    from pointpillars_trt.tensorrt.contract import read_onnx_info
+    from pointpillars_trt.tensorrt.runner import EngineRunner
+    from tests.tensorrt.test_build_engines import tiny_graph
+
+    info = read_onnx_info(tiny_graph(tmp_path / "pfn.onnx", cfg, "pfn", "fp16"))
+    (tmp_path / "old.cache").write_bytes(b"cache")
+    options = BuildOptions(timing_cache=tmp_path / "old.cache", tf32=False, hardware_compat=True, version_compatible=True,
+                           max_pillars=100, log_severity="info")
+    header = build_engine(info, tmp_path / "pfn.plan", options, "NVIDIA H100", (9, 0))
+    assert (tmp_path / "pfn.plan").read_bytes() == b"serialized plan" and header.version_compatible
+    device = SimpleNamespace(info=SimpleNamespace(name="NVIDIA H100", compute_capability=(9, 0)), make_current=lambda: None)
+    runner = EngineRunner("pfn", tmp_path / "pfn.plan", cfg, device, "10.3.0")
+    runner.activate(api.create_runtime(api.process_logger()))
+    runner.set_shape("features", (100, 32, 10))
+    runner.bind("features", 0x7F0000000000)
+    api.context_tensor_shape(runner.context, "features")
+    runner.execute(0x5555)
+    return runner
+
+
+def test_every_call_passes_the_documented_argument_kinds(tmp_path, kitti_config, fake_trt):
+    _run_everything(tmp_path, kitti_config, fake_trt)
+    table = {**DOCUMENTED, **UNDOCUMENTED, **{m: () for m in NO_ARGS}}
+    made = {m for m, _ in fake_trt.CALLS}
+    unknown = made - set(table)
+    assert not unknown, f"calls with no documented signature in the table: {sorted(unknown)}"
+    assert not set(DOCUMENTED) - made, f"table entries the run never exercised: {sorted(set(DOCUMENTED) - made)}"
+    wrong = []
+    for method, args in fake_trt.CALLS:
+        want = table[method]
+        if len(args) != len(want) or not all(_kind_ok(v, k) for v, (_, k) in zip(args, want)):
+            wrong.append(f"{method}{tuple(type(a).__name__ for a in args)}; documented {[(n, getattr(k, '__name__', k)) for n, k in want]}")
+    assert not wrong, "calls with other argument kinds than documented:\n" + "\n".join(wrong)
+    assert made >= {"Context.set_tensor_address", "Context.execute_async_v3", "Runtime.engine_host_code_allowed=",
+                    "BuilderConfig.set_flag", "BuilderConfig.hardware_compatibility_level=", "Engine.get_tensor_format"}
+
+
+def test_the_logger_is_one_object_whose_severity_changes_in_place(tmp_path, kitti_config, fake_trt):
+    from pointpillars_trt.errors import ConfigError
+    from pointpillars_trt.tensorrt import api
+
+    a = api.process_logger("warning")
+    b = api.process_logger("verbose")
+    assert a is b and a.min_severity is fake_trt.Logger.VERBOSE
+    assert api.make_logger("info") is a and a.min_severity is fake_trt.Logger.INFO
+    _run_everything(tmp_path, kitti_config, fake_trt)  # a build and a run: still the one logger
+    assert len(fake_trt.LOGGERS) == 1
+    with pytest.raises(ConfigError, match="severity"):
+        api.process_logger("loud")
+
+
+def test_logger_is_created_in_one_place_only():
+    """Statically: ``trt.Logger(`` appears once in the package, in the cached ``_the_logger``."""
+    sites = []
+    for path in SCANNED:
+        tree = ast.parse(path.read_text())
+        for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Call) and ast.unparse(node.func) == "trt.Logger":
+                    sites.append((path.name, fn.name, [ast.unparse(d) for d in fn.decorator_list]))
+    assert len(sites) == 1 and sites[0][:2] == ("api.py", "_the_logger") and "lru_cache" in sites[0][2][0]
+
+
+def test_set_tensor_address_checks_256_byte_alignment(tmp_path, kitti_config, fake_trt):
+    from pointpillars_trt.errors import EngineError
+    from pointpillars_trt.tensorrt import api
+
+    runner = _run_everything(tmp_path, kitti_config, fake_trt)
+    base = 0x7F0000000000
+    with pytest.raises(EngineError, match=r"pfn\.plan: the device address 0x7f0000013880 of tensor 'num_points' is not 256-byte aligned"):
+        runner.bind("num_points", base + 20000 * 4)  # lane 1 of a [B, 20000] int32 tensor, unpadded
+    fake_trt.CALLS.clear()
+    with pytest.raises(EngineError, match="'features'"):
+        api.set_tensor_address(runner.context, "features", base + 8, "x")
+    assert not fake_trt.CALLS  # refused before TensorRT is called
+
+
+@pytest.mark.parametrize("max_pillars", [1, 63, 64, 20000, 12000, 40000, 12345])
+def test_every_lanes_addresses_are_aligned_with_an_aligned_stride(max_pillars):
+    from pointpillars_trt.tensorrt.api import TENSOR_ALIGNMENT, aligned_nbytes, check_alignment
+
+    for itemsize, row in ((4, 1), (2, 32 * 10), (4, 64), (2, 64)):
+        stride = aligned_nbytes(max_pillars * row * itemsize)
+        assert stride >= max_pillars * row * itemsize and stride - max_pillars * row * itemsize < TENSOR_ALIGNMENT
+        for lane in range(8):
+            check_alignment(f"lane{lane}", 0x7F0000000000 + lane * stride, "x")

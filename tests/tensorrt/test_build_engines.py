@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from pointpillars_trt.artifacts import graph_sha256
 from pointpillars_trt.errors import BackendUnavailableError, ConfigError, EngineError
+from pointpillars_trt.tensorrt.api import TensorSpec
 from pointpillars_trt.tensorrt.build import (
-    DEFAULT_OPT_PILLARS, BuildOptions, PillarProfile, build_engines, check_graphs_consistent, onnx_file_for,
-    parts_to_build, pillar_profile, profile_shapes,
+    BuildOptions, PillarProfile, TimingCacheWarning, attach_timing_cache, build_engines, check_graphs_consistent,
+    engine_header, onnx_file_for, parts_to_build, pillar_profile, profile_shapes,
 )
-from pointpillars_trt.tensorrt.contract import (
-    META_CHECKPOINT, META_CONFIG, META_CONFIG_HASH, META_PART, META_PRECISION, PART_INPUTS, PART_OUTPUTS,
-    check_io_names, read_onnx_info,
-)
+from pointpillars_trt.tensorrt.contract import PART_INPUTS, PART_OUTPUTS, check_io_names, read_onnx_info
+from pointpillars_trt.tensorrt.engine_file import EngineHeader, write_plan
+from tests.tensorrt.test_engine_file import make_artifact
 
 REPO = Path(__file__).resolve().parents[2]
 onnx = pytest.importorskip("onnx")
@@ -49,22 +50,21 @@ def tiny_graph(path: Path, cfg, part: str, precision: str = "fp32", checkpoint: 
     outputs = [helper.make_tensor_value_info(n, ft, ["num_pillars", 4]) for n in outs]
     nodes = [helper.make_node("Cast", [ins[0]], [o], to=ft) for o in outs]
     model = helper.make_model(helper.make_graph(nodes, part, inputs, outputs), opset_imports=[helper.make_opsetid("", 17)])
-    helper.set_model_props(model, {
-        META_CONFIG: cfg.to_json(), META_CONFIG_HASH: cfg.hash(), META_CHECKPOINT: checkpoint,
-        META_PART: part, META_PRECISION: precision,
-    })
+    meta = make_artifact(cfg, part, precision, checkpoint_sha256=checkpoint, graph_sha256=graph_sha256(model))
+    helper.set_model_props(model, meta.to_props())
     onnx.save(model, str(path))
     return path
 
 
 def test_profile_defaults_come_from_the_config(kitti_config, example_config):
     p = pillar_profile(kitti_config)
-    assert p == PillarProfile(1, min(DEFAULT_OPT_PILLARS, kitti_config.voxel.max_pillars), kitti_config.voxel.max_pillars)
+    hi = kitti_config.voxel.max_pillars
+    assert p == PillarProfile(1, hi, hi)  # opt = max: what the GPU pipeline feeds the PFN every frame
     small = kitti_config.replace(voxel={"max_pillars": 5000})
-    assert pillar_profile(small) == PillarProfile(1, 5000, 5000)  # opt clamped to max
+    assert pillar_profile(small) == PillarProfile(1, 5000, 5000)
     assert pillar_profile(example_config).max == example_config.voxel.max_pillars
     assert pillar_profile(kitti_config, 16, 100, 200) == PillarProfile(16, 100, 200)
-    assert pillar_profile(kitti_config, min_pillars=20000, max_pillars=30000).opt == 20000
+    assert pillar_profile(kitti_config, min_pillars=20000, max_pillars=30000).opt == 30000
 
 
 @pytest.mark.parametrize("args", [(0, None, None), (10, 5, 100), (1, 200, 100), (None, None, 0)])
@@ -87,7 +87,7 @@ def test_parts_to_build():
 def test_read_onnx_info(tmp_path, kitti_config):
     path = tiny_graph(tmp_path / "pfn.onnx", kitti_config, "pfn", "fp16")
     info = read_onnx_info(path, "pfn")
-    assert info.part == "pfn" and info.precision == "fp16" and info.config == kitti_config
+    assert info.meta.part == "pfn" and info.meta.precision == "fp16" and info.meta.config == kitti_config
     assert set(info.inputs) == {"features", "num_points"} and info.inputs["features"] == (None, 4)
     assert len(info.sha256) == 64
     with pytest.raises(EngineError, match="holds the pfn part, expected rpn"):
@@ -100,7 +100,7 @@ def test_foreign_graphs_are_refused(tmp_path, kitti_config):
     g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(g), str(tmp_path / "pfn.onnx"))
-    with pytest.raises(EngineError, match="metadata lacks"):
+    with pytest.raises(EngineError, match="lacks the pointpillars_trt metadata"):
         read_onnx_info(tmp_path / "pfn.onnx")
     (tmp_path / "rpn.onnx").write_bytes(b"garbage")
     with pytest.raises(EngineError, match="not a readable ONNX model"):
@@ -128,10 +128,13 @@ def test_graph_discovery_and_consistency(tmp_path, kitti_config, example_config)
     with pytest.raises(EngineError, match="fp32 graph but --precision fp16"):
         check_graphs_consistent(infos, "fp16")
     other = read_onnx_info(tiny_graph(tmp_path / "other.onnx", example_config, "rpn"))
-    with pytest.raises(EngineError, match="different configs or checkpoints"):
+    with pytest.raises(EngineError, match="not exported together: config_hash differs"):
         check_graphs_consistent([infos[0], other], None)
+    ckpt = read_onnx_info(tiny_graph(tmp_path / "ckpt.onnx", kitti_config, "rpn", checkpoint="d" * 64))
+    with pytest.raises(EngineError, match="checkpoint_sha256 differs"):
+        check_graphs_consistent([infos[0], ckpt], None)
     fp16 = read_onnx_info(tiny_graph(tmp_path / "h.onnx", kitti_config, "rpn", "fp16"))
-    with pytest.raises(EngineError, match="mix precisions"):
+    with pytest.raises(EngineError, match="precision differs"):
         check_graphs_consistent([infos[0], fp16], None)
 
 
@@ -150,12 +153,46 @@ def test_tool_exits_2_without_tensorrt(tmp_path, kitti_config):
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "TensorRT is not installed" in r.stderr and "pip install tensorrt" in r.stderr
-    assert not list(tmp_path.glob("*.engine"))
+    assert not list(tmp_path.glob("*.plan"))
 
 
 def test_tool_help():
     env = dict(os.environ, PYTHONPATH=str(REPO))
     r = subprocess.run([sys.executable, str(REPO / "export" / "build_engines.py"), "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0
-    for flag in ("--onnx-dir", "--precision", "--min-pillars", "--opt-pillars", "--max-pillars", "--workspace", "--timing-cache", "--native-scatter", "--out-dir"):
+    for flag in ("--onnx-dir", "--precision", "--min-pillars", "--opt-pillars", "--max-pillars", "--workspace", "--timing-cache", "--native-scatter", "--out-dir",
+                 "--hardware-compat", "--version-compatible"):
         assert flag in r.stdout
+
+
+def test_timing_cache_refused_warns_and_starts_empty(tmp_path):
+    """TensorRT refuses a cache of another GPU or version: warn, then build with an empty one."""
+    cache_file = tmp_path / "trt.cache"
+    cache_file.write_bytes(b"a cache from another GPU")
+    calls = []
+
+    def attach(config, data):  # stands for api.attach_timing_cache: None = refused
+        calls.append(data)
+        return None if data else "empty cache"
+
+    with pytest.warns(TimingCacheWarning, match="refused this timing cache"):
+        assert attach_timing_cache("config", BuildOptions(timing_cache=cache_file), attach) == "empty cache"
+    assert calls == [b"a cache from another GPU", b""]
+    assert attach_timing_cache("config", BuildOptions(timing_cache=tmp_path / "none.cache"), attach) == "empty cache"
+    with pytest.raises(EngineError, match="refused an empty timing cache"):
+        attach_timing_cache("config", BuildOptions(), lambda config, data: None)
+
+
+def test_sidecar_from_a_build(tmp_path, kitti_config):
+    """What build_engine writes after TensorRT's build: the plan as is, and its sidecar."""
+    info = read_onnx_info(tiny_graph(tmp_path / "pfn.onnx", kitti_config, "pfn", "fp16"))
+    specs = [TensorSpec("features", (-1, 32, 10), "float16", True), TensorSpec("num_points", (-1,), "int32", True),
+             TensorSpec("pillar_features", (-1, 64), "float16", False)]
+    options = BuildOptions(hardware_compat=True, version_compatible=True, tf32=False)
+    header = engine_header(info, options, specs, pillar_profile(kitti_config).as_dict(), "10.3.0", "NVIDIA H100", (9, 0))
+    written = write_plan(tmp_path / "pfn.plan", header, b"plan bytes")
+    assert (tmp_path / "pfn.plan").read_bytes() == b"plan bytes"
+    back = EngineHeader.from_json((tmp_path / "pfn.plan.json").read_text(), "x")
+    assert back == written and back.artifact == info.meta and back.onnx_sha256 == info.sha256
+    assert back.hardware_compat and back.version_compatible and not back.tf32
+    assert back.io["features"] == {"mode": "input", "dtype": "float16", "shape": [-1, 32, 10]}
