@@ -37,10 +37,10 @@ from pointpillars_trt.detector import Detector
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.exporter import Fp16Policy, export_onnx
 from pointpillars_trt.exporter.graphs import DEFAULT_FP16_POLICY
-from pointpillars_trt.exporter.parity import (
-    compare_detections, head_errors, match_detections, merge_stats, part_errors, parity_state_dict, synthetic_pillars,
-    torch_parts, uncapped_threshold,
-)
+from pointpillars_trt.compare.arrays import merge_stats
+from pointpillars_trt.compare.detections import compare_detections, match_detections, uncapped_threshold
+from pointpillars_trt.compare.parts import head_errors, part_errors, torch_parts
+from pointpillars_trt.exporter.parity import parity_state_dict, synthetic_pillars
 from pointpillars_trt.model import build_model
 
 log = logging.getLogger("parity")
