@@ -92,18 +92,17 @@ class RunComparison:
         return sum(f.exact.agrees() for f in self.frames)
 
     @property
-    def max_box_diff(self) -> float:
-        return max((f.exact.max_box_diff for f in self.frames), default=0.0)
-
-    @property
-    def max_score_diff(self) -> float:
-        return max((f.exact.max_score_diff for f in self.frames), default=0.0)
+    def exact_total(self) -> DetectionDiff:
+        """The exact comparisons of all frames: counts summed, maxima of the maxima."""
+        e = [f.exact for f in self.frames]
+        return DetectionDiff(sum(d.n_ref for d in e), sum(d.n_got for d in e), sum(d.n_matched for d in e),
+                             max((d.max_box_diff for d in e), default=0.0), max((d.max_score_diff for d in e), default=0.0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the settings, ``total`` (with recall and precision) and ``frames``."""
         t = self.total
         return {"ref": self.ref, "other": self.other, "iou_threshold": self.iou_threshold, "min_score": self.min_score,
-                "n_identical": self.n_identical,
+                "n_identical": self.n_identical, "exact_total": asdict(self.exact_total),
                 "total": {**asdict(t), "recall": t.recall, "precision": t.precision},
                 "frames": [{"name": f.name, "exact": asdict(f.exact), "match": asdict(f.match)} for f in self.frames]}
 

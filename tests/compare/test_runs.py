@@ -57,7 +57,9 @@ def test_compare_runs_per_frame_and_total():
     assert [f.name for f in rep.frames] == ["a", "b", "c"]
     assert rep.frames[0].exact.agrees() and rep.frames[0].match.n_ref == 1  # the 0.2 pedestrian is below min_score
     assert not rep.frames[1].exact.agrees() and rep.frames[1].match.n_matched == 1
-    assert rep.n_identical == 1 and rep.max_box_diff == pytest.approx(0.3, abs=1e-6)
+    e = rep.exact_total
+    assert rep.n_identical == 1 and e.max_box_diff == pytest.approx(0.3, abs=1e-6) and e.max_score_diff == pytest.approx(0.1, abs=1e-6)
+    assert (e.n_ref, e.n_got, e.n_matched) == (3, 4, 3)
     t = rep.total
     assert (t.n_ref, t.n_got, t.n_matched) == (2, 3, 2) and t.recall == 1.0 and t.precision == pytest.approx(2 / 3)
     assert t.max_score_diff == pytest.approx(0.1, abs=1e-6) and t.max_center_diff == pytest.approx(0.3, abs=1e-6)
