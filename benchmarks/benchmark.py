@@ -27,17 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pointpillars_trt.compare.runs import summarize
 from pointpillars_trt.config import load_config
 
 log = logging.getLogger("benchmark")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FRAMES = REPO.parent / "shared" / "data" / "kitti_frames"
-
-
-def summarize(samples_ms: list[float]) -> dict[str, float]:
-    a = np.asarray(samples_ms, dtype=np.float64)
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()), "n": int(a.size)}
 
 
 def load_frames(frames_dir: Path | None) -> list[tuple[str, np.ndarray]]:

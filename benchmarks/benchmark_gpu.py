@@ -39,11 +39,7 @@ sys.path.insert(0, str(REPO))
 DEFAULT_FRAMES = REPO.parent / "shared" / "data" / "kitti_frames"
 log = logging.getLogger("benchmark_gpu")
 
-
-def summarize(samples_ms) -> dict[str, float]:
-    a = np.asarray(samples_ms, dtype=np.float64)
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()), "n": int(a.size)}
+from pointpillars_trt.compare.runs import summarize  # noqa: E402  (after the sys.path line above)
 
 
 def load_frame_groups(frames_dir: Path | None, n360: int) -> dict[str, list[np.ndarray]]:

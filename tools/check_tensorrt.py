@@ -10,8 +10,9 @@ the engines (``export/build_engines.py``'s code, timing cache shared in the work
 runs every frame (``*.bin`` under ``--frames``, default ``../shared/data/kitti_frames``) through
 the TensorRT backend and the reference backend(s) on the same pillars, and prints:
 
-* a parity table per frame: max abs / max relative error of ``cls``, ``box``, ``dir`` and the
-  boxes after post-processing (count, matched by BEV IoU, worst IoU, worst score difference);
+* a parity table per frame: max abs / max relative error of ``cls``, ``box``, ``dir``
+  (``pointpillars_trt.compare.arrays``: relative to max(|ref|, 1e-3 max|ref|)) and the boxes after
+  post-processing (TensorRT / reference count, matched by BEV IoU, worst IoU, worst score difference);
 * per-stage times of the TensorRT backend (CUDA events: h2d, pfn, scatter, rpn, d2h), median
   over ``--iters`` runs per frame, and the reference's.
 
@@ -37,44 +38,27 @@ DEFAULT_FRAMES = REPO.parent / "shared" / "data" / "kitti_frames"
 OUTPUTS = ("cls", "box", "dir")
 
 
-# ---- comparisons (pure) ----------------------------------------------------------------------------
-def tensor_errors(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
-    """(max |got - want|, max |got - want| / (|want| + 1e-3)) in float64."""
-    g, w = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    if g.shape != w.shape:
-        raise ValueError(f"shapes differ: {g.shape} vs {w.shape}")
-    d = np.abs(g - w)
-    return float(d.max(initial=0.0)), float((d / (np.abs(w) + 1e-3)).max(initial=0.0))
+# ---- the table (pure) ------------------------------------------------------------------------------
+def parity_row(name: str, num_pillars: int, run_name: str, ref_name: str, out, ref_out, det, ref_det) -> str:
+    """One line of the parity table: the head outputs ``out`` (``cls``, ``box``, ``dir``) and boxes
+    ``det`` of ``run_name`` against ``ref_name``'s (:func:`~pointpillars_trt.compare.arrays.array_errors`,
+    :func:`~pointpillars_trt.compare.detections.match_detections` at BEV IoU 0.5)."""
+    from pointpillars_trt.compare.arrays import named_errors
+    from pointpillars_trt.compare.detections import match_detections
+
+    errs = named_errors(ref_out, out, OUTPUTS)
+    m = match_detections(ref_det, det)
+    return (f"{name[-42:]:<42} {num_pillars:>7} {run_name:<24} {ref_name:<11} "
+            + " ".join(f"{e.max_abs:>11.3e} {e.max_rel:>8.1e}" for e in errs.values())
+            + f" {m.n_got:>4}/{m.n_ref:<4} {m.n_matched:>7} {m.min_iou:>7.4f} {m.max_score_diff:>7.4f}")
 
 
-def match_detections(a, b, iou_threshold: float = 0.5) -> dict[str, float]:
-    """Greedy one-to-one matching of two detection sets (``boxes``, ``scores``, ``labels``), best
-    score first, same label, BEV IoU >= ``iou_threshold``. Returns counts, the worst matched IoU and
-    the largest score difference among matches."""
-    from pointpillars_trt.postprocess import iou_bev
+def format_ms(samples: list[float]) -> str:
+    """``median (p90 ...)`` of latency samples in ms, or ``-`` when there are none."""
+    from pointpillars_trt.compare.runs import summarize
 
-    na, nb = len(a.scores), len(b.scores)
-    out = {"n_a": na, "n_b": nb, "matched": 0, "min_iou": 1.0, "max_dscore": 0.0}
-    if na == 0 or nb == 0:
-        return out
-    iou = iou_bev(np.asarray(a.boxes, np.float32), np.asarray(b.boxes, np.float32))
-    iou[np.asarray(a.labels)[:, None] != np.asarray(b.labels)[None, :]] = 0.0
-    used = np.zeros(nb, bool)
-    for i in np.argsort(-np.asarray(a.scores)):
-        cand = np.where(~used & (iou[i] >= iou_threshold))[0]
-        if cand.size == 0:
-            continue
-        j = cand[np.argmax(iou[i, cand])]
-        used[j] = True
-        out["matched"] += 1
-        out["min_iou"] = min(out["min_iou"], float(iou[i, j]))
-        out["max_dscore"] = max(out["max_dscore"], abs(float(a.scores[i]) - float(b.scores[j])))
-    return out
-
-
-def summarize_ms(samples: list[float]) -> str:
-    a = np.asarray(samples, np.float64)
-    return f"{np.median(a):7.3f} (p90 {np.percentile(a, 90):7.3f})" if a.size else "      -"
+    s = summarize(samples)
+    return f"{s['median']:7.3f} (p90 {s['p90']:7.3f})" if s["n"] else "      -"
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -169,11 +153,7 @@ def run_precision(precision: str, args, cfg, state_dict, ckpt_path, frames, work
             out = backend.infer(feeds)
             det = post(out["cls"], out["box"], out["dir"])
             for r in refs:
-                errs = [tensor_errors(out[o], ref_out[r][o]) for o in OUTPUTS]
-                m = match_detections(det, ref_det[r])
-                print(f"{name[-42:]:<42} {pillars.num_pillars:>7} {run_name:<24} {r:<11} "
-                      + " ".join(f"{a:>11.3e} {rel:>8.1e}" for a, rel in errs)
-                      + f" {m['n_a']:>4}/{m['n_b']:<4} {m['matched']:>7} {m['min_iou']:>7.4f} {m['max_dscore']:>7.4f}")
+                print(parity_row(name, pillars.num_pillars, run_name, r, out, ref_out[r], det, ref_det[r]))
             for stage, vals in time_backend(backend, feeds, args.iters).items():
                 timings.setdefault(run_name, {}).setdefault(stage, []).extend(vals)
         for stage, vals in time_backend(refs[ref_name], feeds, max(3, args.iters // 4)).items():
@@ -182,7 +162,7 @@ def run_precision(precision: str, args, cfg, state_dict, ckpt_path, frames, work
     for run_name, stages in timings.items():
         print(f"  {run_name}")
         for stage, vals in stages.items():
-            print(f"    {stage:<12} {summarize_ms(vals)}")
+            print(f"    {stage:<12} {format_ms(vals)}")
     for b in list(runs.values()) + list(refs.values()):
         b.deactivate()
 

@@ -8,7 +8,8 @@
     tools/compare_backends.py --data-root data/kitti --split val --ckpt model.pth \
         --a torch --b tensorrt --b-engine-dir engines/fp16 --json cmp.json
 
-Boxes above --score are matched one to one by BEV IoU (same class, greedily by IoU). Reported:
+Boxes above --score are matched one to one by BEV IoU (same class, greedily by descending score of
+A: pointpillars_trt.compare.match_detections). Reported:
 boxes of A found by B (IoU at least --iou) and of B found by A, the largest score difference and
 centre distance and the smallest IoU of matched boxes, and, with --data-root, the AP of both
 backends (R40, moderate and all difficulties) and B - A.
@@ -22,11 +23,7 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import dataclass
-from types import SimpleNamespace
 from pathlib import Path
-
-import numpy as np
 
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.options import Backend
@@ -34,46 +31,13 @@ from pointpillars_trt.options import Backend
 log = logging.getLogger("compare_backends")
 
 
-@dataclass(frozen=True)
-class Agreement:
-    """Box-level agreement of B with A over a set of frames."""
-
-    boxes_a: int
-    found_in_b: int
-    boxes_b: int
-    found_in_a: int
-    max_score_diff: float
-    max_centre_dist: float
-    min_iou: float
-
-    @property
-    def recall(self) -> float:
-        return self.found_in_b / self.boxes_a if self.boxes_a else 1.0
-
-    @property
-    def precision(self) -> float:
-        return self.found_in_a / self.boxes_b if self.boxes_b else 1.0
-
-
-def _above(det, score: float) -> SimpleNamespace:
-    keep = det.scores > score
-    return SimpleNamespace(boxes=det.boxes[keep], scores=det.scores[keep], labels=det.labels[keep])
-
-
-def agreement(dets_a, dets_b, score: float, iou: float) -> Agreement:
-    """Per frame, the boxes above ``score`` of A and B matched one to one by BEV IoU >= ``iou``
-    (same class), summed over the frames."""
-    from pointpillars_trt.compare.detections import match_detections
-
-    matches = [match_detections(_above(da, score), _above(db, score), iou) for da, db in zip(dets_a, dets_b)]
-    hit = [m for m in matches if m.n_matched]
-    return Agreement(
-        boxes_a=sum(m.n_ref for m in matches), found_in_b=sum(m.n_matched for m in matches),
-        boxes_b=sum(m.n_got for m in matches), found_in_a=sum(m.n_matched for m in matches),
-        max_score_diff=max((m.max_score_diff for m in hit), default=0.0),
-        max_centre_dist=max((m.max_center_diff for m in hit), default=0.0),
-        min_iou=min((m.min_iou for m in hit), default=1.0),
-    )
+def agreement(cmp) -> dict:
+    """The report's ``agreement`` block from a :class:`~pointpillars_trt.compare.runs.RunComparison`
+    of B against A: boxes of A found in B and of B found in A (the same one-to-one pairs)."""
+    t = cmp.total
+    return {"boxes_a": t.n_ref, "found_in_b": t.n_matched, "boxes_b": t.n_got, "found_in_a": t.n_matched,
+            "max_score_diff": t.max_score_diff, "max_centre_dist": t.max_center_diff, "min_iou": t.min_iou,
+            "recall": t.recall, "precision": t.precision, "score_threshold": cmp.min_score, "iou_threshold": cmp.iou_threshold}
 
 
 def make_detector(args, which: str):
@@ -93,44 +57,43 @@ def frames_from_dir(directory: Path) -> list[tuple[str, Path]]:
 
 
 def run(args) -> dict:
+    from pointpillars_trt.compare.runs import compare_runs, run_detectors, summarize
     from pointpillars_trt.io.pointcloud import load_points
 
     det_a, det_b = make_detector(args, "a"), make_detector(args, "b")
     log.info("A: %s; B: %s", det_a.path, det_b.path)
     report: dict = {"a": args.a, "b": args.b, "model": det_a.source.describe()}
+    detectors = {"a": det_a, "b": det_b}
     if args.data_root:
-        from pointpillars_trt.eval import evaluate
-        from pointpillars_trt.eval.dataset import load_frame_points, load_ground_truth, open_split
-        from pointpillars_trt.io.kitti import detections_to_kitti_objects
+        from pointpillars_trt.eval.dataset import load_frame_points, open_split
 
         kitti = open_split(args.data_root, args.split)
         ids = kitti.frame_ids[: args.limit] if args.limit else kitti.frame_ids
-        gts = load_ground_truth(kitti)[: len(ids)]
-        dets_a, dets_b, kit_a, kit_b = [], [], [], []
-        for fid in ids:
-            pts = load_frame_points(kitti, fid, True, load_points)
-            calib, shape = kitti.calibration(fid), kitti.image_shape(fid)
-            for det, dets, kit in ((det_a, dets_a, kit_a), (det_b, dets_b, kit_b)):
-                d = det.detect(pts, source=fid)
-                dets.append(d)
-                kit.append(detections_to_kitti_objects(d.boxes, d.label_names, d.scores, calib, shape))
-        ap_a, ap_b = evaluate(gts, kit_a), evaluate(gts, kit_b)
-        report["ap"] = {"a": ap_a["R40"], "b": ap_b["R40"]}
-        report["ap_delta_R40"] = {c: {m: {k: ap_b["R40"][c][m][k] - ap_a["R40"][c][m][k] for k in ap_a["R40"][c][m]}
-                                      for m in ap_a["R40"][c]} for c in ap_a["R40"]}
+        results = run_detectors(detectors, ((fid, load_frame_points(kitti, fid, True, load_points)) for fid in ids))
+        report.update(ap_report(kitti, results))
     else:
-        dets_a, dets_b = [], []
-        for fid, path in frames_from_dir(args.frames)[: args.limit or None]:
-            pts = load_points(path)
-            dets_a.append(det_a.detect(pts, source=str(path)))
-            dets_b.append(det_b.detect(pts, source=str(path)))
-    agr = agreement(dets_a, dets_b, args.score, args.iou)
-    report["frames"] = len(dets_a)
-    report["agreement"] = {**agr.__dict__, "recall": agr.recall, "precision": agr.precision,
-                           "score_threshold": args.score, "iou_threshold": args.iou}
-    report["median_total_ms"] = {"a": float(np.median([d.timings_ms["total"] for d in dets_a])),
-                                 "b": float(np.median([d.timings_ms["total"] for d in dets_b]))}
+        frames = frames_from_dir(args.frames)[: args.limit or None]
+        results = run_detectors(detectors, ((str(path), load_points(path)) for _, path in frames))
+    report["frames"] = len(results.frames)
+    report["agreement"] = agreement(compare_runs(results, "a", "b", iou_threshold=args.iou, min_score=args.score))
+    report["median_total_ms"] = {k: summarize(results.timings_ms(k))["median"] for k in detectors}
     return report
+
+
+def ap_report(kitti, results) -> dict:
+    """KITTI R40 AP of runs ``a`` and ``b`` of ``results`` on the split's frames, and B - A."""
+    from pointpillars_trt.eval import evaluate
+    from pointpillars_trt.eval.dataset import load_ground_truth
+    from pointpillars_trt.io.kitti import detections_to_kitti_objects
+
+    gts = load_ground_truth(kitti)[: len(results.frames)]
+    ap = {}
+    for k in ("a", "b"):
+        kit = [detections_to_kitti_objects(d.boxes, d.label_names, d.scores, kitti.calibration(fid), kitti.image_shape(fid))
+               for fid, d in zip(results.frames, results[k])]
+        ap[k] = evaluate(gts, kit)["R40"]
+    delta = {c: {m: {k: ap["b"][c][m][k] - ap["a"][c][m][k] for k in ap["a"][c][m]} for m in ap["a"][c]} for c in ap["a"]}
+    return {"ap": ap, "ap_delta_R40": delta}
 
 
 def print_report(r: dict) -> None:

@@ -9,6 +9,7 @@ import pytest
 from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
 from pointpillars_trt.gpu_pipeline import point_bucket
 from tests.helpers import random_cloud
+from pointpillars_trt.compare.detections import match_detections, select_above
 
 
 def test_point_bucket():
@@ -18,18 +19,6 @@ def test_point_bucket():
         b = point_bucket(n)
         assert b >= n and b % 4096 == 0 and b >= prev and b <= max(1.5 * n + 4096, 16384)
         prev = b
-
-
-def match_rate(ref_boxes, ref_scores, boxes, iou_min, score_min=0.3) -> float:
-    """Fraction of reference boxes with score > score_min that have a box with IoU > iou_min."""
-    from pointpillars_trt.postprocess import iou_bev
-
-    sel = ref_scores > score_min
-    if not sel.any():
-        return 1.0
-    if len(boxes) == 0:
-        return 0.0
-    return float((iou_bev(ref_boxes[sel], boxes).max(axis=1) > iou_min).mean())
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +59,7 @@ def test_matches_cpu_detector(torch_cuda, kitti_config, lively, cpu_detector, ki
 
         assert np.all(np.diag(iou_bev(got.boxes[:k], want.boxes[:k])) > 0.99)
         np.testing.assert_array_equal(got.labels[:k], want.labels[:k])
-        assert match_rate(want.boxes, want.scores, got.boxes, 0.99) >= 0.98
+        assert match_detections(select_above(want, 0.3), got, 0.99).recall >= 0.98
         assert "total" in got.timings_ms and "gpu" in got.timings_ms
         if not use_graph:
             assert {"h2d", "voxelize", "rpn", "postprocess", "d2h"} <= set(got.timings_ms)
@@ -85,7 +74,7 @@ def test_fp16_keeps_fp32_boxes(torch_cuda, kitti_config, lively, kitti_frames):
     for path in kitti_frames:
         pts = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
         a, b = fp32.detect(pts), fp16.detect(pts)
-        rates.append(match_rate(a.boxes, a.scores, b.boxes, 0.9))
+        rates.append(match_detections(select_above(a, 0.3), b, 0.9).recall)
     print(f"FP16 keeps {100 * np.mean(rates):.2f} % of FP32 boxes (score > 0.3) with IoU > 0.9 (per frame min {100 * min(rates):.1f} %)")
     assert np.mean(rates) >= 0.95
     fp32.close()
@@ -127,7 +116,7 @@ def test_other_config_and_360_cloud(torch_cuda, example_config):
     pts = random_cloud(example_config, 15000, seed=5)
     want, got = cpu.detect(pts), det.detect(pts)
     assert got.num_pillars == want.num_pillars and len(got) > 0
-    assert match_rate(want.boxes, want.scores, got.boxes, 0.99) >= 0.98
+    assert match_detections(select_above(want, 0.3), got, 0.99).recall >= 0.98
     det.close()
 
 

@@ -1,47 +1,11 @@
-"""The measuring helpers behind docs/ACCURACY.md: error statistics, box matching, synthetic pillars."""
+"""The inputs and weights behind docs/ACCURACY.md: synthetic pillars and parity weights
+(the measurements themselves are tested in tests/compare/)."""
 
 from __future__ import annotations
 
-import math
-from types import SimpleNamespace
-
 import numpy as np
-import pytest
 
-from pointpillars_trt.exporter.parity import compare_arrays, compare_detections, match_detections, synthetic_pillars
-
-
-def dets(boxes, scores, labels):
-    return SimpleNamespace(boxes=np.asarray(boxes, np.float32).reshape(-1, 7), scores=np.asarray(scores, np.float32),
-                           labels=np.asarray(labels, np.int64))
-
-
-def test_compare_arrays():
-    ref = np.array([0.0, 1.0, -4.0, 1e-6])
-    s = compare_arrays(ref, ref + np.array([0.0, 0.1, 0.0, 1e-3]))
-    assert s.max_abs == pytest.approx(0.1)
-    assert s.ref_max == 4.0
-    assert s.max_rel == pytest.approx(1e-3 / 4e-3)  # tiny reference values are measured against 1e-3 * max
-    assert compare_arrays(np.zeros((0, 3)), np.zeros((0, 3))).count == 0
-    with pytest.raises(ValueError):
-        compare_arrays(np.zeros(3), np.zeros(4))
-
-
-def test_compare_detections_wraps_yaw():
-    a = dets([[1, 2, 0, 4, 2, 1.5, math.pi - 1e-6]], [0.9], [0])
-    b = dets([[1, 2, 0, 4, 2, 1.5, -math.pi + 1e-6]], [0.9], [0])
-    d = compare_detections(a, b)
-    assert d.agrees() and d.max_box_diff < 1e-5
-    assert not compare_detections(a, dets([], [], [])).agrees()
-
-
-def test_match_detections():
-    ref = dets([[0, 0, 0, 4, 2, 1.5, 0], [10, 0, 0, 4, 2, 1.5, 0], [20, 0, 0, 1, 1, 1, 0]], [0.9, 0.8, 0.7], [0, 0, 1])
-    got = dets([[10.05, 0, 0, 4, 2, 1.5, 0.01], [0, 0, 0, 4, 2, 1.5, 0], [20, 0, 0, 1, 1, 1, 0]], [0.81, 0.9, 0.7], [0, 0, 2])
-    m = match_detections(ref, got)
-    assert (m.n_ref, m.n_got, m.n_matched) == (3, 3, 2)  # the third pair differs in class
-    assert m.recall == pytest.approx(2 / 3) and m.max_center_diff == pytest.approx(0.05, abs=1e-6)
-    assert m.max_score_diff == pytest.approx(0.01, abs=1e-6)
+from pointpillars_trt.exporter.parity import parity_state_dict, synthetic_pillars
 
 
 def test_synthetic_pillars(kitti_config):
@@ -59,3 +23,9 @@ def test_synthetic_pillars(kitti_config):
     # offsets from the pillar centre stay inside the cell
     vx = cfg.voxel.voxel_size[0]
     assert np.abs(feeds["features"][valid][:, 7]).max() <= vx / 2 + 1e-4
+
+
+def test_parity_state_dict_is_seeded(example_config):
+    a, b = parity_state_dict(example_config, seed=1), parity_state_dict(example_config, seed=1)
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert not (parity_state_dict(example_config, seed=2)["rpn.conv_cls.bias"] == a["rpn.conv_cls.bias"]).all()

@@ -22,10 +22,9 @@ from pointpillars_trt.network.torch_backend import TorchBackend
 from pointpillars_trt.detector import Detector
 from pointpillars_trt.errors import BackendUnavailableError, ConfigError, EngineError
 from pointpillars_trt.exporter import export_onnx
-from pointpillars_trt.exporter.parity import (
-    compare_detections, head_errors, match_detections, part_errors, parity_state_dict, synthetic_pillars,
-    threshold_in_gap, torch_parts, uncapped_threshold,
-)
+from pointpillars_trt.compare.detections import compare_detections, match_detections, threshold_in_gap, uncapped_threshold
+from pointpillars_trt.compare.parts import head_errors, part_errors, torch_parts
+from pointpillars_trt.exporter.parity import parity_state_dict, synthetic_pillars
 from pointpillars_trt.model import build_model
 
 FRAMES = kitti_frame_paths()

@@ -29,32 +29,29 @@ def dets(boxes, scores, labels):
     return RawDetections(np.asarray(boxes, np.float32).reshape(-1, 7), np.asarray(scores, np.float32), np.asarray(labels, np.int64))
 
 
-def test_tensor_errors():
-    tool = load_tool()
-    a = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
-    assert tool.tensor_errors(a, a) == (0.0, 0.0)
-    b = a.copy()
-    b[1, 1] = 4.5
-    absolute, rel = tool.tensor_errors(b, a)
-    assert absolute == pytest.approx(0.5) and rel == pytest.approx(0.5 / (4.0 + 1e-3))
-    with pytest.raises(ValueError, match="shapes differ"):
-        tool.tensor_errors(a, a[:1])
-
-
-def test_match_detections():
+def test_parity_row():
+    # the comparisons are pointpillars_trt.compare's (tests/compare/); this is the tool's line of them
     tool = load_tool()
     car = [10, 0, -1, 3.9, 1.6, 1.5, 0.1]
     ped = [20, 5, -1, 0.8, 0.6, 1.7, 0.0]
-    a = dets([car, ped], [0.9, 0.5], [0, 1])
+    ref = dets([car, ped], [0.9, 0.5], [0, 1])
     shifted = list(car)
     shifted[0] += 0.05
-    b = dets([ped, shifted], [0.52, 0.88], [1, 0])
-    m = tool.match_detections(a, b)
-    assert m["n_a"] == 2 and m["n_b"] == 2 and m["matched"] == 2
-    assert 0.9 < m["min_iou"] < 1.0 and m["max_dscore"] == pytest.approx(0.02, abs=1e-6)
-    wrong_label = dets([car], [0.9], [2])
-    assert tool.match_detections(a, wrong_label)["matched"] == 0
-    assert tool.match_detections(a, dets([], [], []))["matched"] == 0
+    got = dets([ped, shifted, car], [0.52, 0.88, 0.1], [1, 0, 2])
+    heads = {o: np.full((1, 2, 3, 3), 4.0, np.float32) for o in tool.OUTPUTS}
+    off = {**heads, "box": heads["box"] + 0.5}
+    cells = tool.parity_row("a/b/000001.bin", 1234, "tensorrt", "torch", off, heads, got, ref).split()
+    assert cells[:4] == ["a/b/000001.bin", "1234", "tensorrt", "torch"]
+    assert [float(c) for c in cells[4:10]] == pytest.approx([0, 0, 0.5, 0.125, 0, 0], rel=0.05)  # abs, rel (1 digit) per output
+    assert cells[10] == "3/2" and cells[11] == "2" and 0.9 < float(cells[12]) < 1.0 and float(cells[13]) == pytest.approx(0.02, abs=1e-4)
+    with pytest.raises(ValueError, match="shapes differ"):
+        tool.parity_row("f", 1, "tensorrt", "torch", {**heads, "cls": heads["cls"][:, :1]}, heads, got, ref)
+
+
+def test_format_ms():
+    tool = load_tool()
+    assert tool.format_ms([1.0, 2.0, 3.0]).split() == ["2.000", "(p90", "2.800)"]
+    assert tool.format_ms([]).strip() == "-"
 
 
 def test_tool_exits_2_without_tensorrt():
