@@ -58,3 +58,13 @@ class KernelCompileError(CudaError):
 
 class ExportError(PointPillarsError):
     """A model cannot be exported to ONNX (unsupported layer) or an exported graph fails its checks."""
+
+
+class InputWarning(UserWarning):
+    """An input was read, but was unusual in a way that was read unambiguously (a UTF-8 byte order
+    mark, a transposed ``.npy`` array); the message names the file and what was done."""
+
+
+class IntensityRangeWarning(InputWarning):
+    """A frame's intensities lie outside the range the model was trained on (``config.intensity_range``);
+    the message names the ``intensity_scale`` that would bring them into it."""
