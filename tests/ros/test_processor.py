@@ -148,3 +148,10 @@ def test_nan_or_non_positive_intensity_scale_is_refused(name, value):
         NodeParams(**{name: value}).check()
     with pytest.raises(ConfigError, match="must be a number, not 'auto'"):
         NodeParams(intensity_auto_float_scale="auto").check()
+
+
+def test_score_threshold_above_one_and_negative_warmup_are_refused():
+    with pytest.raises(ConfigError, match=r"parameter 'score_threshold': must be in \[0, 1\]"):
+        NodeParams(score_threshold=7.0).check()
+    with pytest.raises(ConfigError, match=r"parameter 'warmup': must be >= 0"):
+        NodeParams(warmup=-1).check()
