@@ -20,7 +20,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -32,16 +32,61 @@ DEFAULT_CONFIG_NAME = "kitti_pointpillars_3class"
 BOX_LAYOUTS = ("lwh_ccw", "wlh_cw")
 
 
+# ---- strict value parsing: YAML/JSON values -> Python values, or a ConfigError naming the field ------
+def _bool(value: Any, name: str) -> bool:
+    """Only a real boolean: ``'false'`` or ``'no'`` (strings) would be truthy."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    """An integer (an integral float such as ``32.0`` is accepted; ``32.7``, strings and booleans are not)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    return value
+
+
+def _float(value: Any, name: str) -> float:
+    """A finite number. Numeric strings are accepted because YAML 1.1 (PyYAML) reads ``1e-3``
+    without a decimal point as a string; NaN, inf, booleans and other strings are not."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
 def _tuple(values: Any, name: str, length: int | None = None, kind: type = float) -> tuple:
+    """A list of ``kind`` (float, int or str) values, of ``length`` entries when given."""
     if not isinstance(values, (list, tuple)):
         raise ConfigError(f"{name}: expected a list, got {values!r}")
-    try:
-        out = tuple(kind(v) for v in values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name}: expected numbers of type {kind.__name__}, got {values!r}") from exc
+    parse = {float: _float, int: _int, str: _str}[kind]
+    out = tuple(parse(v, f"{name}[{i}]") for i, v in enumerate(values))
     if length is not None and len(out) != length:
         raise ConfigError(f"{name}: expected {length} values, got {len(out)}")
     return out
+
+
+def _floats(length: int | None = None) -> Callable[[Any, str], tuple]:
+    return lambda values, name: _tuple(values, name, length)
+
+
+def _ints(values: Any, name: str) -> tuple[int, ...]:
+    return _tuple(values, name, kind=int)
 
 
 def _check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
@@ -49,14 +94,43 @@ def _check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     aliases = getattr(cls, "_yaml_aliases", {})
-    unknown = sorted(set(data) - known - set(aliases))
+    unknown = sorted(set(map(str, data)) - known - set(aliases))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
 
 
+def _parse_section(data: Any, cls: type, where: str, parsers: Mapping[str, Callable[[Any, str], Any]]) -> Any:
+    """``cls(**fields)`` from a YAML mapping: unknown keys refused, each value through its parser,
+    keys without a default required (``_yaml_aliases`` maps YAML names to field names)."""
+    _check_keys(data, cls, where)
+    aliases = getattr(cls, "_yaml_aliases", {})
+    values = {aliases.get(k, k): v for k, v in data.items()}
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # fmt: skip
+    yaml_name = {v: k for k, v in aliases.items()}
+    for name in required:
+        if name not in values:
+            raise ConfigError(f"{where}: missing key {yaml_name.get(name, name)!r}")
+    return cls(**{k: parsers[k](v, f"{where}.{yaml_name.get(k, k)}") for k, v in values.items()})
+
+
+def _at_least(low: float, name: str, *values: float) -> None:
+    if any(v < low for v in values):
+        raise ConfigError(f"{name}: must be >= {low}, got {values[0] if len(values) == 1 else list(values)}")
+
+
+def _in_unit_interval(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}: must be in [0, 1], got {value}")
+
+
 @dataclass(frozen=True)
 class VoxelConfig:
-    """Pillar geometry. ``grid_size`` is derived: ``round((max - min) / voxel_size)``."""
+    """Pillar geometry and point features. ``grid_size`` is derived: ``round((max - min) / voxel_size)``.
+
+    ``intensity_range`` ``(low, high)``: the intensities the model was trained on (KITTI's
+    reflectance: ``(0, 1)``); frames outside it are warned about, naming the scale that fits.
+    """
 
     point_cloud_range: tuple[float, float, float, float, float, float]
     voxel_size: tuple[float, float, float]
@@ -64,9 +138,12 @@ class VoxelConfig:
     max_pillars: int = 40000
     max_pillars_train: int = 16000
     num_point_features: int = 4
+    intensity_range: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         r, v = self.point_cloud_range, self.voxel_size
+        if not all(math.isfinite(x) for x in (*r, *v)):
+            raise ConfigError(f"voxel: point_cloud_range {r} and voxel_size {v} must be finite")
         for axis in range(3):
             if not r[axis + 3] > r[axis]:
                 raise ConfigError(f"voxel.point_cloud_range: max must exceed min on axis {axis}: {r}")
@@ -80,10 +157,19 @@ class VoxelConfig:
                 )
         if round((r[5] - r[2]) / v[2]) != 1:
             raise ConfigError("voxel: pillars need exactly one voxel along z (voxel_size[2] == z range)")
-        if self.max_points_per_pillar < 1 or self.max_pillars < 1 or self.max_pillars_train < 1:
-            raise ConfigError("voxel: max_points_per_pillar, max_pillars and max_pillars_train must be >= 1")
+        _at_least(1, "voxel.max_points_per_pillar, max_pillars, max_pillars_train",
+                  self.max_points_per_pillar, self.max_pillars, self.max_pillars_train)  # fmt: skip
         if self.num_point_features != 4:
             raise ConfigError("voxel.num_point_features: only x, y, z, intensity (4) is supported")
+        low, high = self.intensity_range
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ConfigError(f"voxel.intensity_range: expected finite [low, high] with low < high, got {list(self.intensity_range)}")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "voxel") -> "VoxelConfig":
+        counts = dict.fromkeys(("max_points_per_pillar", "max_pillars", "max_pillars_train", "num_point_features"), _int)
+        parsers = {"point_cloud_range": _floats(6), "voxel_size": _floats(3), "intensity_range": _floats(2), **counts}
+        return _parse_section(data, cls, where, parsers)
 
     @property
     def grid_size(self) -> tuple[int, int, int]:
@@ -107,9 +193,13 @@ class BackboneConfig:
 
     def __post_init__(self) -> None:
         n = len(self.layer_nums)
+        if not n:
+            raise ConfigError("network.backbone.layer_nums: at least one block is needed")
         for name in ("layer_strides", "num_filters", "upsample_strides", "num_upsample_filters"):
             if len(getattr(self, name)) != n:
                 raise ConfigError(f"network.backbone.{name}: expected {n} entries like layer_nums")
+            _at_least(1, f"network.backbone.{name}", *getattr(self, name))
+        _at_least(0, "network.backbone.layer_nums", *self.layer_nums)
         strides = set()
         cum = 1
         for s, u in zip(self.layer_strides, self.upsample_strides):
@@ -119,6 +209,10 @@ class BackboneConfig:
             strides.add(cum // u)
         if len(strides) != 1:
             raise ConfigError(f"network.backbone: upsampled blocks have different strides {sorted(strides)}")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "network.backbone") -> "BackboneConfig":
+        return _parse_section(data, cls, where, dict.fromkeys((f.name for f in dataclasses.fields(cls)), _ints))
 
     @property
     def output_stride(self) -> int:
@@ -135,6 +229,13 @@ class NetworkConfig:
     pfn_channels: int = 64
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
+    def __post_init__(self) -> None:
+        _at_least(1, "network.pfn_channels", self.pfn_channels)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "network") -> "NetworkConfig":
+        return _parse_section(data, cls, where, {"pfn_channels": _int, "backbone": BackboneConfig.from_dict})
+
 
 @dataclass(frozen=True)
 class AnchorConfig:
@@ -149,9 +250,36 @@ class AnchorConfig:
 
     _yaml_aliases = {"class": "class_name"}
 
+    def __post_init__(self) -> None:
+        where = f"anchors[{self.class_name}]"
+        if not self.sizes or not self.rotations:
+            raise ConfigError(f"{where}: sizes and rotations need at least one entry each")
+        for size in self.sizes:
+            if not all(v > 0 for v in size):
+                raise ConfigError(f"{where}.sizes: each (l, w, h) must be positive, got {list(size)}")
+        _in_unit_interval(f"{where}.matched_threshold", self.matched_threshold)
+        _in_unit_interval(f"{where}.unmatched_threshold", self.unmatched_threshold)
+        if self.unmatched_threshold > self.matched_threshold:
+            raise ConfigError(f"{where}: unmatched_threshold must not exceed matched_threshold")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> "AnchorConfig":
+        def sizes(values: Any, name: str) -> tuple:
+            return tuple(_tuple(s, f"{name}[{i}]", 3) for i, s in enumerate(_tuple_of_lists(values, name)))
+
+        parsers = {"class_name": _str, "sizes": sizes, "rotations": _floats(), "bottom_height": _float,
+                   "matched_threshold": _float, "unmatched_threshold": _float}  # fmt: skip
+        return _parse_section(data, cls, where, parsers)
+
     @property
     def num_anchors(self) -> int:
         return len(self.sizes) * len(self.rotations)
+
+
+def _tuple_of_lists(values: Any, name: str) -> tuple:
+    if not isinstance(values, (list, tuple)):
+        raise ConfigError(f"{name}: expected a list, got {values!r}")
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -173,15 +301,37 @@ class HeadConfig:
             raise ConfigError(f"head.box_layout: {self.box_layout!r} is not one of {BOX_LAYOUTS}")
         if self.num_dir_bins < 1:
             raise ConfigError("head.num_dir_bins must be >= 1")
+        if not (math.isfinite(self.dir_offset) and math.isfinite(self.dir_limit_offset)):
+            raise ConfigError("head.dir_offset and head.dir_limit_offset must be finite")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "head") -> "HeadConfig":
+        parsers = {"anchor_align_center": _bool, "box_layout": _str, "dir_offset": _float,
+                   "dir_limit_offset": _float, "num_dir_bins": _int}  # fmt: skip
+        return _parse_section(data, cls, where, parsers)
 
 
 @dataclass(frozen=True)
 class PostProcessConfig:
+    """``score_threshold`` and ``nms_iou_threshold`` in ``[0, 1]``; ``nms_pre_max``, ``nms_post_max`` >= 1."""
+
     score_threshold: float = 0.1
     nms_iou_threshold: float = 0.01
     nms_pre_max: int = 4096
     nms_post_max: int = 500
     class_agnostic_nms: bool = True
+
+    def __post_init__(self) -> None:
+        _in_unit_interval("postprocess.score_threshold", self.score_threshold)
+        _in_unit_interval("postprocess.nms_iou_threshold", self.nms_iou_threshold)
+        _at_least(1, "postprocess.nms_pre_max", self.nms_pre_max)
+        _at_least(1, "postprocess.nms_post_max", self.nms_post_max)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "postprocess") -> "PostProcessConfig":
+        parsers = {"score_threshold": _float, "nms_iou_threshold": _float, "nms_pre_max": _int,
+                   "nms_post_max": _int, "class_agnostic_nms": _bool}  # fmt: skip
+        return _parse_section(data, cls, where, parsers)
 
 
 @dataclass(frozen=True)
@@ -267,61 +417,63 @@ class PointPillarsConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PointPillarsConfig":
-        _check_keys(data, cls, "config")
-        for key in ("name", "classes", "voxel", "anchors"):
-            if key not in data:
-                raise ConfigError(f"config: missing required key {key!r}")
-        v = data["voxel"]
-        _check_keys(v, VoxelConfig, "voxel")
-        voxel = VoxelConfig(
-            point_cloud_range=_tuple(v["point_cloud_range"], "voxel.point_cloud_range", 6),
-            voxel_size=_tuple(v["voxel_size"], "voxel.voxel_size", 3),
-            **{k: int(v[k]) for k in ("max_points_per_pillar", "max_pillars", "max_pillars_train", "num_point_features") if k in v},
-        )
-        n = data.get("network", {})
-        _check_keys(n, NetworkConfig, "network")
-        b = n.get("backbone", {})
-        _check_keys(b, BackboneConfig, "network.backbone")
-        backbone = BackboneConfig(**{k: _tuple(val, f"network.backbone.{k}", kind=int) for k, val in b.items()})
-        network = NetworkConfig(pfn_channels=int(n.get("pfn_channels", 64)), backbone=backbone)
-        anchors = []
-        for i, a in enumerate(data["anchors"]):
-            _check_keys(a, AnchorConfig, f"anchors[{i}]")
-            try:
-                anchors.append(
-                    AnchorConfig(
-                        class_name=str(a["class"]),
-                        sizes=tuple(_tuple(s, f"anchors[{i}].sizes", 3) for s in a["sizes"]),
-                        rotations=_tuple(a["rotations"], f"anchors[{i}].rotations"),
-                        bottom_height=float(a["bottom_height"]),
-                        **{k: float(a[k]) for k in ("matched_threshold", "unmatched_threshold") if k in a},
-                    )
-                )
-            except KeyError as exc:
-                raise ConfigError(f"anchors[{i}]: missing key {exc.args[0]!r}") from exc
-        h = data.get("head", {})
-        _check_keys(h, HeadConfig, "head")
-        head = HeadConfig(
-            **{k: (bool(val) if k == "anchor_align_center" else int(val) if k == "num_dir_bins" else str(val) if k == "box_layout" else float(val)) for k, val in h.items()}
-        )
-        p = data.get("postprocess", {})
-        _check_keys(p, PostProcessConfig, "postprocess")
-        post = PostProcessConfig(
-            **{k: (bool(val) if k == "class_agnostic_nms" else int(val) if k.startswith("nms_p") else float(val)) for k, val in p.items()}
-        )
-        return cls(
-            name=str(data["name"]),
-            classes=tuple(str(c) for c in data["classes"]),
-            voxel=voxel,
-            network=network,
-            anchors=tuple(anchors),
-            head=head,
-            postprocess=post,
-        )
+        """Build from a parsed YAML/JSON mapping; every value is type-checked (see the module's parsers)."""
+        def anchors(values: Any, name: str) -> tuple[AnchorConfig, ...]:
+            entries = _tuple_of_lists(values, f"{name} (one mapping per class)")
+            return tuple(AnchorConfig.from_dict(a, f"{name}[{i}]") for i, a in enumerate(entries))
+
+        parsers = {"name": _str, "classes": lambda v, n: _tuple(v, n, kind=str), "voxel": VoxelConfig.from_dict,
+                   "network": NetworkConfig.from_dict, "anchors": anchors, "head": HeadConfig.from_dict,
+                   "postprocess": PostProcessConfig.from_dict}  # fmt: skip
+        return _parse_section(data, cls, "config", parsers)
 
     @classmethod
     def from_json(cls, text: str) -> "PointPillarsConfig":
-        return cls.from_dict(json.loads(text))
+        """Build from JSON text (what artifacts carry); invalid JSON is a :class:`ConfigError` too."""
+        return cls.from_dict(parse_json(text))
+
+
+def parse_json(text: str, what: str = "config") -> Any:
+    """JSON text -> Python values, refusing duplicate keys, NaN/Infinity and nesting past 100 levels.
+
+    Raises:
+        ConfigError: anything that is not such JSON (including non-string input).
+    """
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ConfigError(f"{what}: duplicate JSON key(s) {duplicates}")
+        return dict(items)
+
+    def constant(name: str) -> None:
+        raise ConfigError(f"{what}: {name} is not a valid JSON value here")
+
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise ConfigError(f"{what}: expected JSON text, got {type(text).__name__}")
+    _check_depth(text, what)
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{what}: not valid JSON ({exc})") from None
+
+
+MAX_NESTING = 100
+
+
+def _check_depth(text: str | bytes, what: str) -> None:
+    """Refuse more than :data:`MAX_NESTING` open brackets/braces in a row (a RecursionError otherwise)."""
+    depth = peak = 0
+    for ch in text.decode("utf-8", "replace") if isinstance(text, (bytes, bytearray)) else text:
+        if ch in "[{":
+            depth += 1
+            peak = max(peak, depth)
+            if peak > MAX_NESTING:
+                raise ConfigError(f"{what}: nested more than {MAX_NESTING} levels deep")
+        elif ch in "]}":
+            depth -= 1
 
 
 def _listify(obj: Any) -> Any:
@@ -332,9 +484,52 @@ def _listify(obj: Any) -> Any:
     return obj
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (a "billion laughs" expands a few KB into GBs), without
+    duplicate keys (the last would silently win) and without nesting past :data:`MAX_NESTING`."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed in configs")
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise ConfigError(f"line {self.peek_event().start_mark.line + 1}: nested more than {MAX_NESTING} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: mapping key {key!r} is not a plain value")
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, what: str = "config") -> Any:
+    """YAML text -> Python values through :class:`_StrictLoader`; every failure is a :class:`ConfigError`."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{what}: not valid YAML: {exc}") from None
+
+
 def load_config(path: str | Path | None = None) -> PointPillarsConfig:
     """Load a YAML config. ``None`` loads the default KITTI 3-class config; a bare name
-    (no suffix) is looked up in ``configs/``."""
+    (no suffix) is looked up in ``configs/``.
+
+    Raises:
+        ConfigError: naming the file: missing or unreadable, not UTF-8, not valid YAML, YAML
+            aliases or duplicate keys, an unknown key, a value of the wrong type or out of range.
+    """
     if path is None:
         path = DEFAULT_CONFIG_NAME
     p = Path(path)
@@ -343,9 +538,10 @@ def load_config(path: str | Path | None = None) -> PointPillarsConfig:
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        text = p.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the config as UTF-8 text: {exc}") from None
+    data = parse_yaml(text, str(p))
     try:
         return PointPillarsConfig.from_dict(data)
     except ConfigError as exc:
@@ -353,8 +549,15 @@ def load_config(path: str | Path | None = None) -> PointPillarsConfig:
 
 
 def check_same_config(expected: PointPillarsConfig, found_json: str, what: str) -> None:
-    """Raise :class:`ConfigError` naming the differing fields if ``found_json`` is another config."""
-    found = json.loads(found_json)
+    """Raise :class:`ConfigError` naming the differing fields if ``found_json`` is another config.
+
+    ``found_json`` is read as a config first, so a field it lacks counts as its default (an
+    artifact written before the field existed matches a config that has the default value).
+    """
+    try:
+        found = PointPillarsConfig.from_json(found_json).to_dict()
+    except ConfigError as exc:
+        raise ConfigError(f"{what} carries an invalid config: {exc}") from None
     want = expected.to_dict()
     if found == want:
         return

@@ -62,3 +62,13 @@ class ExportError(PointPillarsError):
 
 class OutputError(PointPillarsError):
     """A result file or directory cannot be written (the message names the path and the reason)."""
+
+
+class InputWarning(UserWarning):
+    """An input was read, but was unusual in a way that was read unambiguously (a UTF-8 byte order
+    mark, a transposed ``.npy`` array); the message names the file and what was done."""
+
+
+class IntensityRangeWarning(InputWarning):
+    """A frame's intensities lie outside the range the model was trained on (``config.intensity_range``);
+    the message names the ``intensity_scale`` that would bring them into it."""

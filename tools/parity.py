@@ -229,7 +229,7 @@ def load_weights(args, frames: list[Path]):
         weights = f"checkpoint `{args.ckpt.name}` ({ckpt.format})"
     else:
         cfg = load_config(args.config)
-        calib = Detector.from_backend(cfg, TorchBackend(cfg)).voxelizer(np.fromfile(frames[0], dtype=np.float32).reshape(-1, 4))
+        calib = Detector.from_backend(cfg, TorchBackend(cfg)).executor.voxelizer(np.fromfile(frames[0], dtype=np.float32).reshape(-1, 4))
         sd = parity_state_dict(cfg, args.seed, {"features": calib.features, "num_points": calib.num_points, "coords": calib.coords})
         weights = (f"random parity weights (`parity_state_dict(cfg, seed={args.seed})`: random_native_state_dict with the "
                    f"class-logit bias shifted so that ~200 anchors pass the score threshold on {frames[0].name})")

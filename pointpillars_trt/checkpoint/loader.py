@@ -10,9 +10,9 @@ import torch
 
 from ..config import PointPillarsConfig, load_config
 from .detect import LAYOUTS, check_forced_format, detect_format
-from .native import native_config
+from .native import native_config, verify_native
 from .reader import read_checkpoint_file
-from .verify import check_state_dict, reference_state_dict
+from .verify import check_state_dict, check_weights, reference_state_dict
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def load_checkpoint(
     format: str | None = None,
     *,
     source_classes: Sequence[str] | None = None,
+    verify: bool = True,
 ) -> LoadedCheckpoint:
     """Read a native, OpenPCDet, mmdet3d or zhulf0804 checkpoint and convert it to native form.
 
@@ -47,9 +48,14 @@ def load_checkpoint(
       package default config) is copied with ``head`` set to the source's conventions.
     * ``source_classes``: the class order the foreign checkpoint was trained with, if it is not
       the format's usual one (mmdet3d files that name their classes in ``meta`` are read from it).
+    * ``verify``: check a native file's ``config_hash`` and ``weights_sha256``
+      (:func:`~pointpillars_trt.checkpoint.native.verify_native`); ``False`` is the explicit
+      escape hatch for a file you know was edited.
 
-    Raises :class:`CheckpointError` naming the file for unreadable files, unknown formats and
-    state dicts that do not fit the architecture (listing missing, unexpected, mis-shaped keys).
+    Raises :class:`CheckpointError` naming the file for unreadable files, unknown formats,
+    tensors that cannot be weights (sparse/meta, a dtype other than float32/float16/bfloat16,
+    NaN/inf values; :func:`~pointpillars_trt.checkpoint.verify.check_weights`), a hash mismatch,
+    and state dicts that do not fit the architecture (listing missing, unexpected, mis-shaped keys).
     """
     path = Path(path)
     where = str(path)
@@ -59,9 +65,13 @@ def load_checkpoint(
         fmt = format
     else:
         fmt = detect_format(raw.tensors, where)
+    dropped = LAYOUTS[fmt].drop if fmt in LAYOUTS else frozenset()
+    check_weights({k: t for k, t in raw.tensors.items() if k not in dropped}, where)
 
     origins: dict[str, str] = {}
     if fmt == "native":
+        if verify:
+            verify_native(raw.info, raw.tensors, where)
         cfg = native_config(raw.info, config, where)
         state = dict(raw.tensors)
         metadata = {k: v for k, v in raw.info.items() if k != "config"}

@@ -1,12 +1,16 @@
 """The package's own checkpoint file: a safetensors file of native keys plus the config.
 
-Metadata (all strings): ``config`` (canonical JSON of the config), ``config_hash``,
-``format_version``, ``dtype`` (storage dtype), and whatever the caller adds (training command,
-seed, source checkpoint, ...). Weights may be stored as float16; they load back as float32.
+Metadata (all strings): ``config`` (canonical JSON of the config), ``config_hash`` (of that
+text, :meth:`PointPillarsConfig.hash`), ``weights_sha256`` (of the stored weights, as ONNX
+graphs record it: :func:`~pointpillars_trt.exporter.state_dict_sha256`), ``format_version``,
+``dtype`` (storage dtype), and whatever the caller adds (training command, seed, source
+checkpoint, ...). Weights may be stored as float16; they load back as float32. Loading checks
+both hashes (:func:`verify_native`); files written before ``weights_sha256`` existed lack it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,7 +24,7 @@ from ..errors import CheckpointError, ConfigError
 from .verify import check_state_dict, reference_state_dict
 
 FORMAT_VERSION = "1"
-RESERVED_METADATA = ("config", "config_hash", "format_version", "dtype")
+RESERVED_METADATA = ("config", "config_hash", "weights_sha256", "format_version", "dtype")
 STORAGE_DTYPES = {torch.float32: "float32", torch.float16: "float16"}
 
 
@@ -55,7 +59,8 @@ def save_native(
         t = t.to(torch.int64) if key.endswith("num_batches_tracked") else t.to(dtype)
         tensors[key] = t.contiguous()
     extra.update(
-        config=config.to_json(), config_hash=config.hash(), format_version=FORMAT_VERSION, dtype=STORAGE_DTYPES[dtype]
+        config=config.to_json(), config_hash=config.hash(), weights_sha256=_weights_sha256(tensors),
+        format_version=FORMAT_VERSION, dtype=STORAGE_DTYPES[dtype],
     )
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -87,3 +92,35 @@ def native_config(info: Mapping[str, str], config: PointPillarsConfig | None, wh
     if config is not None:
         check_same_config(config, stored, f"checkpoint {where}")
     return file_cfg
+
+
+def _weights_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    from ..exporter.metadata import state_dict_sha256  # the hash ONNX graphs carry (lazy: exporter imports us)
+
+    return state_dict_sha256(tensors)
+
+
+def verify_native(info: Mapping[str, str], tensors: Mapping[str, torch.Tensor], where: str) -> None:
+    """Check a native file's ``config_hash`` against its stored config text and its
+    ``weights_sha256`` against its tensors (each only when the file records it).
+
+    Raises:
+        CheckpointError: naming the file and the field that does not match (an edited embedded
+            config, changed or corrupted weights); ``load_checkpoint(..., verify=False)`` skips this.
+    """
+    stored, recorded = info.get("config"), info.get("config_hash")
+    if stored is not None and recorded is not None:
+        actual = hashlib.sha256(stored.encode()).hexdigest()[:16]
+        if actual != recorded:
+            raise CheckpointError(
+                f"{where}: config_hash mismatch: the file records {recorded!r}, its stored config hashes to "
+                f"{actual!r} (the embedded config was edited); pass verify=False to load it anyway"
+            )
+    recorded = info.get("weights_sha256")
+    if recorded is not None:
+        actual = _weights_sha256(tensors)
+        if actual != recorded:
+            raise CheckpointError(
+                f"{where}: weights_sha256 mismatch: the file records {recorded[:16]}..., its weights hash to "
+                f"{actual[:16]}... (the weights were changed or corrupted); pass verify=False to load it anyway"
+            )

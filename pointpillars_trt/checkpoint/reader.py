@@ -148,6 +148,9 @@ def unwrap(obj: Any, path: Path | str) -> RawCheckpoint:
                 f"or a bare dict of tensors, found top-level keys {list(obj)[:12]}"
             )
         state = obj
+    keys = [k for k in state if not isinstance(k, str)]
+    if keys:
+        raise CheckpointError(f"{path}: state dict keys must be strings; found {keys[:8]}")
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: state dict entries that are not tensors: {bad[:8]}")

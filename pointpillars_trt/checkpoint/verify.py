@@ -12,6 +12,7 @@ from ..errors import CheckpointError
 from ..model import build_model
 
 LIST_LIMIT = 30
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # each casts to float32 exactly
 
 
 def reference_state_dict(cfg: PointPillarsConfig) -> dict[str, torch.Tensor]:
@@ -77,3 +78,32 @@ def check_state_dict(
         "(is it a PointPillars checkpoint trained with this config's backbone, anchors and classes?)\n"
         + "\n".join(parts)
     )
+
+
+def check_weights(tensors: Mapping[str, torch.Tensor], source: object = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming the first tensor that cannot be a weight.
+
+    Every tensor must be dense (strided) with data (not a meta tensor); BatchNorm's
+    ``num_batches_tracked`` an integer, every other tensor float32, float16 or bfloat16
+    (:data:`WEIGHT_DTYPES`, whose cast to float32 is exact: a bool, integer or float64 tensor is
+    not silently cast) and finite.
+    """
+    for key, t in tensors.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{source}: state dict key {key!r} is not a string")
+        if t.layout != torch.strided or t.is_meta or t.is_quantized:
+            kind = "a meta tensor (no data)" if t.is_meta else f"not a dense tensor (layout {t.layout}, quantized {t.is_quantized})"
+            raise CheckpointError(f"{source}: tensor {key!r} is {kind}; weights must be dense tensors with data")
+        if key.endswith("num_batches_tracked"):
+            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+                raise CheckpointError(f"{source}: tensor {key!r} has dtype {t.dtype}; num_batches_tracked is an integer")
+            continue
+        if t.dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(
+                f"{source}: tensor {key!r} has dtype {t.dtype}; weights must be float32, float16 or bfloat16 "
+                "(a bool, integer or float64 tensor is not cast silently; re-save the weights as float32)"
+            )
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            bad = int(finite.numel() - finite.sum())
+            raise CheckpointError(f"{source}: tensor {key!r} holds {bad} NaN/inf value(s) of {t.numel()}")

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import CalibrationError, LabelError
+from ..errors import CalibrationError, InputWarning, LabelError
 
 __all__ = [
     "Calibration",
@@ -44,6 +45,18 @@ __all__ = [
 # Calibration keys as written in object-detection calib files, and the tracking-benchmark aliases.
 _CALIB_ALIASES = {"R_rect": "R0_rect", "Tr_velo_cam": "Tr_velo_to_cam", "Tr_imu_velo": "Tr_imu_to_velo"}
 _CALIB_SIZES = {"P2": 12, "R0_rect": 9, "Tr_velo_to_cam": 12}
+
+
+def read_text_file(path: Path, error: type[CalibrationError], what: str) -> str:
+    """A KITTI text file as UTF-8 text; a leading byte order mark is dropped with an :class:`InputWarning`."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read {what} file: {exc}") from exc
+    if text.startswith("\ufeff"):
+        warnings.warn(f"{path}: {what} file starts with a UTF-8 byte order mark; skipped it", InputWarning, stacklevel=3)
+        text = text[1:]
+    return text
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -91,6 +104,8 @@ class Calibration:
                 raise CalibrationError(f"Calibration.{name}: expected shape {shape}, got {value.shape}")
             if not np.all(np.isfinite(value)):
                 raise CalibrationError(f"Calibration.{name}: non-finite values")
+            if not value[:, :3].any():
+                raise CalibrationError(f"Calibration.{name}: all zeros (an empty or placeholder calibration)")
             object.__setattr__(self, name, _readonly(value))
         velo_to_rect = self._velo_to_rect_4x4()
         if abs(np.linalg.det(velo_to_rect)) < 1e-12:
@@ -111,14 +126,12 @@ class Calibration:
     def from_file(cls, path: str | Path) -> "Calibration":
         """Read a KITTI calib file (``P0..P3``, ``R0_rect``, ``Tr_velo_to_cam``, ...).
 
-        Raises :class:`CalibrationError` naming the file and line of a malformed line, or the file and
-        the missing key. The tracking-benchmark spellings ``R_rect`` / ``Tr_velo_cam`` are accepted.
+        Raises :class:`CalibrationError` naming the file and line of a malformed line or of a key given
+        twice, or the file and the missing key; a matrix whose 3x3 part is all zeros is refused.
+        A leading UTF-8 byte order mark is skipped with an :class:`InputWarning`. The tracking-benchmark spellings ``R_rect`` / ``Tr_velo_cam`` are accepted.
         """
         path = Path(path)
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CalibrationError(f"{path}: cannot read calibration file: {exc}") from exc
+        text = read_text_file(path, CalibrationError, "calibration")
         values: dict[str, tuple[int, list[float]]] = {}
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -140,6 +153,8 @@ class Calibration:
                     raise CalibrationError(f"{path}:{lineno}: {key}: expected {expected} numbers, got {len(numbers)}")
                 if not all(math.isfinite(v) for v in numbers):
                     raise CalibrationError(f"{path}:{lineno}: {key}: non-finite value")
+            if key in values:
+                raise CalibrationError(f"{path}:{lineno}: {key} given a second time (first on line {values[key][0]})")
             values[key] = (lineno, numbers)
         missing = [k for k in _CALIB_SIZES if k not in values]
         if missing:
@@ -412,13 +427,12 @@ def read_label(path: str | Path) -> list[KittiObject]:
     """Read a KITTI label or result file (one object per line; blank lines ignored).
 
     Raises :class:`LabelError` with ``file:line`` and what is wrong (field count, a field that is not
-    a number, non-integer occlusion, inverted 2D box), or when the file cannot be read.
+    a number, non-integer occlusion, inverted 2D box), or when the file cannot be read as UTF-8. A
+    leading UTF-8 byte order mark is skipped with an :class:`InputWarning` (it would otherwise
+    turn the first object's type into ``'\ufeffCar'``, which no evaluation counts).
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelError(f"{path}: cannot read label file: {exc}") from exc
+    text = read_text_file(path, LabelError, "label")
     return [
         _parse_label_line(line, f"{path}:{lineno}")
         for lineno, line in enumerate(text.splitlines(), start=1)

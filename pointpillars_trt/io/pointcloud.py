@@ -22,12 +22,14 @@ a cloud without one gets intensity 0.
 from __future__ import annotations
 
 import struct
+import tokenize
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..errors import PointCloudError
+from ..errors import InputWarning, PointCloudError
 
 SUPPORTED_SUFFIXES = (".bin", ".npy", ".pcd", ".ply")
 INTENSITY_NAMES = ("intensity", "i", "reflectance")
@@ -72,7 +74,7 @@ def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: s
         if bad.size and nonfinite == "error":
             raise PointCloudError(
                 f"{source}: {bad.size} of {points.shape[0]} rows hold NaN/inf values "
-                f"(first bad row index {int(bad[0])}); pass nonfinite='drop' to remove them"
+                f"(first bad row index {int(bad[0])}); pass nonfinite='drop' (tools: --nonfinite drop) to remove them"
             )
         points = points[finite]
         if points.shape[0] == 0 and not allow_empty:
@@ -104,16 +106,18 @@ def _find_intensity(names: Sequence[str]) -> str | None:
 # loading
 
 
-def load_points(path: str | Path, *, nonfinite: str = "error", allow_nonfinite: str | None = None) -> np.ndarray:
+def load_points(path: str | Path, *, nonfinite: str = "error") -> np.ndarray:
     """Read a point-cloud file into C-contiguous ``float32 [N, 4]`` ``(x, y, z, intensity)``.
 
     Args:
         path: a ``.bin``, ``.npy``, ``.pcd`` or ``.ply`` file (see the module docstring). A cloud
             without intensity (a 3-column ``.npy``, a PCD/PLY without an intensity field) gets
             intensity 0 in column 3; a ``.npy`` with more than 4 columns contributes its first 4.
-        nonfinite: ``"error"`` (default) or ``"drop"``, as in :func:`validate_points`. Organized
-            PCD clouds mark missing returns with NaN: use ``"drop"``. ``allow_nonfinite``: the old
-            spelling of the same, still accepted.
+        nonfinite: ``"error"`` (default) or ``"drop"``, as in :func:`validate_points` (and the
+            tools' ``--nonfinite``). Organized PCD clouds mark missing returns with NaN: use ``"drop"``.
+
+    Two unambiguous misencodings are read correctly with an :class:`InputWarning`: a UTF-8 byte
+    order mark before a PCD/PLY header, and a transposed ``.npy`` (``[3 or 4, N]`` with ``N > 4``).
 
     A ``.bin`` file whose size is a multiple of 16 bytes but that holds something other than
     float32 x4 (for example float64 ``x, y, z, i``) cannot be told apart from a KITTI file and
@@ -141,7 +145,7 @@ def load_points(path: str | Path, *, nonfinite: str = "error", allow_nonfinite: 
             raise PointCloudError(f"{path}: cannot read point-cloud file: {exc}") from exc
         parse = {".bin": parse_bin, ".pcd": parse_pcd, ".ply": parse_ply}[suffix]
         points = parse(data, str(path))
-    return validate_points(points, str(path), nonfinite=nonfinite if allow_nonfinite is None else allow_nonfinite)
+    return validate_points(points, str(path), nonfinite=nonfinite)
 
 
 def parse_bin(data: bytes, source: str = "<bin>") -> np.ndarray:
@@ -155,11 +159,21 @@ def parse_bin(data: bytes, source: str = "<bin>") -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").reshape(-1, 4).astype(np.float32)
 
 
+# what numpy's .npy header parser (ast.literal_eval of the header text) and memory map can raise
+_NPY_ERRORS = (ValueError, TypeError, KeyError, OSError, EOFError, OverflowError, MemoryError, RecursionError,
+               SyntaxError, tokenize.TokenError)
+
+
 def _read_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file -> ``float32 [N, 4]``. The file is memory-mapped first, so a header that
+    claims more data than the file holds is an error, not an allocation of that size."""
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise PointCloudError(f"{path}: cannot read .npy point cloud: {exc}") from exc
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.array(mapped)
+    except _NPY_ERRORS as exc:
+        raise PointCloudError(f"{path}: cannot read .npy point cloud ({type(exc).__name__}: {exc})") from exc
+    finally:
+        mapped = None  # release the map before the file may be replaced
     return array_to_points(array, str(path))
 
 
@@ -168,7 +182,9 @@ def array_to_points(array: np.ndarray, source: str = "<array>") -> np.ndarray:
 
     Three columns mean no intensity: column 3 of the result is 0. More than four columns: the
     first four are used. Integer and float dtypes are cast to float32; bool, complex, object and
-    string dtypes are rejected.
+    string dtypes are rejected. A transposed cloud (``[3 or 4, N]`` with ``N > 4``: no cloud has
+    fewer than five points and more than four features per point in so few rows) is transposed
+    back, with an :class:`InputWarning`.
     """
     if not isinstance(array, np.ndarray):
         raise PointCloudError(f"{source}: expected a numpy array, got {type(array).__name__}")
@@ -176,6 +192,13 @@ def array_to_points(array: np.ndarray, source: str = "<array>") -> np.ndarray:
         return _structured_to_points(array, source)
     if array.dtype.kind not in "iuf":
         raise PointCloudError(f"{source}: unsupported dtype {array.dtype} (expected an integer or float array)")
+    if array.ndim == 2 and array.shape[0] in (3, 4) and array.shape[1] > 4:
+        warnings.warn(
+            f"{source}: array of shape {list(array.shape)} read as {array.shape[1]} points of {array.shape[0]} "
+            f"values (transposed); store clouds as [N, {array.shape[0]}]",
+            InputWarning, stacklevel=3,
+        )
+        array = array.T
     if array.ndim != 2 or array.shape[1] < 3:
         raise PointCloudError(f"{source}: expected an array of shape [N, >=3], got {list(array.shape)}")
     columns = array[:, :4].astype(np.float32)
@@ -266,9 +289,18 @@ _PCD_TYPES = {
 }  # fmt: skip
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def _split_header(data: bytes, is_last, source: str, what: str) -> tuple[list[str], int]:
-    """Header lines up to and including the one for which ``is_last(line)`` holds, and the data offset."""
+    """Header lines up to and including the one for which ``is_last(line)`` holds, and the data offset.
+
+    A UTF-8 byte order mark before the header is skipped with an :class:`InputWarning`.
+    """
     lines, pos = [], 0
+    if data.startswith(_BOM):
+        warnings.warn(f"{source}: {what} header starts with a UTF-8 byte order mark; skipped it", InputWarning, stacklevel=4)
+        pos = len(_BOM)
     while True:
         newline = data.find(b"\n", pos)
         if newline < 0:
@@ -305,6 +337,7 @@ def parse_pcd_header(lines: Sequence[str], source: str = "<pcd>") -> dict:
         points = int(entries["POINTS"][0]) if "POINTS" in entries else None
     except (ValueError, IndexError) as exc:
         raise PointCloudError(f"{source}: malformed number in PCD header: {exc}") from exc
+    _check_pcd_counts(sizes, counts, width, height, points, source)
     types = [t.upper() for t in entries["TYPE"]]
     if not (len(fields) == len(sizes) == len(types) == len(counts)):
         raise PointCloudError(
@@ -326,6 +359,19 @@ def parse_pcd_header(lines: Sequence[str], source: str = "<pcd>") -> dict:
         "fields": fields, "sizes": sizes, "types": types, "counts": counts,
         "points": points, "data": entries["DATA"][0].lower(),
     }  # fmt: skip
+
+
+_PCD_MAX_COUNT = 1 << 20  # values per field per point (PCL's largest descriptors have a few hundred)
+
+
+def _check_pcd_counts(sizes, counts, width, height, points, source: str) -> None:
+    """SIZE and COUNT entries must be in ``1..2**20``, WIDTH / HEIGHT / POINTS >= 0."""
+    for key, values in (("SIZE", sizes), ("COUNT", counts)):
+        if any(not 1 <= v <= _PCD_MAX_COUNT for v in values):
+            raise PointCloudError(f"{source}: PCD {key} entries must be >= 1 (and <= {_PCD_MAX_COUNT}), got {values}")
+    for key, value in (("WIDTH", width), ("HEIGHT", height), ("POINTS", points)):
+        if value is not None and value < 0:
+            raise PointCloudError(f"{source}: PCD {key} must be >= 0, got {value}")
 
 
 def _pcd_field_dtypes(header: dict) -> list[tuple[str, np.dtype]]:
@@ -473,6 +519,8 @@ def parse_ply_header(lines: Sequence[str], source: str = "<ply>") -> tuple[str, 
                 elements.append({"name": words[1], "count": int(words[2]), "properties": []})
             except (IndexError, ValueError) as exc:
                 raise PointCloudError(f"{source}: malformed PLY element line {line!r}") from exc
+            if elements[-1]["count"] < 0:
+                raise PointCloudError(f"{source}: PLY element count must be >= 0: {line!r}")
         elif words[0] == "property":
             if not elements:
                 raise PointCloudError(f"{source}: PLY property before any element: {line!r}")
@@ -485,9 +533,14 @@ def parse_ply_header(lines: Sequence[str], source: str = "<ply>") -> tuple[str, 
 
 
 def _ply_property(words: list[str], line: str, source: str) -> tuple:
+    """``property TYPE NAME`` -> ``(NAME, code)``; ``property list COUNT_TYPE ITEM_TYPE NAME`` ->
+    ``(NAME, ("list", count code, item code))`` with an integer count type."""
     try:
         if words[1] == "list":
-            return words[4], ("list", _PLY_TYPES[words[2]], _PLY_TYPES[words[3]])
+            prop = words[4], ("list", _PLY_TYPES[words[2]], _PLY_TYPES[words[3]])
+            if prop[1][1][0] not in "iu":
+                raise PointCloudError(f"{source}: PLY list count type must be an integer type: {line!r}")
+            return prop
         return words[2], _PLY_TYPES[words[1]]
     except (IndexError, KeyError) as exc:
         raise PointCloudError(f"{source}: malformed or unsupported PLY property line {line!r}") from exc
@@ -574,6 +627,8 @@ def _skip_ply_element(data: bytes, offset: int, element: dict, order: str, sourc
             if offset + count_dtype.itemsize > len(data):
                 raise PointCloudError(f"{source}: PLY element {element['name']!r} runs past the end of the file")
             count = int(np.frombuffer(data, dtype=count_dtype, count=1, offset=offset)[0])
+            if count < 0:
+                raise PointCloudError(f"{source}: PLY element {element['name']!r} has a negative list count {count}")
             offset += count_dtype.itemsize + count * np.dtype(kind[2]).itemsize
     if offset > len(data):
         raise PointCloudError(f"{source}: PLY element {element['name']!r} runs past the end of the file")

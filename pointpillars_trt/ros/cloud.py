@@ -19,6 +19,7 @@ rgb, padding) is skipped, in whatever order the fields come.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -31,6 +32,9 @@ from ..io.pointcloud import INTENSITY_NAMES
 POINTFIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 FLOAT32 = 7
 INTENSITY_SCALE_AUTO = "auto"
+# what ``intensity_scale="auto"`` multiplies by, per PointField datatype (UINT8, UINT16)
+AUTO_SCALE_BY_DATATYPE = {2: 1.0 / 255.0, 4: 1.0 / 65535.0}
+AUTO_FLOAT_SCALE = 1.0 / 255.0  # any other datatype whose frame maximum exceeds 1
 
 
 @dataclass(frozen=True)
@@ -224,23 +228,28 @@ def cloud_to_points(
     cloud: CloudData,
     intensity_scale: float | str = 1.0,
     intensity_field: str | None = None,
+    auto_float_scale: float = AUTO_FLOAT_SCALE,
 ) -> np.ndarray:
     """Decode a cloud into ``float32 [N, 4]`` ``(x, y, z, intensity)``, ``N = height * width``.
 
     Args:
         cloud: the cloud; fields may come in any order, with extra fields and padding.
-        intensity_scale: multiply the intensity by this (``1/255`` for drivers that publish
-            0-255 when the model was trained on 0-1, as KITTI models are); ``"auto"`` divides by
-            255 when the frame's largest intensity exceeds 1 and leaves it as is otherwise.
+        intensity_scale: a finite positive factor the intensity is multiplied by (``1/255`` for
+            drivers that publish 0-255 when the model was trained on 0-1, as KITTI models are),
+            or ``"auto"``: by the intensity field's datatype, ``UINT8`` / 255 and ``UINT16`` /
+            65535; any other datatype (float, other integers) is multiplied by ``auto_float_scale``
+            when the frame's largest finite intensity exceeds 1, else left as it is.
         intensity_field: the name of the intensity field; None looks up ``intensity``, ``i``,
             ``reflectance`` (case-insensitive). A cloud without one gets intensity 0.
+        auto_float_scale: see ``"auto"``.
 
     Non-finite values are kept (the detector's ``nonfinite`` policy decides); an empty cloud
     gives ``[0, 4]``.
 
     Raises:
         PointCloudError: no ``x``/``y``/``z`` field, an unknown datatype, a field outside
-            ``point_step``, or a data buffer shorter than the layout says.
+            ``point_step``, a data buffer shorter than the layout says, or a bad scale. Fields
+            are named ``x``, ``y``, ``z``, ``intensity`` (with the cloud's own name when it differs).
     """
     src = describe_cloud(cloud)
     axes = [find_field(cloud, [axis]) for axis in "xyz"]
@@ -253,42 +262,62 @@ def cloud_to_points(
             raise PointCloudError(f"{src}: no intensity field {intensity_field!r}; fields are {cloud.field_names}")
     else:
         inten = find_field(cloud, INTENSITY_NAMES)
-    selected = [a for a in axes if a is not None] + ([inten] if inten is not None else [])
-    # the same field may be selected twice (a cloud whose intensity is called "x" is nonsense,
-    # but keep the dtype valid): give each selected column a unique name
-    renamed = [PointFieldData(f"c{i}", f.offset, f.datatype, 1) for i, f in enumerate(selected)]
+    selected = list(zip(("x", "y", "z", "intensity"), [*axes, inten]))
+    # each selected column is named for its role (the same field may fill two roles)
+    renamed = [PointFieldData(_role_name(role, f), f.offset, f.datatype, 1) for role, f in selected if f is not None]
     records = cloud_records(cloud, renamed)
     out = np.zeros((records.shape[0], 4), dtype=np.float32)
-    for i in range(len(renamed)):
-        out[:, i] = records[f"c{i}"]
+    for i, f in enumerate(renamed):
+        out[:, i] = records[f.name]
     if inten is not None:
-        out[:, 3] *= _intensity_factor(out[:, 3], intensity_scale, src)
+        out[:, 3] *= _intensity_factor(out[:, 3], inten.datatype, intensity_scale, auto_float_scale, src)
     return out
 
 
-def _intensity_factor(intensity: np.ndarray, scale: float | str, source: str) -> float:
-    if isinstance(scale, str):
-        if scale != INTENSITY_SCALE_AUTO:
-            raise PointCloudError(f"{source}: intensity_scale must be a number or 'auto', got {scale!r}")
-        finite = intensity[np.isfinite(intensity)]
-        return 1.0 / 255.0 if finite.size and float(finite.max()) > 1.0 else 1.0
-    return float(scale)
+def _role_name(role: str, f: PointFieldData) -> str:
+    return role if f.name == role else f"{role} ({f.name})"
+
+
+def _intensity_factor(intensity: np.ndarray, datatype: int, scale: float | str, auto_float: float, source: str) -> float:
+    """The factor ``cloud_to_points`` multiplies ``intensity`` by (see its ``intensity_scale``)."""
+    try:
+        scale = parse_intensity_scale(scale)
+        auto_float = parse_intensity_scale(auto_float)
+    except ValueError as exc:
+        raise PointCloudError(f"{source}: {exc}") from None
+    if scale != INTENSITY_SCALE_AUTO:
+        return float(scale)
+    if datatype in AUTO_SCALE_BY_DATATYPE:
+        return AUTO_SCALE_BY_DATATYPE[datatype]
+    finite = intensity[np.isfinite(intensity)]
+    return float(auto_float) if finite.size and float(finite.max()) > 1.0 else 1.0
 
 
 def parse_intensity_scale(value: str | float) -> float | str:
-    """A CLI / ROS parameter value -> a float or ``"auto"`` (accepts ``"1/255"``)."""
+    """A CLI / ROS parameter value -> a finite positive float or ``"auto"`` (accepts ``"1/255"``).
+
+    Raises:
+        ValueError: not a number, ``a/b`` or ``auto``; or NaN, infinite, zero or negative.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"intensity scale must be a number, 'a/b' or 'auto', got {value!r}")
     if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip().lower()
-    if text == INTENSITY_SCALE_AUTO:
-        return INTENSITY_SCALE_AUTO
-    try:
-        if "/" in text:
-            num, den = text.split("/", 1)
-            return float(num) / float(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError) as exc:
-        raise ValueError(f"intensity scale must be a number, 'a/b' or 'auto', got {value!r}") from exc
+        number = float(value)
+    else:
+        text = str(value).strip().lower()
+        if text == INTENSITY_SCALE_AUTO:
+            return INTENSITY_SCALE_AUTO
+        try:
+            if "/" in text:
+                num, den = text.split("/", 1)
+                number = float(num) / float(den)
+            else:
+                number = float(text)
+        except (ValueError, ZeroDivisionError) as exc:
+            raise ValueError(f"intensity scale must be a number, 'a/b' or 'auto', got {value!r}") from exc
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"intensity scale must be finite and positive, got {value!r}")
+    return number
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ node that receives the same bad input at 10 Hz from flooding its log.
 
 from __future__ import annotations
 
+import array
 import dataclasses
+import math
 import re
 import time
 import warnings
@@ -42,6 +44,9 @@ class NodeParams:
     removed, as organized clouds mark missing returns) or ``error`` (the frame is rejected).
     ``box_msg``: ``auto`` (vision_msgs when installed, else ``pointpillars`` on ROS 1 / nothing on
     ROS 2), ``vision_msgs``, ``pointpillars`` (ROS 1 only) or ``none``.
+    ``intensity_auto_float_scale``: what ``intensity_scale=auto`` multiplies float (and other
+    non-uint8/uint16) intensities by when a frame's maximum exceeds 1. Values of ROS parameters
+    are coerced by :func:`_coerce` (the same for ROS 1 and ROS 2).
     """
 
     input: str = "/points"
@@ -60,6 +65,7 @@ class NodeParams:
     score_threshold: float = -1.0
     intensity_scale: str = "1.0"
     intensity_field: str = ""
+    intensity_auto_float_scale: str = "1/255"
     nonfinite: str = "drop"
     warmup: int = 2
     box_msg: str = "auto"
@@ -84,15 +90,22 @@ class NodeParams:
         """Raise :class:`ConfigError` for inconsistent values; returns self."""
         if self.box_msg not in BOX_MSG_CHOICES:
             raise ConfigError(f"box_msg must be one of {BOX_MSG_CHOICES}, got {self.box_msg!r}")
+        if self.score_threshold > 1:
+            raise ConfigError(f"parameter 'score_threshold': must be in [0, 1] (negative: the config's), got {self.score_threshold}")
+        if self.warmup < 0:
+            raise ConfigError(f"parameter 'warmup': must be >= 0, got {self.warmup}")
         if self.nonfinite not in ("drop", "error"):
             raise ConfigError(f"nonfinite must be 'drop' or 'error', got {self.nonfinite!r}")
         matrix = self.transform_matrix()
         if matrix is not None and not self.frame_id:
             raise ConfigError("a transform needs frame_id (the detector frame it maps the cloud into)")
-        try:
-            parse_intensity_scale(self.intensity_scale)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        for name in ("intensity_scale", "intensity_auto_float_scale"):
+            try:
+                scale = parse_intensity_scale(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"parameter {name!r}: {exc}") from exc
+            if name != "intensity_scale" and scale == "auto":
+                raise ConfigError(f"parameter {name!r} must be a number, not 'auto'")
         return self
 
     def transform_matrix(self) -> np.ndarray | None:
@@ -104,19 +117,50 @@ class NodeParams:
         return parse_transform(values)
 
 
+EXPECTED = {str: "a string (or a list of numbers, joined with spaces)", int: "an integer", float: "a finite number"}
+
+
 def _coerce(name: str, value: Any, kind: type) -> Any:
-    try:
-        if kind is str and isinstance(value, (list, tuple)):
-            return " ".join(str(v) for v in value)
-        if kind is str:
+    """A parameter value as ROS 1 (``rospy.get_param``) or ROS 2 (dynamically typed parameters:
+    whatever type ``-p name:=value`` parses to) gives it -> the field's type ``kind``.
+
+    ``str`` fields take strings, numbers (``0.0039`` -> ``"0.0039"``) and flat lists of numbers or
+    strings (``[1.2, 0.0, 1.8, 0, 0, 0]`` -> ``"1.2 0.0 1.8 0 0 0"``); ``int`` fields take
+    integers, integral floats and integer strings; ``float`` fields take finite numbers and
+    numeric strings. Booleans are refused everywhere (no parameter is a flag).
+
+    Raises:
+        ConfigError: naming the parameter, the expected type and the value given.
+    """
+    def fail() -> ConfigError:
+        return ConfigError(f"parameter {name!r}: expected {EXPECTED[kind]}, got {value!r} ({type(value).__name__})")
+
+    if isinstance(value, bool):
+        raise fail()
+    if kind is str:
+        if value is None or isinstance(value, (str, int, float)):
             return "" if value is None else str(value)
-        if kind is int:
-            return int(value)
-        if kind is float:
-            return float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"parameter {name!r}: cannot read {value!r} as {kind.__name__}") from exc
-    return value
+        items = list(value) if isinstance(value, (list, tuple, array.array)) else None
+        if items is None or any(isinstance(v, bool) or not isinstance(v, (str, int, float)) for v in items):
+            raise fail()
+        return " ".join(str(v) for v in items)
+    number: float | int
+    if isinstance(value, (int, float)):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip()) if kind is float else int(value.strip())
+        except ValueError:
+            raise fail() from None
+    else:
+        raise fail()
+    if kind is int:
+        if isinstance(number, float) and not number.is_integer():
+            raise fail()
+        return int(number)
+    if not math.isfinite(number):
+        raise fail()
+    return float(number)
 
 
 @dataclass(frozen=True)
@@ -169,7 +213,8 @@ class FrameProcessor:
 
         source = describe_cloud(cloud)
         t0 = time.perf_counter()
-        points = cloud_to_points(cloud, self.intensity_scale, self.params.intensity_field or None)
+        points = cloud_to_points(cloud, self.intensity_scale, self.params.intensity_field or None,
+                                 parse_intensity_scale(self.params.intensity_auto_float_scale))
         finite = np.isfinite(points).all(axis=1)
         num_nonfinite = int(points.shape[0] - np.count_nonzero(finite))
         notes = []

@@ -11,13 +11,18 @@ through ``rosbags``.
   (``vision_msgs/Detection3DArray``, only when vision_msgs is installed) and ``~/latency_ms``
   (``std_msgs/Float32``);
 * parameters: every :class:`~pointpillars_trt.ros.processor.NodeParams` name is declared with
-  the command-line value as its default (``--ros-args -p name:=value`` or a launch file override it);
+  the command-line value as its default (``--ros-args -p name:=value`` or a launch file override it)
+  and ``ParameterDescriptor(dynamic_typing=True)``: rclpy otherwise fixes each parameter's type
+  from its default, so ``-p intensity_scale:=0.0039`` (declared from ``"1.0"``) or
+  ``-p score_threshold:=1`` would raise ``InvalidParameterTypeException``. Values are coerced
+  as on ROS 1 (``NodeParams.with_overrides``); a value of the wrong type is a ConfigError naming
+  the parameter and the type it takes (``tools/ros_node.py`` exits 2 with it);
 * clean shutdown on Ctrl-C (exit code 0).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import PointPillarsError
 from .env import import_ros
@@ -29,6 +34,20 @@ from .processor import NodeParams, build_detector
 def private_topic(name: str) -> str:
     """ROS 1's ``~name`` -> ROS 2's ``~/name``."""
     return "~/" + name[1:].lstrip("/") if name.startswith("~") else name
+
+
+def read_parameters(node: Any, params: NodeParams, descriptor: Callable[..., Any]) -> NodeParams:
+    """Declare every NodeParams name on ``node`` (an rclpy Node) with its current value as default,
+    dynamically typed (``descriptor`` is ``rcl_interfaces.msg.ParameterDescriptor``), and return the
+    params with the declared values (overrides from the command line or a launch file) coerced.
+
+    Raises:
+        ConfigError: a value of the wrong type, naming the parameter.
+    """
+    def declared(name: str, default: Any) -> Any:
+        return node.declare_parameter(name, default, descriptor(dynamic_typing=True)).value
+
+    return params.with_overrides(declared)
 
 
 def start(node: Any, params: NodeParams) -> NodeCore:
@@ -65,13 +84,14 @@ def start(node: Any, params: NodeParams) -> NodeCore:
 def run(params: NodeParams, argv: list[str], node_name: str = "pointpillars") -> int:
     """Start the node and spin until Ctrl-C; returns the exit code (0)."""
     rclpy = import_ros(2)
+    from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.node import Node
 
     rclpy.init(args=argv)
     node = Node(node_name)
     core = None
     try:
-        params = params.with_overrides(lambda name, default: node.declare_parameter(name, default).value)
+        params = read_parameters(node, params, ParameterDescriptor)
         core = start(node, params)
         rclpy.spin(node)
     except KeyboardInterrupt:

@@ -108,3 +108,81 @@ def test_newer_format_version_is_refused(tmp_path, cfg, state):
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"config": cfg.to_json(), "format_version": "2"})
     with pytest.raises(CheckpointError, match="format_version '2'"):
         load_checkpoint(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 14 items 6 and 7: weights are floats and finite, hashes are verified at load
+
+
+def _resave(path, tensors=None, metadata=None):
+    """Rewrite a safetensors file with other tensors or metadata, as an editor or a bit flip would."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        info, data = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    data.update(tensors or {})
+    info.update(metadata or {})
+    save_file({k: v.contiguous() for k, v in data.items()}, str(path), metadata=info)
+    return path
+
+
+def test_saved_file_records_both_hashes(tmp_path, cfg, state):
+    from pointpillars_trt.exporter import state_dict_sha256
+
+    ck = load_checkpoint(save_native(tmp_path / "m.safetensors", state, cfg))
+    assert ck.metadata["weights_sha256"] == state_dict_sha256(ck.state_dict)  # what ONNX graphs record
+
+
+KEY = "rpn.conv_cls.weight"
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.bool, torch.uint8, torch.int32, torch.int64, torch.float64], ids=str
+)
+def test_non_float_or_float64_weights_are_refused_naming_the_tensor(tmp_path, cfg, state, dtype):
+    path = _resave(save_native(tmp_path / "m.safetensors", state, cfg), {KEY: (state[KEY] > 0).to(dtype)})
+    with pytest.raises(CheckpointError, match=rf"m\.safetensors: tensor '{KEY}' has dtype {dtype}; weights must be float32"):
+        load_checkpoint(path, verify=False)
+
+
+def test_bfloat16_weights_load_exactly(tmp_path, cfg, state):
+    bf = state[KEY].to(torch.bfloat16)
+    ck = load_checkpoint(_resave(save_native(tmp_path / "m.safetensors", state, cfg), {KEY: bf}), verify=False)
+    assert torch.equal(ck.state_dict[KEY], bf.to(torch.float32))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, cfg, state, value):
+    bad = state[KEY].clone()
+    bad.view(-1)[:3] = value
+    path = _resave(save_native(tmp_path / "m.safetensors", state, cfg), {KEY: bad})
+    with pytest.raises(CheckpointError, match=rf"tensor '{KEY}' holds 3 NaN/inf value\(s\)"):
+        load_checkpoint(path, verify=False)
+
+
+def test_changed_weights_fail_weights_sha256(tmp_path, cfg, state):
+    path = _resave(save_native(tmp_path / "m.safetensors", state, cfg), {KEY: torch.zeros_like(state[KEY])})
+    with pytest.raises(CheckpointError, match=r"m\.safetensors: weights_sha256 mismatch.*verify=False"):
+        load_checkpoint(path)
+    assert not load_checkpoint(path, verify=False).state_dict[KEY].any()  # the explicit escape hatch
+
+
+def test_edited_embedded_config_fails_config_hash(tmp_path, cfg, state):
+    path = save_native(tmp_path / "m.safetensors", state, cfg)
+    renamed = cfg.to_json().replace('"Pedestrian"', '"Walker"')
+    _resave(path, metadata={"config": renamed})
+    with pytest.raises(CheckpointError, match=r"m\.safetensors: config_hash mismatch"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, verify=False).config.classes == ("Car", "Walker", "Cyclist")
+
+
+def test_file_without_weights_sha256_still_loads(tmp_path, cfg, state):
+    """Files written before the field existed (the bundled demo model among them) carry no weights_sha256."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "old.safetensors"
+    old_json = cfg.to_json()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path),
+              metadata={"config": old_json, "config_hash": cfg.hash(), "format_version": "1", "dtype": "float32"})
+    assert load_checkpoint(path).config == cfg

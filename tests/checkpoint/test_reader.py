@@ -108,3 +108,31 @@ def test_mmdet3d_meta_names_classes_and_epoch(tmp_path):
     assert raw.info == {"epoch": "160", "iteration": "9280"}  # mmcv's Python config text is not ours
     raw = unwrap({"state_dict": {}, "meta": {"CLASSES": ("Pedestrian", "Cyclist", "Car")}}, "x")
     assert raw.classes == ("Pedestrian", "Cyclist", "Car")
+
+
+# issue 14 item 11: .pth files whose entries cannot be weights are CheckpointErrors naming the file
+
+
+def _native_state():
+    from pointpillars_trt.checkpoint import random_native_state_dict
+    from pointpillars_trt.config import load_config
+
+    return random_native_state_dict(load_config(), seed=0)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda sd: {**{i: v for i, v in enumerate(sd.values())}}, r"state dict keys must be strings; found \[0, 1,"),
+        (lambda sd: {**sd, "rpn.conv_cls.weight": sd["rpn.conv_cls.weight"].to_sparse()}, r"'rpn.conv_cls.weight' is not a dense tensor"),
+        (lambda sd: {**sd, "rpn.conv_cls.weight": sd["rpn.conv_cls.weight"].to("meta")}, r"'rpn.conv_cls.weight' is a meta tensor"),
+    ],
+    ids=["int-keys", "sparse", "meta"],
+)
+def test_pth_entries_that_cannot_be_weights(tmp_path, edit, message):
+    from pointpillars_trt.checkpoint import load_checkpoint
+
+    path = tmp_path / "bad.pth"
+    torch.save(edit(_native_state()), path)
+    with pytest.raises(CheckpointError, match=rf"bad\.pth: .*{message}"):
+        load_checkpoint(path)

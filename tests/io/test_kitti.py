@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
 
-from pointpillars_trt.errors import CalibrationError, LabelError
+from tests.fuzzing import FUZZ, near, reads_or_typed_error
+from pointpillars_trt.errors import CalibrationError, InputWarning, LabelError
 from pointpillars_trt.io.kitti import (
     Calibration,
     KittiObject,
@@ -289,3 +291,58 @@ def test_detections_to_kitti_objects_reproduce_the_label(zhulf, calib134, object
     assert detections_to_kitti_objects(np.zeros((0, 7)), [], np.zeros(0), calib134) == []
     with pytest.raises(ValueError, match="2 boxes, 1 class names"):
         detections_to_kitti_objects(lidar[:2], ["Car"], scores[:2], calib134)
+
+
+# -- issue 14 item 12: silent misreads of KITTI files, and property tests ------------------------------
+
+
+def test_label_with_utf8_bom_reads_its_first_object(tmp_path, objects134, zhulf):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + (zhulf / "label_2" / "000134.txt").read_bytes())
+    with pytest.warns(InputWarning, match=r"bom\.txt: label file starts with a UTF-8 byte order mark"):
+        objects = read_label(path)
+    assert objects == objects134 and objects[0].type == objects134[0].type
+
+
+def test_calibration_with_bom_reads_and_a_second_p2_is_an_error(tmp_path, calib134):
+    path = calib134.write(tmp_path / "c.txt")
+    text = path.read_text()
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    with pytest.warns(InputWarning, match="byte order mark"):
+        np.testing.assert_array_equal(Calibration.from_file(path).P2, calib134.P2)
+    path.write_text(text + "P2: " + " ".join(["1"] * 12) + "\n")
+    with pytest.raises(CalibrationError, match=r"c\.txt:8: P2 given a second time \(first on line 3\)"):
+        Calibration.from_file(path)
+
+
+def test_all_zero_p2_is_an_error(tmp_path, calib134):
+    path = calib134.write(tmp_path / "c.txt")
+    lines = path.read_text().splitlines()
+    lines[2] = "P2: " + " ".join(["0"] * 12)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CalibrationError, match=r"c\.txt: Calibration\.P2: all zeros"):
+        Calibration.from_file(path)
+
+
+def test_any_bytes_give_objects_or_a_label_error(tmp_path, zhulf):
+    seed = (zhulf / "label_2" / "000134.txt").read_bytes()
+
+    @FUZZ
+    @given(near(seed))
+    def check(data):
+        objects = reads_or_typed_error(read_label, tmp_path / "l.txt", data)
+        assert objects is None or all(isinstance(o, KittiObject) for o in objects)
+
+    check()
+
+
+def test_any_bytes_give_a_calibration_or_a_calibration_error(tmp_path, zhulf):
+    seed = (zhulf / "calib" / "000134.txt").read_bytes()
+
+    @FUZZ
+    @given(near(seed))
+    def check(data):
+        calib = reads_or_typed_error(Calibration.from_file, tmp_path / "c.txt", data)
+        assert calib is None or np.isfinite(calib.P2).all()
+
+    check()

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import struct
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tests.fuzzing import FUZZ, near, reads_or_typed_error
 from tests.helpers import KITTI
-from pointpillars_trt.errors import PointCloudError
+from pointpillars_trt.errors import InputWarning, PointCloudError
 from pointpillars_trt.io.pointcloud import (
     SUPPORTED_SUFFIXES,
     array_to_points,
@@ -195,7 +200,7 @@ def test_nonfinite_rows_error_or_drop(tmp_path, cloud):
     path = save_points(tmp_path / "nan.pcd", cloud)
     with pytest.raises(PointCloudError, match=r"nan\.pcd: 3 of 257 rows.*first bad row index 5"):
         load_points(path)
-    dropped = load_points(path, allow_nonfinite="drop")
+    dropped = load_points(path, nonfinite="drop")
     np.testing.assert_array_equal(dropped, np.delete(cloud, [5, 9, 200], axis=0))
 
 
@@ -358,7 +363,7 @@ def test_pcd_organized_cloud_with_nan(tmp_path, cloud):
     path = write(tmp_path, "org.pcd", pcd_bytes(XYZI, _columns(cloud), "binary_compressed", width=16, height=16))
     with pytest.raises(PointCloudError, match=r"org\.pcd: 64 of 256 rows.*index 0"):
         load_points(path)
-    np.testing.assert_array_equal(load_points(path, allow_nonfinite="drop"), cloud[np.isfinite(cloud).all(1)])
+    np.testing.assert_array_equal(load_points(path, nonfinite="drop"), cloud[np.isfinite(cloud).all(1)])
 
 
 def test_real_frame_through_compressed_pcd(tmp_path):
@@ -452,3 +457,115 @@ def test_ply_rejections(tmp_path, cloud):
         load_points(write(tmp_path, "trunc.ply", truncated))
     with pytest.raises(PointCloudError, match="unsupported PLY property"):
         load_points(write(tmp_path, "ptype.ply", good.replace(b"property float x", b"property float128 x")))
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 14: fuzzing finds (typed errors, no silent misreads) and property tests
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (b"COUNT 1 1 1 1", b"COUNT 1 0 1 1", r"COUNT entries must be >= 1"),
+        (b"COUNT 1 1 1 1", b"COUNT 1 -2 1 1", r"COUNT entries must be >= 1"),
+        (b"POINTS 257", b"POINTS -1", r"POINTS must be >= 0"),
+        (b"WIDTH 257", b"WIDTH -1", r"WIDTH must be >= 0"),
+        (b"SIZE 4 4 4 4", b"SIZE 4 4 4 -4", r"SIZE entries must be >= 1"),
+    ],
+)
+def test_pcd_negative_counts_are_errors(tmp_path, cloud, old, new, message):
+    data = pcd_bytes(XYZI, _columns(cloud), "binary").replace(old, new)
+    if old.startswith(b"WIDTH"):
+        data = data.replace(b"POINTS 257\n", b"")  # WIDTH alone decides the number of points
+    with pytest.raises(PointCloudError, match=rf"bad\.pcd: PCD {message}"):
+        load_points(write(tmp_path, "bad.pcd", data))
+
+
+def test_ply_negative_element_and_list_counts_are_errors(tmp_path, cloud):
+    good = ply_bytes("binary_little_endian", [(a, "float") for a in ("x", "y", "z")], _columns(cloud), faces_before=True)
+    with pytest.raises(PointCloudError, match=r"neg\.ply: PLY element count must be >= 0"):
+        load_points(write(tmp_path, "neg.ply", good.replace(b"element face 2", b"element face -1")))
+    signed = good.replace(b"property list uchar int", b"property list char int")
+    body = signed.index(b"end_header\n") + len(b"end_header\n")
+    negative = signed[:body] + b"\xff" + signed[body + 1:]  # first face: list count -1
+    with pytest.raises(PointCloudError, match=r"negative list count -1"):
+        load_points(write(tmp_path, "negl.ply", negative))
+    with pytest.raises(PointCloudError, match=r"list count type must be an integer"):
+        load_points(write(tmp_path, "fl.ply", good.replace(b"property list uchar int", b"property list float int")))
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [(b"'descr'", b"'descr"), (b"'shape': (", b"'shape': (((("), (b"'<f4'", b"'''<f"), (b"{", b"\t"), (b"'fortran_order': False", b"'fortran_order': )")],
+)
+def test_npy_corrupt_header_is_typed(tmp_path, cloud, old, new):
+    path = save_points(tmp_path / "c.npy", cloud)
+    path.write_bytes(path.read_bytes().replace(old, new, 1))
+    with pytest.raises(PointCloudError, match=r"c\.npy: cannot read \.npy point cloud"):
+        load_points(path)
+
+
+def test_npy_header_claiming_more_data_than_the_file(tmp_path, cloud):
+    path = save_points(tmp_path / "c.npy", cloud)
+    path.write_bytes(path.read_bytes().replace(b"(257, 4)", b"(2570000000, 4)"))
+    with pytest.raises(PointCloudError, match=r"c\.npy: cannot read"):
+        load_points(path)
+
+
+@pytest.mark.parametrize("rows", [3, 4])
+def test_transposed_npy_is_read_with_a_warning(tmp_path, cloud, rows):
+    path = tmp_path / "t.npy"
+    np.save(path, np.ascontiguousarray(cloud[:, :rows].T))
+    with pytest.warns(InputWarning, match=r"t\.npy: array of shape \[%d, 257\] read as 257 points" % rows):
+        points = load_points(path)
+    np.testing.assert_array_equal(points[:, :rows], cloud[:, :rows])
+
+
+@pytest.mark.parametrize("suffix", [".pcd", ".ply"])
+def test_utf8_bom_before_header_is_read_with_a_warning(tmp_path, cloud, suffix):
+    path = save_points(tmp_path / f"c{suffix}", cloud)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    with pytest.warns(InputWarning, match="byte order mark"):
+        np.testing.assert_array_equal(load_points(path), cloud)
+
+
+def test_load_points_nonfinite_spelling(tmp_path, cloud):
+    bad = cloud.copy()
+    bad[3, 1] = np.nan
+    path = save_points(tmp_path / "nan.bin", bad)
+    with pytest.raises(PointCloudError, match=r"pass nonfinite='drop' \(tools: --nonfinite drop\)"):
+        load_points(path)
+    assert load_points(path, nonfinite="drop").shape == (256, 4)
+    with pytest.raises(TypeError):
+        load_points(path, allow_nonfinite="drop")  # the old spelling is gone: one spelling everywhere
+
+
+def _seed(suffix: str, cloud: np.ndarray) -> bytes:
+    small = cloud[:5]
+    if suffix == ".pcd":
+        return pcd_bytes(XYZI, _columns(small), "ascii")
+    if suffix == ".ply":
+        return ply_bytes("binary_little_endian", [(a, "float") for a in ("x", "y", "z")], _columns(small), faces_before=True)
+    return save_points(Path(tempfile.mkdtemp()) / f"seed{suffix}", small).read_bytes()
+
+
+_SEED_CLOUD = np.arange(40, dtype=np.float32).reshape(10, 4)
+
+
+@pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
+def test_any_bytes_give_points_or_a_point_cloud_error(tmp_path, suffix):
+    seeds = [_seed(suffix, _SEED_CLOUD)]
+    if suffix == ".pcd":
+        seeds.append(pcd_bytes(XYZI, _columns(_SEED_CLOUD[:5]), "binary_compressed"))
+    if suffix == ".ply":
+        seeds.append(ply_bytes("ascii", [(a, "float") for a in ("x", "y", "z")], _columns(_SEED_CLOUD[:5]), faces_before=True))
+
+    @FUZZ
+    @given(st.one_of(*[near(s) for s in seeds]))
+    def check(data):
+        points = reads_or_typed_error(load_points, tmp_path / f"f{suffix}", data)
+        if points is not None:
+            assert points.dtype == np.float32 and points.ndim == 2 and points.shape[1] == 4 and len(points)
+            assert np.isfinite(points).all()
+
+    check()

@@ -174,3 +174,46 @@ def test_stamp():
     s = Stamp.from_nanoseconds(1_700_000_000_123_456_789)
     assert (s.sec, s.nsec) == (1_700_000_000, 123_456_789)
     assert s.nanoseconds == 1_700_000_000_123_456_789 and str(s) == "1700000000.123456789"
+
+
+# -- issue 14 items 5, 12, 13: intensity_scale auto by datatype, bad scales, field names in errors ----
+
+XYZ_F32 = (PointFieldData("x", 0, 7), PointFieldData("y", 4, 7), PointFieldData("z", 8, 7))
+
+
+@pytest.mark.parametrize(
+    "datatype, top, divisor",
+    [(2, 254, 255.0), (2, 1, 255.0), (4, 254, 65535.0), (4, 65535, 65535.0), (7, 254.0, 255.0), (7, 0.9, 1.0), (8, 3000.0, 255.0)],
+)
+def test_auto_scale_goes_by_datatype_and_maximum(kitti_points, datatype, top, divisor):
+    """uint8 / 255, uint16 / 65535 whatever the frame's maximum; floats / 255 only above 1."""
+    pts = kitti_points[:500].copy()
+    pts[:, 3] = np.round(pts[:, 3] / max(pts[:, 3].max(), 1e-6) * top, 0 if datatype in (2, 4) else 6)
+    fields = XYZ_F32 + (PointFieldData("intensity", 12, datatype),)
+    out = cloud_to_points(points_to_cloud(pts, HDR, fields), intensity_scale="auto")
+    np.testing.assert_allclose(out[:, 3], pts[:, 3] / divisor, rtol=1e-6)
+
+
+def test_auto_float_scale_is_configurable():
+    pts = sample_points()
+    pts[:, 3] *= 4000
+    out = cloud_to_points(points_to_cloud(pts, HDR), intensity_scale="auto", auto_float_scale="1/65535")
+    np.testing.assert_allclose(out[:, 3], pts[:, 3] / 65535, rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", ["nan", float("nan"), "inf", "-1", 0, "0/1", "1/0", True])
+def test_nan_infinite_or_non_positive_scales_are_refused(value):
+    with pytest.raises(ValueError, match="intensity scale must be"):
+        parse_intensity_scale(value)
+    with pytest.raises(PointCloudError, match="intensity scale must be"):
+        cloud_to_points(points_to_cloud(sample_points(3), HDR), intensity_scale=value)
+
+
+def test_layout_errors_name_the_roles_not_c0_c3():
+    fields = XYZ_F32 + (PointFieldData("reflectivity", 20, 7),)
+    cloud = CloudData(HDR, 1, 2, fields, False, 16, 32, b"\0" * 32)
+    with pytest.raises(PointCloudError, match=r"field 'intensity \(reflectivity\)' at offset 20"):
+        cloud_to_points(cloud, intensity_field="reflectivity")
+    bad_z = CloudData(HDR, 1, 2, XYZ_F32[:2] + (PointFieldData("z", 8, 9),), False, 16, 32, b"\0" * 32)
+    with pytest.raises(PointCloudError, match=r"field 'z' has unknown datatype 9"):
+        cloud_to_points(bad_z)

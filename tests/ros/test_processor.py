@@ -1,5 +1,7 @@
 """FrameProcessor (decode, frame check, detect, plain outputs), NodeParams and the log filter."""
 
+import array
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,61 @@ def test_repeat_filter():
     assert f("cloud stamp 2.7: other problem") == "cloud stamp 2.7: other problem"
     now[0] = 6.0
     assert f("cloud stamp 9.5: empty") == "cloud stamp 9.5: empty (1 similar messages suppressed)"
+
+
+# issue 14 item 14: ROS 2 gives dynamically typed values; ROS 1 gives YAML-typed ones; one coercion for both
+
+
+@pytest.mark.parametrize(
+    "name, given, expected",
+    [
+        ("intensity_scale", 0.0039, "0.0039"),
+        ("intensity_scale", "1/255", "1/255"),
+        ("transform", [1.2, 0.0, 1.8, 0.0, 0.0, 0.0], "1.2 0.0 1.8 0.0 0.0 0.0"),
+        ("transform", array.array("d", [1.0, 2.0, 0.0, 0.0, 0.0, 0.5]), "1.0 2.0 0.0 0.0 0.0 0.5"),
+        ("score_threshold", 1, 1.0),
+        ("score_threshold", "0.4", 0.4),
+        ("warmup", 3.0, 3),
+        ("warmup", "0", 0),
+        ("frame_id", 7, "7"),
+        ("ckpt", None, ""),
+    ],
+)
+def test_parameter_values_of_either_ros_are_coerced(name, given, expected):
+    p = NodeParams(frame_id="base").with_overrides(lambda n, d: given if n == name else d)
+    assert getattr(p, name) == expected and type(getattr(p, name)) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "name, given, expects",
+    [
+        ("warmup", 2.5, "an integer"),
+        ("warmup", True, "an integer"),
+        ("warmup", "lots", "an integer"),
+        ("score_threshold", "high", "a finite number"),
+        ("score_threshold", float("nan"), "a finite number"),
+        ("score_threshold", [0.1], "a finite number"),
+        ("frame_id", True, "a string"),
+        ("transform", [[1.0, 2.0]], "a string"),
+        ("input", {"a": 1}, "a string"),
+    ],
+)
+def test_parameter_of_the_wrong_type_names_it_and_its_type(name, given, expects):
+    with pytest.raises(ConfigError, match=rf"parameter '{name}': expected {expects}.*, got .*\("):
+        NodeParams().with_overrides(lambda n, d: given if n == name else d)
+
+
+@pytest.mark.parametrize("name", ["intensity_scale", "intensity_auto_float_scale"])
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1/255"])
+def test_nan_or_non_positive_intensity_scale_is_refused(name, value):
+    with pytest.raises(ConfigError, match=rf"parameter '{name}': intensity scale must be finite and positive"):
+        NodeParams(**{name: value}).check()
+    with pytest.raises(ConfigError, match="must be a number, not 'auto'"):
+        NodeParams(intensity_auto_float_scale="auto").check()
+
+
+def test_score_threshold_above_one_and_negative_warmup_are_refused():
+    with pytest.raises(ConfigError, match=r"parameter 'score_threshold': must be in \[0, 1\]"):
+        NodeParams(score_threshold=7.0).check()
+    with pytest.raises(ConfigError, match=r"parameter 'warmup': must be >= 0"):
+        NodeParams(warmup=-1).check()
