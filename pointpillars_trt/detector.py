@@ -21,10 +21,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .config import PointPillarsConfig
-from .errors import PillarOverflowError
+from .errors import IntensityRangeWarning, PillarOverflowError
 from .executors.base import Executor, FrameResult
+from .io.intensity import IntensityMonitor
 from .options import Backend, DetectorOptions, OverflowPolicy
-from .sources import DEMO_MODEL, ModelSource, artifact_config, artifact_config_json, resolve_weights  # noqa: F401  (re-exported)
+from .sources import DEMO_MODEL, ModelSource, artifact_config, resolve_weights  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 OVERFLOW_POLICIES = OverflowPolicy.values()
@@ -103,7 +104,9 @@ class Detector:
     :class:`~pointpillars_trt.errors.PillarOverflowError`; ``nonfinite`` ``"error"`` rejects clouds
     with NaN/inf coordinates, ``"drop"`` removes those points. A frame with no point inside the
     range gives an empty result and an :class:`EmptyFrameWarning`; decoded boxes with non-finite
-    values are dropped, counted, with a :class:`NonFiniteBoxWarning`.
+    values are dropped, counted, with a :class:`NonFiniteBoxWarning`; intensities outside the
+    config's ``voxel.intensity_range`` give an :class:`~pointpillars_trt.errors.IntensityRangeWarning`
+    naming the ``intensity_scale`` that fits (at most one per 5 s, counting the frames between).
 
     Thread safety: one Detector may be called from several threads; calls into the executor are
     serialized by a lock (validation and result assembly run outside it), so results equal those
@@ -118,6 +121,7 @@ class Detector:
         self.backend = backend
         self.max_pillars = executor.max_pillars
         self._lock = threading.Lock()
+        self._intensity = IntensityMonitor(config.voxel.intensity_range)
 
     @property
     def path(self) -> str:
@@ -198,7 +202,11 @@ class Detector:
         nonfinite = str(self.options.nonfinite)
         t0 = time.perf_counter()
         pts = [validate_points(c, s, nonfinite=nonfinite, allow_empty=True) for c, s in zip(clouds, sources)]
-        validate_ms = (time.perf_counter() - t0) * 1e3 / max(1, len(pts))
+        t1 = time.perf_counter()
+        validate_ms = (t1 - t0) * 1e3 / max(1, len(pts))
+        for p, s in zip(pts, sources):
+            if p.shape[0] and (msg := self._intensity(p, s, t1)):
+                warnings.warn(msg, IntensityRangeWarning, stacklevel=3)
         busy = [i for i, p in enumerate(pts) if p.shape[0] > 0]
         with self._lock:
             results = self.executor.run(pts if len(busy) == len(pts) else [pts[i] for i in busy], score_threshold) if busy else []

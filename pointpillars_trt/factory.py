@@ -7,6 +7,7 @@ installed; torch. :func:`choose_backend` says why it chose what it chose.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -135,6 +136,10 @@ def _device_executor(cfg: PointPillarsConfig, opts: DeviceOptions, state_dict, e
     from .network.device import EngineNetwork, FusedTorchNetwork, TorchNetwork
 
     dev = torch_cuda_device(opts.device)
+    if opts.max_batch is None:
+        from .tensorrt.runner import default_max_batch
+
+        opts = dataclasses.replace(opts, max_batch=default_max_batch(get_device(dev.index).info))
     if engine_dir is not None:
         from .tensorrt.engines import EngineSet
 

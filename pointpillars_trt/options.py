@@ -148,7 +148,8 @@ class TorchCudaOptions:
 @dataclass(frozen=True)
 class OnnxRuntimeOptions:
     """``device``: ``None``/``"auto"`` (CUDA provider first when present), ``"cpu"``, ``"cuda[:N]"``;
-    ``precision``: of graphs exported on the fly (graphs of a folder carry their own)."""
+    ``precision``: of graphs exported on the fly (graphs of a folder carry their own); ``verify``:
+    check each graph's embedded config and weights against the hashes it records."""
 
     device: str | None = None
     precision: Precision | None = None
@@ -156,6 +157,7 @@ class OnnxRuntimeOptions:
     providers: tuple | None = None
     cache_dir: Path | None = None
     threads: int | None = None
+    verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,8 @@ class DeviceOptions:
     """The device executor (the whole frame on one GPU).
 
     ``max_points``: initial capacity of the point buffers (``on_points_overflow``); ``max_batch``:
-    frames per replay of :meth:`~pointpillars_trt.detector.Detector.detect_batch`; ``use_graph``:
+    frames per replay of :meth:`~pointpillars_trt.detector.Detector.detect_batch` (``None``: 8 on
+    a discrete GPU, 2 on an integrated one such as a Jetson); ``use_graph``:
     capture each (batch, point bucket) once as a CUDA graph and replay it; ``channels_last``:
     ``None`` means NHWC in FP16 only (cuDNN's tensor-core kernels; NCHW in FP32);
     ``on_mismatch``: for TensorRT engines (``from_engine_dir``).
@@ -183,7 +186,7 @@ class DeviceOptions:
     use_graph: bool = True
     channels_last: bool | None = None
     max_points: int = 131072
-    max_batch: int = 8
+    max_batch: int | None = None
     on_points_overflow: PointsOverflowPolicy = PointsOverflowPolicy.GROW
     on_mismatch: MismatchPolicy = MismatchPolicy.ERROR
 

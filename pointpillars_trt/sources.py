@@ -54,33 +54,14 @@ def resolve_weights(path: str | Path | None = None, config: PointPillarsConfig |
     return ckpt.config, ckpt.state_dict, ModelSource(Path(path), ckpt.format, dict(ckpt.metadata))
 
 
-def artifact_config(engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None) -> PointPillarsConfig:
-    """The config the engines or ONNX graphs in ``engine_dir`` carry; a ``config`` given as well
-    must be the same (else :class:`~pointpillars_trt.errors.ConfigError` naming the fields)."""
-    from .config import check_same_config
+def artifact_config(engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None,
+                    verify: bool = True) -> PointPillarsConfig:
+    """The config the TensorRT plans or ONNX graphs in ``engine_dir`` carry; a ``config`` given as
+    well must be the same (:class:`~pointpillars_trt.errors.ConfigError` naming the fields). See
+    :func:`pointpillars_trt.artifacts.artifact_config`."""
+    from .artifacts import artifact_config as carried
 
-    carried = artifact_config_json(Path(engine_dir))
-    if config is not None:
-        check_same_config(load_config(config) if isinstance(config, (str, Path)) else config, carried, str(engine_dir))
-    return PointPillarsConfig.from_json(carried)
-
-
-def artifact_config_json(engine_dir: Path) -> str:
-    """The config JSON carried by the engines (``pfn.engine``) or ONNX graphs (``pfn.onnx`` /
-    ``full.onnx``) in ``engine_dir``."""
-    from .errors import EngineError
-
-    if (engine_dir / "pfn.engine").is_file():
-        from .tensorrt.engine_file import read_engine_header
-
-        return read_engine_header(engine_dir / "pfn.engine").config
-    for name in ("pfn.onnx", "full.onnx"):
-        if (engine_dir / name).is_file():
-            from .exporter.metadata import read_graph_metadata
-
-            return read_graph_metadata(engine_dir / name).config_json
-    raise EngineError(f"{engine_dir}: no pfn.engine, pfn.onnx or full.onnx (build them with export/export_onnx.py "
-                      "and export/build_engines.py)")
+    return carried(engine_dir, config, verify)
 
 
-__all__ = ["DEMO_MODEL", "ModelSource", "artifact_config", "artifact_config_json", "resolve_weights"]
+__all__ = ["DEMO_MODEL", "ModelSource", "artifact_config", "resolve_weights"]

@@ -54,3 +54,29 @@ def intensity_problem(points: np.ndarray, intensity_range: tuple[float, float], 
     if vmin < low - slack:
         return f"{source}: intensities down to {vmin:g} are outside {where}; check which field holds the intensity"
     return None
+
+
+class IntensityMonitor:
+    """Checks each frame against ``intensity_range`` and says so at most once per ``period_s``
+    (the next message counts the frames in between). Frames of more than ``sample`` points are
+    checked on an even stride of about ``sample`` of them: a wrong scale moves every point, and
+    this keeps the check at a few microseconds on the GPU path's hot loop."""
+
+    def __init__(self, intensity_range: tuple[float, float], period_s: float = 5.0, sample: int = 4096) -> None:
+        self.range, self.period_s, self.sample = tuple(float(v) for v in intensity_range), float(period_s), int(sample)
+        self._last = -float("inf")
+        self._suppressed = 0
+
+    def __call__(self, points: np.ndarray, source: str, now: float) -> str | None:
+        """The message to warn with for this frame, or None (in range, or inside the quiet period)."""
+        step = max(1, points.shape[0] // self.sample)
+        msg = intensity_problem(points[::step], self.range, source)
+        if msg is None:
+            return None
+        if now - self._last < self.period_s:
+            self._suppressed += 1
+            return None
+        if self._suppressed:
+            msg += f" ({self._suppressed} more frames like this since the last warning)"
+        self._last, self._suppressed = now, 0
+        return msg

@@ -23,7 +23,7 @@ from .. import __version__
 from ..config import PointPillarsConfig
 from ..contract import GRAPH_IO, PARTS
 from ..errors import BackendUnavailableError, ConfigError, EngineError
-from ..options import OnnxRuntimeOptions
+from ..options import OnnxRuntimeOptions, Precision
 from .base import OUTPUT_NAMES, Backend, StageTimer, register_backend
 
 SPLIT_PARTS = PARTS
@@ -180,10 +180,11 @@ class OnnxRuntimeBackend(Backend):
         device: str | None = None,
         cache_dir: str | Path | None = None,
         threads: int | None = None,
+        verify: bool = True,
     ) -> None:
         ort = _import_ort()
-        if precision not in (None, "fp32", "fp16"):
-            raise ConfigError(f"onnxruntime backend: precision must be fp32 or fp16, got {precision!r}")
+        if precision not in (None, *Precision.values()):
+            raise ConfigError(f"onnxruntime backend: precision must be one of {Precision.values()}, got {precision!r}")
         if engine_dir is not None:
             paths = resolve_graph_paths(engine_dir, fused)
         elif state_dict is not None:
@@ -192,7 +193,7 @@ class OnnxRuntimeBackend(Backend):
             paths = export_cached(cfg, state_dict, precision or "fp32", fused, cache_dir)
         else:
             raise ConfigError("onnxruntime backend: give engine_dir (exported ONNX graphs) or a state_dict to export")
-        cfg, metas = load_graph_metadata(paths, cfg, state_dict if engine_dir is not None else None, precision)
+        cfg, metas = load_graph_metadata(paths, cfg, state_dict if engine_dir is not None else None, precision, verify)
         first = next(iter(metas.values()))
         super().__init__(cfg)
         self.graph_paths = paths
@@ -276,4 +277,4 @@ class OnnxRuntimeBackend(Backend):
 def _make_onnxruntime(cfg: PointPillarsConfig, state_dict, engine_dir, options: OnnxRuntimeOptions) -> OnnxRuntimeBackend:
     o = options
     return OnnxRuntimeBackend(cfg, engine_dir, state_dict, o.providers, o.fused, precision=o.precision and str(o.precision),
-                              device=o.device, cache_dir=o.cache_dir, threads=o.threads)
+                              device=o.device, cache_dir=o.cache_dir, threads=o.threads, verify=o.verify)

@@ -86,13 +86,14 @@ class EngineSet:
     def __init__(self, engine_dir: str | Path, cfg: PointPillarsConfig, device: "CudaDevice", *,
                  parts: tuple[str, ...] = ("pfn", "rpn"), on_mismatch: str = "error") -> None:
         from . import api
-        from .runner import EngineRunner, common_precision, profile_max_pillars
+        from .runner import EngineRunner, check_same_checkpoint, common_precision, profile_max_pillars
 
         api.load_tensorrt()
         self.engine_dir, self.cfg, self.device = Path(engine_dir), cfg, device
         self.tensorrt_version = api.tensorrt_version()
-        self.runners = {p: EngineRunner(p, self.engine_dir / f"{p}.engine", cfg, device, self.tensorrt_version, on_mismatch)
+        self.runners = {p: EngineRunner(p, self.engine_dir / f"{p}.plan", cfg, device, self.tensorrt_version, on_mismatch)
                         for p in parts}
+        check_same_checkpoint(list(self.runners.values()))
         for runner in self.runners.values():
             for msg in runner.warnings:
                 warnings.warn(msg, EngineMismatchWarning, stacklevel=3)
@@ -112,7 +113,7 @@ class EngineSet:
 
         if self._runtime is None:
             self.device.make_current()
-            self._runtime = api.create_runtime(api.make_logger("warning"))
+            self._runtime = api.create_runtime(api.process_logger())
             for runner in self.runners.values():
                 runner.activate(self._runtime)
             geo = check_geometry(self.cfg, self.runners["pfn"], self.runners["rpn"], self.max_pillars)
