@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pointpillars_trt.errors import BackendUnavailableError, PointPillarsError
+from pointpillars_trt.errors import BackendUnavailableError, EngineError, PointPillarsError
 
 log = logging.getLogger("check_tensorrt")
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +51,36 @@ def parity_row(name: str, num_pillars: int, run_name: str, ref_name: str, out, r
     return (f"{name[-42:]:<42} {num_pillars:>7} {run_name:<24} {ref_name:<11} "
             + " ".join(f"{e.max_abs:>11.3e} {e.max_rel:>8.1e}" for e in errs.values())
             + f" {m.n_got:>4}/{m.n_ref:<4} {m.n_matched:>7} {m.min_iou:>7.4f} {m.max_score_diff:>7.4f}")
+
+
+def lane_report(names: list[str], singles: list, batched: list) -> tuple[list[str], int]:
+    """One line per frame: ``detect_batch``'s result against the same frame's ``detect`` (exact,
+    :func:`~pointpillars_trt.compare.detections.compare_detections`); returns ``(lines, frames that differ)``."""
+    from pointpillars_trt.compare.detections import compare_detections
+
+    lines, bad = [], 0
+    for b, (name, one, many) in enumerate(zip(names, singles, batched)):
+        d = compare_detections(one, many)
+        same = d.agrees() and d.same_count
+        bad += not same
+        lines.append(f"  {name:<42} lane {b:>2}: {d.n_ref:>4} boxes alone, {d.n_got:>4} in the batch, "
+                     f"max box diff {d.max_box_diff:.2e}, score {d.max_score_diff:.2e}  {'same' if same else 'DIFFERENT'}")
+    return lines, bad
+
+
+def check_batch_lanes(engine_dir: Path, frames, batch: int, device: int) -> int:
+    """The whole-frame engine path (our kernels around the engines) on ``batch`` lanes: every frame
+    of ``detect_batch`` against ``detect`` alone. Returns the number of frames that differ."""
+    from pointpillars_trt.detector import Detector
+
+    det = Detector.from_engine_dir(engine_dir, backend="gpu", device=f"cuda:{device}", max_batch=batch)
+    names, clouds = [n for n, _ in frames], [pts for _, pts in frames]
+    singles = [det.detect(pts, source=n) for n, pts in frames]
+    lines, bad = lane_report(names, singles, det.detect_batch(clouds, sources=names))
+    print(f"\ndetect_batch on {batch} lanes ({det.path}) against detect, frame by frame:")
+    print("\n".join(lines))
+    det.close()
+    return bad
 
 
 def format_ms(samples: list[float]) -> str:
@@ -75,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-tf32", action="store_true", help="build FP32 engines without TF32 (tighter FP32 parity)")
     p.add_argument("--iters", type=int, default=20, help="timed runs per frame (after 3 warm-up runs)")
     p.add_argument("--max-pillars", type=int, help="engine profile maximum (default: the config's)")
+    p.add_argument("--batch", type=int, default=4, help="lanes of the whole-frame engine path checked against single frames (0: skip)")
     return p.parse_args(argv)
 
 
@@ -165,6 +196,8 @@ def run_precision(precision: str, args, cfg, state_dict, ckpt_path, frames, work
             print(f"    {stage:<12} {format_ms(vals)}")
     for b in list(runs.values()) + list(refs.values()):
         b.deactivate()
+    if args.batch and check_batch_lanes(engine_dir, frames, args.batch, args.device):
+        raise EngineError(f"{engine_dir}: detect_batch differs from detect on some lanes (see above): a lane bug; please report it")
 
 
 def main(argv: list[str] | None = None) -> int:

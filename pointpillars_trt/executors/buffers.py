@@ -30,9 +30,11 @@ def lane_tensor(batch: int, shape: Sequence[int], dtype: Any, device: Any = None
     itemsize = torch.empty((), dtype=dtype).element_size()
     stride = aligned_count(inner, itemsize)
     kw = {"pin_memory": True} if pin else {"device": device}
-    flat = torch.zeros(batch * stride, dtype=dtype, **kw)
+    slack = ALIGN_BYTES // itemsize  # the base itself is aligned too, whatever the allocator gives
+    flat = torch.zeros(batch * stride + slack, dtype=dtype, **kw)
+    offset = (-flat.data_ptr() % ALIGN_BYTES) // itemsize
     inner_strides = tuple(int(np.prod(shape[i + 1:])) for i in range(len(shape)))
-    return flat.as_strided((batch, *shape), (stride, *inner_strides))
+    return flat.as_strided((batch, *shape), (stride, *inner_strides), offset)
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,8 @@ import numpy as np
 import pytest
 
 from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
-from pointpillars_trt.gpu_pipeline import point_bucket
 from tests.helpers import random_cloud
 from pointpillars_trt.compare.detections import match_detections, select_above
-
-
-def test_point_bucket():
-    assert point_bucket(0) == point_bucket(1) == 16384
-    prev = 0
-    for n in (1, 20000, 70000, 120000, 500000):
-        b = point_bucket(n)
-        assert b >= n and b % 4096 == 0 and b >= prev and b <= max(1.5 * n + 4096, 16384)
-        prev = b
 
 
 @pytest.fixture(scope="module")

@@ -65,3 +65,14 @@ def test_tool_exits_2_without_tensorrt():
     r = subprocess.run([sys.executable, str(TOOL), "--frames", str(REPO)], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
     assert r.returncode == 2 and "TensorRT is not installed" in r.stderr
+
+
+def test_lane_report_flags_a_lane_that_differs():
+    # --batch N: each frame of detect_batch against detect alone; a lane bug shows as DIFFERENT
+    tool = load_tool()
+    car = [10, 0, -1, 3.9, 1.6, 1.5, 0.1]
+    one = dets([car], [0.9], [0])
+    moved = list(car)
+    moved[0] += 0.2
+    lines, bad = tool.lane_report(["a", "b"], [one, one], [one, dets([moved], [0.9], [0])])
+    assert bad == 1 and lines[0].endswith("same") and lines[1].endswith("DIFFERENT") and "lane  1" in lines[1]

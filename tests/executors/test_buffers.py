@@ -1,0 +1,45 @@
+"""The device executor's buffers: every batch lane of an engine-bound tensor starts on a 256-byte
+boundary (TensorRT's setTensorAddress refuses others), whatever max_pillars or the output size is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pointpillars_trt.executors.buffers import ALIGN_BYTES, PackedLayout, aligned_count, lane_tensor, point_bucket, tensor_ptr
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("max_pillars", [1, 7, 500, 12000, 20000, 40000])
+@pytest.mark.parametrize("dtype", [torch.int32, torch.float16, torch.float32])
+def test_every_lane_is_aligned(max_pillars, dtype):
+    for shape in ((max_pillars,), (max_pillars, 2), (max_pillars, 32, 10), (max_pillars, 64), (18, 248, 216)):
+        t = lane_tensor(5, shape, dtype, "cpu")
+        assert tuple(t.shape) == (5, *shape)
+        for b in range(5):
+            assert tensor_ptr(t, b) % ALIGN_BYTES == 0 and t[b].is_contiguous()
+        t[3].fill_(7)  # lanes do not overlap
+        assert bool((t[3] == 7).all()) and not t[2].any() and not t[4].any()
+
+
+def test_aligned_count_and_layout():
+    assert aligned_count(1, 4) == 64 and aligned_count(64, 4) == 64 and aligned_count(65, 2) == 128 and aligned_count(3, 10) == 128
+    lay = PackedLayout(500)
+    assert lay.words % 64 == 0 and lay.words >= lay.counters + 8
+    row = np.zeros(lay.words, np.int32)
+    row[lay.count] = 2
+    row.view(np.float32)[lay.boxes: lay.boxes + 14] = np.arange(14)
+    row[lay.counters: lay.counters + 7] = [3, 4, 5, 1, 6, 0, 100]
+    boxes, scores, labels, c = lay.unpack(row)
+    assert boxes.shape == (2, 7) and boxes[1, 0] == 7 and len(scores) == len(labels) == 2
+    assert (c.num_pillars, c.num_found, c.num_dropped_pillars, c.num_input) == (3, 4, 1, 100)
+
+
+def test_point_bucket():
+    assert point_bucket(0) == point_bucket(1) == 16384
+    prev = 0
+    for n in (1, 20000, 70000, 120000, 500000):
+        b = point_bucket(n)
+        assert b >= n and b % 4096 == 0 and b >= prev and b <= max(1.5 * n + 4096, 16384)
+        prev = b
