@@ -52,7 +52,7 @@ def test_matches_cpu_detector(torch_cuda, kitti_config, lively, cpu_detector, ki
         assert match_detections(select_above(want, 0.3), got, 0.99).recall >= 0.98
         assert "total" in got.timings_ms and "gpu" in got.timings_ms
         if not use_graph:
-            assert {"h2d", "voxelize", "rpn", "postprocess", "d2h"} <= set(got.timings_ms)
+            assert {"h2d", "voxelize", "network", "postprocess", "d2h"} <= set(got.timings_ms)
     det.close()
 
 
