@@ -233,8 +233,8 @@ class Detector:
                 raise PillarOverflowError(msg)
             warnings.warn(msg, PillarOverflowWarning, stacklevel=4)
         boxes, scores, labels = r.boxes, r.scores, r.labels
-        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
-        if not finite.all():
+        if not np.isfinite(boxes.sum(dtype=np.float64) + scores.sum(dtype=np.float64)):  # one cheap test when all are finite
+            finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
             warnings.warn(f"{source}: dropped {int((~finite).sum())} of {len(finite)} decoded boxes with non-finite values "
                           "(are the intensities in the model's range?)", NonFiniteBoxWarning, stacklevel=4)
             boxes, scores, labels = boxes[finite], scores[finite], labels[finite]

@@ -258,7 +258,8 @@ class DeviceExecutor(Executor):
     """Frames through :class:`DevicePipeline` s, ``max_batch`` at a time. With more than one
     group, two pipelines (the second made on first use: its own buffers, network form and graphs,
     about as much GPU memory again) take turns, so one group's staging on the host overlaps the
-    previous group's GPU work. ``make_network()`` builds a network form for one pipeline."""
+    previous group's GPU work (each pipeline's group is collected before it takes the next).
+    ``make_network()`` builds a network form for one pipeline."""
 
     def __init__(self, cfg: PointPillarsConfig, make_network: Callable[[], Any], options: DeviceOptions, device: Any) -> None:
         self.config, self.options, self.device = cfg, options, device
@@ -279,20 +280,18 @@ class DeviceExecutor(Executor):
             self.pipeline.cuda_device.make_current()
             self._thread.current = True
         step = self.max_batch
+        if len(clouds) <= step:  # one group (every single-frame detect): no second pipeline, no turns
+            self.pipeline.submit(clouds, score_threshold)
+            return self._collect(self.pipeline, len(clouds))
         starts = list(range(0, len(clouds), step))
-        pipes = [self.pipeline]
-        if len(starts) > 1:
-            if self._second is None:
-                self._second = DevicePipeline(self.config, self._make_network(), self.options, self.device)
-            pipes.append(self._second)
+        if self._second is None:
+            self._second = DevicePipeline(self.config, self._make_network(), self.options, self.device)
+        pipes = [self.pipeline, self._second]
         results: list[FrameResult] = []
         pending: tuple[DevicePipeline, int] | None = None
         try:
             for i, s in enumerate(starts):
-                pipe = pipes[i % len(pipes)]
-                if pending is not None and pending[0] is pipe:  # one pipeline: collect before reusing it
-                    results += self._collect(*pending)
-                    pending = None
+                pipe = pipes[i % 2]
                 pipe.submit(clouds[s: s + step], score_threshold)
                 if pending is not None:  # the other pipeline's group ran while this one was staged
                     results += self._collect(*pending)
