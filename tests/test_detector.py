@@ -201,3 +201,20 @@ def test_one_detector_shared_by_two_threads_gives_the_sequential_results(kitti_c
     for a, w in zip(after, want):
         np.testing.assert_array_equal(a.boxes, w.boxes)
 
+
+
+def test_intensities_outside_the_model_range_warn_once_per_period_and_no_box_is_non_finite(kitti_detector, kitti_points):
+    from pointpillars_trt.errors import IntensityRangeWarning
+
+    raw = kitti_points.copy()
+    raw[:, 3] *= 65535  # a uint16 driver's intensities, unscaled
+    with pytest.warns(IntensityRangeWarning, match=r"cloud\.bin: intensities up to .* intensity_scale=1/65535") as rec:
+        out = kitti_detector.detect(raw, source="cloud.bin")
+    assert len([w for w in rec if issubclass(w.category, IntensityRangeWarning)]) == 1
+    assert np.isfinite(out.boxes).all() and np.isfinite(out.scores).all()  # non-finite decoded boxes are dropped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IntensityRangeWarning)  # inside the quiet period: counted, not repeated
+        kitti_detector.detect(raw, source="cloud.bin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IntensityRangeWarning)  # in range: no warning
+        kitti_detector.detect(kitti_points, source="ok.bin")

@@ -119,6 +119,7 @@ if [ -f benchmarks/benchmark.py ]; then
 fi
 # the GPU pipeline against the eager PyTorch pipeline, plus the device ceilings (< 4 min on an H100)
 step benchmark-gpu "$PY" benchmarks/benchmark_gpu.py ${BENCHMARK_GPU_ARGS:-} --json "$OUT/benchmark_gpu.json"
+step bench-facade "$PY" benchmarks/bench_facade.py
 # no speed regression: this checkout against the landed code in .landed/ (git archive REV pointpillars_trt | tar -x -C .landed)
 if [ -d .landed/pointpillars_trt ]; then
   step landed-vs-head "$PY" benchmarks/landed_vs_head.py --landed .landed --json "$OUT/landed_vs_head.json"

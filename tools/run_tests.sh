@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the environment and run the whole CPU test suite (GPU tests skip themselves).
 # As root on Debian it also installs Debian's ROS 1 Python packages for the live ROS node test and
-# Xvfb for the Open3D viewer test (open3d itself, ~900 MB, only with PP_TEST_OPEN3D=1).
+# Xvfb and open3d for the Open3D viewer test (open3d is ~900 MB: PP_TEST_OPEN3D=0 leaves it out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
