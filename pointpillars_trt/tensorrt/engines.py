@@ -50,32 +50,6 @@ class EngineGeometry:
         return cls(geo["M"], geo["F"], geo["C"], geo["nx"], geo["ny"], np.dtype(geo["feat_dtype"]), np.dtype(geo["pf_dtype"]))
 
 
-class LaneContext:
-    """One execution context of an engine, for one batch lane: bind each tensor once, then
-    :meth:`execute` (capturable: the addresses never change)."""
-
-    def __init__(self, runner: Any) -> None:
-        from . import api
-
-        self.runner, self.what = runner, runner.what
-        self.context = api.create_context(runner.engine, self.what)
-
-    def bind(self, name: str, address: int) -> None:
-        from . import api
-
-        api.set_tensor_address(self.context, name, address, self.what)
-
-    def set_shape(self, name: str, shape: tuple[int, ...]) -> None:
-        from . import api
-
-        api.set_input_shape(self.context, name, shape, self.what)
-
-    def execute(self, stream: int) -> None:
-        from . import api
-
-        api.execute_async(self.context, stream, self.what)
-
-
 class EngineSet:
     """The ``parts`` engines (``pfn``, ``rpn``; ``mfn`` too for the native scatter) in ``engine_dir``.
 
@@ -120,11 +94,14 @@ class EngineSet:
             self.geometry = EngineGeometry.from_dict(geo)
         return self
 
-    def context(self, part: str) -> LaneContext:
-        """A new execution context of ``part`` (one per batch lane: never rebound inside a capture)."""
+    def context(self, part: str):
+        """A new :class:`~.runner.ExecutionContext` of ``part`` (one per batch lane: never rebound inside a capture)."""
+        from .runner import ExecutionContext
+
         if self._runtime is None:
             raise EngineError(f"{self.engine_dir}: EngineSet.context before activate()")
-        return LaneContext(self.runners[part])
+        runner = self.runners[part]
+        return ExecutionContext(runner.engine, runner.what)
 
     def free(self) -> None:
         for runner in self.runners.values():
@@ -132,4 +109,4 @@ class EngineSet:
         self._runtime = None
 
 
-__all__ = ["EngineGeometry", "EngineMismatchWarning", "EngineSet", "LaneContext"]
+__all__ = ["EngineGeometry", "EngineMismatchWarning", "EngineSet"]

@@ -31,6 +31,33 @@ if TYPE_CHECKING:  # annotations only
     from .api import EngineTensor
 
 
+class ExecutionContext:
+    """One execution context of an activated engine: tensors bound by name, input shapes, enqueue.
+    A runner has one; the device executor makes one per batch lane (bound once, never rebound
+    inside a capture)."""
+
+    def __init__(self, engine: Any, what: str) -> None:
+        from . import api
+
+        self.what = what
+        self.context = api.create_context(engine, what)
+
+    def bind(self, name: str, address: int) -> None:
+        from . import api
+
+        api.set_tensor_address(self.context, name, address, self.what)
+
+    def set_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        from . import api
+
+        api.set_input_shape(self.context, name, shape, self.what)
+
+    def execute(self, stream: int) -> None:
+        from . import api
+
+        api.execute_async(self.context, stream, self.what)
+
+
 class EngineRunner:
     """The ``part`` engine (``"pfn"``, ``"mfn"`` or ``"rpn"``) in ``path`` for ``cfg`` on ``device``.
 
@@ -53,7 +80,7 @@ class EngineRunner:
         self.warnings = check_engine_header(self.header, cfg, tensorrt_version, info.name, info.compute_capability,
                                             part=part, where=str(self.path), on_mismatch=on_mismatch)
         self.engine: Any = None
-        self.context: Any = None
+        self.execution: ExecutionContext | None = None
         self.tensors: dict[str, "EngineTensor"] = {}
 
     @property
@@ -78,22 +105,16 @@ class EngineRunner:
         check_layouts(self.tensors, self.what)
         if not self.header.has_sidecar:
             self.header = header_from_engine(self.header, self.part, self.tensors)
-        self.context = api.create_context(self.engine, self.what)
+        self.execution = ExecutionContext(self.engine, self.what)
 
     def bind(self, name: str, address: int) -> None:
-        from . import api
-
-        api.set_tensor_address(self.context, name, address, self.what)
+        self.execution.bind(name, address)
 
     def set_shape(self, name: str, shape: tuple[int, ...]) -> None:
-        from . import api
-
-        api.set_input_shape(self.context, name, shape, self.what)
+        self.execution.set_shape(name, shape)
 
     def execute(self, stream: int) -> None:
-        from . import api
-
-        api.execute_async(self.context, stream, self.what)
+        self.execution.execute(stream)
 
     def nbytes(self, name: str) -> int:
         """Bytes of a static-shaped tensor ``name``."""
@@ -103,7 +124,7 @@ class EngineRunner:
         return int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize
 
     def deactivate(self) -> None:
-        self.context = None
+        self.execution = None
         self.engine = None
 
 
@@ -219,5 +240,5 @@ def default_max_batch(device_info: Any) -> int:
     return INTEGRATED_MAX_BATCH if integrated else DEFAULT_MAX_BATCH
 
 
-__all__ = ["EngineRunner", "check_geometry", "check_layouts", "check_same_checkpoint", "common_precision", "default_max_batch",
+__all__ = ["EngineRunner", "ExecutionContext", "check_geometry", "check_layouts", "check_same_checkpoint", "common_precision", "default_max_batch",
            "profile_max_pillars"]

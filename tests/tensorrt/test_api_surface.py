@@ -450,7 +450,7 @@ def _run_everything(tmp_path, cfg, fake):
     runner.activate(api.create_runtime(api.process_logger()))
     runner.set_shape("features", (100, 32, 10))
     runner.bind("features", 0x7F0000000000)
-    api.context_tensor_shape(runner.context, "features")
+    api.context_tensor_shape(runner.execution.context, "features")
     runner.execute(0x5555)
     return runner
 
@@ -508,7 +508,7 @@ def test_set_tensor_address_checks_256_byte_alignment(tmp_path, kitti_config, fa
         runner.bind("num_points", base + 20000 * 4)  # lane 1 of a [B, 20000] int32 tensor, unpadded
     fake_trt.CALLS.clear()
     with pytest.raises(EngineError, match="'features'"):
-        api.set_tensor_address(runner.context, "features", base + 8, "x")
+        api.set_tensor_address(runner.execution.context, "features", base + 8, "x")
     assert not fake_trt.CALLS  # refused before TensorRT is called
 
 
