@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from pointpillars_trt.options import Precision
 from pointpillars_trt.errors import BackendUnavailableError, PointPillarsError
 
 log = logging.getLogger("build_engines")
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--onnx-dir", type=Path, required=True, help="folder with pfn.onnx, rpn.onnx (and mfn.onnx)")
     p.add_argument("--out-dir", type=Path, help="where to write the engines (default: the ONNX folder)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), help="expected precision of the graphs (default: theirs)")
+    p.add_argument("--precision", choices=Precision.values(), help="expected precision of the graphs (default: theirs)")
     p.add_argument("--min-pillars", type=int, help="profile minimum (default 1)")
     p.add_argument("--opt-pillars", type=int, help="profile optimum (default: the maximum, what the GPU pipeline feeds)")
     p.add_argument("--max-pillars", type=int, help="profile maximum (default: the config's voxel.max_pillars)")

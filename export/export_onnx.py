@@ -21,6 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
+from pointpillars_trt.options import CheckpointFormat
 from pointpillars_trt.errors import PointPillarsError
 
 log = logging.getLogger("export_onnx")
@@ -30,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", type=Path, help="checkpoint (native .safetensors, OpenPCDet, mmdet3d, zhulf0804); default: the demo model, else random weights")
     p.add_argument("--config", help="config YAML (or a name in configs/); default: the checkpoint's, else KITTI 3-class")
-    p.add_argument("--format", choices=("native", "openpcdet", "mmdet3d", "zhulf0804"), help="force the checkpoint format")
+    p.add_argument("--format", choices=CheckpointFormat.values(), help="force the checkpoint format")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for the .onnx files (created)")
     p.add_argument("--fp16", action="store_true", help="float16 graphs for strongly typed TensorRT builds")
     p.add_argument("--fused", action="store_true", help="also write full.onnx: PFN, scatter and RPN in one graph")

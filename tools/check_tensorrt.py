@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pointpillars_trt.options import Precision
 from pointpillars_trt.errors import BackendUnavailableError, EngineError, PointPillarsError
 
 log = logging.getLogger("check_tensorrt")
@@ -98,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", help="config YAML or name (default: the checkpoint's)")
     p.add_argument("--frames", type=Path, default=DEFAULT_FRAMES, help="folder searched recursively for *.bin frames")
     p.add_argument("--work-dir", type=Path, help="where ONNX graphs, engines and the timing cache go (default: a temp folder)")
-    p.add_argument("--precision", nargs="+", choices=("fp32", "fp16"), default=["fp32", "fp16"])
+    p.add_argument("--precision", nargs="+", choices=Precision.values(), default=list(Precision.values()))
     p.add_argument("--reference", nargs="+", choices=("torch", "onnxruntime"), default=["torch"])
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--native-scatter", action="store_true", help="also run the ScatterND MFN engine instead of our kernel")

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from pointpillars_trt.errors import PointPillarsError
-from pointpillars_trt.options import Backend
+from pointpillars_trt.options import Backend, NonFinitePolicy
 from pointpillars_trt.ros.bag import STORAGES, CloudReader, DetectionBagWriter, KittiFrameWriter, replay
 from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, RepeatFilter, build_detector
 
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--transform-from", default="", help="the cloud frame the transform maps from")
     p.add_argument("--intensity-scale", default="1.0", help="multiply intensity: a number, 1/255, or auto")
     p.add_argument("--intensity-field", default="", help="intensity field name")
-    p.add_argument("--nonfinite", default="drop", choices=("drop", "error"), help="NaN/inf points: drop or skip the cloud")
+    p.add_argument("--nonfinite", default="drop", choices=NonFinitePolicy.values(), help="NaN/inf points: drop or skip the cloud")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 

@@ -22,7 +22,7 @@ import logging
 import sys
 
 from pointpillars_trt.errors import PointPillarsError
-from pointpillars_trt.options import Backend
+from pointpillars_trt.options import Backend, NonFinitePolicy
 from pointpillars_trt.ros.processor import BOX_MSG_CHOICES, NodeParams
 
 log = logging.getLogger("ros_node")
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                    help="score threshold (negative: the config's)")
     p.add_argument("--intensity-scale", default=d.intensity_scale, help="multiply intensity: a number, 1/255, or auto")
     p.add_argument("--intensity-field", default=d.intensity_field, help="intensity field name (default: intensity, i, reflectance)")
-    p.add_argument("--nonfinite", default=d.nonfinite, choices=("drop", "error"), help="NaN/inf points: drop them or reject the cloud")
+    p.add_argument("--nonfinite", default=d.nonfinite, choices=NonFinitePolicy.values(), help="NaN/inf points: drop them or reject the cloud")
     p.add_argument("--warmup", type=int, default=d.warmup, help="warm-up frames before subscribing")
     p.add_argument("--marker-ns", default=d.marker_ns, help="marker namespace")
     p.add_argument("--marker-lifetime", type=float, default=d.marker_lifetime, help="marker lifetime in s (0: until replaced)")
