@@ -17,7 +17,8 @@ The ``num_pillars`` profile defaults to min 1, opt = max = the config's ``voxel.
 ``--hardware-compat`` builds engines for every GPU from Ampere on, ``--version-compatible`` for
 later TensorRT runtimes of the same major version (both a little slower; see docs/TENSORRT.md).
 
-Exit codes: 0 built; 1 a build or input error; 2 TensorRT (or cuda-python) not installed.
+Exit codes: 0 built; 2 bad input, a refused build or TensorRT (or cuda-python) not installed (one log line,
+no traceback); 1 an unexpected failure.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except PointPillarsError as exc:
         log.error("%s", exc)
-        return 1
+        return 2
     for part, path in paths.items():
         log.info("wrote %s (%s)", path, part)
     log.info("built %d engine(s) in %.1f s", len(paths), time.perf_counter() - t0)
