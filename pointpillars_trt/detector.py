@@ -25,10 +25,9 @@ from .errors import IntensityRangeWarning, PillarOverflowError
 from .executors.base import Executor, FrameResult
 from .io.intensity import IntensityMonitor
 from .options import Backend, DetectorOptions, OverflowPolicy
-from .sources import DEMO_MODEL, ModelSource, artifact_config, resolve_weights  # noqa: F401  (re-exported)
+from .sources import DEMO_MODEL, ModelSource, resolve_weights  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-OVERFLOW_POLICIES = OverflowPolicy.values()
 
 
 class PillarOverflowWarning(UserWarning):
@@ -146,13 +145,7 @@ class Detector:
                      device: str | None = None, source: ModelSource | None = None, **options: Any) -> "Detector":
         """A detector on weights already in memory (a native ``state_dict`` for ``config``), as
         :meth:`from_checkpoint` otherwise."""
-        from .factory import build_executor, choose_backend, split_options
-
-        chosen, why = choose_backend(backend, device=device)
-        values = {**options, **({"device": device} if device is not None else {})}
-        facade, executor_values = split_options(chosen, values, auto=str(backend) == "auto")
-        executor = build_executor(config, chosen, executor_values, state_dict=state_dict)
-        return cls._made(config, executor, facade, source or ModelSource(None, "state_dict"), chosen, why)
+        return cls._built(config, backend, device, options, source or ModelSource(None, "state_dict"), state_dict=state_dict)
 
     @classmethod
     def from_engine_dir(cls, engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None, *,
@@ -160,15 +153,25 @@ class Detector:
         """A detector on exported artifacts alone: TensorRT engines (``backend`` ``gpu`` between our
         kernels, or ``tensorrt`` on the host) or ONNX graphs (``onnxruntime``) in ``engine_dir``. The
         config is the one the artifacts carry; a ``config`` given as well must be the same."""
-        from .factory import build_executor, choose_backend, split_options
+        from .artifacts import artifact_config
 
         engine_dir = Path(engine_dir)
+        return cls._built(artifact_config(engine_dir, config), backend, device, options, None, engine_dir=engine_dir)
+
+    @classmethod
+    def _built(cls, cfg: PointPillarsConfig, backend: Backend | str, device: str | None, options: dict[str, Any],
+               source: ModelSource | None, *, state_dict: Any = None, engine_dir: Path | None = None) -> "Detector":
+        """The one construction path: choose the backend, check and split the options, build the
+        executor from the weights or the artifacts, log the choice once."""
+        from .factory import build_executor, choose_backend, split_options
+
         chosen, why = choose_backend(backend, device=device, engine_dir=engine_dir)
         values = {**options, **({"device": device} if device is not None else {})}
         facade, executor_values = split_options(chosen, values, auto=str(backend) == "auto")
-        cfg = artifact_config(engine_dir, config)
-        executor = build_executor(cfg, chosen, executor_values, engine_dir=engine_dir)
-        return cls._made(cfg, executor, facade, ModelSource(engine_dir, str(chosen)), chosen, why)
+        executor = build_executor(cfg, chosen, executor_values, state_dict=state_dict, engine_dir=engine_dir)
+        det = cls(cfg, executor, options=facade, source=source or ModelSource(engine_dir, str(chosen)), backend=chosen)
+        log.info("backend %s (%s): %s", chosen, why, det.path)
+        return det
 
     @classmethod
     def from_backend(cls, config: PointPillarsConfig, backend: Any, *, voxelizer: str = "auto", **policies: Any) -> "Detector":
@@ -179,12 +182,6 @@ class Detector:
 
         host = parse_options(HostOptions, {"voxelizer": voxelizer}, "detector")
         return cls(config, HostExecutor(config, backend, host), options=parse_options(DetectorOptions, policies, "detector"))
-
-    @classmethod
-    def _made(cls, cfg, executor, facade, source, chosen, why) -> "Detector":
-        det = cls(cfg, executor, options=facade, source=source, backend=chosen)
-        log.info("backend %s (%s): %s", chosen, why, det.path)
-        return det
 
     # ---- running ------------------------------------------------------------------------------
     def detect(self, points: np.ndarray, score_threshold: float | None = None, source: str = "<array>") -> Detections:
@@ -274,8 +271,6 @@ def build_detector(ckpt: str | Path | None = None, engine_dir: str | Path | None
         return Detector.from_engine_dir(engine_dir, config, backend=backend, device=device, **options)
     return Detector.from_checkpoint(ckpt, config, backend=backend, device=device, format=format, **options)
 
-
-DetectorBase = Detector  # the name of the former shared base of Detector and GpuDetector
 
 __all__ = [
     "DEMO_MODEL", "Detections", "Detector", "EmptyFrameWarning", "ModelSource", "NonFiniteBoxWarning", "PillarOverflowWarning",

@@ -136,15 +136,16 @@ def _device_executor(cfg: PointPillarsConfig, opts: DeviceOptions, state_dict, e
     from .network.device import EngineNetwork, FusedTorchNetwork, TorchNetwork
 
     dev = torch_cuda_device(opts.device)
+    cuda = get_device(dev.index)
     if opts.max_batch is None:
         from .tensorrt.runner import default_max_batch
 
-        opts = dataclasses.replace(opts, max_batch=default_max_batch(get_device(dev.index).info))
+        opts = dataclasses.replace(opts, max_batch=default_max_batch(cuda.info))
     if engine_dir is not None:
         from .tensorrt.engines import EngineSet
 
         def make_network():
-            engines = EngineSet(engine_dir, cfg, get_device(dev.index), on_mismatch=str(opts.on_mismatch))
+            engines = EngineSet(engine_dir, cfg, cuda, on_mismatch=str(opts.on_mismatch))
             return EngineNetwork(cfg, engines, dev)
     else:
         form = FusedTorchNetwork if opts.pfn == PfnPlacement.FUSED else TorchNetwork

@@ -1,6 +1,6 @@
 """Where a detector's weights and config come from: a checkpoint (native, OpenPCDet, mmdet3d,
-zhulf0804), the shipped demo model, seeded random weights, or an engine / ONNX folder that carries
-the config it was built from."""
+zhulf0804), the shipped demo model or seeded random weights. (What an engine / ONNX folder carries
+is :func:`pointpillars_trt.artifacts.artifact_config`.)"""
 
 from __future__ import annotations
 
@@ -54,14 +54,4 @@ def resolve_weights(path: str | Path | None = None, config: PointPillarsConfig |
     return ckpt.config, ckpt.state_dict, ModelSource(Path(path), ckpt.format, dict(ckpt.metadata))
 
 
-def artifact_config(engine_dir: str | Path, config: PointPillarsConfig | str | Path | None = None,
-                    verify: bool = True) -> PointPillarsConfig:
-    """The config the TensorRT plans or ONNX graphs in ``engine_dir`` carry; a ``config`` given as
-    well must be the same (:class:`~pointpillars_trt.errors.ConfigError` naming the fields). See
-    :func:`pointpillars_trt.artifacts.artifact_config`."""
-    from .artifacts import artifact_config as carried
-
-    return carried(engine_dir, config, verify)
-
-
-__all__ = ["DEMO_MODEL", "ModelSource", "artifact_config", "resolve_weights"]
+__all__ = ["DEMO_MODEL", "ModelSource", "resolve_weights"]

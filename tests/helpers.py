@@ -48,3 +48,36 @@ def lively_state_dict(cfg, seed=0, target_fraction=0.01):
         model.rpn.conv_cls.weight.div_(spread)
         model.rpn.conv_cls.bias.sub_(top).div_(spread).add_(-2.2)
     return model.state_dict()
+
+
+def jittered_million(frames, n=1_000_000, seed=0):
+    """~1M points: the real frames repeated with centimetre jitter (as a dense 128-beam sensor)."""
+    rng = np.random.default_rng(seed)
+    base = np.concatenate(frames)
+    reps = -(-n // len(base))
+    pts = np.concatenate([base + rng.normal(0, 0.02, base.shape).astype(np.float32) * [1, 1, 1, 0] for _ in range(reps)])
+    return np.ascontiguousarray(pts[:n], dtype=np.float32)
+
+
+def share_between_threads(call, num_clouds: int, rounds: int = 50, threads: int = 2):
+    """Run ``call(i, r)`` from ``threads`` threads at once, ``rounds`` times each, thread ``t``
+    taking cloud ``i = (3 r + t) % num_clouds``. Returns ``({(t, r): (i, result)}, errors)``: an
+    exception in a thread is collected (so that it fails the test), not lost."""
+    import threading
+
+    got, errors = {}, []
+
+    def worker(t):
+        try:
+            for r in range(rounds):
+                i = (r * 3 + t) % num_clouds
+                got[t, r] = (i, call(i, r))
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    return got, errors

@@ -4,9 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
-from tests.helpers import lively_state_dict, random_cloud
+from tests.helpers import jittered_million, lively_state_dict, random_cloud, share_between_threads
 from pointpillars_trt.network import create_backend
 from pointpillars_trt.detector import Detections, Detector, PillarOverflowWarning, build_detector
 from pointpillars_trt.errors import ConfigError, PillarOverflowError, PointCloudError
@@ -159,40 +158,16 @@ def small_network(cfg):
     return cfg.replace(network={"pfn_channels": 16, "backbone": bb})
 
 
-def jittered_million(frames, n=1_000_000, seed=0):
-    """~1M points: the real frames repeated with centimetre jitter (as a dense 128-beam sensor)."""
-    rng = np.random.default_rng(seed)
-    base = np.concatenate(frames)
-    reps = -(-n // len(base))
-    pts = np.concatenate([base + rng.normal(0, 0.02, base.shape).astype(np.float32) * [1, 1, 1, 0] for _ in range(reps)])
-    return np.ascontiguousarray(pts[:n], dtype=np.float32)
-
-
 def test_one_detector_shared_by_two_threads_gives_the_sequential_results(kitti_config, kitti_frames):
-    import threading
-
     cfg = small_network(kitti_config)
     det = Detector.from_backend(cfg, create_backend("torch", cfg, state_dict=lively_state_dict(cfg)))
     real = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames]
     clouds = real + [jittered_million(real[:5], seed=s) for s in range(2)]
     want = [det.detect(c) for c in clouds]
-    rounds, errors, got = 50, [], {}
-
-    def worker(t):
-        try:
-            for r in range(rounds):
-                i = (r * 3 + t) % len(clouds)
-                got[t, r] = (i, det.detect(clouds[i]))
-        except Exception as exc:  # a failure in a thread must fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(2)]
+    rounds = 50
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PillarOverflowWarning)  # the 1M-point frames overflow: counted, same each time
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        got, errors = share_between_threads(lambda i, r: det.detect(clouds[i]), len(clouds), rounds)
         after = [det.detect(c) for c in clouds]
     assert not errors and len(got) == 2 * rounds
     for i, d in got.values():

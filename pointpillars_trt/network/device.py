@@ -137,6 +137,39 @@ class _TorchRPNNetwork(DeviceNetwork):
         self.canvas = None
 
 
+class _UnfusedPFN:
+    """What the forms with a separate PFN share: CUDA voxelization into float32 ``features`` lane
+    buffers, and one CUDA scatter per lane (the pillar count stays on the device)."""
+
+    features: Any
+    scatters: list
+
+    def _lane_scatters(self, bufs: "FrameBuffers", np_dtype: Any, channels: int, nx: int, ny: int) -> None:
+        from ..cuda.device import get_device
+        from .cuda_scatter import CudaScatter
+
+        cuda = get_device(self.device.index)
+        self.scatters = [CudaScatter(nx, ny, channels, np_dtype, max_pillars=bufs.max_pillars, device=cuda) for _ in range(bufs.batch)]
+
+    def voxelize(self, b: int, vox: "CudaVoxelizer", bufs: "FrameBuffers", stream: int, bucket: int) -> None:
+        from ..executors.buffers import tensor_ptr
+
+        vox.enqueue(tensor_ptr(bufs.points_dev, b), stream, features_ptr=tensor_ptr(self.features, b),
+                    num_points_bound=bucket, **bufs.voxel_outputs(b))
+
+    def _scatter(self, b: int, pillar_features_ptr: int, bufs: "FrameBuffers", stream: int) -> int:
+        """Enqueue lane ``b``'s scatter; returns its canvas pointer."""
+        from ..executors.buffers import tensor_ptr
+
+        return self.scatters[b].scatter_device_count(pillar_features_ptr, tensor_ptr(bufs.coords, b), bufs.counters_ptr(b),
+                                                     bufs.max_pillars, stream)
+
+    def _free_scatters(self) -> None:
+        for s in getattr(self, "scatters", ()):
+            s.free()
+        self.scatters = []
+
+
 class FusedTorchNetwork(_TorchRPNNetwork):
     """The PFN fused into voxelization (writes the canvas), then the torch RPN."""
 
@@ -160,7 +193,7 @@ class FusedTorchNetwork(_TorchRPNNetwork):
         return self._rpn_heads(batch)
 
 
-class TorchNetwork(_TorchRPNNetwork):
+class TorchNetwork(_UnfusedPFN, _TorchRPNNetwork):
     """The torch PFN on all ``max_pillars`` rows, our scatter (pillar count on the device), the torch RPN."""
 
     def describe(self) -> str:
@@ -170,46 +203,30 @@ class TorchNetwork(_TorchRPNNetwork):
         import torch
 
         from ..executors.buffers import lane_tensor
-        from .cuda_scatter import CudaScatter
-        from ..cuda.device import get_device
 
         super().allocate(bufs, features_shape)
         self.pfn = self.model.pfn.to(self.dtype)
         self.features = lane_tensor(bufs.batch, features_shape, torch.float32, self.device)
-        np_dtype = np.float16 if self.dtype == torch.float16 else np.float32
-        cuda = get_device(self.device.index)
-        self.scatters = [CudaScatter(self.nx, self.ny, self.channels, np_dtype, max_pillars=bufs.max_pillars, device=cuda)
-                         for _ in range(bufs.batch)]
-
-    def voxelize(self, b: int, vox: "CudaVoxelizer", bufs: "FrameBuffers", stream: int, bucket: int) -> None:
-        from ..executors.buffers import tensor_ptr
-
-        vox.enqueue(tensor_ptr(bufs.points_dev, b), stream, features_ptr=tensor_ptr(self.features, b),
-                    num_points_bound=bucket, **bufs.voxel_outputs(b))
+        self._lane_scatters(bufs, np.float16 if self.dtype == torch.float16 else np.float32, self.channels, self.nx, self.ny)
 
     def heads(self, batch: int, bufs: "FrameBuffers", stream: int) -> Heads:
         import torch
-
-        from ..executors.buffers import tensor_ptr
 
         code = "<f2" if self.dtype == torch.float16 else "<f4"
         views = []
         for b in range(batch):
             pf = self.pfn(self.features[b].to(self.dtype), bufs.num_points[b]).contiguous()
-            canvas_ptr = self.scatters[b].scatter_device_count(pf.data_ptr(), tensor_ptr(bufs.coords, b), bufs.counters_ptr(b),
-                                                               bufs.max_pillars, stream)
+            canvas_ptr = self._scatter(b, pf.data_ptr(), bufs, stream)
             views.append(torch.as_tensor(_DeviceArray(canvas_ptr, (self.channels, self.ny, self.nx), code), device=self.device))
         self.canvas[:batch].copy_(torch.stack(views))
         return self._rpn_heads(batch)
 
     def free(self) -> None:
-        for s in getattr(self, "scatters", ()):
-            s.free()
-        self.scatters = []
+        self._free_scatters()
         super().free()
 
 
-class EngineNetwork(DeviceNetwork):
+class EngineNetwork(_UnfusedPFN, DeviceNetwork):
     """The PFN and RPN TensorRT engines of an :class:`~pointpillars_trt.tensorrt.engines.EngineSet`
     around our scatter. The PFN runs on the profile's ``max_pillars`` rows every frame (rows beyond
     the frame's pillar count have no points and are not scattered: the count stays on the device),
@@ -230,9 +247,7 @@ class EngineNetwork(DeviceNetwork):
     def allocate(self, bufs: "FrameBuffers", features_shape: tuple[int, int, int]) -> None:
         import torch
 
-        from ..cuda.device import get_device
         from ..executors.buffers import lane_tensor, tensor_ptr
-        from .cuda_scatter import CudaScatter
 
         geo = self.engines.geometry
         to_torch = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
@@ -243,8 +258,7 @@ class EngineNetwork(DeviceNetwork):
         self.pillar_features = lane_tensor(B, (mp, geo.channels), canvas_dtype, self.device)
         rpn_tensors = self.engines["rpn"].tensors
         self.head_maps = [lane_tensor(B, rpn_tensors[n].shape[1:], torch.float32, self.device) for n in ("cls", "box", "dir")]
-        cuda = get_device(self.device.index)
-        self.scatters = [CudaScatter(geo.nx, geo.ny, geo.channels, geo.canvas_dtype, max_pillars=mp, device=cuda) for _ in range(B)]
+        self._lane_scatters(bufs, geo.canvas_dtype, geo.channels, geo.nx, geo.ny)
         for b in range(B):
             pfn, rpn = self.engines.context("pfn"), self.engines.context("rpn")
             pfn.set_shape("features", (mp, geo.points_per_pillar, geo.features))
@@ -257,12 +271,6 @@ class EngineNetwork(DeviceNetwork):
                 rpn.bind(name, tensor_ptr(head, b))
             self.lanes.append((pfn, rpn))
 
-    def voxelize(self, b: int, vox: "CudaVoxelizer", bufs: "FrameBuffers", stream: int, bucket: int) -> None:
-        from ..executors.buffers import tensor_ptr
-
-        vox.enqueue(tensor_ptr(bufs.points_dev, b), stream, features_ptr=tensor_ptr(self.features, b),
-                    num_points_bound=bucket, **bufs.voxel_outputs(b))
-
     def heads(self, batch: int, bufs: "FrameBuffers", stream: int) -> Heads:
         from ..executors.buffers import tensor_ptr
 
@@ -271,17 +279,15 @@ class EngineNetwork(DeviceNetwork):
             if self.features_in is not self.features:
                 self.features_in[b].copy_(self.features[b])
             pfn.execute(stream)
-            canvas_ptr = self.scatters[b].scatter_device_count(tensor_ptr(self.pillar_features, b), tensor_ptr(bufs.coords, b),
-                                                               bufs.counters_ptr(b), bufs.max_pillars, stream)
+            canvas_ptr = self._scatter(b, tensor_ptr(self.pillar_features, b), bufs, stream)
             if canvas_ptr != self.scatters[b].canvas_ptr:
                 raise ConfigError("EngineNetwork: the scatter's canvas moved after the RPN context was bound")
             rpn.execute(stream)
         return Heads(*self.head_maps)
 
     def free(self) -> None:
-        for s in getattr(self, "scatters", ()):
-            s.free()
-        self.scatters, self.lanes = [], []
+        self._free_scatters()
+        self.lanes = []
         self.engines.free()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import warnings
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
 from tests.eval.conftest import kitti_layout  # noqa: F401  (fixture)
-from tests.helpers import REPO
+from tests.helpers import REPO, jittered_million, share_between_threads
 
 pytestmark = pytest.mark.gpu
 
@@ -94,28 +93,16 @@ def test_eval_kitti_runs_the_gpu_pipeline(torch_cuda, kitti_layout, tmp_path):
 
 def test_one_gpu_detector_shared_by_two_threads(torch_cuda, real_frames):
     from pointpillars_trt.detector import Detector, PillarOverflowWarning
-    from tests.test_detector import jittered_million
 
     det = Detector.from_checkpoint(None, backend="gpu", precision="fp16", max_batch=2)
     clouds = real_frames + [jittered_million(real_frames[:5], seed=s) for s in range(2)]
+    rounds = 50
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PillarOverflowWarning)
         want = [det.detect(c) for c in clouds]
-        rounds, errors, got = 50, [], {}
-
-        def worker(t):
-            try:
-                for r in range(rounds):
-                    i = (r * 3 + t) % len(clouds)
-                    got[t, r] = (i, det.detect(clouds[i]) if r % 5 else det.detect_batch([clouds[i], clouds[0]])[0])
-            except Exception as exc:  # a failure in a thread must fail the test
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(2)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        # every fifth call of a thread is a batch of two: the replays of both shapes interleave
+        got, errors = share_between_threads(
+            lambda i, r: det.detect(clouds[i]) if r % 5 else det.detect_batch([clouds[i], clouds[0]])[0], len(clouds), rounds)
         after = [det.detect(c) for c in clouds]
     assert not errors, errors
     assert len(got) == 2 * rounds
