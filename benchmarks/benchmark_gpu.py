@@ -12,7 +12,8 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/{fp32,fp16}/{graph,eager}``: ``Detector`` on the device executor, batch 1;
   without a graph every stage is timed with CUDA events;
 * ``gpu/{fp32,fp16}/graph/batchB``: ``detect_batch`` with B frames per replay (offline throughput);
-* ``gpu/fp16/graph/pfn-torch``: the same with the torch (cuBLAS) PFN on all ``max_pillars`` rows.
+* ``gpu/fp16/graph/pfn-torch``: the same with the torch (cuBLAS) PFN on all ``max_pillars`` rows;
+* ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off.
 
 Each row: host-to-host latency per frame (``total``) and GPU time (``gpu``, CUDA events) with
 median / p90 / p99, frames/s, peak torch memory and device memory in use; per stage in eager
@@ -283,6 +284,18 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("kernel profile unavailable: %s", exc)
             det.close()
             del det
+        from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
+
+        old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run
+        try:
+            det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
+            name = f"gpu/fp16/graph/no-pdl/{gname}"
+            record(name, run_row(torch, lambda c: [det.detect(f) for f in c], frames, args.iters))
+            results[name]["kernel_ms_per_frame"] = kernel_profile(torch, lambda c: [det.detect(f) for f in c], frames[0])
+            det.close()
+            del det
+        finally:
+            set_programmatic_launch(old_pdl)
         det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
         record(f"gpu/fp16/graph/pfn-torch/{gname}", run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
         det.close()

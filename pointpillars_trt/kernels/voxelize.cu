@@ -13,9 +13,10 @@
 // divided by n.
 //
 // Passes (N points, P pillars, all counts read on the device so every launch can sit in a graph):
-//   (memset) cell_first[nx*ny] = INT_MAX                                 (host: cuMemsetD32Async)
+//   (once)   cell_first[nx*ny] = INT_MAX; pass 7 puts it back for the next frame (the P cells of
+//            its pillars, or the whole table when pillars were dropped, whose cells are not listed)
 //   1 pp_vox_cells    per point: cell (or -1); atomicMin(cell_first[cell], i)
-//   2 pp_vox_flags    per tile of 2048 points: first[i] = (cell_first[cell] == i); tile counts
+//   2 pp_vox_flags    per tile of 512 points: first[i] = (cell_first[cell] == i); tile counts
 //   3 pp_vox_assign   per tile: pillar id = exclusive scan of `first` in index order (tile offset =
 //                     sum of earlier tile counts); cell_first[cell] := pillar id; coords; P
 //   4 pp_vox_count    per point: slot = atomicAdd(count[pillar]) (order of slots is arbitrary)
@@ -38,9 +39,18 @@
 
 #define PP_INT_MAX 0x7fffffff
 #define TILE_THREADS 256
-#define TILE_ITEMS 8
+#define TILE_ITEMS 2
 #define TILE_SIZE (TILE_THREADS * TILE_ITEMS)
 #define WARPS_PER_BLOCK 8
+
+// Programmatic dependent launch (sm_90+; see pointpillars_trt/cuda/nvrtc.py): every kernel first
+// waits for the previous kernel on the stream to complete (its writes visible), then lets the next
+// one be scheduled. Nothing is read or written before the wait, so results are as without PDL.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PP_PDL_ENTRY() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define PP_PDL_ENTRY() do { } while (0)
+#endif
 
 enum { C_P = 0, C_FOUND = 1, C_OOR = 2, C_DROP_PILLARS = 3, C_DROP_POINTS = 4, C_EXCESS = 5, C_N = 6, C_CURSOR = 7 };
 
@@ -76,6 +86,7 @@ extern "C" __global__ void __launch_bounds__(256)
 pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap, float xmin, float ymin, float zmin,
              float vx, float vy, float vz, int nx, int ny, int nz, int* __restrict__ point_cell,
              int* __restrict__ cell_first, int* __restrict__ counters) {
+    PP_PDL_ENTRY();
     const int N = read_count(n, n_dev, cap);
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         counters[C_OOR] = 0;
@@ -102,6 +113,7 @@ pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap,
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
 pp_vox_flags(int n, const int* n_dev, int cap, const int* __restrict__ point_cell, const int* __restrict__ cell_first,
              unsigned char* __restrict__ first, int* __restrict__ tile_count, int* __restrict__ counters) {
+    PP_PDL_ENTRY();
     __shared__ int scratch[33];
     const int N = read_count(n, n_dev, cap);
     const int base = blockIdx.x * TILE_SIZE;
@@ -130,6 +142,7 @@ pp_vox_assign(int n, const int* n_dev, int cap, int num_tiles, int max_pillars, 
               const int* __restrict__ point_cell, const unsigned char* __restrict__ first,
               const int* __restrict__ tile_count, int* __restrict__ cell_first, int* __restrict__ coords,
               int* __restrict__ pillar_count, int* __restrict__ counters) {
+    PP_PDL_ENTRY();
     __shared__ int scratch[33];
     __shared__ unsigned masks[TILE_ITEMS * (TILE_THREADS / 32)];
     __shared__ int prefix[TILE_ITEMS * (TILE_THREADS / 32)];
@@ -188,6 +201,7 @@ extern "C" __global__ void __launch_bounds__(256)
 pp_vox_count(int n, const int* n_dev, int cap, int max_pillars, const int* __restrict__ point_cell,
              const int* __restrict__ cell_pillar, int* __restrict__ pillar_count, int* __restrict__ point_pillar,
              int* __restrict__ point_slot, int* __restrict__ counters) {
+    PP_PDL_ENTRY();
     __shared__ int scratch[33];
     const int N = read_count(n, n_dev, cap);
     int dropped = 0;
@@ -218,6 +232,7 @@ pp_vox_count(int n, const int* n_dev, int cap, int max_pillars, const int* __res
 extern "C" __global__ void __launch_bounds__(256)
 pp_vox_offsets(int max_pillars, int max_points_per_pillar, const int* __restrict__ pillar_count,
                int* __restrict__ pillar_offset, int* __restrict__ num_points, int* __restrict__ counters) {
+    PP_PDL_ENTRY();
     __shared__ int scratch[33];
     const int P = counters[C_P];
     const int lane = threadIdx.x & 31;
@@ -254,6 +269,7 @@ pp_vox_offsets(int max_pillars, int max_points_per_pillar, const int* __restrict
 extern "C" __global__ void __launch_bounds__(256)
 pp_vox_bucket(int n, const int* n_dev, int cap, const int* __restrict__ point_pillar, const int* __restrict__ point_slot,
               const int* __restrict__ pillar_offset, int* __restrict__ bucket) {
+    PP_PDL_ENTRY();
     const int N = read_count(n, n_dev, cap);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < N; i += gridDim.x * blockDim.x) {
         const int s = point_slot[i];
@@ -365,6 +381,14 @@ __device__ __forceinline__ float decorated(const PillarPoints& pp, int j, int ch
     }
 }
 
+// Pass 7 puts the cell table back for the next frame (pass 4 was its last reader): each pillar's
+// warp resets its own cell; when pillars were dropped (their cells are listed nowhere) the whole
+// table is reset as well.
+__device__ __forceinline__ void reset_dropped_cells(int* __restrict__ cell_first, const int* __restrict__ counters, int ncells) {
+    if (counters[C_FOUND] <= counters[C_P]) return;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < ncells; i += gridDim.x * blockDim.x) cell_first[i] = PP_INT_MAX;
+}
+
 #define PILLAR_SHARED(M)                                                              \
     extern __shared__ int smem[];                                                     \
     const int warp_in_block = threadIdx.x >> 5;                                       \
@@ -379,12 +403,16 @@ extern "C" __global__ void __launch_bounds__(256)
 pp_vox_decorate(const float* __restrict__ points, int M, float xmin, float ymin, float zmin, float vx, float vy,
                 float vz, const int* __restrict__ pillar_count, const int* __restrict__ pillar_offset,
                 const int* __restrict__ bucket, const int* __restrict__ coords, const int* __restrict__ counters,
+                int* __restrict__ cell_first, int table_nx, int ncells,
                 float* __restrict__ features) {
+    PP_PDL_ENTRY();
     PILLAR_SHARED(M)
     const int P = counters[C_P];
     const int lane = threadIdx.x & 31;
     const float4* pts = reinterpret_cast<const float4*>(points);
+    reset_dropped_cells(cell_first, counters, ncells);
     for (int p = blockIdx.x * WARPS_PER_BLOCK + warp_in_block; p < P; p += gridDim.x * WARPS_PER_BLOCK) {
+        if (lane == 0) cell_first[coords[2 * p + 1] * table_nx + coords[2 * p]] = PP_INT_MAX;
         const PillarPoints pp = load_pillar(p, M, pts, pillar_count, pillar_offset, bucket, coords, xmin, ymin, zmin,
                                             vx, vy, vz, idx_in, idx_sorted, sx, sy, sz, sr);
         float* out = features + (size_t)p * M * 10;
@@ -411,14 +439,18 @@ extern "C" __global__ void __launch_bounds__(256)
 pp_vox_decorate_pfn(const float* __restrict__ points, int M, float xmin, float ymin, float zmin, float vx, float vy,
                     float vz, const int* __restrict__ pillar_count, const int* __restrict__ pillar_offset,
                     const int* __restrict__ bucket, const int* __restrict__ coords, const int* __restrict__ counters,
+                int* __restrict__ cell_first, int table_nx, int ncells,
                     const float* __restrict__ weight, const float* __restrict__ scale, const float* __restrict__ shift,
                     int C, int nx, int ny, int nhwc, int half, void* __restrict__ canvas) {
+    PP_PDL_ENTRY();
     PILLAR_SHARED(M)
     const int P = counters[C_P];
     const int lane = threadIdx.x & 31;
     const float4* pts = reinterpret_cast<const float4*>(points);
     const long long plane = (long long)nx * ny;
+    reset_dropped_cells(cell_first, counters, ncells);
     for (int p = blockIdx.x * WARPS_PER_BLOCK + warp_in_block; p < P; p += gridDim.x * WARPS_PER_BLOCK) {
+        if (lane == 0) cell_first[coords[2 * p + 1] * table_nx + coords[2 * p]] = PP_INT_MAX;
         const PillarPoints pp = load_pillar(p, M, pts, pillar_count, pillar_offset, bucket, coords, xmin, ymin, zmin,
                                             vx, vy, vz, idx_in, idx_sorted, sx, sy, sz, sr);
         const int ix = coords[2 * p], iy = coords[2 * p + 1];
@@ -449,6 +481,7 @@ pp_vox_decorate_pfn(const float* __restrict__ points, int M, float xmin, float y
 extern "C" __global__ void __launch_bounds__(256)
 pp_vox_clear_canvas(const int* __restrict__ coords, const int* __restrict__ counters, int C, int nx, int ny, int nhwc,
                     int half, void* __restrict__ canvas) {
+    PP_PDL_ENTRY();
     const int P = counters[C_P];
     const long long total = (long long)P * C;
     const long long plane = (long long)nx * ny;

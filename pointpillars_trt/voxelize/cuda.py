@@ -12,7 +12,9 @@ inputs, with every launch on the caller's stream and every count on the device:
 Results equal :class:`~pointpillars_trt.voxelize.NumbaVoxelizer`'s: the same pillars in the same
 (first-seen) order, the same first ``M`` points per pillar in input order, the same float32
 decoration bit for bit. How, and what that determinism costs, is written at the top of
-``voxelize.cu`` (about three extra launches and a few microseconds).
+``voxelize.cu`` (about three extra launches and a few microseconds). The cell table is set once
+and put back by the last pass of each frame (no per-frame memset of ``nx * ny`` cells); on
+compute capability 9.0+ the kernels are launched programmatically (``cuda/nvrtc.py``).
 
 With ``num_points_ptr`` (an int32 on the device) instead of a host ``num_points``, grids are
 sized for ``max_points`` and nothing depends on a host value: the launches can be captured in a
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 KERNEL_FILE = "voxelize.cu"
 BLOCK = 256
-TILE = 2048  # TILE_SIZE in voxelize.cu
+TILE = 512  # TILE_SIZE in voxelize.cu
 WARPS_PER_BLOCK = 8
 NUM_COUNTERS = 8
 MAX_POINTS_PER_PILLAR = 256  # shared memory: 8 warps * M * 24 bytes <= 48 KiB
@@ -102,6 +104,8 @@ class CudaVoxelizer:
                     ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn", "clear_canvas")}
         self._max_blocks = self.device.info.multiprocessor_count * (2048 // BLOCK)
         self._cell_first = DeviceBuffer(self.nx * self.ny * 4, self.device)
+        self._table_clean = False  # True while the cell table holds INT_MAX everywhere (pass 7 restores it)
+        self._pdl = module.programmatic
         self._pillar_count = DeviceBuffer(self.max_pillars * 4, self.device)
         self._pillar_offset = DeviceBuffer(self.max_pillars * 4, self.device)
         self.max_points = 0
@@ -166,25 +170,27 @@ class CudaVoxelizer:
         cap = work if num_points is None else self.max_points  # the device count is clamped to cap
         tiles = self.num_tiles(work)
         nn = (i32(n_host), ptr(n_dev), i32(cap))
-        drv = bindings()[0]
         self.device.make_current()
-        check(drv.cuMemsetD32Async(drv.CUdeviceptr(self._cell_first.ptr), INT_MAX, self.nx * self.ny, drv.CUstream(int(stream))), "cuMemsetD32Async")
+        if not self._table_clean:  # first frame, or a frame whose last pass was never enqueued
+            drv = bindings()[0]
+            check(drv.cuMemsetD32Async(drv.CUdeviceptr(self._cell_first.ptr), INT_MAX, self.nx * self.ny, drv.CUstream(int(stream))), "cuMemsetD32Async")
+        self._table_clean = False  # until pass 7 is enqueued
         g = grid_for(work, BLOCK, self._max_blocks)
         launch(self._fn["cells"], g, BLOCK, (ptr(points_ptr), *nn, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
-                                             ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr)), stream)
+                                             ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
         launch(self._fn["flags"], tiles, BLOCK, (*nn, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(b["first"].ptr),
-                                                 ptr(b["tile_count"].ptr), ptr(counters_ptr)), stream)
+                                                 ptr(b["tile_count"].ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
         launch(self._fn["assign"], tiles, BLOCK, (*nn, i32(tiles), i32(self.max_pillars), i32(self.nx), ptr(b["point_cell"].ptr),
                                                   ptr(b["first"].ptr), ptr(b["tile_count"].ptr), ptr(self._cell_first.ptr),
-                                                  ptr(coords_ptr), ptr(self._pillar_count.ptr), ptr(counters_ptr)), stream)
+                                                  ptr(coords_ptr), ptr(self._pillar_count.ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
         launch(self._fn["count"], g, BLOCK, (*nn, i32(self.max_pillars), ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr),
                                              ptr(self._pillar_count.ptr), ptr(b["point_pillar"].ptr), ptr(b["point_slot"].ptr),
-                                             ptr(counters_ptr)), stream)
+                                             ptr(counters_ptr)), stream, programmatic=self._pdl)
         launch(self._fn["offsets"], grid_for(self.max_pillars, BLOCK, self._max_blocks), BLOCK,
                (i32(self.max_pillars), i32(self.max_points_per_pillar), ptr(self._pillar_count.ptr), ptr(self._pillar_offset.ptr),
-                ptr(num_points_out_ptr), ptr(counters_ptr)), stream)
+                ptr(num_points_out_ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
         launch(self._fn["bucket"], g, BLOCK, (*nn, ptr(b["point_pillar"].ptr), ptr(b["point_slot"].ptr),
-                                              ptr(self._pillar_offset.ptr), ptr(b["bucket"].ptr)), stream)
+                                              ptr(self._pillar_offset.ptr), ptr(b["bucket"].ptr)), stream, programmatic=self._pdl)
 
     def _pillar_grid(self, num_points: int | None) -> int:
         # P <= min(max_pillars, N): one warp per pillar, grid-stride beyond that
@@ -193,7 +199,8 @@ class CudaVoxelizer:
 
     def _pillar_args(self, points_ptr: int, coords_ptr: int, counters_ptr: int) -> tuple:
         return (ptr(points_ptr), i32(self.max_points_per_pillar), *self._geometry, ptr(self._pillar_count.ptr),
-                ptr(self._pillar_offset.ptr), ptr(self._point_bufs["bucket"].ptr), ptr(coords_ptr), ptr(counters_ptr))
+                ptr(self._pillar_offset.ptr), ptr(self._point_bufs["bucket"].ptr), ptr(coords_ptr), ptr(counters_ptr),
+                ptr(self._cell_first.ptr), i32(self.nx), i32(self.nx * self.ny))
 
     def enqueue(self, points_ptr: int, stream: int, *, features_ptr: int, num_points_out_ptr: int, coords_ptr: int,
                 counters_ptr: int, num_points: int | None = None, num_points_ptr: int = 0,
@@ -204,7 +211,9 @@ class CudaVoxelizer:
         count above it is clamped to it)."""
         self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound)
         launch(self._fn["decorate"], self._pillar_grid(num_points), BLOCK,
-               (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(features_ptr)), stream, shared_mem=self.shared_bytes)
+               (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(features_ptr)), stream, shared_mem=self.shared_bytes,
+               programmatic=self._pdl)
+        self._table_clean = True
 
     def enqueue_fused_pfn(self, points_ptr: int, stream: int, *, num_points_out_ptr: int, coords_ptr: int, counters_ptr: int,
                           weight_ptr: int, scale_ptr: int, shift_ptr: int, channels: int, canvas_ptr: int,
@@ -221,12 +230,13 @@ class CudaVoxelizer:
         c = int(channels)
         launch(self._fn["clear_canvas"], grid_for(self.max_pillars * c, BLOCK, self._max_blocks), BLOCK,
                (ptr(coords_ptr), ptr(counters_ptr), i32(c), i32(self.nx), i32(self.ny), i32(int(nhwc)), i32(int(half)),
-                ptr(canvas_ptr)), stream)
+                ptr(canvas_ptr)), stream, programmatic=self._pdl)
         self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound)
         launch(self._fn["decorate_pfn"], self._pillar_grid(num_points), BLOCK,
                (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(weight_ptr), ptr(scale_ptr), ptr(shift_ptr),
                 i32(c), i32(self.nx), i32(self.ny), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)), stream,
-               shared_mem=self.shared_bytes)
+               shared_mem=self.shared_bytes, programmatic=self._pdl)
+        self._table_clean = True
 
     def free(self) -> None:
         for b in (self._cell_first, self._pillar_count, self._pillar_offset, *self._point_bufs.values()):

@@ -11,8 +11,8 @@ import pytest
 
 from tests.cuda_helpers import nvrtc_skip_reason
 from pointpillars_trt.cuda.nvrtc import (
-    KernelCache, Target, cache_key, choose_target, compile_kernel_file, compile_source, grid_for, i32, pack_kernel_args,
-    ptr, read_kernel_source,
+    KernelCache, Target, cache_key, choose_target, compile_kernel_file, compile_source, grid_for, i32, launch_config,
+    pack_kernel_args, pdl_ready, ptr, read_kernel_source, set_programmatic_launch,
 )
 from pointpillars_trt.errors import KernelCompileError
 
@@ -64,6 +64,30 @@ def test_pack_kernel_args():
         pack_kernel_args([ptr(1), 5])
     with pytest.raises(ValueError):
         i32(2**31)
+
+
+def test_pdl_ready_needs_the_entry_in_every_kernel():
+    ok = 'extern "C" __global__ void a(int* x) {\n    PP_PDL_ENTRY();\n    *x = 1;\n}\n'
+    late = 'extern "C" __global__ void b(int* x) {\n    *x = 1;\n    PP_PDL_ENTRY();\n}\n'
+    assert pdl_ready(ok) and pdl_ready(ok + ok)
+    assert not pdl_ready(ok + late) and not pdl_ready(late) and not pdl_ready("// no kernels")
+
+
+@pytest.mark.parametrize("name", ["voxelize.cu"])
+def test_kernel_files_are_pdl_ready(name):
+    """Every kernel of these files waits for its predecessor before touching memory, so they may be
+    launched programmatically (pointpillars_trt/cuda/nvrtc.py)."""
+    assert pdl_ready(read_kernel_source(name)[0])
+
+
+def test_launch_config_and_switch():
+    pytest.importorskip("cuda.bindings.driver")
+    cfg = launch_config((3, 2, 1), (256, 1, 1), 0, 1024, True)
+    assert (cfg.gridDimX, cfg.gridDimY, cfg.blockDimX, cfg.sharedMemBytes, cfg.numAttrs) == (3, 2, 256, 1024, 1)
+    assert cfg.attrs[0].value.programmaticStreamSerializationAllowed == 1
+    assert launch_config((1, 1, 1), (32, 1, 1), 0, 0, False).numAttrs == 0
+    assert set_programmatic_launch(False) is True
+    assert set_programmatic_launch(True) is False
 
 
 def test_grid_for():

@@ -179,3 +179,32 @@ def test_fused_pfn_matches_torch_pfn_and_scatter(torch_cuda, kitti_config, kitti
             want = scatter_reference(pf, torch.from_numpy(p.coords).cuda(), nx, ny)
         torch.testing.assert_close(canvas.float(), want, atol=2e-3 if half else 1e-5, rtol=2e-3 if half else 1e-5)
     vox.free()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("programmatic", [True, False], ids=["pdl", "no-pdl"])
+def test_one_voxelizer_over_many_frames(torch_cuda, kitti_config, kitti_frames, programmatic):
+    """The cell table is set once and put back by the last pass of every frame (the whole table
+    after a frame that dropped pillars): a voxelizer reused over frames, overflowing ones between
+    them, gives every frame exactly the CPU's pillars, with programmatic launches and without."""
+    import torch
+
+    from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
+    from pointpillars_trt.voxelize.cuda import CudaVoxelizer, TorchPillarBuffers, voxelize_torch
+
+    cfg = kitti_config.replace(voxel={"max_pillars": 6000})
+    frames = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frame_paths()[:4]]
+    clouds = [frames[0], random_cloud(cfg, 30000, seed=7), frames[1], frames[2], random_cloud(cfg, 200, seed=8),
+              random_cloud(cfg, 40000, seed=9), frames[3], np.zeros((0, 4), np.float32), frames[0]]
+    old = set_programmatic_launch(programmatic)
+    try:
+        vox = CudaVoxelizer(cfg.voxel, 50000)
+        out = TorchPillarBuffers.allocate(vox)
+        for i, pts in enumerate(clouds):
+            t = torch.from_numpy(pts if len(pts) else np.zeros((1, 4), np.float32)).cuda()[: len(pts)]
+            got = voxelize_torch(t, vox, out).to_pillars()
+            assert_same_pillars(got, cpu_voxelize(cfg, pts))
+        assert any(cpu_voxelize(cfg, c).num_dropped_pillars for c in clouds), "the sequence must overflow somewhere"
+        vox.free()
+    finally:
+        set_programmatic_launch(old)
