@@ -15,7 +15,8 @@
 // Passes (N points, P pillars, all counts read on the device so every launch can sit in a graph):
 //   (once)   cell_first[nx*ny] = INT_MAX; pass 7 puts it back for the next frame (the P cells of
 //            its pillars, or the whole table when pillars were dropped, whose cells are not listed)
-//   1 pp_vox_cells    per point: cell (or -1); atomicMin(cell_first[cell], i)
+//   1 pp_vox_cells    per point: cell (or -1); atomicMin(cell_first[cell], i); in the fused form
+//                     also zeroes the canvas cells of the previous frame
 //   2 pp_vox_flags    per tile of 512 points: first[i] = (cell_first[cell] == i); tile counts
 //   3 pp_vox_assign   per tile: pillar id = exclusive scan of `first` in index order (tile offset =
 //                     sum of earlier tile counts); cell_first[cell] := pillar id; coords; P
@@ -82,11 +83,30 @@ __device__ int block_sum(int v, int* scratch) {
     return scratch[32];
 }
 
+// Pass 1 of the fused form also zeroes the canvas cells written by the previous frame: coords /
+// counters[C_P] still hold that frame's pillars then (pass 3 rewrites them).
+__device__ void clear_canvas(const int* __restrict__ coords, const int* __restrict__ counters, int C, int nx, int ny, int nhwc,
+                             int half, void* __restrict__ canvas) {
+    const int P = counters[C_P];
+    const long long total = (long long)P * C;
+    const long long plane = (long long)nx * ny;
+    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
+        const int p = (int)(e / C), c = (int)(e - (long long)p * C);
+        const int ix = coords[2 * p], iy = coords[2 * p + 1];
+        if (ix < 0 || ix >= nx || iy < 0 || iy >= ny) continue;
+        const long long at = nhwc ? ((long long)iy * nx + ix) * C + c : (long long)c * plane + (long long)iy * nx + ix;
+        if (half) reinterpret_cast<unsigned short*>(canvas)[at] = 0;
+        else reinterpret_cast<float*>(canvas)[at] = 0.0f;
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(256)
 pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap, float xmin, float ymin, float zmin,
              float vx, float vy, float vz, int nx, int ny, int nz, int* __restrict__ point_cell,
-             int* __restrict__ cell_first, int* __restrict__ counters) {
+             int* __restrict__ cell_first, int* __restrict__ counters, const int* __restrict__ coords, int C, int nhwc,
+             int half, void* __restrict__ canvas) {
     PP_PDL_ENTRY();
+    if (canvas != nullptr) clear_canvas(coords, counters, C, nx, ny, nhwc, half, canvas);
     const int N = read_count(n, n_dev, cap);
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         counters[C_OOR] = 0;
@@ -430,11 +450,18 @@ __device__ __forceinline__ unsigned short f32_to_f16_bits(float f) {
     return h;
 }
 
+__device__ __forceinline__ void store_feature(void* __restrict__ canvas, int nhwc, int half, int C, int nx, long long plane, int ix,
+                                              int iy, int c, float v) {
+    const long long at = nhwc ? ((long long)iy * nx + ix) * C + c : (long long)c * plane + (long long)iy * nx + ix;
+    if (half) reinterpret_cast<unsigned short*>(canvas)[at] = f32_to_f16_bits(v);
+    else reinterpret_cast<float*>(canvas)[at] = v;
+}
+
 // Fused decoration + PFN + scatter: the pillar's C-channel feature
 //   max_j relu((sum_f feat[j, f] * weight[c, f]) * scale[c] + shift[c])     (j over all M slots;
 // empty slots have zero features, as in the PFN's masking) is written to the canvas at (ix, iy):
 // canvas layout NCHW [C, ny, nx] (nhwc = 0) or NHWC [ny, nx, C] (nhwc = 1); half = 1 stores float16.
-// The canvas cells of the previous frame must have been cleared (pp_vox_clear_canvas).
+// The canvas cells of the previous frame were cleared by pass 1 (pp_vox_cells with a canvas).
 extern "C" __global__ void __launch_bounds__(256)
 pp_vox_decorate_pfn(const float* __restrict__ points, int M, float xmin, float ymin, float zmin, float vx, float vy,
                     float vz, const int* __restrict__ pillar_count, const int* __restrict__ pillar_offset,
@@ -454,43 +481,39 @@ pp_vox_decorate_pfn(const float* __restrict__ points, int M, float xmin, float y
         const PillarPoints pp = load_pillar(p, M, pts, pillar_count, pillar_offset, bucket, coords, xmin, ymin, zmin,
                                             vx, vy, vz, idx_in, idx_sorted, sx, sy, sz, sr);
         const int ix = coords[2 * p], iy = coords[2 * p + 1];
-        for (int c = lane; c < C; c += 32) {
-            float w[10];
+        // two channels per pass of a lane (c0 and c0 + 32): each point's ten features are made once
+        // for both, and the two dependency chains interleave; each channel's arithmetic (and so its
+        // rounding) is the same sequence as one channel at a time
+        for (int c0 = lane; c0 < C; c0 += 64) {
+            const int c1 = c0 + 32;
+            const bool has1 = c1 < C;
+            float w0[10], w1[10];
 #pragma unroll
-            for (int f = 0; f < 10; ++f) w[f] = weight[c * 10 + f];
-            const float sc = scale[c], sh = shift[c];
-            // empty slots: features 0 -> linear 0 -> relu(shift)
-            float best = pp.n < M ? fmaxf(sh, 0.0f) : -3.0e38f;
-            for (int j = 0; j < pp.n; ++j) {
-                float acc = 0.0f;
-#pragma unroll
-                for (int f = 0; f < 10; ++f) acc = __fadd_rn(acc, __fmul_rn(decorated(pp, j, f, sx, sy, sz, sr), w[f]));
-                const float v = fmaxf(__fadd_rn(__fmul_rn(acc, sc), sh), 0.0f);
-                best = fmaxf(best, v);
+            for (int f = 0; f < 10; ++f) {
+                w0[f] = weight[c0 * 10 + f];
+                w1[f] = has1 ? weight[c1 * 10 + f] : 0.0f;
             }
-            const long long at = nhwc ? ((long long)iy * nx + ix) * C + c : (long long)c * plane + (long long)iy * nx + ix;
-            if (half) reinterpret_cast<unsigned short*>(canvas)[at] = f32_to_f16_bits(best);
-            else reinterpret_cast<float*>(canvas)[at] = best;
+            const float sc0 = scale[c0], sh0 = shift[c0];
+            const float sc1 = has1 ? scale[c1] : 0.0f, sh1 = has1 ? shift[c1] : 0.0f;
+            // empty slots: features 0 -> linear 0 -> relu(shift)
+            float best0 = pp.n < M ? fmaxf(sh0, 0.0f) : -3.0e38f;
+            float best1 = pp.n < M ? fmaxf(sh1, 0.0f) : -3.0e38f;
+            for (int j = 0; j < pp.n; ++j) {
+                float feat[10];
+#pragma unroll
+                for (int f = 0; f < 10; ++f) feat[f] = decorated(pp, j, f, sx, sy, sz, sr);
+                float acc0 = 0.0f, acc1 = 0.0f;
+#pragma unroll
+                for (int f = 0; f < 10; ++f) {
+                    acc0 = __fadd_rn(acc0, __fmul_rn(feat[f], w0[f]));
+                    acc1 = __fadd_rn(acc1, __fmul_rn(feat[f], w1[f]));
+                }
+                best0 = fmaxf(best0, fmaxf(__fadd_rn(__fmul_rn(acc0, sc0), sh0), 0.0f));
+                best1 = fmaxf(best1, fmaxf(__fadd_rn(__fmul_rn(acc1, sc1), sh1), 0.0f));
+            }
+            store_feature(canvas, nhwc, half, C, nx, plane, ix, iy, c0, best0);
+            if (has1) store_feature(canvas, nhwc, half, C, nx, plane, ix, iy, c1, best1);
         }
         __syncwarp();
-    }
-}
-
-// Zero the canvas cells written by the previous frame: coords / counters[C_P] still hold that
-// frame's pillars when this runs first in a frame (before pp_vox_cells).
-extern "C" __global__ void __launch_bounds__(256)
-pp_vox_clear_canvas(const int* __restrict__ coords, const int* __restrict__ counters, int C, int nx, int ny, int nhwc,
-                    int half, void* __restrict__ canvas) {
-    PP_PDL_ENTRY();
-    const int P = counters[C_P];
-    const long long total = (long long)P * C;
-    const long long plane = (long long)nx * ny;
-    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
-        const int p = (int)(e / C), c = (int)(e - (long long)p * C);
-        const int ix = coords[2 * p], iy = coords[2 * p + 1];
-        if (ix < 0 || ix >= nx || iy < 0 || iy >= ny) continue;
-        const long long at = nhwc ? ((long long)iy * nx + ix) * C + c : (long long)c * plane + (long long)iy * nx + ix;
-        if (half) reinterpret_cast<unsigned short*>(canvas)[at] = 0;
-        else reinterpret_cast<float*>(canvas)[at] = 0.0f;
     }
 }

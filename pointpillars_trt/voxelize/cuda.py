@@ -101,7 +101,7 @@ class CudaVoxelizer:
         self._geometry = tuple(_f32(x) for x in (r[0], r[1], r[2], v[0], v[1], v[2]))
         module = load_kernels(KERNEL_FILE, self.device)
         self._fn = {name: module.function(f"pp_vox_{name}") for name in
-                    ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn", "clear_canvas")}
+                    ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn")}
         self._max_blocks = self.device.info.multiprocessor_count * (2048 // BLOCK)
         self._cell_first = DeviceBuffer(self.nx * self.ny * 4, self.device)
         self._table_clean = False  # True while the cell table holds INT_MAX everywhere (pass 7 restores it)
@@ -151,7 +151,10 @@ class CudaVoxelizer:
 
     # ---- launches ----------------------------------------------------------------------------
     def _group(self, points_ptr: int, stream: int, num_points: int | None, num_points_ptr: int,
-               num_points_out_ptr: int, coords_ptr: int, counters_ptr: int, num_points_bound: int | None = None) -> None:
+               num_points_out_ptr: int, coords_ptr: int, counters_ptr: int, num_points_bound: int | None = None,
+               canvas: tuple[int, bool, bool, int] | None = None) -> None:
+        """Passes 1-6 (``canvas``: ``(channels, nhwc, half, pointer)`` of the fused form, whose cells of
+        the previous frame pass 1 zeroes)."""
         if int(points_ptr) % 16:
             raise ValueError("CudaVoxelizer: points must be 16-byte aligned float32 [N, 4] rows")
         if num_points is None and not num_points_ptr:
@@ -176,8 +179,12 @@ class CudaVoxelizer:
             check(drv.cuMemsetD32Async(drv.CUdeviceptr(self._cell_first.ptr), INT_MAX, self.nx * self.ny, drv.CUstream(int(stream))), "cuMemsetD32Async")
         self._table_clean = False  # until pass 7 is enqueued
         g = grid_for(work, BLOCK, self._max_blocks)
-        launch(self._fn["cells"], g, BLOCK, (ptr(points_ptr), *nn, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
-                                             ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
+        c, nhwc, half, canvas_ptr = canvas or (0, False, False, 0)
+        g1 = max(g, grid_for(self.max_pillars * c, BLOCK, self._max_blocks)) if canvas else g
+        launch(self._fn["cells"], g1, BLOCK, (ptr(points_ptr), *nn, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
+                                              ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr),
+                                              ptr(coords_ptr), i32(c), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)),
+               stream, programmatic=self._pdl)
         launch(self._fn["flags"], tiles, BLOCK, (*nn, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(b["first"].ptr),
                                                  ptr(b["tile_count"].ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
         launch(self._fn["assign"], tiles, BLOCK, (*nn, i32(tiles), i32(self.max_pillars), i32(self.nx), ptr(b["point_cell"].ptr),
@@ -195,7 +202,7 @@ class CudaVoxelizer:
     def _pillar_grid(self, num_points: int | None) -> int:
         # P <= min(max_pillars, N): one warp per pillar, grid-stride beyond that
         bound = self.max_pillars if num_points is None else max(1, min(self.max_pillars, int(num_points)))
-        return grid_for(bound, WARPS_PER_BLOCK, self._max_blocks * 4)
+        return grid_for(bound, WARPS_PER_BLOCK, self._max_blocks)  # one wave of 8-warp blocks
 
     def _pillar_args(self, points_ptr: int, coords_ptr: int, counters_ptr: int) -> tuple:
         return (ptr(points_ptr), i32(self.max_points_per_pillar), *self._geometry, ptr(self._pillar_count.ptr),
@@ -223,15 +230,13 @@ class CudaVoxelizer:
         ``scale``/``shift`` float32 ``[C]``) and store each pillar's ``[C]`` feature in
         ``canvas`` (``[C, ny, nx]``, or ``[ny, nx, C]`` with ``nhwc``; float16 with ``half``).
 
-        The cells of the previous frame are cleared first, from ``coords``/``counters`` as that
+        The cells of the previous frame are cleared first (by pass 1), from ``coords``/``counters`` as that
         frame left them: use the same ``coords``/``counters`` buffers for the same canvas, and
         zero the canvas once when it is allocated.
         """
         c = int(channels)
-        launch(self._fn["clear_canvas"], grid_for(self.max_pillars * c, BLOCK, self._max_blocks), BLOCK,
-               (ptr(coords_ptr), ptr(counters_ptr), i32(c), i32(self.nx), i32(self.ny), i32(int(nhwc)), i32(int(half)),
-                ptr(canvas_ptr)), stream, programmatic=self._pdl)
-        self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound)
+        self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound,
+                    canvas=(c, bool(nhwc), bool(half), int(canvas_ptr)))
         launch(self._fn["decorate_pfn"], self._pillar_grid(num_points), BLOCK,
                (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(weight_ptr), ptr(scale_ptr), ptr(shift_ptr),
                 i32(c), i32(self.nx), i32(self.ny), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)), stream,
