@@ -10,6 +10,7 @@ the device executor (the whole frame on one GPU, CUDA graphs, batch lanes).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from .config import PointPillarsConfig
 from .errors import IntensityRangeWarning, PillarOverflowError
 from .executors.base import Executor, FrameResult
 from .io.intensity import IntensityMonitor
-from .options import Backend, DetectorOptions, OverflowPolicy
+from .options import Backend, DetectorOptions, NonFinitePolicy, OverflowPolicy
 from .sources import DEMO_MODEL, ModelSource, resolve_weights  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -197,16 +198,19 @@ class Detector:
 
         sources = list(sources) if sources is not None else [f"<cloud {i}>" for i in range(len(clouds))]
         nonfinite = str(self.options.nonfinite)
+        on_device = self.executor.checks_points  # NaN/inf rows and the intensity range are checked on the GPU
         t0 = time.perf_counter()
-        pts = [validate_points(c, s, nonfinite=nonfinite, allow_empty=True) for c, s in zip(clouds, sources)]
+        pts = [validate_points(c, s, nonfinite=nonfinite, allow_empty=True, check_finite=not on_device) for c, s in zip(clouds, sources)]
         t1 = time.perf_counter()
         validate_ms = (t1 - t0) * 1e3 / max(1, len(pts))
         for p, s in zip(pts, sources):
-            if p.shape[0] and (msg := self._intensity(p, s, t1)):
+            if not on_device and p.shape[0] and (msg := self._intensity(p, s, t1)):
                 warnings.warn(msg, IntensityRangeWarning, stacklevel=3)
         busy = [i for i, p in enumerate(pts) if p.shape[0] > 0]
         with self._lock:
             results = self.executor.run(pts if len(busy) == len(pts) else [pts[i] for i in busy], score_threshold) if busy else []
+        if on_device:
+            results = [self._device_checked(r, pts[i], sources[i], t1) for i, r in zip(busy, results)]
         out: list[Detections | None] = [None] * len(pts)
         for i, r in zip(busy, results):
             out[i] = self._finish(r, sources[i], validate_ms)
@@ -217,6 +221,21 @@ class Detector:
                 warnings.warn(f"{sources[i]}: no point lies inside the point-cloud range {self.config.voxel.point_cloud_range} "
                               f"({d.num_points} points); the result is empty", EmptyFrameWarning, stacklevel=3)
         return out
+
+    def _device_checked(self, r: FrameResult, points: np.ndarray, source: str, now: float) -> FrameResult:
+        """The ``nonfinite`` policy and the intensity check from what the GPU counted: under
+        ``"error"`` a frame with NaN/inf rows raises (the host finds the first bad row for the
+        message); under ``"drop"`` those rows (out of range on the GPU) leave ``num_points``."""
+        from .io.pointcloud import validate_points
+
+        c = r.counts
+        if c.num_nonfinite:
+            if self.options.nonfinite == NonFinitePolicy.ERROR:
+                validate_points(points, source, nonfinite="error", allow_empty=True)  # raises PointCloudError
+            r = dataclasses.replace(r, counts=dataclasses.replace(c, num_points=c.num_points - c.num_nonfinite))
+        if c.intensity is not None and (msg := self._intensity.check_range(*c.intensity, source, now)):
+            warnings.warn(msg, IntensityRangeWarning, stacklevel=4)
+        return r
 
     def _finish(self, r: FrameResult, source: str, validate_ms: float) -> Detections:
         c = r.counts

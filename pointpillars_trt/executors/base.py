@@ -16,13 +16,18 @@ from ..config import PointPillarsConfig
 @dataclass(frozen=True)
 class PillarCounts:
     """What voxelization kept and dropped: ``num_found`` pillars were seen, ``num_pillars`` kept
-    (``num_found - num_dropped_pillars``); ``num_dropped_points`` points lay in dropped pillars."""
+    (``num_found - num_dropped_pillars``); ``num_dropped_points`` points lay in dropped pillars.
+    An executor that checks the points itself (``Executor.checks_points``) also reports the rows
+    holding NaN/inf (``num_nonfinite``, included in ``num_points``) and the smallest and largest
+    finite intensity (``intensity``; ``None`` when not measured)."""
 
     num_points: int
     num_pillars: int
     num_found: int
     num_dropped_pillars: int = 0
     num_dropped_points: int = 0
+    num_nonfinite: int = 0
+    intensity: tuple[float, float] | None = None
 
     @property
     def overflowed(self) -> bool:
@@ -49,6 +54,10 @@ class Executor(abc.ABC):
     max_pillars: int
     #: most frames one step of :meth:`run` takes together (the host executor: 1)
     max_batch: int = 1
+    #: True when :meth:`run` takes clouds whose rows were not checked for NaN/inf, treats such rows
+    #: as out of range, and reports them and the intensity range in :class:`PillarCounts` (the
+    #: device executor does both on the GPU; the facade then skips those host passes)
+    checks_points: bool = False
 
     @property
     @abc.abstractmethod
@@ -57,7 +66,8 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def run(self, clouds: Sequence[np.ndarray], score_threshold: float | None = None) -> list[FrameResult]:
-        """Detect in validated float32 ``[N_i, 4]`` clouds (``N_i >= 1``); one result per cloud."""
+        """Detect in validated float32 ``[N_i, 4]`` clouds (``N_i >= 1``; rows may hold NaN/inf
+        only when ``checks_points``); one result per cloud."""
 
     def close(self) -> None:
         """Release the runtime's resources (idempotent)."""

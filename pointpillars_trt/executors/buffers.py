@@ -40,7 +40,8 @@ def lane_tensor(batch: int, shape: Sequence[int], dtype: Any, device: Any = None
 @dataclass(frozen=True)
 class PackedLayout:
     """Offsets (in 4-byte words) inside one packed output row: ``boxes [post_max, 7]`` float32,
-    ``scores [post_max]`` float32, ``labels [post_max]`` int32, ``count``, 8 voxelizer counters."""
+    ``scores [post_max]`` float32, ``labels [post_max]`` int32, ``count``, the voxelizer's
+    ``NUM_COUNTERS`` counters."""
 
     post_max: int
 
@@ -66,18 +67,20 @@ class PackedLayout:
 
     @property
     def words(self) -> int:
-        return aligned_count(self.post_max * 9 + 9, 4)
+        from ..voxelize.cuda import NUM_COUNTERS
+
+        return aligned_count(self.post_max * 9 + 1 + NUM_COUNTERS, 4)
 
     def unpack(self, row: np.ndarray):
         """``(boxes [n, 7], scores [n], labels [n] int64, VoxelCounters)`` of one packed row."""
-        from ..voxelize.cuda import VoxelCounters
+        from ..voxelize.cuda import NUM_COUNTERS, VoxelCounters
 
         n = int(row[self.count])
         f = row.view(np.float32)
         boxes = f[self.boxes: self.boxes + 7 * self.post_max].reshape(-1, 7)[:n].copy()
         scores = f[self.scores: self.scores + self.post_max][:n].copy()
         labels = row[self.labels: self.labels + self.post_max][:n].astype(np.int64)
-        return boxes, scores, labels, VoxelCounters.from_array(row[self.counters: self.counters + 8])
+        return boxes, scores, labels, VoxelCounters.from_array(row[self.counters: self.counters + NUM_COUNTERS])
 
 
 def point_bucket(n: int, min_bucket: int = 16384) -> int:

@@ -261,6 +261,8 @@ class DeviceExecutor(Executor):
     previous group's GPU work (each pipeline's group is collected before it takes the next).
     ``make_network()`` builds a network form for one pipeline."""
 
+    checks_points = True  # voxelize.cu counts the NaN/inf rows and measures the intensity range
+
     def __init__(self, cfg: PointPillarsConfig, make_network: Callable[[], Any], options: DeviceOptions, device: Any) -> None:
         self.config, self.options, self.device = cfg, options, device
         self._make_network = make_network
@@ -310,7 +312,8 @@ class DeviceExecutor(Executor):
         out = []
         for b in range(n):
             boxes, scores, labels, c = pipe.bufs.layout.unpack(rows[b])
-            counts = PillarCounts(c.num_input, c.num_pillars, c.num_found, c.num_dropped_pillars, c.num_dropped_points)
+            counts = PillarCounts(c.num_input, c.num_pillars, c.num_found, c.num_dropped_pillars, c.num_dropped_points,
+                                  c.num_nonfinite, (c.intensity_min, c.intensity_max))
             out.append(FrameResult(boxes, scores, labels, counts, dict(timings)))
         return out
 

@@ -37,12 +37,19 @@ def intensity_problem(points: np.ndarray, intensity_range: tuple[float, float], 
     ``[0, 1]``: ``1/255``; max 65535: ``1/65535``); below it (negative intensities) no scale helps
     and the message says so.
     """
-    low, high = (float(v) for v in intensity_range)
     column = np.asarray(points)[:, 3]
     column = column[np.isfinite(column)]
     if column.size == 0:
         return None
-    vmin, vmax = float(column.min()), float(column.max())
+    return range_problem(float(column.min()), float(column.max()), intensity_range, source)
+
+
+def range_problem(vmin: float, vmax: float, intensity_range: tuple[float, float], source: str = "<array>") -> str | None:
+    """:func:`intensity_problem` from a frame's smallest and largest finite intensity (``vmin > vmax``:
+    the frame had none, and there is no problem)."""
+    low, high = (float(v) for v in intensity_range)
+    if vmin > vmax:
+        return None
     slack = TOLERANCE * max(abs(high - low), 1e-12)
     where = f"the model's intensity range [{low:g}, {high:g}] (config voxel.intensity_range)"
     if vmax > high + slack:
@@ -76,7 +83,16 @@ class IntensityMonitor:
         column = points[:: max(1, points.shape[0] // self.sample), 3]
         if self._low <= column.min() and column.max() <= self._high:  # the common case: two reductions, no copy
             return None
-        msg = intensity_problem(points[:: max(1, points.shape[0] // self.sample)], self.range, source)
+        return self._rate_limited(intensity_problem(points[:: max(1, points.shape[0] // self.sample)], self.range, source), now)
+
+    def check_range(self, vmin: float, vmax: float, source: str, now: float) -> str | None:
+        """The same from a frame's smallest and largest finite intensity, measured elsewhere (the
+        device executor measures them on the GPU, over every point)."""
+        if vmin > vmax or (self._low <= vmin and vmax <= self._high):
+            return None
+        return self._rate_limited(range_problem(vmin, vmax, self.range, source), now)
+
+    def _rate_limited(self, msg: str | None, now: float) -> str | None:
         if msg is None:  # only non-finite values were outside
             return None
         if now - self._last < self.period_s:

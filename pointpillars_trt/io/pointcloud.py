@@ -41,7 +41,7 @@ NONFINITE_POLICIES = ("error", "drop")
 
 
 def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: str = "error",
-                    allow_empty: bool = False) -> np.ndarray:
+                    allow_empty: bool = False, check_finite: bool = True) -> np.ndarray:
     """Check a cloud and return it as a C-contiguous ``float32 [N, 4]`` array.
 
     Args:
@@ -51,6 +51,8 @@ def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: s
             (the caller may compare lengths and log how many were dropped).
         allow_empty: return a ``[0, 4]`` array for an empty cloud (also when every row was
             dropped) instead of raising; a detector turns it into an empty result.
+        check_finite: ``False`` leaves NaN/inf rows to the caller (the GPU executor counts them on
+            the device and the detector applies ``nonfinite`` afterwards).
 
     Raises:
         PointCloudError: wrong type/shape/dtype, non-finite rows under ``"error"``, or an empty
@@ -68,7 +70,7 @@ def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: s
     if points.shape[0] == 0 and not allow_empty:
         raise PointCloudError(f"{source}: empty point cloud (0 points)")
     # one vectorized check in the common all-finite case; the per-row mask only for bad clouds
-    if not np.isfinite(points).all():
+    if check_finite and not np.isfinite(points).all():
         finite = np.isfinite(points).all(axis=1)
         bad = np.flatnonzero(~finite)
         if bad.size and nonfinite == "error":

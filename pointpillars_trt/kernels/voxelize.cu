@@ -32,8 +32,12 @@
 // counter) and 5-6 plus the in-warp selection/sort of pass 7 (input order inside a pillar instead
 // of atomic slot order): about 3 extra launches and ~4 * N extra bytes each, a few microseconds.
 //
-// Counters (int32[8]): 0 P (pillars kept, <= max_pillars), 1 pillars found, 2 out of range,
-// 3 dropped pillars, 4 dropped points, 5 excess points, 6 N, 7 bucket cursor (internal).
+// Counters (int32[12]): 0 P (pillars kept, <= max_pillars), 1 pillars found, 2 out of range (rows
+// holding NaN/inf too), 3 dropped pillars, 4 dropped points, 5 excess points, 6 N, 7 bucket cursor
+// (internal), 8 rows holding NaN/inf, 9 / 10 smallest / largest intensity of the finite rows as
+// ordered_key (INT_MAX / INT_MIN when there is none), 11 unused. Pass 1 marks a non-finite row's
+// cell -2 (out of range); pass 2 counts those rows and takes the intensity range, so the host
+// checks neither.
 //
 // Layouts: points [N, 4] float32 (16-byte aligned rows); features [max_pillars, M, 10] float32;
 // num_points [max_pillars] int32 (0 for rows >= P); coords [max_pillars, 2] int32 (ix, iy).
@@ -53,7 +57,16 @@
 #define PP_PDL_ENTRY() do { } while (0)
 #endif
 
-enum { C_P = 0, C_FOUND = 1, C_OOR = 2, C_DROP_PILLARS = 3, C_DROP_POINTS = 4, C_EXCESS = 5, C_N = 6, C_CURSOR = 7 };
+enum { C_P = 0, C_FOUND = 1, C_OOR = 2, C_DROP_PILLARS = 3, C_DROP_POINTS = 4, C_EXCESS = 5, C_N = 6, C_CURSOR = 7,
+       C_NONFINITE = 8, C_IMIN = 9, C_IMAX = 10 };
+
+__device__ __forceinline__ bool finite_f32(float v) { return (__float_as_uint(v) & 0x7f800000u) != 0x7f800000u; }
+
+// float -> int with the same order (for atomicMin / atomicMax); its own inverse on the int side
+__device__ __forceinline__ int ordered_key(float f) {
+    const int k = __float_as_int(f);
+    return k >= 0 ? k : k ^ 0x7fffffff;
+}
 
 __device__ __forceinline__ int read_count(int n, const int* n_dev, int cap) {
     if (n_dev != nullptr) n = *n_dev;
@@ -114,6 +127,9 @@ pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap,
         counters[C_EXCESS] = 0;
         counters[C_N] = N;
         counters[C_CURSOR] = 0;
+        counters[C_NONFINITE] = 0;
+        counters[C_IMIN] = PP_INT_MAX;
+        counters[C_IMAX] = -PP_INT_MAX - 1;
     }
     const float4* pts = reinterpret_cast<const float4*>(points);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < N; i += gridDim.x * blockDim.x) {
@@ -121,8 +137,8 @@ pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap,
         const float fx = floorf(__fdiv_rn(__fsub_rn(p.x, xmin), vx));
         const float fy = floorf(__fdiv_rn(__fsub_rn(p.y, ymin), vy));
         const float fz = floorf(__fdiv_rn(__fsub_rn(p.z, zmin), vz));
-        int cell = -1;
-        if (fx >= 0.0f && fx < (float)nx && fy >= 0.0f && fy < (float)ny && fz >= 0.0f && fz < (float)nz) {
+        int cell = finite_f32(p.x) && finite_f32(p.y) && finite_f32(p.z) && finite_f32(p.w) ? -1 : -2;
+        if (cell == -1 && fx >= 0.0f && fx < (float)nx && fy >= 0.0f && fy < (float)ny && fz >= 0.0f && fz < (float)nz) {
             cell = (int)fy * nx + (int)fx;
             atomicMin(&cell_first[cell], i);
         }
@@ -131,13 +147,15 @@ pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap,
 }
 
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
-pp_vox_flags(int n, const int* n_dev, int cap, const int* __restrict__ point_cell, const int* __restrict__ cell_first,
-             unsigned char* __restrict__ first, int* __restrict__ tile_count, int* __restrict__ counters) {
+pp_vox_flags(const float* __restrict__ points, int n, const int* n_dev, int cap, const int* __restrict__ point_cell,
+             const int* __restrict__ cell_first, unsigned char* __restrict__ first, int* __restrict__ tile_count,
+             int* __restrict__ counters) {
     PP_PDL_ENTRY();
     __shared__ int scratch[33];
     const int N = read_count(n, n_dev, cap);
     const int base = blockIdx.x * TILE_SIZE;
-    int count = 0, oor = 0;
+    const float4* pts = reinterpret_cast<const float4*>(points);
+    int count = 0, oor = 0, bad = 0, kmin = PP_INT_MAX, kmax = -PP_INT_MAX - 1;
 #pragma unroll
     for (int k = 0; k < TILE_ITEMS; ++k) {
         const int i = base + k * TILE_THREADS + threadIdx.x;
@@ -147,13 +165,29 @@ pp_vox_flags(int n, const int* n_dev, int cap, const int* __restrict__ point_cel
             first[i] = f ? 1 : 0;
             count += f;
             oor += c < 0;
+            bad += c == -2;
+            if (c != -2) {
+                const int key = ordered_key(pts[i].w);
+                kmin = min(kmin, key);
+                kmax = max(kmax, key);
+            }
         }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        kmin = min(kmin, __shfl_xor_sync(0xffffffffu, kmin, o));
+        kmax = max(kmax, __shfl_xor_sync(0xffffffffu, kmax, o));
+    }
+    if ((threadIdx.x & 31) == 0 && kmin <= kmax) {
+        atomicMin(&counters[C_IMIN], kmin);
+        atomicMax(&counters[C_IMAX], kmax);
     }
     count = block_sum(count, scratch);
     oor = block_sum(oor, scratch);
+    bad = block_sum(bad, scratch);
     if (threadIdx.x == 0) {
         tile_count[blockIdx.x] = count;
         if (oor) atomicAdd(&counters[C_OOR], oor);
+        if (bad) atomicAdd(&counters[C_NONFINITE], bad);
     }
 }
 

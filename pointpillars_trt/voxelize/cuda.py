@@ -6,8 +6,9 @@ inputs, with every launch on the caller's stream and every count on the device:
 * ``features`` float32 ``[max_pillars, M, 10]`` (rows ``>= P`` are left as they were),
 * ``num_points`` int32 ``[max_pillars]`` (0 for rows ``>= P``, so a masked PFN ignores them),
 * ``coords`` int32 ``[max_pillars, 2]`` ``(ix, iy)``,
-* ``counters`` int32 ``[8]`` (:class:`VoxelCounters`: P, pillars found, out of range, dropped
-  pillars, dropped points, excess points, N).
+* ``counters`` int32 ``[12]`` (:class:`VoxelCounters`: P, pillars found, out of range, dropped
+  pillars, dropped points, excess points, N; rows holding NaN/inf and the finite rows' intensity
+  range, which the host then need not check).
 
 Results equal :class:`~pointpillars_trt.voxelize.NumbaVoxelizer`'s: the same pillars in the same
 (first-seen) order, the same first ``M`` points per pillar in input order, the same float32
@@ -47,14 +48,23 @@ KERNEL_FILE = "voxelize.cu"
 BLOCK = 256
 TILE = 512  # TILE_SIZE in voxelize.cu
 WARPS_PER_BLOCK = 8
-NUM_COUNTERS = 8
+NUM_COUNTERS = 12  # int32 slots (voxelize.cu: 11 used, one spare keeps rows 16-byte aligned)
 MAX_POINTS_PER_PILLAR = 256  # shared memory: 8 warps * M * 24 bytes <= 48 KiB
 INT_MAX = 0x7FFFFFFF
 
 
+def _key_to_float(key: int) -> float:
+    """Inverse of voxelize.cu's ``ordered_key`` (float bits as an order-preserving int32)."""
+    k = key if key >= 0 else key ^ 0x7FFFFFFF
+    return float(np.array([k], np.int32).view(np.float32)[0])
+
+
 @dataclass(frozen=True)
 class VoxelCounters:
-    """The device counters of one frame (names as in :class:`~pointpillars_trt.voxelize.Pillars`)."""
+    """The device counters of one frame (names as in :class:`~pointpillars_trt.voxelize.Pillars`),
+    plus what the GPU checks instead of the host: rows holding NaN/inf (also counted out of range)
+    and the smallest / largest intensity of the finite rows (``intensity_min > intensity_max`` when
+    there is none)."""
 
     num_pillars: int
     num_found: int
@@ -63,11 +73,15 @@ class VoxelCounters:
     num_dropped_points: int
     num_excess_points: int
     num_input: int
+    num_nonfinite: int = 0
+    intensity_min: float = float("inf")
+    intensity_max: float = float("-inf")
 
     @classmethod
     def from_array(cls, counters: Sequence[int] | np.ndarray) -> "VoxelCounters":
-        c = [int(v) for v in np.asarray(counters).reshape(-1)[:7]]
-        return cls(*c)
+        c = [int(v) for v in np.asarray(counters).reshape(-1)[:11]]
+        rest = (c[8], _key_to_float(c[9]), _key_to_float(c[10])) if len(c) == 11 else ()
+        return cls(*c[:7], *rest)
 
     @property
     def overflowed(self) -> bool:
@@ -185,7 +199,7 @@ class CudaVoxelizer:
                                               ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr),
                                               ptr(coords_ptr), i32(c), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)),
                stream, programmatic=self._pdl)
-        launch(self._fn["flags"], tiles, BLOCK, (*nn, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(b["first"].ptr),
+        launch(self._fn["flags"], tiles, BLOCK, (ptr(points_ptr), *nn, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(b["first"].ptr),
                                                  ptr(b["tile_count"].ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
         launch(self._fn["assign"], tiles, BLOCK, (*nn, i32(tiles), i32(self.max_pillars), i32(self.nx), ptr(b["point_cell"].ptr),
                                                   ptr(b["first"].ptr), ptr(b["tile_count"].ptr), ptr(self._cell_first.ptr),

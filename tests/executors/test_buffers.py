@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pointpillars_trt.voxelize.cuda import NUM_COUNTERS
 from pointpillars_trt.executors.buffers import ALIGN_BYTES, PackedLayout, aligned_count, lane_tensor, point_bucket, tensor_ptr
 
 torch = pytest.importorskip("torch")
@@ -26,7 +27,7 @@ def test_every_lane_is_aligned(max_pillars, dtype):
 def test_aligned_count_and_layout():
     assert aligned_count(1, 4) == 64 and aligned_count(64, 4) == 64 and aligned_count(65, 2) == 128 and aligned_count(3, 10) == 128
     lay = PackedLayout(500)
-    assert lay.words % 64 == 0 and lay.words >= lay.counters + 8
+    assert lay.words % 64 == 0 and lay.words >= lay.counters + NUM_COUNTERS
     row = np.zeros(lay.words, np.int32)
     row[lay.count] = 2
     row.view(np.float32)[lay.boxes: lay.boxes + 14] = np.arange(14)
@@ -34,6 +35,10 @@ def test_aligned_count_and_layout():
     boxes, scores, labels, c = lay.unpack(row)
     assert boxes.shape == (2, 7) and boxes[1, 0] == 7 and len(scores) == len(labels) == 2
     assert (c.num_pillars, c.num_found, c.num_dropped_pillars, c.num_input) == (3, 4, 1, 100)
+    keys = np.array([-0.5, 0.75], np.float32).view(np.int32)
+    row[lay.counters + 8: lay.counters + 11] = [2, *np.where(keys >= 0, keys, keys ^ 0x7FFFFFFF)]
+    c = lay.unpack(row)[3]
+    assert (c.num_nonfinite, c.intensity_min, c.intensity_max) == (2, -0.5, 0.75)
 
 
 def test_point_bucket():

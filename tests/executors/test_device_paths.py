@@ -112,3 +112,61 @@ def test_one_gpu_detector_shared_by_two_threads(torch_cuda, real_frames):
     for a, w in zip(after, want):
         np.testing.assert_array_equal(a.boxes, w.boxes)
     det.close()
+
+
+@pytest.fixture(scope="module")
+def gpu_fp32():
+    from pointpillars_trt.detector import Detector
+
+    det = Detector.from_checkpoint(None, backend="gpu", precision="fp32")
+    yield det
+    det.close()
+
+
+def with_bad_rows(pts: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``pts`` with 37 rows holding NaN or inf in some column, spread through the cloud."""
+    bad = pts.copy()
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(bad), 37, replace=False)
+    bad[rows, rng.integers(0, 4, 37)] = rng.choice([np.nan, np.inf, -np.inf], 37)
+    return bad
+
+
+def test_nonfinite_rows_are_counted_on_the_gpu(torch_cuda, gpu_fp32, real_frames):
+    """The device executor checks NaN/inf rows on the GPU instead of the host: ``error`` still
+    raises naming the frame and the first bad row; ``drop`` gives what the host path gives for
+    the cloud without those rows, with the same point count."""
+    from pointpillars_trt.detector import Detector
+    from pointpillars_trt.errors import PointCloudError
+
+    assert gpu_fp32.executor.checks_points
+    bad = with_bad_rows(real_frames[0])
+    first = int(np.flatnonzero(~np.isfinite(bad).all(axis=1))[0])
+    with pytest.raises(PointCloudError, match=f"frame.bin: 37 of {len(bad)} rows hold NaN/inf values \\(first bad row index {first}\\)"):
+        gpu_fp32.detect(bad, source="frame.bin")
+    with pytest.raises(PointCloudError, match="frame.bin"):  # a bad cloud in a batch: no result at all
+        gpu_fp32.detect_batch([real_frames[1], bad], sources=["ok.bin", "frame.bin"])
+    drop = Detector.from_checkpoint(None, backend="gpu", precision="fp32", nonfinite="drop")
+    got = drop.detect(bad)
+    want = gpu_fp32.detect(bad[np.isfinite(bad).all(axis=1)])
+    assert got.num_points == want.num_points == len(bad) - 37
+    np.testing.assert_array_equal(got.boxes, want.boxes)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    with pytest.warns(Warning, match="no point lies inside"):  # every row bad: an empty result
+        empty = drop.detect(np.full((100, 4), np.nan, np.float32))
+    assert len(empty) == 0 and empty.num_points == 0
+    drop.close()
+
+
+def test_intensity_range_is_checked_on_the_gpu(torch_cuda, gpu_fp32, real_frames):
+    from pointpillars_trt.errors import IntensityRangeWarning
+
+    scaled = real_frames[2].copy()
+    scaled[:, 3] *= 255.0
+    gpu_fp32._intensity._last = -float("inf")  # outside the rate limit's quiet period
+    with pytest.warns(IntensityRangeWarning, match="intensity_scale=1/255"):
+        gpu_fp32.detect(scaled, source="scaled.bin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IntensityRangeWarning)
+        gpu_fp32._intensity._last = -float("inf")
+        gpu_fp32.detect(real_frames[2])  # in range: no warning
