@@ -21,31 +21,60 @@ def add_parked_cars(lay: Layout) -> None:
     for v_min, v_max, side in lay.street.parking:
         u = u_lo + float(rng.uniform(0, 6))
         while u < u_hi:
-            dims = lay.car_dims()
+            name, make, dims = "Car", shapes.car, lay.car_dims()
+            if cfg.parked_van_probability > 0 and rng.random() < cfg.parked_van_probability:
+                name, make, dims = "Van", shapes.large_vehicle, shapes.large_vehicle_dims(rng, "Van")
             if rng.random() < cfg.parked_car_probability and not lay.in_gap(u, dims[0]):
                 yaw = lay.along_road(side >= 0, 0.04)
                 if rng.random() < 0.15:
                     yaw += math.pi  # parked against the flow
                 v = (v_min + v_max) / 2 + float(rng.normal(0, 0.12))
-                lay.place("Car", shapes.car, dims, u + dims[0] / 2, v, yaw, 0.15)
-            u += dims[0] + float(rng.uniform(0.5, 4.0))
+                lay.place(name, make, dims, u + dims[0] / 2, v, yaw, 0.15)
+            u += dims[0] + float(rng.uniform(*cfg.parked_gap))
 
 
 def add_lane_cars(lay: Layout) -> None:
     """``config.lane_cars`` cars driving in the lanes (three tries each)."""
     rng, cfg = lay.rng, lay.config
-    u_lo, u_hi = cfg.object_u_range
     n_lane = int(rng.integers(cfg.lane_cars[0], cfg.lane_cars[1] + 1))
-    for _ in range(n_lane * 3):
-        if n_lane <= 0:
+    _add_in_lanes(lay, n_lane, lambda: ("Car", shapes.car, lay.car_dims()), cfg.object_u_range, 0.8)
+
+
+def _add_in_lanes(lay: Layout, count: int, pick, u_range: tuple[float, float], margin: float) -> None:
+    """Up to ``count`` vehicles in random lanes (three tries each); ``pick()`` gives ``(name, parts_fn, dims)``."""
+    rng = lay.rng
+    for _ in range(count * 3):
+        if count <= 0:
             break
         v_min, v_max, direction = lay.random_lane()
-        dims = lay.car_dims()
-        u = float(rng.uniform(u_lo, u_hi))
+        name, make, dims = pick()
+        u = float(rng.uniform(*u_range))
         yaw = lay.along_road(direction < 0, 0.03)
         v = (v_min + v_max) / 2 + float(rng.normal(0, 0.2))
-        if lay.place("Car", shapes.car, dims, u, v, yaw, 0.8):
-            n_lane -= 1
+        if lay.place(name, make, dims, u, v, yaw, margin):
+            count -= 1
+
+
+def add_large_vehicles(lay: Layout) -> None:
+    """``config.large_vehicles`` vans, trucks, buses and trams driving in the lanes (none in v1)."""
+    rng, cfg = lay.rng, lay.config
+    if cfg.large_vehicles[1] <= 0:
+        return
+
+    def pick():
+        name = str(rng.choice(shapes.LARGE_VEHICLES, p=shapes.LARGE_VEHICLE_SHARES))
+        return name, shapes.large_vehicle, shapes.large_vehicle_dims(rng, name)
+
+    _add_in_lanes(lay, int(rng.integers(cfg.large_vehicles[0], cfg.large_vehicles[1] + 1)), pick, cfg.object_u_range, 1.0)
+
+
+def add_far_cars(lay: Layout) -> None:
+    """``config.far_cars`` cars driving 30 to 70 m ahead (none in v1)."""
+    rng, cfg = lay.rng, lay.config
+    if cfg.far_cars[1] <= 0:
+        return
+    n = int(rng.integers(cfg.far_cars[0], cfg.far_cars[1] + 1))
+    _add_in_lanes(lay, n, lambda: ("Car", shapes.car, lay.car_dims()), (30.0, 70.0), 0.8)
 
 
 def add_cross_cars(lay: Layout) -> None:

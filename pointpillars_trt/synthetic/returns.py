@@ -6,7 +6,7 @@ fall-off, no gloss, surface hits only, no spurious points); :func:`kitti_like_re
 v2's intensity (KITTI's ``0..1`` reflectance channel) is::
 
     shade = (1 - g) * (1 + cos) / 2 + g * cos ** gloss_exponent      # g = vehicle_gloss on vehicle paint/glass, else 0
-    I = clip(gain * refl * shade * fall(r) * (1 + noise) - floor, 0, 1),   fall(r) = 1 / (1 + (r / r0) ** p)
+    I = clip(gain * refl * shade * fall(r) * (1 + noise) - floor, 0, 1),   fall(r) = 1 / (1 + (r / r0) ** p)  (v2: r0 = 36 m, p = 8, gain 1.2, floor 0.05)
 
 The fall-off and floor were fitted to the per-range intensity statistics of the one real KITTI
 frame that is not a hold-out (``zhulf0804/velodyne_reduced/000002.bin``): about 18 % zeros and a
@@ -69,7 +69,7 @@ class ReturnModel:
 def kitti_like_returns(mix_spread: float = 0.0) -> ReturnModel:
     """Generator v2's return model (see the module docstring), optionally mixed per frame."""
     return ReturnModel(
-        intensity_gain=1.2, intensity_falloff_m=40.0, intensity_falloff_power=5.0, intensity_floor=0.05, vehicle_gloss=0.85,
+        intensity_gain=1.2, intensity_falloff_m=36.0, intensity_falloff_power=8.0, intensity_floor=0.05, vehicle_gloss=0.85,
         gloss_exponent=8.0, foliage_depth_m=0.35, spurious_returns=(10, 60), mix_spread=mix_spread,
     )
 

@@ -32,7 +32,17 @@ class SceneConfig:
 
     ``extent``: the street is built for ``|u| <= extent`` along the road. Objects are placed in
     ``object_u_range`` along the road (more ahead of the sensor, where the camera looks).
-    Counts are drawn uniformly from the inclusive ranges.
+    Counts are drawn uniformly from the inclusive ranges. Sizes are ``(mean, std)`` normals
+    clipped at 2.5 std. The defaults are generator v1's; :func:`kitti_like_scene` is v2's. The
+    v2-only knobs (``parked_van_probability``, ``large_vehicles``, ``far_cars``, a hedge share in
+    ``frontage_weights``) draw nothing when off, so a v1 scene is unchanged.
+
+    * ``parked_gap``: gap between parked vehicles (uniform, m).
+    * ``parked_van_probability``: share of parked vehicles that are vans (KITTI ``Van``).
+    * ``large_vehicles``: vans, trucks, buses and trams in the lanes (``Van``, ``Truck``, ``Misc``,
+      ``Tram`` labels: negatives for the Car class, ignored by the Car metric as in KITTI).
+    * ``far_cars``: extra cars driving 30-70 m ahead (sparse, far returns).
+    * ``frontage_weights``: shares of building, wall/fence, trees and bushes, empty lot and hedge.
     """
 
     extent: float = 110.0
@@ -50,6 +60,24 @@ class SceneConfig:
     ped_height: tuple[float, float] = (1.73, 0.1)
     cyclist_length: tuple[float, float] = (1.76, 0.1)
     cyclist_height: tuple[float, float] = (1.73, 0.08)
+    parked_gap: tuple[float, float] = (0.5, 4.0)
+    parked_van_probability: float = 0.0
+    large_vehicles: tuple[int, int] = (0, 0)
+    far_cars: tuple[int, int] = (0, 0)
+    frontage_weights: tuple[float, float, float, float, float] = (0.5, 0.15, 0.25, 0.1, 0.0)
+
+
+def kitti_like_scene() -> SceneConfig:
+    """Generator v2's scene: denser parked rows (occlusion chains), vans, trucks, buses and trams,
+    far cars, more walls, fences, vegetation and hedges; object sizes from KITTI's training-set
+    label statistics (Car 3.88/1.63/1.53 m, std 0.43/0.10/0.14; Pedestrian height 1.76 std 0.11;
+    Cyclist 1.76 x 0.60 x 1.74 m)."""
+    return SceneConfig(
+        parked_car_probability=0.8, parked_gap=(0.3, 2.5), parked_van_probability=0.12,
+        large_vehicles=(1, 4), far_cars=(1, 4), frontage_weights=(0.3, 0.22, 0.28, 0.08, 0.12),
+        car_length=(3.88, 0.43), car_width=(1.63, 0.10), car_height=(1.53, 0.14),
+        ped_height=(1.76, 0.11), cyclist_length=(1.76, 0.12), cyclist_height=(1.74, 0.09),
+    )
 
 
 @dataclass(frozen=True)
@@ -80,7 +108,7 @@ def _add_frontage(lay: Layout, side: int) -> None:
     edge = st.v_left + st.sidewalk_left if side > 0 else st.v_right - st.sidewalk_right
     u = -extent + float(rng.uniform(0, 10))
     while u < extent:
-        kind = rng.choice(4, p=[0.5, 0.15, 0.25, 0.1])
+        kind = rng.choice(5, p=list(lay.config.frontage_weights))
         seg = float(rng.uniform(8.0, 35.0))
         if lay.has_cross and u < gap[1] + 3.0 and u + seg > gap[0] - 3.0:
             u = gap[1] + 3.0  # leave the cross street open
@@ -91,6 +119,8 @@ def _add_frontage(lay: Layout, side: int) -> None:
             _add_wall(lay, side, edge, u, seg)
         elif kind == 2:
             _add_vegetation(lay, side, edge, u, seg)
+        elif kind == 4:
+            _add_hedge(lay, side, edge, u, seg)
         u += seg + float(rng.choice([0.0, rng.uniform(1.0, 10.0)], p=[0.4, 0.6]))
 
 
@@ -124,6 +154,13 @@ def _add_vegetation(lay: Layout, side: int, edge: float, u: float, seg: float) -
             parts, fp = shapes.bush(rng), 2.0
         if lay.occ.free(x, y, fp, fp, 0.0, 0.1):
             lay.add_static(parts, x, y, 0.0, (fp, fp, 0.0), placed_yaw=float(rng.uniform(0, 2 * math.pi)))
+
+
+def _add_hedge(lay: Layout, side: int, edge: float, u: float, seg: float) -> None:
+    """A hedge (car-height foliage, see-through in parts) along the sidewalk ``edge``, ``seg`` long from ``u``."""
+    parts, t = shapes.hedge(lay.rng, seg)
+    x, y = lay.xy(u + seg / 2, edge + side * (float(lay.rng.uniform(0.0, 1.0)) + t / 2))
+    lay.add_static(parts, x, y, lay.theta, (seg, t, lay.theta))
 
 
 # --- street furniture on the sidewalks ----------------------------------------------------------
@@ -177,6 +214,8 @@ def generate_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()
     if has_cross:
         actors.add_cross_cars(lay)
     actors.add_random_yaw_cars(lay)
+    actors.add_large_vehicles(lay)
+    actors.add_far_cars(lay)
     actors.add_pedestrians(lay)
     actors.add_cyclists(lay)
     prims, boxes, prim_obj, names = lay.builder.build()
