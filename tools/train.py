@@ -9,7 +9,10 @@
 Reads ``DATA/ImageSets/{train,val}.txt`` and ``DATA/training/{velodyne_reduced|velodyne,label_2,calib}``.
 Recipe: GT sampling, flip along x, global rotation [-pi/4, pi/4], global scaling [0.95, 1.05]; anchors
 matched by BEV IoU; focal / smooth-L1 (sin-difference yaw) / direction losses weighted 1 / 2 / 0.2;
-AdamW with one-cycle LR (max 0.003); gradient clipping 10; bf16 autocast on CUDA.
+AdamW with one-cycle LR (max 0.003); gradient clipping 10; bf16 autocast on CUDA. Domain robustness for
+synthetic-to-real training (off by default): --object-sparsify P (thin or half-cut a box's points with
+probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropout F (drop up to a share F
+of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros).
 
 The checkpoint is the package's native safetensors format; its metadata records the command line,
 seed, the data generator version / seed / frames (from ``DATA/dataset.json`` when present), steps,

@@ -6,7 +6,10 @@ fall-off, no gloss, surface hits only, no spurious points); :func:`kitti_like_re
 v2's intensity (KITTI's ``0..1`` reflectance channel) is::
 
     shade = (1 - g) * (1 + cos) / 2 + g * cos ** gloss_exponent      # g = vehicle_gloss on vehicle paint/glass, else 0
-    I = clip(gain * refl * shade * fall(r) * (1 + noise) - floor, 0, 1),   fall(r) = 1 / (1 + (r / r0) ** p)  (v2: r0 = 36 m, p = 8, gain 1.2, floor 0.05)
+    I = clip(gain * refl * shade * fall(r) * (1 + noise) - floor, 0, 1),   fall(r) = max(1 / (1 + (r / r0) ** p), fmin)
+
+(v2: r0 = 36 m, p = 8, fmin = 0.15, gain 1.2, floor 0.05: bright surfaces such as plates, signs
+and markings still read above 0 far away, dark ones do not)
 
 The fall-off and floor were fitted to the per-range intensity statistics of the one real KITTI
 frame that is not a hold-out (``zhulf0804/velodyne_reduced/000002.bin``): about 18 % zeros and a
@@ -34,7 +37,7 @@ class ReturnModel:
     """Parameters of the return model (see the module docstring). Lengths in metres.
 
     ``intensity_gain`` scales the reflected light, ``intensity_falloff_m`` ``r0`` (0: no fall-off), ``intensity_falloff_power`` ``p``,
-    ``intensity_floor`` subtracted before clipping (dim returns read 0), ``vehicle_gloss`` ``g``
+    ``intensity_falloff_min`` ``fmin``, ``intensity_floor`` subtracted before clipping (dim returns read 0), ``vehicle_gloss`` ``g``
     and ``gloss_exponent``; ``foliage_depth_m``: mean of the exponential depth a ray goes into
     foliage before it returns (0: surface hits); ``spurious_returns``: inclusive range of the
     number of random returns (dust, multipath) per frame; ``mix_spread``: with ``> 0`` every
@@ -45,6 +48,7 @@ class ReturnModel:
     intensity_gain: float = 1.0
     intensity_falloff_m: float = 0.0
     intensity_falloff_power: float = 3.0
+    intensity_falloff_min: float = 0.0
     intensity_floor: float = 0.0
     vehicle_gloss: float = 0.0
     gloss_exponent: float = 8.0
@@ -69,7 +73,8 @@ class ReturnModel:
 def kitti_like_returns(mix_spread: float = 0.0) -> ReturnModel:
     """Generator v2's return model (see the module docstring), optionally mixed per frame."""
     return ReturnModel(
-        intensity_gain=1.2, intensity_falloff_m=36.0, intensity_falloff_power=8.0, intensity_floor=0.05, vehicle_gloss=0.85,
+        intensity_gain=1.2, intensity_falloff_m=36.0, intensity_falloff_power=8.0, intensity_falloff_min=0.15,
+        intensity_floor=0.05, vehicle_gloss=0.85,
         gloss_exponent=8.0, foliage_depth_m=0.35, spurious_returns=(10, 60), mix_spread=mix_spread,
     )
 
@@ -84,10 +89,11 @@ def shading(cos_inc: np.ndarray, glossy: np.ndarray, model: ReturnModel) -> np.n
 
 
 def falloff(ranges: np.ndarray, model: ReturnModel) -> np.ndarray:
-    """``[N]`` range fall-off ``1 / (1 + (r / r0) ** p)`` (ones without a fall-off)."""
+    """``[N]`` range fall-off ``max(1 / (1 + (r / r0) ** p), fmin)`` (ones without a fall-off)."""
     if model.intensity_falloff_m <= 0:
         return np.ones_like(ranges)
-    return 1.0 / (1.0 + (np.maximum(ranges, 0.0) / model.intensity_falloff_m) ** model.intensity_falloff_power)
+    f = 1.0 / (1.0 + (np.maximum(ranges, 0.0) / model.intensity_falloff_m) ** model.intensity_falloff_power)
+    return np.maximum(f, model.intensity_falloff_min)
 
 
 def intensity(refl: np.ndarray, cos_inc: np.ndarray, ranges: np.ndarray, glossy: np.ndarray, noise: np.ndarray,
