@@ -2,7 +2,11 @@
 """Generate a synthetic LiDAR dataset in KITTI's layout.
 
     .venv/bin/python tools/make_synthetic.py --out data/synthetic --frames 2000 --seed 0 \\
-        [--val-fraction 0.5] [--workers 4]
+        [--val-fraction 0.5] [--workers 4] [--generator-version 2] [--mix 0.3]
+
+``--generator-version 1`` rebuilds the first simulator's data byte for byte (the data of the
+first demo model); 2 (the default) is the KITTI-like simulator; ``--mix S`` (v2) gives every
+frame its own sensor and return settings, spread ``S`` around v2's.
 
 Writes ``training/{velodyne,velodyne_reduced,calib,label_2,image_2}``, ``ImageSets/{train,val}.txt``
 and ``dataset.json`` (generator version, seed, frames, this command line). The same ``--seed``
@@ -19,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pointpillars_trt.errors import PointPillarsError  # noqa: E402
-from pointpillars_trt.synthetic import GENERATOR_VERSION  # noqa: E402
+from pointpillars_trt.synthetic import GENERATOR_VERSION, GENERATOR_VERSIONS, generator_settings  # noqa: E402
 from pointpillars_trt.synthetic.dataset import write_dataset  # noqa: E402
 
 
@@ -30,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", required=True, type=int, help="dataset seed")
     parser.add_argument("--val-fraction", type=float, default=0.5, help="share of frames in ImageSets/val.txt (the last ones)")
     parser.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)), help="worker processes")
+    parser.add_argument("--generator-version", default=GENERATOR_VERSION, choices=GENERATOR_VERSIONS, help="simulator version")
+    parser.add_argument("--mix", type=float, default=0.0, help="v2: per-frame spread of the sensor/return settings (0: one sensor)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -38,16 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm import tqdm
 
         def progress(it):
-            return tqdm(it, total=args.frames, unit="frame", desc=f"synthetic v{GENERATOR_VERSION}")
+            return tqdm(it, total=args.frames, unit="frame", desc=f"synthetic v{args.generator_version}")
 
     command = ["tools/make_synthetic.py", *(sys.argv[1:] if argv is None else argv)]
     try:
+        settings = generator_settings(args.generator_version, args.mix)
         summary = write_dataset(
-            args.out, args.frames, args.seed, args.val_fraction, args.workers, command=command, progress=progress
+            args.out, args.frames, args.seed, args.val_fraction, args.workers, settings, command=command, progress=progress
         )
     except (PointPillarsError, OSError) as exc:
         print(f"make_synthetic: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     t = summary["timing"]
     s = summary["stats"]
     print(

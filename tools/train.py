@@ -9,7 +9,10 @@
 Reads ``DATA/ImageSets/{train,val}.txt`` and ``DATA/training/{velodyne_reduced|velodyne,label_2,calib}``.
 Recipe: GT sampling, flip along x, global rotation [-pi/4, pi/4], global scaling [0.95, 1.05]; anchors
 matched by BEV IoU; focal / smooth-L1 (sin-difference yaw) / direction losses weighted 1 / 2 / 0.2;
-AdamW with one-cycle LR (max 0.003); gradient clipping 10; bf16 autocast on CUDA.
+AdamW with one-cycle LR (max 0.003); gradient clipping 10; bf16 autocast on CUDA. Domain robustness for
+synthetic-to-real training (off by default): --object-sparsify P (thin or half-cut a box's points with
+probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropout F (drop up to a share F
+of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros).
 
 The checkpoint is the package's native safetensors format; its metadata records the command line,
 seed, the data generator version / seed / frames (from ``DATA/dataset.json`` when present), steps,
@@ -56,6 +59,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-gt-sampling", action="store_true", help="turn ground-truth sampling off")
     p.add_argument("--sample-groups", help="GT sampling targets, e.g. Car:15,Pedestrian:15,Cyclist:15")
     p.add_argument("--object-noise", action="store_true", help="per-object translation/rotation noise")
+    p.add_argument("--object-sparsify", type=float, default=0.0, help="probability per box of thinning/half-cutting its points")
+    p.add_argument("--beam-dropout", type=float, default=0.0, help="probability per elevation band (~one beam) of dropping it")
+    p.add_argument("--point-dropout", type=float, default=0.0, help="largest share of points dropped at random per frame")
+    p.add_argument("--intensity-jitter", type=float, default=0.0, help="sigma of the per-frame/per-point intensity jitter")
     p.add_argument("--log-every", type=int, default=50, help="log the loss every N steps")
     p.add_argument("--fp16-out", action="store_true", help="store the weights as float16")
     p.add_argument("--eval", action="store_true", help="evaluate on the val split at the end (KITTI AP)")
@@ -98,7 +105,14 @@ def run(args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.config)
     frames = KittiFrames(args.data, "train")
-    augment = AugmentConfig(gt_sampling=not args.no_gt_sampling, sample_groups=parse_groups(args.sample_groups), object_noise=args.object_noise)
+    for name in ("object_sparsify", "beam_dropout", "point_dropout", "intensity_jitter"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            raise PointPillarsError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
+    augment = AugmentConfig(
+        gt_sampling=not args.no_gt_sampling, sample_groups=parse_groups(args.sample_groups), object_noise=args.object_noise,
+        object_sparsify=args.object_sparsify, beam_dropout=args.beam_dropout, point_dropout=args.point_dropout,
+        intensity_jitter=args.intensity_jitter,
+    )
     settings = TrainSettings(
         steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, workers=args.workers, device=args.device,
         seed=args.seed, lr=args.lr, amp=args.amp, log_every=args.log_every, iou=args.iou, augment=augment,
@@ -117,6 +131,7 @@ def run(args: argparse.Namespace) -> dict:
         "train_frames": str(len(frames)),
         "data_generator": str(info.get("generator", "unknown")),
         "data_generator_version": str(info.get("generator_version", "unknown")),
+        "data_generator_mix": str(info.get("generator_mix", "unknown")),
         "data_seed": str(info.get("seed", "unknown")),
         "data_frames": str(info.get("frames", "unknown")),
         "steps": str(result.steps),

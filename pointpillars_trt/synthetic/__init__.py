@@ -5,24 +5,32 @@ simulated Velodyne HDL-64E (:mod:`.sensor`) into a frame of points, boxes and pe
 visibility (:mod:`.frame`); :mod:`.kitti_writer` writes frames as KITTI files and
 :mod:`.dataset` writes a whole dataset. ``GENERATOR_VERSION`` changes whenever the same seed
 would give different files; it is recorded in ``dataset.json`` and in models trained on the data.
+Every version stays available (:mod:`.versions`): ``generator_settings("1")`` rebuilds v1 data
+byte for byte; ``GENERATOR_VERSION`` is the latest, the default of ``tools/make_synthetic.py``.
 """
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 from .frame import SyntheticFrame, generate_frame  # noqa: E402
 from .scene import CLASS_NAMES, Scene, SceneConfig, generate_scene  # noqa: E402
+from .returns import ReturnModel  # noqa: E402
 from .sensor import SensorConfig, hdl64e_elevations  # noqa: E402
+from .versions import GENERATOR_VERSIONS, GeneratorSettings, generator_settings  # noqa: E402
 
 __all__ = [
     "CLASS_NAMES",
     "GENERATOR_VERSION",
+    "GENERATOR_VERSIONS",
+    "GeneratorSettings",
+    "ReturnModel",
     "Scene",
     "SceneConfig",
     "SensorConfig",
     "SyntheticFrame",
     "generate_frame",
     "generate_scene",
+    "generator_settings",
     "hdl64e_elevations",
 ]

@@ -22,9 +22,8 @@ import numpy as np
 from ..errors import DatasetError
 from . import GENERATOR_VERSION
 from .frame import generate_frame
-from .kitti_writer import IMAGE_SHAPE, OCCLUSION_THRESHOLDS, kitti_calibration, make_layout, write_frame
-from .scene import SceneConfig
-from .sensor import SensorConfig
+from .kitti_writer import IMAGE_SHAPE, OCCLUSION_THRESHOLDS, make_layout, write_frame
+from .versions import GeneratorSettings, generator_settings
 
 
 def frame_id(index: int) -> str:
@@ -46,14 +45,15 @@ def split_ids(frames: int, val_fraction: float) -> tuple[list[str], list[str]]:
 _WORKER_ARGS: dict = {}
 
 
-def _init_worker(out: str, seed: int, sensor: SensorConfig, scene: SceneConfig) -> None:
-    _WORKER_ARGS.update(out=out, seed=seed, sensor=sensor, scene=scene, calib=kitti_calibration())
+def _init_worker(out: str, seed: int, settings: GeneratorSettings) -> None:
+    _WORKER_ARGS.update(out=out, seed=seed, settings=settings, calib=settings.calibration())
 
 
 def _make_one(index: int) -> dict:
     a = _WORKER_ARGS
+    g: GeneratorSettings = a["settings"]
     t0 = time.perf_counter()
-    frame = generate_frame(a["seed"], index, a["sensor"], a["scene"])
+    frame = generate_frame(a["seed"], index, g.sensor, g.scene, g.returns)
     t1 = time.perf_counter()
     objects = write_frame(a["out"], frame_id(index), frame, a["calib"])
     return {
@@ -71,23 +71,24 @@ def write_dataset(
     seed: int,
     val_fraction: float = 0.5,
     workers: int = 1,
-    sensor: SensorConfig = SensorConfig(),
-    scene: SceneConfig = SceneConfig(),
+    settings: GeneratorSettings | None = None,
     command: Sequence[str] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> dict:
     """Generate ``frames`` frames of dataset ``seed`` into ``out`` (see the module docstring).
 
+    ``settings``: the generator version's (default: the latest, ``GENERATOR_VERSION``).
     ``workers`` processes share the frames; ``progress`` wraps the iterator of finished frames
     (e.g. ``lambda it: tqdm(it, total=frames)``). Returns the summary also written to
     ``dataset.json``.
     """
     out = Path(out)
+    settings = settings or generator_settings(GENERATOR_VERSION)
     train, val = split_ids(frames, val_fraction)
     if workers < 1:
         raise DatasetError(f"workers must be >= 1, got {workers}")
     make_layout(out)
-    init = (str(out), int(seed), sensor, scene)
+    init = (str(out), int(seed), settings)
     indices = range(frames)
     if workers == 1:
         _init_worker(*init)
@@ -116,7 +117,8 @@ def write_dataset(
         labels.update(r["labels"])
     summary = {
         "generator": "pointpillars_trt.synthetic",
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": settings.version,
+        "generator_mix": settings.returns.mix_spread,
         "seed": int(seed),
         "frames": int(frames),
         "val_fraction": float(val_fraction),
@@ -127,8 +129,10 @@ def write_dataset(
         "occlusion_thresholds": list(OCCLUSION_THRESHOLDS),
         "label_policy": "objects in the camera view; those with no LiDAR point in their box are DontCare",
         "image_2": "flat grey placeholders (no camera is simulated)",
-        "sensor": dataclasses.asdict(sensor),
-        "scene": dataclasses.asdict(scene),
+        "calibration": settings.calibration.__name__,
+        "sensor": dataclasses.asdict(settings.sensor),
+        "scene": dataclasses.asdict(settings.scene),
+        "returns": dataclasses.asdict(settings.returns),
         "stats": {
             "mean_points_per_frame": float(np.mean([r["points"] for r in stats])),
             "mean_objects_per_frame": float(np.mean([r["objects"] for r in stats])),

@@ -4,7 +4,10 @@ Sensor effects applied to the cast ranges: Gaussian range noise, random dropouts
 extra loss (glass, foliage, fences, spokes), and a detection probability that falls with
 ``reflectivity * cos(incidence)^2 / range^2`` (dark, grazing, far returns fade). Intensity is the
 surface reflectivity scaled by ``(1 + cos(incidence)) / 2``, with multiplicative noise, clipped to [0, 1]
-and quantised to 0.01 as KITTI's.
+and quantised to 0.01 as KITTI's. Generator v2 adds (:mod:`.returns`, :class:`SensorConfig`) glossy
+vehicle paint, the intensity's range fall-off and floor, foliage penetration, spurious returns,
+the unit's uneven beam elevations, rotation noise and beam divergence; its extra draws come after
+v1's (or from a separate generator), so a v1 frame is unchanged.
 
 Frame ``index`` of dataset ``seed`` is drawn from ``numpy.random.SeedSequence([seed, index])``:
 frames are independent of each other and of how they are distributed over workers.
@@ -12,11 +15,14 @@ frames are independent of each other and of how they are distributed over worker
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from .raycast import NUM_GROUND_ZONES, cast
+from . import returns as ret
+from .raycast import ELLIPSOID, NUM_GROUND_ZONES, cast
+from .returns import ReturnModel
 from .scene import Scene, SceneConfig, generate_scene
 from .sensor import SensorConfig
 
@@ -80,13 +86,28 @@ def _ground_reflectivity(rng: np.random.Generator) -> np.ndarray:
     return refl
 
 
+def mixed_settings(rng: np.random.Generator, sensor: SensorConfig, returns: ReturnModel) -> tuple[SensorConfig, ReturnModel]:
+    """One frame's draw of a mixed sensor family: detection gain times ``U(0.5, 2)``, random dropout
+    ``U(0, 0.08)``, range noise times ``U(0.75, 1.5)`` and :meth:`ReturnModel.varied`."""
+    sensor = dataclasses.replace(
+        sensor, detect_gain=sensor.detect_gain * float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))),
+        dropout=float(rng.uniform(0.0, 0.08)), range_noise=sensor.range_noise * float(rng.uniform(0.75, 1.5)),
+    )
+    return sensor, returns.varied(rng)
+
+
 def generate_frame(
     seed: int,
     index: int,
     sensor: SensorConfig = SensorConfig(),
     scene_config: SceneConfig = SceneConfig(),
+    returns: ReturnModel = ReturnModel(),
 ) -> SyntheticFrame:
-    """Generate frame ``index`` of dataset ``seed`` (deterministic; see the module docstring)."""
+    """Generate frame ``index`` of dataset ``seed`` (deterministic; see the module docstring).
+    With ``returns.mix_spread > 0`` the frame's own sensor and return settings are drawn from a
+    generator of their own, so the scene is the one the unmixed settings give."""
+    if returns.mix_spread > 0:
+        sensor, returns = mixed_settings(np.random.default_rng([int(seed), int(index), 1]), sensor, returns)
     rng = frame_rng(seed, index)
     scene = generate_scene(rng, scene_config, sensor.mount_height)
     ground_refl = _ground_reflectivity(rng)
@@ -115,14 +136,26 @@ def generate_frame(
     p_detect = (1.0 - sensor.dropout) * (1.0 - extra_drop) * (1.0 - np.exp(-sensor.detect_gain * snr))
     keep = (rng.random(n) < p_detect) & (noisy > 0.5) & (noisy <= sensor.max_range)
 
-    intensity = refl * (0.5 + 0.5 * cos_inc) * (1.0 + sensor.intensity_noise * rng.standard_normal(n))
-    intensity = np.round(np.clip(intensity, 0.0, 1.0), 2)
+    glossy = np.zeros(n, dtype=bool)
+    if returns.vehicle_gloss > 0:
+        vehicle = np.isin(np.asarray(scene.names + ("",)), ret.VEHICLE_CLASSES)
+        glossy = vehicle[obj] & (refl < ret.RETRO_REFLECTIVITY)
+    noise = sensor.intensity_noise * rng.standard_normal(n)
+    intensity = ret.intensity(refl, cos_inc, noisy, glossy, noise, returns)
 
-    ce = np.cos(el)[beam]
-    az = az0 + col * sensor.azimuth_step
-    xyz = np.stack([ce * np.cos(az), ce * np.sin(az), np.sin(el)[beam]], axis=1) * noisy[:, None]
+    foliage = is_prim & (prims.kind[prim_idx] == ELLIPSOID) & (extra_drop > 0) & (obj < 0)
+    noisy = noisy + ret.foliage_depth(rng, foliage, returns)
+    d_az, d_el = sensor.direction_noise(rng, n)
+    beam_el = el[beam] + d_el
+    az = az0 + col * sensor.azimuth_step + d_az
+    ce = np.cos(beam_el)
+    xyz = np.stack([ce * np.cos(az), ce * np.sin(az), np.sin(beam_el)], axis=1) * noisy[:, None]
     points = np.concatenate([xyz, intensity[:, None]], axis=1)[keep].astype(np.float32)
     obj_kept = obj[keep]
+    spurious = ret.spurious_points(rng, returns, el, sensor.max_range)
+    if len(spurious):
+        points = np.concatenate([points, spurious])
+        obj_kept = np.concatenate([obj_kept, np.full(len(spurious), -1, obj_kept.dtype)])
 
     visible_hits = np.bincount(obj[obj >= 0], minlength=num_obj).astype(np.int64)[:num_obj]
     num_points = np.zeros(num_obj, dtype=np.int64)

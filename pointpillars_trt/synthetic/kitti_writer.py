@@ -61,13 +61,38 @@ _TR_VELO_TO_CAM = (
 )
 
 
-def kitti_calibration() -> Calibration:
-    """The fixed calibration every synthetic frame uses (KITTI frame 000134's)."""
+# The calibration of KITTI object frame 000002 (drive of 2011-09-26; generator v2: no hold-out frame's data).
+_P2_000002 = (
+    7.215377e02, 0.0, 6.095593e02, 4.485728e01,
+    0.0, 7.215377e02, 1.728540e02, 2.163791e-01,
+    0.0, 0.0, 1.0, 2.745884e-03,
+)
+_R0_RECT_000002 = (
+    9.999239e-01, 9.837760e-03, -7.445048e-03,
+    -9.869795e-03, 9.999421e-01, -4.278459e-03,
+    7.402527e-03, 4.351614e-03, 9.999631e-01,
+)
+_TR_VELO_TO_CAM_000002 = (
+    7.533745e-03, -9.999714e-01, -6.166020e-04, -4.069766e-03,
+    1.480249e-02, 7.280733e-04, -9.998902e-01, -7.631618e-02,
+    9.998621e-01, 7.523790e-03, 1.480755e-02, -2.717806e-01,
+)
+
+
+def _calibration(p2, r0_rect, tr_velo_to_cam) -> Calibration:
     return Calibration(
-        P2=np.array(_P2).reshape(3, 4),
-        R0_rect=np.array(_R0_RECT).reshape(3, 3),
-        Tr_velo_to_cam=np.array(_TR_VELO_TO_CAM).reshape(3, 4),
+        P2=np.array(p2).reshape(3, 4), R0_rect=np.array(r0_rect).reshape(3, 3), Tr_velo_to_cam=np.array(tr_velo_to_cam).reshape(3, 4)
     )
+
+
+def kitti_calibration_000002() -> Calibration:
+    """The calibration generator v2 writes into every frame (KITTI frame 000002's, not a hold-out)."""
+    return _calibration(_P2_000002, _R0_RECT_000002, _TR_VELO_TO_CAM_000002)
+
+
+def kitti_calibration() -> Calibration:
+    """The fixed calibration every generator v1 frame uses (KITTI frame 000134's)."""
+    return _calibration(_P2, _R0_RECT, _TR_VELO_TO_CAM)
 
 
 def occlusion_level(blocked_fraction: np.ndarray) -> np.ndarray:
@@ -217,6 +242,7 @@ __all__ = [
     "frame_objects",
     "image_extent",
     "kitti_calibration",
+    "kitti_calibration_000002",
     "make_layout",
     "occlusion_level",
     "write_frame",

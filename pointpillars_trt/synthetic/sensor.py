@@ -39,6 +39,12 @@ class SensorConfig:
       where ``snr = reflectivity * cos(incidence)^2 * (50 m / range)^2``: grazing, dark and far
       surfaces fade as on the real sensor (KITTI's ground thins out beyond ~30 m).
     * ``intensity_noise``: relative (multiplicative) standard deviation of the intensity.
+    * ``elevation_jitter_deg``: standard deviation of each laser's fixed offset from its nominal
+      elevation (the uneven spacing of a real unit's calibration; drawn once from a fixed seed, so
+      every frame sees the same unit). 0 (generator v1): the nominal layout.
+    * ``azimuth_noise_deg``: standard deviation of the per-return rotation (encoder) error.
+    * ``beam_divergence_mrad``: full beam divergence; a return's direction is jittered uniformly
+      within the beam's cone (no mixed-pixel edges are modelled).
     """
 
     elevations_deg: tuple[float, ...] = field(default_factory=hdl64e_elevations)
@@ -49,6 +55,9 @@ class SensorConfig:
     dropout: float = 0.02
     detect_gain: float = 150.0
     intensity_noise: float = 0.1
+    elevation_jitter_deg: float = 0.0
+    azimuth_noise_deg: float = 0.0
+    beam_divergence_mrad: float = 0.0
 
     def __post_init__(self) -> None:
         el = np.asarray(self.elevations_deg, dtype=np.float64)
@@ -67,8 +76,20 @@ class SensorConfig:
         return 2.0 * np.pi / self.num_azimuth
 
     def elevations_rad(self) -> np.ndarray:
-        """``[B]`` float64 beam elevations in radians, descending."""
-        return np.deg2rad(np.asarray(self.elevations_deg, dtype=np.float64))
+        """``[B]`` float64 beam elevations in radians (nominal plus the unit's fixed offsets)."""
+        el = np.asarray(self.elevations_deg, dtype=np.float64)
+        if self.elevation_jitter_deg > 0:
+            el = el + np.random.default_rng(64).normal(0.0, self.elevation_jitter_deg, el.shape)
+        return np.deg2rad(el)
+
+    def direction_noise(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(d_azimuth [n], d_elevation [n])`` radians: per-return rotation noise and divergence jitter
+        (zeros, and no draws, when both are off)."""
+        if self.azimuth_noise_deg <= 0 and self.beam_divergence_mrad <= 0:
+            return np.zeros(n), np.zeros(n)
+        half = 0.5e-3 * self.beam_divergence_mrad
+        d_az = np.deg2rad(self.azimuth_noise_deg) * rng.standard_normal(n) + rng.uniform(-half, half, n)
+        return d_az, rng.uniform(-half, half, n)
 
     def azimuths_rad(self, start: float = 0.0) -> np.ndarray:
         """``[A]`` float64 column azimuths ``start + j * azimuth_step`` (radians, CCW from +x)."""

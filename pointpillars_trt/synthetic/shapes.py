@@ -220,3 +220,64 @@ def wall(rng: np.random.Generator, length: float) -> tuple[Parts, float]:
         h, t, drop = rng.uniform(1.0, 2.0), 0.05, 0.6
     p.add(BOX, (0, 0, (h - 0.5) / 2), (length / 2, t / 2, (h + 0.5) / 2), float(rng.uniform(0.1, 0.5)), drop)
     return p, float(t)
+
+
+#: Vehicles that are not a labelled class of the demo model, with their KITTI label names
+#: (KITTI labels buses ``Misc``) and shares among the large vehicles of a scene.
+LARGE_VEHICLES = ("Van", "Truck", "Misc", "Tram")
+LARGE_VEHICLE_SHARES = (0.5, 0.25, 0.15, 0.1)
+
+# name -> (length, width, height) as (mean, std) in metres (KITTI training labels for Van,
+# Truck and Tram; a city bus for Misc)
+_LARGE_VEHICLE_SIZES = {
+    "Van": ((5.08, 0.45), (1.90, 0.11), (2.21, 0.25)),
+    "Truck": ((10.1, 2.5), (2.59, 0.15), (3.25, 0.4)),
+    "Misc": ((11.5, 1.0), (2.50, 0.08), (3.10, 0.15)),
+    "Tram": ((16.0, 3.0), (2.45, 0.1), (3.40, 0.15)),
+}
+
+
+def large_vehicle_dims(rng: np.random.Generator, name: str) -> tuple[float, float, float]:
+    """``(l, w, h)`` of a large vehicle ``name`` (one of ``LARGE_VEHICLES``), normals clipped at 2 std."""
+    return tuple(float(np.clip(rng.normal(m, s), m - 2 * s, m + 2 * s)) for m, s in _LARGE_VEHICLE_SIZES[name])
+
+
+def large_vehicle(rng: np.random.Generator, l: float, w: float, h: float) -> Parts:
+    """A van, truck, bus or tram of ``l x w x h``: a boxy body on 2-3 axles, a dark window band
+    (vans and buses) or a cab with a windscreen ahead of a cargo box (trucks, ``l > 7`` without
+    windows), lamps and plates."""
+    p = Parts()
+    paint = float(rng.uniform(0.08, 0.5))
+    li, wi = l - 2 * INSET, w - 2 * INSET
+    r = float(np.clip(0.35 + 0.05 * (h - 2.0), 0.3, 0.5))
+    axles = (-0.35, 0.35) if l < 7 else (-0.38, 0.25, 0.38)
+    for ax in axles:
+        for sy in (-1, 1):
+            p.add(YCYL, (ax * li, sy * (wi / 2 - 0.12), r), (r, 0.12, r), 0.06, 0.05)
+    base = r * 0.7
+    truck = l > 7 and rng.random() < 0.5
+    if truck:
+        cab = min(2.4, 0.25 * l)
+        p.add(BOX, (li / 2 - cab / 2, 0, (base + h * 0.85) / 2), (cab / 2, wi / 2, (h * 0.85 - base) / 2), paint)
+        p.add(BOX, (li / 2 - 0.02, 0, h * 0.62), (0.02, wi / 2 - 0.1, h * 0.14), 0.04, 0.45)
+        p.add(BOX, (-cab / 2, 0, (base + h) / 2), ((li - cab) / 2 - 0.1, wi / 2, (h - base) / 2), float(rng.uniform(0.2, 0.6)))
+    else:
+        p.add(BOX, (0, 0, (base + h) / 2), (li / 2, wi / 2, (h - base) / 2), paint)
+        band = (base + 0.55 * (h - base), base + 0.85 * (h - base))
+        p.add(BOX, (0, 0, sum(band) / 2), (li / 2 + 0.01, wi / 2 + 0.01, (band[1] - band[0]) / 2), 0.04, 0.4)
+    for sx in (-1, 1):
+        p.add(BOX, (sx * (li / 2 + 0.005), 0, base + 0.35), (0.015, 0.25, 0.06), 0.92)
+    return p
+
+
+def hedge(rng: np.random.Generator, length: float) -> tuple[Parts, float]:
+    """A hedge along x: a row of foliage ellipsoids 0.8-2 m tall (see-through in parts). Returns parts and thickness."""
+    p = Parts()
+    h, t = float(rng.uniform(0.8, 2.0)), float(rng.uniform(0.6, 1.4))
+    refl = float(rng.uniform(0.1, 0.3))
+    n = max(1, int(length / 1.5))
+    for k in range(n):
+        x = -length / 2 + (k + 0.5) * length / n
+        a = length / n * 0.75
+        p.add(ELLIPSOID, (x, float(rng.normal(0, 0.1)), h / 2), (a, t / 2, h / 2 * float(rng.uniform(0.85, 1.0))), refl, 0.3)
+    return p, t

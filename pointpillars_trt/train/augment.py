@@ -85,3 +85,57 @@ def object_noise(
             b[k] = cand
             break
     return p, b
+
+
+# --- domain robustness (synthetic to real): sparsity, missing beams, intensity -------------------
+
+
+def random_point_dropout(points: np.ndarray, rng: np.random.Generator, max_fraction: float) -> np.ndarray:
+    """Drop a share ``U(0, max_fraction)`` of the points, uniformly (another sensor's density)."""
+    if max_fraction <= 0 or len(points) == 0:
+        return points
+    return points[rng.random(len(points)) >= rng.uniform(0.0, max_fraction)]
+
+
+def random_beam_dropout(points: np.ndarray, rng: np.random.Generator, prob: float, band_deg: float = 0.42) -> np.ndarray:
+    """Drop whole elevation bands ``band_deg`` wide (about one HDL-64E beam each), each with
+    probability ``prob`` (dead or dim lasers, sparser sensors). Elevation is ``atan2(z, hypot(x, y))``
+    from the sensor origin."""
+    if prob <= 0 or len(points) == 0:
+        return points
+    el = np.degrees(np.arctan2(points[:, 2], np.hypot(points[:, 0], points[:, 1])))
+    band = np.floor((el + 90.0) / band_deg).astype(np.int64)
+    dead = rng.random(int(180.0 / band_deg) + 2) < prob
+    return points[~dead[np.clip(band, 0, len(dead) - 1)]]
+
+
+def jitter_intensity(points: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Intensity (column 3) times a per-frame ``exp(N(0, sigma))`` and a per-point ``1 + N(0, sigma / 2)``,
+    a share ``U(0, sigma)`` of points set to 0, clipped to [0, 1] and quantised to 0.01 (KITTI's)."""
+    if sigma <= 0 or len(points) == 0 or points.shape[1] < 4:
+        return points
+    p = points.copy()
+    i = p[:, 3] * np.exp(rng.normal(0.0, sigma)) * (1.0 + rng.normal(0.0, sigma / 2, len(p)))
+    i[rng.random(len(p)) < rng.uniform(0.0, sigma)] = 0.0
+    p[:, 3] = np.round(np.clip(i, 0.0, 1.0), 2)
+    return p
+
+
+def sparsify_objects(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, prob: float, min_points: int = 5) -> np.ndarray:
+    """With probability ``prob`` per box: keep a share ``U(0.15, 1)`` of its points, and half the
+    time only those on one side of a random vertical plane through its centre (a far or partly
+    seen object). A box keeps its points when fewer than ``min_points`` would remain."""
+    if prob <= 0 or len(boxes) == 0 or len(points) == 0:
+        return points
+    inside = points_in_boxes(points, boxes)
+    drop = np.zeros(len(points), dtype=bool)
+    for k in np.flatnonzero(rng.random(len(boxes)) < prob):
+        idx = np.flatnonzero(inside[:, k] & ~drop)
+        lose = rng.random(len(idx)) >= rng.uniform(0.15, 1.0)
+        if rng.random() < 0.5:
+            a = rng.uniform(-np.pi, np.pi)
+            d = points[idx, :2] - boxes[k, :2]
+            lose |= (d[:, 0] * np.cos(a) + d[:, 1] * np.sin(a)) > 0
+        if len(idx) - int(lose.sum()) >= min_points:
+            drop[idx[lose]] = True
+    return points[~drop]

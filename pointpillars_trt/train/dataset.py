@@ -32,6 +32,9 @@ class AugmentConfig:
     for every config class; OpenPCDet's ``SAMPLE_GROUPS`` is Car 15, Pedestrian 15, Cyclist 15).
     ``db_min_points``: database objects need this many points (``filter_by_min_points``).
     ``frame_min_points``: the frame's own boxes of config classes with fewer points are dropped.
+    Domain robustness (off by default; see :mod:`.augment`): ``object_sparsify`` (probability per
+    box of thinning / half-cutting its points), ``beam_dropout`` (probability per elevation band),
+    ``point_dropout`` (largest share of points dropped), ``intensity_jitter`` (sigma).
     """
 
     gt_sampling: bool = True
@@ -44,6 +47,10 @@ class AugmentConfig:
     scaling: tuple[float, float] = (0.95, 1.05)
     object_noise: bool = False
     shuffle_points: bool = True
+    object_sparsify: float = 0.0
+    beam_dropout: float = 0.0
+    point_dropout: float = 0.0
+    intensity_jitter: float = 0.0
 
     def targets(self, classes) -> dict[str, int]:
         if self.sample_groups is not None:
@@ -112,6 +119,7 @@ class TrainDataset(Dataset):
         a = self.augment
         if self.sampler is not None:
             pts, boxes, names = self.sampler(pts, boxes, names, rng)
+        pts = aug.sparsify_objects(pts, boxes, rng, a.object_sparsify)
         if a.object_noise:
             pts, boxes = aug.object_noise(pts, boxes, rng)
         if a.flip_x:
@@ -119,6 +127,9 @@ class TrainDataset(Dataset):
         if a.rotation[1] > a.rotation[0]:
             pts, boxes = aug.random_rotation(pts, boxes, rng, a.rotation)
         pts, boxes = aug.random_scaling(pts, boxes, rng, a.scaling)
+        pts = aug.random_beam_dropout(pts, rng, a.beam_dropout)
+        pts = aug.random_point_dropout(pts, rng, a.point_dropout)
+        pts = aug.jitter_intensity(pts, rng, a.intensity_jitter)
         r = self.cfg.voxel.point_cloud_range
         pts = pts[points_in_range(pts, r)]
         cls_idx = np.array([self.cfg.classes.index(n) if n in self.cfg.classes else -1 for n in names], dtype=np.int64)

@@ -80,3 +80,26 @@ def test_gt_sampling_creates_no_overlap_and_clears_points():
     assert np.all(p2[inside_new, 3] == np.float32(0.7))
     assert (n2[len(boxes):] == "Car").all()
     np.testing.assert_array_equal(b2[: len(boxes)], boxes)
+
+
+def test_robustness_augmentations_thin_points_and_keep_columns():
+    from pointpillars_trt.train.augment import jitter_intensity, random_beam_dropout, random_point_dropout, sparsify_objects
+
+    rng = np.random.default_rng(3)
+    pts, boxes = scene(rng)
+    pts[:, 3] = rng.uniform(0.0, 0.5, len(pts)).round(2)
+    for fn in (lambda p: random_point_dropout(p, rng, 0.0), lambda p: random_beam_dropout(p, rng, 0.0),
+               lambda p: jitter_intensity(p, rng, 0.0), lambda p: sparsify_objects(p, boxes, rng, 0.0)):
+        assert fn(pts) is pts  # off: untouched, no copies
+    fewer = random_point_dropout(pts, np.random.default_rng(0), 0.9)
+    assert 0 < len(fewer) < len(pts) and fewer.shape[1] == 4
+    banded = random_beam_dropout(pts, np.random.default_rng(0), 0.5)
+    el = lambda p: np.round(np.degrees(np.arctan2(p[:, 2], np.hypot(p[:, 0], p[:, 1]))) / 0.42)  # noqa: E731
+    assert 0 < len(banded) < len(pts) and len(np.unique(el(banded))) < len(np.unique(el(pts)))
+    j = jitter_intensity(pts, np.random.default_rng(0), 0.3)
+    assert j.shape == pts.shape and np.array_equal(j[:, :3], pts[:, :3]) and j[:, 3].min() >= 0 and j[:, 3].max() <= 1
+    assert not np.array_equal(j[:, 3], pts[:, 3]) and np.allclose(j[:, 3], np.round(j[:, 3], 2))
+    thin = sparsify_objects(pts, boxes, np.random.default_rng(0), 1.0)
+    before, after = points_in_boxes(pts, boxes).sum(0), points_in_boxes(thin, boxes).sum(0)
+    assert np.all(after <= before) and after.sum() < before.sum() and np.all(after >= 5)
+    assert len(pts) - len(thin) == before.sum() - after.sum()  # background untouched

@@ -1,0 +1,51 @@
+"""Generator versions: the sensor, scene, return model and calibration each version uses.
+
+* ``"1"``: the first simulator (the defaults of :class:`SensorConfig`, :class:`SceneConfig` and
+  :class:`ReturnModel`; KITTI frame 000134's calibration). Kept so its datasets can be rebuilt
+  byte for byte.
+* ``"2"``: KITTI-like returns and scenes (:func:`.returns.kitti_like_returns`,
+  :func:`.scene.kitti_like_scene`), the HDL-64E unit's uneven elevations (0.04 degree per-laser
+  offsets), 0.01 degree rotation noise and 2 mrad beam divergence, and KITTI frame 000002's
+  calibration (none of the hold-out frames' data). ``mix > 0`` makes every frame draw its own
+  sensor and return settings (:func:`.frame.mixed_settings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import DatasetError
+from ..io.kitti import Calibration
+from .kitti_writer import kitti_calibration, kitti_calibration_000002
+from .returns import ReturnModel, kitti_like_returns
+from .scene import SceneConfig, kitti_like_scene
+from .sensor import SensorConfig
+
+GENERATOR_VERSIONS = ("1", "2")
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Everything a frame of one generator version depends on besides ``(seed, index)``."""
+
+    version: str
+    sensor: SensorConfig
+    scene: SceneConfig
+    returns: ReturnModel
+    calibration: Callable[[], Calibration]
+
+
+def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
+    """The settings of generator ``version`` (``"1"`` or ``"2"``); ``mix`` (v2 only) is the
+    per-frame spread of the sensor and return settings (0: one sensor)."""
+    if version not in GENERATOR_VERSIONS:
+        raise DatasetError(f"generator version must be one of {', '.join(GENERATOR_VERSIONS)}, got {version!r}")
+    if not 0.0 <= mix < 1.0:
+        raise DatasetError(f"generator mix must be in [0, 1), got {mix}")
+    if version == "1":
+        if mix:
+            raise DatasetError("generator version 1 has no mix (use version 2)")
+        return GeneratorSettings("1", SensorConfig(), SceneConfig(), ReturnModel(), kitti_calibration)
+    sensor = SensorConfig(elevation_jitter_deg=0.04, azimuth_noise_deg=0.01, beam_divergence_mrad=2.0)
+    return GeneratorSettings("2", sensor, kitti_like_scene(), kitti_like_returns(mix), kitti_calibration_000002)
