@@ -85,7 +85,8 @@ class FleetSummary:
 
 def connect(address: str = "local", **init: Any) -> None:
     """Join or start Ray once: ``local`` starts a Ray on this machine, ``auto`` joins the cluster
-    this machine belongs to, ``ray://HOST:PORT`` connects through Ray Client (``init``: more
+    this machine belongs to, ``ray://HOST:PORT`` connects through Ray Client, ``HOST:PORT`` to that
+    cluster's head (``init``: more
     ``ray.init`` arguments, e.g. ``num_cpus``). Does nothing when Ray is initialized already."""
     try:
         import ray
@@ -95,8 +96,8 @@ def connect(address: str = "local", **init: Any) -> None:
 
     if ray.is_initialized():
         return
-    if address != "local" and address != "auto" and not address.startswith("ray://"):
-        raise ConfigError(f"address must be local, auto or ray://HOST:PORT, got {address!r}")
+    if not address:
+        raise ConfigError("address must be local, auto, ray://HOST:PORT or a cluster's HOST:PORT")
     try:
         ray.init(address=None if address == "local" else address, include_dashboard=False, **init)
     except (ConnectionError, RuntimeError, ValueError) as exc:
