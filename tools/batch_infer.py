@@ -13,7 +13,10 @@ PointCloud2 topic --topic). Big recordings are split into message ranges of --fr
 ONNX Runtime actors of --num-cpus CPUs each (--cpu-actors of them). The same command runs on a
 laptop and on a cluster (docs/FLEET.md).
 
-Rows (docs/FLEET.md): source, index, frame, record_ns, stamp_ns, num_points, num_pillars, boxes,
+--kitti-dir: one label file per frame (KITTI result lines with --calib); --mcap OUT.mcap (or
+OUT.bag): the detections of recording inputs as infer_bag writes them, from the whole output.
+
+Rows (docs/FLEET.md): source, index, frame, record_ns, stamp_ns, frame_id, num_points, num_pillars, boxes,
 scores, labels, timings_ms, warnings, error. A frame that fails (unreadable file or message, bad
 cloud) gets a row with its error and the run goes on. Rows are written as they come; a run that
 stops is resumed by running the same command again: frames already in the output are skipped and
@@ -48,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kitti-dir", type=Path, help="also write one label file per frame here")
     p.add_argument("--calib", type=Path, help="KITTI calib file or directory of <frame>.txt: KITTI result lines in --kitti-dir")
     p.add_argument("--image-shape", type=int, nargs=2, metavar=("H", "W"), help="clip projected 2D boxes to this size")
+    p.add_argument("--mcap", type=Path, help="also write the detections of recording inputs into this OUT.mcap (or OUT.bag)")
     p.add_argument("--address", default="local", help="local, auto or ray://HOST:PORT")
     p.add_argument("--num-gpus", type=int, help="GPUs (one detector actor each; default: all of the cluster's; 0: CPU actors)")
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per detector actor")
@@ -83,21 +87,22 @@ def run_identity(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
-def check_model(args: argparse.Namespace) -> None:
-    """Read the checkpoint / engine folder here once, so that a bad one is one line before Ray starts."""
+def check_model(args: argparse.Namespace):
+    """Read the checkpoint / engine folder here once, so that a bad one is one line before Ray
+    starts; returns its config."""
     from pointpillars_trt.artifacts import artifact_config
     from pointpillars_trt.sources import resolve_weights
 
     if args.engine_dir is not None:
-        artifact_config(args.engine_dir, args.config)
-    else:
-        resolve_weights(args.ckpt, args.config, args.format)
+        return artifact_config(args.engine_dir, args.config)
+    return resolve_weights(args.ckpt, args.config, args.format)[0]
 
 
 def run(args: argparse.Namespace) -> int:
     from pointpillars_trt.fleet import (FleetOptions, InputSpec, LabelWriter, ResultStore, check_unique_names, connect,
                                         frame_count, plan_tasks, run_fleet)
     from pointpillars_trt.fleet.pipeline import actor_resources
+    from pointpillars_trt.fleet.recording import check_recording_inputs, write_recording
     from pointpillars_trt.ros.cloud import parse_intensity_scale
 
     if args.calib is not None and args.kitti_dir is None:
@@ -116,14 +121,18 @@ def run(args: argparse.Namespace) -> int:
     if args.kitti_dir is not None:
         check_unique_names(tasks)
         labels = LabelWriter(args.kitti_dir, args.calib, tuple(args.image_shape) if args.image_shape else None)
+    if args.mcap is not None:
+        check_recording_inputs(args.mcap, tasks)
     log.info("%d frames to run in %d read tasks (%d already in %s)", frame_count(tasks), len(tasks), len(store.done), args.out)
-    check_model(args)
+    cfg = check_model(args)
     connect(args.address)
     on_gpus = actor_resources(options)[2]
     # ONNX Runtime's threads, one per CPU of an actor (its default is every core of the node)
     extra = {"threads": max(1, int(args.num_cpus))} if not on_gpus and args.backend in ("auto", "onnxruntime") else {}
     summary = run_fleet(tasks, partial(detector_from_args, args, **extra), store, options, labels, on_error=first_errors(MAX_ERROR_LINES))
     log.info("wrote %s%s", args.out, f" and {labels.count} label files in {args.kitti_dir}" if labels else "")
+    if args.mcap is not None:
+        log.info("wrote %s (%d frames)", args.mcap, write_recording(args.out, args.mcap, cfg.classes))
     log.info("%s", summary.line())
     return 2 if summary.failed else 0
 

@@ -3,8 +3,8 @@ conversion of :class:`~pointpillars_trt.detector.Detections` into them.
 
 Columns (:data:`RESULT_SCHEMA`): ``source`` and ``index`` (the frame key, see
 :mod:`~pointpillars_trt.fleet.tasks`), ``frame`` (file stem, KITTI frame id, or the message index
-as ``NNNNNN``), ``record_ns`` / ``stamp_ns`` (a bag message's record time and header stamp, null
-for files), ``num_points``, ``num_pillars``, ``boxes`` (list of ``[x, y, z, dx, dy, dz, yaw]``
+as ``NNNNNN``), ``record_ns`` / ``stamp_ns`` / ``frame_id`` (a bag message's record time, header
+stamp and frame; null for files), ``num_points``, ``num_pillars``, ``boxes`` (list of ``[x, y, z, dx, dy, dz, yaw]``
 float32, LiDAR frame, best score first), ``scores`` (list of float32), ``labels`` (list of class
 names), ``timings_ms`` (stage -> ms, with ``read`` for reading and decoding), ``warnings`` (the
 detector's warnings for the frame) and ``error`` (null when the frame ran; else why it did not,
@@ -27,7 +27,7 @@ def result_schema():
 
     return pa.schema([
         ("source", pa.string()), ("index", pa.int64()), ("frame", pa.string()),
-        ("record_ns", pa.int64()), ("stamp_ns", pa.int64()),
+        ("record_ns", pa.int64()), ("stamp_ns", pa.int64()), ("frame_id", pa.string()),
         ("num_points", pa.int64()), ("num_pillars", pa.int64()),
         ("boxes", pa.list_(pa.list_(pa.float32(), 7))), ("scores", pa.list_(pa.float32())), ("labels", pa.list_(pa.string())),
         ("timings_ms", pa.map_(pa.string(), pa.float64())), ("warnings", pa.list_(pa.string())), ("error", pa.string()),
@@ -41,7 +41,7 @@ def _nullable(values: Sequence[int]) -> list[int | None]:
 
 def result_table(frames: dict[str, np.ndarray], detections: Sequence[Any], warnings: Sequence[list[str]], errors: Sequence[str]):
     """The Arrow table of one batch: ``frames`` the read stage's columns (``source``, ``index``,
-    ``frame``, ``record_ns``, ``stamp_ns``, ``points``, ``read_ms``), and per row its
+    ``frame``, ``record_ns``, ``stamp_ns``, ``frame_id``, ``points``, ``read_ms``), and per row its
     :class:`~pointpillars_trt.detector.Detections` (None where ``errors[i]`` says why not) and
     its warning lines."""
     import pyarrow as pa
@@ -54,6 +54,7 @@ def result_table(frames: dict[str, np.ndarray], detections: Sequence[Any], warni
         "source": [str(s) for s in frames["source"]], "index": [int(i) for i in frames["index"]],
         "frame": [str(f) for f in frames["frame"]],
         "record_ns": _nullable(frames["record_ns"]), "stamp_ns": _nullable(frames["stamp_ns"]),
+        "frame_id": [str(f) or None for f in frames["frame_id"]],
         "num_points": [int(d.num_points) if d is not None else len(frames["points"][i]) for i, d in enumerate(dets)],
         "num_pillars": [int(d.num_pillars) if d is not None else 0 for d in dets],
         "boxes": [(d.boxes if d is not None else empty).astype(np.float32).tolist() for d in dets],

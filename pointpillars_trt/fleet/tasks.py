@@ -23,17 +23,18 @@ import numpy as np
 from ..errors import PointPillarsError
 
 #: the keys of a frame row, as the read stage yields them
-FRAME_KEYS = ("source", "index", "frame", "record_ns", "stamp_ns", "points", "read_ms", "error")
+FRAME_KEYS = ("source", "index", "frame", "record_ns", "stamp_ns", "frame_id", "points", "read_ms", "error")
 
 NO_POINTS = np.zeros((0, 4), np.float32)
 
 
 def frame_row(source: str, index: int, frame: str, points: np.ndarray = NO_POINTS, *, record_ns: int = -1,
-              stamp_ns: int = -1, read_ms: float = 0.0, error: str = "") -> dict[str, Any]:
-    """One frame row: ``points`` float32 ``[N, 4]``; ``record_ns`` / ``stamp_ns`` a bag message's
-    record time and header stamp (-1 for files); ``error`` empty when the frame was read."""
+              stamp_ns: int = -1, frame_id: str = "", read_ms: float = 0.0, error: str = "") -> dict[str, Any]:
+    """One frame row: ``points`` float32 ``[N, 4]``; ``record_ns`` / ``stamp_ns`` / ``frame_id`` a
+    bag message's record time, header stamp and frame (-1, -1, "" for files); ``error`` empty when
+    the frame was read."""
     return {"source": source, "index": index, "frame": frame, "record_ns": record_ns, "stamp_ns": stamp_ns,
-            "points": points, "read_ms": read_ms, "error": error}
+            "frame_id": frame_id, "points": points, "read_ms": read_ms, "error": error}
 
 
 def _error_text(source: str, exc: Exception) -> str:
@@ -125,8 +126,9 @@ class BagTask:
                     yield frame_row(*key, record_ns=msg.timestamp_ns, error=f"{self.path}: message {msg.index}: {exc}")
                     continue
                 t1 = time.perf_counter()
-                yield frame_row(*key, points, record_ns=msg.timestamp_ns, stamp_ns=msg.cloud.header.stamp.nanoseconds,
-                                read_ms=(t1 - t0) * 1e3)
+                header = msg.cloud.header
+                yield frame_row(*key, points, record_ns=msg.timestamp_ns, stamp_ns=header.stamp.nanoseconds,
+                                frame_id=header.frame_id, read_ms=(t1 - t0) * 1e3)
                 t0 = t1
 
 

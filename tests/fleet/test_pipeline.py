@@ -94,6 +94,26 @@ def test_rosbag2_and_mcap_then_resume(ray_cluster, tmp_path, clouds, infer_json,
         assert got[2]["error"] is None and got[2]["boxes"] == [] and "the result is empty" in got[2]["warnings"][0]
     again, rows_again = run(tmp_path, [sqlite, mcap], spec)
     assert (again.frames, again.failed, again.skipped, len(rows_again)) == (2, 2, 6, 8)
+    check_recording(tmp_path / "out.parquet", tmp_path / "detections.mcap", rows_again)
+
+
+def check_recording(results, out, rows):
+    """The detections recording of the output: a box array per frame that ran, at its record time."""
+    from rosbags.highlevel import AnyReader
+
+    from pointpillars_trt.config import load_config
+    from pointpillars_trt.fleet.recording import write_recording
+    from pointpillars_trt.ros.messages import boxes_from_msg
+
+    assert write_recording(results, out, load_config().classes) == 6
+    ran = sorted((r["record_ns"], r["stamp_ns"], len(r["scores"])) for r in rows if r["error"] is None)
+    got = []
+    with AnyReader([out]) as reader:
+        conns = [c for c in reader.connections if c.topic == "/pointpillars/boxes"]
+        for conn, t, raw in reader.messages(connections=conns):
+            header, boxes, scores, names = boxes_from_msg(reader.deserialize(raw, conn.msgtype))
+            got.append((t, header.stamp.nanoseconds, len(scores)))
+    assert sorted(got) == ran
 
 
 def test_batch_infer_as_a_user_runs_it(ray_cluster, tmp_path, frames_dir, infer_json):
