@@ -62,12 +62,18 @@ class DetectorActor:
     then called with numpy batches of frame rows; returns a pyarrow table of result rows."""
 
     def __init__(self, make_detector: Callable[[], Any], score_threshold: float | None = None, warmup: int = 1) -> None:
-        self.detector = make_detector()
+        self.detector, self.setup_error = None, None
         self.score_threshold = score_threshold
-        if warmup:
-            self.detector.warmup(warmup)
+        try:
+            self.detector = make_detector()
+            if warmup:
+                self.detector.warmup(warmup)
+        except PointPillarsError as exc:  # raised by the first call: Ray passes a task's error on, typed
+            self.setup_error = exc
 
     def __call__(self, batch: dict[str, np.ndarray]):
+        if self.setup_error is not None:
+            raise self.setup_error
         errors = [str(e) for e in batch["error"]]
         sources = [frame_label(str(s), str(f)) for s, f in zip(batch["source"], batch["frame"])]
         ok = [i for i, e in enumerate(errors) if not e]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -124,6 +125,7 @@ def dataset(tasks: Sequence[PointsTask | BagTask], make_detector: Callable[[], A
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = options.progress
     ctx.execution_options.preserve_order = False
+    ctx.raise_original_map_exception = True  # a typed error of an actor reaches the driver as itself
     actors, resources, gpu = actor_resources(options)
     ds = ray.data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=max(1, len(tasks)))
     ds = ds.flat_map(task_frames, num_cpus=1)
@@ -134,15 +136,51 @@ def dataset(tasks: Sequence[PointsTask | BagTask], make_detector: Callable[[], A
 
 
 def _typed_cause(exc: BaseException) -> PointPillarsError | None:
-    """The PointPillarsError a Ray error wraps (an actor that could not build its detector), if any."""
-    seen = exc
+    """The PointPillarsError a Ray error carries (an actor that could not build its detector), if any:
+    the innermost of the chain (Ray's wrapper is an instance of the error's class too)."""
+    found, seen = None, exc
     for _ in range(8):
-        if isinstance(seen, PointPillarsError):
-            return seen
-        seen = getattr(seen, "cause", None) or seen.__cause__
         if seen is None:
-            return None
-    return None
+            break
+        if isinstance(seen, PointPillarsError):
+            found = seen
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    return found
+
+
+def _typed_trace(record: logging.LogRecord) -> bool:
+    """False for Ray Data's log records carrying the traceback of a PointPillarsError (the tool
+    reports it in one line) and for those of ``ray.data.exceptions`` (the error that ends the run
+    is raised to the caller, with its traceback unless it is typed); True for every other record."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return record.name != "ray.data.exceptions" and (exc is None or _typed_cause(exc) is None)
+
+
+@contextmanager
+def typed_errors_quiet():
+    """Within: Ray Data's handlers drop the tracebacks of typed errors (see :func:`_typed_trace`)."""
+    handlers = [h for name in ("ray.data", "ray") for h in logging.getLogger(name).handlers]
+    for h in handlers:
+        h.addFilter(_typed_trace)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(_typed_trace)
+
+
+def _consume(ds, store: ResultStore, labels: LabelWriter | None, on_error: Callable[[str], None] | None) -> int:
+    """Write the result batches of ``ds`` as they come; returns how many rows have an error."""
+    failed = 0
+    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        store.add(table)
+        errors = table.column("error")
+        failed += table.num_rows - errors.null_count
+        for error in errors.drop_null().to_pylist() if on_error else ():
+            on_error(error)
+        if labels is not None:
+            labels.write_table(table)
+    return failed
 
 
 def run_fleet(tasks: Sequence[PointsTask | BagTask], make_detector: Callable[[], Any], store: ResultStore,
@@ -158,19 +196,13 @@ def run_fleet(tasks: Sequence[PointsTask | BagTask], make_detector: Callable[[],
     if expected:
         ds, actors, gpu = dataset(tasks, make_detector, options)
         try:
-            for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                store.add(table)
-                errors = table.column("error")
-                failed += table.num_rows - errors.null_count
-                for error in errors.drop_null().to_pylist() if on_error else ():
-                    on_error(error)
-                if labels is not None:
-                    labels.write_table(table)
+            with typed_errors_quiet():
+                failed = _consume(ds, store, labels, on_error)
         except Exception as exc:
             store.flush()  # what ran is kept for the next run
             cause = _typed_cause(exc)
             if cause is not None:
-                raise type(cause)(str(cause)) from exc
+                raise cause from None
             raise
     seconds = time.perf_counter() - t0
     store.finish()

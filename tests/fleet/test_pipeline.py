@@ -118,7 +118,8 @@ def check_recording(results, out, rows):
 
 def test_batch_infer_as_a_user_runs_it(ray_cluster, tmp_path, frames_dir, infer_json):
     """A subprocess joining the session's Ray: exit 2 for the bad file with its one line, the
-    Parquet file complete; bad requests exit 2 with one line and no traceback."""
+    Parquet file complete; bad requests exit 2 with one line and no traceback (also an option that
+    only the actors find wrong)."""
     want, failed = infer_json
     out = tmp_path / "o.parquet"
     base = [sys.executable, str(TOOLS / "batch_infer.py"), "--backend", BACKEND, "--score-thresh", str(SCORE_THRESHOLD),
@@ -133,7 +134,10 @@ def test_batch_infer_as_a_user_runs_it(ray_cluster, tmp_path, frames_dir, infer_
         assert_same_as_infer(rows[stem], record)
     for extra, text in [(["--input", str(tmp_path / "missing")], "no such file or directory"),
                         (["--input", str(frames_dir), "--ckpt", str(tmp_path / "no.pth")], "no.pth"),
-                        (["--input", str(frames_dir), "--score-thresh", "0.9"], "holds results of another run")]:
+                        (["--input", str(frames_dir), "--score-thresh", "0.9"], "holds results of another run"),
+                        # found by the actor, not before Ray starts: still one line
+                        (["--input", str(frames_dir), "--max-batch", "4", "--out", str(tmp_path / "o2.parquet"),
+                          "--address", ray_cluster], "does not apply to backend onnxruntime")]:
         proc = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
         errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
