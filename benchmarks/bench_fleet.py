@@ -43,12 +43,13 @@ def write_jittered(base: list[np.ndarray], count: int, out_dir: Path, seed: int 
     return paths
 
 
-def in_process(make_detector, paths: list[Path], batch_size: int, score_threshold) -> dict:
+def in_process(make_detector, paths: list[Path], batch_size: int, score_threshold, warmup: int) -> dict:
     """frames/s of loading ``paths`` and ``detect_batch`` in groups of ``batch_size``, one process."""
+    from pointpillars_trt.fleet.actor import warm_up
     from pointpillars_trt.io.pointcloud import load_points
 
     det = make_detector()
-    det.warmup(2)
+    warm_up(det, warmup, batch_size)  # as each fleet actor does
     t0 = time.perf_counter()
     boxes = 0
     for i in range(0, len(paths), batch_size):
@@ -70,7 +71,7 @@ def on_fleet(make_detector, frames_dir: Path, out: Path, args: argparse.Namespac
     tasks = plan_tasks([frames_dir], InputSpec(frames_per_task=args.frames_per_task), store.done)
     first: list[float] = []
     options = FleetOptions(num_gpus=args.num_gpus, batch_size=args.batch_size, score_threshold=args.score_thresh,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, warmup=args.warmup)
     rows_at_first = [0]
     add = store.add
 
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-gpus", type=int, help="GPUs of the fleet side (default: all of the cluster's)")
     p.add_argument("--address", default="local")
     p.add_argument("--score-thresh", type=float)
+    p.add_argument("--warmup", type=int, default=1, help="warm-up batches per detector (in process and per actor)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--no-progress", action="store_true")
     add_detector_arguments(p)
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         frames_dir = Path(tmp) / "frames"
         frames_dir.mkdir()
         paths = write_jittered(base, args.frames, frames_dir)
-        single = in_process(make_detector, paths, args.batch_size, args.score_thresh)
+        single = in_process(make_detector, paths, args.batch_size, args.score_thresh, args.warmup)
         connect(args.address)
         fleet = on_fleet(make_detector, frames_dir, Path(tmp) / "out.parquet", args)
     result = {"in_process": single, "fleet": fleet, "ratio": fleet["frames_per_s"] / single["frames_per_s"],

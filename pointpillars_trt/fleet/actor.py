@@ -51,6 +51,18 @@ def _warnings_per_source(caught: Sequence[warnings.WarningMessage], sources: Seq
     return [p + orphans for p in per]
 
 
+def warm_up(detector, calls: int, batch_size: int) -> None:
+    """``calls`` ``detect_batch`` calls of one executor step of synthetic clouds (``max_batch``
+    frames, at most ``batch_size``): compilation, allocation and the CUDA-graph capture of a full
+    step happen before the first frame (a host executor steps one frame at a time)."""
+    from ..detector import warmup_cloud
+
+    n = max(1, min(batch_size, int(getattr(getattr(detector, "executor", None), "max_batch", 1))))
+    clouds = [warmup_cloud(detector.config, seed=i) for i in range(n)]
+    for _ in range(calls):
+        detector.detect_batch(clouds, sources=["<warmup>"] * n)
+
+
 def frame_label(source: str, frame: str) -> str:
     """How messages name a frame: its file, or ``SOURCE [FRAME]`` (a KITTI split, a bag message)."""
     return source if Path(source).stem == frame else f"{source} [{frame}]"
@@ -58,16 +70,17 @@ def frame_label(source: str, frame: str) -> str:
 
 class DetectorActor:
     """``map_batches`` callable class: built once per actor with ``make_detector`` (a picklable
-    zero-argument callable returning a Detector, e.g. ``functools.partial(build_detector, ckpt)``),
-    then called with numpy batches of frame rows; returns a pyarrow table of result rows."""
+    zero-argument callable returning a Detector, e.g. ``functools.partial(build_detector, ckpt)``)
+    and warmed up (:func:`warm_up`), then called with numpy batches of frame rows; returns a
+    pyarrow table of result rows. An error building the detector is raised by the first call."""
 
-    def __init__(self, make_detector: Callable[[], Any], score_threshold: float | None = None, warmup: int = 1) -> None:
+    def __init__(self, make_detector: Callable[[], Any], score_threshold: float | None = None, warmup: int = 1,
+                 batch_size: int = 1) -> None:
         self.detector, self.setup_error = None, None
         self.score_threshold = score_threshold
         try:
             self.detector = make_detector()
-            if warmup:
-                self.detector.warmup(warmup)
+            warm_up(self.detector, warmup, batch_size)
         except PointPillarsError as exc:  # raised by the first call: Ray passes a task's error on, typed
             self.setup_error = exc
 

@@ -43,7 +43,7 @@ class FleetOptions:
     CPU actors); ``num_cpus``: CPUs per detector actor; ``cpu_actors``: detector actors on a
     cluster without GPUs (None: as many as the cluster's CPUs allow, keeping one for reading);
     ``batch_size``: frames per ``detect_batch`` call; ``score_threshold``: None for the config's;
-    ``progress``: Ray Data's progress bars; ``warmup``: warm-up frames per actor."""
+    ``progress``: Ray Data's progress bars; ``warmup``: warm-up batches per actor."""
 
     num_gpus: int | None = None
     num_cpus: float = 1.0
@@ -129,7 +129,7 @@ def dataset(tasks: Sequence[PointsTask | BagTask], make_detector: Callable[[], A
     actors, resources, gpu = actor_resources(options)
     ds = ray.data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=max(1, len(tasks)))
     ds = ds.flat_map(task_frames, num_cpus=1)
-    ds = ds.map_batches(DetectorActor, fn_constructor_args=(make_detector, options.score_threshold, options.warmup),
+    ds = ds.map_batches(DetectorActor, fn_constructor_args=(make_detector, options.score_threshold, options.warmup, options.batch_size),
                         batch_size=options.batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=actors), **resources)
     return ds, actors, gpu

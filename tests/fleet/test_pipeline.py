@@ -10,15 +10,17 @@ import sys
 from functools import partial
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+
+pytest.importorskip("ray.data")
+import pyarrow.parquet as pq  # noqa: E402
 
 from pointpillars_trt.fleet import FleetOptions, InputSpec, LabelWriter, ResultStore, plan_tasks, run_fleet
 from tests.helpers import REPO
 
 from .conftest import BACKEND, SCORE_THRESHOLD, make_detector, mcap_file, write_bag
 
-pytest.importorskip("ray.data")
+pytestmark = pytest.mark.slow
 TOOLS = REPO / "tools"
 OPTIONS = FleetOptions(batch_size=2, score_threshold=SCORE_THRESHOLD, progress=False, warmup=0)
 T0 = 1_700_000_000_000_000_000
@@ -151,7 +153,7 @@ def test_bench_fleet_runs_on_cpu(ray_cluster, tmp_path, capsys):
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
     out = tmp_path / "bench.json"
-    assert bench.main(["--frames", "4", "--batch-size", "2", "--frames-per-task", "2", "--backend", BACKEND, "--no-progress",
+    assert bench.main(["--frames", "4", "--batch-size", "2", "--frames-per-task", "2", "--warmup", "0", "--backend", BACKEND, "--no-progress",
                        "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["fleet"]["frames"] == result["in_process"]["frames"] == 4 and result["same_boxes"]

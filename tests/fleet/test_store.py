@@ -4,8 +4,9 @@ stopped run's parts, failed rows run again, rows of another model refused. No Ra
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+
+pq = pytest.importorskip("pyarrow.parquet")
 
 from pointpillars_trt.detector import Detections
 from pointpillars_trt.errors import OutputError
@@ -13,7 +14,6 @@ from pointpillars_trt.fleet import ResultStore
 from pointpillars_trt.fleet.results import result_table
 from pointpillars_trt.fleet.tasks import frame_row
 
-pytest.importorskip("pyarrow")
 RUN = {"ckpt": "model.safetensors", "score_thresh": 0.3}
 
 
