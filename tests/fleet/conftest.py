@@ -1,4 +1,4 @@
-"""Fixtures of the fleet tests: one local Ray of 2 CPUs per test session, a directory of real KITTI
+"""Fixtures of the fleet tests: one local Ray of 2 CPUs for them all, a directory of real KITTI
 frames with one bad file, recordings written here, the detector both sides use."""
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ def make_detector():
     return build_detector(None, None, backend=BACKEND)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster():
-    """``ray.init(num_cpus=2)`` once for the session (about 5 s), shut down at its end."""
+    """``ray.init(num_cpus=2)`` once (about 5 s) for the fleet tests, the only ones using Ray; shut
+    down after them, so that Ray's processes do not stay through the rest of the suite."""
     pytest.importorskip("ray.data")
     import ray
 
