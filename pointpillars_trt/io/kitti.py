@@ -464,6 +464,14 @@ def write_label(path: str | Path, objects: Iterable[KittiObject], decimals: int 
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
+def lidar_box_lines(class_names: Sequence[str], boxes: np.ndarray, scores: np.ndarray) -> str:
+    """Boxes in the LiDAR frame as text, one ``class x y z dx dy dz yaw score`` line each (4
+    decimals): the per-frame files written when no calibration maps them to KITTI's camera frame."""
+    lines = [f"{n} " + " ".join(f"{v:.4f}" for v in box) + f" {s:.4f}"
+             for n, box, s in zip(class_names, np.asarray(boxes, dtype=np.float64).reshape(-1, 7), scores)]
+    return "".join(line + "\n" for line in lines)
+
+
 def kitti_objects_to_camera_boxes(objects: Sequence[KittiObject]) -> np.ndarray:
     """KITTI objects -> camera boxes [N, 7] ``(x, y, z, l, h, w, ry)``."""
     if not objects:

@@ -117,17 +117,33 @@ class CloudReader:
         """Every message in record order; one that does not deserialize (or is not a readable
         PointCloud2) comes with ``error`` set instead of ending the iteration. A recording that
         cannot be read further ends it with one last item whose ``error`` says so."""
-        messages = self.reader.messages(connections=self.connections)
-        index = 0
-        while True:
+        return self.read_range(0, len(self))
+
+    def message_times(self) -> list[int]:
+        """Record times (ns) of the topic's messages in record order, read without deserializing
+        them (one pass over the raw messages): where :meth:`read_range` tasks of a big bag start."""
+        return [int(t) for _, t, _ in self.reader.messages(connections=self.connections)]
+
+    def read_range(self, first: int, count: int, start_ns: int | None = None, skip: int = 0,
+                   done: frozenset[int] = frozenset()) -> Iterator[BagCloud]:
+        """Messages ``first .. first + count - 1`` (indices in record order), as :meth:`__iter__`.
+
+        ``start_ns``: the record time of message ``first`` (seeks there instead of reading from the
+        start; ``skip``: how many earlier messages share that time); without it the messages before
+        ``first`` are read raw and dropped. Indices in ``done`` are read raw but not decoded."""
+        messages = self.reader.messages(connections=self.connections, start=start_ns)
+        index = first - skip if start_ns is not None else 0
+        stop = first + count
+        while index < stop:
             try:
                 connection, timestamp, raw = next(messages)
             except StopIteration:
                 return
             except Exception as exc:  # a corrupt chunk: nothing after it can be read
-                yield BagCloud(0, None, index, self.topic, f"{self.path}: reading stopped: {type(exc).__name__}: {exc}")
+                yield BagCloud(0, None, max(index, first), self.topic, f"{self.path}: reading stopped: {type(exc).__name__}: {exc}")
                 return
-            yield self._decode(index, connection, int(timestamp), raw)
+            if index >= first and index not in done:
+                yield self._decode(index, connection, int(timestamp), raw)
             index += 1
 
     def _decode(self, index: int, connection: Any, timestamp: int, raw: bytes) -> BagCloud:
@@ -277,7 +293,7 @@ class KittiFrameWriter:
         self.rows: list[list[Any]] = []
 
     def write(self, index: int, timestamp_ns: int, result: FrameResult) -> None:
-        from ..io.kitti import detections_to_kitti_objects, write_label
+        from ..io.kitti import detections_to_kitti_objects, lidar_box_lines, write_label
 
         name = f"{index:06d}"
         det = result.detections
@@ -286,11 +302,7 @@ class KittiFrameWriter:
             objs = detections_to_kitti_objects(det.boxes, names, det.scores, self.calib, self.image_shape)
             write_label(self.labels_dir / f"{name}.txt", objs)
         else:
-            lines = [
-                f"{n} " + " ".join(f"{v:.4f}" for v in box) + f" {s:.4f}"
-                for n, box, s in zip(names, np.asarray(det.boxes, dtype=np.float64), det.scores)
-            ]
-            atomic_write_text(self.labels_dir / f"{name}.txt", "".join(line + "\n" for line in lines))
+            atomic_write_text(self.labels_dir / f"{name}.txt", lidar_box_lines(names, det.boxes, det.scores))
         if self.save_points:
             atomic_write_bytes(self.out_dir / "velodyne" / f"{name}.bin", np.ascontiguousarray(result.points, dtype="<f4").tobytes())
         self.rows.append([name, timestamp_ns, str(result.header.stamp), result.header.frame_id, result.num_points, len(result.boxes)])

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Throughput of fleet inference on Ray Data (``pointpillars_trt.fleet``, as tools/batch_infer.py
+runs it) against ``Detector.detect_batch`` in one process, over the same frames on one GPU.
+
+    python benchmarks/bench_fleet.py --frames 2000 --backend gpu --precision fp16 --json fleet.json
+    python benchmarks/bench_fleet.py --frames 8 --batch-size 4 --backend onnxruntime   # CPU smoke run
+
+The frames are the real KITTI frames of ../shared jittered by a few centimetres (a new cloud
+each), written as .bin files that both sides read. The in-process side loads them (timed) and runs
+``detect_batch`` in groups of --batch-size; the fleet side runs the files through read tasks, the
+actor pool (one actor per GPU, --num-gpus) and the Parquet writer. Both warm up first. Printed:
+frames/s of each side, the ratio fleet / in-process (the goal on one GPU: >= 0.90), both over
+the whole run ("end to end", with Ray's actor start) and with the fleet's first batch left out
+("steady": rows after the first batch over the time after it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+FRAMES = REPO.parent / "shared" / "data" / "kitti_frames"
+
+
+def write_jittered(base: list[np.ndarray], count: int, out_dir: Path, seed: int = 0) -> list[Path]:
+    """``count`` .bin files: frame ``i`` is ``base[i % len(base)]`` with N(0, 2 cm) on x, y, z."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        pts = base[i % len(base)].copy()
+        pts[:, :3] += rng.normal(0.0, 0.02, (len(pts), 3)).astype(np.float32)
+        paths.append(out_dir / f"{i:06d}.bin")
+        pts.tofile(paths[-1])
+    return paths
+
+
+def in_process(make_detector, paths: list[Path], batch_size: int, score_threshold, warmup: int) -> dict:
+    """frames/s of loading ``paths`` and ``detect_batch`` in groups of ``batch_size``, one process."""
+    from pointpillars_trt.fleet.actor import warm_up
+    from pointpillars_trt.io.pointcloud import load_points
+
+    det = make_detector()
+    warm_up(det, warmup, batch_size)  # as each fleet actor does
+    t0 = time.perf_counter()
+    boxes = 0
+    for i in range(0, len(paths), batch_size):
+        group = paths[i:i + batch_size]
+        out = det.detect_batch([load_points(p) for p in group], score_threshold, [str(p) for p in group])
+        boxes += sum(len(d) for d in out)
+    seconds = time.perf_counter() - t0
+    det.close()
+    return {"frames": len(paths), "seconds": seconds, "frames_per_s": len(paths) / seconds, "boxes": boxes}
+
+
+def on_fleet(make_detector, frames_dir: Path, out: Path, args: argparse.Namespace) -> dict:
+    """frames/s of the fleet pipeline over the files of ``frames_dir`` into ``out``."""
+    import pyarrow.parquet as pq
+
+    from pointpillars_trt.fleet import FleetOptions, InputSpec, ResultStore, plan_tasks, run_fleet
+
+    store = ResultStore(out, {"bench": True}, overwrite=True)
+    tasks = plan_tasks([frames_dir], InputSpec(frames_per_task=args.frames_per_task), store.done)
+    first: list[float] = []
+    options = FleetOptions(num_gpus=args.num_gpus, batch_size=args.batch_size, score_threshold=args.score_thresh,
+                           progress=not args.no_progress, warmup=args.warmup)
+    rows_at_first = [0]
+    add = store.add
+
+    def timed_add(table):  # the time and row count of the first batch back
+        if not first:
+            first.append(time.perf_counter())
+            rows_at_first[0] = table.num_rows
+        add(table)
+
+    store.add = timed_add  # type: ignore[method-assign]
+    t0 = time.perf_counter()
+    summary = run_fleet(tasks, make_detector, store, options)
+    t1 = time.perf_counter()
+    table = pq.read_table(out, columns=["scores", "error"])
+    boxes = sum(len(s) for s in table.column("scores").to_pylist())
+    steady_rows = summary.frames - rows_at_first[0]
+    steady_s = t1 - first[0] if first else 0.0
+    return {"frames": summary.frames, "failed": summary.failed, "seconds": t1 - t0, "frames_per_s": summary.frames / (t1 - t0),
+            "steady_frames_per_s": steady_rows / steady_s if steady_s > 0 and steady_rows else 0.0,
+            "actors": summary.actors, "gpu": summary.gpu, "boxes": boxes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pointpillars_trt.cli import add_detector_arguments, detector_from_args
+    from pointpillars_trt.fleet import connect
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=2000)
+    p.add_argument("--frames-dir", type=Path, default=FRAMES, help="real frames (*.bin under it) to jitter")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--frames-per-task", type=int, default=64)
+    p.add_argument("--num-gpus", type=int, help="GPUs of the fleet side (default: all of the cluster's)")
+    p.add_argument("--address", default="local")
+    p.add_argument("--score-thresh", type=float)
+    p.add_argument("--warmup", type=int, default=1, help="warm-up batches per detector (in process and per actor)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--no-progress", action="store_true")
+    add_detector_arguments(p)
+    args = p.parse_args(argv)
+    base = [np.fromfile(f, np.float32).reshape(-1, 4) for f in sorted(args.frames_dir.glob("**/*.bin"))]
+    if not base:
+        print(f"no .bin frames under {args.frames_dir}", file=sys.stderr)
+        return 2
+    make_detector = partial(detector_from_args, args)
+    with tempfile.TemporaryDirectory(prefix="bench_fleet_") as tmp:
+        frames_dir = Path(tmp) / "frames"
+        frames_dir.mkdir()
+        paths = write_jittered(base, args.frames, frames_dir)
+        single = in_process(make_detector, paths, args.batch_size, args.score_thresh, args.warmup)
+        connect(args.address)
+        fleet = on_fleet(make_detector, frames_dir, Path(tmp) / "out.parquet", args)
+    result = {"in_process": single, "fleet": fleet, "ratio": fleet["frames_per_s"] / single["frames_per_s"],
+              "steady_ratio": fleet["steady_frames_per_s"] / single["frames_per_s"],
+              "same_boxes": fleet["boxes"] == single["boxes"]}
+    print(f"in process : {single['frames_per_s']:9.1f} frames/s ({single['frames']} frames, {single['seconds']:.2f} s)")
+    print(f"fleet      : {fleet['frames_per_s']:9.1f} frames/s end to end, {fleet['steady_frames_per_s']:.1f} steady "
+          f"({fleet['actors']} {'GPU' if fleet['gpu'] else 'CPU'} actor(s), {fleet['seconds']:.2f} s)")
+    print(f"ratio      : {result['ratio']:.3f} end to end, {result['steady_ratio']:.3f} steady; "
+          f"box counts {'equal' if result['same_boxes'] else 'DIFFER'} ({single['boxes']} / {fleet['boxes']})")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0 if fleet["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The result rows: one Parquet row per input frame, the Arrow schema, and the detector stage's
+conversion of :class:`~pointpillars_trt.detector.Detections` into them.
+
+Columns (:data:`RESULT_SCHEMA`): ``source`` and ``index`` (the frame key, see
+:mod:`~pointpillars_trt.fleet.tasks`), ``frame`` (file stem, KITTI frame id, or the message index
+as ``NNNNNN``), ``record_ns`` / ``stamp_ns`` / ``frame_id`` (a bag message's record time, header
+stamp and frame; null for files), ``num_points``, ``num_pillars``, ``boxes`` (list of ``[x, y, z, dx, dy, dz, yaw]``
+float32, LiDAR frame, best score first), ``scores`` (list of float32), ``labels`` (list of class
+names), ``timings_ms`` (stage -> ms, with ``read`` for reading and decoding), ``warnings`` (the
+detector's warnings for the frame) and ``error`` (null when the frame ran; else why it did not,
+and the box lists are empty).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+#: the file's key-value metadata entry holding what made the results (see ResultStore)
+RUN_METADATA_KEY = b"pointpillars_trt.run"
+
+
+def result_schema():
+    """The Arrow schema of a result row."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("source", pa.string()), ("index", pa.int64()), ("frame", pa.string()),
+        ("record_ns", pa.int64()), ("stamp_ns", pa.int64()), ("frame_id", pa.string()),
+        ("num_points", pa.int64()), ("num_pillars", pa.int64()),
+        ("boxes", pa.list_(pa.list_(pa.float32(), 7))), ("scores", pa.list_(pa.float32())), ("labels", pa.list_(pa.string())),
+        ("timings_ms", pa.map_(pa.string(), pa.float64())), ("warnings", pa.list_(pa.string())), ("error", pa.string()),
+    ])
+
+
+def _nullable(values: Sequence[int]) -> list[int | None]:
+    """-1 (the read stage's "none") -> null."""
+    return [None if int(v) < 0 else int(v) for v in values]
+
+
+def result_table(frames: dict[str, np.ndarray], detections: Sequence[Any], warnings: Sequence[list[str]], errors: Sequence[str]):
+    """The Arrow table of one batch: ``frames`` the read stage's columns (``source``, ``index``,
+    ``frame``, ``record_ns``, ``stamp_ns``, ``frame_id``, ``points``, ``read_ms``), and per row its
+    :class:`~pointpillars_trt.detector.Detections` (None where ``errors[i]`` says why not) and
+    its warning lines."""
+    import pyarrow as pa
+
+    n = len(frames["source"])
+    empty = np.zeros((0, 7), np.float32)
+    dets = list(detections)
+    timings = [{"read": float(frames["read_ms"][i]), **(d.timings_ms if d is not None else {})} for i, d in enumerate(dets)]
+    columns = {
+        "source": [str(s) for s in frames["source"]], "index": [int(i) for i in frames["index"]],
+        "frame": [str(f) for f in frames["frame"]],
+        "record_ns": _nullable(frames["record_ns"]), "stamp_ns": _nullable(frames["stamp_ns"]),
+        "frame_id": [str(f) or None for f in frames["frame_id"]],
+        "num_points": [int(d.num_points) if d is not None else len(frames["points"][i]) for i, d in enumerate(dets)],
+        "num_pillars": [int(d.num_pillars) if d is not None else 0 for d in dets],
+        "boxes": [(d.boxes if d is not None else empty).astype(np.float32).tolist() for d in dets],
+        "scores": [(d.scores.astype(np.float32).tolist() if d is not None else []) for d in dets],
+        "labels": [(d.label_names if d is not None else []) for d in dets],
+        "timings_ms": [list(t.items()) for t in timings],
+        "warnings": [list(w) for w in warnings],
+        "error": [e or None for e in errors],
+    }
+    assert all(len(v) == n for v in columns.values()), {k: len(v) for k, v in columns.items()}
+    return pa.table(columns, schema=result_schema())
+
+
+__all__ = ["RUN_METADATA_KEY", "result_schema", "result_table"]
