@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -18,7 +19,7 @@ from .graphs import DEFAULT_FP16_POLICY, Fp16Policy, build_graphs
 from ..artifacts import ArtifactMetadata, Quantization, atomic_write_bytes, graph_sha256
 from .calibration import CalibrationFrames
 from .metadata import file_sha256, state_dict_sha256
-from .quantize import QuantizeOptions, quantize_graphs
+from .quantize import CALIBRATION_FILE, QuantizeOptions, quantize_graphs
 
 PART_FILES = {"pfn": "pfn.onnx", "mfn": "mfn.onnx", "rpn": "rpn.onnx", "full": "full.onnx"}
 
@@ -70,16 +71,24 @@ def parse_supported_operators(markdown: str | Path) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Int8Export:
-    """An INT8 export: calibrated on ``frames`` with ``options`` (:mod:`.quantize`)."""
+    """An INT8 export: calibrated on ``frames`` with ``options`` (:mod:`.quantize`). ``ranges``: the
+    ``calibration.json`` of an earlier export from the same frames and method, reused instead of
+    calibrating again (another ``keep_float``; ``tools/int8_sensitivity.py``)."""
 
     frames: CalibrationFrames
     options: QuantizeOptions = QuantizeOptions()
+    ranges: Path | None = None
 
 
 def _int8_graphs(model: PointPillars, cfg: PointPillarsConfig, int8: Int8Export, out: Path, fused: bool):
     """``(graphs, quantization record)``: the Q/DQ graphs (``full`` only when ``fused``)."""
     graphs = build_graphs(model, cfg, "fp32", fused=True, deconv_as_conv=True)
-    graphs, record = quantize_graphs(graphs, cfg, int8.frames, int8.options, out)
+    if int8.ranges is not None:
+        if not Path(int8.ranges).is_file():
+            raise ExportError(f"{int8.ranges}: calibration ranges not found")
+        if Path(int8.ranges).resolve() != (out / CALIBRATION_FILE).resolve():
+            shutil.copyfile(int8.ranges, out / CALIBRATION_FILE)
+    graphs, record = quantize_graphs(graphs, cfg, int8.frames, int8.options, out, recalibrate=int8.ranges is None)
     if not fused:
         del graphs["full"]
     return graphs, record

@@ -117,7 +117,31 @@ def quantize_graph(model: onnx.ModelProto, out_path: Path, options: QuantizeOpti
             raise ExportError(f"{out_path}: ONNX Runtime's quantizer failed: {exc}") from exc
     quantized = onnx.load(str(out_path))
     del quantized.metadata_props[:]
-    return quantized
+    return float_outputs(quantized)
+
+
+def float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop the Q -> DQ pair ONNX Runtime's quantizer puts on each graph output (the heads), so the
+    class logits and box regressions leave their convolution in float, not rounded to one int8
+    scale per tensor (about 0.14 logit and 4 cm of box delta per step, measured on the demo model)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    drop = []
+    for out in model.graph.output:
+        dq = producer.get(out.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or consumers.get(q.output[0]) != 1 or consumers.get(q.input[0]) != 1:
+            continue
+        source = producer[q.input[0]]
+        source.output[list(source.output).index(q.input[0])] = out.name
+        drop += [id(q), id(dq)]
+    kept = [n for n in model.graph.node if id(n) not in drop]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
 
 
 def float_nodes(options: QuantizeOptions, graphs: dict[str, onnx.ModelProto]) -> tuple[str, ...]:
