@@ -4,6 +4,7 @@
     python export/build_engines.py --onnx-dir out/onnx --out-dir out/engines
     python export/build_engines.py --onnx-dir out/onnx_fp16 --precision fp16 --timing-cache out/trt.cache
     python export/build_engines.py --onnx-dir out/onnx --native-scatter   # also mfn.plan (ONNX ScatterND)
+    python export/build_engines.py --onnx-dir out/onnx_int8 --precision int8   # graphs of export_onnx.py --int8
 
 Writes ``pfn.plan`` and ``rpn.plan`` (and ``mfn.plan`` with ``--native-scatter``): raw TensorRT
 plans (``trtexec --loadEngine``, Polygraphy and Triton load them as they are), each with a
@@ -11,7 +12,9 @@ plans (``trtexec --loadEngine``, Polygraphy and Triton load them as they are), e
 precision, pillar profile) that the TensorRT backend checks when it loads them.
 
 Networks are strongly typed: the precision is the ONNX graphs' own (export FP16 graphs with
-``export/export_onnx.py --fp16``); ``--precision`` only checks that the graphs are what you expect.
+``export/export_onnx.py --fp16``, INT8 graphs with explicit Q/DQ with ``--int8 --calib DIR``: their
+QuantizeLinear/DequantizeLinear nodes make the int8 layers, no builder flag does); ``--precision``
+only checks that the graphs are what you expect.
 The ``num_pillars`` profile defaults to min 1, opt = max = the config's ``voxel.max_pillars``
 (the config is read from the graphs' metadata; the GPU pipeline runs the PFN on max_pillars rows).
 ``--hardware-compat`` builds engines for every GPU from Ampere on, ``--version-compatible`` for
@@ -29,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from pointpillars_trt.options import Precision
+from pointpillars_trt.contract import PRECISIONS
 from pointpillars_trt.errors import BackendUnavailableError, PointPillarsError
 
 log = logging.getLogger("build_engines")
@@ -39,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--onnx-dir", type=Path, required=True, help="folder with pfn.onnx, rpn.onnx (and mfn.onnx)")
     p.add_argument("--out-dir", type=Path, help="where to write the engines (default: the ONNX folder)")
-    p.add_argument("--precision", choices=Precision.values(), help="expected precision of the graphs (default: theirs)")
+    p.add_argument("--precision", choices=PRECISIONS, help="expected precision of the graphs (default: theirs)")
     p.add_argument("--min-pillars", type=int, help="profile minimum (default 1)")
     p.add_argument("--opt-pillars", type=int, help="profile optimum (default: the maximum, what the GPU pipeline feeds)")
     p.add_argument("--max-pillars", type=int, help="profile maximum (default: the config's voxel.max_pillars)")

@@ -4,12 +4,19 @@
     python export/export_onnx.py --ckpt pointpillar_7728.pth --out-dir onnx/
     python export/export_onnx.py --ckpt model.pth --format mmdet3d --out-dir onnx_fp16/ --fp16
     python export/export_onnx.py --out-dir onnx_demo/ --fused      # the demo / random model
+    python export/export_onnx.py --ckpt model.pth --out-dir onnx_int8/ --fused --int8 --calib data/kitti   # KITTI train split
+    python export/export_onnx.py --out-dir onnx_int8/ --int8 --calib my_clouds/ --calib-method entropy --keep-float rpn/Conv_5
 
 The dynamic axis of the PFN and MFN graphs is ``num_pillars``; the RPN graph is static. Every
 graph carries the config, the checkpoint's SHA-256, its part and precision in its metadata
 (``pointpillars_trt.*``), which the ONNX Runtime and TensorRT backends check at load time.
 FP16 graphs (``--fp16``) are meant for strongly typed TensorRT builds; write them to their own
 folder (the file names are the same). See docs/ACCURACY.md for their measured accuracy.
+INT8 graphs (``--int8``) carry explicit QuantizeLinear/DequantizeLinear nodes calibrated on your
+frames (``--calib DIR``: a folder of point files or a KITTI root, or ``--calib-synthetic N``): the
+ONNX Runtime backend runs them on the CPU and ``export/build_engines.py`` builds INT8 engines from
+them. The calibration frames and method are in each graph's metadata, the ranges in
+``calibration.json`` beside them. ``tools/int8_sensitivity.py`` says which layers to ``--keep-float``.
 
 Exit codes: 0 success, 2 bad input (checkpoint, config, failed graph check), 1 unexpected failure.
 """
@@ -21,8 +28,10 @@ import logging
 import sys
 from pathlib import Path
 
-from pointpillars_trt.options import CheckpointFormat
 from pointpillars_trt.errors import PointPillarsError
+from pointpillars_trt.exporter.calibration import DEFAULT_MAX_FRAMES
+from pointpillars_trt.exporter.quantize import CalibrationMethod, QuantizeOptions
+from pointpillars_trt.options import CheckpointFormat
 
 log = logging.getLogger("export_onnx")
 
@@ -35,8 +44,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, required=True, help="folder for the .onnx files (created)")
     p.add_argument("--fp16", action="store_true", help="float16 graphs for strongly typed TensorRT builds")
     p.add_argument("--fused", action="store_true", help="also write full.onnx: PFN, scatter and RPN in one graph")
+    q = p.add_argument_group("INT8 (explicit Q/DQ graphs)")
+    q.add_argument("--int8", action="store_true", help="int8 graphs, calibrated on --calib or --calib-synthetic frames")
+    src = q.add_mutually_exclusive_group()
+    src.add_argument("--calib", type=Path, metavar="DIR", help="calibration frames: a folder of point files, or a KITTI root (see --calib-split)")
+    src.add_argument("--calib-synthetic", type=int, metavar="N", help="calibrate on N frames of our synthetic generator (seed 0: the demo model's training frames)")
+    q.add_argument("--calib-split", default="train", help="the KITTI split of --calib (default: train)")
+    q.add_argument("--calib-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
+                   help=f"use at most N frames of --calib, spread evenly (default {DEFAULT_MAX_FRAMES})")
+    q.add_argument("--calib-method", choices=CalibrationMethod.values(), default=str(QuantizeOptions.method),
+                   help=f"activation ranges (default {QuantizeOptions.method})")
+    q.add_argument("--calib-percentile", type=float, default=QuantizeOptions.percentile, help="for --calib-method percentile (default %(default)s)")
+    q.add_argument("--keep-float", nargs="+", default=(), metavar="NAME", help="nodes to leave in float (names as in the graphs, e.g. rpn/Conv_5)")
+    q.add_argument("--calib-ranges", type=Path, metavar="FILE",
+                   help="reuse the calibration.json of an earlier --int8 export from the same frames and method (no calibration run)")
+    q.add_argument("--int8-pfn", action="store_true", help="quantize the PFN's linear layer too (default: float; see docs/ACCURACY.md)")
+    q.add_argument("--trt-placement", action="store_true",
+                   help="Q/DQ on the inputs and weights of each Conv/MatMul only (no Q/DQ after them): TensorRT-only graphs, slow in ONNX Runtime")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    calib_given = args.calib is not None or args.calib_synthetic is not None
+    if args.int8 != calib_given:
+        p.error("--int8 needs --calib DIR or --calib-synthetic N" if args.int8 else "--calib/--calib-synthetic need --int8")
+    if args.int8 and args.fp16:
+        p.error("choose --fp16 or --int8")
+    return args
+
+
+def int8_export(args: argparse.Namespace):
+    """The :class:`Int8Export` of ``--int8`` (None without it)."""
+    from pointpillars_trt.exporter import Int8Export, calibration_frames, synthetic_frames
+
+    if not args.int8:
+        return None
+    if args.calib is not None:
+        frames = calibration_frames(args.calib, args.calib_split, args.calib_frames)
+    else:
+        frames = synthetic_frames(args.calib_synthetic)
+    options = QuantizeOptions(method=args.calib_method, percentile=args.calib_percentile, keep_float=tuple(args.keep_float),
+                              quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement)
+    what = f"reusing the ranges of {args.calib_ranges}, made" if args.calib_ranges else "calibrating"
+    log.info("%s (%s) on %d frames of %s: %s", what, options.method, len(frames), frames.source, ", ".join(frames.names))
+    return Int8Export(frames, options, ranges=args.calib_ranges)
 
 
 def load_weights(args: argparse.Namespace):
@@ -57,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg, state_dict, ckpt_path, what = load_weights(args)
         log.info("exporting %s with config %s (%s)", what, cfg.name, cfg.hash())
-        paths = export_onnx(state_dict, cfg, args.out_dir, fp16=args.fp16, checkpoint_path=ckpt_path, fused=args.fused)
+        int8 = int8_export(args)
+        paths = export_onnx(state_dict, cfg, args.out_dir, fp16=args.fp16, checkpoint_path=ckpt_path, fused=args.fused, int8=int8)
     except PointPillarsError as exc:
         log.error("%s", exc)
         return 2

@@ -11,8 +11,10 @@ plan's ``<name>.plan.json`` sidecar (the same names, the config as a JSON object
 * ``weights_sha256``: ``state_dict_sha256`` of the weights, whatever format they came in;
 * ``graph_sha256``: SHA-256 of the exported graph (nodes and weights) without its metadata,
   checked at load, so an edited weight is found (:func:`graph_sha256`);
-* ``part`` (:data:`~pointpillars_trt.contract.GRAPH_PARTS`), ``precision`` (``fp32``/``fp16``),
-  ``version`` (the package version), and in ONNX ``format`` (:data:`METADATA_FORMAT`).
+* ``part`` (:data:`~pointpillars_trt.contract.GRAPH_PARTS`), ``precision`` (``fp32``/``fp16``/``int8``),
+  ``version`` (the package version), and in ONNX ``format`` (:data:`METADATA_FORMAT`);
+* ``quantization`` (INT8 graphs only, and required there): :class:`Quantization`, how the Q/DQ
+  graph was calibrated (method, frames, layers kept in float), as a JSON object.
 
 :func:`read_onnx_metadata` is the one reader of ONNX graphs; ``verify=False`` skips the two hash
 checks (the config and the graph), nothing else. :func:`artifact_config_json` says which config
@@ -21,6 +23,7 @@ the artifacts in a folder carry.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -70,6 +73,42 @@ def check_format(found: Any, expected: str | int, where: str, what: str, hint: s
 
 
 @dataclass(frozen=True)
+class Quantization:
+    """How an INT8 (explicit Q/DQ) graph was made: int8 symmetric weights per output channel and
+    activations per tensor (zero points 0, as TensorRT requires), calibrated by ``method``
+    (``minmax``, ``percentile`` at ``percentile``, ``entropy``) on ``frames`` (names of the
+    calibration frames) from ``calibration`` (where they came from); ``keep_float``: the nodes left
+    in float; ``tool``: the quantizer and its version."""
+
+    method: str
+    percentile: float | None
+    calibration: str
+    frames: tuple[str, ...]
+    keep_float: tuple[str, ...]
+    tool: str
+
+    def to_json(self) -> str:
+        d = {**dataclasses.asdict(self), "frames": list(self.frames), "keep_float": list(self.keep_float)}
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_value(cls, value: Any, where: str) -> "Quantization":
+        """From the JSON object (or its text); :class:`EngineError` naming ``where`` and the field."""
+        try:
+            d = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(d, dict) or set(d) != {f.name for f in dataclasses.fields(cls)}:
+                raise ValueError(f"expected the fields {sorted(f.name for f in dataclasses.fields(cls))}")
+            q = cls(method=str(d["method"]), percentile=None if d["percentile"] is None else float(d["percentile"]),
+                    calibration=str(d["calibration"]), frames=tuple(map(str, d["frames"])),
+                    keep_float=tuple(map(str, d["keep_float"])), tool=str(d["tool"]))
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise EngineError(f"{where}: pointpillars_trt.quantization in its metadata is invalid ({exc}); {EXPORT_HINT}") from exc
+        if not q.frames:
+            raise EngineError(f"{where}: its quantization metadata names no calibration frames; {EXPORT_HINT}")
+        return q
+
+
+@dataclass(frozen=True)
 class ArtifactMetadata:
     """The ``pointpillars_trt.*`` metadata of one graph or plan (see the module docstring).
     ``path`` is where it was read from (not part of the schema, not compared)."""
@@ -83,6 +122,7 @@ class ArtifactMetadata:
     weights_sha256: str
     graph_sha256: str
     version: str
+    quantization: Quantization | None = None
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -110,11 +150,16 @@ class ArtifactMetadata:
     def to_props(self) -> dict[str, str]:
         """``metadata_props`` entries (full keys -> string values), ``format`` included."""
         props = {PREFIX + "config": self.config_json, **{PREFIX + k: getattr(self, k) for k in STRING_FIELDS}}
+        if self.quantization is not None:
+            props[PREFIX + "quantization"] = self.quantization.to_json()
         return {**props, PREFIX + "format": METADATA_FORMAT}
 
     def to_dict(self) -> dict[str, Any]:
-        """The sidecar form: the string fields and ``config`` as a JSON object."""
-        return {"config": json.loads(self.config_json), **{k: getattr(self, k) for k in STRING_FIELDS}}
+        """The sidecar form: the string fields, ``config`` (and ``quantization``) as JSON objects."""
+        d = {"config": json.loads(self.config_json), **{k: getattr(self, k) for k in STRING_FIELDS}}
+        if self.quantization is not None:
+            d["quantization"] = json.loads(self.quantization.to_json())
+        return d
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], path: Path | None = None) -> "ArtifactMetadata":
@@ -151,9 +196,40 @@ class ArtifactMetadata:
         if values["part"] not in GRAPH_PARTS or values["precision"] not in PRECISIONS:
             raise EngineError(f"{where}: unknown part {values['part']!r} or precision {values['precision']!r} in its metadata")
         config_json = json.dumps(values["config"], sort_keys=True, separators=(",", ":"))
-        meta = cls(config_json=config_json, path=path, **{k: values[k] for k in STRING_FIELDS})
+        quantization = _quantization(values, where, prefix)
+        meta = cls(config_json=config_json, quantization=quantization, path=path, **{k: values[k] for k in STRING_FIELDS})
         meta.config  # noqa: B018  (parse now: an invalid config is reported at read time, naming the file)
         return meta
+
+
+def _quantization(values: Mapping[str, Any], where: str, prefix: str) -> Quantization | None:
+    """The ``quantization`` field: required for ``int8`` artifacts, refused for float ones."""
+    int8 = values["precision"] == "int8"
+    if "quantization" not in values:
+        if int8:
+            raise EngineError(f"{where}: says precision int8 but its metadata lacks {prefix}quantization; {EXPORT_HINT} --int8")
+        return None
+    if not int8:
+        raise EngineError(f"{where}: a {values['precision']} artifact with {prefix}quantization in its metadata; {EXPORT_HINT}")
+    return Quantization.from_value(values["quantization"], where)
+
+
+#: op types of an explicitly quantized graph; an ``int8`` graph of a part with weights must hold both
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+#: the layers that get Q/DQ on their inputs and weights
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul")
+
+
+def check_qdq_nodes(model: "onnx.ModelProto", meta: ArtifactMetadata) -> None:
+    """Raise :class:`EngineError` if ``meta`` says int8 but the graph holds no Q/DQ nodes while it
+    has Conv/MatMul layers not kept in float (the MFN has none), or says float but holds Q/DQ nodes."""
+    ops = {n.op_type for n in model.graph.node}
+    weighted = {n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS}
+    has_qdq = QDQ_OPS <= ops
+    if meta.precision == "int8" and not has_qdq and not weighted <= set(meta.quantization.keep_float):
+        raise EngineError(f"{meta.where}: its metadata says int8 but the graph holds no QuantizeLinear/DequantizeLinear nodes; {EXPORT_HINT} --int8")
+    if meta.precision != "int8" and ops & QDQ_OPS:
+        raise EngineError(f"{meta.where}: holds QuantizeLinear/DequantizeLinear nodes but its metadata says {meta.precision}; {EXPORT_HINT}")
 
 
 # ---- ONNX graphs ----------------------------------------------------------------------------------
@@ -186,6 +262,7 @@ def onnx_metadata(model: "onnx.ModelProto", path: Path, expected_part: str | Non
     meta = ArtifactMetadata.from_props({p.key: p.value for p in model.metadata_props}, path)
     if expected_part is not None and meta.part != expected_part:
         raise EngineError(f"{path}: holds the {meta.part} part, expected {expected_part}")
+    check_qdq_nodes(model, meta)
     if verify:
         meta.verify()
         found = graph_sha256(model)
@@ -265,7 +342,7 @@ def artifact_config(engine_dir: str | Path, config: PointPillarsConfig | str | P
 
 
 __all__ = [
-    "ArtifactMetadata", "METADATA_FORMAT", "PREFIX", "artifact_config", "artifact_config_json", "atomic_write_bytes",
-    "check_artifact_config", "check_format", "check_same_artifacts", "file_sha256", "graph_sha256", "load_onnx",
+    "ArtifactMetadata", "METADATA_FORMAT", "PREFIX", "QDQ_OPS", "Quantization", "WEIGHTED_OPS", "artifact_config", "artifact_config_json", "atomic_write_bytes",
+    "check_artifact_config", "check_format", "check_qdq_nodes", "check_same_artifacts", "file_sha256", "graph_sha256", "load_onnx",
     "onnx_config_json", "onnx_metadata", "read_onnx_metadata",
 ]

@@ -42,7 +42,8 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "full": ((*PART_INPUTS["pfn"], "coords"), PART_OUTPUTS["rpn"]),
 }
 DYNAMIC_AXIS = "num_pillars"
-PRECISIONS = ("fp32", "fp16")
+#: precisions of exported graphs and engines (``int8``: explicit Q/DQ graphs, ``export_onnx.py --int8``)
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def check_io_names(part: str, inputs: list[str] | tuple[str, ...], outputs: list[str] | tuple[str, ...], where: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -14,8 +16,10 @@ from ..config import PointPillarsConfig
 from ..errors import CheckpointError, ExportError
 from ..model import PointPillars, build_model
 from .graphs import DEFAULT_FP16_POLICY, Fp16Policy, build_graphs
-from ..artifacts import ArtifactMetadata, atomic_write_bytes, graph_sha256
+from ..artifacts import ArtifactMetadata, Quantization, atomic_write_bytes, graph_sha256
+from .calibration import CalibrationFrames
 from .metadata import file_sha256, state_dict_sha256
+from .quantize import CALIBRATION_FILE, QuantizeOptions, quantize_graphs
 
 PART_FILES = {"pfn": "pfn.onnx", "mfn": "mfn.onnx", "rpn": "rpn.onnx", "full": "full.onnx"}
 
@@ -65,6 +69,31 @@ def parse_supported_operators(markdown: str | Path) -> frozenset[str]:
     return frozenset(name for name, ok in rows if ok == "Y")
 
 
+@dataclass(frozen=True)
+class Int8Export:
+    """An INT8 export: calibrated on ``frames`` with ``options`` (:mod:`.quantize`). ``ranges``: the
+    ``calibration.json`` of an earlier export from the same frames and method, reused instead of
+    calibrating again (another ``keep_float``; ``tools/int8_sensitivity.py``)."""
+
+    frames: CalibrationFrames
+    options: QuantizeOptions = QuantizeOptions()
+    ranges: Path | None = None
+
+
+def _int8_graphs(model: PointPillars, cfg: PointPillarsConfig, int8: Int8Export, out: Path, fused: bool):
+    """``(graphs, quantization record)``: the Q/DQ graphs (``full`` only when ``fused``)."""
+    graphs = build_graphs(model, cfg, "fp32", fused=True, deconv_as_conv=True)
+    if int8.ranges is not None:
+        if not Path(int8.ranges).is_file():
+            raise ExportError(f"{int8.ranges}: calibration ranges not found")
+        if Path(int8.ranges).resolve() != (out / CALIBRATION_FILE).resolve():
+            shutil.copyfile(int8.ranges, out / CALIBRATION_FILE)
+    graphs, record = quantize_graphs(graphs, cfg, int8.frames, int8.options, out, recalibrate=int8.ranges is None)
+    if not fused:
+        del graphs["full"]
+    return graphs, record
+
+
 def export_onnx(
     model_or_state_dict: PointPillars | Mapping[str, torch.Tensor],
     cfg: PointPillarsConfig,
@@ -74,6 +103,7 @@ def export_onnx(
     checkpoint_path: str | Path | None = None,
     fused: bool = False,
     fp16_policy: Fp16Policy | None = None,
+    int8: Int8Export | None = None,
 ) -> dict[str, Path]:
     """Write ``pfn.onnx``, ``mfn.onnx``, ``rpn.onnx`` (and ``full.onnx`` when ``fused``) to ``out_dir``.
 
@@ -85,18 +115,26 @@ def export_onnx(
     (:func:`check_graph`) before it is written; files are replaced atomically and get the
     umask's mode. The metadata (:class:`~pointpillars_trt.artifacts.ArtifactMetadata`) records the
     graph's own hash (``graph_sha256``), checked when it is loaded.
+    ``int8``: explicitly quantized graphs (:mod:`.quantize`), calibrated on the given frames; the
+    ranges stay in ``out_dir/calibration.json``, the frames and method in each graph's metadata.
     Returns ``{part: path}``.
     """
+    if fp16 and int8 is not None:
+        raise ExportError("choose fp16 or int8 graphs, not both")
     model = as_model(model_or_state_dict, cfg)
-    precision = "fp16" if fp16 else "fp32"
+    precision = "int8" if int8 is not None else "fp16" if fp16 else "fp32"
     weights_hash = state_dict_sha256(model.state_dict())
     if checkpoint_path is not None:
         ckpt_hash, ckpt_of = file_sha256(checkpoint_path), "file"
     else:
         ckpt_hash, ckpt_of = weights_hash, "state_dict"
-    graphs = build_graphs(model, cfg, precision, fp16_policy or DEFAULT_FP16_POLICY, fused=fused)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    quantization: Quantization | None = None
+    if int8 is not None:
+        graphs, quantization = _int8_graphs(model, cfg, int8, out, fused)
+    else:
+        graphs = build_graphs(model, cfg, precision, fp16_policy or DEFAULT_FP16_POLICY, fused=fused)
     paths: dict[str, Path] = {}
     for part, graph in graphs.items():
         path = out / PART_FILES[part]
@@ -105,6 +143,7 @@ def export_onnx(
         meta = ArtifactMetadata(
             part=part, precision=precision, config_json=cfg.to_json(), config_hash=cfg.hash(), checkpoint_sha256=ckpt_hash,
             checkpoint_sha256_of=ckpt_of, weights_sha256=weights_hash, graph_sha256=graph_sha256(graph), version=__version__,
+            quantization=quantization,
         )
         onnx.helper.set_model_props(graph, meta.to_props())
         atomic_write_bytes(path, graph.SerializeToString())

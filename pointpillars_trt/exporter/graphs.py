@@ -44,7 +44,7 @@ RPN_OUTPUTS = PART_OUTPUTS["rpn"]
 #: every op type these builders can emit (all supported by onnx-tensorrt for TensorRT 10)
 OPS_USED = frozenset(
     {"Unsqueeze", "Less", "Cast", "Mul", "MatMul", "Add", "Relu", "ReduceMax", "Gather", "ConstantOfShape",
-     "ScatterND", "Transpose", "Reshape", "Conv", "ConvTranspose", "Concat"}
+     "ScatterND", "Transpose", "Reshape", "Conv", "ConvTranspose", "Concat", "DepthToSpace"}
 )
 
 _ONNX_TYPE = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16}
@@ -144,9 +144,27 @@ def _conv_node(b: _Builder, x: str, m: nn.Module, precision: str, output: str | 
     return b.op("Conv", inputs, output, **attrs)
 
 
-def _sequential_nodes(b: _Builder, x: str, seq: nn.Sequential, precision: str) -> str:
+def _upsample_nodes(b: _Builder, x: str, m: nn.ConvTranspose2d, precision: str) -> str:
+    """A transposed convolution with kernel = stride ``s`` as a 1x1 Conv to ``s*s*Cout`` channels and
+    ``DepthToSpace`` (DCR, the channel order of :func:`~pointpillars_trt.model.inference_rpn.deconv_as_conv`):
+    the same function, but a plain Conv, which ONNX Runtime runs as an int8 ``QLinearConv`` (it has
+    no int8 ConvTranspose kernel on the CPU; a Reshape/Transpose/Reshape form measured slower)."""
+    from ..model.inference_rpn import deconv_as_conv
+
+    try:
+        conv = deconv_as_conv(m)
+    except ValueError as exc:
+        raise ExportError(f"cannot export {m!r} as Conv + DepthToSpace: {exc}") from exc
+    s = int(m.stride[0])
+    x = _conv_node(b, x, conv, precision)
+    return x if s == 1 else b.op("DepthToSpace", [x], blocksize=s, mode="DCR")
+
+
+def _sequential_nodes(b: _Builder, x: str, seq: nn.Sequential, precision: str, deconv_as_conv: bool = False) -> str:
     for m in seq:
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, nn.ConvTranspose2d) and deconv_as_conv:
+            x = _upsample_nodes(b, x, m, precision)
+        elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             x = _conv_node(b, x, m, precision)
         elif isinstance(m, nn.ReLU):
             x = b.op("Relu", [x])
@@ -157,12 +175,14 @@ def _sequential_nodes(b: _Builder, x: str, seq: nn.Sequential, precision: str) -
     return x
 
 
-def _rpn_nodes(b: _Builder, rpn: nn.Module, precision: str, head_precision: str, canvas: str, outputs: tuple[str, ...]) -> None:
-    """Backbone blocks, upsampling deblocks, Concat, and the three 1x1 heads (BN already folded)."""
+def _rpn_nodes(b: _Builder, rpn: nn.Module, precision: str, head_precision: str, canvas: str, outputs: tuple[str, ...],
+               deconv_as_conv: bool = False) -> None:
+    """Backbone blocks, upsampling deblocks (``deconv_as_conv``: as Conv + DepthToSpace), Concat, and
+    the three 1x1 heads (BN already folded)."""
     x, ups = canvas, []
     for block, deblock in zip(rpn.blocks, rpn.deblocks):
         x = _sequential_nodes(b, x, block, precision)
-        ups.append(_sequential_nodes(b, x, deblock, precision))
+        ups.append(_sequential_nodes(b, x, deblock, precision, deconv_as_conv))
     x = b.op("Concat", ups, axis=1)
     if head_precision != precision:
         x = b.cast(x, head_precision)
@@ -186,9 +206,12 @@ def _model(b: _Builder, name: str, inputs: list, outputs: list) -> onnx.ModelPro
 
 
 def build_graphs(model: PointPillars, cfg: PointPillarsConfig, precision: str = "fp32",
-                 policy: Fp16Policy | None = None, fused: bool = False) -> dict[str, onnx.ModelProto]:
+                 policy: Fp16Policy | None = None, fused: bool = False, deconv_as_conv: bool = False) -> dict[str, onnx.ModelProto]:
     """``{"pfn", "mfn", "rpn"}`` (and ``"full"`` when ``fused``) ONNX models of ``model`` (eval mode,
-    BatchNorm folded). ``precision`` is ``fp32`` or ``fp16``; ``policy`` applies to ``fp16`` only."""
+    BatchNorm folded). ``precision`` is ``fp32`` or ``fp16``; ``policy`` applies to ``fp16`` only.
+    ``deconv_as_conv``: upsampling layers as Conv + DepthToSpace (the INT8 export's float graphs).
+    ``full`` holds the three parts' own nodes, so a node or tensor has the same name in ``full.onnx``
+    as in its part's graph (``rpn/Conv_5``): calibration ranges and ``--keep-float`` names apply to both."""
     if precision not in _ONNX_TYPE:
         raise ExportError(f"precision must be fp32 or fp16, got {precision!r}")
     policy = policy or Fp16Policy()
@@ -210,29 +233,19 @@ def build_graphs(model: PointPillars, cfg: PointPillarsConfig, precision: str = 
     canvas = _info(MFN_OUTPUT, ft, [1, c, ny, nx])
     heads = [_info(n, TensorProto.FLOAT, [1, cfg.head_channels[n], fy, fx]) for n in RPN_OUTPUTS]
 
-    def add_pfn(b):
-        _pfn_nodes(b, weight, bias, m, precision, pfn_compute, "features", "num_points", PFN_OUTPUT)
-
-    def add_mfn(b):
-        _mfn_nodes(b, nx, ny, c, precision, PFN_OUTPUT, "coords", MFN_OUTPUT)
-
-    def add_rpn(b):
-        _rpn_nodes(b, rpn, precision, head_precision, MFN_OUTPUT, RPN_OUTPUTS)
-
-    out: dict[str, onnx.ModelProto] = {}
-    b = _Builder("pfn")
-    add_pfn(b)
-    out["pfn"] = _model(b, "pointpillars_pfn", [i_features, i_num_points], [pf])
-    b = _Builder("mfn")
-    add_mfn(b)
-    out["mfn"] = _model(b, "pointpillars_mfn", [pf, i_coords], [canvas])
-    b = _Builder("rpn")
-    add_rpn(b)
-    out["rpn"] = _model(b, "pointpillars_rpn", [canvas], heads)
+    builders = {part: _Builder(part) for part in ("pfn", "mfn", "rpn")}
+    _pfn_nodes(builders["pfn"], weight, bias, m, precision, pfn_compute, "features", "num_points", PFN_OUTPUT)
+    _mfn_nodes(builders["mfn"], nx, ny, c, precision, PFN_OUTPUT, "coords", MFN_OUTPUT)
+    _rpn_nodes(builders["rpn"], rpn, precision, head_precision, MFN_OUTPUT, RPN_OUTPUTS, deconv_as_conv)
+    out = {
+        "pfn": _model(builders["pfn"], "pointpillars_pfn", [i_features, i_num_points], [pf]),
+        "mfn": _model(builders["mfn"], "pointpillars_mfn", [pf, i_coords], [canvas]),
+        "rpn": _model(builders["rpn"], "pointpillars_rpn", [canvas], heads),
+    }
     if fused:
-        b = _Builder("full")
-        add_pfn(b)
-        add_mfn(b)
-        add_rpn(b)
-        out["full"] = _model(b, "pointpillars_full", [i_features, i_num_points, i_coords], heads)
+        chain = _Builder("full")
+        for b in builders.values():
+            chain.nodes += b.nodes
+            chain.initializers += b.initializers
+        out["full"] = _model(chain, "pointpillars_full", [i_features, i_num_points, i_coords], heads)
     return out

@@ -21,12 +21,16 @@ import numpy as np
 
 from .. import __version__
 from ..config import PointPillarsConfig
-from ..contract import GRAPH_IO, PARTS
+from ..contract import GRAPH_IO, PARTS, PRECISIONS
 from ..errors import BackendUnavailableError, ConfigError, EngineError
-from ..options import OnnxRuntimeOptions, Precision
+from ..options import OnnxRuntimeOptions
 from .base import OUTPUT_NAMES, Backend, StageTimer, register_backend
 
 SPLIT_PARTS = PARTS
+#: graph optimizers left out for INT8 (Q/DQ) graphs: common-subexpression elimination merges the
+#: one Q/DQ pair per consumer that the exporter writes, and ONNX Runtime's x86 int8 convolution
+#: (``QLinearConv``, u8 activations) then no longer forms where a tensor feeds two convolutions
+INT8_DISABLED_OPTIMIZERS = ("CommonSubexpressionElimination",)
 _PIP = "pip install onnxruntime onnx   (or onnxruntime-gpu for the CUDA provider)"
 
 
@@ -99,7 +103,11 @@ def select_providers(available: Sequence[str], device: str | None, providers: Se
 def export_cached(cfg: PointPillarsConfig, state_dict: Mapping[str, Any], precision: str, fused: bool,
                   cache_dir: str | Path | None = None) -> dict[str, Path]:
     """Export ``state_dict`` once per (config, weights, precision, FP16 policy, package version)
-    into ``cache_dir`` (default :func:`default_cache_dir`, else a temporary folder) and return the paths."""
+    into ``cache_dir`` (default :func:`default_cache_dir`, else a temporary folder) and return the paths.
+    INT8 graphs need calibration frames: export them with ``export/export_onnx.py --int8`` and pass the folder."""
+    if precision not in ("fp32", "fp16"):
+        raise ConfigError(f"onnxruntime backend: graphs exported on the fly are fp32 or fp16, not {precision!r}; "
+                          "export INT8 graphs with export/export_onnx.py --int8 --calib DIR and load that folder (engine_dir)")
     from ..artifacts import METADATA_FORMAT
     from ..exporter import DEFAULT_FP16_POLICY, OPSET, export_onnx, read_graph_metadata, state_dict_sha256
 
@@ -161,7 +169,9 @@ class OnnxRuntimeBackend(Backend):
     graphs' config. With ``state_dict`` too, the graphs must hold those weights
     (:class:`EngineError` otherwise). Without ``engine_dir``, ``state_dict`` is exported to the
     cache (:func:`export_cached`) in ``precision``. Inputs and outputs are bound by name;
-    ``features`` is cast to the graph's float type; outputs are float32.
+    ``features`` is cast to the graph's float type; outputs are float32. INT8 graphs (their metadata
+    says ``int8``: explicit Q/DQ, ``export/export_onnx.py --int8``) run as they are, the graph
+    optimizers of :data:`INT8_DISABLED_OPTIMIZERS` left out.
     Per-stage times (``pfn``, ``scatter``, ``rpn``; ``full`` for the fused graph) are in
     ``last_timings_ms``.
     """
@@ -183,8 +193,8 @@ class OnnxRuntimeBackend(Backend):
         verify: bool = True,
     ) -> None:
         ort = _import_ort()
-        if precision not in (None, *Precision.values()):
-            raise ConfigError(f"onnxruntime backend: precision must be one of {Precision.values()}, got {precision!r}")
+        if precision not in (None, *PRECISIONS):
+            raise ConfigError(f"onnxruntime backend: precision must be one of {PRECISIONS}, got {precision!r}")
         if engine_dir is not None:
             paths = resolve_graph_paths(engine_dir, fused)
         elif state_dict is not None:
@@ -211,9 +221,10 @@ class OnnxRuntimeBackend(Backend):
         if self.threads:
             opts.intra_op_num_threads = int(self.threads)
         sessions = {}
+        disabled = list(INT8_DISABLED_OPTIMIZERS) if self.precision == "int8" else None
         for part, path in self.graph_paths.items():
             try:
-                sess = self._ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+                sess = self._ort.InferenceSession(str(path), sess_options=opts, providers=self.providers, disabled_optimizers=disabled)
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise EngineError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
             want_in, want_out = GRAPH_IO[part]

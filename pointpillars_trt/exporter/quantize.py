@@ -1,0 +1,188 @@
+"""INT8 graphs with explicit quantization (QuantizeLinear/DequantizeLinear), by ONNX Runtime's quantizer.
+
+Scheme (what TensorRT's explicit quantization accepts; ONNX Runtime runs the same graphs with its
+``QLinearConv`` kernels): int8 weights, symmetric, per output channel; int8 activations, symmetric
+(zero point 0), per tensor; biases stay float. Q/DQ go on the inputs and weights of every Conv and
+MatMul and, with :attr:`QuantizeOptions.layer_outputs` (the default), on the outputs of the Convs,
+ReLUs and the Concat too: ONNX Runtime fuses ``DQ -> Conv -> Q`` into ``QLinearConv`` only with a Q
+after the Conv. The float graphs quantized here are the exporter's own, with the upsampling
+deconvolutions as Conv + DepthToSpace (:func:`~.graphs.build_graphs` ``deconv_as_conv``), which
+ONNX Runtime has an int8 kernel for.
+
+Calibration (:class:`CalibrationMethod`) runs once, on ``full.onnx`` (PFN, scatter and RPN in one
+graph) fed by :class:`~.calibration.CalibrationReader` one frame at a time; its tensor ranges are
+kept in ``calibration.json`` beside the graphs and reused for ``pfn.onnx`` and ``rpn.onnx``, whose
+node and tensor names are the same as in ``full.onnx``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import onnx
+
+from ..artifacts import WEIGHTED_OPS, Quantization
+from ..config import PointPillarsConfig
+from ..errors import ConfigError, ExportError
+from ..options import Choice
+from .calibration import CalibrationFrames, CalibrationReader
+
+CALIBRATION_FILE = "calibration.json"
+
+
+class CalibrationMethod(Choice):
+    """How activation ranges are chosen: the largest value seen (``minmax``), a percentile of the
+    values' magnitudes (``percentile``), or the range keeping the int8 histogram closest to the
+    float one (``entropy``, KL divergence)."""
+
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    ENTROPY = "entropy"
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """``method`` and ``percentile`` (``percentile`` only); ``keep_float``: node names (as in the
+    graphs, e.g. ``rpn/Conv_5``; :func:`quantizable_nodes` lists them) left in float;
+    ``quantize_pfn``: the PFN's linear layer in int8 too (off by default: its input holds absolute
+    x, y, z of tens of metres beside centimetre offsets, one per-tensor scale for both, and it is a
+    few percent of the frame's time; see docs/ACCURACY.md); ``layer_outputs``: Q/DQ on the Conv,
+    ReLU and Concat outputs too (ONNX Runtime's int8 kernels need them); False leaves only the
+    inputs and weights of each Conv/MatMul quantized."""
+
+    method: CalibrationMethod = CalibrationMethod.ENTROPY  # the best of the three in docs/ACCURACY.md
+    percentile: float = 99.99
+    keep_float: tuple[str, ...] = ()
+    quantize_pfn: bool = False
+    layer_outputs: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", CalibrationMethod.parse(self.method, "calibration method"))
+        if not 0.0 < float(self.percentile) <= 100.0:
+            raise ConfigError(f"the calibration percentile must be in (0, 100], got {self.percentile}")
+
+    @property
+    def op_types(self) -> list[str]:
+        return [*WEIGHTED_OPS, "Relu", "Concat"] if self.layer_outputs else list(WEIGHTED_OPS)
+
+
+def _ort_method(method: CalibrationMethod):
+    from onnxruntime.quantization import CalibrationMethod as Ort
+
+    return {CalibrationMethod.MINMAX: Ort.MinMax, CalibrationMethod.PERCENTILE: Ort.Percentile,
+            CalibrationMethod.ENTROPY: Ort.Entropy}[method]
+
+
+def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that get int8 weights (Conv, ConvTranspose, MatMul), in graph order."""
+    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
+
+
+def check_keep_float(names: Sequence[str], graphs: Sequence[onnx.ModelProto]) -> None:
+    """Raise :class:`ConfigError` naming the unknown ones unless every name is a quantizable node of ``graphs``."""
+    known = {n for g in graphs for n in quantizable_nodes(g)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigError(f"--keep-float: no quantizable node named {unknown}; the graphs have {sorted(known)}")
+
+
+def quantize_graph(model: onnx.ModelProto, out_path: Path, options: QuantizeOptions, cache: Path,
+                   reader: CalibrationReader | None = None) -> onnx.ModelProto:
+    """The Q/DQ form of float ``model`` (written to ``out_path`` by ONNX Runtime, then returned).
+    With ``reader``, calibrate on its frames first (one frame at a time) and save the ranges to
+    ``cache``; without, use the ranges already in ``cache``."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False, "DedicatedQDQPair": True,
+             "CalibPercentile": float(options.percentile)}
+    if reader is not None:
+        extra["CalibStridedMinMax"] = 1
+        cache.unlink(missing_ok=True)
+    present = set(quantizable_nodes(model))
+    with tempfile.TemporaryDirectory(prefix="pointpillars_int8_") as tmp:
+        src = Path(tmp) / "float.onnx"
+        onnx.save(model, str(src))
+        try:
+            quantize_static(
+                str(src), str(out_path), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=options.op_types,
+                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=[n for n in options.keep_float if n in present], calibrate_method=_ort_method(options.method),
+                extra_options=extra, calibration_cache_path=str(cache),
+            )
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise ExportError(f"{out_path}: ONNX Runtime's quantizer failed: {exc}") from exc
+    quantized = onnx.load(str(out_path))
+    del quantized.metadata_props[:]
+    return float_outputs(quantized)
+
+
+def float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop the Q -> DQ pair ONNX Runtime's quantizer puts on each graph output (the heads), so the
+    class logits and box regressions leave their convolution in float, not rounded to one int8
+    scale per tensor (about 0.14 logit and 4 cm of box delta per step, measured on the demo model)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    drop = []
+    for out in model.graph.output:
+        dq = producer.get(out.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or consumers.get(q.output[0]) != 1 or consumers.get(q.input[0]) != 1:
+            continue
+        source = producer[q.input[0]]
+        source.output[list(source.output).index(q.input[0])] = out.name
+        drop += [id(q), id(dq)]
+    kept = [n for n in model.graph.node if id(n) not in drop]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
+
+
+def float_nodes(options: QuantizeOptions, graphs: dict[str, onnx.ModelProto]) -> tuple[str, ...]:
+    """The nodes left in float: ``options.keep_float`` and, unless ``quantize_pfn``, the PFN's."""
+    pfn = [] if options.quantize_pfn or "pfn" not in graphs else quantizable_nodes(graphs["pfn"])
+    return tuple(sorted({*options.keep_float, *pfn}))
+
+
+def quantization_record(options: QuantizeOptions, frames: CalibrationFrames, keep_float: Sequence[str]) -> Quantization:
+    """What goes into each INT8 graph's metadata (:class:`~pointpillars_trt.artifacts.Quantization`)."""
+    import onnxruntime
+
+    return Quantization(
+        method=str(options.method), percentile=float(options.percentile) if options.method == CalibrationMethod.PERCENTILE else None,
+        calibration=frames.source, frames=tuple(frames.names), keep_float=tuple(sorted(keep_float)),
+        tool=f"onnxruntime.quantization {onnxruntime.__version__}",
+    )
+
+
+def quantize_graphs(graphs: dict[str, onnx.ModelProto], cfg: PointPillarsConfig, frames: CalibrationFrames,
+                    options: QuantizeOptions, out_dir: Path, recalibrate: bool = True) -> tuple[dict[str, onnx.ModelProto], Quantization]:
+    """``(graphs, record)``: Q/DQ forms of the float ``graphs`` (``pfn``, ``mfn``, ``rpn``, ``full``;
+    ``full`` is required: the calibration runs on it) and their metadata record. The MFN (a scatter,
+    no weights) is returned as it is. Ranges go to ``out_dir / calibration.json``;
+    ``recalibrate=False`` reuses the ranges there (another ``keep_float``, the same frames and method)."""
+    if "full" not in graphs:
+        raise ExportError("quantize_graphs needs the fused full graph to calibrate on")
+    check_keep_float(options.keep_float, list(graphs.values()))
+    keep = float_nodes(options, graphs)
+    options = dataclasses.replace(options, keep_float=keep)
+    cache = Path(out_dir) / CALIBRATION_FILE
+    if not recalibrate and not cache.is_file():
+        raise ExportError(f"{cache}: no calibration ranges to reuse; calibrate first")
+    full_inputs = [i.name for i in graphs["full"].graph.input]
+    reader = CalibrationReader(cfg, frames, full_inputs) if recalibrate else None
+    out: dict[str, onnx.ModelProto] = {}
+    for part in ("full", *[p for p in graphs if p != "full"]):
+        if part == "mfn":
+            out[part] = graphs[part]
+            continue
+        out[part] = quantize_graph(graphs[part], Path(out_dir) / f".{part}.int8.tmp.onnx", options, cache, reader)
+        (Path(out_dir) / f".{part}.int8.tmp.onnx").unlink(missing_ok=True)
+        reader = None  # the ranges are in the cache now
+    return out, quantization_record(options, frames, keep)

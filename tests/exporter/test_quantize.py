@@ -1,0 +1,175 @@
+"""INT8 export (explicit Q/DQ): the demo model calibrated on two real KITTI frames, run by real ONNX
+Runtime sessions and by the Detector through its ONNX Runtime backend; the metadata checked at load;
+--keep-float honoured; the calibration frame sources."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from tests.helpers import KITTI, REPO
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from pointpillars_trt.artifacts import onnx_metadata  # noqa: E402
+from pointpillars_trt.errors import ConfigError, DatasetError, EngineError  # noqa: E402
+from pointpillars_trt.exporter import (  # noqa: E402
+    Int8Export, QuantizeOptions, calibration_frames, export_onnx, quantizable_nodes, read_graph_metadata, synthetic_frames,
+)
+from pointpillars_trt.exporter.calibration import spread  # noqa: E402
+from pointpillars_trt.exporter.quantize import CALIBRATION_FILE  # noqa: E402
+
+CALIB = KITTI / "zhulf0804" / "velodyne_reduced"  # two real KITTI frames
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from pointpillars_trt.detector import resolve_weights
+
+    cfg, state_dict, source = resolve_weights(None, None, None)
+    return cfg, state_dict, None if source.is_random else source.path
+
+
+@pytest.fixture(scope="module")
+def int8_dir(tmp_path_factory, demo):
+    if not CALIB.is_dir():
+        pytest.skip(f"real KITTI frames not found under {CALIB}")
+    cfg, state_dict, ckpt = demo
+    out = tmp_path_factory.mktemp("int8")
+    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, fused=True, int8=Int8Export(calibration_frames(CALIB)))
+    return out
+
+
+def test_graphs_are_int8_with_zero_point_symmetric_per_channel_weights(int8_dir):
+    for part in ("pfn", "mfn", "rpn", "full"):
+        meta = read_graph_metadata(int8_dir / f"{part}.onnx")
+        assert meta.precision == "int8"
+        q = meta.quantization
+        assert (q.method, q.percentile, q.frames) == ("entropy", None, ("000002.bin", "000134.bin"))
+        assert str(CALIB) in q.calibration and q.tool.startswith("onnxruntime.quantization")
+    assert (int8_dir / CALIBRATION_FILE).is_file()
+    rpn = onnx.load(str(int8_dir / "rpn.onnx"))
+    ops = {n.op_type for n in rpn.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "DepthToSpace"} <= ops and "ConvTranspose" not in ops
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in rpn.graph.initializer}
+    producer = {o: n for n in rpn.graph.node for o in n.output}
+    for conv in (n for n in rpn.graph.node if n.op_type == "Conv"):
+        dq = producer[conv.input[1]]  # weights: int8 through a per-output-channel DQ
+        assert dq.op_type == "DequantizeLinear" and inits[dq.input[0]].dtype == np.int8
+        assert inits[dq.input[1]].shape == (inits[dq.input[0]].shape[0],)
+        assert producer[conv.input[0]].op_type == "DequantizeLinear"  # the input too
+    for q in (n for n in rpn.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")):
+        assert not np.any(inits[q.input[2]]), f"{q.name}: TensorRT needs zero points of 0"
+    # the PFN stays float by default (QuantizeOptions.quantize_pfn)
+    pfn = onnx.load(str(int8_dir / "pfn.onnx"))
+    assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in pfn.graph.node}
+    assert set(quantizable_nodes(pfn)) <= set(read_graph_metadata(int8_dir / "pfn.onnx").quantization.keep_float)
+
+
+def test_a_real_session_runs_the_quantized_rpn_close_to_float(int8_dir, demo, kitti_points):
+    from pointpillars_trt.exporter import build_graphs, as_model
+    from pointpillars_trt.exporter.calibration import frame_feeds
+    from pointpillars_trt.network.onnxruntime import INT8_DISABLED_OPTIMIZERS
+
+    cfg, state_dict, _ = demo
+    x = frame_feeds(cfg, kitti_points)
+    float_full = build_graphs(as_model(state_dict, cfg), cfg, "fp32", fused=True)["full"]
+    ref = ort.InferenceSession(float_full.SerializeToString()).run(["cls"], x)[0]
+    sess = ort.InferenceSession(str(int8_dir / "full.onnx"), disabled_optimizers=list(INT8_DISABLED_OPTIMIZERS))
+    got = sess.run(["cls"], x)[0]
+    # two calibration frames of real KITTI for a model trained on synthetic data: about 0.92 here
+    assert np.all(np.isfinite(got)) and np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.85
+
+
+def test_the_detector_runs_int8_graphs_with_boxes_close_to_fp32(int8_dir, kitti_points):
+    from pointpillars_trt.compare.detections import match_detections, select_above
+    from pointpillars_trt.detector import Detector
+
+    with Detector.from_engine_dir(int8_dir, backend="onnxruntime", device="cpu") as det:
+        got = det.detect(kitti_points)
+    with Detector.from_checkpoint(backend="onnxruntime", device="cpu") as ref_det:
+        ref = ref_det.detect(kitti_points)
+    ref, got = select_above(ref, 0.5), select_above(got, 0.3)
+    match = match_detections(ref, got, iou_threshold=0.5)
+    assert len(ref.scores) > 0 and match.recall >= 0.8, match
+    assert match.mean_iou > 0.7, match
+
+
+def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_path):
+    cfg, state_dict, ckpt = demo
+    rpn = onnx.load(str(int8_dir / "rpn.onnx"))
+    first = next(n for n in rpn.graph.node if n.op_type == "Conv").name
+    options = QuantizeOptions(keep_float=(first,))
+    frames = calibration_frames(CALIB)
+    out = tmp_path / "kept"
+    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, int8=Int8Export(frames, options, ranges=int8_dir / CALIBRATION_FILE))
+    kept = onnx.load(str(out / "rpn.onnx"))
+    producer = {o: n for n in kept.graph.node for o in n.output}
+    conv = next(n for n in kept.graph.node if n.name == first)
+    assert conv.input[1] not in producer  # a float initializer, no DequantizeLinear
+    assert first in read_graph_metadata(out / "rpn.onnx").quantization.keep_float
+    with pytest.raises(ConfigError, match="rpn/Conv_99999"):
+        export_onnx(state_dict, cfg, tmp_path / "bad", int8=Int8Export(frames, QuantizeOptions(keep_float=("rpn/Conv_99999",))))
+
+
+def _with_props(path, **changes):
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    for k, v in changes.items():
+        key = "pointpillars_trt." + k
+        props.pop(key) if v is None else props.__setitem__(key, v)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    return model
+
+
+def test_the_int8_metadata_is_checked_at_load(int8_dir, tmp_path):
+    rpn = int8_dir / "rpn.onnx"
+    with pytest.raises(EngineError, match="lacks pointpillars_trt.quantization"):
+        onnx_metadata(_with_props(rpn, quantization=None), rpn)
+    with pytest.raises(EngineError, match="fp32 artifact with pointpillars_trt.quantization"):
+        onnx_metadata(_with_props(rpn, precision="fp32"), rpn)
+    with pytest.raises(EngineError, match="QuantizeLinear/DequantizeLinear nodes but its metadata says fp32"):
+        onnx_metadata(_with_props(rpn, precision="fp32", quantization=None), rpn)
+    with pytest.raises(EngineError, match="quantization in its metadata is invalid"):
+        onnx_metadata(_with_props(rpn, quantization='{"method": "minmax"}'), rpn)
+
+
+def test_int8_graphs_cannot_be_exported_on_the_fly(demo):
+    from pointpillars_trt.network.onnxruntime import OnnxRuntimeBackend
+
+    cfg, state_dict, _ = demo
+    with pytest.raises(ConfigError, match="export_onnx.py --int8"):
+        OnnxRuntimeBackend(cfg, state_dict=state_dict, precision="int8")
+
+
+def test_calibration_frame_sources(tmp_path):
+    assert spread(10, 3) == [0, 4, 9] and spread(2, 5) == [0, 1]
+    with pytest.raises(ConfigError):
+        spread(5, 0)
+    with pytest.raises(DatasetError, match="no point files"):
+        calibration_frames(tmp_path)
+    with pytest.raises(DatasetError, match="not found"):
+        calibration_frames(tmp_path / "missing")
+    syn = synthetic_frames(2, seed=3)
+    assert syn.names == ("000000", "000001") and "seed 3" in syn.source
+    points = syn.load(1)
+    assert points.dtype == np.float32 and points.shape[1] == 4 and len(points) > 1000
+
+
+spec = importlib.util.spec_from_file_location("export_onnx_cli_int8", REPO / "export" / "export_onnx.py")
+cli = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cli)
+
+
+def test_cli_int8_needs_calibration_frames_and_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--out-dir", str(tmp_path), "--int8"])
+    assert exc.value.code == 2 and "--calib" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--out-dir", str(tmp_path), "--calib", str(tmp_path)])
+    assert exc.value.code == 2
+    assert cli.main(["--out-dir", str(tmp_path / "o"), "--int8", "--calib", str(tmp_path / "missing")]) == 2
