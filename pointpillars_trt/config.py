@@ -145,6 +145,10 @@ class PreNmsOrder(Choice):
     ``nms_pre_max`` by that score. ``topk_then_threshold`` (mmdet3d, zhulf0804): the top
     ``nms_pre_max`` anchors by best-class score before decoding, then each class's score
     passes the score rule (class-agnostic NMS then uses the best class of those that pass).
+
+    Both give the same detections for the same numbers and rules: the score rule is monotone in
+    the top-k key, so filtering and the top-k commute (tests/postprocess/test_modes.py). The
+    field records the source's order; the first does less work on the GPU.
     """
 
     THRESHOLD_THEN_TOPK = "threshold_then_topk"
