@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from .errors import ConfigError
+from .options import Choice
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG_NAME = "kitti_pointpillars_3class"
@@ -119,6 +120,57 @@ def _at_least(low: float, name: str, *values: float) -> None:
         raise ConfigError(f"{name}: must be >= {low}, got {values[0] if len(values) == 1 else list(values)}")
 
 
+def _choice(kind: type[Choice]) -> Callable[[Any, str], Choice]:
+    """A parser for one :class:`~pointpillars_trt.options.Choice` (unknown values: ConfigError naming the field)."""
+    return lambda value, name: kind.parse(value, name)
+
+
+class RangeFilter(Choice):
+    """Which points enter the voxelizer, besides its grid rule (``floor((p - min) / voxel)`` in
+    ``[0, n)`` on every axis, float32). Comparisons are float32 against the float32 range.
+
+    ``xy_closed`` (OpenPCDet's ``mask_points_by_range``): ``min <= p <= max`` on x and y; z is
+    left to the grid rule. ``open`` (mmdet3d's ``PointsRangeFilter``, zhulf0804's
+    ``point_range_filter``): ``min < p < max`` on x, y and z.
+    """
+
+    XY_CLOSED = "xy_closed"
+    OPEN = "open"
+
+
+class PreNmsOrder(Choice):
+    """How candidates are chosen before NMS.
+
+    ``threshold_then_topk`` (OpenPCDet): best-class score passes the score rule, then the top
+    ``nms_pre_max`` by that score. ``topk_then_threshold`` (mmdet3d, zhulf0804): the top
+    ``nms_pre_max`` anchors by best-class score before decoding, then each class's score
+    passes the score rule (class-agnostic NMS then uses the best class of those that pass).
+
+    Both give the same detections for the same numbers and rules: the score rule is monotone in
+    the top-k key, so filtering and the top-k commute (tests/postprocess/test_modes.py). The
+    field records the source's order; the first does less work on the GPU.
+    """
+
+    THRESHOLD_THEN_TOPK = "threshold_then_topk"
+    TOPK_THEN_THRESHOLD = "topk_then_threshold"
+
+
+class Comparison(Choice):
+    """``value >= threshold`` (``at_least``) or ``value > threshold`` (``above``)."""
+
+    AT_LEAST = "at_least"
+    ABOVE = "above"
+
+
+class YawRange(Choice):
+    """Output yaw: ``source``: as the checkpoint's source decodes it (OpenPCDet
+    ``[pi/4, pi/4 + 2 pi)``, mmdet3d ``[-pi/2, 3 pi/2)``, zhulf0804 ``(-3 pi/2, pi/2]`` in the
+    canonical CCW frame); ``canonical``: wrapped into ``[-pi, pi)`` (float32 pi)."""
+
+    SOURCE = "source"
+    CANONICAL = "canonical"
+
+
 def _in_unit_interval(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name}: must be in [0, 1], got {value}")
@@ -139,8 +191,10 @@ class VoxelConfig:
     max_pillars_train: int = 16000
     num_point_features: int = 4
     intensity_range: tuple[float, float] = (0.0, 1.0)
+    range_filter: RangeFilter = RangeFilter.XY_CLOSED
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "range_filter", RangeFilter.parse(self.range_filter, "voxel.range_filter"))
         r, v = self.point_cloud_range, self.voxel_size
         if not all(math.isfinite(x) for x in (*r, *v)):
             raise ConfigError(f"voxel: point_cloud_range {r} and voxel_size {v} must be finite")
@@ -168,7 +222,8 @@ class VoxelConfig:
     @classmethod
     def from_dict(cls, data: Any, where: str = "voxel") -> "VoxelConfig":
         counts = dict.fromkeys(("max_points_per_pillar", "max_pillars", "max_pillars_train", "num_point_features"), _int)
-        parsers = {"point_cloud_range": _floats(6), "voxel_size": _floats(3), "intensity_range": _floats(2), **counts}
+        parsers = {"point_cloud_range": _floats(6), "voxel_size": _floats(3), "intensity_range": _floats(2),
+                   "range_filter": _choice(RangeFilter), **counts}  # fmt: skip
         return _parse_section(data, cls, where, parsers)
 
     @property
@@ -313,25 +368,54 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class PostProcessConfig:
-    """``score_threshold`` and ``nms_iou_threshold`` in ``[0, 1]``; ``nms_pre_max``, ``nms_post_max`` >= 1."""
+    """Test-time post-processing; the checkpoint converters set it to the source's pipeline.
+
+    ``score_threshold`` and ``nms_iou_threshold`` in ``[0, 1]``; ``nms_pre_max``, ``nms_post_max``
+    (the maximum number of output boxes) >= 1. ``class_agnostic_nms``: one NMS across classes
+    (OpenPCDet) or one per class, merged by score (mmdet3d, zhulf0804). ``pre_nms_order``,
+    ``score_rule`` (keep a score ``>=`` or ``>`` the threshold), ``nms_suppress_rule`` (suppress
+    a box whose IoU with a kept one is ``>=`` or ``>`` the threshold; every source's CUDA kernel
+    uses ``>``) and ``yaw_range``: see :class:`PreNmsOrder`, :class:`Comparison`, :class:`YawRange`.
+    """
 
     score_threshold: float = 0.1
     nms_iou_threshold: float = 0.01
     nms_pre_max: int = 4096
     nms_post_max: int = 500
     class_agnostic_nms: bool = True
+    pre_nms_order: PreNmsOrder = PreNmsOrder.THRESHOLD_THEN_TOPK
+    score_rule: Comparison = Comparison.AT_LEAST
+    nms_suppress_rule: Comparison = Comparison.ABOVE
+    yaw_range: YawRange = YawRange.SOURCE
 
     def __post_init__(self) -> None:
         _in_unit_interval("postprocess.score_threshold", self.score_threshold)
         _in_unit_interval("postprocess.nms_iou_threshold", self.nms_iou_threshold)
         _at_least(1, "postprocess.nms_pre_max", self.nms_pre_max)
         _at_least(1, "postprocess.nms_post_max", self.nms_post_max)
+        for name, kind in self._choices().items():
+            object.__setattr__(self, name, kind.parse(getattr(self, name), f"postprocess.{name}"))
+
+    @staticmethod
+    def _choices() -> dict[str, type[Choice]]:
+        return {"pre_nms_order": PreNmsOrder, "score_rule": Comparison, "nms_suppress_rule": Comparison, "yaw_range": YawRange}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "postprocess") -> "PostProcessConfig":
         parsers = {"score_threshold": _float, "nms_iou_threshold": _float, "nms_pre_max": _int,
-                   "nms_post_max": _int, "class_agnostic_nms": _bool}  # fmt: skip
+                   "nms_post_max": _int, "class_agnostic_nms": _bool,
+                   **{name: _choice(kind) for name, kind in cls._choices().items()}}  # fmt: skip
         return _parse_section(data, cls, where, parsers)
+
+    def describe(self) -> str:
+        """One line: the pipeline in force (for logs and tool headers)."""
+        cmp = {Comparison.AT_LEAST: ">=", Comparison.ABOVE: ">"}
+        nms = "class-agnostic" if self.class_agnostic_nms else "per-class"
+        order = (f"score {cmp[self.score_rule]} {self.score_threshold:g}, then top {self.nms_pre_max}"
+                 if self.pre_nms_order == PreNmsOrder.THRESHOLD_THEN_TOPK else
+                 f"top {self.nms_pre_max} anchors, then score {cmp[self.score_rule]} {self.score_threshold:g}")
+        return (f"{order}; {nms} NMS suppressing IoU {cmp[self.nms_suppress_rule]} {self.nms_iou_threshold:g}; "
+                f"keep {self.nms_post_max}; yaw {self.yaw_range}")
 
 
 @dataclass(frozen=True)
@@ -477,6 +561,8 @@ def _check_depth(text: str | bytes, what: str) -> None:
 
 
 def _listify(obj: Any) -> Any:
+    if isinstance(obj, Choice):
+        return obj.value
     if isinstance(obj, dict):
         return {k: _listify(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -49,6 +49,11 @@ class Detections:
 
     ``boxes`` float32 ``[N, 7]`` (x, y, z centre, dx length, dy width, dz height, yaw CCW about +z)
     in the LiDAR frame; ``scores [N]``; ``labels [N]`` class indices into ``class_names``.
+
+    Yaw range: with ``postprocess.yaw_range: source`` (the default) as the checkpoint's source
+    decodes it: OpenPCDet (and native models) ``[pi/4, pi/4 + 2 pi)`` (e.g. 6.59), mmdet3d
+    ``[-pi/2, 3 pi/2)``, zhulf0804 ``(-3 pi/2, pi/2]``; with ``canonical`` always ``[-pi, pi)``
+    (float32 pi; wrapped in the post-processing, on the CPU and the GPU alike).
     ``timings_ms`` has one entry per stage; the pillar counters say what was dropped.
     """
 

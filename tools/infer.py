@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args, len(files))
     detector = detector_from_args(args)
     log.info("model: %s; config %s; %s", detector.source.describe(), detector.config.name, detector.path)
+    log.info("post-processing (%s): %s", detector.config.name, detector.config.postprocess.describe())
     if detector.source.is_random:
         log.warning("no trained demo model is shipped yet: using RANDOM weights, the boxes below are meaningless")
     bev_dir = args.bev if args.bev is not None and len(files) > 1 else None

@@ -28,12 +28,15 @@ class SourceLayout:
     ``None`` if the tensor does not have the source's shape; the architecture check then reports
     it); ``pfn_from_native`` is its right inverse on the weights the source can express.
     ``head`` holds the :class:`~pointpillars_trt.config.HeadConfig` fields of the source's decoder.
+    ``preset`` names the config in ``configs/`` with the source's test-time pipeline (point-range
+    filter, post-processing): a converted checkpoint's config when the caller gives none.
     """
 
     name: str
     rules: tuple[Rule, ...]
     classes: tuple[str, ...]
     head: Mapping[str, Any]
+    preset: str
     container: str  # "model_state", "state_dict" or "bare"
     pfn_to_native: Callable[[torch.Tensor], torch.Tensor | None]
     pfn_from_native: Callable[[torch.Tensor], torch.Tensor]

@@ -45,7 +45,9 @@ def load_checkpoint(
     * ``format``: force the format instead of detecting it from the key names.
     * ``config``: the architecture to fit. Native files carry their config; a different
       ``config`` raises :class:`ConfigError`. For foreign formats ``config`` (default: the
-      package default config) is copied with ``head`` set to the source's conventions.
+      format's preset in ``configs/``, which holds the source's point-range filter and
+      post-processing) is copied with ``head`` set to the source's conventions; a given
+      ``config`` keeps its own ``voxel`` and ``postprocess`` (it overrides the preset).
     * ``source_classes``: the class order the foreign checkpoint was trained with, if it is not
       the format's usual one (mmdet3d files that name their classes in ``meta`` are read from it).
     * ``verify``: check a native file's ``config_hash`` and ``weights_sha256``
@@ -77,7 +79,7 @@ def load_checkpoint(
         metadata = {k: v for k, v in raw.info.items() if k != "config"}
     else:
         layout = LAYOUTS[fmt]
-        cfg = (config if config is not None else load_config()).replace(head=dict(layout.head))
+        cfg = (config if config is not None else load_config(layout.preset)).replace(head=dict(layout.head))
         classes = tuple(source_classes or raw.classes or layout.classes)
         state, origins = layout.to_native(raw.tensors, cfg.classes, classes, where)
         metadata = {k: v for k, v in raw.info.items() if k not in ("config", "format_version")}

@@ -62,6 +62,7 @@ LAYOUT = SourceLayout(
     rules=RULES,
     classes=("Pedestrian", "Cyclist", "Car"),
     head=HEAD,
+    preset="mmdet3d_kitti_3class",
     container="state_dict",
     pfn_to_native=fold_legacy_pfn,
     pfn_from_native=unfold_legacy_pfn,

@@ -49,6 +49,7 @@ LAYOUT = SourceLayout(
     rules=RULES,
     classes=("Car", "Pedestrian", "Cyclist"),
     head=HEAD,
+    preset="openpcdet_kitti_3class",
     container="model_state",
     pfn_to_native=pfn_identity,
     pfn_from_native=pfn_identity,

@@ -69,6 +69,7 @@ LAYOUT = SourceLayout(
     rules=RULES,
     classes=("Pedestrian", "Cyclist", "Car"),
     head=HEAD,
+    preset="zhulf0804_kitti_3class",
     container="bare",
     pfn_to_native=fold_pfn,
     pfn_from_native=unfold_pfn,

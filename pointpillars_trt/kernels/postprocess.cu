@@ -1,7 +1,9 @@
 // Post-processing on the device: sigmoid + score threshold + exact top-k + decode + direction +
 // canonical boxes + rotated BEV NMS (exact polygon IoU) -> a fixed-size output with a count.
-// Same results as pointpillars_trt/postprocess/decode.py::PostProcessor (class-agnostic and
-// class-aware modes), same order, same tie-breaking (stable: by score, then anchor index).
+// Same results as pointpillars_trt/postprocess/decode.py::PostProcessor in every mode of the
+// config's postprocess section (class-agnostic or per-class NMS; threshold-then-top-k or
+// top-k-then-threshold; score >= or > threshold; suppress IoU > or >= threshold; source or
+// canonical yaw), same order, same tie-breaking (stable: by score, then anchor index).
 //
 // Compiled at run time with NVRTC; no header is included. Float arithmetic that must match the
 // CPU uses round-to-nearest intrinsics (never contracted into FMAs); the NMS geometry is float64
@@ -14,8 +16,8 @@
 // Passes (every count is read on the device, grids are sized from capacities: graph-capturable):
 //   (memset) hist[4096 + 4096 + 256] = 0
 //   1 pp_post_score      per anchor: best logit, key = order-preserving uint32 of it (0: not a
-//                        candidate: class-agnostic needs sigmoid(best) >= threshold); histogram of
-//                        key >> 20
+//                        candidate: threshold-then-top-k needs sigmoid(best) to pass the score
+//                        rule); histogram of key >> 20
 //   2 pp_post_hist2      find the 12-bit bin holding the k-th largest key; histogram of bits 8..19
 //   3 pp_post_hist3      next 12 bits; histogram of the low 8 bits
 //   4 pp_post_sel_count  the exact k-th key T; per tile of anchors: #(key > T), #(key == T)
@@ -24,15 +26,17 @@
 //   6 pp_post_rank       the selected candidates in (key desc, anchor asc) order: each one's rank is
 //                        the number of larger (key, ~anchor) composites (unique), many blocks
 //   7 pp_post_sort_decode one block: decode the k boxes in that order;
-//                        NMS lists: class-agnostic one list (that order); class-aware one list per
-//                        class of candidates with prob > threshold, sorted by (prob desc, rank asc)
-//   8 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > threshold),
+//                        NMS lists: class-agnostic one list (that order) of the candidates whose
+//                        best score passes the score rule (a prefix: scores fall with the rank);
+//                        class-aware one list per class of candidates whose prob passes it, sorted
+//                        by (prob desc, rank asc)
+//   8 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > or >= threshold),
 //                        one warp per row, one lane per column
 //   9 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0), the kept
 //                        rows ORed into later words by the whole block; stops at post_max
 //  10 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
-//                        stable argsort of the concatenation
+//                        stable argsort of the concatenation; canonical yaw wrapped into [-pi, pi)
 //
 // State (int32[16]): 0 b1, 1 above1, 2 b2, 3 above2, 4 T, 5 need_eq, 6 take_all, 7 candidates,
 // 8 n_sel.
@@ -56,6 +60,11 @@ __device__ __forceinline__ unsigned lanemask_lt() {
 __device__ __forceinline__ unsigned float_key(float f) {
     const unsigned u = __float_as_uint(f);
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// the score rule: value >= threshold (at_least) or value > threshold
+__device__ __forceinline__ bool passes(float v, float threshold, int at_least) {
+    return at_least ? v >= threshold : v > threshold;
 }
 
 __device__ __forceinline__ float sigmoid_f32(float x) {
@@ -156,8 +165,8 @@ __device__ void flush_hist(unsigned* sh, unsigned* global, int nbins) {
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, int A, int K, int agnostic, float threshold,
-              unsigned* __restrict__ keys, unsigned* __restrict__ hist1) {
+pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, int A, int K, int filter_first, int at_least,
+              float threshold, unsigned* __restrict__ keys, unsigned* __restrict__ hist1) {
     const HeadLayout L = {cs, ps, half};
     __shared__ unsigned sh[HBINS];
     for (int b = threadIdx.x; b < HBINS; b += blockDim.x) sh[b] = 0;
@@ -170,7 +179,7 @@ pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, in
             const float v = head_at(cls, L, a * K + k, hw);
             best = v > best ? v : best;
         }
-        const bool cand = !agnostic || sigmoid_f32(best) >= threshold;
+        const bool cand = !filter_first || passes(sigmoid_f32(best), threshold, at_least);
         const unsigned key = cand ? float_key(best) : 0u;
         keys[hw * A + a] = key;
         if (cand) atomicAdd(&sh[key >> 20], 1u);
@@ -426,7 +435,8 @@ pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx,
 
 extern "C" __global__ void __launch_bounds__(1024)
 pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, const void* __restrict__ dir,
-                    int cs, int ps, int half, const float* __restrict__ anchors, int HW, int A, int K, int S, int agnostic, float threshold,
+                    int cs, int ps, int half, const float* __restrict__ anchors, int HW, int A, int K, int S, int agnostic,
+                    int at_least, float threshold,
                     float dir_offset, float dir_limit_offset, float period, float half_pi, int num_dir_bins, int wlh_cw,
                     const u64* __restrict__ sorted, const int* __restrict__ state, int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
                     int* __restrict__ dec_label, float* __restrict__ probs, int* __restrict__ group_list,
@@ -435,6 +445,7 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
     __shared__ int counter;
     const HeadLayout L = {cs, ps, half};
     const int n = state[S_NSEL];
+    if (threadIdx.x == 0) counter = 0;
     for (int t = threadIdx.x; t < S; t += blockDim.x) s[t] = t < n ? sorted[t] : 0ull;  // pp_post_rank's order
     __syncthreads();
     DecodeParams d;
@@ -460,12 +471,17 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
                 label = k;
             }
         }
-        dec_score[j] = sigmoid_f32(best);
+        const float score = sigmoid_f32(best);
+        dec_score[j] = score;
         dec_label[j] = label;
-        if (agnostic) group_list[j] = j;
+        if (agnostic) {
+            group_list[j] = j;  // the passing candidates are a prefix of the rank order
+            if (passes(score, threshold, at_least)) atomicAdd(&counter, 1);
+        }
     }
     if (agnostic) {
-        if (threadIdx.x == 0) group_count[0] = n;
+        __syncthreads();
+        if (threadIdx.x == 0) group_count[0] = counter;
         return;
     }
     __syncthreads();  // probs visible to the block
@@ -475,7 +491,7 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
         __syncthreads();
         for (int j = threadIdx.x; j < n; j += blockDim.x) {
             const float p = probs[(size_t)j * K + c];
-            if (p > threshold) {
+            if (passes(p, threshold, at_least)) {
                 const int slot = atomicAdd(&counter, 1);
                 s[slot] = ((u64)__float_as_uint(p) << 32) | (u64)(0xFFFFFFFFu - (unsigned)j);
             }
@@ -567,13 +583,16 @@ __device__ double clip_area(const BevBox& subject, const BevBox& clip) {
     return 0.5 * fabs(area);
 }
 
-__device__ __forceinline__ bool suppresses(const BevBox& a, const BevBox& b, double threshold) {
+// IoU > threshold, or >= threshold with at_least; boxes farther apart than their circumradii have IoU 0
+__device__ __forceinline__ bool suppresses(const BevBox& a, const BevBox& b, double threshold, int at_least) {
     const double ddx = a.x - b.x, ddy = a.y - b.y, rr = a.radius + b.radius;
-    if (ddx * ddx + ddy * ddy > rr * rr) return false;
-    const double inter = clip_area(a, b);
-    const double uni = a.area + b.area - inter;
-    const double iou = uni <= 0.0 ? 0.0 : inter / uni;
-    return iou > threshold;
+    double iou = 0.0;
+    if (ddx * ddx + ddy * ddy <= rr * rr) {
+        const double inter = clip_area(a, b);
+        const double uni = a.area + b.area - inter;
+        iou = uni <= 0.0 ? 0.0 : inter / uni;
+    }
+    return iou > threshold || (at_least && iou == threshold);
 }
 
 // One warp per row of the suppression matrix, one lane per column: a block covers 16 rows x 64
@@ -584,7 +603,8 @@ __device__ __forceinline__ bool suppresses(const BevBox& a, const BevBox& b, dou
 #define MASK_ROWS 16
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
-                 const int* __restrict__ group_count, int list_stride, int words, double threshold, u64* __restrict__ mask) {
+                 const int* __restrict__ group_count, int list_stride, int words, double threshold, int at_least,
+                 u64* __restrict__ mask) {
     __shared__ BevBox cols[64];
     __shared__ BevBox rows[MASK_ROWS];
     const int g = blockIdx.z, cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
@@ -602,8 +622,8 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
         const int rr = warp * (MASK_ROWS / 8) + q, i = r0 + rr;
         if (i >= n) break;  // warp-uniform
         const int c0 = cb * 64 + lane, c1 = c0 + 32;
-        const bool s0 = lane < ncol && c0 > i && suppresses(rows[rr], cols[lane], threshold);
-        const bool s1 = lane + 32 < ncol && c1 > i && suppresses(rows[rr], cols[lane + 32], threshold);
+        const bool s0 = lane < ncol && c0 > i && suppresses(rows[rr], cols[lane], threshold, at_least);
+        const bool s1 = lane + 32 < ncol && c1 > i && suppresses(rows[rr], cols[lane + 32], threshold, at_least);
         const unsigned lo = __ballot_sync(0xffffffffu, s0), hi = __ballot_sync(0xffffffffu, s1);
         if (lane == 0) mask[((size_t)g * list_stride + i) * words + cb] = ((u64)hi << 32) | (u64)lo;
     }
@@ -678,6 +698,14 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
     if (t == 0) keep_count[g] = m_total;
 }
 
+// yaw -> [-pi, pi) in float32 exactly as postprocess/box_coder.py::canonical_yaw (pi, 2 pi as float32)
+__device__ __forceinline__ float canonical_yaw(float y, float pi, float two_pi) {
+    float r = __fsub_rn(y, __fmul_rn(floorf(__fadd_rn(__fdiv_rn(y, two_pi), 0.5f)), two_pi));
+    if (r >= pi) r = __fsub_rn(r, two_pi);
+    if (r < -pi) r = __fadd_rn(r, two_pi);
+    return r;
+}
+
 // number of kept entries of class c' whose score is > s (strict) or >= s (!strict); scores desc
 __device__ int count_above(const int* keep, int m, const int* list, const float* probs, int K, int c, float s, bool strict) {
     int lo = 0, hi = m;  // first position whose score fails the test
@@ -691,7 +719,8 @@ __device__ int count_above(const int* keep, int m, const int* list, const float*
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-pp_post_output(int agnostic, int K, int post_max, int list_stride, const float* __restrict__ dec_boxes,
+pp_post_output(int agnostic, int K, int post_max, int list_stride, int canonical, float pi, float two_pi,
+               const float* __restrict__ dec_boxes,
                const float* __restrict__ dec_score, const int* __restrict__ dec_label, const float* __restrict__ probs,
                const int* __restrict__ group_list, const int* __restrict__ keep, const int* __restrict__ keep_count,
                float* __restrict__ out_boxes, float* __restrict__ out_scores, int* __restrict__ out_labels,
@@ -723,6 +752,7 @@ pp_post_output(int agnostic, int K, int post_max, int list_stride, const float* 
             if (rank >= post_max) continue;
 #pragma unroll
             for (int e = 0; e < 7; ++e) out_boxes[(size_t)rank * 7 + e] = dec_boxes[(size_t)j * 7 + e];
+            if (canonical) out_boxes[(size_t)rank * 7 + 6] = canonical_yaw(dec_boxes[(size_t)j * 7 + 6], pi, two_pi);
             out_scores[rank] = s;
             out_labels[rank] = label;
         }

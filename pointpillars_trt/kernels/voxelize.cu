@@ -5,7 +5,9 @@
 // float arithmetic that must match the CPU bit for bit uses the round-to-nearest intrinsics
 // (__fadd_rn, __fmul_rn, __fdiv_rn, ...), which are never contracted into FMAs.
 //
-// Semantics (the CPU reference's): points are visited in input order; the cell of a point is
+// Semantics (the CPU reference's): points are visited in input order; a point refused by the
+// config's range filter (voxelize/range_filter.py: rule 1 xy_closed, min <= x, y <= max; rule 2
+// open, min < x, y, z < max; float32) is out of range; the cell of a point is
 // floor((p - min) / voxel) in float32, cells outside the grid (also along z) are out of range;
 // pillars are numbered in first-seen order of their cells; only the first `max_pillars` cells get a
 // pillar (points of later cells are dropped and counted); a pillar keeps its first M points in
@@ -113,13 +115,21 @@ __device__ void clear_canvas(const int* __restrict__ coords, const int* __restri
     }
 }
 
+// the range filter of voxelize/range_filter.py::outside_range (rule 0: none)
+__device__ __forceinline__ bool outside_range(const float4& p, const float* lo, const float* hi, int rule) {
+    if (rule == 1) return !(p.x >= lo[0] && p.x <= hi[0] && p.y >= lo[1] && p.y <= hi[1]);
+    if (rule == 2) return !(p.x > lo[0] && p.x < hi[0] && p.y > lo[1] && p.y < hi[1] && p.z > lo[2] && p.z < hi[2]);
+    return false;
+}
+
 extern "C" __global__ void __launch_bounds__(256)
 pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap, float xmin, float ymin, float zmin,
-             float vx, float vy, float vz, int nx, int ny, int nz, int* __restrict__ point_cell,
-             int* __restrict__ cell_first, int* __restrict__ counters, const int* __restrict__ coords, int C, int nhwc,
-             int half, void* __restrict__ canvas) {
+             float vx, float vy, float vz, int nx, int ny, int nz, float xmax, float ymax, float zmax, int range_rule,
+             int* __restrict__ point_cell, int* __restrict__ cell_first, int* __restrict__ counters,
+             const int* __restrict__ coords, int C, int nhwc, int half, void* __restrict__ canvas) {
     PP_PDL_ENTRY();
     if (canvas != nullptr) clear_canvas(coords, counters, C, nx, ny, nhwc, half, canvas);
+    const float lo[3] = {xmin, ymin, zmin}, hi[3] = {xmax, ymax, zmax};
     const int N = read_count(n, n_dev, cap);
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         counters[C_OOR] = 0;
@@ -138,7 +148,7 @@ pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap,
         const float fy = floorf(__fdiv_rn(__fsub_rn(p.y, ymin), vy));
         const float fz = floorf(__fdiv_rn(__fsub_rn(p.z, zmin), vz));
         int cell = finite_f32(p.x) && finite_f32(p.y) && finite_f32(p.z) && finite_f32(p.w) ? -1 : -2;
-        if (cell == -1 && fx >= 0.0f && fx < (float)nx && fy >= 0.0f && fy < (float)ny && fz >= 0.0f && fz < (float)nz) {
+        if (cell == -1 && !outside_range(p, lo, hi, range_rule) && fx >= 0.0f && fx < (float)nx && fy >= 0.0f && fy < (float)ny && fz >= 0.0f && fz < (float)nz) {
             cell = (int)fy * nx + (int)fx;
             atomicMin(&cell_first[cell], i);
         }

@@ -44,6 +44,20 @@ def apply_direction(yaw: np.ndarray, dir_labels: np.ndarray, offset: float, limi
     return (rot + np.float32(offset) + period * dir_labels.astype(np.float32)).astype(np.float32)
 
 
+PI_F32 = np.float32(np.pi)
+TWO_PI_F32 = np.float32(2.0 * np.pi)
+
+
+def canonical_yaw(yaw: np.ndarray) -> np.ndarray:
+    """Yaw ``[N]`` -> float32 in ``[-pi, pi)`` (pi as float32), every step in float32 exactly as
+    ``kernels/postprocess.cu`` (``canonical_yaw``): ``y - floor(y / 2pi + 1/2) * 2pi``, then one
+    ``2pi`` step back into range where rounding left the result on the wrong side."""
+    y = np.asarray(yaw, dtype=np.float32)
+    out = (y - np.floor(y / TWO_PI_F32 + np.float32(0.5)) * TWO_PI_F32).astype(np.float32)
+    out = np.where(out >= PI_F32, out - TWO_PI_F32, out).astype(np.float32)
+    return np.where(out < -PI_F32, out + TWO_PI_F32, out).astype(np.float32)
+
+
 def to_canonical(boxes: np.ndarray, layout: str) -> np.ndarray:
     """Boxes in a head's ``layout`` -> canonical ``(x, y, z, l, w, h, yaw CCW)``.
 

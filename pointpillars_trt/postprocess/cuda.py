@@ -1,8 +1,10 @@
 """Post-processing on the GPU (``kernels/postprocess.cu``): head maps -> fixed-size boxes + count.
 
 :class:`CudaPostProcessor` does what :class:`~pointpillars_trt.postprocess.PostProcessor` does
-(score threshold, exact stable top-``nms_pre_max``, decoding, direction, canonical boxes, rotated
-BEV NMS with the exact polygon IoU; class-agnostic or class-aware as the config says) with every
+(candidate selection in either pre-NMS order with either score rule, exact stable
+top-``nms_pre_max``, decoding, direction, canonical boxes, rotated BEV NMS with the exact polygon
+IoU and either suppression rule, class-agnostic or class-aware, source or canonical yaw: every
+mode of the config's ``postprocess`` section) with every
 launch on the caller's stream and every count on the device, so it can be captured in a CUDA
 graph. Outputs (the caller's buffers): ``boxes`` float32 ``[post_max, 7]``, ``scores`` float32
 ``[post_max]``, ``labels`` int32 ``[post_max]`` (rows ``>= count`` are zero / -1) and ``count``
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import PointPillarsConfig
+from ..config import Comparison, PointPillarsConfig, PreNmsOrder, YawRange
 from ..errors import ConfigError
 from .anchors import generate_anchors
 from ..cuda.bindings import bindings, check
@@ -68,6 +70,10 @@ class CudaPostProcessor:
         if self.post_max < 1:
             raise ConfigError(f"CudaPostProcessor: nms_post_max must be >= 1, got {self.post_max}")
         self.agnostic = bool(pp.class_agnostic_nms)
+        self._filter_first = i32(int(pp.pre_nms_order == PreNmsOrder.THRESHOLD_THEN_TOPK))
+        self._score_at_least = i32(int(pp.score_rule == Comparison.AT_LEAST))
+        self._nms_at_least = i32(int(pp.nms_suppress_rule == Comparison.AT_LEAST))
+        self._yaw = (i32(int(pp.yaw_range == YawRange.CANONICAL)), np.float32(np.pi), np.float32(2.0 * np.pi))
         self.groups = 1 if self.agnostic else self.K
         self.words = -(-self.pre_max // 64)
         self.sort_size = _pow2(self.pre_max)
@@ -130,7 +136,8 @@ class CudaPostProcessor:
         hist1, hist2, hist3 = b["hist"], b["hist"] + HBINS * 4, b["hist"] + 2 * HBINS * 4
         check(drv.cuMemsetD32Async(drv.CUdeviceptr(b["hist"]), 0, 2 * HBINS + LBINS, drv.CUstream(int(stream))), "cuMemsetD32Async")
         launch(self._fn["score"], self._hist_grid, 256,
-               (ptr(cls_ptr), *lay, i32(self.HW), i32(self.A), i32(self.K), i32(int(self.agnostic)), thr, ptr(b["keys"]), ptr(hist1)), stream)
+               (ptr(cls_ptr), *lay, i32(self.HW), i32(self.A), i32(self.K), self._filter_first, self._score_at_least, thr,
+                ptr(b["keys"]), ptr(hist1)), stream)
         launch(self._fn["hist2"], self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist1), ptr(hist2), ptr(b["state"])), stream)
         launch(self._fn["hist3"], self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist2), ptr(hist3), ptr(b["state"])), stream)
         launch(self._fn["sel_count"], self._tiles, 256,
@@ -141,19 +148,19 @@ class CudaPostProcessor:
                (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"])), stream)
         launch(self._fn["sort_decode"], 1, 1024,
                (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
-                i32(self.sort_size), i32(int(self.agnostic)), thr, *self._decode_args, ptr(b["sorted"]),
+                i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]),
                 ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
                 ptr(b["group_list"]), ptr(b["group_count"]), k),
                stream, shared_mem=self.sort_size * 8)
         launch(self._fn["nms_mask"], (self.words, -(-self.pre_max // MASK_ROWS), self.groups), 256,
                (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
-                np.float64(self.cfg.postprocess.nms_iou_threshold), ptr(b["mask"])), stream)
+                np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least, ptr(b["mask"])), stream)
         launch(self._fn["nms_scan"], self.groups, 256,
                (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._diag_in_shared)),
                 ptr(b["keep"]), ptr(b["keep_count"])),
                stream, shared_mem=self._scan_shared)
         launch(self._fn["output"], 1, 256,
-               (i32(int(self.agnostic)), i32(self.K), i32(self.post_max), k, ptr(b["dec_boxes"]), ptr(b["dec_score"]),
+               (i32(int(self.agnostic)), i32(self.K), i32(self.post_max), k, *self._yaw, ptr(b["dec_boxes"]), ptr(b["dec_score"]),
                 ptr(b["dec_label"]), ptr(b["probs"]), ptr(b["group_list"]), ptr(b["keep"]), ptr(b["keep_count"]),
                 ptr(boxes_ptr), ptr(scores_ptr), ptr(labels_ptr), ptr(count_ptr)), stream)
 

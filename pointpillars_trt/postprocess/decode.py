@@ -1,4 +1,4 @@
-"""Head maps -> final boxes: score threshold, top-k, decoding, direction, rotated NMS."""
+"""Head maps -> final boxes: candidate selection, decoding, direction, rotated NMS, yaw range."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import PointPillarsConfig
+from ..config import Comparison, PointPillarsConfig, PostProcessConfig, PreNmsOrder, YawRange
 from .anchors import generate_anchors
-from .box_coder import apply_direction, decode_boxes, to_canonical
+from .box_coder import apply_direction, canonical_yaw, decode_boxes, to_canonical
 from .nms import nms_bev
 
 
@@ -35,13 +35,45 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-x.astype(np.float32)))).astype(np.float32)
 
 
+def passes(scores: np.ndarray, threshold: float, rule: Comparison) -> np.ndarray:
+    """Boolean mask ``[N]``: ``scores >= threshold`` (``at_least``) or ``scores > threshold`` (``above``),
+    compared in float32 (scores float32, the threshold rounded to float32 as the GPU does)."""
+    thr = np.float32(threshold)
+    return scores >= thr if rule == Comparison.AT_LEAST else scores > thr
+
+
+def select_candidates(best: np.ndarray, threshold: float, pp: PostProcessConfig) -> np.ndarray:
+    """Anchor indices ``[C]`` chosen before decoding, best first, from the best-class logits ``best [R]``.
+
+    ``threshold_then_topk``: anchors whose best score passes ``pp.score_rule``, then the top
+    ``nms_pre_max`` of them. ``topk_then_threshold``: the top ``nms_pre_max`` anchors (their
+    scores are tested per class later). Ties keep anchor order (stable sort on the logits).
+    """
+    cand = np.arange(best.shape[0])
+    if pp.pre_nms_order == PreNmsOrder.THRESHOLD_THEN_TOPK:
+        cand = np.flatnonzero(passes(_sigmoid(best), threshold, pp.score_rule))
+    return cand[np.argsort(-best[cand], kind="stable")][: pp.nms_pre_max]
+
+
+def merge_by_score(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], max_keep: int) -> RawDetections:
+    """Per-class ``(boxes [n, 7], scores [n], labels [n])`` lists -> one :class:`RawDetections`
+    of at most ``max_keep`` rows, by score (stable: class order, then each list's order)."""
+    b = np.concatenate([g[0] for g in groups]).reshape(-1, 7)
+    s = np.concatenate([g[1] for g in groups]).astype(np.float32)
+    l = np.concatenate([g[2] for g in groups]).astype(np.int64)
+    order = np.argsort(-s, kind="stable")[:max_keep]
+    return RawDetections(b[order], s[order], l[order])
+
+
 class PostProcessor:
     """Owns the anchors of a config and turns head maps into :class:`RawDetections`.
 
-    Class-agnostic mode (OpenPCDet): best class per anchor, ``score >= threshold``, top
-    ``nms_pre_max``, one rotated NMS, keep ``nms_post_max``. Class-aware mode (mmdet3d): top
-    ``nms_pre_max`` anchors by best score, then per class ``score > threshold`` and NMS, merged
-    and cut to ``nms_post_max`` by score. Only the selected anchors are decoded.
+    Pipeline (``cfg.postprocess``): candidates by :func:`select_candidates`; only those are
+    decoded. Class-agnostic NMS: the best class of each candidate whose best score passes the
+    score rule, one rotated NMS, keep ``nms_post_max``. Per-class NMS: for each class the
+    candidates whose score of that class passes the rule, one NMS each, merged by score and cut
+    to ``nms_post_max``. NMS suppresses by ``nms_suppress_rule``; ``yaw_range`` canonical wraps
+    the output yaw into ``[-pi, pi)``.
     """
 
     def __init__(self, cfg: PointPillarsConfig) -> None:
@@ -53,25 +85,24 @@ class PostProcessor:
         thresh = pp.score_threshold if score_threshold is None else float(score_threshold)
         cls, box, dirs = flatten_head(cls_map, box_map, dir_map, cfg)
         best = cls.max(axis=1)
-        if pp.class_agnostic_nms:
-            cand = np.flatnonzero(_sigmoid(best) >= thresh)
-            cand = cand[np.argsort(-best[cand], kind="stable")][: pp.nms_pre_max]
-            labels = cls[cand].argmax(axis=1)
-            scores = _sigmoid(best[cand])
-            boxes = self._decode(box[cand], dirs[cand], cand)
-            keep = nms_bev(boxes, scores, pp.nms_iou_threshold, pp.nms_post_max)
-            return RawDetections(boxes[keep], scores[keep], labels[keep].astype(np.int64))
-        cand = np.argsort(-best, kind="stable")[: pp.nms_pre_max]
-        probs = _sigmoid(cls[cand])
+        cand = select_candidates(best, thresh, pp)
         boxes = self._decode(box[cand], dirs[cand], cand)
-        out_b, out_s, out_l = [], [], []
-        for k in range(cfg.num_classes):
-            sel = np.flatnonzero(probs[:, k] > thresh)
-            keep = sel[nms_bev(boxes[sel], probs[sel, k], pp.nms_iou_threshold)]
-            out_b.append(boxes[keep]), out_s.append(probs[keep, k]), out_l.append(np.full(len(keep), k))
-        b, s, l = np.concatenate(out_b), np.concatenate(out_s), np.concatenate(out_l)
-        order = np.argsort(-s, kind="stable")[: pp.nms_post_max]
-        return RawDetections(b[order], s[order], l[order].astype(np.int64))
+        if pp.class_agnostic_nms:
+            scores = _sigmoid(best[cand])
+            ok = np.flatnonzero(passes(scores, thresh, pp.score_rule))
+            keep = ok[nms_bev(boxes[ok], scores[ok], pp.nms_iou_threshold, pp.nms_post_max, pp.nms_suppress_rule)]
+            out = RawDetections(boxes[keep], scores[keep], cls[cand[keep]].argmax(axis=1).astype(np.int64))
+        else:
+            probs = _sigmoid(cls[cand])
+            groups = []
+            for k in range(cfg.num_classes):
+                sel = np.flatnonzero(passes(probs[:, k], thresh, pp.score_rule))
+                keep = sel[nms_bev(boxes[sel], probs[sel, k], pp.nms_iou_threshold, pp.nms_post_max, pp.nms_suppress_rule)]
+                groups.append((boxes[keep], probs[keep, k], np.full(len(keep), k)))
+            out = merge_by_score(groups, pp.nms_post_max)
+        if pp.yaw_range == YawRange.CANONICAL:
+            out.boxes[:, 6] = canonical_yaw(out.boxes[:, 6])
+        return out
 
     def _decode(self, deltas: np.ndarray, dir_logits: np.ndarray, anchor_idx: np.ndarray) -> np.ndarray:
         h = self.cfg.head

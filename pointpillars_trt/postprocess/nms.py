@@ -5,6 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..config import Comparison
 from .polygon import convex_intersection_area, rect_corners
 
 
@@ -45,7 +46,7 @@ def iou_bev(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _nms(boxes, order, threshold, max_keep):
+def _nms(boxes, order, threshold, max_keep, at_least):
     n = order.shape[0]
     corners = np.empty((n, 4, 2))
     radius = np.empty(n)
@@ -72,21 +73,25 @@ def _nms(boxes, order, threshold, max_keep):
             if suppressed[q]:
                 continue
             j = order[q]
-            if (boxes[i, 0] - boxes[j, 0]) ** 2 + (boxes[i, 1] - boxes[j, 1]) ** 2 > (radius[k] + radius[q]) ** 2:
-                continue
-            if _pair_iou(corners[k], corners[q], area[k], area[q], buf_a, buf_b) > threshold:
+            iou = 0.0  # boxes farther apart than their circumradii do not overlap
+            if (boxes[i, 0] - boxes[j, 0]) ** 2 + (boxes[i, 1] - boxes[j, 1]) ** 2 <= (radius[k] + radius[q]) ** 2:
+                iou = _pair_iou(corners[k], corners[q], area[k], area[q], buf_a, buf_b)
+            if iou > threshold or (at_least and iou == threshold):
                 suppressed[q] = True
     return keep[:m]
 
 
-def nms_bev(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
+def nms_bev(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None,
+            rule: Comparison = Comparison.ABOVE) -> np.ndarray:
     """Greedy rotated NMS. Returns indices into ``boxes`` of the kept boxes, highest score first.
 
-    A box is suppressed when its BEV IoU with a kept, higher-scored box is ``> iou_threshold``
-    (OpenPCDet's ``nms_gpu`` rule). Equal scores keep input order (stable sort).
+    A box is suppressed when its BEV IoU (float64) with a kept, higher-scored box is
+    ``> iou_threshold`` (``rule`` ``above``: the CUDA NMS kernels of OpenPCDet, mmcv and
+    zhulf0804) or ``>= iou_threshold`` (``at_least``: mmcv's CPU ``nms_rotated``). Equal scores
+    keep input order (stable sort).
     """
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     b = np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 7)
-    return _nms(b, order.astype(np.int64), float(iou_threshold), int(max_keep or len(boxes)))
+    return _nms(b, order.astype(np.int64), float(iou_threshold), int(max_keep or len(boxes)), rule == Comparison.AT_LEAST)

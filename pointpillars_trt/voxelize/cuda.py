@@ -10,7 +10,8 @@ inputs, with every launch on the caller's stream and every count on the device:
   pillars, dropped points, excess points, N; rows holding NaN/inf and the finite rows' intensity
   range, which the host then need not check).
 
-Results equal :class:`~pointpillars_trt.voxelize.NumbaVoxelizer`'s: the same pillars in the same
+Results equal :class:`~pointpillars_trt.voxelize.NumbaVoxelizer`'s (the same range filter,
+:mod:`~pointpillars_trt.voxelize.range_filter`): the same pillars in the same
 (first-seen) order, the same first ``M`` points per pillar in input order, the same float32
 decoration bit for bit. How, and what that determinism costs, is written at the top of
 ``voxelize.cu`` (about three extra launches and a few microseconds). The cell table is set once
@@ -40,6 +41,7 @@ from ..cuda.bindings import bindings, check
 from ..cuda.device import CudaDevice, get_device
 from ..cuda.memory import DeviceBuffer, stream_synchronize
 from ..cuda.nvrtc import grid_for, i32, launch, load_kernels, ptr
+from .range_filter import RULE_CODES
 
 if TYPE_CHECKING:
     import torch
@@ -113,6 +115,7 @@ class CudaVoxelizer:
             raise ConfigError(f"CudaVoxelizer: grid {self.nx}x{self.ny} has too many cells for int32 indices")
         r, v = cfg.point_cloud_range, cfg.voxel_size
         self._geometry = tuple(_f32(x) for x in (r[0], r[1], r[2], v[0], v[1], v[2]))
+        self._range_rule = (*(_f32(x) for x in r[3:]), i32(RULE_CODES[cfg.range_filter]))
         module = load_kernels(KERNEL_FILE, self.device)
         self._fn = {name: module.function(f"pp_vox_{name}") for name in
                     ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn")}
@@ -196,7 +199,7 @@ class CudaVoxelizer:
         c, nhwc, half, canvas_ptr = canvas or (0, False, False, 0)
         g1 = max(g, grid_for(self.max_pillars * c, BLOCK, self._max_blocks)) if canvas else g
         launch(self._fn["cells"], g1, BLOCK, (ptr(points_ptr), *nn, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
-                                              ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr),
+                                              *self._range_rule, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr),
                                               ptr(coords_ptr), i32(c), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)),
                stream, programmatic=self._pdl)
         launch(self._fn["flags"], tiles, BLOCK, (ptr(points_ptr), *nn, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(b["first"].ptr),

@@ -10,10 +10,11 @@ import numpy as np
 from ..config import VoxelConfig
 from .decorate import decorate_pillars
 from .pillars import Pillars
+from .range_filter import RULE_CODES, outside_range, range_bounds
 
 
 @numba.njit(cache=True, nogil=True)
-def group_points(points, pc_min, voxel_size, grid, max_pillars, cell_to_pillar, raw, num_points, coords):
+def group_points(points, pc_min, voxel_size, grid, max_pillars, cell_to_pillar, raw, num_points, coords, bounds=None, rule=0):
     """Group ``points [N, 4]`` into pillars; returns ``(P, out_of_range, dropped_pillars,
     dropped_points, excess_points)``.
 
@@ -21,7 +22,8 @@ def group_points(points, pc_min, voxel_size, grid, max_pillars, cell_to_pillar, 
     numbered in first-seen order; once ``max_pillars`` exist, points of new cells are dropped
     and counted. ``cell_to_pillar [ny * nx]`` must be all -1 on entry and is restored on exit.
     The cell of a point is ``floor((p - min) / voxel_size)`` in float32; cells outside the grid
-    (including along z) are out of range.
+    (including along z) are out of range, and so are points refused by the range-filter ``rule``
+    on float32 ``bounds [6]`` (:mod:`.range_filter`; ``bounds=None``: the grid rule alone).
     """
     N = points.shape[0]
     M = raw.shape[1]
@@ -32,6 +34,9 @@ def group_points(points, pc_min, voxel_size, grid, max_pillars, cell_to_pillar, 
     dropped_points = 0
     excess = 0
     for i in range(N):
+        if bounds is not None and outside_range(points[i, 0], points[i, 1], points[i, 2], bounds, rule):
+            out_of_range += 1
+            continue
         fx = np.floor((points[i, 0] - pc_min[0]) / voxel_size[0])
         fy = np.floor((points[i, 1] - pc_min[1]) / voxel_size[1])
         fz = np.floor((points[i, 2] - pc_min[2]) / voxel_size[2])
@@ -94,6 +99,7 @@ class NumbaVoxelizer:
         self._grid = np.array([nx, ny, nz], dtype=np.int64)
         self._pc_min = np.asarray(cfg.point_cloud_range[:3], dtype=np.float32)
         self._voxel_size = np.asarray(cfg.voxel_size, dtype=np.float32)
+        self._bounds, self._rule = range_bounds(cfg), RULE_CODES[cfg.range_filter]
         self._cell_to_pillar = np.full(nx * ny, -1, dtype=np.int32)
         m = cfg.max_points_per_pillar
         self._raw = np.zeros((self.max_pillars, m, 4), dtype=np.float32)
@@ -108,7 +114,7 @@ class NumbaVoxelizer:
             try:
                 P, oor, dpil, dpts, excess = group_points(
                     pts, self._pc_min, self._voxel_size, self._grid, self.max_pillars,
-                    self._cell_to_pillar, self._raw, self._num_points, self._coords,
+                    self._cell_to_pillar, self._raw, self._num_points, self._coords, self._bounds, self._rule,
                 )
             except BaseException:
                 self._cell_to_pillar.fill(-1)

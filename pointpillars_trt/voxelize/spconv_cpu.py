@@ -8,6 +8,7 @@ from ..config import VoxelConfig
 from ..errors import BackendUnavailableError
 from .decorate import decorate_pillars
 from .pillars import Pillars
+from .range_filter import range_mask
 
 
 def _import_point2voxel():
@@ -20,7 +21,8 @@ def _import_point2voxel():
 
 
 class SpconvVoxelizer:
-    """Groups points with spconv (same order rules as :class:`NumbaVoxelizer`), then decorates.
+    """Groups points with spconv (same order rules as :class:`NumbaVoxelizer`, after the same range
+    filter), then decorates.
 
     spconv does not report what it dropped, so the counters are computed from a cheap numpy
     pass over the points' cells.
@@ -45,7 +47,9 @@ class SpconvVoxelizer:
         self._grid = np.asarray(cfg.grid_size)
 
     def __call__(self, points: np.ndarray) -> Pillars:
+        num_input = len(points)
         pts = np.ascontiguousarray(points, dtype=np.float32)
+        pts = np.ascontiguousarray(pts[range_mask(pts, self.cfg)])  # the source's range filter, then spconv's grid rule
         voxels, indices, counts = self._gen.point_to_voxel(self._tv.from_numpy(pts))
         raw = voxels.numpy_view()
         num_points = counts.numpy_view().astype(np.int32)
@@ -63,7 +67,7 @@ class SpconvVoxelizer:
         kept = int(np.minimum(_points_per_kept_pillar(pts, inside, cells, coords, self._grid), 1 << 30).sum()) if n_pillars > len(num_points) else n_in
         dropped_points = n_in - kept
         excess = kept - int(num_points.sum())
-        return Pillars(features, num_points, coords, len(pts), len(pts) - n_in, n_pillars - len(num_points), dropped_points, excess)
+        return Pillars(features, num_points, coords, num_input, num_input - n_in, n_pillars - len(num_points), dropped_points, excess)
 
 
 def _points_per_kept_pillar(pts, inside, cells, coords, grid) -> np.ndarray:

@@ -52,3 +52,17 @@ def test_nms_order_and_chains():
     assert list(nms_bev(boxes, np.array([0.5, 0.9, 0.4]), 0.1)) == [1]
     assert list(nms_bev(boxes, np.array([0.9, 0.5, 0.4]), 0.1)) == [0, 2]
     assert nms_bev(np.zeros((0, 7)), np.zeros(0), 0.1).shape == (0,)
+
+
+def test_suppress_rule_at_the_threshold_edge():
+    """Identical boxes have IoU 1: ``above`` keeps both at threshold 1, ``at_least`` suppresses the second;
+    disjoint boxes (IoU 0) are suppressed at threshold 0 only by ``at_least``."""
+    from pointpillars_trt.config import Comparison
+
+    same = np.array([[0, 0, 0, 2, 1, 1, 0.3], [0, 0, 0, 2, 1, 1, 0.3]], np.float32)
+    scores = np.array([0.9, 0.8])
+    assert list(nms_bev(same, scores, 1.0, rule=Comparison.ABOVE)) == [0, 1]
+    assert list(nms_bev(same, scores, 1.0, rule=Comparison.AT_LEAST)) == [0]
+    apart = np.array([[0, 0, 0, 2, 1, 1, 0], [50, 0, 0, 2, 1, 1, 0]], np.float32)
+    assert list(nms_bev(apart, scores, 0.0, rule=Comparison.ABOVE)) == [0, 1]
+    assert list(nms_bev(apart, scores, 0.0, rule=Comparison.AT_LEAST)) == [0]

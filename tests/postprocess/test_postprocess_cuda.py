@@ -149,3 +149,47 @@ def test_nhwc_head_slices_read_in_place(torch_cuda, kitti_config, example_config
     np.testing.assert_array_equal(out[2][:n].cpu().numpy(), want.labels)
     np.testing.assert_allclose(out[0][:n].cpu().numpy(), want.boxes, atol=1e-4, rtol=1e-5)
     pp.free()
+
+
+# ---- every post-processing mode (issue 12): the GPU gives the CPU's boxes on real frames ----------
+MODES = {
+    "mmdet3d_preset": {},  # class-aware, top 100, score > 0.1, IoU > 0.01, keep 50
+    "class_aware_score_at_least": {"score_rule": "at_least"},
+    "class_aware_nms_at_least": {"nms_suppress_rule": "at_least"},
+    "class_aware_threshold_first": {"pre_nms_order": "threshold_then_topk", "nms_pre_max": 1000, "nms_post_max": 300},
+    "agnostic_topk_first_above": {"class_agnostic_nms": True, "pre_nms_order": "topk_then_threshold", "score_rule": "above"},
+    "agnostic_nms_at_least": {"class_agnostic_nms": True, "nms_suppress_rule": "at_least", "nms_pre_max": 4096, "nms_post_max": 500},
+    "canonical_yaw": {"yaw_range": "canonical", "nms_post_max": 500},
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_mode_on_real_frames(torch_cuda, kitti_frames, mode):
+    from pointpillars_trt.config import load_config
+
+    cfg = load_config("mmdet3d_kitti_3class").replace(postprocess=MODES[mode])
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in (kitti_frames[0], kitti_frames[-1])]
+    for maps in head_maps(cfg, clouds):
+        assert_same_detections(cfg, maps)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rule", ["above", "at_least"])
+def test_nms_tie_rule_at_the_threshold(torch_cuda, kitti_config, rule):
+    """An exact tie: far-apart boxes have IoU 0; at threshold 0 ``above`` keeps them all and
+    ``at_least`` keeps only the best, as on the CPU."""
+    from pointpillars_trt.postprocess import PostProcessor
+
+    cfg = kitti_config.replace(postprocess={"nms_iou_threshold": 0.0, "nms_suppress_rule": rule})
+    maps = head_maps(cfg, [random_cloud(cfg, 5000, seed=1)])[0]
+    maps[0][:] = -20.0
+    for k, (ix, iy) in enumerate([(20, 20), (100, 100), (180, 200)]):
+        maps[0][0, 0, iy, ix] = 3.0 - k  # the car score of anchor 0 at three places
+    want = PostProcessor(cfg)(*maps)
+    assert len(want.boxes) == (3 if rule == "above" else 1)
+    boxes, scores, labels = gpu_post(cfg, maps)
+    assert len(boxes) == len(want.boxes)
+    np.testing.assert_array_equal(labels, want.labels)
+    np.testing.assert_allclose(scores, want.scores, atol=1e-6)
+    np.testing.assert_allclose(boxes, want.boxes, atol=1e-4)

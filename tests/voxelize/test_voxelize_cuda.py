@@ -208,3 +208,16 @@ def test_one_voxelizer_over_many_frames(torch_cuda, kitti_config, kitti_frames, 
         vox.free()
     finally:
         set_programmatic_launch(old)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rule", ["xy_closed", "open"])
+def test_range_filter_rules(torch_cuda, kitti_config, kitti_frames, rule):
+    """The range filter (voxel.range_filter) on the GPU equals the CPU's, also for points on the range's faces."""
+    from tests.voxelize.test_range_filter import edge_points
+
+    cfg = kitti_config.replace(voxel={"range_filter": rule})
+    frame = np.fromfile(kitti_frames[0], dtype=np.float32).reshape(-1, 4)
+    for pts in (frame, np.concatenate([edge_points(cfg), frame[:1000]])):
+        got, _ = gpu_voxelize(cfg, pts)
+        assert_same_pillars(got, cpu_voxelize(cfg, pts))
