@@ -10,7 +10,7 @@
 * Programmatic dependent launch (PDL, compute capability 9.0 and newer): a kernel file whose every
   kernel begins with ``PP_PDL_ENTRY()`` (``griddepcontrol.wait`` then ``launch_dependents``: no
   block reads or writes memory before the previous kernel on the stream has completed) is loaded
-  with ``CudaModule.programmatic`` set, and :func:`launch` with ``programmatic=True`` lets the
+  with ``CudaModule.programmatic`` set, and :func:`launch` of its kernels lets the
   driver start such a kernel while its predecessor drains (also inside a captured CUDA graph).
   Results are unchanged by construction; only launch gaps shrink. :func:`set_programmatic_launch`
   turns it off process-wide (the benchmarks' same-run comparison).
@@ -42,6 +42,7 @@ KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 DEFAULT_OPTIONS = ("--std=c++17",)
 PDL_ENTRY = "PP_PDL_ENTRY()"  # the first statement of every kernel of a PDL-ready file
 _programmatic = {"enabled": True}
+_pdl_functions: set[int] = set()  # handles of the kernels of PDL-ready modules (CudaModule.function)
 
 
 # ---- pure helpers (no GPU, no NVRTC) -------------------------------------------------------------
@@ -298,6 +299,8 @@ class CudaModule:
             self.device.make_current()
             fn = check(bindings()[0].cuModuleGetFunction(self._module, name.encode()), f"cuModuleGetFunction({self.name}: {name})")
             self._functions[name] = fn
+            if self.programmatic:
+                _pdl_functions.add(int(fn))
         return fn
 
 
@@ -353,10 +356,13 @@ def launch_config(grid: tuple[int, int, int], block: tuple[int, int, int], strea
 
 
 def launch(function: Any, grid: int | tuple[int, int, int], block: int | tuple[int, int, int], args: Sequence[Any], stream: int,
-           shared_mem: int = 0, programmatic: bool = False) -> None:
-    """``cuLaunchKernel`` on ``stream`` (an ``int`` handle; 0 is the legacy default stream);
-    ``programmatic`` (a kernel of a module whose ``programmatic`` is set) uses ``cuLaunchKernelEx``
-    with programmatic stream serialization unless :func:`set_programmatic_launch` turned it off."""
+           shared_mem: int = 0, programmatic: bool | None = None) -> None:
+    """``cuLaunchKernel`` on ``stream`` (an ``int`` handle; 0 is the legacy default stream). A
+    programmatic launch (``programmatic``; by default: ``function`` belongs to a module whose
+    ``programmatic`` is set) uses ``cuLaunchKernelEx`` with programmatic stream serialization,
+    unless :func:`set_programmatic_launch` turned it off."""
+    if programmatic is None:
+        programmatic = int(function) in _pdl_functions
     g = (grid, 1, 1) if isinstance(grid, int) else tuple(grid)
     b = (block, 1, 1) if isinstance(block, int) else tuple(block)
     addresses, holders = pack_kernel_args(args)

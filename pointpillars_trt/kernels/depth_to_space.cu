@@ -8,6 +8,15 @@
 // moves 16 bytes: reads are linear in src, writes are runs of `run` vectors. Pure data movement:
 // the element type does not matter.
 
+// Programmatic dependent launch (sm_90+; see pointpillars_trt/cuda/nvrtc.py): every kernel first
+// waits for the previous kernel on the stream to complete (its writes visible), then lets the next
+// one be scheduled. Nothing is read or written before the wait, so results are as without PDL.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PP_PDL_ENTRY() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define PP_PDL_ENTRY() do { } while (0)
+#endif
+
 struct __align__(16) Vec16 {
     unsigned a, b, c, d;
 };
@@ -15,6 +24,7 @@ struct __align__(16) Vec16 {
 extern "C" __global__ void __launch_bounds__(256)
 pp_depth_to_space(const Vec16* __restrict__ src, Vec16* __restrict__ dst, long long total, int h, int w, int s,
                   int run, int pixel) {
+    PP_PDL_ENTRY();
     const long long step = (long long)gridDim.x * blockDim.x;
     for (long long v = (long long)blockIdx.x * blockDim.x + threadIdx.x; v < total; v += step) {
         long long q = v;

@@ -41,6 +41,15 @@
 // State (int32[16]): 0 b1, 1 above1, 2 b2, 3 above2, 4 T, 5 need_eq, 6 take_all, 7 candidates,
 // 8 n_sel.
 
+// Programmatic dependent launch (sm_90+; see pointpillars_trt/cuda/nvrtc.py): every kernel first
+// waits for the previous kernel on the stream to complete (its writes visible), then lets the next
+// one be scheduled. Nothing is read or written before the wait, so results are as without PDL.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PP_PDL_ENTRY() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define PP_PDL_ENTRY() do { } while (0)
+#endif
+
 #define HBINS 4096
 #define LBINS 256
 #define TILE_THREADS 256
@@ -167,6 +176,7 @@ __device__ void flush_hist(unsigned* sh, unsigned* global, int nbins) {
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, int A, int K, int filter_first, int at_least,
               float threshold, unsigned* __restrict__ keys, unsigned* __restrict__ hist1) {
+    PP_PDL_ENTRY();
     const HeadLayout L = {cs, ps, half};
     __shared__ unsigned sh[HBINS];
     for (int b = threadIdx.x; b < HBINS; b += blockDim.x) sh[b] = 0;
@@ -190,6 +200,7 @@ pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, in
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_hist2(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist1,
               unsigned* __restrict__ hist2, int* __restrict__ state) {
+    PP_PDL_ENTRY();
     __shared__ int scratch[33];
     __shared__ unsigned sh[HBINS];
     int b1, above1;
@@ -215,6 +226,7 @@ pp_post_hist2(int R, int k, const unsigned* __restrict__ keys, const unsigned* _
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_hist3(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist2,
               unsigned* __restrict__ hist3, int* __restrict__ state) {
+    PP_PDL_ENTRY();
     __shared__ int scratch[33];
     __shared__ unsigned sh[LBINS];
     if (state[S_ALL]) return;
@@ -238,6 +250,7 @@ pp_post_hist3(int R, int k, const unsigned* __restrict__ keys, const unsigned* _
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
 pp_post_sel_count(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist3,
                   int* __restrict__ tile_gt, int* __restrict__ tile_eq, int* __restrict__ state) {
+    PP_PDL_ENTRY();
     __shared__ int scratch[33];
     unsigned T = 0u;
     int need_eq = 0;
@@ -274,6 +287,7 @@ pp_post_sel_count(int R, int k, const unsigned* __restrict__ keys, const unsigne
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
 pp_post_sel_write(int R, int num_tiles, const unsigned* __restrict__ keys, const int* __restrict__ tile_gt,
                   const int* __restrict__ tile_eq, int* __restrict__ sel_idx, int* __restrict__ state) {
+    PP_PDL_ENTRY();
     __shared__ int scratch[33];
     __shared__ unsigned mgt[TILE_ITEMS * 8], meq[TILE_ITEMS * 8];
     __shared__ int pgt[TILE_ITEMS * 8], peq[TILE_ITEMS * 8];
@@ -407,6 +421,7 @@ __device__ void bitonic_desc(u64* s, int S) {
 extern "C" __global__ void __launch_bounds__(RANK_THREADS)
 pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
              u64* __restrict__ sorted) {
+    PP_PDL_ENTRY();
     __shared__ u64 tile[RANK_THREADS];
     const int n = state[S_NSEL];
     if ((int)blockIdx.x * RANK_THREADS >= n) return;  // block-uniform
@@ -441,6 +456,7 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
                     const u64* __restrict__ sorted, const int* __restrict__ state, int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
                     int* __restrict__ dec_label, float* __restrict__ probs, int* __restrict__ group_list,
                     int* __restrict__ group_count, int list_stride) {
+    PP_PDL_ENTRY();
     extern __shared__ u64 s[];
     __shared__ int counter;
     const HeadLayout L = {cs, ps, half};
@@ -605,6 +621,7 @@ extern "C" __global__ void __launch_bounds__(256)
 pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
                  const int* __restrict__ group_count, int list_stride, int words, double threshold, int at_least,
                  u64* __restrict__ mask) {
+    PP_PDL_ENTRY();
     __shared__ BevBox cols[64];
     __shared__ BevBox rows[MASK_ROWS];
     const int g = blockIdx.z, cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
@@ -637,6 +654,7 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
                  int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count) {
+    PP_PDL_ENTRY();
     extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] when diag_in_shared
     __shared__ int kept_idx[64];
     __shared__ int n_kept, m_total;
@@ -725,6 +743,7 @@ pp_post_output(int agnostic, int K, int post_max, int list_stride, int canonical
                const int* __restrict__ group_list, const int* __restrict__ keep, const int* __restrict__ keep_count,
                float* __restrict__ out_boxes, float* __restrict__ out_scores, int* __restrict__ out_labels,
                int* __restrict__ out_count) {
+    PP_PDL_ENTRY();
     const int groups = agnostic ? 1 : K;
     int total = 0;
     for (int c = 0; c < groups; ++c) total += keep_count[c];

@@ -30,6 +30,15 @@
 // are scattered whatever the mapping, because pillar cells are scattered. Grid-stride loops let
 // the host size the grid freely (any grid >= 1 block is correct).
 
+// Programmatic dependent launch (sm_90+; see pointpillars_trt/cuda/nvrtc.py): every kernel first
+// waits for the previous kernel on the stream to complete (its writes visible), then lets the next
+// one be scheduled. Nothing is read or written before the wait, so results are as without PDL.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PP_PDL_ENTRY() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define PP_PDL_ENTRY() do { } while (0)
+#endif
+
 template <typename T>
 __device__ __forceinline__ void scatter_impl(const T* __restrict__ features, const int* __restrict__ coords,
                                              int num_pillars, const int* num_pillars_dev, int max_pillars,
@@ -81,6 +90,7 @@ __device__ __forceinline__ void clear_cells_impl(T* __restrict__ canvas, const i
 extern "C" __global__ void __launch_bounds__(256)
 pp_scatter_f32(const float* features, const int* coords, int num_pillars, const int* num_pillars_dev,
                int max_pillars, int channels, int nx, int ny, float* canvas, int* prev_coords, int* prev_count) {
+    PP_PDL_ENTRY();
     scatter_impl<float>(features, coords, num_pillars, num_pillars_dev, max_pillars, channels, nx, ny, canvas,
                         prev_coords, prev_count);
 }
@@ -89,17 +99,20 @@ extern "C" __global__ void __launch_bounds__(256)
 pp_scatter_f16(const unsigned short* features, const int* coords, int num_pillars, const int* num_pillars_dev,
                int max_pillars, int channels, int nx, int ny, unsigned short* canvas, int* prev_coords,
                int* prev_count) {
+    PP_PDL_ENTRY();
     scatter_impl<unsigned short>(features, coords, num_pillars, num_pillars_dev, max_pillars, channels, nx, ny,
                                  canvas, prev_coords, prev_count);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 pp_clear_cells_f32(float* canvas, const int* prev_coords, const int* prev_count, int channels, int nx, int ny) {
+    PP_PDL_ENTRY();
     clear_cells_impl<float>(canvas, prev_coords, prev_count, channels, nx, ny);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
 pp_clear_cells_f16(unsigned short* canvas, const int* prev_coords, const int* prev_count, int channels, int nx,
                    int ny) {
+    PP_PDL_ENTRY();
     clear_cells_impl<unsigned short>(canvas, prev_coords, prev_count, channels, nx, ny);
 }

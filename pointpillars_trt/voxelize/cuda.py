@@ -122,7 +122,6 @@ class CudaVoxelizer:
         self._max_blocks = self.device.info.multiprocessor_count * (2048 // BLOCK)
         self._cell_first = DeviceBuffer(self.nx * self.ny * 4, self.device)
         self._table_clean = False  # True while the cell table holds INT_MAX everywhere (pass 7 restores it)
-        self._pdl = module.programmatic
         self._pillar_count = DeviceBuffer(self.max_pillars * 4, self.device)
         self._pillar_offset = DeviceBuffer(self.max_pillars * 4, self.device)
         self.max_points = 0
@@ -201,20 +200,20 @@ class CudaVoxelizer:
         launch(self._fn["cells"], g1, BLOCK, (ptr(points_ptr), *nn, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
                                               *self._range_rule, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr),
                                               ptr(coords_ptr), i32(c), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)),
-               stream, programmatic=self._pdl)
+               stream)
         launch(self._fn["flags"], tiles, BLOCK, (ptr(points_ptr), *nn, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(b["first"].ptr),
-                                                 ptr(b["tile_count"].ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
+                                                 ptr(b["tile_count"].ptr), ptr(counters_ptr)), stream)
         launch(self._fn["assign"], tiles, BLOCK, (*nn, i32(tiles), i32(self.max_pillars), i32(self.nx), ptr(b["point_cell"].ptr),
                                                   ptr(b["first"].ptr), ptr(b["tile_count"].ptr), ptr(self._cell_first.ptr),
-                                                  ptr(coords_ptr), ptr(self._pillar_count.ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
+                                                  ptr(coords_ptr), ptr(self._pillar_count.ptr), ptr(counters_ptr)), stream)
         launch(self._fn["count"], g, BLOCK, (*nn, i32(self.max_pillars), ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr),
                                              ptr(self._pillar_count.ptr), ptr(b["point_pillar"].ptr), ptr(b["point_slot"].ptr),
-                                             ptr(counters_ptr)), stream, programmatic=self._pdl)
+                                             ptr(counters_ptr)), stream)
         launch(self._fn["offsets"], grid_for(self.max_pillars, BLOCK, self._max_blocks), BLOCK,
                (i32(self.max_pillars), i32(self.max_points_per_pillar), ptr(self._pillar_count.ptr), ptr(self._pillar_offset.ptr),
-                ptr(num_points_out_ptr), ptr(counters_ptr)), stream, programmatic=self._pdl)
+                ptr(num_points_out_ptr), ptr(counters_ptr)), stream)
         launch(self._fn["bucket"], g, BLOCK, (*nn, ptr(b["point_pillar"].ptr), ptr(b["point_slot"].ptr),
-                                              ptr(self._pillar_offset.ptr), ptr(b["bucket"].ptr)), stream, programmatic=self._pdl)
+                                              ptr(self._pillar_offset.ptr), ptr(b["bucket"].ptr)), stream)
 
     def _pillar_grid(self, num_points: int | None) -> int:
         # P <= min(max_pillars, N): one warp per pillar, grid-stride beyond that
@@ -235,8 +234,7 @@ class CudaVoxelizer:
         count above it is clamped to it)."""
         self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound)
         launch(self._fn["decorate"], self._pillar_grid(num_points), BLOCK,
-               (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(features_ptr)), stream, shared_mem=self.shared_bytes,
-               programmatic=self._pdl)
+               (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(features_ptr)), stream, shared_mem=self.shared_bytes)
         self._table_clean = True
 
     def enqueue_fused_pfn(self, points_ptr: int, stream: int, *, num_points_out_ptr: int, coords_ptr: int, counters_ptr: int,
@@ -257,7 +255,7 @@ class CudaVoxelizer:
         launch(self._fn["decorate_pfn"], self._pillar_grid(num_points), BLOCK,
                (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(weight_ptr), ptr(scale_ptr), ptr(shift_ptr),
                 i32(c), i32(self.nx), i32(self.ny), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)), stream,
-               shared_mem=self.shared_bytes, programmatic=self._pdl)
+               shared_mem=self.shared_bytes)
         self._table_clean = True
 
     def free(self) -> None:

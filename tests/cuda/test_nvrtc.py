@@ -73,7 +73,7 @@ def test_pdl_ready_needs_the_entry_in_every_kernel():
     assert not pdl_ready(ok + late) and not pdl_ready(late) and not pdl_ready("// no kernels")
 
 
-@pytest.mark.parametrize("name", ["voxelize.cu"])
+@pytest.mark.parametrize("name", ["voxelize.cu", "postprocess.cu", "scatter.cu", "depth_to_space.cu"])
 def test_kernel_files_are_pdl_ready(name):
     """Every kernel of these files waits for its predecessor before touching memory, so they may be
     launched programmatically (pointpillars_trt/cuda/nvrtc.py)."""
