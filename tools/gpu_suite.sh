@@ -25,6 +25,7 @@
 # Steps: environment report -> install what is missing -> NVRTC check -> `pytest -m gpu -v`
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
+# -> bench-facade -> profile-host -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
@@ -91,6 +92,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     FAILED+=("install (no $WHEELS)")
   fi
 fi
+# Ray (fleet inference), only when missing: its wheel is too large to carry whole, so ./.raypkg/ holds
+# ray_stripped.tar.xz (the ray 2.60.0 cp312 wheel unpacked without ray/jars, ray/rllib and the
+# dashboard's web client) and the wheels of its missing needs (jsonschema, referencing, rpds-py,
+# jsonschema-specifications); the image has pyarrow, pandas, msgpack.
+if ! have ray && [ -f .raypkg/ray_stripped.tar.xz ]; then
+  step install-ray bash -c "mkdir -p '$SITE' && tar -C '$SITE' -xJf .raypkg/ray_stripped.tar.xz && $PY -m pip install -q --no-index --no-deps --target '$SITE' .raypkg/*.whl"
+fi
 # NVRTC: torch's CUDA wheels usually bring libnvrtc; install the wheel only when it cannot be loaded
 if ! "$PY" -c "from pointpillars_trt.cuda.nvrtc import nvrtc_version; nvrtc_version()" >/dev/null 2>&1; then
   if ls "$WHEELS"/nvidia_cuda_nvrtc*.whl >/dev/null 2>&1; then
@@ -120,8 +128,16 @@ fi
 # the GPU pipeline against the eager PyTorch pipeline, plus the device ceilings (< 4 min on an H100)
 step benchmark-gpu "$PY" benchmarks/benchmark_gpu.py ${BENCHMARK_GPU_ARGS:-} --json "$OUT/benchmark_gpu.json"
 step bench-facade "$PY" benchmarks/bench_facade.py
+step profile-host "$PY" benchmarks/profile_host.py --calls 2000
+# fleet inference on Ray Data against detect_batch in one process, one GPU (FLEET_ARGS overrides)
+if have ray; then
+  read -r -a fleet_args <<<"${FLEET_ARGS:---frames 8000 --backend gpu --precision fp16 --batch-size 64 --no-progress}"
+  step bench-fleet "$PY" benchmarks/bench_fleet.py "${fleet_args[@]}" --json "$OUT/bench_fleet.json"
+fi
 # no speed regression: this checkout against the landed code in .landed/ (git archive REV pointpillars_trt | tar -x -C .landed)
 if [ -d .landed/pointpillars_trt ]; then
+  # both trees run the checkout's demo model (the landed tree may be carried without its weights)
+  [ -f .landed/pointpillars_trt/data/demo_model.safetensors ] || cp pointpillars_trt/data/demo_model.safetensors .landed/pointpillars_trt/data/
   step landed-vs-head "$PY" benchmarks/landed_vs_head.py --landed .landed --json "$OUT/landed_vs_head.json"
 fi
 if have tensorrt && "$PY" -c "import tensorrt; assert tensorrt.__file__" >/dev/null 2>&1; then
