@@ -201,9 +201,10 @@ class DevicePipeline:
         g = self._graph(batch, bucket) if self.use_graph and default_thr else None
         events = None
         if g is not None:  # a replay needs no autograd mode (entering one costs ~0.1 ms of CPU) nor a stream switch
-            self._start.record()
+            stream = torch.cuda.current_stream(self.device)  # looked up once (Event.record() would look it up twice)
+            self._start.record(stream)
             g.replay()
-            self._stop.record()
+            self._stop.record(stream)
         else:  # eager: on the dedicated stream (never the legacy default stream, which TensorRT would serialize)
             events = []
             with torch.cuda.stream(self.stream), torch.inference_mode():

@@ -55,10 +55,10 @@ MAX_POINTS_PER_PILLAR = 256  # shared memory: 8 warps * M * 24 bytes <= 48 KiB
 INT_MAX = 0x7FFFFFFF
 
 
-def _key_to_float(key: int) -> float:
-    """Inverse of voxelize.cu's ``ordered_key`` (float bits as an order-preserving int32)."""
-    k = key if key >= 0 else key ^ 0x7FFFFFFF
-    return float(np.array([k], np.int32).view(np.float32)[0])
+def keys_to_floats(keys: np.ndarray) -> np.ndarray:
+    """Inverse of voxelize.cu's ``ordered_key`` (float bits as an order-preserving int32), elementwise."""
+    k = np.asarray(keys, dtype=np.int32)
+    return np.where(k >= 0, k, k ^ np.int32(0x7FFFFFFF)).astype(np.int32).view(np.float32)
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,12 @@ class VoxelCounters:
 
     @classmethod
     def from_array(cls, counters: Sequence[int] | np.ndarray) -> "VoxelCounters":
-        c = [int(v) for v in np.asarray(counters).reshape(-1)[:11]]
-        rest = (c[8], _key_to_float(c[9]), _key_to_float(c[10])) if len(c) == 11 else ()
-        return cls(*c[:7], *rest)
+        a = np.asarray(counters).reshape(-1)[:11]
+        c = a.tolist()
+        if len(c) < 11:
+            return cls(*c[:7])
+        lo, hi = keys_to_floats(a[9:11]).tolist()
+        return cls(*c[:7], c[8], lo, hi)
 
     @property
     def overflowed(self) -> bool:
