@@ -30,6 +30,7 @@ The cell table is sized from the config's grid, the point buffers from ``max_poi
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -55,10 +56,9 @@ MAX_POINTS_PER_PILLAR = 256  # shared memory: 8 warps * M * 24 bytes <= 48 KiB
 INT_MAX = 0x7FFFFFFF
 
 
-def keys_to_floats(keys: np.ndarray) -> np.ndarray:
-    """Inverse of voxelize.cu's ``ordered_key`` (float bits as an order-preserving int32), elementwise."""
-    k = np.asarray(keys, dtype=np.int32)
-    return np.where(k >= 0, k, k ^ np.int32(0x7FFFFFFF)).astype(np.int32).view(np.float32)
+def keys_to_floats(*keys: int) -> tuple[float, ...]:
+    """Inverse of voxelize.cu's ``ordered_key`` (float bits as an order-preserving int32)."""
+    return struct.unpack(f"<{len(keys)}f", struct.pack(f"<{len(keys)}i", *(k if k >= 0 else k ^ 0x7FFFFFFF for k in keys)))
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,10 @@ class VoxelCounters:
 
     @classmethod
     def from_array(cls, counters: Sequence[int] | np.ndarray) -> "VoxelCounters":
-        a = np.asarray(counters).reshape(-1)[:11]
-        c = a.tolist()
+        c = np.asarray(counters).reshape(-1)[:11].tolist()
         if len(c) < 11:
             return cls(*c[:7])
-        lo, hi = keys_to_floats(a[9:11]).tolist()
-        return cls(*c[:7], c[8], lo, hi)
+        return cls(*c[:7], c[8], *keys_to_floats(c[9], c[10]))
 
     @property
     def overflowed(self) -> bool:
