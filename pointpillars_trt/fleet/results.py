@@ -39,6 +39,22 @@ def _nullable(values: Sequence[int]) -> list[int | None]:
     return [None if int(v) < 0 else int(v) for v in values]
 
 
+def _list_column(parts: Sequence[np.ndarray], value_type, width: int | None = None):
+    """An Arrow list column of ``parts`` (one numpy array per row) built from one flat buffer and
+    offsets, not from Python lists (a batch of 64 frames holds some 50,000 box values); ``width``
+    makes each row a list of fixed-size lists (``[n, width]`` parts)."""
+    import pyarrow as pa
+
+    counts = [len(a) for a in parts]
+    offsets = np.zeros(len(parts) + 1, np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    flat = [np.asarray(a).reshape(-1) for a in parts]
+    values = pa.array(np.concatenate(flat) if flat else [], type=value_type)
+    if width is not None:
+        values = pa.FixedSizeListArray.from_arrays(values, width)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
 def result_table(frames: dict[str, np.ndarray], detections: Sequence[Any], warnings: Sequence[list[str]], errors: Sequence[str]):
     """The Arrow table of one batch: ``frames`` the read stage's columns (``source``, ``index``,
     ``frame``, ``record_ns``, ``stamp_ns``, ``frame_id``, ``points``, ``read_ms``), and per row its
@@ -57,9 +73,9 @@ def result_table(frames: dict[str, np.ndarray], detections: Sequence[Any], warni
         "frame_id": [str(f) or None for f in frames["frame_id"]],
         "num_points": [int(d.num_points) if d is not None else len(frames["points"][i]) for i, d in enumerate(dets)],
         "num_pillars": [int(d.num_pillars) if d is not None else 0 for d in dets],
-        "boxes": [(d.boxes if d is not None else empty).astype(np.float32).tolist() for d in dets],
-        "scores": [(d.scores.astype(np.float32).tolist() if d is not None else []) for d in dets],
-        "labels": [(d.label_names if d is not None else []) for d in dets],
+        "boxes": _list_column([(d.boxes if d is not None else empty).astype(np.float32) for d in dets], pa.float32(), 7),
+        "scores": _list_column([(d.scores if d is not None else empty[:, 0]).astype(np.float32) for d in dets], pa.float32()),
+        "labels": _list_column([np.asarray(d.label_names if d is not None else [], dtype=object) for d in dets], pa.string()),
         "timings_ms": [list(t.items()) for t in timings],
         "warnings": [list(w) for w in warnings],
         "error": [e or None for e in errors],
