@@ -46,3 +46,20 @@ def detector_from_args(args: argparse.Namespace, prefix: str = "", **options: An
 
 
 __all__ = ["OPTION_ARGS", "add_detector_arguments", "detector_from_args"]
+
+
+def tool_main(parse_args: Any, run: Any, log: Any, argv: list[str] | None = None) -> int:
+    """A tool's ``main``: log lines as ``name: LEVEL: message``, ``run(parse_args(argv))``; a
+    :class:`~pointpillars_trt.errors.PointPillarsError` becomes one line on ``log`` and exit 2,
+    never a traceback."""
+    import logging
+
+    from .errors import PointPillarsError
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except PointPillarsError as exc:
+        log.error("%s", exc)
+        return 2

@@ -34,7 +34,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from pointpillars_trt.cli import OPTION_ARGS, add_detector_arguments, detector_from_args
+from pointpillars_trt.cli import OPTION_ARGS, add_detector_arguments, detector_from_args, tool_main
 from pointpillars_trt.errors import ConfigError, PointPillarsError
 
 log = logging.getLogger("batch_infer")
@@ -138,13 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except PointPillarsError as exc:
-        log.error("%s", exc)
-        return 2
+    return tool_main(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":

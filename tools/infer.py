@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pointpillars_trt.cli import add_detector_arguments, detector_from_args
+from pointpillars_trt.cli import add_detector_arguments, detector_from_args, tool_main
 from pointpillars_trt.detector import Detections
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.io.atomic import atomic_write_text, check_writable
@@ -194,13 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except PointPillarsError as exc:
-        log.error("%s", exc)
-        return 2
+    return tool_main(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":

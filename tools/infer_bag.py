@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pointpillars_trt.cli import tool_main
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.options import Backend, NonFinitePolicy
 from pointpillars_trt.ros.bag import STORAGES, CloudReader, DetectionBagWriter, KittiFrameWriter, replay
@@ -133,13 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except PointPillarsError as exc:
-        log.error("%s", exc)
-        return 2
+    return tool_main(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":
