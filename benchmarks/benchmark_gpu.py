@@ -242,6 +242,22 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB | %s",
                  name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"], host_parts)
 
+    def single_row(name: str, det, iters: int, profiled: bool = True, verbose: bool = False) -> None:
+        """Record a batch-1 row of ``det`` over ``frames`` (the current group), with its kernel profile
+        when ``profiled``; closes ``det``."""
+        detect = lambda c: [det.detect(f) for f in c]  # noqa: E731
+        record(name, run_row(torch, detect, frames, iters))
+        if profiled:
+            try:
+                prof = results[name]["kernel_ms_per_frame"] = kernel_profile(torch, detect, frames[0])
+                if verbose:
+                    log.info("%-34s kernels per frame: %s", name, ", ".join(f"{k} {v:.3f} ms" for k, v in prof.items() if k != "top_kernels"))
+                    for k, v in list(prof["top_kernels"].items())[:12]:
+                        log.info("    %8.4f ms  %s", v, k)
+            except Exception as exc:  # noqa: BLE001 - the profiler is optional
+                log.warning("kernel profile unavailable: %s", exc)
+        det.close()
+
     for gname, frames in groups.items():
         if not args.skip_eager:
             record(f"eager/{gname}", run_row(torch, lambda c: [base.detect(f) for f in c], frames, args.eager_iters))
@@ -250,19 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 det = device_detector(cfg, state, precision=prec, use_graph=graph, max_points=max_points, max_batch=1,
                                   source=base.source, on_overflow="warn")
                 name = f"gpu/{prec}/{'graph' if graph else 'eager'}/{gname}"
-                record(name, run_row(torch, lambda c: [det.detect(f) for f in c], frames, args.iters))
-                if graph:
-                    try:
-                        results[name]["kernel_ms_per_frame"] = kernel_profile(torch, lambda c: [det.detect(f) for f in c], frames[0])
-                        prof = results[name]["kernel_ms_per_frame"]
-                        log.info("%-34s kernels per frame: %s", name,
-                                 ", ".join(f"{k} {v:.3f} ms" for k, v in prof.items() if k != "top_kernels"))
-                        for k, v in list(prof["top_kernels"].items())[:12]:
-                            log.info("    %8.4f ms  %s", v, k)
-                    except Exception as exc:  # noqa: BLE001 - the profiler is optional
-                        log.warning("kernel profile unavailable: %s", exc)
-                det.close()
-                del det
+                single_row(name, det, args.iters, profiled=graph, verbose=True)
             for batch in args.batch:
                 # 4 groups per call: detect_batch double-buffers (the next group is staged while the GPU runs one)
                 det = device_detector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=batch)
@@ -276,30 +280,17 @@ def main(argv: list[str] | None = None) -> int:
                      gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
         for rpn_mode in ("fused-deconv", "folded", "plain"):  # the RPN without our fusions, same run (the default is "fused")
             det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-            name = f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}"
-            record(name, run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
-            try:
-                results[name]["kernel_ms_per_frame"] = kernel_profile(torch, lambda c: [det.detect(f) for f in c], frames[0])
-            except Exception as exc:  # noqa: BLE001 - the profiler is optional
-                log.warning("kernel profile unavailable: %s", exc)
-            det.close()
-            del det
+            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4))
         from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
 
         old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run
         try:
             det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-            name = f"gpu/fp16/graph/no-pdl/{gname}"
-            record(name, run_row(torch, lambda c: [det.detect(f) for f in c], frames, args.iters))
-            results[name]["kernel_ms_per_frame"] = kernel_profile(torch, lambda c: [det.detect(f) for f in c], frames[0])
-            det.close()
-            del det
+            single_row(f"gpu/fp16/graph/no-pdl/{gname}", det, args.iters)
         finally:
             set_programmatic_launch(old_pdl)
         det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
-        record(f"gpu/fp16/graph/pfn-torch/{gname}", run_row(torch, lambda c: [det.detect(f) for f in c], frames, max(2, args.iters // 4)))
-        det.close()
-        del det
+        single_row(f"gpu/fp16/graph/pfn-torch/{gname}", det, max(2, args.iters // 4), profiled=False)
         torch.cuda.empty_cache()
     speedups = {}
     for name, row in results.items():
