@@ -37,6 +37,7 @@ from ..config import PointPillarsConfig
 from ..errors import BackendUnavailableError, ConfigError, PointCloudError
 from ..options import DeviceOptions, PointsOverflowPolicy, Precision
 from .base import Executor, FrameResult, PillarCounts
+from ..cuda.graph_launch import GraphLaunch, raw_graph_exec
 from .buffers import FrameBuffers, PackedLayout, point_bucket, tensor_ptr
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,8 @@ class DevicePipeline:
         self.bufs = FrameBuffers(self.max_batch, self.max_pillars, PackedLayout(cfg.postprocess.nms_post_max), device)
         self._reserve_points(options.max_points)
         network.allocate(self.bufs, self.vox[0].features_shape)
-        self._graphs: dict[tuple[int, int], Any] = {}
+        self._graphs: dict[tuple[int, int], Any] = {}  # (batch, bucket) -> GraphLaunch or TorchGraphLaunch
         self._pending: tuple | None = None
-        self._start, self._stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def _reserve_points(self, n: int) -> None:
         cap = point_bucket(n)
@@ -114,6 +114,8 @@ class DevicePipeline:
         import torch
 
         torch.cuda.synchronize(self.device)
+        for launcher in self._graphs.values():
+            launcher.free()
         self._graphs.clear()
         self._reserve_points(n)
 
@@ -157,7 +159,9 @@ class DevicePipeline:
             main.wait_stream(s)
 
     def _graph(self, batch: int, bucket: int):
-        """The captured graph of (batch, bucket), captured on first use; ``None`` once capture failed."""
+        """The launcher of the captured graph of (batch, bucket) (:class:`GraphLaunch` through the
+        driver, or :class:`TorchGraphLaunch` where torch hides the executable graph), captured on first
+        use; ``None`` once capture failed."""
         import torch
 
         key = (batch, bucket)
@@ -178,7 +182,9 @@ class DevicePipeline:
                 self.use_graph = False
                 return None
             torch.cuda.synchronize(self.device)
-            self._graphs[key] = g
+            handle = raw_graph_exec(g)
+            self._graphs[key] = (GraphLaunch(g, handle, self.stream.cuda_stream, self.cuda_device) if handle is not None
+                                 else TorchGraphLaunch(g, self.device))
         return self._graphs[key]
 
     def submit(self, clouds: Sequence[np.ndarray], score_threshold: float | None = None) -> None:
@@ -198,18 +204,15 @@ class DevicePipeline:
         self.bufs.stage(clouds)
         t1 = time.perf_counter()
         default_thr = score_threshold is None or float(score_threshold) == float(self.cfg.postprocess.score_threshold)
-        g = self._graph(batch, bucket) if self.use_graph and default_thr else None
+        launcher = self._graph(batch, bucket) if self.use_graph and default_thr else None
         events = None
-        if g is not None:  # a replay needs no autograd mode (entering one costs ~0.1 ms of CPU) nor a stream switch
-            stream = torch.cuda.current_stream(self.device)  # looked up once (Event.record() would look it up twice)
-            self._start.record(stream)
-            g.replay()
-            self._stop.record(stream)
+        if launcher is not None:  # a replay needs no autograd mode (entering one costs ~0.1 ms of CPU) nor a stream switch
+            launcher.launch()
         else:  # eager: on the dedicated stream (never the legacy default stream, which TensorRT would serialize)
             events = []
             with torch.cuda.stream(self.stream), torch.inference_mode():
                 self._enqueue(batch, bucket, events, None if default_thr else score_threshold)
-        self._pending = (batch, events, t0, t1)
+        self._pending = (batch, launcher, events, t0, t1)
 
     @property
     def has_pending(self) -> bool:
@@ -219,12 +222,12 @@ class DevicePipeline:
         """Wait for the last :meth:`submit`; returns ``(packed rows [B, words] int32, timings in ms)``."""
         if self._pending is None:
             raise ConfigError("DevicePipeline.collect: nothing was submitted")
-        batch, events, t0, t1 = self._pending
+        batch, launcher, events, t0, t1 = self._pending
         self._pending = None
         timings: dict[str, float] = {}
         if events is None:
-            self._stop.synchronize()
-            timings["gpu"] = self._start.elapsed_time(self._stop)
+            launcher.wait()
+            timings["gpu"] = launcher.elapsed_ms()
         else:
             events[-1][1].synchronize()
             for (_, a), (name, b) in zip(events, events[1:]):
@@ -241,10 +244,40 @@ class DevicePipeline:
     def free(self) -> None:
         if self._pending is not None:
             self.collect()
+        for launcher in self._graphs.values():
+            launcher.free()
         self._graphs.clear()
         self.network.free()
         for stage in (*self.vox, *reversed(self.post)):
             stage.free()
+
+
+class TorchGraphLaunch:
+    """:class:`~pointpillars_trt.cuda.graph_launch.GraphLaunch`'s interface through torch (a torch
+    without ``CUDAGraph.raw_cuda_graph_exec``): ``replay()`` on the current stream between two torch events."""
+
+    def __init__(self, graph: Any, device: Any) -> None:
+        import torch
+
+        self.graph, self.device = graph, device
+        self._start, self._stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def launch(self) -> None:
+        import torch
+
+        stream = torch.cuda.current_stream(self.device)  # looked up once (Event.record() would look it up twice)
+        self._start.record(stream)
+        self.graph.replay()
+        self._stop.record(stream)
+
+    def wait(self) -> None:
+        self._stop.synchronize()
+
+    def elapsed_ms(self) -> float:
+        return self._start.elapsed_time(self._stop)
+
+    def free(self) -> None:
+        self.graph = None
 
 
 def _record():
@@ -325,4 +358,4 @@ class DeviceExecutor(Executor):
         self._second = None
 
 
-__all__ = ["DeviceExecutor", "DevicePipeline", "set_precision_mode", "torch_cuda_device"]
+__all__ = ["DeviceExecutor", "DevicePipeline", "TorchGraphLaunch", "set_precision_mode", "torch_cuda_device"]
