@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q.add_argument("--keep-float", nargs="+", default=(), metavar="NAME", help="nodes to leave in float (names as in the graphs, e.g. rpn/Conv_5)")
     q.add_argument("--calib-ranges", type=Path, metavar="FILE",
                    help="reuse the calibration.json of an earlier --int8 export from the same frames and method (no calibration run)")
+    q.add_argument("--calib-threads", type=int, metavar="N", help="ONNX Runtime threads of the calibration run (default: all cores)")
     q.add_argument("--int8-pfn", action="store_true", help="quantize the PFN's linear layer too (default: float; see docs/ACCURACY.md)")
     q.add_argument("--trt-placement", action="store_true",
                    help="Q/DQ on the inputs and weights of each Conv/MatMul only (no Q/DQ after them): TensorRT-only graphs, slow in ONNX Runtime")
@@ -85,7 +86,7 @@ def int8_export(args: argparse.Namespace):
                               quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement)
     what = f"reusing the ranges of {args.calib_ranges}, made" if args.calib_ranges else "calibrating"
     log.info("%s (%s) on %d frames of %s: %s", what, options.method, len(frames), frames.source, ", ".join(frames.names))
-    return Int8Export(frames, options, ranges=args.calib_ranges)
+    return Int8Export(frames, options, ranges=args.calib_ranges, threads=args.calib_threads)
 
 
 def load_weights(args: argparse.Namespace):

@@ -90,25 +90,57 @@ def check_keep_float(names: Sequence[str], graphs: Sequence[onnx.ModelProto]) ->
         raise ConfigError(f"--keep-float: no quantizable node named {unknown}; the graphs have {sorted(known)}")
 
 
-def quantize_graph(model: onnx.ModelProto, out_path: Path, options: QuantizeOptions, cache: Path,
-                   reader: CalibrationReader | None = None) -> onnx.ModelProto:
-    """The Q/DQ form of float ``model`` (written to ``out_path`` by ONNX Runtime, then returned).
-    With ``reader``, calibrate on its frames first (one frame at a time) and save the ranges to
-    ``cache``; without, use the ranges already in ``cache``."""
+def _calibration_session(path: str, threads: int | None):
+    """An ONNX Runtime session of the calibrator's augmented graph with ``threads`` intra-op threads
+    (ORT's own calibrator takes all the cores, which starves parallel calibrations)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def calibrate(model: onnx.ModelProto, options: QuantizeOptions, reader: CalibrationReader, cache: Path,
+              threads: int | None = None) -> None:
+    """Activation ranges of float ``model`` (``options.method``) over ``reader``'s frames, one
+    frame at a time, written to ``cache`` in ONNX Runtime's calibration-cache format (what
+    ``quantize_static`` computes itself, with the session's threads under our control)."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="pointpillars_calib_") as tmp:
+        src = Path(tmp) / "float.onnx"
+        onnx.save(model, str(src))
+        try:
+            calibrator = create_calibrator(src, options.op_types, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=_ort_method(options.method),
+                                           extra_options={"percentile": float(options.percentile)})
+            calibrator.infer_session = _calibration_session(calibrator.augmented_model_path, threads)
+            for start in range(len(reader)):
+                reader.set_range(start, start + 1)
+                calibrator.collect_data(reader)
+            ranges = calibrator.compute_data()
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise ExportError(f"{cache}: ONNX Runtime's calibrator failed: {exc}") from exc
+    cache.unlink(missing_ok=True)
+    save_tensors_data(ranges, cache)
+
+
+def quantize_graph(model: onnx.ModelProto, out_path: Path, options: QuantizeOptions, cache: Path) -> onnx.ModelProto:
+    """The Q/DQ form of float ``model`` (written to ``out_path`` by ONNX Runtime, then returned),
+    from the activation ranges in ``cache`` (:func:`calibrate`)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False, "DedicatedQDQPair": True,
              "CalibPercentile": float(options.percentile)}
-    if reader is not None:
-        extra["CalibStridedMinMax"] = 1
-        cache.unlink(missing_ok=True)
     present = set(quantizable_nodes(model))
     with tempfile.TemporaryDirectory(prefix="pointpillars_int8_") as tmp:
         src = Path(tmp) / "float.onnx"
         onnx.save(model, str(src))
         try:
             quantize_static(
-                str(src), str(out_path), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=options.op_types,
+                str(src), str(out_path), None, quant_format=QuantFormat.QDQ, op_types_to_quantize=options.op_types,
                 per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=[n for n in options.keep_float if n in present], calibrate_method=_ort_method(options.method),
                 extra_options=extra, calibration_cache_path=str(cache),
@@ -162,27 +194,30 @@ def quantization_record(options: QuantizeOptions, frames: CalibrationFrames, kee
 
 
 def quantize_graphs(graphs: dict[str, onnx.ModelProto], cfg: PointPillarsConfig, frames: CalibrationFrames,
-                    options: QuantizeOptions, out_dir: Path, recalibrate: bool = True) -> tuple[dict[str, onnx.ModelProto], Quantization]:
+                    options: QuantizeOptions, out_dir: Path, recalibrate: bool = True,
+                    threads: int | None = None) -> tuple[dict[str, onnx.ModelProto], Quantization]:
     """``(graphs, record)``: Q/DQ forms of the float ``graphs`` (``pfn``, ``mfn``, ``rpn``, ``full``;
-    ``full`` is required: the calibration runs on it) and their metadata record. The MFN (a scatter,
-    no weights) is returned as it is. Ranges go to ``out_dir / calibration.json``;
-    ``recalibrate=False`` reuses the ranges there (another ``keep_float``, the same frames and method)."""
+    ``full`` is required: the calibration runs on it, with ``threads`` ONNX Runtime threads) and
+    their metadata record. The MFN (a scatter, no weights) is returned as it is. Ranges go to
+    ``out_dir / calibration.json``; ``recalibrate=False`` reuses the ranges there (another
+    ``keep_float``, the same frames and method)."""
     if "full" not in graphs:
         raise ExportError("quantize_graphs needs the fused full graph to calibrate on")
     check_keep_float(options.keep_float, list(graphs.values()))
     keep = float_nodes(options, graphs)
     options = dataclasses.replace(options, keep_float=keep)
     cache = Path(out_dir) / CALIBRATION_FILE
-    if not recalibrate and not cache.is_file():
+    if recalibrate:
+        full_inputs = [i.name for i in graphs["full"].graph.input]
+        calibrate(graphs["full"], options, CalibrationReader(cfg, frames, full_inputs), cache, threads)
+    elif not cache.is_file():
         raise ExportError(f"{cache}: no calibration ranges to reuse; calibrate first")
-    full_inputs = [i.name for i in graphs["full"].graph.input]
-    reader = CalibrationReader(cfg, frames, full_inputs) if recalibrate else None
     out: dict[str, onnx.ModelProto] = {}
-    for part in ("full", *[p for p in graphs if p != "full"]):
+    for part, graph in graphs.items():
         if part == "mfn":
-            out[part] = graphs[part]
+            out[part] = graph
             continue
-        out[part] = quantize_graph(graphs[part], Path(out_dir) / f".{part}.int8.tmp.onnx", options, cache, reader)
-        (Path(out_dir) / f".{part}.int8.tmp.onnx").unlink(missing_ok=True)
-        reader = None  # the ranges are in the cache now
+        tmp = Path(out_dir) / f".{part}.int8.tmp.onnx"
+        out[part] = quantize_graph(graph, tmp, options, cache)
+        tmp.unlink(missing_ok=True)
     return out, quantization_record(options, frames, keep)
