@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"activation ranges (default {QuantizeOptions.method})")
     q.add_argument("--calib-percentile", type=float, default=QuantizeOptions.percentile, help="for --calib-method percentile (default %(default)s)")
     q.add_argument("--keep-float", nargs="+", default=(), metavar="NAME", help="nodes to leave in float (names as in the graphs, e.g. rpn/Conv_5)")
+    q.add_argument("--float-first-conv", action=argparse.BooleanOptionalAction, default=QuantizeOptions.float_first_conv,
+                   help="leave the RPN's first convolution in float (default %(default)s)")
+    q.add_argument("--float-head", action=argparse.BooleanOptionalAction, default=QuantizeOptions.float_head,
+                   help="leave the RPN's output convolutions (class, box, direction) in float (default %(default)s)")
     q.add_argument("--calib-ranges", type=Path, metavar="FILE",
                    help="reuse the calibration.json of an earlier --int8 export from the same frames and method (no calibration run)")
     q.add_argument("--calib-threads", type=int, metavar="N", help="ONNX Runtime threads of the calibration run (default: all cores)")
@@ -83,7 +87,8 @@ def int8_export(args: argparse.Namespace):
     else:
         frames = synthetic_frames(args.calib_synthetic)
     options = QuantizeOptions(method=args.calib_method, percentile=args.calib_percentile, keep_float=tuple(args.keep_float),
-                              quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement)
+                              quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement,
+                              float_first_conv=args.float_first_conv, float_head=args.float_head)
     what = f"reusing the ranges of {args.calib_ranges}, made" if args.calib_ranges else "calibrating"
     log.info("%s (%s) on %d frames of %s: %s", what, options.method, len(frames), frames.source, ", ".join(frames.names))
     return Int8Export(frames, options, ranges=args.calib_ranges, threads=args.calib_threads)

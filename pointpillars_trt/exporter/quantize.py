@@ -52,13 +52,18 @@ class QuantizeOptions:
     x, y, z of tens of metres beside centimetre offsets, one per-tensor scale for both, and it is a
     few percent of the frame's time; see docs/ACCURACY.md); ``layer_outputs``: Q/DQ on the Conv,
     ReLU and Concat outputs too (ONNX Runtime's int8 kernels need them); False leaves only the
-    inputs and weights of each Conv/MatMul quantized."""
+    inputs and weights of each Conv/MatMul quantized. ``float_first_conv``: the RPN's first
+    convolution (it reads the scattered pillar canvas) stays float; ``float_head``: the RPN's
+    output convolutions (class, box, direction) stay float; both are found in the graph, whatever
+    the config's layer counts (``tools/int8_sweep.py`` measures what they buy)."""
 
     method: CalibrationMethod = CalibrationMethod.ENTROPY  # the best of the three in docs/ACCURACY.md
     percentile: float = 99.99
     keep_float: tuple[str, ...] = ()
     quantize_pfn: bool = False
     layer_outputs: bool = True
+    float_first_conv: bool = False
+    float_head: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", CalibrationMethod.parse(self.method, "calibration method"))
@@ -176,10 +181,22 @@ def float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """The quantizable nodes whose output is a graph output (the RPN's class/box/direction convolutions)."""
+    outputs = {o.name for o in model.graph.output}
+    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and set(n.output) & outputs]
+
+
 def float_nodes(options: QuantizeOptions, graphs: dict[str, onnx.ModelProto]) -> tuple[str, ...]:
-    """The nodes left in float: ``options.keep_float`` and, unless ``quantize_pfn``, the PFN's."""
+    """The nodes left in float: ``options.keep_float``; unless ``quantize_pfn``, the PFN's; with
+    ``float_first_conv`` / ``float_head``, the RPN's first / output convolutions (of ``graphs["rpn"]``)."""
     pfn = [] if options.quantize_pfn or "pfn" not in graphs else quantizable_nodes(graphs["pfn"])
-    return tuple(sorted({*options.keep_float, *pfn}))
+    rpn = graphs.get("rpn")
+    if (options.float_first_conv or options.float_head) and rpn is None:
+        raise ExportError("float_first_conv / float_head need the RPN graph")
+    first = quantizable_nodes(rpn)[:1] if options.float_first_conv else []
+    head = head_nodes(rpn) if options.float_head else []
+    return tuple(sorted({*options.keep_float, *pfn, *first, *head}))
 
 
 def quantization_record(options: QuantizeOptions, frames: CalibrationFrames, keep_float: Sequence[str]) -> Quantization:

@@ -115,6 +115,41 @@ def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_pa
         export_onnx(state_dict, cfg, tmp_path / "bad", int8=Int8Export(frames, QuantizeOptions(keep_float=("rpn/Conv_99999",))))
 
 
+def test_float_first_conv_and_float_head_leave_those_convolutions_float(int8_dir, demo, tmp_path, kitti_points):
+    from pointpillars_trt.exporter.calibration import frame_feeds
+    from pointpillars_trt.network.onnxruntime import INT8_DISABLED_OPTIMIZERS
+
+    cfg, state_dict, ckpt = demo
+    options = QuantizeOptions(float_first_conv=True, float_head=True)
+    out = tmp_path / "structural"
+    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, fused=True,
+                int8=Int8Export(calibration_frames(CALIB), options, ranges=int8_dir / CALIBRATION_FILE))
+    rpn = onnx.load(str(out / "rpn.onnx"))
+    producer = {o: n for n in rpn.graph.node for o in n.output}
+    convs = [n for n in rpn.graph.node if n.op_type == "Conv"]
+    heads = [n for n in convs if set(n.output) & {o.name for o in rpn.graph.output}]
+    assert len(heads) == 3  # class, box, direction
+    for conv in [convs[0], *heads]:
+        assert conv.input[1] not in producer, f"{conv.name}: its weights should stay a float initializer"
+    assert producer[convs[1].input[1]].op_type == "DequantizeLinear"  # the others stay int8
+    keep = read_graph_metadata(out / "rpn.onnx").quantization.keep_float
+    assert {convs[0].name, *(h.name for h in heads)} <= set(keep)
+    sess = ort.InferenceSession(str(out / "full.onnx"), disabled_optimizers=list(INT8_DISABLED_OPTIMIZERS))
+    assert np.all(np.isfinite(sess.run(["cls"], frame_feeds(cfg, kitti_points))[0]))
+
+
+def test_calibration_with_one_thread_gives_the_ranges_of_the_default_session(int8_dir, demo, tmp_path):
+    cfg, state_dict, ckpt = demo
+    out = tmp_path / "one_thread"
+    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, int8=Int8Export(calibration_frames(CALIB), threads=1))
+    import json
+
+    ours, ref = (json.loads((d / CALIBRATION_FILE).read_text())["data"] for d in (out, int8_dir))
+    assert ours.keys() == ref.keys()
+    for name, r in ref.items():
+        assert np.allclose([ours[name]["lowest"], ours[name]["highest"]], [r["lowest"], r["highest"]], rtol=1e-5), name
+
+
 def _with_props(path, **changes):
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
