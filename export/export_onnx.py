@@ -16,7 +16,8 @@ INT8 graphs (``--int8``) carry explicit QuantizeLinear/DequantizeLinear nodes ca
 frames (``--calib DIR``: a folder of point files or a KITTI root, or ``--calib-synthetic N``): the
 ONNX Runtime backend runs them on the CPU and ``export/build_engines.py`` builds INT8 engines from
 them. The calibration frames and method are in each graph's metadata, the ranges in
-``calibration.json`` beside them. ``tools/int8_sensitivity.py`` says which layers to ``--keep-float``.
+``calibration.json`` beside them. ``tools/int8_sweep.py`` measures the calibration choices and which
+layers to leave float (``--keep-float``, ``--float-first-conv``, ``--float-head``); see docs/ACCURACY.md.
 
 Exit codes: 0 success, 2 bad input (checkpoint, config, failed graph check), 1 unexpected failure.
 """

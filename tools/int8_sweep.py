@@ -86,12 +86,15 @@ def parse_candidate(spec: str) -> Candidate:
 
 
 def quantize_options(c: Candidate, keep_float: tuple[str, ...] | None = None):
-    """The :class:`QuantizeOptions` of ``c`` (``keep_float`` replaces its own when given)."""
+    """The :class:`QuantizeOptions` of ``c``. With ``keep_float`` (a sensitivity row: every other
+    node), those stay float and so do the ReLU/Concat outputs (``layer_outputs=False``: only the
+    one node's input and weights are int8, else every activation would be quantized in every row)."""
     from pointpillars_trt.exporter import QuantizeOptions
 
+    alone = keep_float is not None
     return QuantizeOptions(method=c.method, percentile=c.percentile or QuantizeOptions.percentile,
-                           keep_float=c.keep_float if keep_float is None else keep_float,
-                           float_first_conv=c.float_first_conv and keep_float is None, float_head=c.float_head and keep_float is None)
+                           keep_float=keep_float if alone else c.keep_float, layer_outputs=not alone,
+                           float_first_conv=c.float_first_conv and not alone, float_head=c.float_head and not alone)
 
 
 # -- work done in the worker processes (top-level functions: they are pickled by name) ------------

@@ -17,7 +17,9 @@ node and tensor names are the same as in ``full.onnx``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,10 +124,11 @@ def calibrate(model: onnx.ModelProto, options: QuantizeOptions, reader: Calibrat
                                            calibrate_method=_ort_method(options.method),
                                            extra_options={"percentile": float(options.percentile)})
             calibrator.infer_session = _calibration_session(calibrator.augmented_model_path, threads)
-            for start in range(len(reader)):
-                reader.set_range(start, start + 1)
-                calibrator.collect_data(reader)
-            ranges = calibrator.compute_data()
+            with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print a line per frame
+                for start in range(len(reader)):
+                    reader.set_range(start, start + 1)
+                    calibrator.collect_data(reader)
+                ranges = calibrator.compute_data()
         except (ValueError, RuntimeError, KeyError) as exc:
             raise ExportError(f"{cache}: ONNX Runtime's calibrator failed: {exc}") from exc
     cache.unlink(missing_ok=True)

@@ -33,6 +33,8 @@ def test_candidate_specs_parse_into_typed_options():
     assert (str(options.method), options.percentile, options.float_head, options.keep_float) == (
         "percentile", 99.999, True, ("rpn/Conv_4",))
     assert str(sweep.quantize_options(sweep.parse_candidate("entropy-16+first")).method) == "entropy"
+    alone = sweep.quantize_options(c, ("rpn/Conv_10",))  # a sensitivity row: no Q/DQ on the other layers' outputs
+    assert (alone.keep_float, alone.layer_outputs, alone.float_head) == (("rpn/Conv_10",), False, False)
     for bad in ("entropy", "kl-64", "entropy-0", "percentile-64x", "entropy-64++head"):
         with pytest.raises(ConfigError, match="METHOD-FRAMES"):
             sweep.parse_candidate(bad)
