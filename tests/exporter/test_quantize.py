@@ -56,7 +56,8 @@ def test_graphs_are_int8_with_zero_point_symmetric_per_channel_weights(int8_dir)
     assert {"QuantizeLinear", "DequantizeLinear", "DepthToSpace"} <= ops and "ConvTranspose" not in ops
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in rpn.graph.initializer}
     producer = {o: n for n in rpn.graph.node for o in n.output}
-    for conv in (n for n in rpn.graph.node if n.op_type == "Conv"):
+    keep = set(read_graph_metadata(int8_dir / "rpn.onnx").quantization.keep_float)  # by default the first conv and the head
+    for conv in (n for n in rpn.graph.node if n.op_type == "Conv" and n.name not in keep):
         dq = producer[conv.input[1]]  # weights: int8 through a per-output-channel DQ
         assert dq.op_type == "DequantizeLinear" and inits[dq.input[0]].dtype == np.int8
         assert inits[dq.input[1]].shape == (inits[dq.input[0]].shape[0],)
@@ -101,7 +102,7 @@ def test_the_detector_runs_int8_graphs_with_boxes_close_to_fp32(int8_dir, kitti_
 def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_path):
     cfg, state_dict, ckpt = demo
     rpn = onnx.load(str(int8_dir / "rpn.onnx"))
-    first = next(n for n in rpn.graph.node if n.op_type == "Conv").name
+    first = [n for n in rpn.graph.node if n.op_type == "Conv"][1].name  # the first one is float by default
     options = QuantizeOptions(keep_float=(first,))
     frames = calibration_frames(CALIB)
     out = tmp_path / "kept"
@@ -120,7 +121,8 @@ def test_float_first_conv_and_float_head_leave_those_convolutions_float(int8_dir
     from pointpillars_trt.network.onnxruntime import INT8_DISABLED_OPTIMIZERS
 
     cfg, state_dict, ckpt = demo
-    options = QuantizeOptions(float_first_conv=True, float_head=True)
+    options = QuantizeOptions()  # the default: float_first_conv and float_head
+    assert options.float_first_conv and options.float_head
     out = tmp_path / "structural"
     export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, fused=True,
                 int8=Int8Export(calibration_frames(CALIB), options, ranges=int8_dir / CALIBRATION_FILE))
