@@ -16,7 +16,8 @@ INT8 graphs (``--int8``) carry explicit QuantizeLinear/DequantizeLinear nodes ca
 frames (``--calib DIR``: a folder of point files or a KITTI root, or ``--calib-synthetic N``): the
 ONNX Runtime backend runs them on the CPU and ``export/build_engines.py`` builds INT8 engines from
 them. The calibration frames and method are in each graph's metadata, the ranges in
-``calibration.json`` beside them. ``tools/int8_sensitivity.py`` says which layers to ``--keep-float``.
+``calibration.json`` beside them. ``tools/int8_sweep.py`` measures the calibration choices and which
+layers to leave float (``--keep-float``, ``--float-first-conv``, ``--float-head``); see docs/ACCURACY.md.
 
 Exit codes: 0 success, 2 bad input (checkpoint, config, failed graph check), 1 unexpected failure.
 """
@@ -56,8 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"activation ranges (default {QuantizeOptions.method})")
     q.add_argument("--calib-percentile", type=float, default=QuantizeOptions.percentile, help="for --calib-method percentile (default %(default)s)")
     q.add_argument("--keep-float", nargs="+", default=(), metavar="NAME", help="nodes to leave in float (names as in the graphs, e.g. rpn/Conv_5)")
+    q.add_argument("--float-first-conv", action=argparse.BooleanOptionalAction, default=QuantizeOptions.float_first_conv,
+                   help="leave the RPN's first convolution in float (default %(default)s)")
+    q.add_argument("--float-head", action=argparse.BooleanOptionalAction, default=QuantizeOptions.float_head,
+                   help="leave the RPN's output convolutions (class, box, direction) in float (default %(default)s)")
     q.add_argument("--calib-ranges", type=Path, metavar="FILE",
                    help="reuse the calibration.json of an earlier --int8 export from the same frames and method (no calibration run)")
+    q.add_argument("--calib-threads", type=int, metavar="N", help="ONNX Runtime threads of the calibration run (default: all cores)")
     q.add_argument("--int8-pfn", action="store_true", help="quantize the PFN's linear layer too (default: float; see docs/ACCURACY.md)")
     q.add_argument("--trt-placement", action="store_true",
                    help="Q/DQ on the inputs and weights of each Conv/MatMul only (no Q/DQ after them): TensorRT-only graphs, slow in ONNX Runtime")
@@ -82,10 +88,11 @@ def int8_export(args: argparse.Namespace):
     else:
         frames = synthetic_frames(args.calib_synthetic)
     options = QuantizeOptions(method=args.calib_method, percentile=args.calib_percentile, keep_float=tuple(args.keep_float),
-                              quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement)
+                              quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement,
+                              float_first_conv=args.float_first_conv, float_head=args.float_head)
     what = f"reusing the ranges of {args.calib_ranges}, made" if args.calib_ranges else "calibrating"
     log.info("%s (%s) on %d frames of %s: %s", what, options.method, len(frames), frames.source, ", ".join(frames.names))
-    return Int8Export(frames, options, ranges=args.calib_ranges)
+    return Int8Export(frames, options, ranges=args.calib_ranges, threads=args.calib_threads)
 
 
 def load_weights(args: argparse.Namespace):

@@ -10,7 +10,8 @@ graphs hold. For each quantizable node (``pfn/MatMul_*``, ``rpn/Conv_*``; or ``-
 writes graphs where only that node is int8 and evaluates them with the ONNX Runtime backend on the
 first ``--max-frames`` frames of the split, next to the float graphs and the whole INT8 folder.
 Prints a table (AP R40 moderate per class, 3D, and the drop from float) sorted by the largest drop;
-nodes with a large drop are the candidates for ``export_onnx.py --keep-float``.
+nodes with a large drop are the candidates for ``export_onnx.py --keep-float``. One process, one
+node after the other: ``tools/int8_sweep.py --sensitivity`` does the same on every core at once.
 
 Exit codes: 0 success, 2 bad input (one log line).
 """
@@ -78,7 +79,8 @@ def export_variant(state_dict, cfg, ckpt, meta, int8_dir: Path, out: Path, only:
     graphs = build_graphs(as_model(state_dict, cfg), cfg, "fp32", fused=True, deconv_as_conv=True)
     others = tuple(n for n in quantizable_nodes(graphs["full"]) if n != only)
     options = QuantizeOptions(method=q.method, percentile=q.percentile or QuantizeOptions.percentile, keep_float=others,
-                              quantize_pfn=only.startswith("pfn/"))
+                              quantize_pfn=only.startswith("pfn/"), layer_outputs=False,
+                              float_first_conv=False, float_head=False)  # no Q/DQ on the other layers' outputs
     frames = CalibrationFrames(q.calibration, q.frames, lambda i: None)
     int8 = Int8Export(frames, options, ranges=int8_dir / CALIBRATION_FILE)
     return export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, int8=int8)["pfn"].parent

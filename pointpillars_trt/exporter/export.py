@@ -73,11 +73,13 @@ def parse_supported_operators(markdown: str | Path) -> frozenset[str]:
 class Int8Export:
     """An INT8 export: calibrated on ``frames`` with ``options`` (:mod:`.quantize`). ``ranges``: the
     ``calibration.json`` of an earlier export from the same frames and method, reused instead of
-    calibrating again (another ``keep_float``; ``tools/int8_sensitivity.py``)."""
+    calibrating again (another ``keep_float``; ``tools/int8_sensitivity.py``). ``threads``: ONNX
+    Runtime threads of the calibration run (default: ONNX Runtime's, all cores)."""
 
     frames: CalibrationFrames
     options: QuantizeOptions = QuantizeOptions()
     ranges: Path | None = None
+    threads: int | None = None
 
 
 def _int8_graphs(model: PointPillars, cfg: PointPillarsConfig, int8: Int8Export, out: Path, fused: bool):
@@ -88,7 +90,8 @@ def _int8_graphs(model: PointPillars, cfg: PointPillarsConfig, int8: Int8Export,
             raise ExportError(f"{int8.ranges}: calibration ranges not found")
         if Path(int8.ranges).resolve() != (out / CALIBRATION_FILE).resolve():
             shutil.copyfile(int8.ranges, out / CALIBRATION_FILE)
-    graphs, record = quantize_graphs(graphs, cfg, int8.frames, int8.options, out, recalibrate=int8.ranges is None)
+    graphs, record = quantize_graphs(graphs, cfg, int8.frames, int8.options, out, recalibrate=int8.ranges is None,
+                                     threads=int8.threads)
     if not fused:
         del graphs["full"]
     return graphs, record

@@ -17,7 +17,9 @@ node and tensor names are the same as in ``full.onnx``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +54,18 @@ class QuantizeOptions:
     x, y, z of tens of metres beside centimetre offsets, one per-tensor scale for both, and it is a
     few percent of the frame's time; see docs/ACCURACY.md); ``layer_outputs``: Q/DQ on the Conv,
     ReLU and Concat outputs too (ONNX Runtime's int8 kernels need them); False leaves only the
-    inputs and weights of each Conv/MatMul quantized."""
+    inputs and weights of each Conv/MatMul quantized. ``float_first_conv``: the RPN's first
+    convolution (it reads the scattered pillar canvas) stays float; ``float_head``: the RPN's
+    output convolutions (class, box, direction) stay float; both are found in the graph, whatever
+    the config's layer counts (``tools/int8_sweep.py`` measures what they buy)."""
 
     method: CalibrationMethod = CalibrationMethod.ENTROPY  # the best of the three in docs/ACCURACY.md
     percentile: float = 99.99
     keep_float: tuple[str, ...] = ()
     quantize_pfn: bool = False
     layer_outputs: bool = True
+    float_first_conv: bool = True  # with float_head: the default that meets 1 AP point (docs/ACCURACY.md)
+    float_head: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", CalibrationMethod.parse(self.method, "calibration method"))
@@ -90,25 +97,58 @@ def check_keep_float(names: Sequence[str], graphs: Sequence[onnx.ModelProto]) ->
         raise ConfigError(f"--keep-float: no quantizable node named {unknown}; the graphs have {sorted(known)}")
 
 
-def quantize_graph(model: onnx.ModelProto, out_path: Path, options: QuantizeOptions, cache: Path,
-                   reader: CalibrationReader | None = None) -> onnx.ModelProto:
-    """The Q/DQ form of float ``model`` (written to ``out_path`` by ONNX Runtime, then returned).
-    With ``reader``, calibrate on its frames first (one frame at a time) and save the ranges to
-    ``cache``; without, use the ranges already in ``cache``."""
+def _calibration_session(path: str, threads: int | None):
+    """An ONNX Runtime session of the calibrator's augmented graph with ``threads`` intra-op threads
+    (ORT's own calibrator takes all the cores, which starves parallel calibrations)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def calibrate(model: onnx.ModelProto, options: QuantizeOptions, reader: CalibrationReader, cache: Path,
+              threads: int | None = None) -> None:
+    """Activation ranges of float ``model`` (``options.method``) over ``reader``'s frames, one
+    frame at a time, written to ``cache`` in ONNX Runtime's calibration-cache format (what
+    ``quantize_static`` computes itself, with the session's threads under our control)."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="pointpillars_calib_") as tmp:
+        src = Path(tmp) / "float.onnx"
+        onnx.save(model, str(src))
+        try:
+            calibrator = create_calibrator(src, options.op_types, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=_ort_method(options.method),
+                                           extra_options={"percentile": float(options.percentile)})
+            calibrator.infer_session = _calibration_session(calibrator.augmented_model_path, threads)
+            with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print a line per frame
+                for start in range(len(reader)):
+                    reader.set_range(start, start + 1)
+                    calibrator.collect_data(reader)
+                ranges = calibrator.compute_data()
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise ExportError(f"{cache}: ONNX Runtime's calibrator failed: {exc}") from exc
+    cache.unlink(missing_ok=True)
+    save_tensors_data(ranges, cache)
+
+
+def quantize_graph(model: onnx.ModelProto, out_path: Path, options: QuantizeOptions, cache: Path) -> onnx.ModelProto:
+    """The Q/DQ form of float ``model`` (written to ``out_path`` by ONNX Runtime, then returned),
+    from the activation ranges in ``cache`` (:func:`calibrate`)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False, "DedicatedQDQPair": True,
              "CalibPercentile": float(options.percentile)}
-    if reader is not None:
-        extra["CalibStridedMinMax"] = 1
-        cache.unlink(missing_ok=True)
     present = set(quantizable_nodes(model))
     with tempfile.TemporaryDirectory(prefix="pointpillars_int8_") as tmp:
         src = Path(tmp) / "float.onnx"
         onnx.save(model, str(src))
         try:
             quantize_static(
-                str(src), str(out_path), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=options.op_types,
+                str(src), str(out_path), None, quant_format=QuantFormat.QDQ, op_types_to_quantize=options.op_types,
                 per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=[n for n in options.keep_float if n in present], calibrate_method=_ort_method(options.method),
                 extra_options=extra, calibration_cache_path=str(cache),
@@ -144,10 +184,22 @@ def float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def head_nodes(model: onnx.ModelProto) -> list[str]:
+    """The quantizable nodes whose output is a graph output (the RPN's class/box/direction convolutions)."""
+    outputs = {o.name for o in model.graph.output}
+    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and set(n.output) & outputs]
+
+
 def float_nodes(options: QuantizeOptions, graphs: dict[str, onnx.ModelProto]) -> tuple[str, ...]:
-    """The nodes left in float: ``options.keep_float`` and, unless ``quantize_pfn``, the PFN's."""
+    """The nodes left in float: ``options.keep_float``; unless ``quantize_pfn``, the PFN's; with
+    ``float_first_conv`` / ``float_head``, the RPN's first / output convolutions (of ``graphs["rpn"]``)."""
     pfn = [] if options.quantize_pfn or "pfn" not in graphs else quantizable_nodes(graphs["pfn"])
-    return tuple(sorted({*options.keep_float, *pfn}))
+    rpn = graphs.get("rpn")
+    if (options.float_first_conv or options.float_head) and rpn is None:
+        raise ExportError("float_first_conv / float_head need the RPN graph")
+    first = quantizable_nodes(rpn)[:1] if options.float_first_conv else []
+    head = head_nodes(rpn) if options.float_head else []
+    return tuple(sorted({*options.keep_float, *pfn, *first, *head}))
 
 
 def quantization_record(options: QuantizeOptions, frames: CalibrationFrames, keep_float: Sequence[str]) -> Quantization:
@@ -162,27 +214,30 @@ def quantization_record(options: QuantizeOptions, frames: CalibrationFrames, kee
 
 
 def quantize_graphs(graphs: dict[str, onnx.ModelProto], cfg: PointPillarsConfig, frames: CalibrationFrames,
-                    options: QuantizeOptions, out_dir: Path, recalibrate: bool = True) -> tuple[dict[str, onnx.ModelProto], Quantization]:
+                    options: QuantizeOptions, out_dir: Path, recalibrate: bool = True,
+                    threads: int | None = None) -> tuple[dict[str, onnx.ModelProto], Quantization]:
     """``(graphs, record)``: Q/DQ forms of the float ``graphs`` (``pfn``, ``mfn``, ``rpn``, ``full``;
-    ``full`` is required: the calibration runs on it) and their metadata record. The MFN (a scatter,
-    no weights) is returned as it is. Ranges go to ``out_dir / calibration.json``;
-    ``recalibrate=False`` reuses the ranges there (another ``keep_float``, the same frames and method)."""
+    ``full`` is required: the calibration runs on it, with ``threads`` ONNX Runtime threads) and
+    their metadata record. The MFN (a scatter, no weights) is returned as it is. Ranges go to
+    ``out_dir / calibration.json``; ``recalibrate=False`` reuses the ranges there (another
+    ``keep_float``, the same frames and method)."""
     if "full" not in graphs:
         raise ExportError("quantize_graphs needs the fused full graph to calibrate on")
     check_keep_float(options.keep_float, list(graphs.values()))
     keep = float_nodes(options, graphs)
     options = dataclasses.replace(options, keep_float=keep)
     cache = Path(out_dir) / CALIBRATION_FILE
-    if not recalibrate and not cache.is_file():
+    if recalibrate:
+        full_inputs = [i.name for i in graphs["full"].graph.input]
+        calibrate(graphs["full"], options, CalibrationReader(cfg, frames, full_inputs), cache, threads)
+    elif not cache.is_file():
         raise ExportError(f"{cache}: no calibration ranges to reuse; calibrate first")
-    full_inputs = [i.name for i in graphs["full"].graph.input]
-    reader = CalibrationReader(cfg, frames, full_inputs) if recalibrate else None
     out: dict[str, onnx.ModelProto] = {}
-    for part in ("full", *[p for p in graphs if p != "full"]):
+    for part, graph in graphs.items():
         if part == "mfn":
-            out[part] = graphs[part]
+            out[part] = graph
             continue
-        out[part] = quantize_graph(graphs[part], Path(out_dir) / f".{part}.int8.tmp.onnx", options, cache, reader)
-        (Path(out_dir) / f".{part}.int8.tmp.onnx").unlink(missing_ok=True)
-        reader = None  # the ranges are in the cache now
+        tmp = Path(out_dir) / f".{part}.int8.tmp.onnx"
+        out[part] = quantize_graph(graph, tmp, options, cache)
+        tmp.unlink(missing_ok=True)
     return out, quantization_record(options, frames, keep)

@@ -56,7 +56,8 @@ def test_graphs_are_int8_with_zero_point_symmetric_per_channel_weights(int8_dir)
     assert {"QuantizeLinear", "DequantizeLinear", "DepthToSpace"} <= ops and "ConvTranspose" not in ops
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in rpn.graph.initializer}
     producer = {o: n for n in rpn.graph.node for o in n.output}
-    for conv in (n for n in rpn.graph.node if n.op_type == "Conv"):
+    keep = set(read_graph_metadata(int8_dir / "rpn.onnx").quantization.keep_float)  # by default the first conv and the head
+    for conv in (n for n in rpn.graph.node if n.op_type == "Conv" and n.name not in keep):
         dq = producer[conv.input[1]]  # weights: int8 through a per-output-channel DQ
         assert dq.op_type == "DequantizeLinear" and inits[dq.input[0]].dtype == np.int8
         assert inits[dq.input[1]].shape == (inits[dq.input[0]].shape[0],)
@@ -101,7 +102,7 @@ def test_the_detector_runs_int8_graphs_with_boxes_close_to_fp32(int8_dir, kitti_
 def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_path):
     cfg, state_dict, ckpt = demo
     rpn = onnx.load(str(int8_dir / "rpn.onnx"))
-    first = next(n for n in rpn.graph.node if n.op_type == "Conv").name
+    first = [n for n in rpn.graph.node if n.op_type == "Conv"][1].name  # the first one is float by default
     options = QuantizeOptions(keep_float=(first,))
     frames = calibration_frames(CALIB)
     out = tmp_path / "kept"
@@ -113,6 +114,42 @@ def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_pa
     assert first in read_graph_metadata(out / "rpn.onnx").quantization.keep_float
     with pytest.raises(ConfigError, match="rpn/Conv_99999"):
         export_onnx(state_dict, cfg, tmp_path / "bad", int8=Int8Export(frames, QuantizeOptions(keep_float=("rpn/Conv_99999",))))
+
+
+def test_float_first_conv_and_float_head_leave_those_convolutions_float(int8_dir, demo, tmp_path, kitti_points):
+    from pointpillars_trt.exporter.calibration import frame_feeds
+    from pointpillars_trt.network.onnxruntime import INT8_DISABLED_OPTIMIZERS
+
+    cfg, state_dict, ckpt = demo
+    options = QuantizeOptions()  # the default: float_first_conv and float_head
+    assert options.float_first_conv and options.float_head
+    out = tmp_path / "structural"
+    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, fused=True,
+                int8=Int8Export(calibration_frames(CALIB), options, ranges=int8_dir / CALIBRATION_FILE))
+    rpn = onnx.load(str(out / "rpn.onnx"))
+    producer = {o: n for n in rpn.graph.node for o in n.output}
+    convs = [n for n in rpn.graph.node if n.op_type == "Conv"]
+    heads = [n for n in convs if set(n.output) & {o.name for o in rpn.graph.output}]
+    assert len(heads) == 3  # class, box, direction
+    for conv in [convs[0], *heads]:
+        assert conv.input[1] not in producer, f"{conv.name}: its weights should stay a float initializer"
+    assert producer[convs[1].input[1]].op_type == "DequantizeLinear"  # the others stay int8
+    keep = read_graph_metadata(out / "rpn.onnx").quantization.keep_float
+    assert {convs[0].name, *(h.name for h in heads)} <= set(keep)
+    sess = ort.InferenceSession(str(out / "full.onnx"), disabled_optimizers=list(INT8_DISABLED_OPTIMIZERS))
+    assert np.all(np.isfinite(sess.run(["cls"], frame_feeds(cfg, kitti_points))[0]))
+
+
+def test_calibration_with_one_thread_gives_the_ranges_of_the_default_session(int8_dir, demo, tmp_path):
+    cfg, state_dict, ckpt = demo
+    out = tmp_path / "one_thread"
+    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, int8=Int8Export(calibration_frames(CALIB), threads=1))
+    import json
+
+    ours, ref = (json.loads((d / CALIBRATION_FILE).read_text())["data"] for d in (out, int8_dir))
+    assert ours.keys() == ref.keys()
+    for name, r in ref.items():
+        assert np.allclose([ours[name]["lowest"], ours[name]["highest"]], [r["lowest"], r["highest"]], rtol=1e-5), name
 
 
 def _with_props(path, **changes):
