@@ -113,7 +113,8 @@ def _gt_database(
     if not s.augment.gt_sampling or database is not None:
         return database
     t0 = time.perf_counter()
-    database = build_database(frames, cfg.classes, s.augment.db_min_points, workers=s.workers)
+    database = build_database(frames, cfg.classes, s.augment.db_min_points, workers=s.workers,
+                              any_difficulty=s.augment.db_any_difficulty)
     log(f"gt database: {len(database)} objects ({', '.join(f'{c} {database.count(c)}' for c in cfg.classes)}) "
         f"in {time.perf_counter() - t0:.1f} s")
     return database
