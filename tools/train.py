@@ -71,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample-far", type=float, default=0.0,
                    help="probability per GT sample of moving it away from the sensor (thinned by (r0/r1)^2)")
     p.add_argument("--sample-far-range", default="20,70", help="LO,HI: BEV range (m) the far GT samples are moved to")
+    p.add_argument("--max-seconds", type=float, help="safety stop: end training after this many seconds, mid-schedule")
     p.add_argument("--log-every", type=int, default=50, help="log the loss every N steps")
     p.add_argument("--fp16-out", action="store_true", help="store the weights as float16")
     p.add_argument("--eval", action="store_true", help="evaluate on the val split at the end (KITTI AP)")
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> dict:
     settings = TrainSettings(
         steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, workers=args.workers, device=args.device,
         seed=args.seed, lr=args.lr, amp=args.amp, log_every=args.log_every, iou=args.iou, augment=augment,
+        max_seconds=args.max_seconds,
     )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PointPillarsError("--device cuda: torch sees no CUDA GPU")
