@@ -17,7 +17,9 @@
 # train.log, train.json, real.json, real.log, data.json = the dataset's dataset.json), timing.txt (stage times
 # and make_synthetic's summary) and summary.txt (each variant's steps and eval_real Car lines). Datasets and
 # work files go to $DATA_ROOT (default /tmp/demo_v3_data), not into OUT_DIR.
-# Needs python3 with torch, numpy, numba, pyyaml, safetensors (all in the device image).
+# Needs python3 with torch, numpy, numba, pyyaml, safetensors (all in the device image). The real frames for
+# tools/eval_real.py: $REAL_FRAMES (a kitti_frames folder, e.g. a carried .devshared/data/kitti_frames), else
+# eval_real's default (../shared/data/kitti_frames beside the repository).
 # Options: --frames N (2400) --steps N (2500) --batch-size N (16) --device D (cuda)
 #          --workers N (data-loader workers per variant; default (cores - 2) / variants)
 #          --variants "plain far far_s1" --budget S (450: wall seconds for the whole run; training stops
@@ -83,15 +85,16 @@ rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 stamp "train ($VARIANTS; time limit $TRAIN_S s each)"
 
-BACKEND=(--backend torch --device "$DEVICE")
-case "$DEVICE" in cuda*) ;; *) BACKEND=() ;; esac  # on the CPU: ONNX Runtime when installed
+EVAL_ARGS=(--backend torch --device "$DEVICE")
+case "$DEVICE" in cuda*) ;; *) EVAL_ARGS=() ;; esac  # on the CPU: ONNX Runtime when installed
+[ -z "${REAL_FRAMES:-}" ] || EVAL_ARGS+=(--frames "$REAL_FRAMES")
 for v in $VARIANTS; do
   d="$RUNS/$v"
   if [ ! -f "$d/model.safetensors" ]; then
     echo "$v: training failed: $(tail -n 1 "$d/train.log")" | tee -a "$OUT/summary.txt"
   else
     { echo "$v: $(grep -h -o 'trained [0-9]* steps.*\|stopped after .*' "$d/train.log" | tr '\n' ' ')"
-      if "$PY" tools/eval_real.py --ckpt "$d/model.safetensors" "${BACKEND[@]}" --json "$d/real.json" >"$d/real.log" 2>&1; then
+      if "$PY" tools/eval_real.py --ckpt "$d/model.safetensors" "${EVAL_ARGS[@]}" --json "$d/real.json" >"$d/real.log" 2>&1; then
         grep "Car" "$d/real.log" | sed "s/^/$v: /"
       else
         echo "$v: eval_real did not run here ($(tail -n 1 "$d/real.log")); run it on the CPU afterwards"
