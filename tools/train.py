@@ -12,7 +12,10 @@ matched by BEV IoU; focal / smooth-L1 (sin-difference yaw) / direction losses we
 AdamW with one-cycle LR (max 0.003); gradient clipping 10; bf16 autocast on CUDA. Domain robustness for
 synthetic-to-real training (off by default): --object-sparsify P (thin or half-cut a box's points with
 probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropout F (drop up to a share F
-of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros).
+of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros). Far objects
+(off by default): --db-any-difficulty (the GT database keeps far / cut-off objects of no KITTI difficulty),
+--sample-far P --sample-far-range LO,HI (a GT sample is moved, with probability P, to a BEV range in LO..HI m
+no nearer than its own, turned about the sensor and thinned by (r0/r1)^2).
 
 The checkpoint is the package's native safetensors format; its metadata records the command line,
 seed, the data generator version / seed / frames (from ``DATA/dataset.json`` when present), steps,
@@ -63,6 +66,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--beam-dropout", type=float, default=0.0, help="probability per elevation band (~one beam) of dropping it")
     p.add_argument("--point-dropout", type=float, default=0.0, help="largest share of points dropped at random per frame")
     p.add_argument("--intensity-jitter", type=float, default=0.0, help="sigma of the per-frame/per-point intensity jitter")
+    p.add_argument("--db-any-difficulty", action="store_true",
+                   help="GT database keeps objects of no KITTI difficulty too (far, small in the image, cut off)")
+    p.add_argument("--sample-far", type=float, default=0.0,
+                   help="probability per GT sample of moving it away from the sensor (thinned by (r0/r1)^2)")
+    p.add_argument("--sample-far-range", default="20,70", help="LO,HI: BEV range (m) the far GT samples are moved to")
+    p.add_argument("--max-seconds", type=float, help="safety stop: end training after this many seconds, mid-schedule")
     p.add_argument("--log-every", type=int, default=50, help="log the loss every N steps")
     p.add_argument("--fp16-out", action="store_true", help="store the weights as float16")
     p.add_argument("--eval", action="store_true", help="evaluate on the val split at the end (KITTI AP)")
@@ -96,6 +105,18 @@ def parse_groups(text: str | None) -> dict[str, int] | None:
     return groups
 
 
+def parse_range(text: str) -> tuple[float, float]:
+    """``"LO,HI"`` -> ``(LO, HI)`` with ``0 <= LO < HI`` (metres)."""
+    lo, sep, hi = text.partition(",")
+    try:
+        r = (float(lo), float(hi))
+    except ValueError:
+        r = None
+    if not sep or r is None or not 0.0 <= r[0] < r[1]:
+        raise PointPillarsError(f"--sample-far-range: expected LO,HI metres with 0 <= LO < HI, got {text!r}")
+    return r
+
+
 def run(args: argparse.Namespace) -> dict:
     import torch
 
@@ -105,17 +126,19 @@ def run(args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.config)
     frames = KittiFrames(args.data, "train")
-    for name in ("object_sparsify", "beam_dropout", "point_dropout", "intensity_jitter"):
+    for name in ("object_sparsify", "beam_dropout", "point_dropout", "intensity_jitter", "sample_far"):
         if not 0.0 <= getattr(args, name) < 1.0:
             raise PointPillarsError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
     augment = AugmentConfig(
         gt_sampling=not args.no_gt_sampling, sample_groups=parse_groups(args.sample_groups), object_noise=args.object_noise,
         object_sparsify=args.object_sparsify, beam_dropout=args.beam_dropout, point_dropout=args.point_dropout,
-        intensity_jitter=args.intensity_jitter,
+        intensity_jitter=args.intensity_jitter, db_any_difficulty=args.db_any_difficulty, sample_far=args.sample_far,
+        sample_far_range=parse_range(args.sample_far_range),
     )
     settings = TrainSettings(
         steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, workers=args.workers, device=args.device,
         seed=args.seed, lr=args.lr, amp=args.amp, log_every=args.log_every, iou=args.iou, augment=augment,
+        max_seconds=args.max_seconds,
     )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PointPillarsError("--device cuda: torch sees no CUDA GPU")

@@ -1,38 +1,61 @@
 #!/usr/bin/env bash
-# Train the demo model on generator-v2 synthetic data, on one fresh GPU machine without network.
+# Train demo-model candidates on generator-v3 synthetic data, on one fresh GPU machine without network.
 #
-#   bash tools/train_demo_gpu.sh OUT_DIR                      # the real run (aimed at ~7 min on an H200 with 16 cores)
+#   bash tools/train_demo_gpu.sh OUT_DIR                      # the real run (~7 min on an H200 with 16 cores)
 #   bash tools/train_demo_gpu.sh OUT_DIR --frames 8 --steps 2 --batch-size 2 --device cpu   # smoke test
 #
-# Two variants are trained at the same time on the one GPU, on the same scenes:
-#   plain: tools/make_synthetic.py --generator-version 2            (one simulated sensor)
-#   mix:   tools/make_synthetic.py --generator-version 2 --mix 0.3  (every frame its own sensor settings)
-# both with the robust recipe (GT sampling Car 20 / Pedestrian 15 / Cyclist 15, object sparsify 0.3,
-# beam dropout 0.05, point dropout 0.3, intensity jitter 0.15, float16 weights). Ship the one
-# tools/eval_real.py scores best (it runs here too when the real frames are present).
+# One dataset (tools/make_synthetic.py --generator-version 3 --seed 0 --val-fraction 0.15), then up to
+# three variants trained at the same time on the one GPU, all with the robust recipe of the v2 demo model
+# (object sparsify 0.3, beam dropout 0.05, point dropout 0.3, intensity jitter 0.15, float16 weights):
+#   plain:   GT sampling Car 20 / Pedestrian 15 / Cyclist 15, seed 0 (the v2 recipe on v3 data)
+#   far:     GT sampling Car 30 / Pedestrian 15 / Cyclist 15 with far objects: --db-any-difficulty
+#            --sample-far 0.5 --sample-far-range 20,70, seed 0
+#   far_s1:  far with seed 1 (the spread between two seeds of one recipe)
+# Ship the one tools/eval_real.py scores best (it runs here when the real frames are present).
 #
-# Writes OUT_DIR/{plain,mix}/{model.safetensors,train.log,train.json,real.json,real.log},
-# OUT_DIR/{plain,mix}_data.json (the datasets' dataset.json), OUT_DIR/make_synthetic.log and
-# OUT_DIR/timing.txt. Datasets go to $DATA_ROOT (default /tmp/demo_v2_data), not into OUT_DIR.
-# Needs python3 with torch, numpy, numba, pyyaml, safetensors (all in the device image).
+# Leaves in OUT_DIR only (the device returns at most 8 files): VARIANT.tar.gz per variant (model.safetensors,
+# train.log, train.json, real.json, real.log, data.json = the dataset's dataset.json), timing.txt (stage times
+# and make_synthetic's summary) and summary.txt (each variant's steps and eval_real Car lines). Datasets and
+# work files go to $DATA_ROOT (default /tmp/demo_v3_data), not into OUT_DIR.
+# Needs python3 with torch, numpy, numba, pyyaml, safetensors (all in the device image). The real frames for
+# tools/eval_real.py: $REAL_FRAMES (a kitti_frames folder, e.g. a carried .devshared/data/kitti_frames), else
+# eval_real's default (../shared/data/kitti_frames beside the repository).
 # Options: --frames N (2400) --steps N (2500) --batch-size N (16) --device D (cuda)
-#          --workers N (data-loader workers per variant; default (cores - 2) / 2) --variants "plain mix"
+#          --workers N (data-loader workers per variant; default (cores - 2) / variants)
+#          --variants "plain far far_s1" --budget S (450: wall seconds for the whole run; training stops
+#          early, mid-schedule, if it would leave less than 100 s for evaluation and packing)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-[ $# -ge 1 ] || { echo "usage: $0 OUT_DIR [--frames N] [--steps N] [--batch-size N] [--device D] [--workers N] [--variants LIST]" >&2; exit 2; }
+USAGE="usage: $0 OUT_DIR [--frames N] [--steps N] [--batch-size N] [--device D] [--workers N] [--variants LIST] [--budget S]"
+[ $# -ge 1 ] || { echo "$USAGE" >&2; exit 2; }
 OUT="$(mkdir -p "$1" && cd "$1" && pwd)"; shift
-FRAMES=2400 STEPS=2500 BATCH=16 DEVICE=cuda VARIANTS="plain mix" WORKERS=""
+FRAMES=2400 STEPS=2500 BATCH=16 DEVICE=cuda VARIANTS="plain far far_s1" WORKERS="" BUDGET=450
 while [ $# -gt 0 ]; do
+  [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 2; }
   case "$1" in
     --frames) FRAMES="$2" ;; --steps) STEPS="$2" ;; --batch-size) BATCH="$2" ;; --device) DEVICE="$2" ;;
-    --workers) WORKERS="$2" ;; --variants) VARIANTS="$2" ;;
+    --workers) WORKERS="$2" ;; --variants) VARIANTS="$2" ;; --budget) BUDGET="$2" ;;
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
   esac
   shift 2
 done
+
+# the training flags of each variant (besides data, steps, batch, device, workers)
+variant_args() {
+  local far=(--sample-groups Car:30,Pedestrian:15,Cyclist:15 --db-any-difficulty --sample-far 0.5 --sample-far-range 20,70)
+  case "$1" in
+    plain) echo --seed 0 --sample-groups Car:20,Pedestrian:15,Cyclist:15 ;;
+    far) echo --seed 0 "${far[@]}" ;;
+    far_s1) echo --seed 1 "${far[@]}" ;;
+    *) return 1 ;;
+  esac
+}
+for v in $VARIANTS; do variant_args "$v" >/dev/null || { echo "$0: unknown variant $v (plain, far, far_s1)" >&2; exit 2; }; done
+
 PY="${PYTHON:-python3}"
-DATA_ROOT="${DATA_ROOT:-/tmp/demo_v2_data}"
+DATA_ROOT="${DATA_ROOT:-/tmp/demo_v3_data}"
+DATA="$DATA_ROOT/v3" RUNS="$DATA_ROOT/runs"
 CORES="$(nproc)"
 NVAR=$(echo $VARIANTS | wc -w)
 WORKERS="${WORKERS:-$(( (CORES - 2) / NVAR > 0 ? (CORES - 2) / NVAR : 1 ))}"
@@ -40,37 +63,46 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1
 T0=$SECONDS
 stamp() { echo "$1 $((SECONDS - T0)) s" | tee -a "$OUT/timing.txt"; }
 : >"$OUT/timing.txt"
-mix_of() { [ "$1" = mix ] && echo 0.3 || echo 0.0; }
+: >"$OUT/summary.txt"
 
-for v in $VARIANTS; do
-  "$PY" tools/make_synthetic.py --out "$DATA_ROOT/$v" --frames "$FRAMES" --seed 0 --val-fraction 0.15 \
-    --generator-version 2 --mix "$(mix_of "$v")" --workers "$CORES" --quiet 2>&1 | tee -a "$OUT/make_synthetic.log"
-  cp "$DATA_ROOT/$v/dataset.json" "$OUT/${v}_data.json"
-  stamp "data $v"
-done
+"$PY" tools/make_synthetic.py --out "$DATA" --frames "$FRAMES" --seed 0 --val-fraction 0.15 --generator-version 3 \
+  --workers "$CORES" --quiet 2>&1 | tee -a "$OUT/timing.txt"
+stamp "data v3"
 
+TRAIN_S=$(( BUDGET - (SECONDS - T0) - 100 > 30 ? BUDGET - (SECONDS - T0) - 100 : 30 ))
 pids=()
 for v in $VARIANTS; do
-  mkdir -p "$OUT/$v"
-  "$PY" tools/train.py --data "$DATA_ROOT/$v" --out "$OUT/$v/model.safetensors" --steps "$STEPS" --batch-size "$BATCH" \
-    --workers "$WORKERS" --device "$DEVICE" --seed 0 --fp16-out --eval --eval-limit 300 --json "$OUT/$v/train.json" \
-    --sample-groups Car:20,Pedestrian:15,Cyclist:15 --object-sparsify 0.3 --beam-dropout 0.05 --point-dropout 0.3 \
-    --intensity-jitter 0.15 >"$OUT/$v/train.log" 2>&1 &
+  mkdir -p "$RUNS/$v"
+  cp "$DATA/dataset.json" "$RUNS/$v/data.json"
+  # shellcheck disable=SC2046  # variant_args prints plain words
+  "$PY" tools/train.py --data "$DATA" --out "$RUNS/$v/model.safetensors" --steps "$STEPS" --batch-size "$BATCH" \
+    --workers "$WORKERS" --device "$DEVICE" --fp16-out --eval --eval-limit 300 --json "$RUNS/$v/train.json" \
+    --object-sparsify 0.3 --beam-dropout 0.05 --point-dropout 0.3 --intensity-jitter 0.15 --max-seconds "$TRAIN_S" \
+    $(variant_args "$v") >"$RUNS/$v/train.log" 2>&1 &
   pids+=($!)
 done
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
-stamp "train ($VARIANTS)"
-[ "$rc" -eq 0 ] || { echo "training failed: see $OUT/*/train.log" >&2; tail -n 5 "$OUT"/*/train.log >&2; exit 1; }
+stamp "train ($VARIANTS; time limit $TRAIN_S s each)"
 
-BACKEND=(--backend torch --device "$DEVICE")
-case "$DEVICE" in cuda*) ;; *) BACKEND=() ;; esac  # on the CPU: ONNX Runtime when installed
+EVAL_ARGS=(--backend torch --device "$DEVICE")
+case "$DEVICE" in cuda*) ;; *) EVAL_ARGS=() ;; esac  # on the CPU: ONNX Runtime when installed
+[ -z "${REAL_FRAMES:-}" ] || EVAL_ARGS+=(--frames "$REAL_FRAMES")
 for v in $VARIANTS; do
-  if "$PY" tools/eval_real.py --ckpt "$OUT/$v/model.safetensors" "${BACKEND[@]}" --json "$OUT/$v/real.json" >"$OUT/$v/real.log" 2>&1; then
-    grep "Car" "$OUT/$v/real.log" | sed "s/^/$v: /"
+  d="$RUNS/$v"
+  if [ ! -f "$d/model.safetensors" ]; then
+    echo "$v: training failed: $(tail -n 1 "$d/train.log")" | tee -a "$OUT/summary.txt"
   else
-    echo "$v: eval_real did not run here ($(tail -n 1 "$OUT/$v/real.log")); run it on the CPU afterwards"
+    { echo "$v: $(grep -h -o 'trained [0-9]* steps.*\|stopped after .*' "$d/train.log" | tr '\n' ' ')"
+      if "$PY" tools/eval_real.py --ckpt "$d/model.safetensors" "${EVAL_ARGS[@]}" --json "$d/real.json" >"$d/real.log" 2>&1; then
+        grep "Car" "$d/real.log" | sed "s/^/$v: /"
+      else
+        echo "$v: eval_real did not run here ($(tail -n 1 "$d/real.log")); run it on the CPU afterwards"
+      fi; } | tee -a "$OUT/summary.txt"
   fi
-  ls -l "$OUT/$v/model.safetensors"
+  files=()
+  for f in model.safetensors train.log train.json real.json real.log data.json; do [ -f "$d/$f" ] && files+=("$f"); done
+  tar -czf "$OUT/$v.tar.gz" -C "$d" "${files[@]}"
 done
 stamp "done"
+[ "$rc" -eq 0 ] || { echo "training failed for some variant: see summary.txt and the logs in the archives" >&2; exit 1; }

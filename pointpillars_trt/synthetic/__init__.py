@@ -11,7 +11,7 @@ byte for byte; ``GENERATOR_VERSION`` is the latest, the default of ``tools/make_
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 from .frame import SyntheticFrame, generate_frame  # noqa: E402
 from .scene import CLASS_NAMES, Scene, SceneConfig, generate_scene  # noqa: E402

@@ -77,10 +77,42 @@ def add_far_cars(lay: Layout) -> None:
     _add_in_lanes(lay, n, lambda: ("Car", shapes.car, lay.car_dims()), (30.0, 70.0), 0.8)
 
 
-def add_cross_cars(lay: Layout) -> None:
-    """Up to 3 cars driving on the cross street."""
+def add_edge_cars(lay: Layout) -> None:
+    """``config.edge_cars`` cars 20-40 m from the sensor, 28-42 degrees off its x axis (the camera
+    view ends near 40 degrees, so the crop cuts some); none in v1 and v2."""
+    _add_around(lay, lay.config.edge_cars, (20.0, 40.0), (28.0, 42.0))
+
+
+def add_open_far_cars(lay: Layout) -> None:
+    """``config.open_far_cars`` cars 40-70 m away, up to 35 degrees off the x axis, anywhere the
+    ground is free (cross and side streets, lots, verges); none in v1 and v2."""
+    _add_around(lay, lay.config.open_far_cars, (40.0, 70.0), (0.0, 35.0))
+
+
+def _add_around(lay: Layout, counts: tuple[int, int], ranges: tuple[float, float], azimuths_deg: tuple[float, float]) -> None:
+    """``counts`` (inclusive range) cars at a BEV range in ``ranges`` (m) and ``azimuths_deg`` off the
+    x axis to either side, along the road, across it or at any yaw; five tries each, placed only
+    where the ground is free. No draws when ``counts`` is ``(0, 0)``."""
     rng = lay.rng
-    for _ in range(int(rng.integers(0, 4))):
+    if counts[1] <= 0:
+        return
+    count = int(rng.integers(counts[0], counts[1] + 1))
+    for _ in range(count * 5):
+        if count <= 0:
+            break
+        r, az = float(rng.uniform(*ranges)), math.radians(float(rng.uniform(*azimuths_deg))) * lay.random_side()
+        u, v = (float(a) for a in lay.ground.to_road(r * math.cos(az), r * math.sin(az)))
+        how = rng.random()
+        yaw = lay.along_road(rng.random() < 0.5, 0.05) if how < 0.5 else (
+            lay.across_road(0.1) if how < 0.8 else float(rng.uniform(-math.pi, math.pi)))
+        if lay.place("Car", shapes.car, lay.car_dims(), u, v, yaw, 0.3):
+            count -= 1
+
+
+def add_cross_cars(lay: Layout) -> None:
+    """``config.cross_cars`` cars driving on the cross street."""
+    rng, (lo, hi) = lay.rng, lay.config.cross_cars
+    for _ in range(int(rng.integers(lo, hi + 1))):
         dims = lay.car_dims()
         u = float(rng.uniform(lay.gap[0] + 1.5, lay.gap[1] - 1.5))
         v = float(rng.uniform(-40.0, 40.0))

@@ -136,12 +136,13 @@ def generate_frame(
     p_detect = (1.0 - sensor.dropout) * (1.0 - extra_drop) * (1.0 - np.exp(-sensor.detect_gain * snr))
     keep = (rng.random(n) < p_detect) & (noisy > 0.5) & (noisy <= sensor.max_range)
 
-    glossy = np.zeros(n, dtype=bool)
+    glossy = vehicle = np.zeros(n, dtype=bool)
+    if returns.vehicle_gloss > 0 or returns.vehicle_falloff_m > 0:
+        vehicle = np.isin(np.asarray(scene.names + ("",)), ret.VEHICLE_CLASSES)[obj]
     if returns.vehicle_gloss > 0:
-        vehicle = np.isin(np.asarray(scene.names + ("",)), ret.VEHICLE_CLASSES)
-        glossy = vehicle[obj] & (refl < ret.RETRO_REFLECTIVITY)
+        glossy = vehicle & (refl < ret.RETRO_REFLECTIVITY)
     noise = sensor.intensity_noise * rng.standard_normal(n)
-    intensity = ret.intensity(refl, cos_inc, noisy, glossy, noise, returns)
+    intensity = ret.intensity(refl, cos_inc, noisy, glossy, noise, returns, vehicle)
 
     foliage = is_prim & (prims.kind[prim_idx] == ELLIPSOID) & (extra_drop > 0) & (obj < 0)
     noisy = noisy + ret.foliage_depth(rng, foliage, returns)

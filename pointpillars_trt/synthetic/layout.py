@@ -183,7 +183,7 @@ def draw_ground(rng: np.random.Generator, st: Street, config: SceneConfig, mount
     """``(ground, has_cross)``: road angle, slope and an optional cross street drawn for street ``st``."""
     theta = float(rng.normal(0.0, config.road_angle_sigma))
     slope = np.clip(rng.normal(0.0, config.slope_sigma, 2), -0.03, 0.03)
-    has_cross = rng.random() < 0.35
+    has_cross = rng.random() < config.cross_street_probability
     gap = (1.0, -1.0)
     if has_cross:
         cu = float(rng.uniform(-30.0, 60.0))

@@ -14,6 +14,7 @@ same scene.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -42,6 +43,9 @@ class SceneConfig:
     * ``large_vehicles``: vans, trucks, buses and trams in the lanes (``Van``, ``Truck``, ``Misc``,
       ``Tram`` labels: negatives for the Car class, ignored by the Car metric as in KITTI).
     * ``far_cars``: extra cars driving 30-70 m ahead (sparse, far returns).
+    * ``cross_street_probability``: share of scenes with a cross street; ``cross_cars``: cars on it.
+    * ``edge_cars``: extra cars 20-40 m away near the camera's field-of-view edge (28-42 degrees
+      off the x axis; v3): truncated by the camera crop, often behind parked rows or in side streets.
     * ``frontage_weights``: shares of building, wall/fence, trees and bushes, empty lot and hedge.
     """
 
@@ -64,11 +68,15 @@ class SceneConfig:
     parked_van_probability: float = 0.0
     large_vehicles: tuple[int, int] = (0, 0)
     far_cars: tuple[int, int] = (0, 0)
+    cross_street_probability: float = 0.35
+    cross_cars: tuple[int, int] = (0, 3)
+    edge_cars: tuple[int, int] = (0, 0)
+    open_far_cars: tuple[int, int] = (0, 0)
     frontage_weights: tuple[float, float, float, float, float] = (0.5, 0.15, 0.25, 0.1, 0.0)
 
 
 def kitti_like_scene() -> SceneConfig:
-    """Generator v2's scene: denser parked rows (occlusion chains), vans, trucks, buses and trams,
+    """Generator v2's scene (v3's is :func:`far_cars_scene`): denser parked rows (occlusion chains), vans, trucks, buses and trams,
     far cars, more walls, fences, vegetation and hedges; object sizes from KITTI's training-set
     label statistics (Car 3.88/1.63/1.53 m, std 0.43/0.10/0.14; Pedestrian height 1.76 std 0.11;
     Cyclist 1.76 x 0.60 x 1.74 m)."""
@@ -77,6 +85,18 @@ def kitti_like_scene() -> SceneConfig:
         large_vehicles=(1, 4), far_cars=(1, 4), frontage_weights=(0.3, 0.22, 0.28, 0.08, 0.12),
         car_length=(3.88, 0.43), car_width=(1.63, 0.10), car_height=(1.53, 0.14),
         ped_height=(1.76, 0.11), cyclist_length=(1.76, 0.12), cyclist_height=(1.74, 0.09),
+    )
+
+
+def far_cars_scene() -> SceneConfig:
+    """Generator v3's scene: v2's with more cars where the v2 model misses them on real roads:
+    3-7 cars driving 30-70 m ahead (v2: 1-4), 2-5 cars 40-70 m away off the road (side and cross
+    streets, lots), cross streets in half the scenes (v2: 35 %) with 1-4 cars on them (v2: 0-3), and
+    1-3 cars 20-40 m away near the camera's field-of-view edge (cut by the camera crop, often
+    partly hidden)."""
+    return dataclasses.replace(
+        kitti_like_scene(), far_cars=(3, 7), cross_street_probability=0.5, cross_cars=(1, 4), edge_cars=(1, 3),
+        open_far_cars=(2, 5),
     )
 
 
@@ -216,6 +236,8 @@ def generate_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()
     actors.add_random_yaw_cars(lay)
     actors.add_large_vehicles(lay)
     actors.add_far_cars(lay)
+    actors.add_edge_cars(lay)
+    actors.add_open_far_cars(lay)
     actors.add_pedestrians(lay)
     actors.add_cyclists(lay)
     prims, boxes, prim_obj, names = lay.builder.build()

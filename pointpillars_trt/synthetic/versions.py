@@ -8,6 +8,9 @@
   offsets), 0.01 degree rotation noise and 2 mrad beam divergence, and KITTI frame 000002's
   calibration (none of the hold-out frames' data). ``mix > 0`` makes every frame draw its own
   sensor and return settings (:func:`.frame.mixed_settings`).
+* ``"3"``: v2's sensor and calibration with more far and partly seen cars
+  (:func:`.scene.far_cars_scene`) and vehicle returns that fade later with range
+  (:func:`.returns.far_vehicle_returns`); ``mix`` as in v2.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from typing import Callable
 from ..errors import DatasetError
 from ..io.kitti import Calibration
 from .kitti_writer import kitti_calibration, kitti_calibration_000002
-from .returns import ReturnModel, kitti_like_returns
-from .scene import SceneConfig, kitti_like_scene
+from .returns import ReturnModel, far_vehicle_returns, kitti_like_returns
+from .scene import SceneConfig, far_cars_scene, kitti_like_scene
 from .sensor import SensorConfig
 
-GENERATOR_VERSIONS = ("1", "2")
+GENERATOR_VERSIONS = ("1", "2", "3")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class GeneratorSettings:
 
 
 def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
-    """The settings of generator ``version`` (``"1"`` or ``"2"``); ``mix`` (v2 only) is the
+    """The settings of generator ``version`` (``"1"``, ``"2"`` or ``"3"``); ``mix`` (v2, v3) is the
     per-frame spread of the sensor and return settings (0: one sensor)."""
     if version not in GENERATOR_VERSIONS:
         raise DatasetError(f"generator version must be one of {', '.join(GENERATOR_VERSIONS)}, got {version!r}")
@@ -45,7 +48,9 @@ def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
         raise DatasetError(f"generator mix must be in [0, 1), got {mix}")
     if version == "1":
         if mix:
-            raise DatasetError("generator version 1 has no mix (use version 2)")
+            raise DatasetError("generator version 1 has no mix (use version 2 or 3)")
         return GeneratorSettings("1", SensorConfig(), SceneConfig(), ReturnModel(), kitti_calibration)
     sensor = SensorConfig(elevation_jitter_deg=0.04, azimuth_noise_deg=0.01, beam_divergence_mrad=2.0)
-    return GeneratorSettings("2", sensor, kitti_like_scene(), kitti_like_returns(mix), kitti_calibration_000002)
+    if version == "2":
+        return GeneratorSettings("2", sensor, kitti_like_scene(), kitti_like_returns(mix), kitti_calibration_000002)
+    return GeneratorSettings("3", sensor, far_cars_scene(), far_vehicle_returns(mix), kitti_calibration_000002)

@@ -19,6 +19,7 @@ from ..config import PointPillarsConfig
 from . import augment as aug
 from .batched import RawPillarizer
 from .geometry import boxes_in_range, count_points_in_boxes, points_in_range
+from .far_sampling import FarPlacement
 from .gt_database import GTDatabase, GTSampler
 from .kitti_data import KittiFrames
 from .targets import TargetAssigner
@@ -35,6 +36,9 @@ class AugmentConfig:
     Domain robustness (off by default; see :mod:`.augment`): ``object_sparsify`` (probability per
     box of thinning / half-cutting its points), ``beam_dropout`` (probability per elevation band),
     ``point_dropout`` (largest share of points dropped), ``intensity_jitter`` (sigma).
+    Far objects (off by default): ``db_any_difficulty`` (the database keeps objects of no KITTI
+    difficulty, i.e. far or cut-off ones), ``sample_far`` (probability per sampled object of being
+    moved to a BEV range in ``sample_far_range``, thinned for it; :mod:`.far_sampling`).
     """
 
     gt_sampling: bool = True
@@ -51,6 +55,9 @@ class AugmentConfig:
     beam_dropout: float = 0.0
     point_dropout: float = 0.0
     intensity_jitter: float = 0.0
+    db_any_difficulty: bool = False
+    sample_far: float = 0.0
+    sample_far_range: tuple[float, float] = (20.0, 70.0)
 
     def targets(self, classes) -> dict[str, int]:
         if self.sample_groups is not None:
@@ -61,6 +68,15 @@ class AugmentConfig:
     def none(cls) -> "AugmentConfig":
         """No augmentation at all (evaluation-like frames, overfitting tests)."""
         return cls(gt_sampling=False, flip_x=False, rotation=(0.0, 0.0), scaling=(1.0, 1.0), shuffle_points=False)
+
+
+def far_placement(augment: AugmentConfig, cfg: PointPillarsConfig) -> FarPlacement | None:
+    """The far GT sampling of ``augment`` inside ``cfg``'s point-cloud range (None when off)."""
+    if augment.sample_far <= 0:
+        return None
+    r = cfg.voxel.point_cloud_range
+    bounds = (float(r[0]), float(r[1]), float(r[3]), float(r[4]))
+    return FarPlacement(augment.sample_far, tuple(augment.sample_far_range), bounds, augment.db_min_points)
 
 
 @dataclass
@@ -95,7 +111,9 @@ class TrainDataset(Dataset):
         self.cfg = cfg
         self.augment = augment
         self.seed = int(seed)
-        self.sampler = GTSampler(database, augment.targets(cfg.classes)) if (augment.gt_sampling and database is not None) else None
+        self.sampler = None
+        if augment.gt_sampling and database is not None:
+            self.sampler = GTSampler(database, augment.targets(cfg.classes), far_placement(augment, cfg))
         self.assigner = TargetAssigner(cfg, iou=iou)
         self._pillarizer: RawPillarizer | None = None  # per process (buffers)
 

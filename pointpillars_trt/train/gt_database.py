@@ -1,8 +1,8 @@
 """Ground-truth sampling (OpenPCDet's ``DataBaseSampler``): paste objects from other frames.
 
 The database holds, for every object of the sampled classes in the training split with at least
-``min_points`` points and a KITTI difficulty (easy/moderate/hard), its box and its points relative
-to the box centre. A frame is topped up to a target count per class; a sampled box that overlaps
+``min_points`` points and a KITTI difficulty (easy/moderate/hard; optionally any, so far objects
+too), its box and its points relative to the box centre. A frame is topped up to a target count per class; a sampled box that overlaps
 (BEV IoU > 0) an existing box or another sampled box is rejected; the frame's points inside the
 accepted boxes are removed and the objects' points added.
 """
@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..postprocess import iou_bev
+from .far_sampling import FarPlacement, place_far
 from .geometry import points_in_any_box, points_in_boxes
 from .kitti_data import KittiFrames
 
@@ -67,10 +68,13 @@ class GTDatabase:
         return cls(np.asarray(names, dtype="<U16").reshape(-1), boxes, offsets, points.astype(np.float32))
 
 
-def frame_objects(frames: KittiFrames, i: int, classes: Sequence[str], min_points: int) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
-    """Database entries of one frame: names, boxes and LiDAR-frame points of its usable objects."""
+def frame_objects(
+    frames: KittiFrames, i: int, classes: Sequence[str], min_points: int, any_difficulty: bool = False
+) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+    """Database entries of one frame: names, boxes and LiDAR-frame points of its usable objects
+    (with ``any_difficulty`` also those of no KITTI difficulty: far, small in the image, cut off)."""
     ann = frames.annotations(i)
-    keep = np.isin(ann.names, list(classes)) & (ann.difficulty >= 0)
+    keep = np.isin(ann.names, list(classes)) & (ann.difficulty >= (-1 if any_difficulty else 0))
     if not keep.any():
         return [], np.zeros((0, 7), np.float32), []
     boxes, names = ann.boxes[keep], ann.names[keep]
@@ -87,21 +91,25 @@ def frame_objects(frames: KittiFrames, i: int, classes: Sequence[str], min_point
 class _FrameObjects:
     """Picklable per-frame job for building the database in DataLoader workers."""
 
-    def __init__(self, frames: KittiFrames, classes: Sequence[str], min_points: int) -> None:
+    def __init__(self, frames: KittiFrames, classes: Sequence[str], min_points: int, any_difficulty: bool) -> None:
         self.frames, self.classes, self.min_points = frames, tuple(classes), int(min_points)
+        self.any_difficulty = bool(any_difficulty)
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def __getitem__(self, i: int):
-        return frame_objects(self.frames, i, self.classes, self.min_points)
+        return frame_objects(self.frames, i, self.classes, self.min_points, self.any_difficulty)
 
 
-def build_database(frames: KittiFrames, classes: Sequence[str], min_points: int = 5, workers: int = 0) -> GTDatabase:
-    """Collect the database from every frame of ``frames`` (in frame order, so deterministic)."""
+def build_database(
+    frames: KittiFrames, classes: Sequence[str], min_points: int = 5, workers: int = 0, any_difficulty: bool = False
+) -> GTDatabase:
+    """Collect the database from every frame of ``frames`` (in frame order, so deterministic);
+    ``any_difficulty``: see :func:`frame_objects`."""
     import torch.utils.data as tud
 
-    job = _FrameObjects(frames, classes, min_points)
+    job = _FrameObjects(frames, classes, min_points, any_difficulty)
     job[0]  # compile the numba kernels before forking workers
     loader = tud.DataLoader(job, batch_size=None, shuffle=False, num_workers=workers)
     names, boxes, pts = [], [], []
@@ -113,12 +121,26 @@ def build_database(frames: KittiFrames, classes: Sequence[str], min_points: int 
 
 
 class GTSampler:
-    """Tops a frame up to ``targets[class]`` objects of each class from ``database``."""
+    """Tops a frame up to ``targets[class]`` objects of each class from ``database``; with ``far``,
+    a share of the samples is moved away from the sensor first (:mod:`.far_sampling`)."""
 
-    def __init__(self, database: GTDatabase, targets: Mapping[str, int]) -> None:
+    def __init__(self, database: GTDatabase, targets: Mapping[str, int], far: FarPlacement | None = None) -> None:
         self.db = database
         self.targets = {k: int(v) for k, v in targets.items() if int(v) > 0}
+        self.far = far if far is not None and far.share > 0 else None
         self._by_class = {k: np.flatnonzero(database.names == k) for k in self.targets}
+
+    def _candidates(self, idx: np.ndarray, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Boxes ``[n, 7]`` and centre-relative points of database objects ``idx``, some moved far."""
+        cand = self.db.boxes[idx].copy()
+        rel = [self.db.object_points(i) for i in idx]
+        if self.far is None:
+            return cand, rel
+        for j in np.flatnonzero(rng.random(len(idx)) < self.far.share):
+            moved = place_far(cand[j], rel[j], points, rng, self.far)
+            if moved is not None:
+                cand[j], rel[j] = moved
+        return cand, rel
 
     def __call__(
         self, points: np.ndarray, boxes: np.ndarray, names: np.ndarray, rng: np.random.Generator
@@ -126,27 +148,27 @@ class GTSampler:
         """``points [N, 4]``, ``boxes [G, 7]``, ``names [G]`` -> the same with sampled objects added."""
         existing = np.asarray(boxes, dtype=np.float32).reshape(-1, 7)
         chosen: list[int] = []
-        accepted = []
+        accepted, obj_pts = [], []
         for name, target in self.targets.items():
             pool = self._by_class[name]
             n = min(target - int((names == name).sum()), len(pool))
             if n <= 0:
                 continue
             idx = rng.choice(pool, size=n, replace=False)
-            cand = self.db.boxes[idx]
+            cand, rel = self._candidates(idx, points, rng)
             iou_e = iou_bev(cand, existing).max(axis=1) if len(existing) else np.zeros(n)
             iou_s = iou_bev(cand, cand)
             np.fill_diagonal(iou_s, 0.0)
             ok = (iou_e + iou_s.max(axis=1)) == 0
-            idx, cand = idx[ok], cand[ok]
-            if len(idx):
-                chosen += idx.tolist()
-                accepted.append(cand)
-                existing = np.concatenate([existing, cand])
+            if ok.any():
+                chosen += idx[ok].tolist()
+                accepted.append(cand[ok])
+                obj_pts += [rel[j] for j in np.flatnonzero(ok)]
+                existing = np.concatenate([existing, cand[ok]])
         if not chosen:
             return points, boxes, names
         new_boxes = np.concatenate(accepted).astype(np.float32)
-        obj_pts = [self.db.object_points(i).copy() for i in chosen]
+        obj_pts = [p.copy() for p in obj_pts]
         for p, b in zip(obj_pts, new_boxes):
             p[:, :3] += b[:3]
         kept = points[~points_in_any_box(points, new_boxes)]

@@ -29,7 +29,9 @@ class TrainSettings:
 
     Defaults are OpenPCDet's PointPillars recipe: AdamW (betas 0.9/0.99, weight decay 0.01),
     one-cycle LR with max 0.003, div factor 10, 40 % warm-up, momentum 0.95 -> 0.85, gradient
-    norm clip 10. ``amp="auto"`` is bf16 autocast on CUDA and float32 on CPU.
+    norm clip 10. ``amp="auto"`` is bf16 autocast on CUDA and float32 on CPU. ``max_seconds``: a
+    safety stop for runs with a hard wall-clock limit: training ends (logged) after the first step
+    that finishes this long after the loop started, mid-schedule (None: no limit).
     """
 
     steps: int | None = None
@@ -53,6 +55,7 @@ class TrainSettings:
     loss_weights: LossWeights = field(default_factory=LossWeights)
     channels_last: bool = True
     prefetch_factor: int = 4
+    max_seconds: float | None = None
 
     def total_steps(self, num_frames: int) -> int:
         if (self.steps is None) == (self.epochs is None):
@@ -113,7 +116,8 @@ def _gt_database(
     if not s.augment.gt_sampling or database is not None:
         return database
     t0 = time.perf_counter()
-    database = build_database(frames, cfg.classes, s.augment.db_min_points, workers=s.workers)
+    database = build_database(frames, cfg.classes, s.augment.db_min_points, workers=s.workers,
+                              any_difficulty=s.augment.db_any_difficulty)
     log(f"gt database: {len(database)} objects ({', '.join(f'{c} {database.count(c)}' for c in cfg.classes)}) "
         f"in {time.perf_counter() - t0:.1f} s")
     return database
@@ -253,6 +257,11 @@ def train(
             history.append(meter.record(step, sched.get_last_lr()[0], B))
             log(_format_record(history[-1], total))
         t_fetch = time.perf_counter()
+        if s.max_seconds is not None and t_fetch - meter.t_start > s.max_seconds and step < total:
+            log(f"stopped after {step} of {total} steps: the {s.max_seconds:.0f} s time limit is up")
+            if meter.n:
+                history.append(meter.record(step, sched.get_last_lr()[0], B))
+            break
     seconds = time.perf_counter() - meter.t_start
     return TrainResult(_cpu_eval(model), step, seconds, step * s.batch_size, history, counts)
 

@@ -1,4 +1,4 @@
-"""Generator versions: v1 frames unchanged, v2's sensor, returns and scenes, the mix, bad versions."""
+"""Generator versions: v1 and v2 frames unchanged, v2's and v3's sensor, returns and scenes, the mix, bad versions."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from pointpillars_trt.synthetic.returns import ReturnModel, falloff, intensity, 
 
 # generate_frame(0, i) (v1) before generator v2 was added
 V1_FRAME_DIGESTS = {0: "310223d9ffe4c908", 1: "b0867036290a2c60"}
+# generator_settings("2", mix) frames 0 and 1 before generator v3 was added
+V2_FRAME_DIGESTS = {(0.0, 0): "619460eca571c2a0", (0.0, 1): "bb37bde889c7ceea", (0.3, 0): "d08dcdcc31bf11a8",
+                    (0.3, 1): "6e5f6fe4a48c0d81"}
 
 
 def frame_of(settings, index, seed=0):
@@ -25,6 +28,12 @@ def test_v1_frames_are_unchanged(index):
         assert digest(f.points, f.boxes, f.num_points, f.point_object) == V1_FRAME_DIGESTS[index]
 
 
+@pytest.mark.parametrize("mix, index", sorted(V2_FRAME_DIGESTS))
+def test_v2_frames_are_unchanged(mix, index):
+    f = frame_of(generator_settings("2", mix), index)
+    assert digest(f.points, f.boxes, f.num_points, f.point_object) == V2_FRAME_DIGESTS[(mix, index)]
+
+
 @pytest.fixture(scope="module")
 def v2_frames():
     return [frame_of(generator_settings("2"), i) for i in range(3)]
@@ -32,7 +41,6 @@ def v2_frames():
 
 def test_v2_scenes_have_large_vehicles_and_kitti_sizes(v2_frames):
     names = [n for f in v2_frames for n in f.names]
-    assert GENERATOR_VERSION == "2"
     assert {"Car", "Pedestrian", "Cyclist"} <= set(names)
     assert {"Van", "Truck", "Misc", "Tram"} & set(names)
     for f in v2_frames:
@@ -67,7 +75,7 @@ def test_mix_keeps_the_scene_and_changes_the_sensor():
 
 def test_bad_versions():
     with pytest.raises(DatasetError, match="version"):
-        generator_settings("3")
+        generator_settings("4")
     with pytest.raises(DatasetError, match="no mix"):
         generator_settings("1", 0.2)
     with pytest.raises(DatasetError, match="mix"):
@@ -84,3 +92,27 @@ def test_realism_stats_bins_and_histogram():
     s.add_frame(np.array([[7.0, 0, -1, 0.0], [15.0, 0, -1, 0.5]], np.float32), np.array([[15.0, 0, -1, 4, 2, 2, 0]]))
     t = s.table()
     assert t[0]["zero_intensity"] == 1.0 and t[1]["mean_intensity"] == 0.5 and t[1]["median_car_points"] == 1.0
+
+
+def test_v3_has_more_far_and_edge_cars_and_brighter_far_vehicles():
+    assert GENERATOR_VERSION == "3"
+    v2, v3 = generator_settings("2"), generator_settings("3")
+    assert v3.sensor == v2.sensor and v3.calibration is v2.calibration
+    assert v3.scene.far_cars[0] > v2.scene.far_cars[1] - 2 and v3.scene.edge_cars[1] > 0 == v2.scene.edge_cars[1]
+    # same scene up to the v3-only cars: the street and the v2 objects drawn before them are kept
+    f2, f3 = frame_of(v2, 0), frame_of(v3, 0)
+    assert f3.names.count("Car") > f2.names.count("Car")
+    # vehicle returns at 45 m: v3's fall-off is gentler, the rest of the scene keeps v2's
+    r = np.array([45.0, 45.0])
+    assert falloff(r, v3.returns, np.array([True, False])).tolist() == [
+        pytest.approx(1 / (1 + (45 / 52) ** 8)), falloff(r[:1], v2.returns)[0]]
+    assert falloff(r, v2.returns, np.array([True, False]))[0] == falloff(r, v2.returns)[0]
+
+
+def test_v3_far_cars_read_above_zero_more_often_than_v2():
+    cars = {}
+    for v in ("2", "3"):
+        stats, _ = synthetic_stats(generator_settings(v), 0, range(4))
+        cars[v] = {row["range"]: row for row in stats.table()}
+    assert cars["3"]["40-50"]["median_car_zero_intensity"] < cars["2"]["40-50"]["median_car_zero_intensity"] - 0.2
+    assert cars["3"]["50-80"]["cars"] >= cars["2"]["50-80"]["cars"]

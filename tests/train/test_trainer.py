@@ -68,16 +68,11 @@ def test_checkpoint_detects_training_boxes(overfit, tmp_path):
 
 
 def test_train_tool_writes_metadata(tiny_root, tmp_path):
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import train as train_tool
-    finally:
-        sys.path.pop(0)
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(TINY_CONFIG))
     (tiny_root / "dataset.json").write_text(json.dumps({"generator_version": "test-1", "seed": 5, "frames": 2}))
     out = tmp_path / "m.safetensors"
-    rc = train_tool.main([
+    rc = train_tool().main([
         "--data", str(tiny_root), "--config", str(cfg_path), "--out", str(out), "--steps", "2", "--batch-size", "1",
         "--workers", "0", "--seed", "3", "--fp16-out", "--eval", "--json", str(tmp_path / "summary.json"),
     ])
@@ -92,10 +87,35 @@ def test_train_tool_writes_metadata(tiny_root, tmp_path):
     assert summary["steps"] == 2
 
 
-def test_train_tool_bad_data_exits_2(tmp_path):
+def train_tool():
     sys.path.insert(0, str(REPO / "tools"))
     try:
-        import train as train_tool
+        import train as tool
     finally:
         sys.path.pop(0)
-    assert train_tool.main(["--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"), "--steps", "1"]) == 2
+    return tool
+
+
+def test_train_tool_far_sampling_flags(tiny_root, tmp_path):
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(TINY_CONFIG))
+    out = tmp_path / "far.safetensors"
+    args = ["--data", str(tiny_root), "--config", str(cfg_path), "--out", str(out), "--steps", "2", "--batch-size", "1",
+            "--workers", "0", "--sample-groups", "Car:6", "--db-any-difficulty", "--sample-far", "0.5"]
+    assert train_tool().main([*args, "--sample-far-range", "8,18"]) == 0
+    settings = json.loads(load_checkpoint(out).metadata["settings"])
+    assert settings["sample_far"] == 0.5 and settings["db_any_difficulty"] and settings["sample_far_range"] == "8,18"
+    for bad in (["--sample-far-range", "18,8"], ["--sample-far-range", "x"], ["--sample-far", "1.5"]):
+        assert train_tool().main([*args, *bad]) == 2
+
+
+def test_train_tool_bad_data_exits_2(tmp_path):
+    assert train_tool().main(["--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"), "--steps", "1"]) == 2
+
+
+def test_max_seconds_stops_mid_schedule(tiny_root):
+    logs: list[str] = []
+    s = TrainSettings(steps=50, batch_size=1, workers=0, augment=AugmentConfig.none(), max_seconds=0.0, log_every=100)
+    result = train(tiny_config(), KittiFrames(tiny_root, "train"), s, log=logs.append)
+    assert result.steps == 1 and any("stopped after 1 of 50 steps" in line for line in logs)
+    assert len(result.history) == 1
