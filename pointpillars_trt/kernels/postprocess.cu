@@ -708,7 +708,7 @@ __device__ __forceinline__ void settle(int m, int cap, bool& dead, bool& overflo
 // go straight into the area sum. A pair that outgrows that sets `general` (the return value is
 // then meaningless) and must take clip_area_general.
 __device__ __forceinline__ double clip_area(const BevBox& subject, const BevBox& clip, bool& general) {
-    Polygon<4> p0;
+    Polygon<4> p0{};
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
         p0.x[k] = subject.cx[k];
@@ -717,18 +717,15 @@ __device__ __forceinline__ double clip_area(const BevBox& subject, const BevBox&
     p0.x[4] = subject.cx[0];
     p0.y[4] = subject.cy[0];
     bool dead = false, overflow = false;
-    Polygon<5> p1;
-    p1.m = 0;
+    Polygon<5> p1{};  // zeros: no slot is ever undefined, even the unused ones
     sh_step<4>(p0.x, p0.y, 4, clip.cx[0], clip.cy[0], clip.cx[1] - clip.cx[0], clip.cy[1] - clip.cy[0], p1);
     settle(p1.m, 5, dead, overflow);
     p1.close();
-    Polygon<6> p2;
-    p2.m = 0;
+    Polygon<6> p2{};
     sh_step<5>(p1.x, p1.y, p1.m, clip.cx[1], clip.cy[1], clip.cx[2] - clip.cx[1], clip.cy[2] - clip.cy[1], p2);
     settle(p2.m, 6, dead, overflow);
     p2.close();
-    Polygon<7> p3;
-    p3.m = 0;
+    Polygon<7> p3{};
     sh_step<6>(p2.x, p2.y, p2.m, clip.cx[2], clip.cy[2], clip.cx[3] - clip.cx[2], clip.cy[3] - clip.cy[2], p3);
     settle(p3.m, 7, dead, overflow);
     p3.close();
@@ -745,18 +742,23 @@ __device__ __forceinline__ double iou_of(const BevBox& a, const BevBox& b, doubl
     return uni <= 0.0 ? 0.0 : inter / uni;
 }
 
-// IoU of a pair as in nms.py::_nms: 0 for boxes farther apart than their circumradii (and, the same
-// 0.0, for separated ones); `general` as clip_area
-__device__ __forceinline__ double pair_iou(const BevBox& a, const BevBox& b, bool& general) {
+// false: IoU 0 (nms.py::_nms: boxes farther apart than their circumradii; here also separated ones,
+// whose clip is 0.0 as well); true: the exact clip decides
+__device__ __forceinline__ bool may_overlap(const BevBox& a, const BevBox& b) {
     const double ddx = a.x - b.x, ddy = a.y - b.y, rr = a.radius + b.radius;
-    if (!(ddx * ddx + ddy * ddy <= rr * rr) || separated(a, b)) return 0.0;
-    return iou_of(a, b, clip_area(a, b, general));
+    return ddx * ddx + ddy * ddy <= rr * rr && !separated(a, b);
 }
 
-// One warp per row of the suppression matrix, one lane per column: a block covers 16 rows x 64
-// columns (8 warps x 2 rows; bits gathered with __ballot_sync). Each thread tests 4 pairs in a
-// loop (one inlined copy of the clip), so the serial chain of exact polygon clips per thread stays
-// short and a frame's ~1k candidates give thousands of warps to hide their latency.
+// the suppression rule: IoU > threshold, or >= threshold with at_least
+__device__ __forceinline__ bool suppresses(double iou, double threshold, int at_least) {
+    return iou > threshold || (at_least && iou == threshold);
+}
+
+// A block covers 16 rows x 64 columns of the suppression bit matrix of one list. Pass 1: one lane
+// per pair (8 warps x 2 rows x 2 halves) runs the cheap tests; the pairs that need the exact clip
+// are queued in shared memory. Pass 2: the queue is clipped 256 pairs at a time, so the warps run
+// the clip on full lanes (near pairs are a few per row: one lane per pair left most lanes of a warp
+// idle through each clip). Bits are ORed into shared words, so the queue order changes nothing.
 #define MASK_ROWS 16
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
@@ -766,6 +768,9 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
     __shared__ BevBox cols[64];
     __shared__ BevBox rows[MASK_ROWS];
     __shared__ double scratch[8][4][16];  // per warp, for clip_area_general
+    __shared__ u64 bits[MASK_ROWS];
+    __shared__ unsigned short queue[MASK_ROWS * 64];  // row * 64 + column
+    __shared__ int queued;
     const int g = blockIdx.z, cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
     const int n = group_count[g];
     if (r0 >= n || cb * 64 >= n || cb < (r0 >> 6)) return;  // rows only need words >= their own
@@ -774,25 +779,39 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
     const int ncol = min(64, n - cb * 64);
     if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
     if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) make_bev(dec_boxes + (size_t)list[r0 + t - 64] * 7, rows[t - 64]);
+    if (t < MASK_ROWS) bits[t] = 0ull;
+    if (t == 0) queued = 0;
     __syncthreads();
     const int warp = t >> 5, lane = t & 31;
-    unsigned lo = 0;
-#pragma unroll 1
+    const unsigned all = 0xffffffffu;
+    const bool zero_suppresses = suppresses(0.0, threshold, at_least);
+#pragma unroll
     for (int p = 0; p < 2 * (MASK_ROWS / 8); ++p) {  // p >> 1: the warp's row, p & 1: the word's half
         const int rr = warp * (MASK_ROWS / 8) + (p >> 1), i = r0 + rr, col = lane + 32 * (p & 1);
-        if (i >= n) break;  // warp-uniform
-        const bool pair = col < ncol && cb * 64 + col > i;
+        const bool pair = i < n && col < ncol && cb * 64 + col > i;
+        const bool clip = pair && may_overlap(rows[rr], cols[col]);
+        const unsigned q = __ballot_sync(all, clip);
+        int base = 0;
+        if (lane == 0 && q) base = atomicAdd(&queued, __popc(q));
+        base = __shfl_sync(all, base, 0);
+        if (clip) queue[base + __popc(q & lanemask_lt())] = (unsigned short)(rr * 64 + col);
+        const unsigned z = __ballot_sync(all, pair && !clip && zero_suppresses);
+        if (lane == 0 && z) atomicOr(&bits[rr], (u64)z << (32 * (p & 1)));
+    }
+    __syncthreads();
+    const int m = queued;
+    for (int base = warp * 32; base < m; base += 256) {  // warp-uniform
+        const int k = base + lane, rr = k < m ? queue[k] >> 6 : 0, col = k < m ? queue[k] & 63 : 0;
         bool general = false;
-        double iou = pair ? pair_iou(rows[rr], cols[col], general) : 0.0;
-        for (unsigned todo = __ballot_sync(0xffffffffu, general); todo; todo &= todo - 1) {  // rare: one lane at a time
-            if (lane == __ffs(todo) - 1) iou = iou_of(rows[rr], cols[col], clip_area_general(rows[rr], cols[col], scratch[warp]));
+        double iou = k < m ? iou_of(rows[rr], cols[col], clip_area(rows[rr], cols[col], general)) : 0.0;
+        for (unsigned rare = __ballot_sync(all, general); rare; rare &= rare - 1) {  // one lane at a time
+            if (lane == __ffs(rare) - 1) iou = iou_of(rows[rr], cols[col], clip_area_general(rows[rr], cols[col], scratch[warp]));
             __syncwarp();
         }
-        const bool s = pair && (iou > threshold || (at_least && iou == threshold));
-        const unsigned bits = __ballot_sync(0xffffffffu, s);
-        if ((p & 1) == 0) lo = bits;
-        else if (lane == 0) mask[((size_t)g * list_stride + i) * words + cb] = ((u64)bits << 32) | (u64)lo;
+        if (k < m && suppresses(iou, threshold, at_least)) atomicOr(&bits[rr], 1ull << col);
     }
+    __syncthreads();
+    if (t < MASK_ROWS && r0 + t < n) mask[((size_t)g * list_stride + r0 + t) * words + cb] = bits[t];
 }
 
 // One block per list. Warp 0 runs the greedy scan inside each 64-candidate word (the word's

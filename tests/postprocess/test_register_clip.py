@@ -18,7 +18,7 @@ import pytest
 
 from pointpillars_trt.postprocess.polygon import convex_intersection_area, rect_corners
 
-GARBAGE = float("nan")  # registers never written: any use of one would show in the result
+GARBAGE = float("nan")  # slots never written (zeros in the kernel): NaN here shows any use of one
 
 
 class Polygon:
