@@ -522,9 +522,13 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
     }
 }
 
-// ---- rotated BEV IoU in float64 (as postprocess/nms.py) ----------------------------------------
+// ---- rotated BEV IoU in float64 (as postprocess/nms.py + polygon.py) ---------------------------
+// The corners, the clip and the area follow postprocess/polygon.py operation for operation (the
+// module is compiled with --fmad=false), so the intersection area is the CPU's to the bit.
 struct BevBox {
     double x, y, radius, area;
+    double c, s, hl, hw;  // cos / sin of the yaw, half length / width (separating-axis reject)
+    double reach;         // |x| + |y| + radius, or +inf when the reject must not be used (see separated)
     double cx[4], cy[4];
 };
 
@@ -543,79 +547,218 @@ __device__ void make_bev(const float* b, BevBox& o) {
     o.y = y;
     o.radius = 0.5 * sqrt(l * l + w * w);
     o.area = l * w;
+    o.c = c;
+    o.s = s;
+    o.hl = hl;
+    o.hw = hw;
+    const double reach = fabs(x) + fabs(y) + o.radius;
+    // sides below 1e-3 of the reach (or negative, NaN, inf): no reject, the exact clip decides
+    o.reach = (fmin(l, w) >= 1e-3 * reach && reach < 1e300) ? reach : __longlong_as_double(0x7ff0000000000000ll);
 }
 
-// area of convex CCW `subject` (4 vertices) clipped by convex CCW `clip` (Sutherland-Hodgman)
-__device__ double clip_area(const BevBox& subject, const BevBox& clip) {
-    double ax_[16], ay_[16], bx_[16], by_[16];
-    double *sx = ax_, *sy = ay_, *dx = bx_, *dy = by_;
-    int n = 4;
+// True when the two rectangles are farther apart than 1e-6 * (a.reach + b.reach) along one of
+// their four side normals. The clip of such a pair is exactly 0.0 on the CPU, so the reject
+// changes no IoU: every vertex the float64 clip makes lies within ~1e-12 * reach of both
+// rectangles (rounding of ~30 operations of 2^-53 relative error on coordinates <= reach; a clip
+// edge's direction is off by <= ~1e-13 rad as no side is below 1e-3 * reach), so with a gap above
+// that no vertex survives all four edges and the CPU returns 0.0 (n < 3). Non-finite or degenerate
+// boxes have reach = inf and are never rejected; NaN gaps compare false.
+__device__ __forceinline__ bool separated(const BevBox& a, const BevBox& b) {
+    const double dx = b.x - a.x, dy = b.y - a.y;
+    const double C = fabs(a.c * b.c + a.s * b.s), S = fabs(a.s * b.c - a.c * b.s);
+    const double gua = fabs(dx * a.c + dy * a.s) - a.hl - (b.hl * C + b.hw * S);
+    const double gva = fabs(dy * a.c - dx * a.s) - a.hw - (b.hl * S + b.hw * C);
+    const double gub = fabs(dx * b.c + dy * b.s) - b.hl - (a.hl * C + a.hw * S);
+    const double gvb = fabs(dy * b.c - dx * b.s) - b.hw - (a.hl * S + a.hw * C);
+    const double margin = 1e-6 * (a.reach + b.reach);
+    return gua > margin || gva > margin || gub > margin || gvb > margin;
+}
+
+// numba's max(v, 0.0) (as polygon.py's return): NaN and -0.0 pass through
+__device__ __forceinline__ double numba_max0(double v) { return 0.0 > v ? 0.0 : v; }
+
+// One Sutherland-Hodgman step of polygon.py::convex_intersection_area: the polygon s[0..n-1]
+// (n <= NIN; s[n] repeats s[0], so s[(k + 1) % n] is s[k + 1]) clipped by the half-plane left of
+// the edge from (ex, ey) along (ux, uy). The kept vertices go to sink.emit(flag, x, y, bound) in the
+// CPU's order (for each vertex k: k itself if inside, then the crossing of the edge k -> k+1);
+// bound is a compile-time upper limit of the number of vertices emitted before this one. Every
+// array index is a compile-time constant after unrolling, so the polygon stays in registers.
+template <int NIN, class Sink>
+__device__ __forceinline__ void sh_step(const double (&sx)[NIN + 1], const double (&sy)[NIN + 1], int n, double ex,
+                                        double ey, double ux, double uy, Sink& sink) {
+    double d[NIN + 1];
+#pragma unroll
+    for (int k = 0; k <= NIN; ++k) d[k] = ux * (sy[k] - ey) - uy * (sx[k] - ex);  // >= 0: inside
+#pragma unroll
+    for (int k = 0; k < NIN; ++k) {
+        const bool live = k < n, pin = d[k] >= 0.0;
+        const double dq = d[k + 1], t = d[k] / (d[k] - dq);  // t: used only where the edge k -> k+1 crosses
+        sink.emit(live && pin, sx[k], sy[k], 2 * k);
+        sink.emit(live && (pin ? dq < 0.0 : dq >= 0.0), sx[k] + t * (sx[k + 1] - sx[k]), sy[k] + t * (sy[k + 1] - sy[k]),
+                  2 * k + 1);
+    }
+}
+
+// Sink of a clip step: the emitted vertices in order, x/y[0..m-1], then close() repeats vertex 0
+// at slot m. A write to slot m is a select on every slot j <= bound, so no index is dynamic. m
+// counts every emission; m > NOUT means only the first NOUT were kept (the caller then falls back
+// to the general clip).
+template <int NOUT>
+struct Polygon {
+    double x[NOUT + 1], y[NOUT + 1];
+    int m;
+    __device__ __forceinline__ void emit(bool flag, double vx, double vy, int bound) {
+#pragma unroll
+        for (int j = 0; j < NOUT; ++j) {
+            const bool here = j <= bound && flag && m == j;
+            x[j] = here ? vx : x[j];
+            y[j] = here ? vy : y[j];
+        }
+        m += (int)flag;
+    }
+    __device__ __forceinline__ void close() {
+#pragma unroll
+        for (int j = 1; j <= NOUT; ++j) {
+            x[j] = m == j ? x[0] : x[j];
+            y[j] = m == j ? y[0] : y[j];
+        }
+    }
+};
+
+// Sink of the last clip step: the shoelace sum of the emitted polygon, term by term in the CPU's
+// order (x[k] * y[k+1] - x[k+1] * y[k] for k = 0..m-1, the last term closing onto vertex 0).
+struct ShoelaceSum {
+    double area, fx, fy, lx, ly;
+    int m;
+    __device__ __forceinline__ void emit(bool flag, double vx, double vy, int) {
+        if (flag) {
+            if (m > 0) area += lx * vy - vx * ly;
+            else {
+                fx = vx;
+                fy = vy;
+            }
+            lx = vx;
+            ly = vy;
+            ++m;
+        }
+    }
+    __device__ __forceinline__ double close() const { return area + (lx * fy - fx * ly); }
+};
+
+// The general clip (polygon.py's 16-vertex buffers, here one warp's shared scratch: buf[0..1] x / y
+// of one polygon, buf[2..3] of the other), for the rare pairs whose polygon outgrows the register
+// clip's fixed sizes (a convex polygon clipped by a half-plane gains at most one vertex; only
+// rounding on near-collinear vertices, e.g. of boxes of a few ulps, breaks that). One lane at a time.
+__device__ double clip_area_general(const BevBox& subject, const BevBox& clip, double (*buf)[16]) {
+    int n = 4, cur = 0;
     for (int k = 0; k < 4; ++k) {
-        sx[k] = subject.cx[k];
-        sy[k] = subject.cy[k];
+        buf[0][k] = subject.cx[k];
+        buf[1][k] = subject.cy[k];
     }
     for (int e = 0; e < 4; ++e) {
-        const double ax = clip.cx[e], ay = clip.cy[e];
-        const double bx = clip.cx[(e + 1) & 3], by = clip.cy[(e + 1) & 3];
-        const double ex = bx - ax, ey = by - ay;
+        const double ex = clip.cx[e], ey = clip.cy[e];
+        const double ux = clip.cx[(e + 1) & 3] - ex, uy = clip.cy[(e + 1) & 3] - ey;
+        const double *sx = buf[2 * cur], *sy = buf[2 * cur + 1];
+        double *dx = buf[2 - 2 * cur], *dy = buf[3 - 2 * cur];
         int m = 0;
-        if (n == 0) break;
-        double px = sx[n - 1], py = sy[n - 1];
-        bool pin = ex * (py - ay) - ey * (px - ax) >= 0.0;
         for (int k = 0; k < n; ++k) {
-            const double qx = sx[k], qy = sy[k];
-            const bool qin = ex * (qy - ay) - ey * (qx - ax) >= 0.0;
-            if (qin != pin) {
-                const double dxs = qx - px, dys = qy - py;
-                const double den = ex * dys - ey * dxs;
-                double t = 0.0;
-                if (den != 0.0) t = (ey * (px - ax) - ex * (py - ay)) / den;
+            const double px = sx[k], py = sy[k];
+            const double qx = sx[(k + 1) % n], qy = sy[(k + 1) % n];
+            const double dp = ux * (py - ey) - uy * (px - ex);
+            const double dq = ux * (qy - ey) - uy * (qx - ex);
+            const bool emit_p = dp >= 0.0, emit_i = dp >= 0.0 ? dq < 0.0 : dq >= 0.0;
+            if (emit_p && m < 16) {
+                dx[m] = px;
+                dy[m] = py;
+            }
+            m += (int)emit_p;
+            if (emit_i) {
+                const double t = dp / (dp - dq);
                 if (m < 16) {
-                    dx[m] = px + t * dxs;
-                    dy[m] = py + t * dys;
+                    dx[m] = px + t * (qx - px);
+                    dy[m] = py + t * (qy - py);
                 }
                 ++m;
             }
-            if (qin) {
-                if (m < 16) {
-                    dx[m] = qx;
-                    dy[m] = qy;
-                }
-                ++m;
-            }
-            px = qx;
-            py = qy;
-            pin = qin;
         }
-        n = m < 16 ? m : 16;
-        double* t1 = sx; sx = dx; dx = t1;
-        double* t2 = sy; sy = dy; dy = t2;
+        n = m < 16 ? m : 16;  // the CPU writes past its buffers there; 16 is as far as it is defined
+        if (n < 3) return 0.0;
+        cur ^= 1;
     }
+    const double *x = buf[2 * cur], *y = buf[2 * cur + 1];
     double area = 0.0;
     for (int k = 0; k < n; ++k) {
         const int j = (k + 1) % n;
-        area += sx[k] * sy[j] - sx[j] * sy[k];
+        area += x[k] * y[j] - x[j] * y[k];
     }
-    return 0.5 * fabs(area);
+    return numba_max0(0.5 * area);
 }
 
-// IoU > threshold, or >= threshold with at_least; boxes farther apart than their circumradii have IoU 0
-__device__ __forceinline__ bool suppresses(const BevBox& a, const BevBox& b, double threshold, int at_least) {
-    const double ddx = a.x - b.x, ddy = a.y - b.y, rr = a.radius + b.radius;
-    double iou = 0.0;
-    if (ddx * ddx + ddy * ddy <= rr * rr) {
-        const double inter = clip_area(a, b);
-        const double uni = a.area + b.area - inter;
-        iou = uni <= 0.0 ? 0.0 : inter / uni;
+// CPU verdict after a step's m vertices: n < 3 returns 0; m > cap means the fixed-size polygon overflowed.
+// Only the first of the two events counts (the CPU stops at the first).
+__device__ __forceinline__ void settle(int m, int cap, bool& dead, bool& overflow) {
+    const bool open = !dead && !overflow;
+    overflow = overflow || (open && m > cap);
+    dead = dead || (open && m < 3);
+}
+
+// Area of convex CCW `subject` (4 vertices) clipped by convex CCW `clip`, exactly as
+// polygon.py::convex_intersection_area, in registers: the polygon has at most 5, 6, 7 vertices after
+// the first three edges (a convex polygon gains at most one per edge) and the fourth edge's vertices
+// go straight into the area sum. A pair that outgrows that sets `general` (the return value is
+// then meaningless) and must take clip_area_general.
+__device__ __forceinline__ double clip_area(const BevBox& subject, const BevBox& clip, bool& general) {
+    Polygon<4> p0{};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        p0.x[k] = subject.cx[k];
+        p0.y[k] = subject.cy[k];
     }
+    p0.x[4] = subject.cx[0];
+    p0.y[4] = subject.cy[0];
+    bool dead = false, overflow = false;
+    Polygon<5> p1{};  // zeros: no slot is ever undefined, even the unused ones
+    sh_step<4>(p0.x, p0.y, 4, clip.cx[0], clip.cy[0], clip.cx[1] - clip.cx[0], clip.cy[1] - clip.cy[0], p1);
+    settle(p1.m, 5, dead, overflow);
+    p1.close();
+    Polygon<6> p2{};
+    sh_step<5>(p1.x, p1.y, p1.m, clip.cx[1], clip.cy[1], clip.cx[2] - clip.cx[1], clip.cy[2] - clip.cy[1], p2);
+    settle(p2.m, 6, dead, overflow);
+    p2.close();
+    Polygon<7> p3{};
+    sh_step<6>(p2.x, p2.y, p2.m, clip.cx[2], clip.cy[2], clip.cx[3] - clip.cx[2], clip.cy[3] - clip.cy[2], p3);
+    settle(p3.m, 7, dead, overflow);
+    p3.close();
+    ShoelaceSum sum = {0.0, 0.0, 0.0, 0.0, 0.0, 0};
+    sh_step<7>(p3.x, p3.y, p3.m, clip.cx[3], clip.cy[3], clip.cx[0] - clip.cx[3], clip.cy[0] - clip.cy[3], sum);
+    settle(sum.m, 14, dead, overflow);
+    general = overflow && !dead;
+    return dead ? 0.0 : numba_max0(0.5 * sum.close());
+}
+
+// nms.py::_pair_iou from the intersection area
+__device__ __forceinline__ double iou_of(const BevBox& a, const BevBox& b, double inter) {
+    const double uni = a.area + b.area - inter;
+    return uni <= 0.0 ? 0.0 : inter / uni;
+}
+
+// false: IoU 0 (nms.py::_nms: boxes farther apart than their circumradii; here also separated ones,
+// whose clip is 0.0 as well); true: the exact clip decides
+__device__ __forceinline__ bool may_overlap(const BevBox& a, const BevBox& b) {
+    const double ddx = a.x - b.x, ddy = a.y - b.y, rr = a.radius + b.radius;
+    return ddx * ddx + ddy * ddy <= rr * rr && !separated(a, b);
+}
+
+// the suppression rule: IoU > threshold, or >= threshold with at_least
+__device__ __forceinline__ bool suppresses(double iou, double threshold, int at_least) {
     return iou > threshold || (at_least && iou == threshold);
 }
 
-// One warp per row of the suppression matrix, one lane per column: a block covers 16 rows x 64
-// columns (8 warps x 2 rows; bits gathered with __ballot_sync). Each thread tests 4 pairs, so the
-// serial chain of exact polygon clips per thread stays short and a frame's ~1k candidates give
-// thousands of warps to hide their latency (the old layout, one thread per row looping over 64
-// columns, left 2-4 warps per SM and 64 clips in a row per thread).
+// A block covers 16 rows x 64 columns of the suppression bit matrix of one list. Pass 1: one lane
+// per pair (8 warps x 2 rows x 2 halves) runs the cheap tests; the pairs that need the exact clip
+// are queued in shared memory. Pass 2: the queue is clipped 256 pairs at a time, so the warps run
+// the clip on full lanes (near pairs are a few per row: one lane per pair left most lanes of a warp
+// idle through each clip). Bits are ORed into shared words, so the queue order changes nothing.
 #define MASK_ROWS 16
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
@@ -624,6 +767,10 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
     PP_PDL_ENTRY();
     __shared__ BevBox cols[64];
     __shared__ BevBox rows[MASK_ROWS];
+    __shared__ double scratch[8][4][16];  // per warp, for clip_area_general
+    __shared__ u64 bits[MASK_ROWS];
+    __shared__ unsigned short queue[MASK_ROWS * 64];  // row * 64 + column
+    __shared__ int queued;
     const int g = blockIdx.z, cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
     const int n = group_count[g];
     if (r0 >= n || cb * 64 >= n || cb < (r0 >> 6)) return;  // rows only need words >= their own
@@ -632,18 +779,39 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
     const int ncol = min(64, n - cb * 64);
     if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
     if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) make_bev(dec_boxes + (size_t)list[r0 + t - 64] * 7, rows[t - 64]);
+    if (t < MASK_ROWS) bits[t] = 0ull;
+    if (t == 0) queued = 0;
     __syncthreads();
     const int warp = t >> 5, lane = t & 31;
+    const unsigned all = 0xffffffffu;
+    const bool zero_suppresses = suppresses(0.0, threshold, at_least);
 #pragma unroll
-    for (int q = 0; q < MASK_ROWS / 8; ++q) {
-        const int rr = warp * (MASK_ROWS / 8) + q, i = r0 + rr;
-        if (i >= n) break;  // warp-uniform
-        const int c0 = cb * 64 + lane, c1 = c0 + 32;
-        const bool s0 = lane < ncol && c0 > i && suppresses(rows[rr], cols[lane], threshold, at_least);
-        const bool s1 = lane + 32 < ncol && c1 > i && suppresses(rows[rr], cols[lane + 32], threshold, at_least);
-        const unsigned lo = __ballot_sync(0xffffffffu, s0), hi = __ballot_sync(0xffffffffu, s1);
-        if (lane == 0) mask[((size_t)g * list_stride + i) * words + cb] = ((u64)hi << 32) | (u64)lo;
+    for (int p = 0; p < 2 * (MASK_ROWS / 8); ++p) {  // p >> 1: the warp's row, p & 1: the word's half
+        const int rr = warp * (MASK_ROWS / 8) + (p >> 1), i = r0 + rr, col = lane + 32 * (p & 1);
+        const bool pair = i < n && col < ncol && cb * 64 + col > i;
+        const bool clip = pair && may_overlap(rows[rr], cols[col]);
+        const unsigned q = __ballot_sync(all, clip);
+        int base = 0;
+        if (lane == 0 && q) base = atomicAdd(&queued, __popc(q));
+        base = __shfl_sync(all, base, 0);
+        if (clip) queue[base + __popc(q & lanemask_lt())] = (unsigned short)(rr * 64 + col);
+        const unsigned z = __ballot_sync(all, pair && !clip && zero_suppresses);
+        if (lane == 0 && z) atomicOr(&bits[rr], (u64)z << (32 * (p & 1)));
     }
+    __syncthreads();
+    const int m = queued;
+    for (int base = warp * 32; base < m; base += 256) {  // warp-uniform
+        const int k = base + lane, rr = k < m ? queue[k] >> 6 : 0, col = k < m ? queue[k] & 63 : 0;
+        bool general = false;
+        double iou = k < m ? iou_of(rows[rr], cols[col], clip_area(rows[rr], cols[col], general)) : 0.0;
+        for (unsigned rare = __ballot_sync(all, general); rare; rare &= rare - 1) {  // one lane at a time
+            if (lane == __ffs(rare) - 1) iou = iou_of(rows[rr], cols[col], clip_area_general(rows[rr], cols[col], scratch[warp]));
+            __syncwarp();
+        }
+        if (k < m && suppresses(iou, threshold, at_least)) atomicOr(&bits[rr], 1ull << col);
+    }
+    __syncthreads();
+    if (t < MASK_ROWS && r0 + t < n) mask[((size_t)g * list_stride + r0 + t) * words + cb] = bits[t];
 }
 
 // One block per list. Warp 0 runs the greedy scan inside each 64-candidate word (the word's
