@@ -148,6 +148,7 @@ def test_batch_infer_as_a_user_runs_it(ray_cluster, tmp_path, frames_dir, infer_
     for extra, text in [(["--input", str(tmp_path / "missing")], "no such file or directory"),
                         (["--input", str(frames_dir), "--ckpt", str(tmp_path / "no.pth")], "no.pth"),
                         (["--input", str(frames_dir), "--score-thresh", "0.9"], "holds results of another run"),
+                        (["--input", str(frames_dir), "--actor-concurrency", "0"], "actor_concurrency must be >= 1"),
                         # found by the actor, not before Ray starts: still one line
                         (["--input", str(frames_dir), "--max-batch", "4", "--out", str(tmp_path / "o2.parquet"),
                           "--address", ray_cluster], "does not apply to backend onnxruntime")]:
@@ -165,7 +166,8 @@ def test_bench_fleet_runs_on_cpu(ray_cluster, tmp_path, capsys):
         sys.path.remove(str(REPO / "benchmarks"))
     out = tmp_path / "bench.json"
     assert bench.main(["--frames", "4", "--batch-size", "2", "--frames-per-task", "2", "--warmup", "0", "--backend", BACKEND, "--no-progress",
-                       "--json", str(out)]) == 0
+                       "--actor-concurrency", "2", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["fleet"]["frames"] == result["in_process"]["frames"] == 4 and result["same_boxes"]
+    assert [r["actor_concurrency"] for r in result["runs"]] == [2, 1] and all(r["same_boxes"] for r in result["runs"])
     assert result["ratio"] > 0 and "frames/s" in capsys.readouterr().out
