@@ -12,6 +12,12 @@ actor pool (one actor per GPU, --num-gpus) and the Parquet writer. Both warm up 
 frames/s of each side, the ratio fleet / in-process (the goal on one GPU: >= 0.90), both over
 the whole run ("end to end", with Ray's actor start) and with the fleet's first batch left out
 ("steady": rows after the first batch over the time after it).
+
+--actor-concurrency K [K ...]: batches each actor runs at once (FleetOptions.actor_concurrency;
+default the fleet's default); several values run the fleet side once each against the same
+in-process run (``--actor-concurrency 1 2 3``: 1 is the one-batch-at-a-time actor of before). The
+JSON has every run under ``runs`` and the first one's figures also at the top (``fleet``, ``ratio``,
+``steady_ratio``, ``same_boxes``).
 """
 
 from __future__ import annotations
@@ -61,8 +67,9 @@ def in_process(make_detector, paths: list[Path], batch_size: int, score_threshol
     return {"frames": len(paths), "seconds": seconds, "frames_per_s": len(paths) / seconds, "boxes": boxes}
 
 
-def on_fleet(make_detector, frames_dir: Path, out: Path, args: argparse.Namespace) -> dict:
-    """frames/s of the fleet pipeline over the files of ``frames_dir`` into ``out``."""
+def on_fleet(make_detector, frames_dir: Path, out: Path, args: argparse.Namespace, concurrency: int) -> dict:
+    """frames/s of the fleet pipeline over the files of ``frames_dir`` into ``out``, each actor
+    running ``concurrency`` batches at once."""
     import pyarrow.parquet as pq
 
     from pointpillars_trt.fleet import FleetOptions, InputSpec, ResultStore, plan_tasks, run_fleet
@@ -71,7 +78,7 @@ def on_fleet(make_detector, frames_dir: Path, out: Path, args: argparse.Namespac
     tasks = plan_tasks([frames_dir], InputSpec(frames_per_task=args.frames_per_task), store.done)
     first: list[float] = []
     options = FleetOptions(num_gpus=args.num_gpus, batch_size=args.batch_size, score_threshold=args.score_thresh,
-                           progress=not args.no_progress, warmup=args.warmup)
+                           progress=not args.no_progress, warmup=args.warmup, actor_concurrency=concurrency)
     rows_at_first = [0]
     add = store.add
 
@@ -89,14 +96,26 @@ def on_fleet(make_detector, frames_dir: Path, out: Path, args: argparse.Namespac
     boxes = sum(len(s) for s in table.column("scores").to_pylist())
     steady_rows = summary.frames - rows_at_first[0]
     steady_s = t1 - first[0] if first else 0.0
-    return {"frames": summary.frames, "failed": summary.failed, "seconds": t1 - t0, "frames_per_s": summary.frames / (t1 - t0),
+    return {"actor_concurrency": concurrency, "frames": summary.frames, "failed": summary.failed, "seconds": t1 - t0, "frames_per_s": summary.frames / (t1 - t0),
             "steady_frames_per_s": steady_rows / steady_s if steady_s > 0 and steady_rows else 0.0,
             "actors": summary.actors, "gpu": summary.gpu, "boxes": boxes}
 
 
+def compared(fleet: dict, single: dict) -> dict:
+    """``fleet`` with its ratios to the in-process run ``single`` and whether the box counts match; prints them."""
+    out = {**fleet, "ratio": fleet["frames_per_s"] / single["frames_per_s"],
+           "steady_ratio": fleet["steady_frames_per_s"] / single["frames_per_s"], "same_boxes": fleet["boxes"] == single["boxes"]}
+    print(f"fleet (actor concurrency {fleet['actor_concurrency']}): {fleet['frames_per_s']:9.1f} frames/s end to end, "
+          f"{fleet['steady_frames_per_s']:.1f} steady ({fleet['actors']} {'GPU' if fleet['gpu'] else 'CPU'} actor(s), "
+          f"{fleet['seconds']:.2f} s)")
+    print(f"  ratio    : {out['ratio']:.3f} end to end, {out['steady_ratio']:.3f} steady; "
+          f"box counts {'equal' if out['same_boxes'] else 'DIFFER'} ({single['boxes']} / {fleet['boxes']})")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from pointpillars_trt.cli import add_detector_arguments, detector_from_args
-    from pointpillars_trt.fleet import connect
+    from pointpillars_trt.fleet import FleetOptions, connect
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=2000)
@@ -107,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default="local")
     p.add_argument("--score-thresh", type=float)
     p.add_argument("--warmup", type=int, default=1, help="warm-up batches per detector (in process and per actor)")
+    p.add_argument("--actor-concurrency", type=int, nargs="+", default=[FleetOptions.actor_concurrency], metavar="K",
+                   help="batches each actor runs at once (default: the fleet's); several values: one fleet run each, "
+                        "against the same in-process run (e.g. 1 2 3 for an A/B)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--no-progress", action="store_true")
     add_detector_arguments(p)
@@ -122,18 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_jittered(base, args.frames, frames_dir)
         single = in_process(make_detector, paths, args.batch_size, args.score_thresh, args.warmup)
         connect(args.address)
-        fleet = on_fleet(make_detector, frames_dir, Path(tmp) / "out.parquet", args)
-    result = {"in_process": single, "fleet": fleet, "ratio": fleet["frames_per_s"] / single["frames_per_s"],
-              "steady_ratio": fleet["steady_frames_per_s"] / single["frames_per_s"],
-              "same_boxes": fleet["boxes"] == single["boxes"]}
+        runs = [on_fleet(make_detector, frames_dir, Path(tmp) / "out.parquet", args, k) for k in args.actor_concurrency]
     print(f"in process : {single['frames_per_s']:9.1f} frames/s ({single['frames']} frames, {single['seconds']:.2f} s)")
-    print(f"fleet      : {fleet['frames_per_s']:9.1f} frames/s end to end, {fleet['steady_frames_per_s']:.1f} steady "
-          f"({fleet['actors']} {'GPU' if fleet['gpu'] else 'CPU'} actor(s), {fleet['seconds']:.2f} s)")
-    print(f"ratio      : {result['ratio']:.3f} end to end, {result['steady_ratio']:.3f} steady; "
-          f"box counts {'equal' if result['same_boxes'] else 'DIFFER'} ({single['boxes']} / {fleet['boxes']})")
+    runs = [compared(fleet, single) for fleet in runs]
+    # the first run's figures at the top level too (the default concurrency unless told otherwise)
+    result = {"in_process": single, **{k: runs[0][k] for k in ("ratio", "steady_ratio", "same_boxes")}, "fleet": runs[0], "runs": runs}
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
-    return 0 if fleet["failed"] == 0 else 1
+    return 0 if all(r["failed"] == 0 for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@
 PointCloud2 topic --topic). Big recordings are split into message ranges of --frames-per-task.
 --address: local (start Ray here), auto (join this machine's Ray cluster), ray://HOST:PORT.
 --num-gpus: GPUs to use, one detector actor each (default: every GPU of the cluster); with none,
-ONNX Runtime actors of --num-cpus CPUs each (--cpu-actors of them). The same command runs on a
-laptop and on a cluster (docs/FLEET.md).
+ONNX Runtime actors of --num-cpus CPUs each (--cpu-actors of them). --actor-concurrency: batches
+each actor runs at once in threads, so that one batch's host work overlaps another's GPU step.
+The same command runs on a laptop and on a cluster (docs/FLEET.md).
 
 --kitti-dir: one label file per frame (KITTI result lines with --calib); --mcap OUT.mcap (or
 OUT.bag): the detections of recording inputs as infer_bag writes them, from the whole output.
@@ -36,6 +37,9 @@ from pathlib import Path
 
 from pointpillars_trt.cli import OPTION_ARGS, add_detector_arguments, detector_from_args, tool_main
 from pointpillars_trt.errors import ConfigError, PointPillarsError
+from pointpillars_trt.fleet.pipeline import FleetOptions
+
+DEFAULTS = FleetOptions()
 
 log = logging.getLogger("batch_infer")
 
@@ -54,9 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mcap", type=Path, help="also write the detections of recording inputs into this OUT.mcap (or OUT.bag)")
     p.add_argument("--address", default="local", help="local, auto or ray://HOST:PORT")
     p.add_argument("--num-gpus", type=int, help="GPUs (one detector actor each; default: all of the cluster's; 0: CPU actors)")
-    p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per detector actor")
+    p.add_argument("--num-cpus", type=float, default=DEFAULTS.num_cpus, help="CPUs per detector actor")
     p.add_argument("--cpu-actors", type=int, help="detector actors without GPUs (default: the cluster's CPUs less one)")
-    p.add_argument("--batch-size", type=int, default=64, help="frames per detect_batch call")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="frames per detect_batch call")
+    p.add_argument("--actor-concurrency", type=int, default=DEFAULTS.actor_concurrency,
+                   help="batches each detector actor runs at once, in threads (one batch's host work overlaps "
+                        "another's GPU step); 1: one at a time")
     p.add_argument("--frames-per-task", type=int, default=64, help="frames per read task (and message range of a recording)")
     add_detector_arguments(p)
     p.add_argument("--score-thresh", type=float, help="override the config's score threshold")
@@ -108,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calib is not None and args.kitti_dir is None:
         raise PointPillarsError("--calib is for --kitti-dir label files: give --kitti-dir too")
     options = FleetOptions(num_gpus=args.num_gpus, num_cpus=args.num_cpus, cpu_actors=args.cpu_actors, batch_size=args.batch_size,
-                           score_threshold=args.score_thresh, progress=not args.no_progress)
+                           score_threshold=args.score_thresh, progress=not args.no_progress, actor_concurrency=args.actor_concurrency)
     try:
         scale = parse_intensity_scale(args.intensity_scale)
     except ValueError as exc:

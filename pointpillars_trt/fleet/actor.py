@@ -4,23 +4,23 @@ Runtime), turning batches of frame rows into batches of result rows."""
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
+import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..errors import PointPillarsError
 from .results import result_table
+from .thread_warnings import caught_warnings
 
 
 def _detect_guarded(detector, clouds: Sequence[np.ndarray], sources: Sequence[str], score_threshold: float | None
                     ) -> tuple[list[Any], list[list[str]], list[str]]:
     """``(detections, warnings, errors)`` of ``clouds``: one ``detect_batch`` call; when it
     raises (one bad cloud fails the whole call), each cloud again on its own, so that only the bad
-    ones fail. A failure gives ``None`` and its one-line error."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    ones fail. A failure gives ``None`` and its one-line error. Thread-safe (the warnings are
+    caught per thread, :func:`~.thread_warnings.caught_warnings`)."""
+    with caught_warnings() as caught:
         try:
             dets = detector.detect_batch(clouds, score_threshold, sources)
             return dets, _warnings_per_source(caught, sources), [""] * len(clouds)
@@ -28,8 +28,7 @@ def _detect_guarded(detector, clouds: Sequence[np.ndarray], sources: Sequence[st
             pass
     out, notes, errors = [], [], []
     for cloud, source in zip(clouds, sources):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with caught_warnings() as caught:
             try:
                 out.append(detector.detect(cloud, score_threshold, source))
                 errors.append("")
@@ -39,13 +38,14 @@ def _detect_guarded(detector, clouds: Sequence[np.ndarray], sources: Sequence[st
             except Exception as exc:  # noqa: BLE001 - a bug: recorded, the run goes on
                 out.append(None)
                 errors.append(f"{source}: unexpected {type(exc).__name__}: {exc}")
-        notes.append([str(w.message) for w in caught])
+        notes.append(caught)
     return out, notes, errors
 
 
-def _warnings_per_source(caught: Sequence[warnings.WarningMessage], sources: Sequence[str]) -> list[list[str]]:
+def _warnings_per_source(lines: Sequence[str], sources: Sequence[str]) -> list[list[str]]:
     """The warning lines of a batch, given to the rows whose source they name (all rows when none)."""
-    lines = [str(w.message) for w in caught]
+    if not lines:
+        return [[] for _ in sources]
     per = [[line for line in lines if s in line] for s in sources]
     orphans = [line for line in lines if not any(s in line for s in sources)]
     return [p + orphans for p in per]
@@ -65,14 +65,17 @@ def warm_up(detector, calls: int, batch_size: int) -> None:
 
 def frame_label(source: str, frame: str) -> str:
     """How messages name a frame: its file, or ``SOURCE [FRAME]`` (a KITTI split, a bag message)."""
-    return source if Path(source).stem == frame else f"{source} [{frame}]"
+    stem = os.path.splitext(os.path.basename(source))[0]  # Path(source).stem, a few times cheaper per row
+    return source if stem == frame else f"{source} [{frame}]"
 
 
 class DetectorActor:
     """``map_batches`` callable class: built once per actor with ``make_detector`` (a picklable
     zero-argument callable returning a Detector, e.g. ``functools.partial(build_detector, ckpt)``)
     and warmed up (:func:`warm_up`), then called with numpy batches of frame rows; returns a
-    pyarrow table of result rows. An error building the detector is raised by the first call."""
+    pyarrow table of result rows. An error building the detector is raised by the first call.
+    Thread-safe: Ray may call one actor from several threads at once (``FleetOptions.actor_concurrency``);
+    the detector serializes its executor step, the rest of one call overlaps it."""
 
     def __init__(self, make_detector: Callable[[], Any], score_threshold: float | None = None, warmup: int = 1,
                  batch_size: int = 1) -> None:

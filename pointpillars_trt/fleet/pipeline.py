@@ -43,7 +43,12 @@ class FleetOptions:
     CPU actors); ``num_cpus``: CPUs per detector actor; ``cpu_actors``: detector actors on a
     cluster without GPUs (None: as many as the cluster's CPUs allow, keeping one for reading);
     ``batch_size``: frames per ``detect_batch`` call; ``score_threshold``: None for the config's;
-    ``progress``: Ray Data's progress bars; ``warmup``: warm-up batches per actor."""
+    ``progress``: Ray Data's progress bars; ``warmup``: warm-up batches per actor;
+    ``actor_concurrency``: batches each detector actor runs at once, in threads (Ray Data's
+    ``max_concurrent_calls_per_actor`` with ``enable_true_multi_threading``): the detector holds a
+    lock only around its executor step (the GPU), so one batch's unpacking, validation and result
+    rows, and Ray's batching around them, overlap another batch's GPU step; 1 runs one batch at a
+    time (Ray's default, the behaviour before this option)."""
 
     num_gpus: int | None = None
     num_cpus: float = 1.0
@@ -52,6 +57,7 @@ class FleetOptions:
     score_threshold: float | None = None
     progress: bool = True
     warmup: int = 1
+    actor_concurrency: int = 2
 
     def __post_init__(self) -> None:
         for name in ("num_gpus", "cpu_actors"):
@@ -60,6 +66,8 @@ class FleetOptions:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
         if self.batch_size < 1 or self.num_cpus <= 0:
             raise ConfigError(f"batch_size must be >= 1 and num_cpus > 0, got {self.batch_size} and {self.num_cpus}")
+        if self.actor_concurrency < 1:
+            raise ConfigError(f"actor_concurrency must be >= 1, got {self.actor_concurrency}")
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,16 @@ def actor_resources(options: FleetOptions) -> tuple[int, dict[str, float], bool]
     return actors, {"num_cpus": options.num_cpus}, False
 
 
+def actor_pool(actors: int, concurrency: int):
+    """Ray Data's pool of ``actors`` detector actors, each running ``concurrency`` batches at once in
+    threads (1: Ray's default, one at a time)."""
+    import ray.data
+
+    if concurrency == 1:
+        return ray.data.ActorPoolStrategy(size=actors)
+    return ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=concurrency, enable_true_multi_threading=True)
+
+
 def dataset(tasks: Sequence[PointsTask | BagTask], make_detector: Callable[[], Any], options: FleetOptions):
     """The Ray dataset of result rows (pyarrow batches), and ``(actors, on GPUs)``."""
     import ray.data
@@ -131,7 +149,7 @@ def dataset(tasks: Sequence[PointsTask | BagTask], make_detector: Callable[[], A
     ds = ds.flat_map(task_frames, num_cpus=1)
     ds = ds.map_batches(DetectorActor, fn_constructor_args=(make_detector, options.score_threshold, options.warmup, options.batch_size),
                         batch_size=options.batch_size, batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=actors), **resources)
+                        compute=actor_pool(actors, options.actor_concurrency), **resources)
     return ds, actors, gpu
 
 

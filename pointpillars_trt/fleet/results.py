@@ -55,6 +55,16 @@ def _list_column(parts: Sequence[np.ndarray], value_type, width: int | None = No
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
 
 
+def _label_column(detections: Sequence[Any]):
+    """The ``labels`` column: each row's class indices as one flat buffer, then the class names
+    taken by index in Arrow (not a Python list of names per frame); rows without detections are empty."""
+    import pyarrow as pa
+
+    names = next((d.class_names for d in detections if d is not None), ())
+    codes = _list_column([d.labels if d is not None else np.zeros(0, np.int64) for d in detections], pa.int64())
+    return pa.ListArray.from_arrays(codes.offsets, pa.array(list(names), pa.string()).take(codes.values))
+
+
 def result_table(frames: dict[str, np.ndarray], detections: Sequence[Any], warnings: Sequence[list[str]], errors: Sequence[str]):
     """The Arrow table of one batch: ``frames`` the read stage's columns (``source``, ``index``,
     ``frame``, ``record_ns``, ``stamp_ns``, ``frame_id``, ``points``, ``read_ms``), and per row its
@@ -73,9 +83,9 @@ def result_table(frames: dict[str, np.ndarray], detections: Sequence[Any], warni
         "frame_id": [str(f) or None for f in frames["frame_id"]],
         "num_points": [int(d.num_points) if d is not None else len(frames["points"][i]) for i, d in enumerate(dets)],
         "num_pillars": [int(d.num_pillars) if d is not None else 0 for d in dets],
-        "boxes": _list_column([(d.boxes if d is not None else empty).astype(np.float32) for d in dets], pa.float32(), 7),
-        "scores": _list_column([(d.scores if d is not None else empty[:, 0]).astype(np.float32) for d in dets], pa.float32()),
-        "labels": _list_column([np.asarray(d.label_names if d is not None else [], dtype=object) for d in dets], pa.string()),
+        "boxes": _list_column([np.asarray(d.boxes if d is not None else empty, np.float32) for d in dets], pa.float32(), 7),
+        "scores": _list_column([np.asarray(d.scores if d is not None else empty[:, 0], np.float32) for d in dets], pa.float32()),
+        "labels": _label_column(dets),
         "timings_ms": [list(t.items()) for t in timings],
         "warnings": [list(w) for w in warnings],
         "error": [e or None for e in errors],

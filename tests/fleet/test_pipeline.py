@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from functools import partial
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -53,10 +53,10 @@ def assert_same_as_infer(row, record):
     assert row["labels"] == record["labels"] and row["num_pillars"] == record["num_pillars"]
 
 
-def run(tmp_path, inputs, spec=InputSpec(frames_per_task=2), labels=None):
-    store = ResultStore(tmp_path / "out.parquet", {"test": 1})
+def run(tmp_path, inputs, spec=InputSpec(frames_per_task=2), labels=None, options=OPTIONS, name="out.parquet"):
+    store = ResultStore(tmp_path / name, {"test": 1})
     tasks = plan_tasks(inputs, spec, store.done)
-    return run_fleet(tasks, make_detector, store, OPTIONS, labels), pq.read_table(store.path).to_pylist()
+    return run_fleet(tasks, make_detector, store, options, labels), pq.read_table(store.path).to_pylist()
 
 
 def test_directory_with_a_bad_file_equals_infer(ray_cluster, tmp_path, frames_dir, infer_json):
@@ -73,6 +73,17 @@ def test_directory_with_a_bad_file_equals_infer(ray_cluster, tmp_path, frames_di
     first = sorted(want)[0]
     lines = (tmp_path / "labels" / f"{first}.txt").read_text().splitlines()
     assert len(lines) == len(want[first]["boxes"]) and lines[0].split()[0] == want[first]["labels"][0]
+
+
+def test_serial_actor_gives_the_rows_of_the_threaded_one(ray_cluster, tmp_path, frames_dir):
+    """actor_concurrency 1 (one batch at a time) and 3 (threads; the default is 2, as in the other
+    tests): the same rows, timings aside, in any order."""
+    rows = {}
+    for k in (1, 3):
+        summary, got = run(tmp_path, [frames_dir], options=replace(OPTIONS, actor_concurrency=k), name=f"out{k}.parquet")
+        assert (summary.frames, summary.failed) == (4, 1)
+        rows[k] = sorted(({c: v for c, v in r.items() if c != "timings_ms"} for r in got), key=lambda r: r["source"])
+    assert rows[1] == rows[3]
 
 
 def test_rosbag2_and_mcap_then_resume(ray_cluster, tmp_path, clouds, infer_json, frame_files):
@@ -137,6 +148,7 @@ def test_batch_infer_as_a_user_runs_it(ray_cluster, tmp_path, frames_dir, infer_
     for extra, text in [(["--input", str(tmp_path / "missing")], "no such file or directory"),
                         (["--input", str(frames_dir), "--ckpt", str(tmp_path / "no.pth")], "no.pth"),
                         (["--input", str(frames_dir), "--score-thresh", "0.9"], "holds results of another run"),
+                        (["--input", str(frames_dir), "--actor-concurrency", "0"], "actor_concurrency must be >= 1"),
                         # found by the actor, not before Ray starts: still one line
                         (["--input", str(frames_dir), "--max-batch", "4", "--out", str(tmp_path / "o2.parquet"),
                           "--address", ray_cluster], "does not apply to backend onnxruntime")]:
@@ -154,20 +166,8 @@ def test_bench_fleet_runs_on_cpu(ray_cluster, tmp_path, capsys):
         sys.path.remove(str(REPO / "benchmarks"))
     out = tmp_path / "bench.json"
     assert bench.main(["--frames", "4", "--batch-size", "2", "--frames-per-task", "2", "--warmup", "0", "--backend", BACKEND, "--no-progress",
-                       "--json", str(out)]) == 0
+                       "--actor-concurrency", "2", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["fleet"]["frames"] == result["in_process"]["frames"] == 4 and result["same_boxes"]
+    assert [r["actor_concurrency"] for r in result["runs"]] == [2, 1] and all(r["same_boxes"] for r in result["runs"])
     assert result["ratio"] > 0 and "frames/s" in capsys.readouterr().out
-
-
-def test_detector_actor_isolates_a_bad_cloud(tmp_path, clouds):
-    """One detect_batch call fails for a NaN cloud (nonfinite=error): only that frame fails."""
-    from pointpillars_trt.fleet.actor import DetectorActor
-    from pointpillars_trt.fleet.tasks import frame_row
-
-    bad = clouds[0][:100].copy()
-    bad[3, 0] = np.nan
-    rows = [frame_row("a.bin", 0, "a", clouds[0][:2000]), frame_row("b.bin", 0, "b", bad)]
-    batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
-    table = DetectorActor(partial(make_detector), SCORE_THRESHOLD, warmup=0)(batch).to_pylist()
-    assert table[0]["error"] is None and "b.bin" in table[1]["error"] and "NaN" in table[1]["error"]
