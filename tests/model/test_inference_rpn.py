@@ -101,3 +101,78 @@ def test_channels_last_input_gives_the_same_features():
         b = fused.to(memory_format=torch.channels_last).features(x.contiguous(memory_format=torch.channels_last))
     assert b.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---- the head without the concatenated map (head_without_concat) ---------------------------------
+# (layer_strides, upsample_strides, num_upsample_filters): KITTI's neck, a unit branch and one
+# other, no unit branch (the add starts from the bias), two unit branches (addmm_ accumulates),
+# four terms for the add (more than one launch's worth on CUDA)
+NECKS = {
+    "kitti-1-2-4": ((2, 2, 2), (1, 2, 4), (24, 16, 8)),
+    "1-2": ((2, 2), (1, 2), (16, 24)),
+    "2-4": ((4, 2), (2, 4), (8, 16)),
+    "1-1-2": ((2, 1, 2), (1, 1, 2), (8, 8, 16)),
+    "1-2-4-8-16": ((2, 2, 2, 2, 2), (1, 2, 4, 8, 16), (8, 8, 8, 8, 8)),
+}
+
+
+def _neck_rpn(name, neck, seed=0):
+    import dataclasses
+
+    from pointpillars_trt.model.rpn import RPN
+
+    cfg = load_config(name)
+    strides, ups, filters = neck
+    n = len(strides)
+    bb = dataclasses.replace(cfg.network.backbone, layer_nums=(1,) * n, layer_strides=strides, num_filters=(16,) * n,
+                             upsample_strides=ups, num_upsample_filters=filters)
+    cfg = cfg.replace(network={"pfn_channels": 8, "backbone": bb})
+    torch.manual_seed(seed)
+    rpn = RPN(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # BatchNorm statistics and head biases that are not the defaults
+        for m in rpn.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.weight.copy_(1 + 0.2 * torch.randn(m.num_features, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
+        for head in (rpn.conv_cls, rpn.conv_box, rpn.conv_dir):
+            head.bias.copy_(torch.randn(head.out_channels, generator=g))
+    return cfg, rpn.eval()
+
+
+@pytest.mark.parametrize("neck", sorted(NECKS))
+@pytest.mark.parametrize("name", CONFIGS)
+def test_head_without_concat_equals_the_head_over_the_concatenated_map(name, neck):
+    from pointpillars_trt.model.inference_rpn import head_without_concat
+
+    cfg, rpn = _neck_rpn(name, NECKS[neck])
+    fused = InferenceRPN(rpn)
+    g = torch.Generator().manual_seed(1)
+    x = torch.relu(torch.randn(2, 8, 64, 96, generator=g))
+    with torch.inference_mode():
+        want = fused.head_output(x)  # on the CPU: the concatenated map and one head convolution
+        assert not fused.splits_head_on(fused.branches(x))
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            ys = fused.branches(x.contiguous(memory_format=fmt))
+            got = head_without_concat(ys, fused.up_strides, fused.head.weight[:, :, 0, 0], fused.head.bias)
+            assert got.shape == want.shape and got.dtype == want.dtype == torch.float32
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert want.shape[1] == sum(cfg.head_channels.values())
+
+
+def test_head_without_concat_in_float64_and_the_deconv_form_is_untouched():
+    from pointpillars_trt.model.inference_rpn import head_without_concat
+
+    _, rpn = _neck_rpn("kitti_pointpillars_3class", NECKS["kitti-1-2-4"])
+    fused = InferenceRPN(rpn.double())
+    x = _canvas(load_config("kitti_pointpillars_3class")).narrow(1, 0, 8).contiguous()
+    with torch.inference_mode():
+        ys = fused.branches(x)
+        got = head_without_concat(ys, fused.up_strides, fused.head.weight[:, :, 0, 0], fused.head.bias)
+        torch.testing.assert_close(got, fused.head(fused.concat(ys)), rtol=1e-12, atol=1e-12)
+        deconv = InferenceRPN(rpn, upsample="deconv")
+        assert not deconv.splits_head_on(deconv.branches(x))
+        torch.testing.assert_close(deconv.head_output(x), got, rtol=1e-9, atol=1e-9)
