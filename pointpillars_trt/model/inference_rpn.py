@@ -233,12 +233,12 @@ class InferenceRPN(nn.Module):
         """Whether :meth:`head_output` runs the head per branch for these branch outputs: ``split_head``,
         upsampling as 1x1 convolutions, CUDA float16/float32 channels_last tensors, head rows of whole
         16-byte vectors (what the add kernel takes)."""
+        y0 = ys[0]
+        if not (self.split_head and self.upsample == "conv" and y0.is_cuda and y0.dtype in (torch.float16, torch.float32)):
+            return False
         from ..network.depth_to_space import VEC
 
-        y0 = ys[0]
-        return (self.split_head and self.upsample == "conv" and y0.is_cuda and y0.dtype in (torch.float16, torch.float32)
-                and (self.head.out_channels * y0.element_size()) % VEC == 0
-                and all(y.is_contiguous(memory_format=torch.channels_last) for y in ys))
+        return (self.head.out_channels * y0.element_size()) % VEC == 0 and all(y.is_contiguous(memory_format=torch.channels_last) for y in ys)
 
     def head_output(self, canvas: torch.Tensor) -> torch.Tensor:
         """All head channels ``[B, A*K + A*7 + A*D, ny/s, nx/s]`` (cls, then box, then dir)."""

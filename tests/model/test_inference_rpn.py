@@ -8,6 +8,7 @@ import torch
 from pointpillars_trt.config import load_config
 from pointpillars_trt.model import build_model
 from pointpillars_trt.model.inference_rpn import InferenceRPN, conv_bias_relu, deconv_as_conv, depth_to_space_into, fold_batchnorm
+from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
 from tests.helpers import lively_state_dict
 
 CONFIGS = ["kitti_pointpillars_3class", "example_360_2class"]
@@ -176,3 +177,51 @@ def test_head_without_concat_in_float64_and_the_deconv_form_is_untouched():
         deconv = InferenceRPN(rpn, upsample="deconv")
         assert not deconv.splits_head_on(deconv.branches(x))
         torch.testing.assert_close(deconv.head_output(x), got, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_split_head_on_cuda_matches_the_concatenated_head(torch_cuda, name, dtype):
+    """The default on CUDA (channels_last): same shape, dtype, strides and channel order as the
+    concatenated map + head convolution; the float sums run in another order (three products
+    rounded, then added), so close to the float64 head of the same branch outputs, not equal; the
+    same input twice gives the same bits."""
+    from pointpillars_trt.model.inference_rpn import head_without_concat
+
+    cfg, model = _model(name)
+    dt = getattr(torch, dtype)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        split = InferenceRPN(model.rpn).to("cuda", dt).to(memory_format=torch.channels_last)
+        concat = InferenceRPN(model.rpn, split_head=False).to("cuda", dt).to(memory_format=torch.channels_last)
+        g = torch.Generator().manual_seed(2)
+        x = torch.relu(torch.randn(2, cfg.network.pfn_channels, 128, 96, generator=g)).to("cuda", dt).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            ys = split.branches(x)
+            assert split.splits_head_on(ys) and not concat.splits_head_on(ys)
+            got, again, want = split.head_output(x), split.head_output(x), concat.head_output(x)
+            w, b = split.head.weight[:, :, 0, 0], split.head.bias
+            mine, theirs = head_without_concat(ys, split.up_strides, w, b), split.head(split.concat(ys))
+            ref = head_without_concat([y.double() for y in ys], split.up_strides, w.double(), b.double())
+            bound = b.double().abs().max() + sum(  # the largest term: what the roundings are relative to
+                head_without_concat([y.double()], [s], w.double()[:, o:o + y.shape[1] // (s * s)], 0 * b.double()).abs().max()
+                for y, s, o in zip(ys, split.up_strides, _offsets(split)))
+        torch.cuda.synchronize()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert got.shape == want.shape and got.dtype == want.dtype == dt and got.stride() == want.stride()
+    assert torch.equal(got, again)
+    tol = (4 * 2.0 ** -11 if dtype == "float16" else 1e-5) * bound.item()
+    assert (mine.double() - ref).abs().max().item() <= tol
+    assert (theirs.double() - ref).abs().max().item() <= tol
+
+
+def _offsets(fused):
+    """Each branch's first channel in the concatenated map."""
+    out, o = [], 0
+    for up, s in zip(fused.ups, fused.up_strides):
+        out.append(o)
+        o += up.out_channels // (s * s)
+    return out
