@@ -21,7 +21,7 @@ fewer passes over the activations:
   products, already in sub-pixel order with only the head's channels, into it:
   :func:`head_without_concat`. ``split_head=False`` keeps the concatenated map (benchmarks' A/B).
 
-Used by the GPU pipeline (``GpuPipeline(rpn="fused")``); the export path keeps the plain
+Used by the device executor's torch networks (``network/device.py``, ``rpn="fused"``); the export path keeps the plain
 :class:`RPN`, whose graph TensorRT fuses by itself.
 """
 
@@ -238,7 +238,8 @@ class InferenceRPN(nn.Module):
             return False
         from ..network.depth_to_space import VEC
 
-        return (self.head.out_channels * y0.element_size()) % VEC == 0 and all(y.is_contiguous(memory_format=torch.channels_last) for y in ys)
+        whole_vectors = (self.head.out_channels * y0.element_size()) % VEC == 0
+        return whole_vectors and all(y.is_contiguous(memory_format=torch.channels_last) for y in ys)
 
     def head_output(self, canvas: torch.Tensor) -> torch.Tensor:
         """All head channels ``[B, A*K + A*7 + A*D, ny/s, nx/s]`` (cls, then box, then dir)."""

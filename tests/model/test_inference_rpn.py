@@ -197,7 +197,8 @@ def test_split_head_on_cuda_matches_the_concatenated_head(torch_cuda, name, dtyp
         split = InferenceRPN(model.rpn).to("cuda", dt).to(memory_format=torch.channels_last)
         concat = InferenceRPN(model.rpn, split_head=False).to("cuda", dt).to(memory_format=torch.channels_last)
         g = torch.Generator().manual_seed(2)
-        x = torch.relu(torch.randn(2, cfg.network.pfn_channels, 128, 96, generator=g)).to("cuda", dt).contiguous(memory_format=torch.channels_last)
+        x = torch.relu(torch.randn(2, cfg.network.pfn_channels, 128, 96, generator=g))
+        x = x.to("cuda", dt).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             ys = split.branches(x)
             assert split.splits_head_on(ys) and not concat.splits_head_on(ys)

@@ -115,7 +115,8 @@ def test_add_kernel_matches_float32_sums_rounded_per_launch(torch_cuda, strides,
     bias = torch.from_numpy(rng.standard_normal(hc).astype(np.float32)).to("cuda", dt) if with_bias else None
     want, first = out.float().cpu(), bias  # torch's adds on the CPU, in float32
     for k in range(0, len(terms), MAX_TERMS):  # the kernel rounds once per launch
-        add_depth_to_space_into(want, [(z.float().cpu(), s) for z, s in terms[k:k + MAX_TERMS]], None if first is None else first.float().cpu())
+        chunk = [(z.float().cpu(), s) for z, s in terms[k:k + MAX_TERMS]]
+        add_depth_to_space_into(want, chunk, None if first is None else first.float().cpu())
         want, first = want.to(dt).float(), None
     got = out.clone()
     assert add_fits(got, terms, bias)
