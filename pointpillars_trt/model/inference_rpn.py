@@ -21,8 +21,8 @@ fewer passes over the activations:
   products, already in sub-pixel order with only the head's channels, into it:
   :func:`head_without_concat`. ``split_head=False`` keeps the concatenated map (benchmarks' A/B).
 
-Used by the device executor's torch networks (``network/device.py``, ``rpn="fused"``); the export path keeps the plain
-:class:`RPN`, whose graph TensorRT fuses by itself.
+Used by the device executor's torch networks (``network/device.py``, ``rpn="fused"``); the export
+path keeps the plain :class:`RPN`, whose graph TensorRT fuses by itself.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def add_fits(out: "torch.Tensor", terms: "list[tuple[torch.Tensor, int]]", bias:
 
     if not (out.is_cuda and out.dim() == 4 and out.dtype in (torch.float16, torch.float32)):
         return False
-    n, hc, hs, ws = out.shape
+    _, hc, hs, ws = out.shape
     if not (out.is_contiguous(memory_format=torch.channels_last) and out.data_ptr() % VEC == 0 and (hc * out.element_size()) % VEC == 0):
         return False
     if bias is not None and not (_aligned(bias, out) and tuple(bias.shape) == (hc,)):
@@ -102,7 +102,7 @@ def depth_to_space_add_cuda(out: "torch.Tensor", terms: "list[tuple[torch.Tensor
     """``out[n, c, Y, X] = (bias[c] if bias is given else out[n, c, Y, X]) + sum_k z_k[n, Y//s_k,
     X//s_k, Y%s_k, X%s_k, c]`` on torch's current stream, summed in float32 in term order and
     rounded once per launch (``MAX_TERMS`` terms per launch). The caller checks :func:`add_fits`."""
-    n, hc, hs, ws = out.shape
+    _, hc, hs, ws = out.shape
     e = out.element_size()
     total = out.numel() * e // VEC
     if not terms and bias is None:
