@@ -118,11 +118,13 @@ def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int =
 
 
 def rpn_forms() -> dict:
-    """The RPN forms of the ablation (the shipped one is ``InferenceRPN``): upsampling as transposed
-    convolutions + ReLU + cat, BatchNorm folded only, and the module as trained."""
+    """The RPN forms of the ablation (the shipped one is ``InferenceRPN``, its head per branch): the
+    head over the concatenated map (depth-to-space copies + one head convolution), upsampling as
+    transposed convolutions + ReLU + cat, BatchNorm folded only, and the module as trained."""
     from pointpillars_trt.model.inference_rpn import InferenceRPN, fold_batchnorm
 
-    return {"fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"), "folded": fold_batchnorm, "plain": lambda m: m}
+    return {"concat-head": lambda m: InferenceRPN(m, split_head=False), "fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"),
+            "folded": fold_batchnorm, "plain": lambda m: m}
 
 
 RPN_FORMS = rpn_forms()
@@ -278,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             results[f"fp16_vs_fp32/{gname}"] = acc
             log.info("FP16 vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 (worst frame %.1f %%)",
                      gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
-        for rpn_mode in ("fused-deconv", "folded", "plain"):  # the RPN without our fusions, same run (the default is "fused")
+        for rpn_mode in RPN_FORMS:  # the RPN without our fusions, same run (the default is "fused")
             det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4))
+            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode == "concat-head")
         from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
 
         old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run

@@ -13,10 +13,16 @@ fewer passes over the activations:
   is the copy into the concatenated feature map that the ``torch.cat`` made anyway (no separate
   bias, ReLU or cat pass);
 * the three 1x1 heads (cls, box, dir) run as one convolution over the concatenated weights, and
-  the outputs are channel slices of it (views, no copy).
+  the outputs are channel slices of it (views, no copy);
+* on CUDA (channels_last) the concatenated full-resolution map is not even written: the head is
+  1x1 and linear, so ``head(concat_k d2s(y_k)) = bias + sum_k d2s(W_k y_k)`` with ``W_k`` the head
+  weight's columns for branch ``k``. Each ``y_k`` times ``W_k^T`` is one GEMM on views (the
+  branch with stride 1 straight into the output, with the bias), and one kernel adds the others'
+  products, already in sub-pixel order with only the head's channels, into it:
+  :func:`head_without_concat`. ``split_head=False`` keeps the concatenated map (benchmarks' A/B).
 
-Used by the GPU pipeline (``GpuPipeline(rpn="fused")``); the export path keeps the plain
-:class:`RPN`, whose graph TensorRT fuses by itself.
+Used by the device executor's torch networks (``network/device.py``, ``rpn="fused"``); the export
+path keeps the plain :class:`RPN`, whose graph TensorRT fuses by itself.
 """
 
 from __future__ import annotations
@@ -94,6 +100,58 @@ def depth_to_space_into(y: torch.Tensor, out: torch.Tensor, s: int) -> None:
     dst.copy_(src)
 
 
+def add_depth_to_space_into(out: torch.Tensor, terms: list[tuple[torch.Tensor, int]], bias: torch.Tensor | None = None) -> None:
+    """``out [N, H, Hs, Ws] = (bias if given else out) + sum_k d2s(z_k)``, where each term ``(z_k,
+    s_k)`` holds ``N*Hs*Ws*H`` values in rows ``(n, y, x, i, j)`` of ``H`` channels (``y < Hs/s_k``,
+    ``x < Ws/s_k``, sub-pixel ``(i, j)``): its row ``(n, y, x, i, j)`` lands on output pixel
+    ``(y*s_k + i, x*s_k + j)``. On CUDA one kernel (float32 sums, one rounding); elsewhere torch's
+    in-place adds on views."""
+    if out.is_cuda:
+        from ..network.depth_to_space import add_fits, depth_to_space_add_cuda
+
+        if add_fits(out, terms, bias):
+            depth_to_space_add_cuda(out, terms, bias)
+            return
+    n, hc, hs, ws = out.shape
+    if bias is not None:
+        out.copy_(bias.view(1, -1, 1, 1).expand_as(out))
+    for z, s in terms:
+        src = z.view(n, hs // s, ws // s, s, s, hc).permute(0, 1, 3, 2, 4, 5)  # [N, h, i, w, j, H]
+        out.permute(0, 2, 3, 1).unflatten(1, (hs // s, s)).unflatten(3, (ws // s, s)).add_(src)
+
+
+def head_without_concat(ys: list[torch.Tensor], strides: list[int], weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The 1x1 head ``weight [H, sum_k Cout_k]``, ``bias [H]`` over the concatenation of the
+    depth-to-space'd branches ``ys[k] [N, s_k*s_k*Cout_k, h_k, w_k]`` (channels ordered as
+    :func:`deconv_as_conv` makes them, ``h_k*s_k`` equal for all ``k``), without building that
+    concatenation: ``bias + sum_k d2s(y_k^T W_k^T)`` with ``W_k`` the weight's columns of branch
+    ``k``. A channels_last ``y_k`` viewed as rows ``(n, y, x, i, j)`` of ``Cout_k`` values is a
+    matrix (no copy); its product with ``W_k^T`` has rows of ``H`` values in the same order. Branches
+    with ``s_k == 1`` are GEMMs straight into the output (the first with the bias); the others'
+    products are added by :func:`add_depth_to_space_into`. Returns ``[N, H, h_0*s_0, w_0*s_0]``,
+    channels_last, in ``ys``' dtype."""
+    n, _, h, w = ys[0].shape
+    hc = weight.shape[0]
+    out = torch.empty((n, hc, h * strides[0], w * strides[0]), dtype=ys[0].dtype, device=ys[0].device, memory_format=torch.channels_last)
+    flat = out.permute(0, 2, 3, 1).view(-1, hc)  # [N*Hs*Ws, H], a view
+    terms, offset, started = [], 0, False
+    with torch.no_grad():  # eval only (GEMMs with out= have no autograd)
+        for y, s in zip(ys, strides):
+            cout = y.shape[1] // (s * s)
+            rows = y.permute(0, 2, 3, 1).reshape(-1, cout)  # channels_last: a view
+            wt = weight[:, offset:offset + cout].t()  # [Cout_k, H], a view
+            offset += cout
+            if s != 1:
+                terms.append((torch.mm(rows, wt), s))
+            elif started:
+                flat.addmm_(rows, wt)
+            else:
+                torch.addmm(bias, rows, wt, out=flat)
+                started = True
+        add_depth_to_space_into(out, terms, None if started else bias)
+    return out
+
+
 def conv_bias_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: tuple[int, int],
                    padding: tuple[int, int]) -> torch.Tensor:
     """``relu(conv2d(x, weight, bias, stride, padding))``: one cuDNN call on CUDA, conv2d + in-place
@@ -108,14 +166,18 @@ class InferenceRPN(nn.Module):
 
     ``forward(canvas [B, C, ny, nx]) -> (cls, box, dir)`` with the shapes and channel order of
     :class:`RPN`; the three outputs are channel slices of one head tensor ``[B, A*(K+7+D), ...]``
-    (``head_output`` keeps the last one for callers that want it whole).
+    (``head_output`` keeps the last one for callers that want it whole). ``split_head`` (default):
+    on CUDA with channels_last branches whose head rows are whole 16-byte vectors, the head runs
+    per branch (:func:`head_without_concat`) instead of over the concatenated map; elsewhere, and
+    with ``split_head=False``, over the concatenated map as one convolution.
     """
 
-    def __init__(self, rpn: RPN, upsample: str = "conv") -> None:
+    def __init__(self, rpn: RPN, upsample: str = "conv", split_head: bool = True) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"InferenceRPN: upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         self.upsample = upsample
+        self.split_head = bool(split_head)
         folded = fold_batchnorm(rpn.eval())
         self.convs = nn.ModuleList()  # per block: its Conv2d layers (BN folded, ReLU implied)
         for seq in folded.blocks:
@@ -134,34 +196,62 @@ class InferenceRPN(nn.Module):
             self.head.weight.copy_(torch.cat([h.weight for h in heads]))
             self.head.bias.copy_(torch.cat([h.bias for h in heads]))
 
-    def features(self, canvas: torch.Tensor) -> torch.Tensor:
-        out, ups = None, []
-        x, offset = canvas, 0
-        for convs, up, s in zip(self.convs, self.ups, self.up_strides):
+    def branches(self, canvas: torch.Tensor) -> list[torch.Tensor]:
+        """Each block's upsampling output before depth-to-space, ReLU applied: ``[N, s*s*Cout, h, w]``
+        (channels as :func:`deconv_as_conv` orders them; ``upsample="deconv"``: ``[N, Cout, h*s, w*s]``)."""
+        ys, x = [], canvas
+        for convs, up in zip(self.convs, self.ups):
             for conv in convs:
                 x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
             if self.upsample == "deconv":
-                ups.append(F.conv_transpose2d(x, up.weight, up.bias, up.stride).relu_())
-                continue
-            y = conv_bias_relu(x, up.weight, up.bias, (1, 1), (0, 0))  # [N, s*s*Cout, h, w]
-            n, c, h, w = y.shape
-            cout = c // (s * s)
-            if out is None:  # the concatenated map, allocated once the first upsampled size is known
-                fmt = torch.channels_last if canvas.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-                out = torch.empty((n, self.head.in_channels, h * s, w * s), dtype=y.dtype, device=y.device, memory_format=fmt)
+                ys.append(F.conv_transpose2d(x, up.weight, up.bias, up.stride).relu_())
+            else:
+                ys.append(conv_bias_relu(x, up.weight, up.bias, (1, 1), (0, 0)))
+        return ys
+
+    def concat(self, ys: list[torch.Tensor]) -> torch.Tensor:
+        """The concatenated full-resolution map ``[N, sum Cout, H, W]`` of :meth:`branches`' outputs
+        (channels_last when they are)."""
+        if self.upsample == "deconv":
+            return torch.cat(ys, dim=1)
+        n, _, h, w = ys[0].shape
+        s0 = self.up_strides[0]
+        fmt = torch.channels_last if ys[0].is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        out = torch.empty((n, self.head.in_channels, h * s0, w * s0), dtype=ys[0].dtype, device=ys[0].device, memory_format=fmt)
+        offset = 0
+        for y, s in zip(ys, self.up_strides):
+            cout = y.shape[1] // (s * s)
             depth_to_space_into(y, out[:, offset:offset + cout], s)
             offset += cout
-        if self.upsample == "deconv":
-            return torch.cat(ups, dim=1)
         return out
+
+    def features(self, canvas: torch.Tensor) -> torch.Tensor:
+        """The concatenated map the head reads (``[N, sum Cout, ny/s, nx/s]``)."""
+        return self.concat(self.branches(canvas))
+
+    def splits_head_on(self, ys: list[torch.Tensor]) -> bool:
+        """Whether :meth:`head_output` runs the head per branch for these branch outputs: ``split_head``,
+        upsampling as 1x1 convolutions, CUDA float16/float32 channels_last tensors, head rows of whole
+        16-byte vectors (what the add kernel takes)."""
+        y0 = ys[0]
+        if not (self.split_head and self.upsample == "conv" and y0.is_cuda and y0.dtype in (torch.float16, torch.float32)):
+            return False
+        from ..network.depth_to_space import VEC
+
+        whole_vectors = (self.head.out_channels * y0.element_size()) % VEC == 0
+        return whole_vectors and all(y.is_contiguous(memory_format=torch.channels_last) for y in ys)
 
     def head_output(self, canvas: torch.Tensor) -> torch.Tensor:
         """All head channels ``[B, A*K + A*7 + A*D, ny/s, nx/s]`` (cls, then box, then dir)."""
-        return self.head(self.features(canvas))
+        ys = self.branches(canvas)
+        if self.splits_head_on(ys):
+            return head_without_concat(ys, self.up_strides, self.head.weight[:, :, 0, 0], self.head.bias)
+        return self.head(self.concat(ys))
 
     def forward(self, canvas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cls, box, dirs = torch.split(self.head_output(canvas), self.splits, dim=1)
         return cls, box, dirs
 
 
-__all__ = ["InferenceRPN", "UPSAMPLE_MODES", "conv_bias_relu", "deconv_as_conv", "depth_to_space_into", "fold_batchnorm"]
+__all__ = ["InferenceRPN", "UPSAMPLE_MODES", "add_depth_to_space_into", "conv_bias_relu", "deconv_as_conv", "depth_to_space_into",
+           "fold_batchnorm", "head_without_concat"]

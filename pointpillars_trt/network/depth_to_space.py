@@ -6,6 +6,10 @@ to ``s*s*Cout`` channels, and this copy puts each pixel's ``s*s`` runs of ``Cout
 their ``s x s`` output pixels, inside the concatenated map the head convolution reads (so neither
 a separate bias/ReLU pass nor a ``torch.cat`` remains). One 16-byte vector per thread, on torch's
 current stream (graph-capturable).
+
+:func:`depth_to_space_add_cuda` is the other half of the head without the concatenated map
+(:func:`~pointpillars_trt.model.inference_rpn.head_without_concat`): it adds the per-branch head
+terms, each still in its branch's ``s x s`` sub-pixel order, into the head output in one pass.
 """
 
 from __future__ import annotations
@@ -24,12 +28,24 @@ if TYPE_CHECKING:
 KERNEL_FILE = "depth_to_space.cu"
 BLOCK = 256
 VEC = 16  # bytes per thread
+MAX_TERMS = 3  # branch terms per launch of pp_depth_to_space_add
 
 
 @functools.lru_cache(maxsize=None)
-def _function(device_index: int):
+def _function(device_index: int, name: str):
     dev = get_device(device_index)
-    return dev, load_kernels(KERNEL_FILE, dev).function("pp_depth_to_space")
+    return dev, load_kernels(KERNEL_FILE, dev).function(name)
+
+
+def _launch(name: str, like: "torch.Tensor", vectors: int, args: tuple) -> None:
+    """Launch kernel ``name`` over ``vectors`` 16-byte vectors on torch's current stream of
+    ``like``'s device (grid-stride loop, at most 8 blocks per SM)."""
+    import torch
+
+    dev, fn = _function(like.device.index if like.device.index is not None else torch.cuda.current_device(), name)
+    stream = torch.cuda.current_stream(like.device).cuda_stream
+    dev.make_current()
+    launch(fn, grid_for(vectors, BLOCK, dev.info.multiprocessor_count * 8), BLOCK, args, stream)
 
 
 def fits(y: "torch.Tensor", out: "torch.Tensor", s: int) -> bool:
@@ -53,17 +69,52 @@ def fits(y: "torch.Tensor", out: "torch.Tensor", s: int) -> bool:
 def depth_to_space_cuda(y: "torch.Tensor", out: "torch.Tensor", s: int) -> None:
     """``out[n, c, y*s + i, x*s + j] = y[n, (i*s + j)*Cout + c, y, x]`` on torch's current stream.
     The caller checks :func:`fits` first."""
-    import torch
-
     n, c, h, w = y.shape
     e = y.element_size()
-    dev, fn = _function(y.device.index if y.device.index is not None else torch.cuda.current_device())
     total = y.numel() * e // VEC
-    stream = torch.cuda.current_stream(y.device).cuda_stream
-    dev.make_current()
-    launch(fn, grid_for(total, BLOCK, dev.info.multiprocessor_count * 8), BLOCK,
-           (ptr(y.data_ptr()), ptr(out.data_ptr()), np.int64(total), i32(h), i32(w), i32(s),
-            i32(c // (s * s) * e // VEC), i32(out.stride(3) * e // VEC)), stream)
+    _launch("pp_depth_to_space", y, total, (ptr(y.data_ptr()), ptr(out.data_ptr()), np.int64(total), i32(h), i32(w), i32(s),
+                                            i32(c // (s * s) * e // VEC), i32(out.stride(3) * e // VEC)))
 
 
-__all__ = ["depth_to_space_cuda", "fits"]
+def _aligned(t: "torch.Tensor", like: "torch.Tensor") -> bool:
+    return t.is_cuda and t.device == like.device and t.dtype == like.dtype and t.is_contiguous() and t.data_ptr() % VEC == 0
+
+
+def add_fits(out: "torch.Tensor", terms: "list[tuple[torch.Tensor, int]]", bias: "torch.Tensor | None") -> bool:
+    """Whether :func:`depth_to_space_add_cuda` can take these tensors: ``out [N, H, Hs, Ws]`` a
+    dense channels_last float16/float32 CUDA tensor whose rows of ``H`` values are whole 16-byte
+    vectors; each term ``(z, s)`` a contiguous ``z`` of ``out.numel()`` values (rows ``(n, y, x, i,
+    j)`` of ``H`` values) with ``s`` dividing ``Hs`` and ``Ws``; ``bias`` None or a contiguous
+    ``[H]``; same device and dtype, 16-byte aligned."""
+    import torch
+
+    if not (out.is_cuda and out.dim() == 4 and out.dtype in (torch.float16, torch.float32)):
+        return False
+    _, hc, hs, ws = out.shape
+    if not (out.is_contiguous(memory_format=torch.channels_last) and out.data_ptr() % VEC == 0 and (hc * out.element_size()) % VEC == 0):
+        return False
+    if bias is not None and not (_aligned(bias, out) and tuple(bias.shape) == (hc,)):
+        return False
+    return all(_aligned(z, out) and z.numel() == out.numel() and s >= 1 and hs % s == 0 and ws % s == 0 for z, s in terms)
+
+
+def depth_to_space_add_cuda(out: "torch.Tensor", terms: "list[tuple[torch.Tensor, int]]", bias: "torch.Tensor | None" = None) -> None:
+    """``out[n, c, Y, X] = (bias[c] if bias is given else out[n, c, Y, X]) + sum_k z_k[n, Y//s_k,
+    X//s_k, Y%s_k, X%s_k, c]`` on torch's current stream, summed in float32 in term order and
+    rounded once per launch (``MAX_TERMS`` terms per launch). The caller checks :func:`add_fits`."""
+    _, hc, hs, ws = out.shape
+    e = out.element_size()
+    total = out.numel() * e // VEC
+    if not terms and bias is None:
+        return
+    first = bias
+    for start in range(0, max(len(terms), 1), MAX_TERMS):
+        chunk = list(terms[start:start + MAX_TERMS])
+        chunk += [(None, 0)] * (MAX_TERMS - len(chunk))
+        zs = [a for z, s in chunk for a in (ptr(0 if z is None else z.data_ptr()), i32(s))]
+        _launch("pp_depth_to_space_add", out, total, (ptr(out.data_ptr()), ptr(0 if first is None else first.data_ptr()), np.int64(total),
+                                                      i32(hs), i32(ws), i32(hc * e // VEC), i32(e == 2), *zs))
+        first = None
+
+
+__all__ = ["MAX_TERMS", "add_fits", "depth_to_space_add_cuda", "depth_to_space_cuda", "fits"]

@@ -8,6 +8,7 @@ import torch
 from pointpillars_trt.config import load_config
 from pointpillars_trt.model import build_model
 from pointpillars_trt.model.inference_rpn import InferenceRPN, conv_bias_relu, deconv_as_conv, depth_to_space_into, fold_batchnorm
+from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
 from tests.helpers import lively_state_dict
 
 CONFIGS = ["kitti_pointpillars_3class", "example_360_2class"]
@@ -101,3 +102,127 @@ def test_channels_last_input_gives_the_same_features():
         b = fused.to(memory_format=torch.channels_last).features(x.contiguous(memory_format=torch.channels_last))
     assert b.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---- the head without the concatenated map (head_without_concat) ---------------------------------
+# (layer_strides, upsample_strides, num_upsample_filters): KITTI's neck, a unit branch and one
+# other, no unit branch (the add starts from the bias), two unit branches (addmm_ accumulates),
+# four terms for the add (more than one launch's worth on CUDA)
+NECKS = {
+    "kitti-1-2-4": ((2, 2, 2), (1, 2, 4), (24, 16, 8)),
+    "1-2": ((2, 2), (1, 2), (16, 24)),
+    "2-4": ((4, 2), (2, 4), (8, 16)),
+    "1-1-2": ((2, 1, 2), (1, 1, 2), (8, 8, 16)),
+    "1-2-4-8-16": ((2, 2, 2, 2, 2), (1, 2, 4, 8, 16), (8, 8, 8, 8, 8)),
+}
+
+
+def _neck_rpn(name, neck, seed=0):
+    import dataclasses
+
+    from pointpillars_trt.model.rpn import RPN
+
+    cfg = load_config(name)
+    strides, ups, filters = neck
+    n = len(strides)
+    bb = dataclasses.replace(cfg.network.backbone, layer_nums=(1,) * n, layer_strides=strides, num_filters=(16,) * n,
+                             upsample_strides=ups, num_upsample_filters=filters)
+    cfg = cfg.replace(network={"pfn_channels": 8, "backbone": bb})
+    torch.manual_seed(seed)
+    rpn = RPN(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # BatchNorm statistics and head biases that are not the defaults
+        for m in rpn.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.weight.copy_(1 + 0.2 * torch.randn(m.num_features, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
+        for head in (rpn.conv_cls, rpn.conv_box, rpn.conv_dir):
+            head.bias.copy_(torch.randn(head.out_channels, generator=g))
+    return cfg, rpn.eval()
+
+
+@pytest.mark.parametrize("neck", sorted(NECKS))
+@pytest.mark.parametrize("name", CONFIGS)
+def test_head_without_concat_equals_the_head_over_the_concatenated_map(name, neck):
+    from pointpillars_trt.model.inference_rpn import head_without_concat
+
+    cfg, rpn = _neck_rpn(name, NECKS[neck])
+    fused = InferenceRPN(rpn)
+    g = torch.Generator().manual_seed(1)
+    x = torch.relu(torch.randn(2, 8, 64, 96, generator=g))
+    with torch.inference_mode():
+        want = fused.head_output(x)  # on the CPU: the concatenated map and one head convolution
+        assert not fused.splits_head_on(fused.branches(x))
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            ys = fused.branches(x.contiguous(memory_format=fmt))
+            got = head_without_concat(ys, fused.up_strides, fused.head.weight[:, :, 0, 0], fused.head.bias)
+            assert got.shape == want.shape and got.dtype == want.dtype == torch.float32
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert want.shape[1] == sum(cfg.head_channels.values())
+
+
+def test_head_without_concat_in_float64_and_the_deconv_form_is_untouched():
+    from pointpillars_trt.model.inference_rpn import head_without_concat
+
+    _, rpn = _neck_rpn("kitti_pointpillars_3class", NECKS["kitti-1-2-4"])
+    fused = InferenceRPN(rpn.double())
+    x = _canvas(load_config("kitti_pointpillars_3class")).narrow(1, 0, 8).contiguous()
+    with torch.inference_mode():
+        ys = fused.branches(x)
+        got = head_without_concat(ys, fused.up_strides, fused.head.weight[:, :, 0, 0], fused.head.bias)
+        torch.testing.assert_close(got, fused.head(fused.concat(ys)), rtol=1e-12, atol=1e-12)
+        deconv = InferenceRPN(rpn, upsample="deconv")
+        assert not deconv.splits_head_on(deconv.branches(x))
+        torch.testing.assert_close(deconv.head_output(x), got, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_split_head_on_cuda_matches_the_concatenated_head(torch_cuda, name, dtype):
+    """The default on CUDA (channels_last): same shape, dtype, strides and channel order as the
+    concatenated map + head convolution; the float sums run in another order (three products
+    rounded, then added), so close to the float64 head of the same branch outputs, not equal; the
+    same input twice gives the same bits."""
+    from pointpillars_trt.model.inference_rpn import head_without_concat
+
+    cfg, model = _model(name)
+    dt = getattr(torch, dtype)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        split = InferenceRPN(model.rpn).to("cuda", dt).to(memory_format=torch.channels_last)
+        concat = InferenceRPN(model.rpn, split_head=False).to("cuda", dt).to(memory_format=torch.channels_last)
+        g = torch.Generator().manual_seed(2)
+        x = torch.relu(torch.randn(2, cfg.network.pfn_channels, 128, 96, generator=g))
+        x = x.to("cuda", dt).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            ys = split.branches(x)
+            assert split.splits_head_on(ys) and not concat.splits_head_on(ys)
+            got, again, want = split.head_output(x), split.head_output(x), concat.head_output(x)
+            w, b = split.head.weight[:, :, 0, 0], split.head.bias
+            mine, theirs = head_without_concat(ys, split.up_strides, w, b), split.head(split.concat(ys))
+            ref = head_without_concat([y.double() for y in ys], split.up_strides, w.double(), b.double())
+            bound = b.double().abs().max() + sum(  # the largest term: what the roundings are relative to
+                head_without_concat([y.double()], [s], w.double()[:, o:o + y.shape[1] // (s * s)], 0 * b.double()).abs().max()
+                for y, s, o in zip(ys, split.up_strides, _offsets(split)))
+        torch.cuda.synchronize()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert got.shape == want.shape and got.dtype == want.dtype == dt and got.stride() == want.stride()
+    assert torch.equal(got, again)
+    tol = (4 * 2.0 ** -11 if dtype == "float16" else 1e-5) * bound.item()
+    assert (mine.double() - ref).abs().max().item() <= tol
+    assert (theirs.double() - ref).abs().max().item() <= tol
+
+
+def _offsets(fused):
+    """Each branch's first channel in the concatenated map."""
+    out, o = [], 0
+    for up, s in zip(fused.ups, fused.up_strides):
+        out.append(o)
+        o += up.out_channels // (s * s)
+    return out
