@@ -146,14 +146,16 @@ def device_detector(cfg, state, rpn_form=None, source=None, **options):
     return Detector(cfg, DeviceExecutor(cfg, make, opts, dev), options=facade, source=source)
 
 
-def fp16_vs_fp32(make, cfg, state, frames: list[np.ndarray], max_points: int) -> dict:
+def fp16_vs_fp32(make, cfg, state, frames: list[np.ndarray], max_points: int, rpn_form=None) -> dict:
     """The issue's accuracy check on the benchmarked model: the share of FP32 boxes with score > 0.3
-    that FP16 finds again (same label, BEV IoU > 0.9), over all frames and per frame."""
+    that FP16 (with ``rpn_form``'s RPN when given) finds again (same label, BEV IoU > 0.9), over all
+    frames and per frame."""
     from types import SimpleNamespace
 
     from pointpillars_trt.compare.detections import match_detections
 
-    dets = {p: make(cfg, state, precision=p, max_points=max_points, max_batch=1) for p in ("fp32", "fp16")}
+    dets = {"fp32": make(cfg, state, precision="fp32", max_points=max_points, max_batch=1),
+            "fp16": make(cfg, state, rpn_form=rpn_form, precision="fp16", max_points=max_points, max_batch=1)}
     matched = total = 0
     per_frame = []
     for f in frames:
@@ -164,7 +166,8 @@ def fp16_vs_fp32(make, cfg, state, frames: list[np.ndarray], max_points: int) ->
         per_frame.append(m.recall)
     for d in dets.values():
         d.close()
-    return {"kept": matched / total if total else 1.0, "fp32_boxes": total, "min_frame": float(min(per_frame))}
+    return {"kept": matched / total if total else 1.0, "fp32_boxes": total, "min_frame": float(min(per_frame)),
+            "per_frame": [float(v) for v in per_frame]}
 
 
 STAGE_OF_KERNEL = (("pp_vox_", "voxelize+pfn"), ("pp_post_", "postprocess"), ("pp_scatter", "scatter"), ("pp_clear", "scatter"),
@@ -276,10 +279,11 @@ def main(argv: list[str] | None = None) -> int:
                 det.close()
                 del det
         if len(precisions) == 2:
-            acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points)
-            results[f"fp16_vs_fp32/{gname}"] = acc
-            log.info("FP16 vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 (worst frame %.1f %%)",
-                     gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
+            for form in (None, "concat-head"):  # the shipped RPN, and the head over the concatenated map (A/B)
+                acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points, RPN_FORMS.get(form))
+                results[f"fp16_vs_fp32/{gname}" + (f"/rpn-{form}" if form else "")] = acc
+                log.info("FP16%s vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 (worst frame %.1f %%)",
+                         f" ({form})" if form else "", gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
         for rpn_mode in RPN_FORMS:  # the RPN without our fusions, same run (the default is "fused")
             det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
             single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode == "concat-head")

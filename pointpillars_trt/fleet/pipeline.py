@@ -57,7 +57,7 @@ class FleetOptions:
     score_threshold: float | None = None
     progress: bool = True
     warmup: int = 1
-    actor_concurrency: int = 2
+    actor_concurrency: int = 3
 
     def __post_init__(self) -> None:
         for name in ("num_gpus", "cpu_actors"):

@@ -76,7 +76,7 @@ def test_directory_with_a_bad_file_equals_infer(ray_cluster, tmp_path, frames_di
 
 
 def test_serial_actor_gives_the_rows_of_the_threaded_one(ray_cluster, tmp_path, frames_dir):
-    """actor_concurrency 1 (one batch at a time) and 3 (threads; the default is 2, as in the other
+    """actor_concurrency 1 (one batch at a time) and 3 (threads; the default, as in the other
     tests): the same rows, timings aside, in any order."""
     rows = {}
     for k in (1, 3):
