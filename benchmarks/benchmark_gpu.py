@@ -118,12 +118,12 @@ def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int =
 
 
 def rpn_forms() -> dict:
-    """The RPN forms of the ablation (the shipped one is ``InferenceRPN``, its head per branch): the
-    head over the concatenated map (depth-to-space copies + one head convolution), upsampling as
+    """The RPN forms of the ablation (the shipped one is ``InferenceRPN``, its head over the
+    concatenated map): the head per upsampling branch (no concatenated map; opt-in), upsampling as
     transposed convolutions + ReLU + cat, BatchNorm folded only, and the module as trained."""
     from pointpillars_trt.model.inference_rpn import InferenceRPN, fold_batchnorm
 
-    return {"concat-head": lambda m: InferenceRPN(m, split_head=False), "fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"),
+    return {"split-head": lambda m: InferenceRPN(m, split_head=True), "fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"),
             "folded": fold_batchnorm, "plain": lambda m: m}
 
 
@@ -279,14 +279,14 @@ def main(argv: list[str] | None = None) -> int:
                 det.close()
                 del det
         if len(precisions) == 2:
-            for form in (None, "concat-head"):  # the shipped RPN, and the head over the concatenated map (A/B)
+            for form in (None, "split-head"):  # the shipped RPN, and the head per branch (A/B)
                 acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points, RPN_FORMS.get(form))
                 results[f"fp16_vs_fp32/{gname}" + (f"/rpn-{form}" if form else "")] = acc
                 log.info("FP16%s vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 (worst frame %.1f %%)",
                          f" ({form})" if form else "", gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
         for rpn_mode in RPN_FORMS:  # the RPN without our fusions, same run (the default is "fused")
             det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode == "concat-head")
+            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode == "split-head")
         from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
 
         old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run

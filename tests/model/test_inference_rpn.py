@@ -194,7 +194,7 @@ def test_split_head_on_cuda_matches_the_concatenated_head(torch_cuda, name, dtyp
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        split = InferenceRPN(model.rpn).to("cuda", dt).to(memory_format=torch.channels_last)
+        split = InferenceRPN(model.rpn, split_head=True).to("cuda", dt).to(memory_format=torch.channels_last)
         concat = InferenceRPN(model.rpn, split_head=False).to("cuda", dt).to(memory_format=torch.channels_last)
         g = torch.Generator().manual_seed(2)
         x = torch.relu(torch.randn(2, cfg.network.pfn_channels, 128, 96, generator=g))
