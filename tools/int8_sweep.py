@@ -6,7 +6,8 @@
     python tools/int8_sweep.py --out tiny/ --frames 40 --val-fraction 0.2 --candidates entropy-8 minmax-8
 
 One command, no network, no GPU: the demo model's synthetic data is generated first (the model
-card's ``tools/make_synthetic.py --frames 2400 --seed 0 --val-fraction 0.15 --generator-version 2``
+card's ``tools/make_synthetic.py --frames 2400 --seed 0 --val-fraction 0.15 --generator-version V``, V being the
+model's own (its ``data_generator_version`` metadata: 3 for the shipped demo model)
 with ``--workers`` processes) into ``--work-dir`` (default: a temporary folder, removed at the end),
 unless ``--data-root`` names one already made. Calibration frames come from its **train** split
 (spread evenly), never from val and never from the real KITTI hold-outs. Then ``--workers``
@@ -313,7 +314,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
     p.add_argument("--ckpt", type=Path, help="checkpoint (default: the shipped demo model)")
     p.add_argument("--data-root", type=Path, help="an existing synthetic dataset (default: generate one into --work-dir)")
-    p.add_argument("--frames", type=int, default=2400, help="frames to generate (default 2400, the v2 demo model's data)")
+    p.add_argument("--frames", type=int, default=2400, help="frames to generate (default 2400, the demo model's data)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="val share of the generated frames (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0, the demo model's)")
     p.add_argument("--max-val-frames", type=int, help="evaluate on the first N val frames only (default: all)")
@@ -325,13 +326,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def generator_version(ckpt: Path | None) -> str:
+    """The synthetic generator version the model was trained on (its ``data_generator_version``
+    metadata; ``ckpt`` None: the shipped demo model)."""
+    from safetensors import safe_open
+
+    from pointpillars_trt.sources import DEMO_MODEL
+
+    path = Path(ckpt) if ckpt is not None else DEMO_MODEL
+    try:
+        with safe_open(str(path), "np") as f:
+            version = (f.metadata() or {}).get("data_generator_version")
+    except Exception as exc:  # noqa: BLE001 - any unreadable file: one line
+        raise PointPillarsError(f"{path}: cannot read its metadata ({exc}); give --data-root") from exc
+    if not version:
+        raise PointPillarsError(f"{path}: no data_generator_version in its metadata; give --data-root")
+    return str(version)
+
+
 def generate_data(args: argparse.Namespace, work: Path) -> Path:
-    """The dataset root: ``--data-root``, or ``make_synthetic.py --generator-version 2`` run into ``work/data``."""
+    """The dataset root: ``--data-root``, or ``make_synthetic.py`` with the model's generator version
+    run into ``work/data``."""
     if args.data_root is not None:
         return args.data_root
     root = work / "data"
+    args.generator_version = generator_version(args.ckpt)
     cmd = [sys.executable, str(REPO / "tools" / "make_synthetic.py"), "--out", str(root), "--frames", str(args.frames),
-           "--seed", str(args.seed), "--val-fraction", str(args.val_fraction), "--generator-version", "2",
+           "--seed", str(args.seed), "--val-fraction", str(args.val_fraction), "--generator-version", args.generator_version,
            "--workers", str(args.workers), "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -373,7 +394,7 @@ def sweep(args: argparse.Namespace, work: Path) -> dict:
     report = {"command": " ".join(["tools/int8_sweep.py", *args.argv]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu(), "workers": args.workers,
               "data": str(data_root) if args.data_root else f"make_synthetic.py --frames {args.frames} --seed {args.seed} "
-              f"--val-fraction {args.val_fraction} --generator-version 2", "val_frames": len(val_ids),
+              f"--val-fraction {args.val_fraction} --generator-version {getattr(args, 'generator_version', '?')}", "val_frames": len(val_ids),
               "candidates": [c.spec for c in candidates], "sensitivity": sens.spec if sens else None}
     report.update(summarize(results, candidates))
     report["results"] = results

@@ -79,3 +79,18 @@ def test_a_tiny_sweep_end_to_end(tmp_path):
     assert q.method == "minmax" and len(q.frames) == 4 and any(k.startswith("rpn/") for k in q.keep_float)
     md = (out / "sweep.md").read_text()
     assert "| entropy-4" in md and "| fp32 |" in md
+
+
+def test_data_follows_the_models_generator_version(tmp_path):
+    """The sweep makes the data the model was trained on: the shipped model's metadata says v3;
+    a file without that metadata is one typed error naming it."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from pointpillars_trt.errors import PointPillarsError
+
+    assert sweep.generator_version(None) == "3"
+    bare = tmp_path / "bare.safetensors"
+    save_file({"w": np.zeros(1, np.float32)}, str(bare))
+    with pytest.raises(PointPillarsError, match="bare.safetensors: no data_generator_version"):
+        sweep.generator_version(bare)
