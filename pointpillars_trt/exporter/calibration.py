@@ -82,20 +82,23 @@ def calibration_frames(path: str | Path, split: str = "train", limit: int | None
     return kitti_frames(p, split, limit) if _is_kitti_root(p) else point_file_frames(p, limit)
 
 
-def synthetic_frames(count: int, seed: int = 0, first: int = 0) -> CalibrationFrames:
-    """Frames ``first .. first + count - 1`` of our synthetic generator's dataset ``seed`` (the
-    demo model's training frames for ``seed=0, first=0``: ``tools/make_synthetic.py --seed 0``)."""
-    from ..synthetic import GENERATOR_VERSION, SceneConfig, SensorConfig, generate_frame
+def synthetic_frames(count: int, seed: int = 0, first: int = 0, version: str | None = None) -> CalibrationFrames:
+    """Frames ``first .. first + count - 1`` of our synthetic generator's dataset ``seed``, made by
+    generator ``version`` (default: the latest, ``GENERATOR_VERSION``, whose seed-0 frames the shipped
+    demo model trained on: ``tools/make_synthetic.py --seed 0``)."""
+    from ..synthetic import GENERATOR_VERSION, generate_frame, generator_settings
 
     if count < 1:
         raise ConfigError(f"--calib-synthetic needs at least 1 frame, got {count}")
+    settings = generator_settings(version or GENERATOR_VERSION)
     indices = list(range(first, first + count))
 
     def load(i: int) -> np.ndarray:
-        return np.ascontiguousarray(generate_frame(seed, indices[i], SensorConfig(), SceneConfig()).points, np.float32)
+        frame = generate_frame(seed, indices[i], settings.sensor, settings.scene, settings.returns)
+        return np.ascontiguousarray(frame.points, np.float32)
 
     names = tuple(f"{i:06d}" for i in indices)
-    return CalibrationFrames(f"synthetic generator v{GENERATOR_VERSION}, seed {seed}", names, load)
+    return CalibrationFrames(f"synthetic generator v{settings.version}, seed {seed}", names, load)
 
 
 def frame_feeds(cfg: PointPillarsConfig, points: np.ndarray, voxelizer: Callable | None = None) -> dict[str, np.ndarray]:

@@ -195,6 +195,14 @@ def test_calibration_frame_sources(tmp_path):
     assert syn.names == ("000000", "000001") and "seed 3" in syn.source
     points = syn.load(1)
     assert points.dtype == np.float32 and points.shape[1] == 4 and len(points) > 1000
+    from pointpillars_trt.synthetic import GENERATOR_VERSION, generate_frame, generator_settings
+
+    g = generator_settings(GENERATOR_VERSION)  # the frames are the latest generator's, as the source says
+    want = generate_frame(3, 1, g.sensor, g.scene, g.returns).points
+    np.testing.assert_array_equal(points, want)
+    assert f"generator v{GENERATOR_VERSION}," in syn.source
+    v1 = synthetic_frames(1, seed=3, version="1")
+    assert "generator v1," in v1.source and not np.array_equal(v1.load(0), syn.load(0))
 
 
 spec = importlib.util.spec_from_file_location("export_onnx_cli_int8", REPO / "export" / "export_onnx.py")
