@@ -4,6 +4,7 @@ generator v2 vans, trucks, buses and trams as unlabelled-class negatives), place
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -137,11 +138,8 @@ def add_pedestrians(lay: Layout) -> None:
     """``config.pedestrians`` pedestrians: on the sidewalks (alone or in groups) and crossing."""
     rng, cfg, st = lay.rng, lay.config, lay.street
     u_lo, u_hi = cfg.object_u_range
-    n_ped = int(rng.integers(cfg.pedestrians[0], cfg.pedestrians[1] + 1))
-    placed = 0
-    for _ in range(n_ped * 4):
-        if placed >= n_ped:
-            break
+
+    def attempt() -> int:
         if rng.random() < 0.8:
             v = lay.sidewalk_v(lay.random_side(), 0.4, 0.3, 0.5)
             yaw = lay.along_road(rng.random() >= 0.5, 0.3)
@@ -151,7 +149,20 @@ def add_pedestrians(lay: Layout) -> None:
         if rng.random() < 0.25:
             yaw = float(rng.uniform(-math.pi, math.pi))  # standing, looking anywhere
         u = float(rng.uniform(u_lo, u_hi))
-        placed += _add_pedestrian_group(lay, u, v, yaw)
+        return _add_pedestrian_group(lay, u, v, yaw)
+
+    _place_up_to(rng, cfg.pedestrians, attempt)
+
+
+def _place_up_to(rng: np.random.Generator, count_range: tuple[int, int], attempt: Callable[[], int]) -> None:
+    """Draw a count in ``count_range`` (inclusive) and call ``attempt()`` (which returns how many it
+    placed) until that many are placed or 4 attempts per wanted object were made."""
+    wanted = int(rng.integers(count_range[0], count_range[1] + 1))
+    placed = 0
+    for _ in range(wanted * 4):
+        if placed >= wanted:
+            break
+        placed += attempt()
 
 
 def _add_pedestrian_group(lay: Layout, u: float, v: float, yaw: float) -> int:
@@ -174,11 +185,8 @@ def add_cyclists(lay: Layout) -> None:
     """``config.cyclists`` cyclists: near the right edge of a lane, on the sidewalks, or anywhere on the road."""
     rng, cfg = lay.rng, lay.config
     u_lo, u_hi = cfg.object_u_range
-    n_cyc = int(rng.integers(cfg.cyclists[0], cfg.cyclists[1] + 1))
-    placed = 0
-    for _ in range(n_cyc * 4):
-        if placed >= n_cyc:
-            break
+
+    def attempt() -> int:
         dims = (
             normal_clip(rng, cfg.cyclist_length),
             float(np.clip(rng.normal(0.6, 0.05), 0.45, 0.75)),
@@ -186,8 +194,9 @@ def add_cyclists(lay: Layout) -> None:
         )
         v, yaw = _cyclist_pose(lay)
         u = float(rng.uniform(u_lo, u_hi))
-        if lay.place("Cyclist", shapes.cyclist, dims, u, v, yaw, 0.3):
-            placed += 1
+        return int(bool(lay.place("Cyclist", shapes.cyclist, dims, u, v, yaw, 0.3)))
+
+    _place_up_to(rng, cfg.cyclists, attempt)
 
 
 def _cyclist_pose(lay: Layout) -> tuple[float, float]:
