@@ -4,7 +4,7 @@ Parquet row per frame out (and optionally label files), resumable, on one GPU or
 :mod:`.plan` turns inputs into read tasks (:mod:`.tasks`), :mod:`.pipeline` runs them through
 an actor pool of detectors (:mod:`.actor`) into the output (:mod:`.store`, rows as in
 :mod:`.results`; :mod:`.labels`); an actor runs several batches at once in threads
-(:mod:`.thread_warnings` catches each one's warnings). ``tools/batch_infer.py`` is the command
+(:mod:`pointpillars_trt.thread_warnings` catches each one's warnings). ``tools/batch_infer.py`` is the command
 line; docs/FLEET.md.
 Needs ``ray[data]`` (the ``fleet`` extra).
 """

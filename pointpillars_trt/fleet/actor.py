@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import PointPillarsError
 from .results import result_table
-from .thread_warnings import caught_warnings
+from ..thread_warnings import caught_warnings
 
 
 def _detect_guarded(detector, clouds: Sequence[np.ndarray], sources: Sequence[str], score_threshold: float | None
@@ -19,7 +19,7 @@ def _detect_guarded(detector, clouds: Sequence[np.ndarray], sources: Sequence[st
     """``(detections, warnings, errors)`` of ``clouds``: one ``detect_batch`` call; when it
     raises (one bad cloud fails the whole call), each cloud again on its own, so that only the bad
     ones fail. A failure gives ``None`` and its one-line error. Thread-safe (the warnings are
-    caught per thread, :func:`~.thread_warnings.caught_warnings`)."""
+    caught per thread, :func:`~pointpillars_trt.thread_warnings.caught_warnings`)."""
     with caught_warnings() as caught:
         try:
             dets = detector.detect_batch(clouds, score_threshold, sources)

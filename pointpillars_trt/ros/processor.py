@@ -15,13 +15,13 @@ import dataclasses
 import math
 import re
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import ConfigError, PointCloudError
+from ..thread_warnings import caught_warnings
 from .cloud import CloudData, Header, cloud_to_points, describe_cloud, parse_intensity_scale
 from .markers import BoxData, MarkerData, detections_to_boxes, detections_to_markers
 from .transform import apply_transform, parse_transform
@@ -228,10 +228,9 @@ class FrameProcessor:
         points = self.to_detector_frame(points, cloud, source)
         t1 = time.perf_counter()
         threshold = self.params.score_threshold if self.params.score_threshold >= 0 else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with caught_warnings() as caught:  # per thread: a node may call from several callback threads
             det = self.detector.detect(points, score_threshold=threshold, source=source)
-        notes += [str(w.message) for w in caught]
+        notes += caught
         t2 = time.perf_counter()
         class_names = tuple(det.class_names)
         markers = detections_to_markers(

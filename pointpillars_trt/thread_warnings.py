@@ -1,4 +1,5 @@
-"""Warnings recorded per thread, for a detector actor that runs several batches at once in threads.
+"""Warnings recorded per thread, for code that runs detectors in several threads at once (a fleet actor
+running several batches, a ROS node with a multi-threaded executor).
 
 :func:`warnings.catch_warnings` swaps process-wide state (``warnings.showwarning`` and the filter
 list) on entry and puts it back on exit: two threads inside it at once record each other's warnings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import warnings
 
-from pointpillars_trt.fleet.thread_warnings import caught_warnings
+from pointpillars_trt.thread_warnings import caught_warnings
 
 
 def test_two_threads_get_their_own_warnings_and_the_state_is_restored():
