@@ -344,15 +344,11 @@ def generator_version(ckpt: Path | None) -> str:
     return str(version)
 
 
-def generate_data(args: argparse.Namespace, work: Path) -> Path:
-    """The dataset root: ``--data-root``, or ``make_synthetic.py`` with the model's generator version
-    run into ``work/data``."""
-    if args.data_root is not None:
-        return args.data_root
+def generate_data(args: argparse.Namespace, work: Path, version: str) -> Path:
+    """``make_synthetic.py`` with generator ``version`` (the model's) run into ``work/data``."""
     root = work / "data"
-    args.generator_version = generator_version(args.ckpt)
     cmd = [sys.executable, str(REPO / "tools" / "make_synthetic.py"), "--out", str(root), "--frames", str(args.frames),
-           "--seed", str(args.seed), "--val-fraction", str(args.val_fraction), "--generator-version", args.generator_version,
+           "--seed", str(args.seed), "--val-fraction", str(args.val_fraction), "--generator-version", version,
            "--workers", str(args.workers), "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -381,7 +377,8 @@ def sweep(args: argparse.Namespace, work: Path) -> dict:
     sens = parse_candidate(args.sensitivity) if args.sensitivity else None
     if sens is not None and sens.spec not in {c.spec for c in candidates}:
         candidates.append(sens)
-    data_root = generate_data(args, work)
+    version = None if args.data_root is not None else generator_version(args.ckpt)
+    data_root = args.data_root if version is None else generate_data(args, work, version)
     val_ids = open_split(data_root, "val").frame_ids[: args.max_val_frames]
     variants = plan(candidates, sens, rpn_nodes(args.ckpt) if sens else [])
     log.info("%d variants (%d candidates) on %d val frames of %s, %d workers", len(variants), len(candidates),
@@ -394,7 +391,7 @@ def sweep(args: argparse.Namespace, work: Path) -> dict:
     report = {"command": " ".join(["tools/int8_sweep.py", *args.argv]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu(), "workers": args.workers,
               "data": str(data_root) if args.data_root else f"make_synthetic.py --frames {args.frames} --seed {args.seed} "
-              f"--val-fraction {args.val_fraction} --generator-version {getattr(args, 'generator_version', '?')}", "val_frames": len(val_ids),
+              f"--val-fraction {args.val_fraction} --generator-version {version}", "val_frames": len(val_ids),
               "candidates": [c.spec for c in candidates], "sensitivity": sens.spec if sens else None}
     report.update(summarize(results, candidates))
     report["results"] = results
