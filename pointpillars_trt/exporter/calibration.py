@@ -86,7 +86,7 @@ def synthetic_frames(count: int, seed: int = 0, first: int = 0, version: str | N
     """Frames ``first .. first + count - 1`` of our synthetic generator's dataset ``seed``, made by
     generator ``version`` (default: the latest, ``GENERATOR_VERSION``, whose seed-0 frames the shipped
     demo model trained on: ``tools/make_synthetic.py --seed 0``)."""
-    from ..synthetic import GENERATOR_VERSION, generate_frame, generator_settings
+    from ..synthetic import GENERATOR_VERSION, generator_settings
 
     if count < 1:
         raise ConfigError(f"--calib-synthetic needs at least 1 frame, got {count}")
@@ -94,7 +94,7 @@ def synthetic_frames(count: int, seed: int = 0, first: int = 0, version: str | N
     indices = list(range(first, first + count))
 
     def load(i: int) -> np.ndarray:
-        frame = generate_frame(seed, indices[i], settings.sensor, settings.scene, settings.returns)
+        frame = settings.frame(seed, indices[i])
         return np.ascontiguousarray(frame.points, np.float32)
 
     names = tuple(f"{i:06d}" for i in indices)

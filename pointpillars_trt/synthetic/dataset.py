@@ -21,7 +21,6 @@ import numpy as np
 
 from ..errors import DatasetError
 from . import GENERATOR_VERSION
-from .frame import generate_frame
 from .kitti_writer import IMAGE_SHAPE, OCCLUSION_THRESHOLDS, make_layout, write_frame
 from .versions import GeneratorSettings, generator_settings
 
@@ -53,7 +52,7 @@ def _make_one(index: int) -> dict:
     a = _WORKER_ARGS
     g: GeneratorSettings = a["settings"]
     t0 = time.perf_counter()
-    frame = generate_frame(a["seed"], index, g.sensor, g.scene, g.returns)
+    frame = g.frame(a["seed"], index)
     t1 = time.perf_counter()
     objects = write_frame(a["out"], frame_id(index), frame, a["calib"])
     return {

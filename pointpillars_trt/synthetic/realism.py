@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..io.kitti import fov_mask
-from .frame import generate_frame, points_in_boxes
+from .frame import points_in_boxes
 from .kitti_writer import IMAGE_SHAPE
 from .versions import GeneratorSettings
 
@@ -88,7 +88,7 @@ def synthetic_stats(settings: GeneratorSettings, seed: int, indices: Sequence[in
     calib = settings.calibration()
     stats, clouds = RealismStats(), []
     for i in indices:
-        f = generate_frame(seed, i, settings.sensor, settings.scene, settings.returns)
+        f = settings.frame(seed, i)
         pts = f.points[fov_mask(f.points, calib, IMAGE_SHAPE)]
         cars = f.boxes[np.array([n == "Car" for n in f.names], dtype=bool)].reshape(-1, 7)
         cars = cars[fov_mask(cars[:, :3].astype(np.float32), calib, IMAGE_SHAPE)] if len(cars) else cars

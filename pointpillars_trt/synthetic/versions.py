@@ -20,6 +20,7 @@ from typing import Callable
 
 from ..errors import DatasetError
 from ..io.kitti import Calibration
+from .frame import SyntheticFrame, generate_frame
 from .kitti_writer import kitti_calibration, kitti_calibration_000002
 from .returns import ReturnModel, far_vehicle_returns, kitti_like_returns
 from .scene import SceneConfig, far_cars_scene, kitti_like_scene
@@ -37,6 +38,10 @@ class GeneratorSettings:
     scene: SceneConfig
     returns: ReturnModel
     calibration: Callable[[], Calibration]
+
+    def frame(self, seed: int, index: int) -> SyntheticFrame:
+        """Frame ``index`` of dataset ``seed`` with these settings (:func:`.frame.generate_frame`)."""
+        return generate_frame(seed, index, self.sensor, self.scene, self.returns)
 
 
 def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
