@@ -10,6 +10,8 @@ frame's full scale onto the model's.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 # full scales of common sensor encodings: float reflectance, uint8, uint16
@@ -77,6 +79,7 @@ class IntensityMonitor:
         self._low, self._high = low - slack, high + slack
         self._last = -float("inf")
         self._suppressed = 0
+        self._lock = threading.Lock()  # one Detector, several threads: the quiet period and its count are shared
 
     def __call__(self, points: np.ndarray, source: str, now: float) -> str | None:
         """The message to warn with for this frame, or None (in range, or inside the quiet period)."""
@@ -95,10 +98,9 @@ class IntensityMonitor:
     def _rate_limited(self, msg: str | None, now: float) -> str | None:
         if msg is None:  # only non-finite values were outside
             return None
-        if now - self._last < self.period_s:
-            self._suppressed += 1
-            return None
-        if self._suppressed:
-            msg += f" ({self._suppressed} more frames like this since the last warning)"
-        self._last, self._suppressed = now, 0
-        return msg
+        with self._lock:
+            if now - self._last < self.period_s:
+                self._suppressed += 1
+                return None
+            suppressed, self._last, self._suppressed = self._suppressed, now, 0
+        return msg + f" ({suppressed} more frames like this since the last warning)" if suppressed else msg

@@ -45,3 +45,31 @@ def test_real_frame_scaled_as_uint16_drivers_send_it(kitti_points):
 def test_below_the_range_says_no_scale_helps():
     message = intensity_problem(_cloud([-3.0, 0.5]), (0.0, 1.0))
     assert "down to -3" in message and "intensity_scale" not in message
+
+
+def test_monitor_counts_every_frame_once_under_threads():
+    """Several threads share one Detector's monitor: each out-of-range frame is either the one warning
+    of its quiet period or counted in the next message, never lost or counted twice."""
+    import threading
+
+    from pointpillars_trt.io.intensity import IntensityMonitor
+
+    monitor = IntensityMonitor((0.0, 1.0), period_s=1e9)
+    frame = _cloud(np.full(64, 200.0, np.float32))
+    messages: list[str] = []
+
+    def work():
+        for _ in range(500):
+            msg = monitor(frame, "<t>", now=1.0)
+            if msg is not None:
+                messages.append(msg)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(messages) == 1
+    assert monitor._suppressed == 4 * 500 - 1
+    monitor.period_s = 0.0
+    assert f"({4 * 500 - 1} more frames like this" in monitor(frame, "<t>", now=2.0)
