@@ -23,7 +23,8 @@
 # whole closure. numba must accept the machine's numpy version, or the numba tests skip/fail.)
 #
 # Steps: environment report -> install what is missing -> NVRTC check -> `pytest -m gpu -v`
-# (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> benchmarks/benchmark.py when
+# (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> unfused voxelization as a CUDA graph
+# (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $OUT/vox_frames) -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
 # -> bench-facade -> profile-host -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
@@ -116,6 +117,8 @@ step pytest-cuda-trt "$PY" -m pytest -v -p no:cacheprovider -rs -m "not gpu" tes
 
 # ---- benchmarks ----------------------------------------------------------------------------------
 step bench-scatter "$PY" -m benchmarks.bench_scatter --json "$OUT/bench_scatter.json"
+# our unfused voxelization (points -> decorated pillars) as one CUDA graph, replayed on the real FOV and 360-degree frames
+step bench-voxelize-gpu "$PY" benchmarks/bench_voxelize_gpu.py ${BENCH_VOX_ARGS:-} --save-frames "$OUT/vox_frames" --json "$OUT/bench_voxelize_gpu.json"
 if [ -f benchmarks/benchmark.py ]; then
   # BENCHMARK_ARGS overrides the arguments (e.g. "--backend torch --device cuda --iters 50")
   if [ -n "${BENCHMARK_ARGS:-}" ]; then
