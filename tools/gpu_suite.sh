@@ -24,7 +24,7 @@
 #
 # Steps: environment report -> install what is missing -> NVRTC check -> `pytest -m gpu -v`
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> unfused voxelization as a CUDA graph
-# (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $OUT/vox_frames) -> benchmarks/benchmark.py when
+# (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $VOX_FRAMES, default /tmp/pp_vox_frames, for a peer run; not into $OUT) -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
 # -> bench-facade -> profile-host -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
@@ -118,7 +118,7 @@ step pytest-cuda-trt "$PY" -m pytest -v -p no:cacheprovider -rs -m "not gpu" tes
 # ---- benchmarks ----------------------------------------------------------------------------------
 step bench-scatter "$PY" -m benchmarks.bench_scatter --json "$OUT/bench_scatter.json"
 # our unfused voxelization (points -> decorated pillars) as one CUDA graph, replayed on the real FOV and 360-degree frames
-step bench-voxelize-gpu "$PY" benchmarks/bench_voxelize_gpu.py ${BENCH_VOX_ARGS:-} --save-frames "$OUT/vox_frames" --json "$OUT/bench_voxelize_gpu.json"
+step bench-voxelize-gpu "$PY" benchmarks/bench_voxelize_gpu.py ${BENCH_VOX_ARGS:-} --save-frames "${VOX_FRAMES:-/tmp/pp_vox_frames}" --json "$OUT/bench_voxelize_gpu.json"
 if [ -f benchmarks/benchmark.py ]; then
   # BENCHMARK_ARGS overrides the arguments (e.g. "--backend torch --device cuda --iters 50")
   if [ -n "${BENCHMARK_ARGS:-}" ]; then
