@@ -106,6 +106,15 @@ def height_share(z: np.ndarray, obj: np.ndarray, boxes: np.ndarray) -> np.ndarra
     return np.where(obj >= 0, share, -1.0)
 
 
+def _cab_fade(p_detect: np.ndarray, returns: ReturnModel, scene, obj: np.ndarray, z: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """``p_detect [N]`` times :func:`.returns.cab_keep` of the returns (object ``obj [N]``, height
+    ``z [N]``, range ``ranges [N]``); ``p_detect`` itself when the model has no cab fade (v1-v3)."""
+    if returns.cab_fade_m <= 0:
+        return p_detect
+    car = (np.asarray(scene.names + ("",)) == "Car")[obj]
+    return p_detect * ret.cab_keep(height_share(z, obj, scene.boxes), ranges, car, returns)
+
+
 def generate_frame(
     seed: int,
     index: int,
@@ -144,9 +153,7 @@ def generate_frame(
     noisy = rng_m + sensor.range_noise * rng.standard_normal(n)
     snr = refl * np.maximum(cos_inc, 0.01) ** 2 * (50.0 / np.maximum(noisy, 1.0)) ** 2
     p_detect = (1.0 - sensor.dropout) * (1.0 - extra_drop) * (1.0 - np.exp(-sensor.detect_gain * snr))
-    if returns.cab_fade_m > 0:
-        car = (np.asarray(scene.names + ("",)) == "Car")[obj]
-        p_detect = p_detect * ret.cab_keep(height_share(np.sin(el[beam]) * rng_m, obj, scene.boxes), noisy, car, returns)
+    p_detect = _cab_fade(p_detect, returns, scene, obj, np.sin(el[beam]) * rng_m, noisy)
     keep = (rng.random(n) < p_detect) & (noisy > 0.5) & (noisy <= sensor.max_range)
 
     glossy = vehicle = np.zeros(n, dtype=bool)

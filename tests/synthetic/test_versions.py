@@ -142,6 +142,7 @@ def test_v4_drops_only_the_upper_body_returns_of_far_cars():
     assert np.all(pts[:, 2] > b[:, 2] - 0.5 * b[:, 5] + 0.55 * b[:, 5] - 0.1)  # above 0.55 of the box (range noise aside)
     r = np.hypot(pts[:, 0], pts[:, 1])
     assert np.median(r) > 30
+    assert digest(f4.points, f4.boxes, f4.num_points, f4.point_object) == "5ac8b8cad3a4e0bf"  # v4 as first shipped
 
 
 def test_cab_keep_formula():
