@@ -6,8 +6,9 @@
 
 ``--generator-version 1`` rebuilds the first simulator's data byte for byte (the data of the
 first demo model); 2 is the KITTI-like simulator (the data of the v2 demo model); 3 (the default)
-is v2 with more far and partly seen cars and far vehicle returns as bright as KITTI's; ``--mix S``
-(v2, v3) gives every frame its own sensor and return settings, spread ``S`` around the version's.
+is v2 with more far and partly seen cars and far vehicle returns as bright as KITTI's (the data of
+the v3 demo model); 4 is v3 whose far cars lose their glass house and roof returns, as KITTI's do;
+``--mix S`` (v2 and later) gives every frame its own sensor and return settings, spread ``S`` around the version's.
 
 Writes ``training/{velodyne,velodyne_reduced,calib,label_2,image_2}``, ``ImageSets/{train,val}.txt``
 and ``dataset.json`` (generator version, seed, frames, this command line). The same ``--seed``
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.5, help="share of frames in ImageSets/val.txt (the last ones)")
     parser.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)), help="worker processes")
     parser.add_argument("--generator-version", default=GENERATOR_VERSION, choices=GENERATOR_VERSIONS, help="simulator version")
-    parser.add_argument("--mix", type=float, default=0.0, help="v2, v3: per-frame spread of the sensor/return settings (0: one sensor)")
+    parser.add_argument("--mix", type=float, default=0.0, help="v2 and later: per-frame spread of the sensor/return settings (0: one sensor)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 

@@ -15,7 +15,8 @@ probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropo
 of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros). Far objects
 (off by default): --db-any-difficulty (the GT database keeps far / cut-off objects of no KITTI difficulty),
 --sample-far P --sample-far-range LO,HI (a GT sample is moved, with probability P, to a BEV range in LO..HI m
-no nearer than its own, turned about the sensor and thinned by (r0/r1)^2).
+no nearer than its own, turned about the sensor and thinned by (r0/r1)^2); --far-weight W --far-weight-range
+LO,HI (the classification loss of positive anchors weighted 1 up to LO m, rising linearly to W at HI m).
 
 The checkpoint is the package's native safetensors format; its metadata records the command line,
 seed, the data generator version / seed / frames (from ``DATA/dataset.json`` when present), steps,
@@ -71,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample-far", type=float, default=0.0,
                    help="probability per GT sample of moving it away from the sensor (thinned by (r0/r1)^2)")
     p.add_argument("--sample-far-range", default="20,70", help="LO,HI: BEV range (m) the far GT samples are moved to")
+    p.add_argument("--far-weight", type=float, default=1.0,
+                   help="classification weight of positive anchors far away (1 up to LO m, rising to this at HI m; 1: off)")
+    p.add_argument("--far-weight-range", default="20,60", help="LO,HI: BEV range (m) over which --far-weight ramps up")
     p.add_argument("--max-seconds", type=float, help="safety stop: end training after this many seconds, mid-schedule")
     p.add_argument("--log-every", type=int, default=50, help="log the loss every N steps")
     p.add_argument("--fp16-out", action="store_true", help="store the weights as float16")
@@ -105,15 +109,15 @@ def parse_groups(text: str | None) -> dict[str, int] | None:
     return groups
 
 
-def parse_range(text: str) -> tuple[float, float]:
-    """``"LO,HI"`` -> ``(LO, HI)`` with ``0 <= LO < HI`` (metres)."""
+def parse_range(text: str, option: str = "--sample-far-range") -> tuple[float, float]:
+    """``"LO,HI"`` -> ``(LO, HI)`` with ``0 <= LO < HI`` (metres); errors name ``option``."""
     lo, sep, hi = text.partition(",")
     try:
         r = (float(lo), float(hi))
     except ValueError:
         r = None
     if not sep or r is None or not 0.0 <= r[0] < r[1]:
-        raise PointPillarsError(f"--sample-far-range: expected LO,HI metres with 0 <= LO < HI, got {text!r}")
+        raise PointPillarsError(f"{option}: expected LO,HI metres with 0 <= LO < HI, got {text!r}")
     return r
 
 
@@ -138,7 +142,8 @@ def run(args: argparse.Namespace) -> dict:
     settings = TrainSettings(
         steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, workers=args.workers, device=args.device,
         seed=args.seed, lr=args.lr, amp=args.amp, log_every=args.log_every, iou=args.iou, augment=augment,
-        max_seconds=args.max_seconds,
+        max_seconds=args.max_seconds, far_weight=args.far_weight,
+        far_weight_range=parse_range(args.far_weight_range, "--far-weight-range"),
     )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PointPillarsError("--device cuda: torch sees no CUDA GPU")

@@ -96,6 +96,25 @@ def mixed_settings(rng: np.random.Generator, sensor: SensorConfig, returns: Retu
     return sensor, returns.varied(rng)
 
 
+def height_share(z: np.ndarray, obj: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``[N]`` height of returns ``z [N]`` above the bottom of their object's box over the box height
+    (``obj [N]`` index into ``boxes [B, 7]``, centre z; -1 for no object: -1.0)."""
+    if len(boxes) == 0:
+        return np.full(len(z), -1.0)
+    b = boxes[np.maximum(obj, 0)]
+    share = (z - (b[:, 2] - 0.5 * b[:, 5])) / np.maximum(b[:, 5], 1e-6)
+    return np.where(obj >= 0, share, -1.0)
+
+
+def _cab_fade(p_detect: np.ndarray, returns: ReturnModel, scene, obj: np.ndarray, z: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """``p_detect [N]`` times :func:`.returns.cab_keep` of the returns (object ``obj [N]``, height
+    ``z [N]``, range ``ranges [N]``); ``p_detect`` itself when the model has no cab fade (v1-v3)."""
+    if returns.cab_fade_m <= 0:
+        return p_detect
+    car = (np.asarray(scene.names + ("",)) == "Car")[obj]
+    return p_detect * ret.cab_keep(height_share(z, obj, scene.boxes), ranges, car, returns)
+
+
 def generate_frame(
     seed: int,
     index: int,
@@ -134,6 +153,7 @@ def generate_frame(
     noisy = rng_m + sensor.range_noise * rng.standard_normal(n)
     snr = refl * np.maximum(cos_inc, 0.01) ** 2 * (50.0 / np.maximum(noisy, 1.0)) ** 2
     p_detect = (1.0 - sensor.dropout) * (1.0 - extra_drop) * (1.0 - np.exp(-sensor.detect_gain * snr))
+    p_detect = _cab_fade(p_detect, returns, scene, obj, np.sin(el[beam]) * rng_m, noisy)
     keep = (rng.random(n) < p_detect) & (noisy > 0.5) & (noisy <= sensor.max_range)
 
     glossy = vehicle = np.zeros(n, dtype=bool)

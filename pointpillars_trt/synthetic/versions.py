@@ -11,6 +11,8 @@
 * ``"3"``: v2's sensor and calibration with more far and partly seen cars
   (:func:`.scene.far_cars_scene`) and vehicle returns that fade later with range
   (:func:`.returns.far_vehicle_returns`); ``mix`` as in v2.
+* ``"4"``: v3's scenes, sensor and calibration; the upper body (glass house, roof) of cars fades out
+  of detection beyond ~30 m (:func:`.returns.cab_car_returns`); ``mix`` as in v2.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from ..errors import DatasetError
 from ..io.kitti import Calibration
 from .frame import SyntheticFrame, generate_frame
 from .kitti_writer import kitti_calibration, kitti_calibration_000002
-from .returns import ReturnModel, far_vehicle_returns, kitti_like_returns
+from .returns import ReturnModel, cab_car_returns, far_vehicle_returns, kitti_like_returns
 from .scene import SceneConfig, far_cars_scene, kitti_like_scene
 from .sensor import SensorConfig
 
-GENERATOR_VERSIONS = ("1", "2", "3")
+GENERATOR_VERSIONS = ("1", "2", "3", "4")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class GeneratorSettings:
 
 
 def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
-    """The settings of generator ``version`` (``"1"``, ``"2"`` or ``"3"``); ``mix`` (v2, v3) is the
+    """The settings of generator ``version`` (``"1"`` to ``"4"``); ``mix`` (v2 and later) is the
     per-frame spread of the sensor and return settings (0: one sensor)."""
     if version not in GENERATOR_VERSIONS:
         raise DatasetError(f"generator version must be one of {', '.join(GENERATOR_VERSIONS)}, got {version!r}")
@@ -53,9 +55,11 @@ def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
         raise DatasetError(f"generator mix must be in [0, 1), got {mix}")
     if version == "1":
         if mix:
-            raise DatasetError("generator version 1 has no mix (use version 2 or 3)")
+            raise DatasetError("generator version 1 has no mix (use version 2 or later)")
         return GeneratorSettings("1", SensorConfig(), SceneConfig(), ReturnModel(), kitti_calibration)
     sensor = SensorConfig(elevation_jitter_deg=0.04, azimuth_noise_deg=0.01, beam_divergence_mrad=2.0)
     if version == "2":
         return GeneratorSettings("2", sensor, kitti_like_scene(), kitti_like_returns(mix), kitti_calibration_000002)
-    return GeneratorSettings("3", sensor, far_cars_scene(), far_vehicle_returns(mix), kitti_calibration_000002)
+    if version == "3":
+        return GeneratorSettings("3", sensor, far_cars_scene(), far_vehicle_returns(mix), kitti_calibration_000002)
+    return GeneratorSettings("4", sensor, far_cars_scene(), cab_car_returns(mix), kitti_calibration_000002)

@@ -52,6 +52,7 @@ def detection_loss(
     box_targets: torch.Tensor,
     dir_targets: torch.Tensor,
     weights: LossWeights = LossWeights(),
+    positive_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The three losses of a batch, each summed over anchors and divided by the batch size.
 
@@ -63,6 +64,8 @@ def detection_loss(
 
     Per frame, classification weights are 1 for cared anchors (positive or background) and box and
     direction weights 1 for positives, all divided by the frame's number of positives (at least 1).
+    ``positive_weight [N]`` (optional, e.g. :func:`range_ramp`) multiplies the classification weight
+    of the positive anchors (all classes of that anchor); background anchors keep 1.
     Returns ``{"cls", "box", "dir", "total"}`` with the weights of ``weights`` applied.
     """
     B, N, K = cls_preds.shape
@@ -70,6 +73,8 @@ def detection_loss(
     positives = labels > 0
     norm = positives.sum(dim=1, keepdim=True).clamp(min=1).float()  # [B, 1]
     cls_w = (labels >= 0).float() / norm
+    if positive_weight is not None:
+        cls_w = torch.where(positives, cls_w * positive_weight.to(cls_w.device, cls_w.dtype)[None, :], cls_w)
     one_hot = F.one_hot(labels.clamp(min=0), K + 1)[..., 1:].float()
     cls_loss = (sigmoid_focal_loss(cls_preds.float(), one_hot, weights.focal_alpha, weights.focal_gamma) * cls_w[..., None]).sum() / B
 
@@ -84,3 +89,11 @@ def detection_loss(
     out = {"cls": cls_loss * weights.cls, "box": box_loss * weights.box, "dir": dir_loss * weights.dir}
     out["total"] = out["cls"] + out["box"] + out["dir"]
     return out
+
+
+def range_ramp(xy: torch.Tensor, far_weight: float, lo: float, hi: float) -> torch.Tensor:
+    """``[N]`` float32 weights of points ``xy [N, >=2]`` (x, y in metres about the sensor): 1 at BEV
+    range <= ``lo``, rising linearly to ``far_weight`` at range >= ``hi`` (``0 <= lo < hi``)."""
+    r = torch.hypot(xy[:, 0].float(), xy[:, 1].float())
+    t = ((r - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return 1.0 + (far_weight - 1.0) * t

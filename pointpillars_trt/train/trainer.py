@@ -8,17 +8,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from ..config import PointPillarsConfig
 from ..errors import ConfigError
 from ..model import PointPillars
+from ..postprocess import generate_anchors, to_canonical
 from .batched import flatten_head_batch, forward_batch, init_head
 from .dataset import AugmentConfig, RunSampler, TrainDataset, collate
 from .gt_database import GTDatabase, build_database
 from .kitti_data import KittiFrames
-from .losses import LossWeights, detection_loss
+from .losses import LossWeights, detection_loss, range_ramp
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
@@ -31,7 +33,9 @@ class TrainSettings:
     one-cycle LR with max 0.003, div factor 10, 40 % warm-up, momentum 0.95 -> 0.85, gradient
     norm clip 10. ``amp="auto"`` is bf16 autocast on CUDA and float32 on CPU. ``max_seconds``: a
     safety stop for runs with a hard wall-clock limit: training ends (logged) after the first step
-    that finishes this long after the loop started, mid-schedule (None: no limit).
+    that finishes this long after the loop started, mid-schedule (None: no limit). ``far_weight``:
+    the classification loss of a positive anchor is weighted by :func:`~.losses.range_ramp` of its
+    BEV range over ``far_weight_range`` (1 near, ``far_weight`` far; 1.0: off, OpenPCDet's).
     """
 
     steps: int | None = None
@@ -56,6 +60,8 @@ class TrainSettings:
     channels_last: bool = True
     prefetch_factor: int = 4
     max_seconds: float | None = None
+    far_weight: float = 1.0
+    far_weight_range: tuple[float, float] = (20.0, 60.0)
 
     def total_steps(self, num_frames: int) -> int:
         if (self.steps is None) == (self.epochs is None):
@@ -139,15 +145,29 @@ def _fresh_model(cfg: PointPillarsConfig, s: TrainSettings, device: torch.device
     return model
 
 
-def _batch_losses(model, batch: dict, cfg: PointPillarsConfig, s: TrainSettings, device, amp_dtype) -> tuple[dict, int]:
+def positive_weights(cfg: PointPillarsConfig, s: TrainSettings, device) -> torch.Tensor | None:
+    """``[N]`` classification weights of positive anchors by BEV range (``s.far_weight``), in the
+    anchor order of the head; None when ``s.far_weight`` is 1 (off)."""
+    if s.far_weight == 1.0:
+        return None
+    lo, hi = s.far_weight_range
+    if not (s.far_weight > 0 and 0 <= lo < hi):
+        raise ConfigError(f"training: far_weight {s.far_weight} must be > 0 and far_weight_range {s.far_weight_range} 0 <= lo < hi")
+    anchors = to_canonical(generate_anchors(cfg).reshape(-1, 7), cfg.head.box_layout)
+    xy = torch.from_numpy(np.ascontiguousarray(anchors[:, :2], dtype=np.float32))
+    return range_ramp(xy, s.far_weight, lo, hi).to(device)
+
+
+def _batch_losses(model, batch: dict, cfg: PointPillarsConfig, s: TrainSettings, device, amp_dtype,
+                  pos_w: torch.Tensor | None = None) -> tuple[dict, int]:
     """``(losses, B)``: :func:`detection_loss` of one collated batch of ``B`` frames, the forward pass
-    under autocast to ``amp_dtype`` (None: float32)."""
+    under autocast to ``amp_dtype`` (None: float32); ``pos_w``: see :func:`positive_weights`."""
     b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     B = b["labels"].shape[0]
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         cls, box, dirs = forward_batch(model, b["raw"], b["num_points"], b["coords"], B)
     cls, box, dirs = flatten_head_batch(cls, box, dirs, cfg)
-    losses = detection_loss(cls, box, dirs, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights)
+    losses = detection_loss(cls, box, dirs, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights, pos_w)
     return losses, B
 
 
@@ -235,6 +255,7 @@ def train(
     model = _fresh_model(cfg, s, device)
     opt, sched = make_optimizer(model, s, total)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    pos_w = positive_weights(cfg, s, device)
 
     dataset = TrainDataset(frames, cfg, s.augment, database, seed=s.seed, iou=s.iou)
     dataset[0]  # compile the numba kernels once here; forked workers inherit them
@@ -248,7 +269,7 @@ def train(
     step = 0
     for batch in loader:
         meter.wait += time.perf_counter() - t_fetch
-        losses, B = _batch_losses(model, batch, cfg, s, device, amp_dtype)
+        losses, B = _batch_losses(model, batch, cfg, s, device, amp_dtype, pos_w)
         _optimizer_step(losses["total"], model, opt, scaler, s.grad_clip)
         sched.step()
         step += 1

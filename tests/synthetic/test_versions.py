@@ -1,4 +1,4 @@
-"""Generator versions: v1 and v2 frames unchanged, v2's and v3's sensor, returns and scenes, the mix, bad versions."""
+"""Generator versions: v1, v2 and v3 frames unchanged, v2's, v3's and v4's sensor, returns and scenes, the mix, bad versions."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from tests.synthetic.test_scene import digest
 from pointpillars_trt.errors import DatasetError
 from pointpillars_trt.synthetic import GENERATOR_VERSION, generate_frame, generator_settings
 from pointpillars_trt.synthetic.realism import RealismStats, intensity_histogram, synthetic_stats
-from pointpillars_trt.synthetic.returns import ReturnModel, falloff, intensity, kitti_like_returns
+from pointpillars_trt.synthetic.returns import ReturnModel, cab_keep, falloff, intensity, kitti_like_returns
 
 # generate_frame(0, i) (v1) before generator v2 was added
 V1_FRAME_DIGESTS = {0: "310223d9ffe4c908", 1: "b0867036290a2c60"}
 # generator_settings("2", mix) frames 0 and 1 before generator v3 was added
 V2_FRAME_DIGESTS = {(0.0, 0): "619460eca571c2a0", (0.0, 1): "bb37bde889c7ceea", (0.3, 0): "d08dcdcc31bf11a8",
                     (0.3, 1): "6e5f6fe4a48c0d81"}
+# generator_settings("3", mix) frames 0 and 1 before generator v4 was added
+V3_FRAME_DIGESTS = {(0.0, 0): "696d6967bbc978b3", (0.0, 1): "979e312d1e5d2570", (0.3, 0): "0f9aac8e3a63c104",
+                    (0.3, 1): "1573fbd41d81b9dd"}
 
 
 def frame_of(settings, index, seed=0):
@@ -32,6 +35,12 @@ def test_v1_frames_are_unchanged(index):
 def test_v2_frames_are_unchanged(mix, index):
     f = frame_of(generator_settings("2", mix), index)
     assert digest(f.points, f.boxes, f.num_points, f.point_object) == V2_FRAME_DIGESTS[(mix, index)]
+
+
+@pytest.mark.parametrize("mix, index", sorted(V3_FRAME_DIGESTS))
+def test_v3_frames_are_unchanged(mix, index):
+    f = generator_settings("3", mix).frame(0, index)
+    assert digest(f.points, f.boxes, f.num_points, f.point_object) == V3_FRAME_DIGESTS[(mix, index)]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +84,7 @@ def test_mix_keeps_the_scene_and_changes_the_sensor():
 
 def test_bad_versions():
     with pytest.raises(DatasetError, match="version"):
-        generator_settings("4")
+        generator_settings("5")
     with pytest.raises(DatasetError, match="no mix"):
         generator_settings("1", 0.2)
     with pytest.raises(DatasetError, match="mix"):
@@ -116,3 +125,29 @@ def test_v3_far_cars_read_above_zero_more_often_than_v2():
         cars[v] = {row["range"]: row for row in stats.table()}
     assert cars["3"]["40-50"]["median_car_zero_intensity"] < cars["2"]["40-50"]["median_car_zero_intensity"] - 0.2
     assert cars["3"]["50-80"]["cars"] >= cars["2"]["50-80"]["cars"]
+
+
+def test_v4_drops_only_the_upper_body_returns_of_far_cars():
+    v3, v4 = generator_settings("3"), generator_settings("4")
+    assert (v4.sensor, v4.scene, v4.calibration) == (v3.sensor, v3.scene, v3.calibration)
+    f3, f4 = v3.frame(0, 0), v4.frame(0, 0)
+    assert np.array_equal(f3.boxes, f4.boxes) and f3.names == f4.names
+    # same draws, lower detection probabilities only: v4's points are v3's less some
+    kept = {p.tobytes() for p in f4.points}
+    lost = np.array([p.tobytes() not in kept for p in f3.points])
+    assert len(f3.points) - len(f4.points) == lost.sum() > 0
+    obj = f3.point_object[lost]
+    assert np.all(obj >= 0) and all(f3.names[k] == "Car" for k in np.unique(obj))
+    pts, b = f3.points[lost], f3.boxes[obj]
+    assert np.all(pts[:, 2] > b[:, 2] - 0.5 * b[:, 5] + 0.55 * b[:, 5] - 0.1)  # above 0.55 of the box (range noise aside)
+    r = np.hypot(pts[:, 0], pts[:, 1])
+    assert np.median(r) > 30
+    assert digest(f4.points, f4.boxes, f4.num_points, f4.point_object) == "5ac8b8cad3a4e0bf"  # v4 as first shipped
+
+
+def test_cab_keep_formula():
+    m = generator_settings("4").returns
+    assert (m.cab_fade_m, m.cab_fraction) == (26.0, 0.55) and ReturnModel().cab_fade_m == 0
+    keep = cab_keep(np.array([0.8, 0.8, 0.3, 0.8]), np.array([26.0, 52.0, 52.0, 52.0]), np.array([True, True, True, False]), m)
+    assert keep.tolist() == [0.5, pytest.approx(1 / 65), 1.0, 1.0]
+    assert cab_keep(np.array([0.8]), np.array([52.0]), np.array([True]), generator_settings("3").returns).tolist() == [1.0]

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from pointpillars_trt.train import LossWeights, add_sin_difference, detection_loss, sigmoid_focal_loss
+from pointpillars_trt.train import LossWeights, add_sin_difference, detection_loss, range_ramp, sigmoid_focal_loss
 
 
 def test_focal_loss_matches_formula():
@@ -69,3 +69,23 @@ def test_loss_gradients_flow_and_are_finite():
     assert cls.grad[0, 2].abs().sum() == 0  # ignored anchor
     assert box.grad[0, 1:].abs().sum() == 0 and box.grad[0, 0].abs().sum() > 0
     assert torch.isfinite(cls.grad).all()
+
+
+def test_range_ramp():
+    xy = torch.tensor([[10.0, 0.0], [0.0, -20.0], [30.0, 40.0], [70.0, 0.0]])
+    torch.testing.assert_close(range_ramp(xy, 3.0, 20.0, 60.0), torch.tensor([1.0, 1.0, 2.5, 3.0]))
+
+
+def test_positive_weight_scales_positive_classification_only():
+    torch.manual_seed(0)
+    cls, box, dirs = torch.randn(1, 4, 2), torch.randn(1, 4, 7) * 0.1, torch.randn(1, 4, 2)
+    labels = torch.tensor([[1, 0, -1, 2]], dtype=torch.int8)
+    pos_index, box_t, dir_t = torch.tensor([0, 3]), torch.randn(2, 7) * 0.1, torch.tensor([1, 0])
+    base = detection_loss(cls, box, dirs, labels, pos_index, box_t, dir_t)
+    w = torch.tensor([2.0, 5.0, 5.0, 3.0])  # anchors 1 (background) and 2 (ignored) are not positives
+    got = detection_loss(cls, box, dirs, labels, pos_index, box_t, dir_t, positive_weight=w)
+    per_anchor = sigmoid_focal_loss(cls, torch.nn.functional.one_hot(labels.long().clamp(min=0), 3)[..., 1:].float()).sum(-1)[0]
+    ref = (2.0 * per_anchor[0] + per_anchor[1] + 3.0 * per_anchor[3]) / 2
+    torch.testing.assert_close(got["cls"], ref)
+    torch.testing.assert_close(got["box"], base["box"])
+    torch.testing.assert_close(got["dir"], base["dir"])

@@ -21,15 +21,15 @@ SCRIPT = REPO / "tools" / "train_demo_gpu.sh"
 def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "DATA_ROOT": str(tmp_path / "data")}
-    # two of the three variants (the CPU trains them slowly); the device run trains all three
+    # two of the three default variants (the CPU trains them slowly); the device run trains all three
     r = subprocess.run(["bash", str(SCRIPT), str(out), "--frames", "6", "--steps", "2", "--batch-size", "2", "--device", "cpu",
-                        "--workers", "1", "--variants", "plain far_s1"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                        "--workers", "1", "--variants", "plain_s1 farw"], capture_output=True, text=True, env=env, cwd=tmp_path,
                        timeout=1200)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["far_s1.tar.gz", "plain.tar.gz", "summary.txt", "timing.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["farw.tar.gz", "plain_s1.tar.gz", "summary.txt", "timing.txt"]
     from safetensors import safe_open
 
-    for v, seed in (("plain", "0"), ("far_s1", "1")):
+    for v, seed in (("plain_s1", "1"), ("farw", "0")):
         with tarfile.open(out / f"{v}.tar.gz") as tar:
             names = set(tar.getnames())
             assert {"model.safetensors", "train.log", "train.json", "data.json", "real.log"} <= names
@@ -38,14 +38,14 @@ def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
         assert 1e6 < model.stat().st_size <= 10e6  # float16, <= 10 MB
         with safe_open(str(model), "pt") as f:
             meta = f.metadata()
-        assert meta["data_generator_version"] == "3" and meta["seed"] == seed and "eval_ap" in meta
+        assert meta["data_generator_version"] == "4" and meta["seed"] == seed and "eval_ap" in meta
         assert "--object-sparsify 0.3" in meta["command"] and "--max-seconds" in meta["command"]
-        assert ("--sample-far 0.5" in meta["command"]) == (v == "far_s1")
-        assert json.loads((tmp_path / v / "data.json").read_text())["generator_version"] == "3"
+        assert ("--far-weight 3 --far-weight-range 20,60" in meta["command"]) == (v == "farw")
+        assert json.loads((tmp_path / v / "data.json").read_text())["generator_version"] == "4"
         assert (tmp_path / v / "train.log").read_text().count("trained 2 steps") == 1
         assert json.loads((tmp_path / v / "train.json").read_text())["steps"] == 2
     summary = (out / "summary.txt").read_text()
-    assert "plain: trained 2 steps" in summary and "far_s1: trained 2 steps" in summary
+    assert "plain_s1: trained 2 steps" in summary and "farw: trained 2 steps" in summary
     assert "done" in (out / "timing.txt").read_text() and "frames in" in (out / "timing.txt").read_text()
 
 

@@ -14,9 +14,10 @@ import yaml
 
 from pointpillars_trt.checkpoint import load_checkpoint, save_native
 from pointpillars_trt.detector import Detector
-from pointpillars_trt.postprocess import iou_bev
+from pointpillars_trt.postprocess import generate_anchors, iou_bev, to_canonical
 from pointpillars_trt.train import (
-    AugmentConfig, KittiFrames, TrainDataset, TrainSettings, collate, refresh_batchnorm, state_dict_fp32, train,
+    AugmentConfig, KittiFrames, TrainDataset, TrainSettings, collate, positive_weights, refresh_batchnorm, state_dict_fp32,
+    train,
 )
 
 from tests.train.tiny_data import TINY_CONFIG, frame, scene_boxes, tiny_config, write_dataset
@@ -107,6 +108,29 @@ def test_train_tool_far_sampling_flags(tiny_root, tmp_path):
     assert settings["sample_far"] == 0.5 and settings["db_any_difficulty"] and settings["sample_far_range"] == "8,18"
     for bad in (["--sample-far-range", "18,8"], ["--sample-far-range", "x"], ["--sample-far", "1.5"]):
         assert train_tool().main([*args, *bad]) == 2
+
+
+def test_train_tool_far_weight_flags(tiny_root, tmp_path):
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(TINY_CONFIG))
+    out = tmp_path / "farw.safetensors"
+    args = ["--data", str(tiny_root), "--config", str(cfg_path), "--out", str(out), "--steps", "2", "--batch-size", "1",
+            "--workers", "0"]
+    assert train_tool().main([*args, "--far-weight", "2", "--far-weight-range", "5,15"]) == 0
+    settings = json.loads(load_checkpoint(out).metadata["settings"])
+    assert settings["far_weight"] == 2.0 and settings["far_weight_range"] == "5,15"
+    for bad in (["--far-weight", "-1"], ["--far-weight", "2", "--far-weight-range", "15,5"]):
+        assert train_tool().main([*args, *bad]) == 2
+
+
+def test_positive_weights_follow_anchor_range():
+    cfg = tiny_config()
+    assert positive_weights(cfg, TrainSettings(steps=1), "cpu") is None
+    w = positive_weights(cfg, TrainSettings(steps=1, far_weight=3.0, far_weight_range=(2.0, 6.0)), "cpu")
+    anchors = to_canonical(generate_anchors(cfg).reshape(-1, 7), cfg.head.box_layout)
+    r = np.hypot(anchors[:, 0], anchors[:, 1])
+    assert w.shape == (len(anchors),)
+    np.testing.assert_allclose(w.numpy(), 1.0 + 2.0 * np.clip((r - 2.0) / 4.0, 0, 1), rtol=1e-5)
 
 
 def test_train_tool_bad_data_exits_2(tmp_path):
