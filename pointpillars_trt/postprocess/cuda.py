@@ -40,7 +40,10 @@ TILE = 2048
 MAX_PRE = 16384
 NUM_STATE = 16
 RANK_THREADS = 256  # postprocess.cu
-MASK_ROWS = 16  # rows of the suppression matrix per nms_mask block (postprocess.cu)
+MASK_ROWS = 16  # rows of the suppression matrix per nms_mask tile (postprocess.cu)
+BEV_BOX_BYTES = 17 * 8  # sizeof(BevBox) in postprocess.cu: 17 doubles
+MASK_BLOCKS_PER_SM, CLIP_BLOCKS_PER_SM = 4, 2  # resident blocks per SM (ptxas: 56 and 128 registers x 256 threads)
+KERNELS = ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_clip", "nms_scan", "output")
 SCAN_SHARED_LIMIT = 48 * 1024  # the scan keeps the matrix's diagonal blocks in shared memory below this
 
 
@@ -79,7 +82,7 @@ class CudaPostProcessor:
         self.sort_size = _pow2(self.pre_max)
         module = load_kernels(KERNEL_FILE, self.device, OPTIONS)
         self._fn = {n: module.function(f"pp_post_{n}") for n in
-                    ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_scan", "output")}
+                    KERNELS}
         sort_bytes = self.sort_size * 8
         if sort_bytes > 48 * 1024:
             drv = bindings()[0]
@@ -90,13 +93,16 @@ class CudaPostProcessor:
         self._scan_shared = self.words * 8 + (diag_bytes if self._diag_in_shared else 0)
         sms = self.device.info.multiprocessor_count
         self._hist_grid = grid_for(self.R, 256, sms * 2)
+        self._rank_grid = (-(-self.pre_max // RANK_THREADS),) * 2 + (1,)
+        self._mask_grid, self._clip_grid = sms * MASK_BLOCKS_PER_SM, sms * CLIP_BLOCKS_PER_SM
         self._tiles = max(1, -(-self.R // TILE))
         k, g = self.pre_max, self.groups
         sizes = {
             "keys": self.R * 4, "hist": (2 * HBINS + LBINS) * 4, "state": NUM_STATE * 4,
-            "tile_gt": self._tiles * 4, "tile_eq": self._tiles * 4, "sel_idx": k * 4, "sorted": k * 8, "cand": k * 4,
+            "tile_gt": self._tiles * 4, "tile_eq": self._tiles * 4, "sel_idx": k * 4, "rank": k * 4, "cand": k * 4,
             "dec_boxes": k * 7 * 4, "dec_score": k * 4, "dec_label": k * 4, "probs": k * self.K * 4,
-            "group_list": g * k * 4, "group_count": g * 4, "mask": g * k * self.words * 8,
+            "group_list": g * k * 4, "group_count": g * 4, "mask": g * k * self.words * 8, "need": g * k * self.words * 8,
+            "bev": g * k * BEV_BOX_BYTES,
             "keep": g * self.post_max * 4, "keep_count": g * 4,
         }
         self._buf = {name: DeviceBuffer(n, self.device) for name, n in sizes.items()}
@@ -143,18 +149,21 @@ class CudaPostProcessor:
         launch(self._fn["sel_count"], self._tiles, 256,
                (i32(self.R), k, ptr(b["keys"]), ptr(hist3), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["state"])), stream)
         launch(self._fn["sel_write"], self._tiles, 256,
-               (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])), stream)
-        launch(self._fn["rank"], -(-self.pre_max // RANK_THREADS), RANK_THREADS,
-               (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"])), stream)
+               (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"]),
+                k, ptr(b["rank"])), stream)
+        launch(self._fn["rank"], self._rank_grid, RANK_THREADS, (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["rank"])), stream)
         launch(self._fn["sort_decode"], 1, 1024,
                (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
-                i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]),
-                ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
+                i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["keys"]),
+                ptr(b["sel_idx"]), ptr(b["rank"]), ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
                 ptr(b["group_list"]), ptr(b["group_count"]), k),
                stream, shared_mem=self.sort_size * 8)
-        launch(self._fn["nms_mask"], (self.words, -(-self.pre_max // MASK_ROWS), self.groups), 256,
-               (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
-                np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least, ptr(b["mask"])), stream)
+        nms = (i32(self.words), np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least)
+        launch(self._fn["nms_mask"], self._mask_grid, 256,
+               (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), i32(self.groups), k, *nms, ptr(b["mask"]),
+                ptr(b["need"]), ptr(b["bev"])), stream)
+        launch(self._fn["nms_clip"], self._clip_grid, 256,
+               (ptr(b["bev"]), ptr(b["group_count"]), i32(self.groups), k, *nms, ptr(b["need"]), ptr(b["mask"])), stream)
         launch(self._fn["nms_scan"], self.groups, 256,
                (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._diag_in_shared)),
                 ptr(b["keep"]), ptr(b["keep_count"])),
