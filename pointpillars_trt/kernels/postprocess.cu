@@ -36,7 +36,7 @@
 //                        the cheap tests; the pairs left for the exact clip marked in need[]
 //   9 pp_post_nms_clip   the exact clips of need[]'s pairs, 32 per warp, spread over the GPU
 //  10 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0), the kept
-//                        rows ORed into later words by the whole block; stops at post_max
+//                        rows ORed into later words by the other warps one word behind; stops at post_max
 //  11 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
 //                        stable argsort of the concatenation; canonical yaw wrapped into [-pi, pi)
@@ -868,35 +868,47 @@ pp_post_nms_clip(const BevBox* __restrict__ bev, const int* __restrict__ group_c
     }
 }
 
-// One block per list. Warp 0 runs the greedy scan inside each 64-candidate word (the word's
-// diagonal block of the matrix, preloaded into shared memory when it fits); then the whole block
-// ORs the rows of that word's kept boxes into the later words (independent loads spread over all
-// threads instead of one lane's dependent chain).
+// One block per list, one iteration per 64-candidate word w, one barrier per iteration. Warp 0
+// runs the greedy scan inside word w (the word's diagonal block of the matrix) on the candidates
+// that no kept box of an earlier word removed: removed[w] (words <= w - 2, pushed by the other
+// warps) and `carry` (word w - 1's kept boxes: warp 0 ORs their rows' next word, the matrix's
+// superdiagonal block, right after its own scan). Meanwhile warps 1.. OR the rows of word w - 1's
+// kept boxes into removed[w + 1 ..] from global memory, off warp 0's path. The diagonal and
+// superdiagonal blocks are preloaded into shared memory when they fit (blocks_in_shared).
+// Per-iteration values warp 0 writes are double-buffered: others read them after the barrier
+// while warp 0 already writes the next iteration's.
 #define SCAN_THREADS 256
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
-                 int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count) {
+                 int max_keep, int blocks_in_shared, int* __restrict__ keep, int* __restrict__ keep_count) {
     PP_PDL_ENTRY();
-    extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] when diag_in_shared
-    __shared__ int kept_idx[64];
-    __shared__ int n_kept, m_total;
+    extern __shared__ u64 sh[];  // removed[words], then diag[words * 64], sup[words * 64] when blocks_in_shared
+    __shared__ int kept_idx[2][64];
+    __shared__ int n_kept[2], stop[2];
     u64* removed = sh;
     u64* diag = sh + words;
-    const int g = blockIdx.x, t = threadIdx.x, lane = t & 31;
+    u64* sup = diag + (size_t)words * 64;
+    const int g = blockIdx.x, t = threadIdx.x, lane = t & 31, warp = t >> 5;
     const int n = group_count[g];
     const int nw = (n + 63) >> 6;
     const u64* M = mask + (size_t)g * list_stride * words;
     int* out = keep + (size_t)g * max_keep;
     for (int w = t; w < nw; w += SCAN_THREADS) removed[w] = 0ull;
-    if (diag_in_shared)
-        for (int i = t; i < nw * 64; i += SCAN_THREADS) diag[i] = i < n ? M[(size_t)i * words + (i >> 6)] : 0ull;
-    if (t == 0) m_total = 0;
+    if (blocks_in_shared)
+        for (int i = t; i < nw * 64; i += SCAN_THREADS) {
+            const int w = i >> 6;
+            diag[i] = i < n ? M[(size_t)i * words + w] : 0ull;
+            sup[i] = i < n && w + 1 < nw ? M[(size_t)i * words + w + 1] : 0ull;
+        }
     __syncthreads();
+    int m = 0;          // warp 0: boxes kept so far
+    u64 carry = 0ull;   // warp 0: the bits of word w that word w - 1's kept boxes remove
     for (int w = 0; w < nw; ++w) {
-        if (t < 32) {
+        const int cur = w & 1;
+        if (warp == 0) {
             const int i0 = w * 64 + lane, i1 = i0 + 32;
             u64 d0, d1;
-            if (diag_in_shared) {
+            if (blocks_in_shared) {
                 d0 = diag[i0];
                 d1 = diag[i1];
             } else {
@@ -904,15 +916,15 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
                 d1 = i1 < n ? M[(size_t)i1 * words + w] : 0ull;
             }
             const int valid = n - w * 64;
-            u64 alive = ~removed[w];
+            u64 alive = ~(removed[w] | carry);
             if (valid < 64) alive &= (1ull << valid) - 1ull;
-            int m = m_total, nk = 0;
+            int nk = 0;
             while (alive && m < max_keep) {
                 const int b = __ffsll((long long)alive) - 1;
                 const u64 row = __shfl_sync(0xffffffffu, b < 32 ? d0 : d1, b & 31);
                 if (lane == 0) {
                     out[m] = w * 64 + b;
-                    kept_idx[nk] = w * 64 + b;
+                    kept_idx[cur][nk] = w * 64 + b;
                 }
                 ++m;
                 ++nk;
@@ -920,22 +932,33 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
                 alive &= ~(1ull << b);
             }
             if (lane == 0) {
-                m_total = m;
-                n_kept = nk;
+                n_kept[cur] = nk;
+                stop[cur] = m >= max_keep;
+            }
+            __syncwarp();
+            u64 c = 0ull;
+            if (w + 1 < nw)
+                for (int j = lane; j < nk; j += 32) {
+                    const int r = kept_idx[cur][j];
+                    c |= blocks_in_shared ? sup[r] : M[(size_t)r * words + w + 1];
+                }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) c |= __shfl_xor_sync(0xffffffffu, c, o);
+            carry = c;
+        } else if (w > 0) {
+            const int prev = cur ^ 1, nk = n_kept[prev];
+            for (int j = warp - 1; j < nk; j += SCAN_THREADS / 32 - 1) {
+                const u64* row = M + (size_t)kept_idx[prev][j] * words;
+                for (int ww = w + 1 + lane; ww < nw; ww += 32) {
+                    const u64 bits = row[ww];
+                    if (bits) atomicOr(&removed[ww], bits);
+                }
             }
         }
         __syncthreads();
-        const int m = m_total, nk = n_kept;
-        if (m >= max_keep) break;  // block-uniform
-        const int span = nw - w - 1;
-        for (int item = t; item < nk * span; item += SCAN_THREADS) {
-            const int j = item / span, ww = w + 1 + item % span;
-            const u64 bits = M[(size_t)kept_idx[j] * words + ww];
-            if (bits) atomicOr(&removed[ww], bits);
-        }
-        __syncthreads();
+        if (stop[cur]) break;  // block-uniform
     }
-    if (t == 0) keep_count[g] = m_total;
+    if (t == 0) keep_count[g] = m;
 }
 
 // yaw -> [-pi, pi) in float32 exactly as postprocess/box_coder.py::canonical_yaw (pi, 2 pi as float32)

@@ -106,3 +106,57 @@ def test_chunked_rank_is_the_descending_permutation(n):
             rank[bx * RANK_THREADS: bx * RANK_THREADS + len(mine)] += (tile[None, :] > mine[:, None]).sum(axis=1)
     order = np.lexsort((anchors, -keys.astype(np.float64)))  # key desc, then anchor asc (stable top-k order)
     assert np.array_equal(np.argsort(rank), order)
+
+
+def greedy_keep(sup: np.ndarray, max_keep: int) -> list[int]:
+    """The CPU's greedy NMS on a boolean suppression matrix ``sup [n, n]`` (row i removes j > i)."""
+    removed, keep = np.zeros(len(sup), dtype=bool), []
+    for i in range(len(sup)):
+        if not removed[i]:
+            keep.append(i)
+            if len(keep) >= max_keep:
+                break
+            removed |= sup[i]
+    return keep
+
+
+def pipelined_scan(sup: np.ndarray, max_keep: int) -> list[int]:
+    """pp_post_nms_scan's schedule: word w is scanned against removed[w] (kept rows of words <= w - 2,
+    pushed one iteration late) and the carry (word w - 1's kept rows, their superdiagonal word)."""
+    n = len(sup)
+    nw = (n + 63) >> 6
+    words = np.zeros((n, nw * 64), dtype=bool)
+    words[:, :n] = sup
+    words = words.reshape(n, nw, 64)
+    removed = np.zeros((nw, 64), dtype=bool)
+    carry = np.zeros(64, dtype=bool)
+    keep, prev = [], []
+    for w in range(nw):
+        alive = ~(removed[w] | carry)
+        alive[max(0, n - w * 64):] = False
+        cur = []
+        for b in range(64):
+            if len(keep) >= max_keep:
+                break
+            if alive[b]:
+                keep.append(w * 64 + b)
+                cur.append(w * 64 + b)
+                alive &= ~words[w * 64 + b, w]
+        carry = np.zeros(64, dtype=bool)
+        for r in cur:
+            if w + 1 < nw:
+                carry |= words[r, w + 1]
+        for r in prev:  # the other warps, during this iteration: words >= w + 1
+            removed[w + 1:] |= words[r, w + 1:]
+        prev = cur
+        if len(keep) >= max_keep:
+            break
+    return keep
+
+
+@pytest.mark.parametrize("n,density,max_keep", [(1, 0.0, 5), (64, 0.1, 500), (65, 0.5, 500), (200, 0.03, 500),
+                                                (700, 0.01, 500), (700, 0.01, 37), (1000, 0.002, 1000), (300, 0.9, 3)])
+def test_pipelined_scan_keeps_what_the_greedy_keeps(n, density, max_keep):
+    rng = np.random.default_rng(n + max_keep)
+    sup = np.triu(rng.random((n, n)) < density, 1)
+    assert pipelined_scan(sup, max_keep) == greedy_keep(sup, max_keep)
