@@ -354,6 +354,17 @@ pp_post_sel_write(int R, int num_tiles, const unsigned* __restrict__ keys, const
     }
 }
 
+// The NMS geometry of a decoded box in float64 (see the rotated BEV IoU below, which defines
+// make_bev); pp_post_sort_decode makes it once per candidate. 17 doubles (BEV_BOX_BYTES in
+// postprocess/cuda.py).
+struct BevBox {
+    double x, y, radius, area;
+    double c, s, hl, hw;  // cos / sin of the yaw, half length / width (separating-axis reject)
+    double reach;         // |x| + |y| + radius, or +inf when the reject must not be used (see separated)
+    double cx[4], cy[4];
+};
+__device__ void make_bev(const float* b, BevBox& o);
+
 // ---- decode (float32, as postprocess/box_coder.py) -----------------------------------------
 struct DecodeParams {
     float dir_offset, dir_limit_offset, period, half_pi;
@@ -455,7 +466,7 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
                     const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ rank,
                     const int* __restrict__ state, int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
                     int* __restrict__ dec_label, float* __restrict__ probs, int* __restrict__ group_list,
-                    int* __restrict__ group_count, int list_stride) {
+                    int* __restrict__ group_count, int list_stride, BevBox* __restrict__ bev) {
     PP_PDL_ENTRY();
     extern __shared__ u64 s[];
     __shared__ int counter;
@@ -476,6 +487,7 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
         const int r = (int)(0xFFFFFFFFu - (unsigned)(s[j] & 0xFFFFFFFFull));
         cand[j] = r;
         decode_one(box, dir, L, anchors, r, HW, A, d, dec_boxes + (size_t)j * 7);
+        make_bev(dec_boxes + (size_t)j * 7, bev[j]);  // this thread's own writes: visible to it
         const int a = r % A, hw = r / A;
         float best = head_at(cls, L, a * K, hw);
         int label = 0;
@@ -526,12 +538,6 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
 // ---- rotated BEV IoU in float64 (as postprocess/nms.py + polygon.py) ---------------------------
 // The corners, the clip and the area follow postprocess/polygon.py operation for operation (the
 // module is compiled with --fmad=false), so the intersection area is the CPU's to the bit.
-struct BevBox {
-    double x, y, radius, area;
-    double c, s, hl, hw;  // cos / sin of the yaw, half length / width (separating-axis reject)
-    double reach;         // |x| + |y| + radius, or +inf when the reject must not be used (see separated)
-    double cx[4], cy[4];
-};
 
 __device__ void make_bev(const float* b, BevBox& o) {
     const double x = b[0], y = b[1], l = b[3], w = b[4], yaw = b[6];
@@ -762,17 +768,17 @@ __device__ __forceinline__ bool suppresses(double iou, double threshold, int at_
 //   pp_post_nms_mask  tiles of 16 rows x 64 columns, a grid-stride loop over the tiles of every
 //                     list (grid sized from the SM count, no block for an empty tile): the cheap
 //                     tests (circle, separating axis) decide most pairs; the bits of IoU 0 go to
-//                     `mask`, the pairs that need the exact clip to `need` (same layout); the first
-//                     tile of each row block writes its rows' BevBox to `bev` (list positions).
+//                     `mask`, the pairs that need the exact clip to `need` (same layout). The boxes'
+//                     BevBox come from `bev` (per candidate, made once by pp_post_sort_decode).
 //   pp_post_nms_clip  each warp takes 32 consecutive (row, word) cells of `need` at a time and
 //                     clips their pairs 32 at a time, one lane per pair (balanced: ceil(pairs / 32)
 //                     rounds per warp); a suppressing pair ORs its bit into `mask` (atomicOr: the
 //                     bits are the same whatever the order).
 #define MASK_ROWS 16
 extern "C" __global__ void __launch_bounds__(256)
-pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
+pp_post_nms_mask(const BevBox* __restrict__ bev, const int* __restrict__ group_list,
                  const int* __restrict__ group_count, int groups, int list_stride, int words, double threshold,
-                 int at_least, u64* __restrict__ mask, u64* __restrict__ need, BevBox* __restrict__ bev) {
+                 int at_least, u64* __restrict__ mask, u64* __restrict__ need) {
     PP_PDL_ENTRY();
     __shared__ BevBox cols[64];
     __shared__ BevBox rows[MASK_ROWS];
@@ -788,10 +794,9 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
             if (cb < (r0 >> 6)) continue;  // rows only need words >= their own
             __syncthreads();  // the previous tile is done with cols / rows
             const int ncol = min(64, n - cb * 64);
-            if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
-            if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) make_bev(dec_boxes + (size_t)list[r0 + t - 64] * 7, rows[t - 64]);
+            if (t < ncol) cols[t] = bev[list[cb * 64 + t]];
+            if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) rows[t - 64] = bev[list[r0 + t - 64]];
             __syncthreads();
-            if (cb == (r0 >> 6) && t < MASK_ROWS && r0 + t < n) bev[(size_t)g * list_stride + r0 + t] = rows[t];
 #pragma unroll
             for (int h = 0; h < MASK_ROWS / 8; ++h) {  // this warp's rows
                 const int rr = warp * (MASK_ROWS / 8) + h, i = r0 + rr;
@@ -822,8 +827,9 @@ __device__ __forceinline__ int nth_set_bit(u64 w, int r) {
 
 #define CLIP_THREADS 256
 extern "C" __global__ void __launch_bounds__(CLIP_THREADS)
-pp_post_nms_clip(const BevBox* __restrict__ bev, const int* __restrict__ group_count, int groups, int list_stride,
-                 int words, double threshold, int at_least, const u64* __restrict__ need, u64* __restrict__ mask) {
+pp_post_nms_clip(const BevBox* __restrict__ bev, const int* __restrict__ group_list, const int* __restrict__ group_count,
+                 int groups, int list_stride, int words, double threshold, int at_least, const u64* __restrict__ need,
+                 u64* __restrict__ mask) {
     PP_PDL_ENTRY();
     __shared__ double scratch[CLIP_THREADS / 32][4][16];  // per warp, for clip_area_general
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -832,7 +838,7 @@ pp_post_nms_clip(const BevBox* __restrict__ bev, const int* __restrict__ group_c
     for (int g = 0; g < groups; ++g) {
         const int n = group_count[g], nw = (n + 63) >> 6;
         const size_t row0 = (size_t)g * list_stride;
-        const BevBox* box = bev + row0;
+        const int* list = group_list + row0;
         const int cells = n * nw;  // (row, word), row-major
         for (int c0 = gwarp * 32; c0 < cells; c0 += nwarps * 32) {  // warp-uniform
             const int q = c0 + lane, i = q / nw, w = q - i * nw;
@@ -856,10 +862,12 @@ pp_post_nms_clip(const BevBox* __restrict__ bev, const int* __restrict__ group_c
                 const bool active = p < pairs;
                 const int cj = active ? rw * 64 + nth_set_bit(((u64)hi << 32) | lo, p - before) : 0;
                 const int r = active ? ri : 0;
+                const BevBox& a = bev[active ? list[r] : 0];
+                const BevBox& b = bev[active ? list[cj] : 0];
                 bool general = false;
-                double iou = active ? iou_of(box[r], box[cj], clip_area(box[r], box[cj], general)) : 0.0;
+                double iou = active ? iou_of(a, b, clip_area(a, b, general)) : 0.0;
                 for (unsigned rare = __ballot_sync(all, general); rare; rare &= rare - 1) {  // one lane at a time
-                    if (lane == __ffs(rare) - 1) iou = iou_of(box[r], box[cj], clip_area_general(box[r], box[cj], scratch[warp]));
+                    if (lane == __ffs(rare) - 1) iou = iou_of(a, b, clip_area_general(a, b, scratch[warp]));
                     __syncwarp();
                 }
                 if (active && suppresses(iou, threshold, at_least)) atomicOr(&mask[(row0 + r) * words + (cj >> 6)], 1ull << (cj & 63));

@@ -42,7 +42,7 @@ NUM_STATE = 16
 RANK_THREADS = 256  # postprocess.cu
 MASK_ROWS = 16  # rows of the suppression matrix per nms_mask tile (postprocess.cu)
 BEV_BOX_BYTES = 17 * 8  # sizeof(BevBox) in postprocess.cu: 17 doubles
-MASK_BLOCKS_PER_SM, CLIP_BLOCKS_PER_SM = 4, 2  # resident blocks per SM (ptxas: 56 and 128 registers x 256 threads)
+MASK_BLOCKS_PER_SM, CLIP_BLOCKS_PER_SM = 4, 2  # resident blocks per SM (ptxas: 46 and 126 registers x 256 threads)
 SCAN_STATIC_SHARED = 1024  # at least the scan's static shared memory (ptxas: 528 bytes)
 KERNELS = ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_clip", "nms_scan", "output")
 
@@ -106,7 +106,7 @@ class CudaPostProcessor:
             "tile_gt": self._tiles * 4, "tile_eq": self._tiles * 4, "sel_idx": k * 4, "rank": k * 4, "cand": k * 4,
             "dec_boxes": k * 7 * 4, "dec_score": k * 4, "dec_label": k * 4, "probs": k * self.K * 4,
             "group_list": g * k * 4, "group_count": g * 4, "mask": g * k * self.words * 8, "need": g * k * self.words * 8,
-            "bev": g * k * BEV_BOX_BYTES,
+            "bev": k * BEV_BOX_BYTES,
             "keep": g * self.post_max * 4, "keep_count": g * 4,
         }
         self._buf = {name: DeviceBuffer(n, self.device) for name, n in sizes.items()}
@@ -166,14 +166,15 @@ class CudaPostProcessor:
                (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
                 i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["keys"]),
                 ptr(b["sel_idx"]), ptr(b["rank"]), ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
-                ptr(b["group_list"]), ptr(b["group_count"]), k),
+                ptr(b["group_list"]), ptr(b["group_count"]), k, ptr(b["bev"])),
                stream, shared_mem=self.sort_size * 8)
         nms = (i32(self.words), np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least)
         launch(self._fn["nms_mask"], self._mask_grid, 256,
-               (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), i32(self.groups), k, *nms, ptr(b["mask"]),
-                ptr(b["need"]), ptr(b["bev"])), stream)
+               (ptr(b["bev"]), ptr(b["group_list"]), ptr(b["group_count"]), i32(self.groups), k, *nms, ptr(b["mask"]),
+                ptr(b["need"])), stream)
         launch(self._fn["nms_clip"], self._clip_grid, 256,
-               (ptr(b["bev"]), ptr(b["group_count"]), i32(self.groups), k, *nms, ptr(b["need"]), ptr(b["mask"])), stream)
+               (ptr(b["bev"]), ptr(b["group_list"]), ptr(b["group_count"]), i32(self.groups), k, *nms, ptr(b["need"]),
+                ptr(b["mask"])), stream)
         launch(self._fn["nms_scan"], self.groups, 256,
                (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._blocks_in_shared)),
                 ptr(b["keep"]), ptr(b["keep_count"])),
