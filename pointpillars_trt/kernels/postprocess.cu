@@ -185,8 +185,9 @@ pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, in
     for (int b = threadIdx.x; b < HBINS; b += blockDim.x) sh[b] = 0;
     __syncthreads();
     const int R = HW * A;
+    const bool planes = ps == 1;  // NCHW planes: hw fastest (coalesced); NHWC: a fastest (one pixel's channels together)
     for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < R; t += gridDim.x * blockDim.x) {
-        const int a = t / HW, hw = t - a * HW;  // hw fastest: coalesced reads of NCHW class planes
+        const int a = planes ? t / HW : t % A, hw = planes ? t - a * HW : t / A;
         float best = head_at(cls, L, a * K, hw);
         for (int k = 1; k < K; ++k) {
             const float v = head_at(cls, L, a * K + k, hw);
