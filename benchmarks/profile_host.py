@@ -51,7 +51,7 @@ def print_overhead(host_us: np.ndarray, timings: list[dict]) -> None:
         "GPU (events around the launch)": gpu,
         "host overhead (host - GPU)": host_us - gpu,
         "  staging into pinned memory": stage,
-        "  pipeline: launch, wait return, copy-out": total - stage - gpu,
+        "  pipeline: launch, wait return": total - stage - gpu,
         "  facade: validation, unpacking, results": host_us - total,
     }
     for name, v in parts.items():
