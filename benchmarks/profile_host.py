@@ -4,9 +4,13 @@ executor (fp16, one CUDA graph per frame), on the real frames, after warm-up.
 
     python benchmarks/profile_host.py [--frames N] [--calls 2000] [--top 25]
 
-Prints the functions with the most own time (``tottime``) per call, in microseconds, and the
-median host time of a frame without the profiler for scale. The profiler inflates Python-heavy
-functions; read the ranking, not the absolute numbers.
+First, without the profiler: how the graph is launched (``cuGraphLaunch`` through ctypes, or
+torch's replay), the median host time of a frame, the GPU time between the launch's events and
+the host overhead (host minus GPU, per frame), split into the pipeline's staging into pinned
+memory, the rest of the pipeline (launch, wait return, result copy-out) and the facade around it
+(validation, unpacking, result assembly), all from the frames' own ``timings_ms``. Then the
+functions with the most own time (``tottime``) per call under cProfile, in microseconds; the
+profiler inflates Python-heavy functions: read the ranking, not the absolute numbers.
 """
 
 from __future__ import annotations
@@ -25,6 +29,35 @@ sys.path.insert(0, str(REPO))
 FRAMES = REPO.parent / "shared" / "data" / "kitti_frames"
 
 
+def launch_path(det) -> str:
+    """How the device executor replays its graphs (one line)."""
+    pipe = getattr(det.executor, "pipeline", None)
+    launchers = list(getattr(pipe, "_graphs", {}).values())
+    if not launchers:
+        return "no CUDA graph"
+    kinds = sorted({type(g).__name__ for g in launchers})
+    if kinds == ["GraphLaunch"]:
+        return "GraphLaunch: cuEventRecord, cuGraphLaunch, cuEventRecord through ctypes (libcuda)"
+    return ", ".join(kinds)
+
+
+def print_overhead(host_us: np.ndarray, timings: list[dict]) -> None:
+    """Medians (us) of the host overhead per frame and of its parts, from ``Detections.timings_ms``."""
+    def col(key):
+        return np.array([t.get(key, np.nan) for t in timings]) * 1e3
+
+    gpu, total, stage = col("gpu"), col("total"), col("host_stage")
+    parts = {
+        "GPU (events around the launch)": gpu,
+        "host overhead (host - GPU)": host_us - gpu,
+        "  staging into pinned memory": stage,
+        "  pipeline: launch, wait return": total - stage - gpu,
+        "  facade: validation, unpacking, results": host_us - total,
+    }
+    for name, v in parts.items():
+        print(f"{name:44s} median {np.nanmedian(v):8.1f} us   p90 {np.nanpercentile(v, 90):8.1f} us")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=2000)
@@ -36,12 +69,15 @@ def main(argv=None) -> int:
     det = Detector.from_checkpoint(None, backend="gpu", precision="fp16")
     for f in frames * 3:
         det.detect(f)
-    host = []
+    host, rows = [], []
     for i in range(args.calls):
         t = time.perf_counter()
-        det.detect(frames[i % len(frames)])
+        d = det.detect(frames[i % len(frames)])
         host.append((time.perf_counter() - t) * 1e6)
+        rows.append(d.timings_ms)
+    print(f"graph launch: {launch_path(det)}")
     print(f"host per frame without the profiler: median {np.median(host):.1f} us over {args.calls} calls")
+    print_overhead(np.array(host), rows)
     prof = cProfile.Profile()
     prof.enable()
     for i in range(args.calls):

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..voxelize.cuda import NUM_COUNTERS, VoxelCounters
+
 ALIGN_BYTES = 256
 
 
@@ -67,19 +69,16 @@ class PackedLayout:
 
     @property
     def words(self) -> int:
-        from ..voxelize.cuda import NUM_COUNTERS
-
         return aligned_count(self.post_max * 9 + 1 + NUM_COUNTERS, 4)
 
     def unpack(self, row: np.ndarray):
-        """``(boxes [n, 7], scores [n], labels [n] int64, VoxelCounters)`` of one packed row."""
-        from ..voxelize.cuda import NUM_COUNTERS, VoxelCounters
-
-        n = int(row[self.count])
+        """``(boxes [n, 7], scores [n], labels [n] int64, VoxelCounters)`` of one packed row
+        (copies: the row itself may be overwritten afterwards)."""
+        n = min(max(int(row[self.count]), 0), self.post_max)
         f = row.view(np.float32)
-        boxes = f[self.boxes: self.boxes + 7 * self.post_max].reshape(-1, 7)[:n].copy()
-        scores = f[self.scores: self.scores + self.post_max][:n].copy()
-        labels = row[self.labels: self.labels + self.post_max][:n].astype(np.int64)
+        boxes = f[self.boxes: self.boxes + 7 * n].reshape(n, 7).copy()
+        scores = f[self.scores: self.scores + n].copy()
+        labels = row[self.labels: self.labels + n].astype(np.int64)
         return boxes, scores, labels, VoxelCounters.from_array(row[self.counters: self.counters + NUM_COUNTERS])
 
 
