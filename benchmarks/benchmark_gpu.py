@@ -270,15 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         gpu = row["stages_ms"].get("gpu", {}).get("median", float("nan"))
         st = row["stages_ms"]
         host_parts = " ".join(f"{k} {st[k]['median']:.3f}" for k in ("host_stage", "host_wait") if k in st)
-        log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB | %s",
-                 name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"], host_parts)
+        head = f" | {row['rpn_head']} head" if "rpn_head" in row else ""
+        log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB | %s%s",
+                 name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"], host_parts, head)
 
     def single_row(name: str, det, iters: int, profiled: bool = True, verbose: bool = False) -> None:
         """Record a batch-1 row of ``det`` over ``frames`` (the current group), with its kernel profile
         when ``profiled``; closes ``det``."""
         detect = lambda c: [det.detect(f) for f in c]  # noqa: E731
-        record(name, run_row(torch, detect, frames, iters))
-        results[name]["rpn_head"] = rpn_head_of(det)
+        record(name, dict(run_row(torch, detect, frames, iters), rpn_head=rpn_head_of(det)))
         if profiled:
             try:
                 prof = results[name]["kernel_ms_per_frame"] = kernel_profile(torch, detect, frames[0])
@@ -302,15 +302,18 @@ def main(argv: list[str] | None = None) -> int:
             for batch in args.batch:
                 # 4 groups per call: detect_batch double-buffers (the next group is staged while the GPU runs one)
                 det = device_detector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=batch)
-                record(f"gpu/{prec}/graph/batch{batch}/{gname}", run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch))
+                name = f"gpu/{prec}/graph/batch{batch}/{gname}"
+                row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
+                record(name, dict(row, rpn_head=rpn_head_of(det)))
                 det.close()
                 del det
         if len(precisions) == 2:
-            for form in (None, "concat-head"):  # the shipped RPN (per-branch head), and the head over the concatenated map (A/B)
+            for form in (None, "concat-head"):  # the shipped RPN (per-branch head) and the concatenated-map head (A/B)
                 acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points, RPN_FORMS.get(form))
                 results[f"fp16_vs_fp32/{gname}" + (f"/rpn-{form}" if form else "")] = acc
-                log.info("FP16 (%s, %s head) vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 (worst frame %.1f %%)",
-                         form or "default RPN", acc["rpn_head"], gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
+                log.info("FP16 (%s, %s head) vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 "
+                         "(worst frame %.1f %%)", form or "default RPN", acc["rpn_head"], gname, 100 * acc["kept"], acc["fp32_boxes"],
+                         100 * acc["min_frame"])
         for rpn_mode in RPN_FORMS:  # the RPN without our fusions, same run (the default is "fused")
             det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
             single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode.endswith("-head"))
