@@ -31,6 +31,7 @@ path keeps the plain :class:`RPN`, whose graph TensorRT fuses by itself.
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -126,6 +127,7 @@ def add_depth_to_space_into(out: torch.Tensor, terms: list[tuple[torch.Tensor, i
     out.permute(0, 2, 3, 1).copy_(acc)
 
 
+@functools.lru_cache(maxsize=None)
 def has_float32_gemm_output() -> bool:
     """Whether this torch has cuBLAS GEMMs with float16 inputs and a float32 output (``torch.mm(a,
     b, out_dtype=torch.float32)``, the ``aten::mm.dtype`` overload, torch >= 2.8)."""
