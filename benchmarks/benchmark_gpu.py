@@ -2,7 +2,7 @@
 """GPU benchmark: the plain eager PyTorch pipeline against our whole-frame GPU pipeline, same run.
 
     python benchmarks/benchmark_gpu.py [--ckpt FILE] [--frames DIR] [--synthetic-360 3] [--iters 20]
-                                  [--batch 8] [--json out/bench_gpu.json]
+                                  [--batch 8 16] [--json out/bench_gpu.json]
     python benchmarks/benchmark.py --stage gpu ...          # the same, through the main benchmark tool
 
 Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k points):
@@ -13,7 +13,14 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
   without a graph every stage is timed with CUDA events;
 * ``gpu/{fp32,fp16}/graph/batchB``: ``detect_batch`` with B frames per replay (offline throughput);
 * ``gpu/fp16/graph/pfn-torch``: the same with the torch (cuBLAS) PFN on all ``max_pillars`` rows;
-* ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off.
+* ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
+* ``gpu/fp16/graph/rpn-FORM``: the fp16 graph row with another RPN form (:func:`rpn_forms`), among
+  them ``split-head`` (the head per upsampling branch, float32 products: the default) and
+  ``concat-head`` (the head over the concatenated map) for the A/B;
+* ``fp16_vs_fp32/GROUP`` and ``fp16_vs_fp32/GROUP/rpn-concat-head``: the share of FP32 boxes FP16
+  finds again, with the default RPN and with the head over the concatenated map.
+
+Rows of device detectors name the head their RPN ran (``rpn_head``: ``split`` or ``concat``).
 
 Each row: host-to-host latency per frame (``total``) and GPU time (``gpu``, CUDA events) with
 median / p90 / p99, frames/s, peak torch memory and device memory in use; per stage in eager
@@ -118,13 +125,31 @@ def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int =
 
 
 def rpn_forms() -> dict:
-    """The RPN forms of the ablation (the shipped one is ``InferenceRPN``, its head over the
-    concatenated map): the head per upsampling branch (no concatenated map; opt-in), upsampling as
-    transposed convolutions + ReLU + cat, BatchNorm folded only, and the module as trained."""
+    """The RPN forms of the ablation (the shipped one is ``InferenceRPN()``: on CUDA in float16 its head
+    per upsampling branch): the head per branch and the head over the concatenated map, each named
+    explicitly; upsampling as transposed convolutions + ReLU + cat; BatchNorm folded only; the module
+    as trained."""
     from pointpillars_trt.model.inference_rpn import InferenceRPN, fold_batchnorm
 
-    return {"split-head": lambda m: InferenceRPN(m, split_head=True), "fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"),
-            "folded": fold_batchnorm, "plain": lambda m: m}
+    return {"split-head": lambda m: InferenceRPN(m, split_head=True), "concat-head": lambda m: InferenceRPN(m, split_head=False),
+            "fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"), "folded": fold_batchnorm, "plain": lambda m: m}
+
+
+def rpn_head_of(det) -> str:
+    """The head a device detector's RPN runs: ``split`` (per upsampling branch), ``concat`` (over the
+    concatenated map), or ``n/a`` for a form that is not an ``InferenceRPN``; asked of the module
+    itself on the network's own canvas (so a fallback, e.g. a torch without float32 GEMM outputs,
+    shows)."""
+    import torch
+
+    from pointpillars_trt.model.inference_rpn import InferenceRPN
+
+    net = getattr(getattr(det.executor, "pipeline", None), "network", None)
+    rpn, canvas = getattr(net, "rpn", None), getattr(net, "canvas", None)
+    if not isinstance(rpn, InferenceRPN) or canvas is None:
+        return "n/a"
+    with torch.inference_mode():
+        return "split" if rpn.splits_head_on(rpn.branches(canvas[:1])) else "concat"
 
 
 RPN_FORMS = rpn_forms()
@@ -156,6 +181,7 @@ def fp16_vs_fp32(make, cfg, state, frames: list[np.ndarray], max_points: int, rp
 
     dets = {"fp32": make(cfg, state, precision="fp32", max_points=max_points, max_batch=1),
             "fp16": make(cfg, state, rpn_form=rpn_form, precision="fp16", max_points=max_points, max_batch=1)}
+    heads = {k: rpn_head_of(d) for k, d in dets.items()}
     matched = total = 0
     per_frame = []
     for f in frames:
@@ -167,7 +193,7 @@ def fp16_vs_fp32(make, cfg, state, frames: list[np.ndarray], max_points: int, rp
     for d in dets.values():
         d.close()
     return {"kept": matched / total if total else 1.0, "fp32_boxes": total, "min_frame": float(min(per_frame)),
-            "per_frame": [float(v) for v in per_frame]}
+            "per_frame": [float(v) for v in per_frame], "rpn_head": heads["fp16"], "fp32_rpn_head": heads["fp32"]}
 
 
 STAGE_OF_KERNEL = (("pp_vox_", "voxelize+pfn"), ("pp_post_", "postprocess"), ("pp_scatter", "scatter"), ("pp_clear", "scatter"),
@@ -213,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic-360", type=int, default=3)
     p.add_argument("--iters", type=int, default=20, help="passes over the frames per GPU-pipeline row")
     p.add_argument("--eager-iters", type=int, default=3, help="passes for the (slow) eager PyTorch row")
-    p.add_argument("--batch", type=int, nargs="+", default=[8], help="batch sizes of the offline-throughput rows")
+    p.add_argument("--batch", type=int, nargs="+", default=[8, 16], help="batch sizes of the offline-throughput rows")
     p.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both")
     p.add_argument("--skip-eager", action="store_true")
     p.add_argument("--json", type=Path)
@@ -244,14 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         gpu = row["stages_ms"].get("gpu", {}).get("median", float("nan"))
         st = row["stages_ms"]
         host_parts = " ".join(f"{k} {st[k]['median']:.3f}" for k in ("host_stage", "host_wait") if k in st)
-        log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB | %s",
-                 name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"], host_parts)
+        head = f" | {row['rpn_head']} head" if "rpn_head" in row else ""
+        log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB | %s%s",
+                 name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"], host_parts, head)
 
     def single_row(name: str, det, iters: int, profiled: bool = True, verbose: bool = False) -> None:
         """Record a batch-1 row of ``det`` over ``frames`` (the current group), with its kernel profile
         when ``profiled``; closes ``det``."""
         detect = lambda c: [det.detect(f) for f in c]  # noqa: E731
-        record(name, run_row(torch, detect, frames, iters))
+        record(name, dict(run_row(torch, detect, frames, iters), rpn_head=rpn_head_of(det)))
         if profiled:
             try:
                 prof = results[name]["kernel_ms_per_frame"] = kernel_profile(torch, detect, frames[0])
@@ -275,18 +302,21 @@ def main(argv: list[str] | None = None) -> int:
             for batch in args.batch:
                 # 4 groups per call: detect_batch double-buffers (the next group is staged while the GPU runs one)
                 det = device_detector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=batch)
-                record(f"gpu/{prec}/graph/batch{batch}/{gname}", run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch))
+                name = f"gpu/{prec}/graph/batch{batch}/{gname}"
+                row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
+                record(name, dict(row, rpn_head=rpn_head_of(det)))
                 det.close()
                 del det
         if len(precisions) == 2:
-            for form in (None, "split-head"):  # the shipped RPN, and the head per branch (A/B)
+            for form in (None, "concat-head"):  # the shipped RPN (per-branch head) and the concatenated-map head (A/B)
                 acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points, RPN_FORMS.get(form))
                 results[f"fp16_vs_fp32/{gname}" + (f"/rpn-{form}" if form else "")] = acc
-                log.info("FP16%s vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 (worst frame %.1f %%)",
-                         f" ({form})" if form else "", gname, 100 * acc["kept"], acc["fp32_boxes"], 100 * acc["min_frame"])
+                log.info("FP16 (%s, %s head) vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 "
+                         "(worst frame %.1f %%)", form or "default RPN", acc["rpn_head"], gname, 100 * acc["kept"], acc["fp32_boxes"],
+                         100 * acc["min_frame"])
         for rpn_mode in RPN_FORMS:  # the RPN without our fusions, same run (the default is "fused")
             det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode == "split-head")
+            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode.endswith("-head"))
         from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
 
         old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run

@@ -14,15 +14,15 @@ fewer passes over the activations:
   bias, ReLU or cat pass);
 * the three 1x1 heads (cls, box, dir) run as one convolution over the concatenated weights, and
   the outputs are channel slices of it (views, no copy);
-* optionally (``split_head=True``; on CUDA, channels_last) the concatenated full-resolution map is not even written: the head is
-  1x1 and linear, so ``head(concat_k d2s(y_k)) = bias + sum_k d2s(W_k y_k)`` with ``W_k`` the head
-  weight's columns for branch ``k``. Each ``y_k`` times ``W_k^T`` is one GEMM on views (the
-  branch with stride 1 straight into the output, with the bias), and one kernel adds the others'
-  products, already in sub-pixel order with only the head's channels, into it:
-  :func:`head_without_concat`. It saves ~30 us of the RPN's 0.29 ms on an H200, but its fp16 GEMM
-  outputs are rounded before the sum: on the demo model's real frames FP16 kept 98.9 % of the FP32
-  boxes (worst frame 86.7 %) against 99.6 % (worst 97.4 %) over the concatenated map, so the
-  default stays ``split_head=False`` until the products are kept in float32 (benchmarks' A/B row).
+* on CUDA (channels_last) the concatenated full-resolution map is not even written (``split_head``,
+  the default): the head is 1x1 and linear, so ``head(concat_k d2s(y_k)) = bias + sum_k d2s(W_k y_k)``
+  with ``W_k`` the head weight's columns for branch ``k``. Each ``y_k`` times ``W_k^T`` is one GEMM on
+  views whose product stays in float32 (fp16 inputs, fp32 accumulation and output:
+  :func:`branch_product`), and one kernel adds the bias and the products, already in sub-pixel order
+  with only the head's channels, in float32 and rounds once to the head's dtype:
+  :func:`head_without_concat`. So in float16 the head is rounded once, as the convolution over the
+  concatenated map rounds it (an earlier form rounded each branch's fp16 product before the sum and
+  lost FP16-vs-FP32 box agreement: worst real frame 86.7 % against 97.4 %).
 
 Used by the device executor's torch networks (``network/device.py``, ``rpn="fused"``); the export
 path keeps the plain :class:`RPN`, whose graph TensorRT fuses by itself.
@@ -31,6 +31,7 @@ path keeps the plain :class:`RPN`, whose graph TensorRT fuses by itself.
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -104,11 +105,12 @@ def depth_to_space_into(y: torch.Tensor, out: torch.Tensor, s: int) -> None:
 
 
 def add_depth_to_space_into(out: torch.Tensor, terms: list[tuple[torch.Tensor, int]], bias: torch.Tensor | None = None) -> None:
-    """``out [N, H, Hs, Ws] = (bias if given else out) + sum_k d2s(z_k)``, where each term ``(z_k,
+    """``out [N, H, Hs, Ws] = (bias if given else 0) + sum_k d2s(z_k)``, where each term ``(z_k,
     s_k)`` holds ``N*Hs*Ws*H`` values in rows ``(n, y, x, i, j)`` of ``H`` channels (``y < Hs/s_k``,
     ``x < Ws/s_k``, sub-pixel ``(i, j)``): its row ``(n, y, x, i, j)`` lands on output pixel
-    ``(y*s_k + i, x*s_k + j)``. On CUDA one kernel (float32 sums, one rounding); elsewhere torch's
-    in-place adds on views."""
+    ``(y*s_k + i, x*s_k + j)``. Summed in the terms' dtype (float32 for a float16 ``out``) in the
+    order bias, ``z_0``, ``z_1``, ..., then rounded once into ``out``: on CUDA one kernel (per four
+    terms), elsewhere torch's adds on views of one accumulator."""
     if out.is_cuda:
         from ..network.depth_to_space import add_fits, depth_to_space_add_cuda
 
@@ -116,42 +118,56 @@ def add_depth_to_space_into(out: torch.Tensor, terms: list[tuple[torch.Tensor, i
             depth_to_space_add_cuda(out, terms, bias)
             return
     n, hc, hs, ws = out.shape
+    acc = torch.zeros((n, hs, ws, hc), dtype=terms[0][0].dtype if terms else out.dtype, device=out.device)
     if bias is not None:
-        out.copy_(bias.view(1, -1, 1, 1).expand_as(out))
+        acc += bias.to(acc.dtype)  # 0 + bias: exact
     for z, s in terms:
         src = z.view(n, hs // s, ws // s, s, s, hc).permute(0, 1, 3, 2, 4, 5)  # [N, h, i, w, j, H]
-        out.permute(0, 2, 3, 1).unflatten(1, (hs // s, s)).unflatten(3, (ws // s, s)).add_(src)
+        acc.view(n, hs // s, s, ws // s, s, hc).add_(src)
+    out.permute(0, 2, 3, 1).copy_(acc)
 
 
-def head_without_concat(ys: list[torch.Tensor], strides: list[int], weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+@functools.lru_cache(maxsize=None)
+def has_float32_gemm_output() -> bool:
+    """Whether this torch has cuBLAS GEMMs with float16 inputs and a float32 output (``torch.mm(a,
+    b, out_dtype=torch.float32)``, the ``aten::mm.dtype`` overload, torch >= 2.8)."""
+    return hasattr(torch.ops.aten.mm, "dtype")
+
+
+def branch_product(rows: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+    """``rows [M, Cout] @ wt [Cout, H] -> [M, H]``, float32 for float16/bfloat16 inputs (the
+    products of two float16 values are exact in float32, the sums run in float32 and nothing is
+    rounded to float16): on CUDA one cuBLAS GEMM with a float32 output (see
+    :func:`has_float32_gemm_output`), elsewhere the same in float32 after an upcast. Other dtypes:
+    a GEMM in their own dtype."""
+    if rows.dtype not in (torch.float16, torch.bfloat16):
+        return torch.mm(rows, wt)
+    if rows.is_cuda:
+        return torch.mm(rows, wt, out_dtype=torch.float32)
+    return torch.mm(rows.float(), wt.float())
+
+
+def head_without_concat(ys: list[torch.Tensor], strides: list[int], weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """The 1x1 head ``weight [H, sum_k Cout_k]``, ``bias [H]`` over the concatenation of the
     depth-to-space'd branches ``ys[k] [N, s_k*s_k*Cout_k, h_k, w_k]`` (channels ordered as
     :func:`deconv_as_conv` makes them, ``h_k*s_k`` equal for all ``k``), without building that
     concatenation: ``bias + sum_k d2s(y_k^T W_k^T)`` with ``W_k`` the weight's columns of branch
     ``k``. A channels_last ``y_k`` viewed as rows ``(n, y, x, i, j)`` of ``Cout_k`` values is a
-    matrix (no copy); its product with ``W_k^T`` has rows of ``H`` values in the same order. Branches
-    with ``s_k == 1`` are GEMMs straight into the output (the first with the bias); the others'
-    products are added by :func:`add_depth_to_space_into`. Returns ``[N, H, h_0*s_0, w_0*s_0]``,
-    channels_last, in ``ys``' dtype."""
+    matrix (no copy); its product with ``W_k^T`` (:func:`branch_product`: float32 for float16
+    inputs) has rows of ``H`` values in the same order, and :func:`add_depth_to_space_into` sums the
+    bias and all products and rounds once. Returns ``[N, H, h_0*s_0, w_0*s_0]``, channels_last, in
+    ``ys``' dtype."""
     n, _, h, w = ys[0].shape
     hc = weight.shape[0]
     out = torch.empty((n, hc, h * strides[0], w * strides[0]), dtype=ys[0].dtype, device=ys[0].device, memory_format=torch.channels_last)
-    flat = out.permute(0, 2, 3, 1).view(-1, hc)  # [N*Hs*Ws, H], a view
-    terms, offset, started = [], 0, False
-    with torch.no_grad():  # eval only (GEMMs with out= have no autograd)
+    terms, offset = [], 0
+    with torch.no_grad():  # eval only
         for y, s in zip(ys, strides):
             cout = y.shape[1] // (s * s)
             rows = y.permute(0, 2, 3, 1).reshape(-1, cout)  # channels_last: a view
-            wt = weight[:, offset:offset + cout].t()  # [Cout_k, H], a view
+            terms.append((branch_product(rows, weight[:, offset:offset + cout].t()), s))  # [Cout_k, H] weight: a view
             offset += cout
-            if s != 1:
-                terms.append((torch.mm(rows, wt), s))
-            elif started:
-                flat.addmm_(rows, wt)
-            else:
-                torch.addmm(bias, rows, wt, out=flat)
-                started = True
-        add_depth_to_space_into(out, terms, None if started else bias)
+        add_depth_to_space_into(out, terms, bias)
     return out
 
 
@@ -169,13 +185,14 @@ class InferenceRPN(nn.Module):
 
     ``forward(canvas [B, C, ny, nx]) -> (cls, box, dir)`` with the shapes and channel order of
     :class:`RPN`; the three outputs are channel slices of one head tensor ``[B, A*(K+7+D), ...]``
-    (``head_output`` keeps the last one for callers that want it whole). ``split_head`` (opt-in):
-    on CUDA with channels_last branches whose head rows are whole 16-byte vectors, the head runs
-    per branch (:func:`head_without_concat`) instead of over the concatenated map; elsewhere, and
-    by default, over the concatenated map as one convolution.
+    (``head_output`` keeps the last one for callers that want it whole). ``split_head`` (default
+    True): on CUDA with channels_last branches and a head width that is a multiple of 4, the head
+    runs per branch (:func:`head_without_concat`, products kept in float32) instead of over the
+    concatenated map; elsewhere, and with ``split_head=False``, over the concatenated map as one
+    convolution.
     """
 
-    def __init__(self, rpn: RPN, upsample: str = "conv", split_head: bool = False) -> None:
+    def __init__(self, rpn: RPN, upsample: str = "conv", split_head: bool = True) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"InferenceRPN: upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
@@ -234,15 +251,16 @@ class InferenceRPN(nn.Module):
 
     def splits_head_on(self, ys: list[torch.Tensor]) -> bool:
         """Whether :meth:`head_output` runs the head per branch for these branch outputs: ``split_head``,
-        upsampling as 1x1 convolutions, CUDA float16/float32 channels_last tensors, head rows of whole
-        16-byte vectors (what the add kernel takes)."""
+        upsampling as 1x1 convolutions, CUDA float16/float32 channels_last tensors, a head width that
+        is a multiple of 4 (the add kernel's quads), and for float16 GEMMs with a float32 output."""
         y0 = ys[0]
         if not (self.split_head and self.upsample == "conv" and y0.is_cuda and y0.dtype in (torch.float16, torch.float32)):
             return False
-        from ..network.depth_to_space import VEC
+        from ..network.depth_to_space import QUAD
 
-        whole_vectors = (self.head.out_channels * y0.element_size()) % VEC == 0
-        return whole_vectors and all(y.is_contiguous(memory_format=torch.channels_last) for y in ys)
+        if self.head.out_channels % QUAD or (y0.dtype == torch.float16 and not has_float32_gemm_output()):
+            return False
+        return all(y.is_contiguous(memory_format=torch.channels_last) for y in ys)
 
     def head_output(self, canvas: torch.Tensor) -> torch.Tensor:
         """All head channels ``[B, A*K + A*7 + A*D, ny/s, nx/s]`` (cls, then box, then dir)."""
@@ -256,5 +274,5 @@ class InferenceRPN(nn.Module):
         return cls, box, dirs
 
 
-__all__ = ["InferenceRPN", "UPSAMPLE_MODES", "add_depth_to_space_into", "conv_bias_relu", "deconv_as_conv", "depth_to_space_into",
-           "fold_batchnorm", "head_without_concat"]
+__all__ = ["InferenceRPN", "UPSAMPLE_MODES", "add_depth_to_space_into", "branch_product", "conv_bias_relu", "deconv_as_conv",
+           "depth_to_space_into", "fold_batchnorm", "has_float32_gemm_output", "head_without_concat"]

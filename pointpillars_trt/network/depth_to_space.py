@@ -8,8 +8,9 @@ a separate bias/ReLU pass nor a ``torch.cat`` remains). One 16-byte vector per t
 current stream (graph-capturable).
 
 :func:`depth_to_space_add_cuda` is the other half of the head without the concatenated map
-(:func:`~pointpillars_trt.model.inference_rpn.head_without_concat`): it adds the per-branch head
-terms, each still in its branch's ``s x s`` sub-pixel order, into the head output in one pass.
+(:func:`~pointpillars_trt.model.inference_rpn.head_without_concat`): it adds the bias and the
+per-branch head terms (float32 GEMM products, each still in its branch's ``s x s`` sub-pixel order)
+into the head output in one pass, in float32, rounding once to the output's dtype.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 KERNEL_FILE = "depth_to_space.cu"
 BLOCK = 256
 VEC = 16  # bytes per thread
-MAX_TERMS = 3  # branch terms per launch of pp_depth_to_space_add
+QUAD = 4  # channels per thread of pp_depth_to_space_add
+MAX_TERMS = 4  # branch terms per launch of pp_depth_to_space_add
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,8 +40,8 @@ def _function(device_index: int, name: str):
 
 
 def _launch(name: str, like: "torch.Tensor", vectors: int, args: tuple) -> None:
-    """Launch kernel ``name`` over ``vectors`` 16-byte vectors on torch's current stream of
-    ``like``'s device (grid-stride loop, at most 8 blocks per SM)."""
+    """Launch kernel ``name`` over ``vectors`` work items (16-byte vectors, or quads of channels) on
+    torch's current stream of ``like``'s device (grid-stride loop, at most 8 blocks per SM)."""
     import torch
 
     dev, fn = _function(like.device.index if like.device.index is not None else torch.cuda.current_device(), name)
@@ -76,45 +78,50 @@ def depth_to_space_cuda(y: "torch.Tensor", out: "torch.Tensor", s: int) -> None:
                                             i32(c // (s * s) * e // VEC), i32(out.stride(3) * e // VEC)))
 
 
-def _aligned(t: "torch.Tensor", like: "torch.Tensor") -> bool:
-    return t.is_cuda and t.device == like.device and t.dtype == like.dtype and t.is_contiguous() and t.data_ptr() % VEC == 0
+def _aligned(t: "torch.Tensor", like: "torch.Tensor", dtype: "torch.dtype") -> bool:
+    return t.is_cuda and t.device == like.device and t.dtype == dtype and t.is_contiguous() and t.data_ptr() % VEC == 0
 
 
 def add_fits(out: "torch.Tensor", terms: "list[tuple[torch.Tensor, int]]", bias: "torch.Tensor | None") -> bool:
     """Whether :func:`depth_to_space_add_cuda` can take these tensors: ``out [N, H, Hs, Ws]`` a
-    dense channels_last float16/float32 CUDA tensor whose rows of ``H`` values are whole 16-byte
-    vectors; each term ``(z, s)`` a contiguous ``z`` of ``out.numel()`` values (rows ``(n, y, x, i,
-    j)`` of ``H`` values) with ``s`` dividing ``Hs`` and ``Ws``; ``bias`` None or a contiguous
-    ``[H]``; same device and dtype, 16-byte aligned."""
+    dense channels_last float16/float32 CUDA tensor with ``H`` a multiple of 4; each term ``(z, s)``
+    a contiguous float32 ``z`` of ``out.numel()`` values (rows ``(n, y, x, i, j)`` of ``H`` values)
+    with ``s`` dividing ``Hs`` and ``Ws``; ``bias`` None or a contiguous ``[H]`` of ``out``'s dtype;
+    same device, 16-byte aligned."""
     import torch
 
     if not (out.is_cuda and out.dim() == 4 and out.dtype in (torch.float16, torch.float32)):
         return False
     _, hc, hs, ws = out.shape
-    if not (out.is_contiguous(memory_format=torch.channels_last) and out.data_ptr() % VEC == 0 and (hc * out.element_size()) % VEC == 0):
+    if not (out.is_contiguous(memory_format=torch.channels_last) and out.data_ptr() % VEC == 0 and hc % QUAD == 0):
         return False
-    if bias is not None and not (_aligned(bias, out) and tuple(bias.shape) == (hc,)):
+    if bias is not None and not (_aligned(bias, out, out.dtype) and tuple(bias.shape) == (hc,)):
         return False
-    return all(_aligned(z, out) and z.numel() == out.numel() and s >= 1 and hs % s == 0 and ws % s == 0 for z, s in terms)
+    return all(_aligned(z, out, torch.float32) and z.numel() == out.numel() and s >= 1 and hs % s == 0 and ws % s == 0
+               for z, s in terms)
 
 
 def depth_to_space_add_cuda(out: "torch.Tensor", terms: "list[tuple[torch.Tensor, int]]", bias: "torch.Tensor | None" = None) -> None:
-    """``out[n, c, Y, X] = (bias[c] if bias is given else out[n, c, Y, X]) + sum_k z_k[n, Y//s_k,
-    X//s_k, Y%s_k, X%s_k, c]`` on torch's current stream, summed in float32 in term order and
-    rounded once per launch (``MAX_TERMS`` terms per launch). The caller checks :func:`add_fits`."""
+    """``out[n, c, Y, X] = (bias[c] if bias is given else 0) + sum_k z_k[n, Y//s_k, X//s_k, Y%s_k,
+    X%s_k, c]`` on torch's current stream, summed in float32 in term order and rounded once to
+    ``out``'s dtype. ``MAX_TERMS`` terms per launch; with more, the partial sums stay in a float32
+    scratch map between launches. The caller checks :func:`add_fits`."""
+    import torch
+
     _, hc, hs, ws = out.shape
-    e = out.element_size()
-    total = out.numel() * e // VEC
-    if not terms and bias is None:
-        return
-    first = bias
-    for start in range(0, max(len(terms), 1), MAX_TERMS):
-        chunk = list(terms[start:start + MAX_TERMS])
-        chunk += [(None, 0)] * (MAX_TERMS - len(chunk))
-        zs = [a for z, s in chunk for a in (ptr(0 if z is None else z.data_ptr()), i32(s))]
-        _launch("pp_depth_to_space_add", out, total, (ptr(out.data_ptr()), ptr(0 if first is None else first.data_ptr()), np.int64(total),
-                                                      i32(hs), i32(ws), i32(hc * e // VEC), i32(e == 2), *zs))
-        first = None
+    total = out.numel() // QUAD
+    chunks = [terms[k:k + MAX_TERMS] for k in range(0, len(terms), MAX_TERMS)] or [[]]
+    scratch = torch.empty(out.numel(), dtype=torch.float32, device=out.device) if len(chunks) > 1 else None
+    half = i32(out.dtype == torch.float16)
+    for k, chunk in enumerate(chunks):
+        dst, dst_half = (out, half) if k == len(chunks) - 1 else (scratch, i32(0))
+        first = bias if k == 0 else None
+        prev = None if k == 0 else scratch
+        padded = list(chunk) + [(None, 0)] * (MAX_TERMS - len(chunk))
+        zs = [a for z, s in padded for a in (ptr(0 if z is None else z.data_ptr()), i32(s))]
+        _launch("pp_depth_to_space_add", out, total, (ptr(dst.data_ptr()), dst_half, ptr(0 if first is None else first.data_ptr()), half,
+                                                      ptr(0 if prev is None else prev.data_ptr()), np.int64(total), i32(hs), i32(ws),
+                                                      i32(hc // QUAD), *zs))
 
 
-__all__ = ["MAX_TERMS", "add_fits", "depth_to_space_add_cuda", "depth_to_space_cuda", "fits"]
+__all__ = ["MAX_TERMS", "QUAD", "add_fits", "depth_to_space_add_cuda", "depth_to_space_cuda", "fits"]

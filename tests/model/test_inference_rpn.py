@@ -179,23 +179,130 @@ def test_head_without_concat_in_float64_and_the_deconv_form_is_untouched():
         torch.testing.assert_close(deconv.head_output(x), got, rtol=1e-9, atol=1e-9)
 
 
+def test_the_split_head_is_the_default_and_runs_only_on_cuda():
+    cfg, model = _model("kitti_pointpillars_3class")
+    fused = InferenceRPN(model.rpn)
+    assert fused.split_head and not InferenceRPN(model.rpn, split_head=False).split_head
+    with torch.inference_mode():
+        assert not fused.splits_head_on(fused.branches(_canvas(cfg)))  # on the CPU: the head over the concatenated map
+
+
+# ---- float16: the per-branch head rounds once, as the head over the concatenated map does ------------
+def _demo_canvas(frame: int = 0):
+    """The demo model (the shipped weights; seeded random ones where the package has none) and the
+    float32 canvas ``[1, C, ny, nx]`` of one real KITTI frame."""
+    from pointpillars_trt.io.pointcloud import load_points
+    from pointpillars_trt.sources import resolve_weights
+    from pointpillars_trt.voxelize import make_voxelizer
+    from tests.helpers import kitti_frame_paths
+
+    cfg, state, _ = resolve_weights()
+    model = build_model(cfg)
+    model.load_state_dict(dict(state))
+    p = make_voxelizer(cfg.voxel)(load_points(kitti_frame_paths()[frame]))
+    with torch.inference_mode():
+        canvas = model.mfn(model.pfn(torch.from_numpy(p.features), torch.from_numpy(p.num_points)), torch.from_numpy(p.coords))
+    return cfg, model.eval(), canvas
+
+
+def rounded_products_head(ys, strides, weight, bias):
+    """The earlier per-branch head, for comparison: each branch's product rounded to the branches'
+    dtype (the first unit-stride branch with the bias, as ``addmm`` wrote it into the output), then
+    the products summed in float32 and rounded once."""
+    from pointpillars_trt.model.inference_rpn import add_depth_to_space_into
+
+    n, _, h, w = ys[0].shape
+    out = torch.empty((n, weight.shape[0], h * strides[0], w * strides[0]), dtype=ys[0].dtype, device=ys[0].device,
+                      memory_format=torch.channels_last)
+    terms, offset, with_bias = [], 0, False
+    for y, s in zip(ys, strides):
+        cout = y.shape[1] // (s * s)
+        rows, wt = y.permute(0, 2, 3, 1).reshape(-1, cout), weight[:, offset:offset + cout].t()
+        offset += cout
+        product = torch.addmm(bias, rows, wt) if s == 1 and not with_bias else torch.mm(rows, wt)
+        with_bias = with_bias or s == 1
+        terms.append((product.float(), s))
+    add_depth_to_space_into(out, terms, None if with_bias else bias)
+    return out
+
+
+def head_errors(ys, strides, weight, bias):
+    """``(float64 head of these branch outputs, |error| of the per-branch head, |error| of the
+    rounded-products head, bound)`` with ``bound`` the largest bias or branch term (what float32
+    sums are relative to)."""
+    from pointpillars_trt.model.inference_rpn import head_without_concat
+
+    with torch.inference_mode():
+        ref = head_without_concat([y.double() for y in ys], strides, weight.double(), bias.double())
+        new = head_without_concat(ys, strides, weight, bias)
+        old = rounded_products_head(ys, strides, weight, bias)
+        terms, o = [], 0
+        for y, s in zip(ys, strides):
+            c = y.shape[1] // (s * s)
+            terms.append(head_without_concat([y.double()], [s], weight.double()[:, o:o + c], None).abs().max())
+            o += c
+    assert new.dtype == ys[0].dtype and new.is_contiguous(memory_format=torch.channels_last)
+    bound = max([bias.double().abs().max(), *terms]).item()
+    return ref, (new.double() - ref).abs(), (old.double() - ref).abs(), bound
+
+
+def float16_spacing(x: torch.Tensor) -> torch.Tensor:
+    """The distance between the two float16 values around each ``x`` (2^-24 below the normal range)."""
+    return torch.exp2(torch.floor(torch.log2(x.abs().clamp_min(2.0 ** -14))) - 10)
+
+
+def assert_rounded_once(ref, err_new, err_old, bound):
+    """float16: the per-branch head is the exact head rounded once (within half a float16 spacing,
+    plus float32 sums) everywhere; the head whose products were rounded first is not, and is further
+    off on average."""
+    once = float16_spacing(ref) / 2 + bound * 2.0 ** -18
+    frac_old = (err_old > once).double().mean().item()
+    print(f"|error| max {err_new.max():.3g} mean {err_new.mean():.3g}; products rounded first: max {err_old.max():.3g} "
+          f"mean {err_old.mean():.3g}, {100 * frac_old:.2f} % of the values more than half a float16 spacing off")
+    assert (err_new <= once).all()
+    assert frac_old > 1e-3 and err_new.mean() < err_old.mean()
+
+
+def test_float16_split_head_rounds_once_on_a_real_frame():
+    """On the CPU (the same decomposition, float32 products by upcast): the demo model's branch
+    outputs of a crop of a real frame's canvas, in float16."""
+    cfg, model, canvas = _demo_canvas()
+    fused = InferenceRPN(model.rpn)
+    rows = canvas.abs().sum(dim=(0, 1, 3)).nonzero()
+    y0 = max(0, min(int(rows.median()) - 32, canvas.shape[2] - 64)) // 8 * 8
+    with torch.inference_mode():
+        ys = fused.branches(canvas[:, :, y0:y0 + 64, :96].contiguous())
+    half = [y.half() for y in ys]
+    w, b = fused.head.weight[:, :, 0, 0].half(), fused.head.bias.half()
+    assert_rounded_once(*head_errors(half, fused.up_strides, w, b))
+
+
+class no_tf32:
+    """Float32 GEMMs and convolutions in full float32 inside the block (cuDNN allows TF32 by default)."""
+
+    def __enter__(self):
+        self.saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
+
+
+def _on_cuda(rpn, dtype, split_head=True):
+    return InferenceRPN(rpn, split_head=split_head).to("cuda", dtype).to(memory_format=torch.channels_last)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_split_head_on_cuda_matches_the_concatenated_head(torch_cuda, name, dtype):
     """The default on CUDA (channels_last): same shape, dtype, strides and channel order as the
-    concatenated map + head convolution; the float sums run in another order (three products
-    rounded, then added), so close to the float64 head of the same branch outputs, not equal; the
-    same input twice gives the same bits."""
-    from pointpillars_trt.model.inference_rpn import head_without_concat
-
+    concatenated map + head convolution; float16: the float64 head of the same branch outputs
+    rounded once (float32 products and sums); the same input twice gives the same bits."""
     cfg, model = _model(name)
     dt = getattr(torch, dtype)
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        split = InferenceRPN(model.rpn, split_head=True).to("cuda", dt).to(memory_format=torch.channels_last)
-        concat = InferenceRPN(model.rpn, split_head=False).to("cuda", dt).to(memory_format=torch.channels_last)
+    with no_tf32():
+        split, concat = _on_cuda(model.rpn, dt), _on_cuda(model.rpn, dt, split_head=False)
         g = torch.Generator().manual_seed(2)
         x = torch.relu(torch.randn(2, cfg.network.pfn_channels, 128, 96, generator=g))
         x = x.to("cuda", dt).contiguous(memory_format=torch.channels_last)
@@ -203,26 +310,64 @@ def test_split_head_on_cuda_matches_the_concatenated_head(torch_cuda, name, dtyp
             ys = split.branches(x)
             assert split.splits_head_on(ys) and not concat.splits_head_on(ys)
             got, again, want = split.head_output(x), split.head_output(x), concat.head_output(x)
-            w, b = split.head.weight[:, :, 0, 0], split.head.bias
-            mine, theirs = head_without_concat(ys, split.up_strides, w, b), split.head(split.concat(ys))
-            ref = head_without_concat([y.double() for y in ys], split.up_strides, w.double(), b.double())
-            bound = b.double().abs().max() + sum(  # the largest term: what the roundings are relative to
-                head_without_concat([y.double()], [s], w.double()[:, o:o + y.shape[1] // (s * s)], 0 * b.double()).abs().max()
-                for y, s, o in zip(ys, split.up_strides, _offsets(split)))
+            theirs = split.head(split.concat(ys))
+        w, b = split.head.weight[:, :, 0, 0], split.head.bias
+        ref, err, _, bound = head_errors(ys, split.up_strides, w, b)
         torch.cuda.synchronize()
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     assert got.shape == want.shape and got.dtype == want.dtype == dt and got.stride() == want.stride()
     assert torch.equal(got, again)
-    tol = (4 * 2.0 ** -11 if dtype == "float16" else 1e-5) * bound.item()
-    assert (mine.double() - ref).abs().max().item() <= tol
-    assert (theirs.double() - ref).abs().max().item() <= tol
+    if dtype == "float16":
+        assert (err <= float16_spacing(ref) / 2 + bound * 2.0 ** -18).all()
+    else:
+        assert err.max().item() <= 1e-5 * bound
+    assert (theirs.double() - ref).abs().max().item() <= (4 * 2.0 ** -11 if dtype == "float16" else 1e-5) * bound
 
 
-def _offsets(fused):
-    """Each branch's first channel in the concatenated map."""
-    out, o = [], 0
-    for up, s in zip(fused.ups, fused.up_strides):
-        out.append(o)
-        o += up.out_channels // (s * s)
-    return out
+@pytest.mark.gpu
+def test_float16_split_head_on_a_real_frame_is_as_close_to_float32_as_the_concatenated_head(torch_cuda):
+    """The demo model on a real frame's canvas, the whole grid: the float16 per-branch head rounds
+    once (cuBLAS float32 products, our kernel's float32 sums), and against the float32 head over the
+    concatenated map it is closer than the head whose products were rounded to float16 first, and as
+    close as the float16 head over the concatenated map."""
+    cfg, model, canvas = _demo_canvas()
+    with no_tf32():
+        split16, concat16 = _on_cuda(model.rpn, torch.float16), _on_cuda(model.rpn, torch.float16, split_head=False)
+        concat32 = InferenceRPN(model.rpn, split_head=False).to("cuda")  # NCHW, as the float32 device network runs it
+        x16 = canvas.to("cuda", torch.float16).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            ys = split16.branches(x16)
+            assert split16.splits_head_on(ys)
+            w, b = split16.head.weight[:, :, 0, 0], split16.head.bias
+            fp32 = concat32.head_output(x16.float()).double()
+            forms = {"split": split16.head_output(x16), "concat": concat16.head_output(x16),
+                     "rounded products": rounded_products_head(ys, split16.up_strides, w, b)}
+        assert_rounded_once(*head_errors(ys, split16.up_strides, w, b))
+        torch.cuda.synchronize()
+    err = {k: (v.double() - fp32).abs().mean().item() for k, v in forms.items()}
+    print("mean |error| against the float32 head over the concatenated map:", err)
+    assert err["split"] < err["rounded products"] and err["split"] <= 1.02 * err["concat"]
+
+
+@pytest.mark.gpu
+def test_split_head_in_a_cuda_graph_gives_the_eager_bits(torch_cuda):
+    """Capturable: cuBLAS GEMMs with float32 outputs and the add kernel, replayed from a graph, give
+    the eager result bit for bit (deterministic: no atomics)."""
+    cfg, model = _model("kitti_pointpillars_3class")
+    rpn = _on_cuda(model.rpn, torch.float16)
+    g = torch.Generator().manual_seed(4)
+    x = torch.relu(torch.randn(1, cfg.network.pfn_channels, 128, 96, generator=g)).to("cuda", torch.float16)
+    x = x.contiguous(memory_format=torch.channels_last)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.inference_mode():
+        with torch.cuda.stream(side):  # warm-up outside the capture (cuBLAS handles, cuDNN plans)
+            for _ in range(2):
+                eager = rpn.head_output(x)
+        torch.cuda.current_stream().wait_stream(side)
+        assert rpn.splits_head_on(rpn.branches(x))
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # as the device executor captures
+            captured = rpn.head_output(x)
+        graph.replay()
+        torch.cuda.synchronize()
+    assert torch.equal(captured, eager)
