@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.exporter.calibration import DEFAULT_MAX_FRAMES
-from pointpillars_trt.exporter.quantize import CalibrationMethod, QuantizeOptions
+from pointpillars_trt.exporter.quantize import ActivationType, CalibrationMethod, QuantizeOptions
 from pointpillars_trt.options import CheckpointFormat
 
 log = logging.getLogger("export_onnx")
@@ -56,6 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q.add_argument("--calib-method", choices=CalibrationMethod.values(), default=str(QuantizeOptions.method),
                    help=f"activation ranges (default {QuantizeOptions.method})")
     q.add_argument("--calib-percentile", type=float, default=QuantizeOptions.percentile, help="for --calib-method percentile (default %(default)s)")
+    q.add_argument("--activation-type", choices=ActivationType.values(), default=str(QuantizeOptions.activation_type),
+                   help="int8: symmetric, for TensorRT and ONNX Runtime; uint8: asymmetric [0, max] after the ReLUs, "
+                        "ONNX Runtime's CPU only (build_engines.py refuses it) (default %(default)s)")
+    q.add_argument("--calib-bins", type=int, default=QuantizeOptions.histogram_bins, metavar="N",
+                   help="histogram bins of entropy / percentile calibration (default %(default)s)")
     q.add_argument("--keep-float", nargs="+", default=(), metavar="NAME", help="nodes to leave in float (names as in the graphs, e.g. rpn/Conv_5)")
     q.add_argument("--float-first-conv", action=argparse.BooleanOptionalAction, default=QuantizeOptions.float_first_conv,
                    help="leave the RPN's first convolution in float (default %(default)s)")
@@ -89,7 +94,8 @@ def int8_export(args: argparse.Namespace):
         frames = synthetic_frames(args.calib_synthetic)
     options = QuantizeOptions(method=args.calib_method, percentile=args.calib_percentile, keep_float=tuple(args.keep_float),
                               quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement,
-                              float_first_conv=args.float_first_conv, float_head=args.float_head)
+                              float_first_conv=args.float_first_conv, float_head=args.float_head,
+                              activation_type=args.activation_type, histogram_bins=args.calib_bins)
     what = f"reusing the ranges of {args.calib_ranges}, made" if args.calib_ranges else "calibrating"
     log.info("%s (%s) on %d frames of %s: %s", what, options.method, len(frames), frames.source, ", ".join(frames.names))
     return Int8Export(frames, options, ranges=args.calib_ranges, threads=args.calib_threads)
