@@ -6,6 +6,7 @@
     python export/export_onnx.py --out-dir onnx_demo/ --fused      # the demo / random model
     python export/export_onnx.py --ckpt model.pth --out-dir onnx_int8/ --fused --int8 --calib data/kitti   # KITTI train split
     python export/export_onnx.py --out-dir onnx_int8/ --int8 --calib my_clouds/ --calib-method entropy --keep-float rpn/Conv_5
+    python export/export_onnx.py --out-dir onnx_uint8/ --int8 --calib my_clouds/ --activation-type uint8   # ONNX Runtime CPU only
 
 The dynamic axis of the PFN and MFN graphs is ``num_pillars``; the RPN graph is static. Every
 graph carries the config, the checkpoint's SHA-256, its part and precision in its metadata
@@ -15,7 +16,9 @@ folder (the file names are the same). See docs/ACCURACY.md for their measured ac
 INT8 graphs (``--int8``) carry explicit QuantizeLinear/DequantizeLinear nodes calibrated on your
 frames (``--calib DIR``: a folder of point files or a KITTI root, or ``--calib-synthetic N``): the
 ONNX Runtime backend runs them on the CPU and ``export/build_engines.py`` builds INT8 engines from
-them. The calibration frames and method are in each graph's metadata, the ranges in
+them (``--activation-type uint8``: asymmetric activations over ``[0, max]`` after the ReLUs, twice the
+resolution, for ONNX Runtime's CPU only; TensorRT takes symmetric int8 only and build_engines.py refuses
+them). The calibration frames, method and activation type are in each graph's metadata, the ranges in
 ``calibration.json`` beside them. ``tools/int8_sweep.py`` measures the calibration choices and which
 layers to leave float (``--keep-float``, ``--float-first-conv``, ``--float-head``); see docs/ACCURACY.md.
 

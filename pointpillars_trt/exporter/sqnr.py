@@ -66,15 +66,27 @@ def activation_sqnr(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, f
                     threads: int = 1) -> dict:
     """``{"nodes": {node: {"input_db": dB, "output_db": dB}}, "outputs": {output: dB}}``: the SQNR
     of each quantizable node's input and output, and of the graph outputs, of ``int8_model`` against
-    ``float_model`` over ``feeds`` (input dicts, one per frame; ONNX Runtime with ``threads``)."""
-    nodes = probes(float_model)
+    ``float_model`` over ``feeds`` (input dicts, one per frame; ONNX Runtime with ``threads``).
+    Nodes are paired by name, their tensors taken from each graph (ONNX Runtime's quantizer renames
+    a Conv's output when it folds the ReLU after it: the Conv's own output, before the Q, is compared)."""
+    ref_nodes, q_nodes = probes(float_model), probes(int8_model)
+    nodes = [n for n in ref_nodes if n in q_nodes]
     outputs = [o.name for o in float_model.graph.output]
-    tensors = sorted({t for pair in nodes.values() for t in pair} - set(outputs))
-    names = outputs + tensors
-    ref_sess, q_sess = _session(with_outputs(float_model, tensors), threads), _session(with_outputs(int8_model, tensors), threads)
+
+    def names(pairs: dict[str, tuple[str, str]]) -> list[str]:
+        return outputs + sorted({t for n in nodes for t in pairs[n]} - set(outputs))
+
+    ref_names, q_names = names(ref_nodes), names(q_nodes)
+    ref_sess = _session(with_outputs(float_model, ref_names[len(outputs):]), threads)
+    q_sess = _session(with_outputs(int8_model, q_names[len(outputs):]), threads)
     acc = Sqnr()
     for x in feeds:
-        for name, r, g in zip(names, ref_sess.run(names, dict(x)), q_sess.run(names, dict(x))):
-            acc.add(name, r, g)
-    return {"nodes": {n: {"input_db": acc.db(i), "output_db": acc.db(o)} for n, (i, o) in nodes.items()},
+        ref = dict(zip(ref_names, ref_sess.run(ref_names, dict(x))))
+        got = dict(zip(q_names, q_sess.run(q_names, dict(x))))
+        for o in outputs:
+            acc.add(o, ref[o], got[o])
+        for n in nodes:
+            for side, r, g in zip(("in", "out"), ref_nodes[n], q_nodes[n]):
+                acc.add(f"{n}:{side}", ref[r], got[g])
+    return {"nodes": {n: {"input_db": acc.db(f"{n}:in"), "output_db": acc.db(f"{n}:out")} for n in nodes},
             "outputs": {o: acc.db(o) for o in outputs}}
