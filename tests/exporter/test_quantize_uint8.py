@@ -87,7 +87,7 @@ def test_one_sided_ranges_only_for_tensors_never_negative():
 
 def test_options_refuse_bad_activation_types_and_too_few_bins():
     assert QuantizeOptions(activation_type="uint8").activation_type == ActivationType.UINT8
-    assert (QuantizeOptions().quantized_bins, QuantizeOptions(activation_type="uint8").quantized_bins) == (256, 512)
+    assert (QuantizeOptions(histogram_bins=2048).quantized_bins, QuantizeOptions(activation_type="uint8", histogram_bins=2048).quantized_bins) == (256, 512)
     with pytest.raises(ConfigError, match="activation type"):
         QuantizeOptions(activation_type="int4")
     assert QuantizeOptions(histogram_bins=128).quantized_bins == 128  # ONNX Runtime's defaults: the earlier recipe
