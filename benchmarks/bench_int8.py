@@ -2,9 +2,11 @@
 """INT8 against FP32 on the CPU with ONNX Runtime: the whole frame (validation, voxelization, PFN,
 scatter, RPN, post-processing) of KITTI FOV frames, both detectors in the same run.
 
-    python benchmarks/bench_int8.py --fp32 onnx_fp32/ --int8 onnx_int8/ [--threads 2] [--repeat 20]
+    python benchmarks/bench_int8.py --fp32 onnx_fp32/ --int8 onnx_int8/ [onnx_uint8/ ...] [--threads 2] [--repeat 20]
 
-``--fp32`` / ``--int8``: folders written by ``export/export_onnx.py`` (with and without ``--int8``).
+``--fp32`` / ``--int8``: folders written by ``export/export_onnx.py`` (without and with ``--int8``);
+several ``--int8`` folders (e.g. ``--activation-type int8`` and ``uint8``) are timed in the same run,
+each named by its folder.
 Frames: the real KITTI ``velodyne_reduced`` frames in ``../shared/data/kitti_frames`` (or
 ``--frames FILE...``). Each detector is warmed up, then the frames are run ``--repeat`` times in
 turn, FP32 and INT8 interleaved frame by frame so that both see the same load. Prints the median,
@@ -54,8 +56,10 @@ def run(args: argparse.Namespace) -> dict:
     from pointpillars_trt.io.pointcloud import load_points
 
     clouds = [load_points(p) for p in (args.frames or default_frames())]
-    dets = {name: Detector.from_engine_dir(d, backend="onnxruntime", device="cpu", threads=args.threads)
-            for name, d in (("fp32", args.fp32), ("int8", args.int8))}
+    dirs = {"fp32": args.fp32, **{(d.name if len(args.int8) > 1 else "int8"): d for d in args.int8}}
+    if len(dirs) != 1 + len(args.int8):
+        raise SystemExit("--int8 folders need distinct names")
+    dets = {name: Detector.from_engine_dir(d, backend="onnxruntime", device="cpu", threads=args.threads) for name, d in dirs.items()}
     times: dict[str, list[float]] = {k: [] for k in dets}
     stages: dict[str, dict[str, list[float]]] = {k: {} for k in dets}
     load_before = os.getloadavg()
@@ -78,14 +82,14 @@ def run(args: argparse.Namespace) -> dict:
         "command": " ".join(sys.argv),
         **{name: {**summary(t), "stages_median_ms": {s: float(np.median(v)) for s, v in stages[name].items()}} for name, t in times.items()},
     }
-    result["speedup"] = result["fp32"]["median_ms"] / result["int8"]["median_ms"]
+    result["speedup"] = {name: result["fp32"]["median_ms"] / result[name]["median_ms"] for name in dets if name != "fp32"}
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--fp32", type=Path, required=True, help="folder of FP32 graphs (export/export_onnx.py)")
-    p.add_argument("--int8", type=Path, required=True, help="folder of INT8 graphs (export/export_onnx.py --int8)")
+    p.add_argument("--int8", type=Path, nargs="+", required=True, help="folder(s) of INT8 graphs (export/export_onnx.py --int8)")
     p.add_argument("--frames", type=Path, nargs="+", help="point files (default: the real KITTI FOV frames of ../shared)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (default 2)")
     p.add_argument("--repeat", type=int, default=5, help="passes over the frames (default 5)")

@@ -6,6 +6,7 @@
     python export/export_onnx.py --out-dir onnx_demo/ --fused      # the demo / random model
     python export/export_onnx.py --ckpt model.pth --out-dir onnx_int8/ --fused --int8 --calib data/kitti   # KITTI train split
     python export/export_onnx.py --out-dir onnx_int8/ --int8 --calib my_clouds/ --calib-method entropy --keep-float rpn/Conv_5
+    python export/export_onnx.py --out-dir onnx_uint8/ --int8 --calib my_clouds/ --activation-type uint8   # ONNX Runtime CPU only
 
 The dynamic axis of the PFN and MFN graphs is ``num_pillars``; the RPN graph is static. Every
 graph carries the config, the checkpoint's SHA-256, its part and precision in its metadata
@@ -15,7 +16,9 @@ folder (the file names are the same). See docs/ACCURACY.md for their measured ac
 INT8 graphs (``--int8``) carry explicit QuantizeLinear/DequantizeLinear nodes calibrated on your
 frames (``--calib DIR``: a folder of point files or a KITTI root, or ``--calib-synthetic N``): the
 ONNX Runtime backend runs them on the CPU and ``export/build_engines.py`` builds INT8 engines from
-them. The calibration frames and method are in each graph's metadata, the ranges in
+them (``--activation-type uint8``: asymmetric activations over ``[0, max]`` after the ReLUs, twice the
+resolution, for ONNX Runtime's CPU only; TensorRT takes symmetric int8 only and build_engines.py refuses
+them). The calibration frames, method and activation type are in each graph's metadata, the ranges in
 ``calibration.json`` beside them. ``tools/int8_sweep.py`` measures the calibration choices and which
 layers to leave float (``--keep-float``, ``--float-first-conv``, ``--float-head``); see docs/ACCURACY.md.
 
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.exporter.calibration import DEFAULT_MAX_FRAMES
-from pointpillars_trt.exporter.quantize import CalibrationMethod, QuantizeOptions
+from pointpillars_trt.exporter.quantize import ActivationType, CalibrationMethod, QuantizeOptions
 from pointpillars_trt.options import CheckpointFormat
 
 log = logging.getLogger("export_onnx")
@@ -56,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q.add_argument("--calib-method", choices=CalibrationMethod.values(), default=str(QuantizeOptions.method),
                    help=f"activation ranges (default {QuantizeOptions.method})")
     q.add_argument("--calib-percentile", type=float, default=QuantizeOptions.percentile, help="for --calib-method percentile (default %(default)s)")
+    q.add_argument("--activation-type", choices=ActivationType.values(), default=str(QuantizeOptions.activation_type),
+                   help="int8: symmetric, for TensorRT and ONNX Runtime; uint8: asymmetric [0, max] after the ReLUs, "
+                        "ONNX Runtime's CPU only (build_engines.py refuses it) (default %(default)s)")
+    q.add_argument("--calib-bins", type=int, default=QuantizeOptions.histogram_bins, metavar="N",
+                   help="histogram bins of entropy / percentile calibration (default %(default)s)")
     q.add_argument("--keep-float", nargs="+", default=(), metavar="NAME", help="nodes to leave in float (names as in the graphs, e.g. rpn/Conv_5)")
     q.add_argument("--float-first-conv", action=argparse.BooleanOptionalAction, default=QuantizeOptions.float_first_conv,
                    help="leave the RPN's first convolution in float (default %(default)s)")
@@ -89,7 +97,8 @@ def int8_export(args: argparse.Namespace):
         frames = synthetic_frames(args.calib_synthetic)
     options = QuantizeOptions(method=args.calib_method, percentile=args.calib_percentile, keep_float=tuple(args.keep_float),
                               quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement,
-                              float_first_conv=args.float_first_conv, float_head=args.float_head)
+                              float_first_conv=args.float_first_conv, float_head=args.float_head,
+                              activation_type=args.activation_type, histogram_bins=args.calib_bins)
     what = f"reusing the ranges of {args.calib_ranges}, made" if args.calib_ranges else "calibrating"
     log.info("%s (%s) on %d frames of %s: %s", what, options.method, len(frames), frames.source, ", ".join(frames.names))
     return Int8Export(frames, options, ranges=args.calib_ranges, threads=args.calib_threads)

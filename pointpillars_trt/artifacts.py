@@ -75,10 +75,12 @@ def check_format(found: Any, expected: str | int, where: str, what: str, hint: s
 @dataclass(frozen=True)
 class Quantization:
     """How an INT8 (explicit Q/DQ) graph was made: int8 symmetric weights per output channel and
-    activations per tensor (zero points 0, as TensorRT requires), calibrated by ``method``
-    (``minmax``, ``percentile`` at ``percentile``, ``entropy``) on ``frames`` (names of the
-    calibration frames) from ``calibration`` (where they came from); ``keep_float``: the nodes left
-    in float; ``tool``: the quantizer and its version."""
+    activations per tensor of ``activation_type`` (``int8``: symmetric, zero points 0, as TensorRT
+    requires; ``uint8``: asymmetric, ONNX Runtime only), calibrated by ``method`` (``minmax``,
+    ``percentile`` at ``percentile``, ``entropy``; ``histogram_bins`` of their histogram, None for
+    minmax) on ``frames`` (names of the calibration frames) from ``calibration`` (where they came
+    from); ``keep_float``: the nodes left in float; ``tool``: the quantizer and its version.
+    Graphs written before ``activation_type`` / ``histogram_bins`` existed read as int8 / None."""
 
     method: str
     percentile: float | None
@@ -86,6 +88,8 @@ class Quantization:
     frames: tuple[str, ...]
     keep_float: tuple[str, ...]
     tool: str
+    activation_type: str = "int8"
+    histogram_bins: int | None = None
 
     def to_json(self) -> str:
         d = {**dataclasses.asdict(self), "frames": list(self.frames), "keep_float": list(self.keep_float)}
@@ -96,11 +100,16 @@ class Quantization:
         """From the JSON object (or its text); :class:`EngineError` naming ``where`` and the field."""
         try:
             d = json.loads(value) if isinstance(value, str) else value
-            if not isinstance(d, dict) or set(d) != {f.name for f in dataclasses.fields(cls)}:
-                raise ValueError(f"expected the fields {sorted(f.name for f in dataclasses.fields(cls))}")
+            names = {f.name for f in dataclasses.fields(cls)}
+            if not isinstance(d, dict) or not names - {"activation_type", "histogram_bins"} <= set(d) <= names:
+                raise ValueError(f"expected the fields {sorted(names)}")
+            bins = d.get("histogram_bins")
             q = cls(method=str(d["method"]), percentile=None if d["percentile"] is None else float(d["percentile"]),
                     calibration=str(d["calibration"]), frames=tuple(map(str, d["frames"])),
-                    keep_float=tuple(map(str, d["keep_float"])), tool=str(d["tool"]))
+                    keep_float=tuple(map(str, d["keep_float"])), tool=str(d["tool"]),
+                    activation_type=str(d.get("activation_type", "int8")), histogram_bins=None if bins is None else int(bins))
+            if q.activation_type not in ("int8", "uint8"):
+                raise ValueError(f"activation_type must be int8 or uint8, got {q.activation_type!r}")
         except (ValueError, TypeError, RecursionError) as exc:
             raise EngineError(f"{where}: pointpillars_trt.quantization in its metadata is invalid ({exc}); {EXPORT_HINT}") from exc
         if not q.frames:

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""INT8 sensitivity: the 3D AP drop when each layer alone is quantized (everything else float).
+"""INT8 sensitivity: the 3D AP drop when each layer alone is quantized (everything else float), or
+(``--sqnr``) each node's signal-to-quantization-noise ratio against float, without an AP run.
 
     tools/int8_sensitivity.py --int8-dir onnx_int8/ --data-root data/kitti --split val [--max-frames 40] [--json sens.json]
+    tools/int8_sensitivity.py --sqnr --int8-dir onnx_int8/ --data-root data/kitti --max-frames 8
 
 ``--int8-dir``: a folder written by ``export/export_onnx.py --int8``; its ``calibration.json``
 (the activation ranges) and the calibration record in its graphs are reused, so no layer is
@@ -12,6 +14,12 @@ first ``--max-frames`` frames of the split, next to the float graphs and the who
 Prints a table (AP R40 moderate per class, 3D, and the drop from float) sorted by the largest drop;
 nodes with a large drop are the candidates for ``export_onnx.py --keep-float``. One process, one
 node after the other: ``tools/int8_sweep.py --sensitivity`` does the same on every core at once.
+
+``--sqnr`` (a minute, not hours): the folder's ``full.onnx`` (export with ``--fused``) and the float
+graph of the same weights run on the first ``--max-frames`` frames (a few are enough), and for each
+Conv / MatMul node the SQNR (dB) of its input and its output against float is printed, lowest
+output first, with the graph outputs' (:mod:`pointpillars_trt.exporter.sqnr`). Where the output's
+SQNR drops well below the input's, that node loses the precision.
 
 Exit codes: 0 success, 2 bad input (one log line).
 """
@@ -43,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-frames", type=int, default=40, help="evaluate on the first N frames of the split (default 40)")
     p.add_argument("--layers", nargs="+", help="only these nodes (default: every quantizable node)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--sqnr", action="store_true", help="the SQNR of each node against float instead of the AP per layer")
     p.add_argument("--json", type=Path, help="write the results here")
     return p.parse_args(argv)
 
@@ -79,7 +88,7 @@ def export_variant(state_dict, cfg, ckpt, meta, int8_dir: Path, out: Path, only:
     graphs = build_graphs(as_model(state_dict, cfg), cfg, "fp32", fused=True, deconv_as_conv=True)
     others = tuple(n for n in quantizable_nodes(graphs["full"]) if n != only)
     options = QuantizeOptions(method=q.method, percentile=q.percentile or QuantizeOptions.percentile, keep_float=others,
-                              quantize_pfn=only.startswith("pfn/"), layer_outputs=False,
+                              quantize_pfn=only.startswith("pfn/"), layer_outputs=False, activation_type=q.activation_type,
                               float_first_conv=False, float_head=False)  # no Q/DQ on the other layers' outputs
     frames = CalibrationFrames(q.calibration, q.frames, lambda i: None)
     int8 = Int8Export(frames, options, ranges=int8_dir / CALIBRATION_FILE)
@@ -87,17 +96,11 @@ def export_variant(state_dict, cfg, ckpt, meta, int8_dir: Path, out: Path, only:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from pointpillars_trt.detector import resolve_weights
     from pointpillars_trt.eval.dataset import load_ground_truth, open_split
-    from pointpillars_trt.exporter import as_model, build_graphs, read_graph_metadata, state_dict_sha256
+    from pointpillars_trt.exporter import as_model, build_graphs
     from pointpillars_trt.exporter.quantize import quantizable_nodes
 
-    meta = read_graph_metadata(args.int8_dir / "rpn.onnx")
-    if meta.precision != "int8":
-        raise PointPillarsError(f"{args.int8_dir}: holds {meta.precision} graphs, not int8 ones")
-    cfg, state_dict, source = resolve_weights(args.ckpt, None, None)
-    if state_dict_sha256(state_dict) != meta.weights_sha256:
-        raise PointPillarsError(f"{args.int8_dir}: its graphs hold other weights than {source.describe()}; pass their --ckpt")
+    cfg, state_dict, source, meta = checked_weights(args, args.int8_dir / "rpn.onnx")
     kitti = open_split(args.data_root, args.split)
     kitti = dataclasses.replace(kitti, frame_ids=kitti.frame_ids[: args.max_frames])
     gt = load_ground_truth(kitti)
@@ -119,6 +122,55 @@ def run(args: argparse.Namespace) -> dict:
             "method": meta.quantization.method, "float": fp32, "ap": rows, "drop": drops}
 
 
+def checked_weights(args: argparse.Namespace, graph: Path):
+    """``(cfg, state_dict, source)`` of ``--ckpt``, and the metadata of ``graph`` (an int8 graph holding those weights)."""
+    from pointpillars_trt.detector import resolve_weights
+    from pointpillars_trt.exporter import read_graph_metadata, state_dict_sha256
+
+    if not graph.is_file():
+        raise PointPillarsError(f"{graph}: not found" + ("; export with --int8 --fused" if graph.name == "full.onnx" else ""))
+    meta = read_graph_metadata(graph)
+    if meta.precision != "int8":
+        raise PointPillarsError(f"{args.int8_dir}: holds {meta.precision} graphs, not int8 ones")
+    cfg, state_dict, source = resolve_weights(args.ckpt, None, None)
+    if state_dict_sha256(state_dict) != meta.weights_sha256:
+        raise PointPillarsError(f"{args.int8_dir}: its graphs hold other weights than {source.describe()}; pass their --ckpt")
+    return cfg, state_dict, source, meta
+
+
+def run_sqnr(args: argparse.Namespace) -> dict:
+    """The ``--sqnr`` report of ``args.int8_dir / full.onnx`` on the first ``--max-frames`` frames."""
+    import onnx
+
+    from pointpillars_trt.eval.dataset import load_frame_points, open_split
+    from pointpillars_trt.exporter import as_model, build_graphs
+    from pointpillars_trt.exporter.calibration import frame_feeds
+    from pointpillars_trt.exporter.sqnr import activation_sqnr
+    from pointpillars_trt.io.pointcloud import load_points
+
+    cfg, state_dict, _, meta = checked_weights(args, args.int8_dir / "full.onnx")
+    kitti = open_split(args.data_root, args.split)
+    ids = kitti.frame_ids[: args.max_frames]
+    float_full = build_graphs(as_model(state_dict, cfg), cfg, "fp32", fused=True, deconv_as_conv=True)["full"]
+    feeds = (frame_feeds(cfg, load_frame_points(kitti, i, True, load_points)) for i in ids)  # the FOV points, as evaluated
+    result = activation_sqnr(float_full, onnx.load(str(args.int8_dir / "full.onnx")), feeds, args.threads or 1)
+    q = meta.quantization
+    return {"int8_dir": str(args.int8_dir), "split": args.split, "frames": list(ids), "method": q.method,
+            "activation_type": q.activation_type, "keep_float": list(q.keep_float), **result}
+
+
+def format_sqnr(result: dict) -> str:
+    """Graph outputs, then nodes by output SQNR, lowest first (those left float marked)."""
+    keep = set(result["keep_float"])
+    lines = [f"SQNR (dB) against float, {len(result['frames'])} frames of {result['split']}; "
+             f"{result['method']}, {result['activation_type']} activations", f"{'output':<28}{'SQNR':>10}"]
+    lines += [f"{k:<28}{v:>10.2f}" for k, v in result["outputs"].items()]
+    lines += ["", f"{'node':<28}{'input':>10}{'output':>10}"]
+    for name, r in sorted(result["nodes"].items(), key=lambda kv: kv[1]["output_db"]):
+        lines.append(f"{name + (' (float)' if name in keep else ''):<28}{r['input_db']:>10.2f}{r['output_db']:>10.2f}")
+    return "\n".join(lines)
+
+
 def format_rows(result: dict) -> str:
     lines = [f"3D AP R40 moderate on {result['frames']} frames of {result['split']}; float {result['float']}",
              f"{'quantized alone':<24}" + "".join(f"{c + ' drop':>16}" for c in CLASSES)]
@@ -132,11 +184,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = run(args)
-    except (PointPillarsError, ValueError) as exc:
+        result = run_sqnr(args) if args.sqnr else run(args)
+    except (PointPillarsError, ValueError, OSError) as exc:
         log.error("%s", exc)
         return 2
-    print(format_rows(result))
+    print(format_sqnr(result) if args.sqnr else format_rows(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -14,11 +14,12 @@ unless ``--data-root`` names one already made. Calibration frames come from its 
 processes (ONNX Runtime with one thread each) export and evaluate the FP32 graphs and every
 candidate on the whole val split (3D AP R40 moderate, KITTI protocol).
 
-A candidate is ``METHOD-FRAMES[+first][+head][+NODE...]``: METHOD ``minmax``, ``entropy`` or
-``percentile<P>`` (e.g. ``percentile99.999``), FRAMES calibration frames, ``+first`` / ``+head``
-the RPN's first / output convolutions left float (``export_onnx.py --float-first-conv /
---float-head``), ``+rpn/Conv_4`` a node left float by name. Candidates that differ only in what
-stays float share one calibration. ``--sensitivity CANDIDATE`` adds, with CANDIDATE's ranges, one
+A candidate is ``METHOD-FRAMES[+first][+head][+uint8][+binsN][+NODE...]``: METHOD ``minmax``,
+``entropy`` or ``percentile<P>`` (e.g. ``percentile99.999``), FRAMES calibration frames, ``+first`` /
+``+head`` the RPN's first / output convolutions left float (``export_onnx.py --float-first-conv /
+--float-head``), ``+uint8`` uint8 activations (``--activation-type uint8``, ONNX Runtime only),
+``+bins4096`` the calibration histogram's bins (``--calib-bins``), ``+rpn/Conv_4`` a node left float
+by name. Candidates that differ only in what stays float share one calibration. ``--sensitivity CANDIDATE`` adds, with CANDIDATE's ranges, one
 row per RPN node quantized alone (everything else float).
 
 Writes ``sweep.json`` and ``sweep.md`` (the tables docs/ACCURACY.md takes) into ``--out``.
@@ -53,6 +54,7 @@ TARGET_DROP = 1.0  # issue 15: at most 1.0 AP point lost per class
 DEFAULT_CANDIDATES = ("entropy-16", "entropy-64", "entropy-128", "percentile99.99-64", "percentile99.999-64",
                       "minmax-64", "entropy-64+first", "entropy-64+head", "entropy-64+first+head")
 _SPEC = re.compile(r"^(minmax|entropy|percentile(\d+(?:\.\d+)?))-(\d+)((?:\+[^+]+)*)$")
+_BINS = re.compile(r"^bins(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -67,23 +69,30 @@ class Candidate:
     float_first_conv: bool = False
     float_head: bool = False
     keep_float: tuple[str, ...] = ()
+    activation_type: str = "int8"
+    histogram_bins: int | None = None  # None: QuantizeOptions' default
 
     @property
     def calibration(self) -> str:
-        """The part of the spec that decides the ranges (candidates sharing it share one calibration)."""
-        return self.spec.split("+", 1)[0]
+        """What decides the ranges (candidates sharing it share one calibration): the method and
+        frames, the activation type and the histogram's bins."""
+        bins = f"+bins{self.histogram_bins}" if self.histogram_bins else ""
+        return f"{self.spec.split('+', 1)[0]}+{self.activation_type}{bins}"
 
 
 def parse_candidate(spec: str) -> Candidate:
     """``METHOD-FRAMES[+first][+head][+NODE...]`` (module docstring) -> :class:`Candidate`; ConfigError if malformed."""
     m = _SPEC.match(spec)
     if m is None or int(m.group(3)) < 1:
-        raise ConfigError(f"--candidates: {spec!r} is not METHOD-FRAMES[+first][+head][+NODE...] "
+        raise ConfigError(f"--candidates: {spec!r} is not METHOD-FRAMES[+first][+head][+uint8][+binsN][+NODE...] "
                           "(METHOD minmax, entropy or percentile<P>, e.g. entropy-64+head)")
     extras = [e for e in m.group(4).split("+") if e]
     method = "percentile" if m.group(2) else m.group(1)
+    bins = [int(b.group(1)) for b in map(_BINS.match, extras) if b]
+    nodes = tuple(e for e in extras if e not in ("first", "head", "uint8") and not _BINS.match(e))
     return Candidate(spec, method, float(m.group(2)) if m.group(2) else None, int(m.group(3)),
-                     "first" in extras, "head" in extras, tuple(e for e in extras if e not in ("first", "head")))
+                     "first" in extras, "head" in extras, nodes, "uint8" if "uint8" in extras else "int8",
+                     bins[-1] if bins else None)
 
 
 def quantize_options(c: Candidate, keep_float: tuple[str, ...] | None = None):
@@ -95,7 +104,8 @@ def quantize_options(c: Candidate, keep_float: tuple[str, ...] | None = None):
     alone = keep_float is not None
     return QuantizeOptions(method=c.method, percentile=c.percentile or QuantizeOptions.percentile,
                            keep_float=keep_float if alone else c.keep_float, layer_outputs=not alone,
-                           float_first_conv=c.float_first_conv and not alone, float_head=c.float_head and not alone)
+                           float_first_conv=c.float_first_conv and not alone, float_head=c.float_head and not alone,
+                           activation_type=c.activation_type, histogram_bins=c.histogram_bins or QuantizeOptions.histogram_bins)
 
 
 # -- work done in the worker processes (top-level functions: they are pickled by name) ------------
@@ -128,7 +138,7 @@ def build_graphs_task(ckpt: Path | None, out: Path, data_root: Path | None, c: C
     elif c is not None:
         frames = calibration_frames(data_root, "train", c.frames)
         int8 = Int8Export(frames, quantize_options(c), ranges=ranges, threads=1)
-    export_onnx(state_dict, cfg, out, checkpoint_path=path, int8=int8)
+    export_onnx(state_dict, cfg, out, checkpoint_path=path, fused=True, int8=int8)  # full.onnx too: tools/int8_sqnr.py reads it
     return time.perf_counter() - t0
 
 
@@ -309,7 +319,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for sweep.json and sweep.md (created)")
     p.add_argument("--candidates", nargs="+", default=DEFAULT_CANDIDATES, metavar="SPEC",
-                   help=f"METHOD-FRAMES[+first][+head][+NODE...] (default: {' '.join(DEFAULT_CANDIDATES)})")
+                   help=f"METHOD-FRAMES[+first][+head][+uint8][+binsN][+NODE...] (default: {' '.join(DEFAULT_CANDIDATES)})")
     p.add_argument("--sensitivity", metavar="SPEC", help="also one row per RPN node int8 alone, with this candidate's ranges")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
     p.add_argument("--ckpt", type=Path, help="checkpoint (default: the shipped demo model)")

@@ -14,10 +14,10 @@ from .metadata import (
     ArtifactMetadata, check_graph_config, check_graph_set, check_graph_weights, file_sha256, read_graph_metadata,
     state_dict_sha256,
 )
-from .quantize import CalibrationMethod, QuantizeOptions, quantizable_nodes
+from .quantize import ActivationType, CalibrationMethod, QuantizeOptions, quantizable_nodes
 
 __all__ = [
-    "CalibrationFrames", "CalibrationMethod", "Int8Export", "QuantizeOptions", "calibration_frames", "quantizable_nodes",
+    "ActivationType", "CalibrationFrames", "CalibrationMethod", "Int8Export", "QuantizeOptions", "calibration_frames", "quantizable_nodes",
     "synthetic_frames",
     "ArtifactMetadata", "DEFAULT_FP16_POLICY", "Fp16Policy", "OPSET", "OPS_USED", "PART_FILES", "as_model", "build_graphs",
     "check_graph", "check_graph_config", "check_graph_set", "check_graph_weights", "export_onnx", "file_sha256",

@@ -96,6 +96,10 @@ def check_graphs_consistent(infos: Sequence[OnnxGraphInfo], precision: str | Non
     strongly typed, so the Q/DQ nodes set the int8 layers and no precision flag is set (TensorRT
     refuses ``BuilderFlag.INT8`` in strongly typed networks; TensorRT 11 has no implicit INT8)."""
     for info in infos:
+        q = info.meta.quantization
+        if q is not None and q.activation_type != "int8":
+            raise EngineError(f"{info.path}: its activations are {q.activation_type} (asymmetric, for ONNX Runtime's CPU); "
+                              "TensorRT's explicit quantization takes only symmetric int8: export with --activation-type int8")
         if precision is not None and info.meta.precision != precision:
             flag = {"fp16": " --fp16", "int8": " --int8 --calib DIR"}.get(precision, "")
             raise EngineError(

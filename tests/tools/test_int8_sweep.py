@@ -28,7 +28,7 @@ def test_candidate_specs_parse_into_typed_options():
     c = sweep.parse_candidate("percentile99.999-128+head+rpn/Conv_4")
     assert (c.method, c.percentile, c.frames, c.float_first_conv, c.float_head, c.keep_float) == (
         "percentile", 99.999, 128, False, True, ("rpn/Conv_4",))
-    assert c.calibration == "percentile99.999-128"
+    assert c.calibration == "percentile99.999-128+int8"
     options = sweep.quantize_options(c)
     assert (str(options.method), options.percentile, options.float_head, options.keep_float) == (
         "percentile", 99.999, True, ("rpn/Conv_4",))
@@ -38,6 +38,17 @@ def test_candidate_specs_parse_into_typed_options():
     for bad in ("entropy", "kl-64", "entropy-0", "percentile-64x", "entropy-64++head"):
         with pytest.raises(ConfigError, match="METHOD-FRAMES"):
             sweep.parse_candidate(bad)
+
+
+def test_uint8_and_histogram_bins_are_options_of_their_own_calibration():
+    c = sweep.parse_candidate("entropy-64+first+uint8+bins4096+rpn/Conv_4")
+    assert (c.activation_type, c.histogram_bins, c.keep_float, c.float_first_conv) == ("uint8", 4096, ("rpn/Conv_4",), True)
+    options = sweep.quantize_options(c)
+    assert (str(options.activation_type), options.histogram_bins) == ("uint8", 4096)
+    plain = sweep.parse_candidate("entropy-64")
+    assert (str(sweep.quantize_options(plain).activation_type), plain.histogram_bins) == ("int8", None)
+    assert len({c.calibration, plain.calibration, sweep.parse_candidate("entropy-64+uint8").calibration}) == 3
+    assert sweep.parse_candidate("entropy-64+head+uint8").calibration == sweep.parse_candidate("entropy-64+uint8").calibration
 
 
 def test_the_plan_calibrates_each_method_and_frame_count_once():

@@ -1,0 +1,123 @@
+"""INT8 export with uint8 activations (``ActivationType.UINT8``, ONNX Runtime's CPU graphs): the demo
+model calibrated on two real KITTI frames, asymmetric [0, max] activations after the ReLUs, run by a
+real ONNX Runtime session; TensorRT's build refuses them; the histogram options checked; graphs
+written before these fields existed still read as int8."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import KITTI
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from pointpillars_trt.artifacts import Quantization  # noqa: E402
+from pointpillars_trt.errors import ConfigError, EngineError  # noqa: E402
+from pointpillars_trt.exporter import ActivationType, Int8Export, QuantizeOptions, calibration_frames, export_onnx, read_graph_metadata  # noqa: E402
+from pointpillars_trt.exporter.quantize import one_sided  # noqa: E402
+
+CALIB = KITTI / "zhulf0804" / "velodyne_reduced"  # two real KITTI frames
+
+
+@pytest.fixture(scope="module")
+def uint8_dir(tmp_path_factory):
+    from pointpillars_trt.detector import resolve_weights
+
+    if not CALIB.is_dir():
+        pytest.skip(f"real KITTI frames not found under {CALIB}")
+    cfg, state_dict, source = resolve_weights(None, None, None)
+    out = tmp_path_factory.mktemp("uint8")
+    options = QuantizeOptions(activation_type="uint8")
+    export_onnx(state_dict, cfg, out, checkpoint_path=None if source.is_random else source.path, fused=True,
+                int8=Int8Export(calibration_frames(CALIB), options, threads=1))
+    return out, cfg, state_dict
+
+
+def test_activations_are_uint8_from_zero_weights_int8_symmetric(uint8_dir):
+    out, _, _ = uint8_dir
+    q = read_graph_metadata(out / "rpn.onnx").quantization
+    assert (q.activation_type, q.histogram_bins, q.method) == ("uint8", QuantizeOptions.histogram_bins, "entropy")
+    rpn = onnx.load(str(out / "rpn.onnx"))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in rpn.graph.initializer}
+    producer = {o: n for n in rpn.graph.node for o in n.output}
+    weights = {producer[n.input[1]].input[0] for n in rpn.graph.node if n.op_type == "Conv" and n.input[1] in producer}
+    assert weights and all(inits[w].dtype == np.int8 for w in weights)
+    activations = [n for n in rpn.graph.node if n.op_type == "QuantizeLinear"]
+    assert activations and all(inits[n.input[2]].dtype == np.uint8 for n in activations)
+    # after the ReLUs (folded into the Q: its zero point 0 clamps) every quantized activation starts at 0
+    assert all(int(inits[n.input[2]]) == 0 for n in activations)
+
+
+def test_a_real_session_runs_the_uint8_graph_close_to_float(uint8_dir, kitti_points):
+    from pointpillars_trt.exporter import as_model, build_graphs
+    from pointpillars_trt.exporter.calibration import frame_feeds
+    from pointpillars_trt.network.onnxruntime import INT8_DISABLED_OPTIMIZERS
+
+    out, cfg, state_dict = uint8_dir
+    x = frame_feeds(cfg, kitti_points)
+    ref = ort.InferenceSession(build_graphs(as_model(state_dict, cfg), cfg, "fp32", fused=True)["full"].SerializeToString()).run(["cls"], x)[0]
+    got = ort.InferenceSession(str(out / "full.onnx"), disabled_optimizers=list(INT8_DISABLED_OPTIMIZERS)).run(["cls"], x)[0]
+    assert np.all(np.isfinite(got)) and np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.85
+
+
+def test_tensorrt_build_refuses_uint8_graphs_naming_the_reason(uint8_dir):
+    from pointpillars_trt.tensorrt.build import check_graphs_consistent
+    from pointpillars_trt.tensorrt.contract import read_onnx_info
+
+    out, _, _ = uint8_dir
+    infos = [read_onnx_info(out / f"{part}.onnx", part) for part in ("pfn", "rpn")]
+    with pytest.raises(EngineError, match=r"(pfn|rpn).onnx: its activations are uint8.*only symmetric int8"):
+        check_graphs_consistent(infos, "int8")
+
+
+def test_one_sided_ranges_only_for_tensors_never_negative():
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+    edges = np.linspace(-4, 4, 9, dtype=np.float32)
+    relu = TensorData(lowest=np.float32(-3), highest=np.float32(3), hist=np.array([0, 0, 0, 0, 5, 2, 1, 0]), bins=edges)
+    signed = TensorData(lowest=np.float32(-3), highest=np.float32(3), hist=np.array([0, 1, 0, 0, 5, 2, 1, 0]), bins=edges)
+    ranges = one_sided(TensorsData(CalibrationMethod.Entropy, {"relu": relu, "signed": signed}))
+    assert float(ranges["relu"].lowest) == 0.0 and float(ranges["relu"].highest) == 3.0
+    assert float(ranges["signed"].lowest) == -3.0
+
+
+def test_options_refuse_bad_activation_types_and_too_few_bins():
+    assert QuantizeOptions(activation_type="uint8").activation_type == ActivationType.UINT8
+    assert (QuantizeOptions(histogram_bins=2048).quantized_bins, QuantizeOptions(activation_type="uint8", histogram_bins=2048).quantized_bins) == (256, 512)
+    with pytest.raises(ConfigError, match="activation type"):
+        QuantizeOptions(activation_type="int4")
+    assert QuantizeOptions(histogram_bins=128).quantized_bins == 128  # ONNX Runtime's defaults: the earlier recipe
+    with pytest.raises(ConfigError, match="histogram_bins must be at least 128"):
+        QuantizeOptions(activation_type="uint8", histogram_bins=64)
+
+
+def test_older_quantization_records_read_as_int8():
+    old = {"method": "entropy", "percentile": None, "calibration": "x", "frames": ["a"], "keep_float": [], "tool": "t"}
+    q = Quantization.from_value(json.dumps(old), "old.onnx")
+    assert (q.activation_type, q.histogram_bins) == ("int8", None)
+    assert Quantization.from_value(q.to_json(), "new.onnx") == q
+    with pytest.raises(EngineError, match="activation_type must be int8 or uint8"):
+        Quantization.from_value({**old, "activation_type": "fp8"}, "bad.onnx")
+
+
+def test_sqnr_per_node_against_float(uint8_dir, kitti_points):
+    from pointpillars_trt.exporter import as_model, build_graphs
+    from pointpillars_trt.exporter.calibration import frame_feeds
+    from pointpillars_trt.exporter.sqnr import Sqnr, activation_sqnr
+
+    out, cfg, state_dict = uint8_dir
+    float_full = build_graphs(as_model(state_dict, cfg), cfg, "fp32", fused=True, deconv_as_conv=True)["full"]
+    result = activation_sqnr(float_full, onnx.load(str(out / "full.onnx")), [frame_feeds(cfg, kitti_points)])
+    keep = set(read_graph_metadata(out / "full.onnx").quantization.keep_float)
+    first = next(n for n in result["nodes"] if n.startswith("rpn/"))
+    assert first in keep and result["nodes"][first]["input_db"] > 100  # float PFN and scatter: the canvas is float's
+    quantized = [r for n, r in result["nodes"].items() if n not in keep]
+    assert quantized and all(np.isfinite(r["output_db"]) and r["output_db"] < 100 for r in quantized)  # -2 to 10 dB: ranges clipped
+    assert set(result["outputs"]) == {"cls", "box", "dir"} and all(np.isfinite(v) for v in result["outputs"].values())
+    acc = Sqnr()
+    acc.add("x", np.array([3.0, 4.0]), np.array([3.0, 4.5]))  # |x| = 5, |noise| = 0.5: 20 dB
+    assert acc.db("x") == 20.0
