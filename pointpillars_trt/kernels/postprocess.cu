@@ -22,22 +22,19 @@
 //   3 pp_post_hist3      next 12 bits; histogram of the low 8 bits
 //   4 pp_post_sel_count  the exact k-th key T; per tile of anchors: #(key > T), #(key == T)
 //   5 pp_post_sel_write  compaction in anchor order: key > T, or key == T among the first
-//                        (k - #(key > T)) ties in anchor order  -> exactly the CPU's stable top-k set;
-//                        rank[] = 0
+//                        (k - #(key > T)) ties in anchor order  -> exactly the CPU's stable top-k set
 //   6 pp_post_rank       the selected candidates in (key desc, anchor asc) order: each one's rank is
-//                        the number of larger (key, ~anchor) composites (unique); one block per
-//                        (256 candidates, 256 composites) adds its count to rank[]
-//   7 pp_post_sort_decode one block: the candidates put in rank order; decode the k boxes in that order;
+//                        the number of larger (key, ~anchor) composites (unique), many blocks
+//   7 pp_post_sort_decode one block: decode the k boxes in that order;
 //                        NMS lists: class-agnostic one list (that order) of the candidates whose
 //                        best score passes the score rule (a prefix: scores fall with the rank);
 //                        class-aware one list per class of candidates whose prob passes it, sorted
 //                        by (prob desc, rank asc)
-//   8 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > or >= threshold):
-//                        the cheap tests; the pairs left for the exact clip marked in need[]
-//   9 pp_post_nms_clip   the exact clips of need[]'s pairs, 32 per warp, spread over the GPU
-//  10 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0), the kept
-//                        rows ORed into later words by the other warps one word behind; stops at post_max
-//  11 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
+//   8 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > or >= threshold),
+//                        one warp per row, one lane per column
+//   9 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0), the kept
+//                        rows ORed into later words by the whole block; stops at post_max
+//  10 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
 //                        stable argsort of the concatenation; canonical yaw wrapped into [-pi, pi)
 //
@@ -185,9 +182,8 @@ pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, in
     for (int b = threadIdx.x; b < HBINS; b += blockDim.x) sh[b] = 0;
     __syncthreads();
     const int R = HW * A;
-    const bool planes = ps == 1;  // NCHW planes: hw fastest (coalesced); NHWC: a fastest (one pixel's channels together)
     for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < R; t += gridDim.x * blockDim.x) {
-        const int a = planes ? t / HW : t % A, hw = planes ? t - a * HW : t / A;
+        const int a = t / HW, hw = t - a * HW;  // hw fastest: coalesced reads of NCHW class planes
         float best = head_at(cls, L, a * K, hw);
         for (int k = 1; k < K; ++k) {
             const float v = head_at(cls, L, a * K + k, hw);
@@ -290,10 +286,8 @@ pp_post_sel_count(int R, int k, const unsigned* __restrict__ keys, const unsigne
 
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
 pp_post_sel_write(int R, int num_tiles, const unsigned* __restrict__ keys, const int* __restrict__ tile_gt,
-                  const int* __restrict__ tile_eq, int* __restrict__ sel_idx, int* __restrict__ state, int k,
-                  int* __restrict__ rank) {
+                  const int* __restrict__ tile_eq, int* __restrict__ sel_idx, int* __restrict__ state) {
     PP_PDL_ENTRY();
-    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < k; q += gridDim.x * blockDim.x) rank[q] = 0;  // for pp_post_rank
     __shared__ int scratch[33];
     __shared__ unsigned mgt[TILE_ITEMS * 8], meq[TILE_ITEMS * 8];
     __shared__ int pgt[TILE_ITEMS * 8], peq[TILE_ITEMS * 8];
@@ -354,17 +348,6 @@ pp_post_sel_write(int R, int num_tiles, const unsigned* __restrict__ keys, const
         else if (er < need_eq) sel_idx[gr + er] = r;
     }
 }
-
-// The NMS geometry of a decoded box in float64 (see the rotated BEV IoU below, which defines
-// make_bev); pp_post_sort_decode makes it once per candidate. 17 doubles (BEV_BOX_BYTES in
-// postprocess/cuda.py).
-struct BevBox {
-    double x, y, radius, area;
-    double c, s, hl, hw;  // cos / sin of the yaw, half length / width (separating-axis reject)
-    double reach;         // |x| + |y| + radius, or +inf when the reject must not be used (see separated)
-    double cx[4], cy[4];
-};
-__device__ void make_bev(const float* b, BevBox& o);
 
 // ---- decode (float32, as postprocess/box_coder.py) -----------------------------------------
 struct DecodeParams {
@@ -431,32 +414,38 @@ __device__ void bitonic_desc(u64* s, int S) {
     }
 }
 
-// The composite (key desc, anchor asc order) of a selected anchor r: unique, larger = earlier.
-__device__ __forceinline__ u64 composite(const unsigned* __restrict__ keys, unsigned r) {
-    return ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
-}
-
-// rank[j] += #(composites of chunk blockIdx.y larger than candidate j's), j in chunk blockIdx.x:
-// after all chunks, rank[j] = #(larger composites), a permutation of 0..n-1 (the same order as a
-// descending sort). rank[] is zeroed by pp_post_sel_write; integer sums: any order, same result.
+// sorted[rank] = composite of the selected candidate; rank = #(larger composites). Composites are
+// unique (the anchor index is part of them), so the ranks are a permutation: the same order as a
+// descending sort, in O(n^2 / threads) instead of one block's bitonic network over 2^ceil(log2 k).
 #define RANK_THREADS 256
 extern "C" __global__ void __launch_bounds__(RANK_THREADS)
 pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
-             int* __restrict__ rank) {
+             u64* __restrict__ sorted) {
     PP_PDL_ENTRY();
     __shared__ u64 tile[RANK_THREADS];
     const int n = state[S_NSEL];
-    const int base = blockIdx.y * RANK_THREADS;
-    if ((int)blockIdx.x * RANK_THREADS >= n || base >= n) return;  // block-uniform
-    const int j = blockIdx.x * RANK_THREADS + threadIdx.x, i = base + threadIdx.x;
-    tile[threadIdx.x] = i < n ? composite(keys, (unsigned)sel_idx[i]) : 0ull;
-    __syncthreads();
-    if (j >= n) return;
-    const u64 mine = composite(keys, (unsigned)sel_idx[j]);
-    const int m = min(RANK_THREADS, n - base);
-    int above = 0;
-    for (int q = 0; q < m; ++q) above += tile[q] > mine ? 1 : 0;
-    if (above) atomicAdd(&rank[j], above);
+    if ((int)blockIdx.x * RANK_THREADS >= n) return;  // block-uniform
+    const int j = blockIdx.x * RANK_THREADS + threadIdx.x;
+    u64 mine = 0ull;
+    if (j < n) {
+        const unsigned r = (unsigned)sel_idx[j];
+        mine = ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
+    }
+    int rank = 0;
+    for (int base = 0; base < n; base += RANK_THREADS) {
+        const int i = base + threadIdx.x;
+        u64 v = 0ull;
+        if (i < n) {
+            const unsigned r = (unsigned)sel_idx[i];
+            v = ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
+        }
+        __syncthreads();
+        tile[threadIdx.x] = v;
+        __syncthreads();
+        const int m = min(RANK_THREADS, n - base);
+        for (int q = 0; q < m; ++q) rank += tile[q] > mine ? 1 : 0;
+    }
+    if (j < n) sorted[rank] = mine;
 }
 
 extern "C" __global__ void __launch_bounds__(1024)
@@ -464,18 +453,16 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
                     int cs, int ps, int half, const float* __restrict__ anchors, int HW, int A, int K, int S, int agnostic,
                     int at_least, float threshold,
                     float dir_offset, float dir_limit_offset, float period, float half_pi, int num_dir_bins, int wlh_cw,
-                    const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ rank,
-                    const int* __restrict__ state, int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
+                    const u64* __restrict__ sorted, const int* __restrict__ state, int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
                     int* __restrict__ dec_label, float* __restrict__ probs, int* __restrict__ group_list,
-                    int* __restrict__ group_count, int list_stride, BevBox* __restrict__ bev) {
+                    int* __restrict__ group_count, int list_stride) {
     PP_PDL_ENTRY();
     extern __shared__ u64 s[];
     __shared__ int counter;
     const HeadLayout L = {cs, ps, half};
     const int n = state[S_NSEL];
     if (threadIdx.x == 0) counter = 0;
-    for (int t = n + threadIdx.x; t < S; t += blockDim.x) s[t] = 0ull;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) s[rank[j]] = composite(keys, (unsigned)sel_idx[j]);  // pp_post_rank's order
+    for (int t = threadIdx.x; t < S; t += blockDim.x) s[t] = t < n ? sorted[t] : 0ull;  // pp_post_rank's order
     __syncthreads();
     DecodeParams d;
     d.dir_offset = dir_offset;
@@ -488,7 +475,6 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
         const int r = (int)(0xFFFFFFFFu - (unsigned)(s[j] & 0xFFFFFFFFull));
         cand[j] = r;
         decode_one(box, dir, L, anchors, r, HW, A, d, dec_boxes + (size_t)j * 7);
-        make_bev(dec_boxes + (size_t)j * 7, bev[j]);  // this thread's own writes: visible to it
         const int a = r % A, hw = r / A;
         float best = head_at(cls, L, a * K, hw);
         int label = 0;
@@ -539,6 +525,12 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
 // ---- rotated BEV IoU in float64 (as postprocess/nms.py + polygon.py) ---------------------------
 // The corners, the clip and the area follow postprocess/polygon.py operation for operation (the
 // module is compiled with --fmad=false), so the intersection area is the CPU's to the bit.
+struct BevBox {
+    double x, y, radius, area;
+    double c, s, hl, hw;  // cos / sin of the yaw, half length / width (separating-axis reject)
+    double reach;         // |x| + |y| + radius, or +inf when the reject must not be used (see separated)
+    double cx[4], cy[4];
+};
 
 __device__ void make_bev(const float* b, BevBox& o) {
     const double x = b[0], y = b[1], l = b[3], w = b[4], yaw = b[6];
@@ -762,162 +754,95 @@ __device__ __forceinline__ bool suppresses(double iou, double threshold, int at_
     return iou > threshold || (at_least && iou == threshold);
 }
 
-// The suppression bit matrix of each list: row i, word w holds bits (i, 64 w + b) for columns
-// j = 64 w + b > i; rows i < n, words w in [i >> 6, nw) are written (the scan reads no others).
-// Two kernels, so that the expensive exact clips run spread over the whole GPU instead of in the
-// tile that found them:
-//   pp_post_nms_mask  tiles of 16 rows x 64 columns, a grid-stride loop over the tiles of every
-//                     list (grid sized from the SM count, no block for an empty tile): the cheap
-//                     tests (circle, separating axis) decide most pairs; the bits of IoU 0 go to
-//                     `mask`, the pairs that need the exact clip to `need` (same layout). The boxes'
-//                     BevBox come from `bev` (per candidate, made once by pp_post_sort_decode).
-//   pp_post_nms_clip  each warp takes 32 consecutive (row, word) cells of `need` at a time and
-//                     clips their pairs 32 at a time, one lane per pair (balanced: ceil(pairs / 32)
-//                     rounds per warp); a suppressing pair ORs its bit into `mask` (atomicOr: the
-//                     bits are the same whatever the order).
+// A block covers 16 rows x 64 columns of the suppression bit matrix of one list. Pass 1: one lane
+// per pair (8 warps x 2 rows x 2 halves) runs the cheap tests; the pairs that need the exact clip
+// are queued in shared memory. Pass 2: the queue is clipped 256 pairs at a time, so the warps run
+// the clip on full lanes (near pairs are a few per row: one lane per pair left most lanes of a warp
+// idle through each clip). Bits are ORed into shared words, so the queue order changes nothing.
 #define MASK_ROWS 16
 extern "C" __global__ void __launch_bounds__(256)
-pp_post_nms_mask(const BevBox* __restrict__ bev, const int* __restrict__ group_list,
-                 const int* __restrict__ group_count, int groups, int list_stride, int words, double threshold,
-                 int at_least, u64* __restrict__ mask, u64* __restrict__ need) {
+pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
+                 const int* __restrict__ group_count, int list_stride, int words, double threshold, int at_least,
+                 u64* __restrict__ mask) {
     PP_PDL_ENTRY();
     __shared__ BevBox cols[64];
     __shared__ BevBox rows[MASK_ROWS];
-    const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
+    __shared__ double scratch[8][4][16];  // per warp, for clip_area_general
+    __shared__ u64 bits[MASK_ROWS];
+    __shared__ unsigned short queue[MASK_ROWS * 64];  // row * 64 + column
+    __shared__ int queued;
+    const int g = blockIdx.z, cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
+    const int n = group_count[g];
+    if (r0 >= n || cb * 64 >= n || cb < (r0 >> 6)) return;  // rows only need words >= their own
+    const int* list = group_list + (size_t)g * list_stride;
+    const int t = threadIdx.x;
+    const int ncol = min(64, n - cb * 64);
+    if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
+    if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) make_bev(dec_boxes + (size_t)list[r0 + t - 64] * 7, rows[t - 64]);
+    if (t < MASK_ROWS) bits[t] = 0ull;
+    if (t == 0) queued = 0;
+    __syncthreads();
+    const int warp = t >> 5, lane = t & 31;
     const unsigned all = 0xffffffffu;
     const bool zero_suppresses = suppresses(0.0, threshold, at_least);
-    for (int g = 0; g < groups; ++g) {
-        const int n = group_count[g];
-        const int nw = (n + 63) >> 6, nrb = (n + MASK_ROWS - 1) / MASK_ROWS;
-        const int* list = group_list + (size_t)g * list_stride;
-        for (int tile = blockIdx.x; tile < nrb * nw; tile += gridDim.x) {  // block-uniform
-            const int rb = tile / nw, cb = tile - rb * nw, r0 = rb * MASK_ROWS;
-            if (cb < (r0 >> 6)) continue;  // rows only need words >= their own
-            __syncthreads();  // the previous tile is done with cols / rows
-            const int ncol = min(64, n - cb * 64);
-            if (t < ncol) cols[t] = bev[list[cb * 64 + t]];
-            if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) rows[t - 64] = bev[list[r0 + t - 64]];
-            __syncthreads();
 #pragma unroll
-            for (int h = 0; h < MASK_ROWS / 8; ++h) {  // this warp's rows
-                const int rr = warp * (MASK_ROWS / 8) + h, i = r0 + rr;
-                u64 clip_bits = 0ull, zero_bits = 0ull;
-#pragma unroll
-                for (int half = 0; half < 2; ++half) {
-                    const int col = lane + 32 * half;
-                    const bool pair = i < n && col < ncol && cb * 64 + col > i;
-                    const bool clip = pair && may_overlap(rows[rr], cols[col]);
-                    clip_bits |= (u64)__ballot_sync(all, clip) << (32 * half);
-                    zero_bits |= (u64)__ballot_sync(all, pair && !clip && zero_suppresses) << (32 * half);
-                }
-                if (lane == 0 && i < n) {
-                    const size_t o = ((size_t)g * list_stride + i) * words + cb;
-                    mask[o] = zero_bits;
-                    need[o] = clip_bits;
-                }
-            }
-        }
+    for (int p = 0; p < 2 * (MASK_ROWS / 8); ++p) {  // p >> 1: the warp's row, p & 1: the word's half
+        const int rr = warp * (MASK_ROWS / 8) + (p >> 1), i = r0 + rr, col = lane + 32 * (p & 1);
+        const bool pair = i < n && col < ncol && cb * 64 + col > i;
+        const bool clip = pair && may_overlap(rows[rr], cols[col]);
+        const unsigned q = __ballot_sync(all, clip);
+        int base = 0;
+        if (lane == 0 && q) base = atomicAdd(&queued, __popc(q));
+        base = __shfl_sync(all, base, 0);
+        if (clip) queue[base + __popc(q & lanemask_lt())] = (unsigned short)(rr * 64 + col);
+        const unsigned z = __ballot_sync(all, pair && !clip && zero_suppresses);
+        if (lane == 0 && z) atomicOr(&bits[rr], (u64)z << (32 * (p & 1)));
     }
-}
-
-// The position (0..63) of the (r+1)-th lowest set bit of w (w has more than r set bits).
-__device__ __forceinline__ int nth_set_bit(u64 w, int r) {
-    for (int s = 0; s < r; ++s) w &= w - 1ull;
-    return __ffsll((long long)w) - 1;
-}
-
-#define CLIP_THREADS 256
-extern "C" __global__ void __launch_bounds__(CLIP_THREADS)
-pp_post_nms_clip(const BevBox* __restrict__ bev, const int* __restrict__ group_list, const int* __restrict__ group_count,
-                 int groups, int list_stride, int words, double threshold, int at_least, const u64* __restrict__ need,
-                 u64* __restrict__ mask) {
-    PP_PDL_ENTRY();
-    __shared__ double scratch[CLIP_THREADS / 32][4][16];  // per warp, for clip_area_general
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int gwarp = blockIdx.x * (CLIP_THREADS / 32) + warp, nwarps = gridDim.x * (CLIP_THREADS / 32);
-    const unsigned all = 0xffffffffu;
-    for (int g = 0; g < groups; ++g) {
-        const int n = group_count[g], nw = (n + 63) >> 6;
-        const size_t row0 = (size_t)g * list_stride;
-        const int* list = group_list + row0;
-        const int cells = n * nw;  // (row, word), row-major
-        for (int c0 = gwarp * 32; c0 < cells; c0 += nwarps * 32) {  // warp-uniform
-            const int q = c0 + lane, i = q / nw, w = q - i * nw;
-            const u64 word = q < cells && w >= (i >> 6) ? need[(row0 + i) * words + w] : 0ull;
-            const int cnt = __popcll(word);
-            int incl = cnt;  // inclusive scan of the pair counts over the lanes
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const int v = __shfl_up_sync(all, incl, o);
-                if (lane >= o) incl += v;
-            }
-            const int pairs = __shfl_sync(all, incl, 31);
-            for (int p0 = 0; p0 < pairs; p0 += 32) {  // warp-uniform
-                const int p = p0 + lane;
-                int k = 0;  // the lane whose cell holds pair p: the first with incl > p
-#pragma unroll
-                for (int step = 16; step > 0; step >>= 1)
-                    if (__shfl_sync(all, incl, k + step - 1) <= p) k += step;
-                const unsigned lo = __shfl_sync(all, (unsigned)word, k), hi = __shfl_sync(all, (unsigned)(word >> 32), k);
-                const int before = __shfl_sync(all, incl - cnt, k), ri = __shfl_sync(all, i, k), rw = __shfl_sync(all, w, k);
-                const bool active = p < pairs;
-                const int cj = active ? rw * 64 + nth_set_bit(((u64)hi << 32) | lo, p - before) : 0;
-                const int r = active ? ri : 0;
-                const BevBox& a = bev[active ? list[r] : 0];
-                const BevBox& b = bev[active ? list[cj] : 0];
-                bool general = false;
-                double iou = active ? iou_of(a, b, clip_area(a, b, general)) : 0.0;
-                for (unsigned rare = __ballot_sync(all, general); rare; rare &= rare - 1) {  // one lane at a time
-                    if (lane == __ffs(rare) - 1) iou = iou_of(a, b, clip_area_general(a, b, scratch[warp]));
-                    __syncwarp();
-                }
-                if (active && suppresses(iou, threshold, at_least)) atomicOr(&mask[(row0 + r) * words + (cj >> 6)], 1ull << (cj & 63));
-            }
+    __syncthreads();
+    const int m = queued;
+    for (int base = warp * 32; base < m; base += 256) {  // warp-uniform
+        const int k = base + lane, rr = k < m ? queue[k] >> 6 : 0, col = k < m ? queue[k] & 63 : 0;
+        bool general = false;
+        double iou = k < m ? iou_of(rows[rr], cols[col], clip_area(rows[rr], cols[col], general)) : 0.0;
+        for (unsigned rare = __ballot_sync(all, general); rare; rare &= rare - 1) {  // one lane at a time
+            if (lane == __ffs(rare) - 1) iou = iou_of(rows[rr], cols[col], clip_area_general(rows[rr], cols[col], scratch[warp]));
+            __syncwarp();
         }
+        if (k < m && suppresses(iou, threshold, at_least)) atomicOr(&bits[rr], 1ull << col);
     }
+    __syncthreads();
+    if (t < MASK_ROWS && r0 + t < n) mask[((size_t)g * list_stride + r0 + t) * words + cb] = bits[t];
 }
 
-// One block per list, one iteration per 64-candidate word w, one barrier per iteration. Warp 0
-// runs the greedy scan inside word w (the word's diagonal block of the matrix) on the candidates
-// that no kept box of an earlier word removed: removed[w] (words <= w - 2, pushed by the other
-// warps) and `carry` (word w - 1's kept boxes: warp 0 ORs their rows' next word, the matrix's
-// superdiagonal block, right after its own scan). Meanwhile warps 1.. OR the rows of word w - 1's
-// kept boxes into removed[w + 1 ..] from global memory, off warp 0's path. The diagonal and
-// superdiagonal blocks are preloaded into shared memory when they fit (blocks_in_shared).
-// Per-iteration values warp 0 writes are double-buffered: others read them after the barrier
-// while warp 0 already writes the next iteration's.
+// One block per list. Warp 0 runs the greedy scan inside each 64-candidate word (the word's
+// diagonal block of the matrix, preloaded into shared memory when it fits); then the whole block
+// ORs the rows of that word's kept boxes into the later words (independent loads spread over all
+// threads instead of one lane's dependent chain).
 #define SCAN_THREADS 256
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
-                 int max_keep, int blocks_in_shared, int* __restrict__ keep, int* __restrict__ keep_count) {
+                 int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count) {
     PP_PDL_ENTRY();
-    extern __shared__ u64 sh[];  // removed[words], then diag[words * 64], sup[words * 64] when blocks_in_shared
-    __shared__ int kept_idx[2][64];
-    __shared__ int n_kept[2], stop[2];
+    extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] when diag_in_shared
+    __shared__ int kept_idx[64];
+    __shared__ int n_kept, m_total;
     u64* removed = sh;
     u64* diag = sh + words;
-    u64* sup = diag + (size_t)words * 64;
-    const int g = blockIdx.x, t = threadIdx.x, lane = t & 31, warp = t >> 5;
+    const int g = blockIdx.x, t = threadIdx.x, lane = t & 31;
     const int n = group_count[g];
     const int nw = (n + 63) >> 6;
     const u64* M = mask + (size_t)g * list_stride * words;
     int* out = keep + (size_t)g * max_keep;
     for (int w = t; w < nw; w += SCAN_THREADS) removed[w] = 0ull;
-    if (blocks_in_shared)
-        for (int i = t; i < nw * 64; i += SCAN_THREADS) {
-            const int w = i >> 6;
-            diag[i] = i < n ? M[(size_t)i * words + w] : 0ull;
-            sup[i] = i < n && w + 1 < nw ? M[(size_t)i * words + w + 1] : 0ull;
-        }
+    if (diag_in_shared)
+        for (int i = t; i < nw * 64; i += SCAN_THREADS) diag[i] = i < n ? M[(size_t)i * words + (i >> 6)] : 0ull;
+    if (t == 0) m_total = 0;
     __syncthreads();
-    int m = 0;          // warp 0: boxes kept so far
-    u64 carry = 0ull;   // warp 0: the bits of word w that word w - 1's kept boxes remove
     for (int w = 0; w < nw; ++w) {
-        const int cur = w & 1;
-        if (warp == 0) {
+        if (t < 32) {
             const int i0 = w * 64 + lane, i1 = i0 + 32;
             u64 d0, d1;
-            if (blocks_in_shared) {
+            if (diag_in_shared) {
                 d0 = diag[i0];
                 d1 = diag[i1];
             } else {
@@ -925,15 +850,15 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
                 d1 = i1 < n ? M[(size_t)i1 * words + w] : 0ull;
             }
             const int valid = n - w * 64;
-            u64 alive = ~(removed[w] | carry);
+            u64 alive = ~removed[w];
             if (valid < 64) alive &= (1ull << valid) - 1ull;
-            int nk = 0;
+            int m = m_total, nk = 0;
             while (alive && m < max_keep) {
                 const int b = __ffsll((long long)alive) - 1;
                 const u64 row = __shfl_sync(0xffffffffu, b < 32 ? d0 : d1, b & 31);
                 if (lane == 0) {
                     out[m] = w * 64 + b;
-                    kept_idx[cur][nk] = w * 64 + b;
+                    kept_idx[nk] = w * 64 + b;
                 }
                 ++m;
                 ++nk;
@@ -941,33 +866,22 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
                 alive &= ~(1ull << b);
             }
             if (lane == 0) {
-                n_kept[cur] = nk;
-                stop[cur] = m >= max_keep;
-            }
-            __syncwarp();
-            u64 c = 0ull;
-            if (w + 1 < nw)
-                for (int j = lane; j < nk; j += 32) {
-                    const int r = kept_idx[cur][j];
-                    c |= blocks_in_shared ? sup[r] : M[(size_t)r * words + w + 1];
-                }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) c |= __shfl_xor_sync(0xffffffffu, c, o);
-            carry = c;
-        } else if (w > 0) {
-            const int prev = cur ^ 1, nk = n_kept[prev];
-            for (int j = warp - 1; j < nk; j += SCAN_THREADS / 32 - 1) {
-                const u64* row = M + (size_t)kept_idx[prev][j] * words;
-                for (int ww = w + 1 + lane; ww < nw; ww += 32) {
-                    const u64 bits = row[ww];
-                    if (bits) atomicOr(&removed[ww], bits);
-                }
+                m_total = m;
+                n_kept = nk;
             }
         }
         __syncthreads();
-        if (stop[cur]) break;  // block-uniform
+        const int m = m_total, nk = n_kept;
+        if (m >= max_keep) break;  // block-uniform
+        const int span = nw - w - 1;
+        for (int item = t; item < nk * span; item += SCAN_THREADS) {
+            const int j = item / span, ww = w + 1 + item % span;
+            const u64 bits = M[(size_t)kept_idx[j] * words + ww];
+            if (bits) atomicOr(&removed[ww], bits);
+        }
+        __syncthreads();
     }
-    if (t == 0) keep_count[g] = m;
+    if (t == 0) keep_count[g] = m_total;
 }
 
 // yaw -> [-pi, pi) in float32 exactly as postprocess/box_coder.py::canonical_yaw (pi, 2 pi as float32)

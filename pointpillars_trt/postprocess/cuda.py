@@ -40,19 +40,8 @@ TILE = 2048
 MAX_PRE = 16384
 NUM_STATE = 16
 RANK_THREADS = 256  # postprocess.cu
-MASK_ROWS = 16  # rows of the suppression matrix per nms_mask tile (postprocess.cu)
-BEV_BOX_BYTES = 17 * 8  # sizeof(BevBox) in postprocess.cu: 17 doubles
-MASK_BLOCKS_PER_SM, CLIP_BLOCKS_PER_SM = 4, 2  # resident blocks per SM (ptxas: 46 and 126 registers x 256 threads)
-SCAN_STATIC_SHARED = 1024  # at least the scan's static shared memory (ptxas: 528 bytes)
-KERNELS = ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_clip", "nms_scan", "output")
-
-
-def _allow_shared(function, nbytes: int) -> None:
-    """Let ``function`` take ``nbytes`` of dynamic shared memory (beyond 48 KiB needs an opt-in)."""
-    if nbytes > 48 * 1024:
-        drv = bindings()[0]
-        check(drv.cuFuncSetAttribute(function, drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(nbytes)),
-              "cuFuncSetAttribute(max dynamic shared memory)")
+MASK_ROWS = 16  # rows of the suppression matrix per nms_mask block (postprocess.cu)
+SCAN_SHARED_LIMIT = 48 * 1024  # the scan keeps the matrix's diagonal blocks in shared memory below this
 
 
 def _pow2(n: int) -> int:
@@ -89,24 +78,25 @@ class CudaPostProcessor:
         self.words = -(-self.pre_max // 64)
         self.sort_size = _pow2(self.pre_max)
         module = load_kernels(KERNEL_FILE, self.device, OPTIONS)
-        self._fn = {n: module.function(f"pp_post_{n}") for n in KERNELS}
-        _allow_shared(self._fn["sort_decode"], self.sort_size * 8)
-        blocks_bytes = 2 * self.words * 64 * 8  # the scan's diagonal and superdiagonal blocks
-        self._blocks_in_shared = self.words * 8 + blocks_bytes + SCAN_STATIC_SHARED <= self._shared_optin()
-        self._scan_shared = self.words * 8 + (blocks_bytes if self._blocks_in_shared else 0)
-        _allow_shared(self._fn["nms_scan"], self._scan_shared)
+        self._fn = {n: module.function(f"pp_post_{n}") for n in
+                    ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_scan", "output")}
+        sort_bytes = self.sort_size * 8
+        if sort_bytes > 48 * 1024:
+            drv = bindings()[0]
+            check(drv.cuFuncSetAttribute(self._fn["sort_decode"], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                         sort_bytes), "cuFuncSetAttribute(max dynamic shared memory)")
+        diag_bytes = self.words * 64 * 8
+        self._diag_in_shared = self.words * 8 + diag_bytes <= SCAN_SHARED_LIMIT
+        self._scan_shared = self.words * 8 + (diag_bytes if self._diag_in_shared else 0)
         sms = self.device.info.multiprocessor_count
         self._hist_grid = grid_for(self.R, 256, sms * 2)
-        self._rank_grid = (-(-self.pre_max // RANK_THREADS),) * 2 + (1,)
-        self._mask_grid, self._clip_grid = sms * MASK_BLOCKS_PER_SM, sms * CLIP_BLOCKS_PER_SM
         self._tiles = max(1, -(-self.R // TILE))
         k, g = self.pre_max, self.groups
         sizes = {
             "keys": self.R * 4, "hist": (2 * HBINS + LBINS) * 4, "state": NUM_STATE * 4,
-            "tile_gt": self._tiles * 4, "tile_eq": self._tiles * 4, "sel_idx": k * 4, "rank": k * 4, "cand": k * 4,
+            "tile_gt": self._tiles * 4, "tile_eq": self._tiles * 4, "sel_idx": k * 4, "sorted": k * 8, "cand": k * 4,
             "dec_boxes": k * 7 * 4, "dec_score": k * 4, "dec_label": k * 4, "probs": k * self.K * 4,
-            "group_list": g * k * 4, "group_count": g * 4, "mask": g * k * self.words * 8, "need": g * k * self.words * 8,
-            "bev": k * BEV_BOX_BYTES,
+            "group_list": g * k * 4, "group_count": g * 4, "mask": g * k * self.words * 8,
             "keep": g * self.post_max * 4, "keep_count": g * 4,
         }
         self._buf = {name: DeviceBuffer(n, self.device) for name, n in sizes.items()}
@@ -125,12 +115,6 @@ class CudaPostProcessor:
             np.float32(h.dir_offset), np.float32(h.dir_limit_offset), np.float32(2.0 * np.pi / h.num_dir_bins),
             np.float32(np.pi / 2), i32(h.num_dir_bins), i32(int(h.box_layout == "wlh_cw")),
         )
-
-    def _shared_optin(self) -> int:
-        """The most shared memory one block may opt in to on this device (bytes)."""
-        drv = bindings()[0]
-        attr = drv.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
-        return int(check(drv.cuDeviceGetAttribute(attr, self.device.handle), "cuDeviceGetAttribute(max shared memory per block, opt-in)"))
 
     def enqueue(self, cls_ptr: int, box_ptr: int, dir_ptr: int, stream: int, *, boxes_ptr: int, scores_ptr: int,
                 labels_ptr: int, count_ptr: int, score_threshold: float | None = None,
@@ -159,24 +143,20 @@ class CudaPostProcessor:
         launch(self._fn["sel_count"], self._tiles, 256,
                (i32(self.R), k, ptr(b["keys"]), ptr(hist3), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["state"])), stream)
         launch(self._fn["sel_write"], self._tiles, 256,
-               (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"]),
-                k, ptr(b["rank"])), stream)
-        launch(self._fn["rank"], self._rank_grid, RANK_THREADS, (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["rank"])), stream)
+               (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])), stream)
+        launch(self._fn["rank"], -(-self.pre_max // RANK_THREADS), RANK_THREADS,
+               (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"])), stream)
         launch(self._fn["sort_decode"], 1, 1024,
                (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
-                i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["keys"]),
-                ptr(b["sel_idx"]), ptr(b["rank"]), ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
-                ptr(b["group_list"]), ptr(b["group_count"]), k, ptr(b["bev"])),
+                i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]),
+                ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
+                ptr(b["group_list"]), ptr(b["group_count"]), k),
                stream, shared_mem=self.sort_size * 8)
-        nms = (i32(self.words), np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least)
-        launch(self._fn["nms_mask"], self._mask_grid, 256,
-               (ptr(b["bev"]), ptr(b["group_list"]), ptr(b["group_count"]), i32(self.groups), k, *nms, ptr(b["mask"]),
-                ptr(b["need"])), stream)
-        launch(self._fn["nms_clip"], self._clip_grid, 256,
-               (ptr(b["bev"]), ptr(b["group_list"]), ptr(b["group_count"]), i32(self.groups), k, *nms, ptr(b["need"]),
-                ptr(b["mask"])), stream)
+        launch(self._fn["nms_mask"], (self.words, -(-self.pre_max // MASK_ROWS), self.groups), 256,
+               (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
+                np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least, ptr(b["mask"])), stream)
         launch(self._fn["nms_scan"], self.groups, 256,
-               (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._blocks_in_shared)),
+               (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._diag_in_shared)),
                 ptr(b["keep"]), ptr(b["keep_count"])),
                stream, shared_mem=self._scan_shared)
         launch(self._fn["output"], 1, 256,
