@@ -8,7 +8,8 @@ would give different files; it is recorded in ``dataset.json`` and in models tra
 Every version stays available (:mod:`.versions`): ``generator_settings("1")`` rebuilds v1 data
 byte for byte; ``GENERATOR_VERSION`` is the default of ``tools/make_synthetic.py`` and of the INT8
 calibration frames: the version of the shipped demo model's data (v3). v4 (far cars without glass
-house and roof returns) is the candidate of issue 19, asked for by name until a model trained on it ships.
+house and roof returns) and v5 (v4 with the far road returning in patches) are the candidates of issue 19,
+asked for by name until a model trained on one ships.
 """
 
 from __future__ import annotations

@@ -115,6 +115,23 @@ def _cab_fade(p_detect: np.ndarray, returns: ReturnModel, scene, obj: np.ndarray
     return p_detect * ret.cab_keep(height_share(z, obj, scene.boxes), ranges, car, returns)
 
 
+def _rough_ground(p_detect, returns: ReturnModel, sensor: SensorConfig, seed: int, index: int, ground: np.ndarray,
+                  beam: np.ndarray, col: np.ndarray, refl: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    """``p_detect [N]`` with the rough road of v5 (:func:`.returns.rough_ground_detect`) for the ground
+    returns (``ground [N]`` bool; laser ``beam``, column ``col``, reflectivity ``refl``, noisy range ``noisy``,
+    all ``[N]``); the patches are drawn from a generator of their own (``[seed, index, 2]``), so the other
+    draws are v4's. ``p_detect`` itself when the model has no roughness (v1-v4)."""
+    if returns.ground_roughness <= 0:
+        return p_detect
+    cell_cols = max(1, int(round(np.radians(returns.ground_patch_deg) / sensor.azimuth_step)))
+    n_cells = sensor.num_azimuth // cell_cols + 1
+    on = np.random.default_rng([int(seed), int(index), 2]).random((int(beam.max()) + 1 if len(beam) else 1, n_cells))
+    patch_on = ground & (on[beam, col // cell_cols] < returns.ground_patch_share)
+    snr = refl * returns.ground_roughness**2 * (50.0 / np.maximum(noisy, 1.0)) ** 2
+    p_rough = (1.0 - sensor.dropout) * (1.0 - np.exp(-sensor.detect_gain * snr))
+    return ret.rough_ground_detect(p_detect, p_rough, patch_on)
+
+
 def generate_frame(
     seed: int,
     index: int,
@@ -154,6 +171,7 @@ def generate_frame(
     snr = refl * np.maximum(cos_inc, 0.01) ** 2 * (50.0 / np.maximum(noisy, 1.0)) ** 2
     p_detect = (1.0 - sensor.dropout) * (1.0 - extra_drop) * (1.0 - np.exp(-sensor.detect_gain * snr))
     p_detect = _cab_fade(p_detect, returns, scene, obj, np.sin(el[beam]) * rng_m, noisy)
+    p_detect = _rough_ground(p_detect, returns, sensor, seed, index, ~is_prim, beam, col, refl, noisy)
     keep = (rng.random(n) < p_detect) & (noisy > 0.5) & (noisy <= sensor.max_range)
 
     glossy = vehicle = np.zeros(n, dtype=bool)

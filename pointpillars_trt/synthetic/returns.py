@@ -45,7 +45,10 @@ class ReturnModel:
     (``x * U(1 - s, 1 + s)``), to train on a family of sensors rather than one;
     ``vehicle_falloff_m``: ``r0`` of the returns of vehicles (paint, glass, lamps; 0: ``intensity_falloff_m``);
     ``cab_fade_m``: ``r0`` of the detection fade of the upper body of cars (returns higher than
-    ``cab_fraction`` of the box height: glass house and roof) with ``cab_fade_power`` (0: off; see :func:`cab_keep`).
+    ``cab_fraction`` of the box height: glass house and roof) with ``cab_fade_power`` (0: off; see :func:`cab_keep`);
+    ``ground_roughness``: the road surface's micro-roughness, the cosine floor of the ground's detection at grazing
+    incidence, returned in patches of ``ground_patch_deg`` of azimuth per laser kept with probability
+    ``ground_patch_share`` (0: off; see :func:`rough_ground_detect`).
     """
 
     intensity_gain: float = 1.0
@@ -62,6 +65,9 @@ class ReturnModel:
     cab_fade_m: float = 0.0
     cab_fade_power: float = 6.0
     cab_fraction: float = 0.6
+    ground_roughness: float = 0.0
+    ground_patch_deg: float = 2.0
+    ground_patch_share: float = 0.5
 
     @property
     def is_v1(self) -> bool:
@@ -102,6 +108,23 @@ def cab_car_returns(mix_spread: float = 0.0) -> ReturnModel:
     within 35 m) where v3's return up to 1.47 m (v4: 0.87 m, and 1.48-1.52 m within 35 m), a summary
     statistic only (no hold-out point is used)."""
     return dataclasses.replace(far_vehicle_returns(mix_spread), cab_fade_m=26.0, cab_fraction=0.55)
+
+
+def ground_patch_returns(mix_spread: float = 0.0) -> ReturnModel:
+    """Generator v5's return model: v4's, and the far road returns in patches. A rough road surface is
+    detected at grazing incidence as if its incidence cosine were at least ``ground_roughness`` (0.2) in patches
+    of 2 degrees of azimuth per laser, half of them (the rest keep v4's specular-like fall-off). Real KITTI scans
+    show the road 40-70 m away as isolated arcs of one laser of 5-20 zero-intensity returns, each ~4 m long;
+    v4's far road returns almost nothing, so such an arc looked like nothing but a far cab-less car (the v4 models'
+    false cars). Target: the per-range count of low returns of the one non-hold-out frame,
+    ``zhulf0804/velodyne_reduced/000002.bin`` (a summary statistic; no hold-out point is used)."""
+    return dataclasses.replace(cab_car_returns(mix_spread), ground_roughness=0.2)
+
+
+def rough_ground_detect(p_detect: np.ndarray, p_rough: np.ndarray, patch_on: np.ndarray) -> np.ndarray:
+    """``[N]`` detection probability of ground returns: the rough surface's ``p_rough [N]`` where the
+    return's patch is on (``patch_on [N]`` bool), else ``p_detect [N]`` (never lower than it)."""
+    return np.where(patch_on, np.maximum(p_rough, p_detect), p_detect)
 
 
 def cab_keep(height_share: np.ndarray, ranges: np.ndarray, car: np.ndarray, model: ReturnModel) -> np.ndarray:

@@ -13,6 +13,8 @@
   (:func:`.returns.far_vehicle_returns`); ``mix`` as in v2.
 * ``"4"``: v3's scenes, sensor and calibration; the upper body (glass house, roof) of cars fades out
   of detection beyond ~30 m (:func:`.returns.cab_car_returns`); ``mix`` as in v2.
+* ``"5"``: v4, and the far road returns in patches as a rough surface does (:func:`.returns.ground_patch_returns`):
+  the isolated arcs of road returns 40-70 m away that the v4 models took for cars; ``mix`` as in v2.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from ..errors import DatasetError
 from ..io.kitti import Calibration
 from .frame import SyntheticFrame, generate_frame
 from .kitti_writer import kitti_calibration, kitti_calibration_000002
-from .returns import ReturnModel, cab_car_returns, far_vehicle_returns, kitti_like_returns
+from .returns import ReturnModel, cab_car_returns, far_vehicle_returns, ground_patch_returns, kitti_like_returns
 from .scene import SceneConfig, far_cars_scene, kitti_like_scene
 from .sensor import SensorConfig
 
-GENERATOR_VERSIONS = ("1", "2", "3", "4")
+GENERATOR_VERSIONS = ("1", "2", "3", "4", "5")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class GeneratorSettings:
 
 
 def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
-    """The settings of generator ``version`` (``"1"`` to ``"4"``); ``mix`` (v2 and later) is the
+    """The settings of generator ``version`` (``"1"`` to ``"5"``); ``mix`` (v2 and later) is the
     per-frame spread of the sensor and return settings (0: one sensor)."""
     if version not in GENERATOR_VERSIONS:
         raise DatasetError(f"generator version must be one of {', '.join(GENERATOR_VERSIONS)}, got {version!r}")
@@ -62,4 +64,6 @@ def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
         return GeneratorSettings("2", sensor, kitti_like_scene(), kitti_like_returns(mix), kitti_calibration_000002)
     if version == "3":
         return GeneratorSettings("3", sensor, far_cars_scene(), far_vehicle_returns(mix), kitti_calibration_000002)
-    return GeneratorSettings("4", sensor, far_cars_scene(), cab_car_returns(mix), kitti_calibration_000002)
+    if version == "4":
+        return GeneratorSettings("4", sensor, far_cars_scene(), cab_car_returns(mix), kitti_calibration_000002)
+    return GeneratorSettings("5", sensor, far_cars_scene(), ground_patch_returns(mix), kitti_calibration_000002)

@@ -1,4 +1,4 @@
-"""Generator versions: v1, v2 and v3 frames unchanged, v2's, v3's and v4's sensor, returns and scenes, the mix, bad versions."""
+"""Generator versions: v1 to v4 frames unchanged, v2's to v5's sensor, returns and scenes, the mix, bad versions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tests.synthetic.test_scene import digest
 from pointpillars_trt.errors import DatasetError
 from pointpillars_trt.synthetic import GENERATOR_VERSION, generate_frame, generator_settings
 from pointpillars_trt.synthetic.realism import RealismStats, intensity_histogram, synthetic_stats
-from pointpillars_trt.synthetic.returns import ReturnModel, cab_keep, falloff, intensity, kitti_like_returns
+from pointpillars_trt.synthetic.returns import ReturnModel, cab_keep, falloff, intensity, kitti_like_returns, rough_ground_detect
 
 # generate_frame(0, i) (v1) before generator v2 was added
 V1_FRAME_DIGESTS = {0: "310223d9ffe4c908", 1: "b0867036290a2c60"}
@@ -19,6 +19,9 @@ V2_FRAME_DIGESTS = {(0.0, 0): "619460eca571c2a0", (0.0, 1): "bb37bde889c7ceea", 
 # generator_settings("3", mix) frames 0 and 1 before generator v4 was added
 V3_FRAME_DIGESTS = {(0.0, 0): "696d6967bbc978b3", (0.0, 1): "979e312d1e5d2570", (0.3, 0): "0f9aac8e3a63c104",
                     (0.3, 1): "1573fbd41d81b9dd"}
+# generator_settings("4", mix) frames 0 and 1 before generator v5 was added
+V4_FRAME_DIGESTS = {(0.0, 0): "5ac8b8cad3a4e0bf", (0.0, 1): "7e03498ac169044b", (0.3, 0): "b9aec19336347574",
+                    (0.3, 1): "b88a0cd5c36b050a"}
 
 
 def frame_of(settings, index, seed=0):
@@ -41,6 +44,12 @@ def test_v2_frames_are_unchanged(mix, index):
 def test_v3_frames_are_unchanged(mix, index):
     f = generator_settings("3", mix).frame(0, index)
     assert digest(f.points, f.boxes, f.num_points, f.point_object) == V3_FRAME_DIGESTS[(mix, index)]
+
+
+@pytest.mark.parametrize("mix, index", sorted(V4_FRAME_DIGESTS))
+def test_v4_frames_are_unchanged(mix, index):
+    f = generator_settings("4", mix).frame(0, index)
+    assert digest(f.points, f.boxes, f.num_points, f.point_object) == V4_FRAME_DIGESTS[(mix, index)]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +93,7 @@ def test_mix_keeps_the_scene_and_changes_the_sensor():
 
 def test_bad_versions():
     with pytest.raises(DatasetError, match="version"):
-        generator_settings("5")
+        generator_settings("6")
     with pytest.raises(DatasetError, match="no mix"):
         generator_settings("1", 0.2)
     with pytest.raises(DatasetError, match="mix"):
@@ -151,3 +160,24 @@ def test_cab_keep_formula():
     keep = cab_keep(np.array([0.8, 0.8, 0.3, 0.8]), np.array([26.0, 52.0, 52.0, 52.0]), np.array([True, True, True, False]), m)
     assert keep.tolist() == [0.5, pytest.approx(1 / 65), 1.0, 1.0]
     assert cab_keep(np.array([0.8]), np.array([52.0]), np.array([True]), generator_settings("3").returns).tolist() == [1.0]
+
+
+def test_v5_adds_only_far_road_returns_in_patches():
+    v4, v5 = generator_settings("4"), generator_settings("5")
+    assert (v5.sensor, v5.scene, v5.calibration) == (v4.sensor, v4.scene, v4.calibration)
+    assert v5.returns.ground_roughness == 0.2 and v4.returns.ground_roughness == 0
+    f4, f5 = v4.frame(0, 0), v5.frame(0, 0)
+    assert np.array_equal(f4.boxes, f5.boxes) and f4.names == f5.names
+    # same draws, higher detection probabilities of the ground only: v5's points are v4's and some more
+    old = {p.tobytes() for p in f4.points}
+    new = np.array([p.tobytes() not in old for p in f5.points])
+    assert len(f5.points) - len(f4.points) == new.sum() > 50
+    assert np.all(f5.point_object[new] == -1) and np.array_equal(f5.num_points, f4.num_points)
+    pts = f5.points[new]
+    assert np.median(np.hypot(pts[:, 0], pts[:, 1])) > 25 and np.median(pts[:, 2]) < -1.0  # far and low: the road
+    assert digest(f5.points, f5.boxes, f5.num_points, f5.point_object) == "7f0c8a576302735e"  # v5 as first shipped
+
+
+def test_rough_ground_detect_raises_only_patches():
+    p = rough_ground_detect(np.array([0.1, 0.1, 0.6]), np.array([0.9, 0.9, 0.2]), np.array([True, False, True]))
+    assert p.tolist() == [0.9, 0.1, 0.6]

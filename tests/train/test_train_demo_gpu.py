@@ -38,10 +38,10 @@ def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
         assert 1e6 < model.stat().st_size <= 10e6  # float16, <= 10 MB
         with safe_open(str(model), "pt") as f:
             meta = f.metadata()
-        assert meta["data_generator_version"] == "4" and meta["seed"] == seed and "eval_ap" in meta
+        assert meta["data_generator_version"] == "5" and meta["seed"] == seed and "eval_ap" in meta
         assert "--object-sparsify 0.3" in meta["command"] and "--max-seconds" in meta["command"]
         assert ("--far-weight 3 --far-weight-range 20,60" in meta["command"]) == (v == "farw")
-        assert json.loads((tmp_path / v / "data.json").read_text())["generator_version"] == "4"
+        assert json.loads((tmp_path / v / "data.json").read_text())["generator_version"] == "5"
         assert (tmp_path / v / "train.log").read_text().count("trained 2 steps") == 1
         assert json.loads((tmp_path / v / "train.json").read_text())["steps"] == 2
     summary = (out / "summary.txt").read_text()
