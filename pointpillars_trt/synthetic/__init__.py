@@ -7,14 +7,13 @@ visibility (:mod:`.frame`); :mod:`.kitti_writer` writes frames as KITTI files an
 would give different files; it is recorded in ``dataset.json`` and in models trained on the data.
 Every version stays available (:mod:`.versions`): ``generator_settings("1")`` rebuilds v1 data
 byte for byte; ``GENERATOR_VERSION`` is the default of ``tools/make_synthetic.py`` and of the INT8
-calibration frames: the version of the shipped demo model's data (v3). v4 (far cars without glass
-house and roof returns) and v5 (v4 with the far road returning in patches) are the candidates of issue 19,
-asked for by name until a model trained on one ships.
+calibration frames: the version of the shipped demo model's data (v5: v3's scenes, far cars without
+glass-house and roof returns as v4, and the far road returning in patches).
 """
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "5"
 
 from .frame import SyntheticFrame, generate_frame  # noqa: E402
 from .scene import CLASS_NAMES, Scene, SceneConfig, generate_scene  # noqa: E402

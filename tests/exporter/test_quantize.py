@@ -85,18 +85,21 @@ def test_a_real_session_runs_the_quantized_rpn_close_to_float(int8_dir, demo, ki
     assert np.all(np.isfinite(got)) and np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.85
 
 
-def test_the_detector_runs_int8_graphs_with_boxes_close_to_fp32(int8_dir, kitti_points):
+def test_the_detector_runs_int8_graphs_with_boxes_close_to_fp32(int8_dir, kitti_frames):
+    """Over the real frames (one frame holds too few confident boxes to say much): most FP32 boxes
+    with score > 0.5 come back from the INT8 graphs at score > 0.3, same label, BEV IoU > 0.5."""
     from pointpillars_trt.compare.detections import match_detections, select_above
     from pointpillars_trt.detector import Detector
 
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames]
     with Detector.from_engine_dir(int8_dir, backend="onnxruntime", device="cpu") as det:
-        got = det.detect(kitti_points)
+        got = det.detect_batch(clouds)
     with Detector.from_checkpoint(backend="onnxruntime", device="cpu") as ref_det:
-        ref = ref_det.detect(kitti_points)
-    ref, got = select_above(ref, 0.5), select_above(got, 0.3)
-    match = match_detections(ref, got, iou_threshold=0.5)
-    assert len(ref.scores) > 0 and match.recall >= 0.8, match
-    assert match.mean_iou > 0.7, match
+        ref = ref_det.detect_batch(clouds)
+    matches = [match_detections(select_above(r, 0.5), select_above(g, 0.3), iou_threshold=0.5) for r, g in zip(ref, got)]
+    n_ref, n_matched = sum(m.n_ref for m in matches), sum(m.n_matched for m in matches)
+    assert n_ref >= 10 and n_matched >= 0.8 * n_ref, matches
+    assert min(m.mean_iou for m in matches if m.n_matched) > 0.7, matches
 
 
 def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_path):

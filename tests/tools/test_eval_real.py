@@ -23,19 +23,19 @@ def run_tool(*args):
 
 @needs_frames
 def test_demo_model_on_real_frames(tmp_path):
-    """The demo model of docs/MODEL_CARD.md (generator v3 data): 14 of 22 reference cars at score > 0.3, 8 at > 0.5, 16 cars > 0.5."""
+    """The demo model of docs/MODEL_CARD.md (generator v5 data): 18 of 22 reference cars at score > 0.3, 15 at > 0.5, 24 cars > 0.5 (6 false)."""
     out = tmp_path / "real.json"
     r = run_tool("--json", out, "--backend", "onnxruntime")
     assert r.returncode == 0, r.stderr
     s = json.loads(out.read_text())
     car = s["cuda_pointpillars"]["Car"]
-    assert car["references"] == 22 and car["found"] == 14
-    assert car["predicted_above_false_score"] == 16
+    assert car["references"] == 22 and car["found"] == 18
+    assert car["predicted_above_false_score"] == 24 and car["false"] == 6
     assert sum(v["references"] for v in car["by_range"].values()) == 22
     assert s["kitti_000134"]["Car"]["references"] == 3
-    assert "cuda_pointpillars Car: found 14/22" in r.stdout
+    assert "cuda_pointpillars Car: found 18/22" in r.stdout
     strict = run_tool("--recall-score", "0.5", "--backend", "onnxruntime")
-    assert "cuda_pointpillars Car: found 8/22" in strict.stdout
+    assert "cuda_pointpillars Car: found 15/22" in strict.stdout
 
 
 def test_bad_frames_dir_exits_2_with_one_line(tmp_path):
