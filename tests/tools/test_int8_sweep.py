@@ -93,14 +93,16 @@ def test_a_tiny_sweep_end_to_end(tmp_path):
 
 
 def test_data_follows_the_models_generator_version(tmp_path):
-    """The sweep makes the data the model was trained on: the shipped model's metadata says v3;
-    a file without that metadata is one typed error naming it."""
+    """The sweep makes the data the model was trained on: the shipped model's metadata names the
+    latest generator (v5); a file without that metadata is one typed error naming it."""
     import numpy as np
     from safetensors.numpy import save_file
 
     from pointpillars_trt.errors import PointPillarsError
 
-    assert sweep.generator_version(None) == "3"
+    from pointpillars_trt.synthetic import GENERATOR_VERSION
+
+    assert sweep.generator_version(None) == GENERATOR_VERSION == "5"
     bare = tmp_path / "bare.safetensors"
     save_file({"w": np.zeros(1, np.float32)}, str(bare))
     with pytest.raises(PointPillarsError, match="bare.safetensors: no data_generator_version"):
