@@ -36,10 +36,8 @@ are no frames or no CUDA GPU.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import logging
-import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 log = logging.getLogger("bench_voxelize_gpu")
 
-from benchmarks.benchmark_gpu import DEFAULT_FRAMES, kernel_profile, load_frame_groups  # noqa: E402  (after sys.path)
+from benchmarks.benchmark_gpu import DEFAULT_FRAMES, gpu_machine, kernel_profile, load_frame_groups  # noqa: E402  (after sys.path)
 from pointpillars_trt.compare.runs import summarize  # noqa: E402
 
 OUTPUT = {
@@ -276,16 +274,6 @@ def bench_group(torch: Any, gv: GraphedVoxelizer, frames: list[np.ndarray], name
     return {"frames": rows, "summary": summary, "kernels_ms_per_frame": kernels}
 
 
-def machine(torch: Any, argv: list[str] | None) -> dict:
-    from pointpillars_trt.cuda.device import get_device
-
-    info = get_device(0).info
-    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "gpu": info.name,
-            "compute_capability": list(info.compute_capability), "driver_cuda_version": info.driver_version,
-            "torch": torch.__version__, "torch_cuda": torch.version.cuda, "python": platform.python_version(),
-            "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args = parse_args(argv)
@@ -327,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                          s["back_to_back_ms"], s["identical_to_cpu"], s["gpu_ahead_chunks"], s["chunks"])
     finally:
         gv.free()
-    report = {"machine": machine(torch, argv), "config": cfg.name, "frames": names, "output": OUTPUT,
+    report = {"machine": gpu_machine(torch, argv), "config": cfg.name, "frames": names, "output": OUTPUT,
               "variants": {v.name: {"pdl": v.pdl, "device_count": v.device_count} for v in VARIANTS},
               "replays_per_frame": args.replays, "chunk": args.chunk, "spin_ms": args.spin_ms, "results": results,
               "identical_to_cpu": all(s["identical_to_cpu"] for r in results.values() for s in r["summary"].values())}

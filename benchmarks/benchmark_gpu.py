@@ -230,6 +230,17 @@ def kernel_profile(torch, detect, frame: np.ndarray, reps: int = 20) -> dict[str
     return out
 
 
+def gpu_machine(torch, argv: list[str] | None) -> dict:
+    """Date, GPU, driver, torch, Python and the command line, for a GPU benchmark's JSON report."""
+    from pointpillars_trt.cuda.device import get_device
+
+    info = get_device(0).info
+    return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "gpu": info.name,
+            "compute_capability": list(info.compute_capability), "driver_cuda_version": info.driver_version,
+            "torch": torch.__version__, "torch_cuda": torch.version.cuda, "python": platform.python_version(),
+            "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -340,14 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("speed-up vs eager  %-34s latency x%6.1f  throughput x%6.1f", name, s["latency"], s["throughput"])
     ceil = ceilings(torch)
     log.info("ceilings: device-to-device copy %.0f GB/s, fp16 matmul %.0f TFLOP/s", ceil["d2d_copy_GBps"], ceil["fp16_matmul_TFLOPs"])
-    from pointpillars_trt.cuda.device import get_device
-
-    info = get_device(0).info
     report = {
-        "machine": {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "gpu": info.name,
-                    "compute_capability": list(info.compute_capability), "driver_cuda_version": info.driver_version,
-                    "torch": torch.__version__, "torch_cuda": torch.version.cuda, "python": platform.python_version(),
-                    "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])},
+        "machine": gpu_machine(torch, argv),
         "model": base.source.describe(), "config": cfg.name, "frames": {k: len(v) for k, v in groups.items()},
         "results": results, "speedup_vs_eager": speedups, "ceilings": ceil, "wall_s": time.perf_counter() - t_start,
     }
