@@ -127,16 +127,17 @@ def check_keep_float(names: Sequence[str], graphs: Sequence[onnx.ModelProto]) ->
         raise ConfigError(f"--keep-float: no quantizable node named {unknown}; the graphs have {sorted(known)}")
 
 
-def _calibration_session(path: str, threads: int | None):
-    """An ONNX Runtime session of the calibrator's augmented graph with ``threads`` intra-op threads
-    (ORT's own calibrator takes all the cores, which starves parallel calibrations)."""
+def plain_session(source: str | bytes, threads: int | None):
+    """An ONNX Runtime CPU session of ``source`` (a path or a serialized model) with its graph
+    optimizations off (the tensors keep their names and values) and ``threads`` intra-op threads
+    (None: ONNX Runtime's default, every core, which starves parallel calibrations)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         opts.intra_op_num_threads = int(threads)
-    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def calibrate(model: onnx.ModelProto, options: QuantizeOptions, reader: CalibrationReader, cache: Path,
@@ -155,7 +156,7 @@ def calibrate(model: onnx.ModelProto, options: QuantizeOptions, reader: Calibrat
                                            extra_options={"percentile": float(options.percentile),
                                                           "num_bins": int(options.histogram_bins),
                                                           "num_quantized_bins": options.quantized_bins})
-            calibrator.infer_session = _calibration_session(calibrator.augmented_model_path, threads)
+            calibrator.infer_session = plain_session(calibrator.augmented_model_path, threads)
             with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print a line per frame
                 for start in range(len(reader)):
                     reader.set_range(start, start + 1)

@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import onnx
 
-from .quantize import quantizable_nodes
+from .quantize import plain_session, quantizable_nodes
 
 
 def probes(model: onnx.ModelProto) -> dict[str, tuple[str, str]]:
@@ -53,15 +53,6 @@ class Sqnr:
         return round(20 * math.log10(max(math.sqrt(self.signal[key]), eps) / max(math.sqrt(self.noise[key]), eps)), 2)
 
 
-def _session(model: onnx.ModelProto, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = int(threads)
-    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def activation_sqnr(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]],
                     threads: int = 1) -> dict:
     """``{"nodes": {node: {"input_db": dB, "output_db": dB}}, "outputs": {output: dB}}``: the SQNR
@@ -77,8 +68,8 @@ def activation_sqnr(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, f
         return outputs + sorted({t for n in nodes for t in pairs[n]} - set(outputs))
 
     ref_names, q_names = names(ref_nodes), names(q_nodes)
-    ref_sess = _session(with_outputs(float_model, ref_names[len(outputs):]), threads)
-    q_sess = _session(with_outputs(int8_model, q_names[len(outputs):]), threads)
+    ref_sess = plain_session(with_outputs(float_model, ref_names[len(outputs):]).SerializeToString(), threads)
+    q_sess = plain_session(with_outputs(int8_model, q_names[len(outputs):]).SerializeToString(), threads)
     acc = Sqnr()
     for x in feeds:
         ref = dict(zip(ref_names, ref_sess.run(ref_names, dict(x))))
