@@ -106,6 +106,14 @@ def height_share(z: np.ndarray, obj: np.ndarray, boxes: np.ndarray) -> np.ndarra
     return np.where(obj >= 0, share, -1.0)
 
 
+def detect_probability(refl, incidence_cos, noisy: np.ndarray, sensor: SensorConfig, keep=1.0) -> np.ndarray:
+    """``[N]`` chance that a return is detected: ``(1 - dropout) * keep * (1 - exp(-gain * snr))`` with
+    ``snr = refl * incidence_cos**2 * (50 m / range)**2`` (``refl``, ``incidence_cos``, ``keep``: ``[N]``
+    or scalars; ``noisy [N]`` the measured range, at least 1 m in the formula)."""
+    snr = refl * incidence_cos**2 * (50.0 / np.maximum(noisy, 1.0)) ** 2
+    return (1.0 - sensor.dropout) * keep * (1.0 - np.exp(-sensor.detect_gain * snr))
+
+
 def _cab_fade(p_detect: np.ndarray, returns: ReturnModel, scene, obj: np.ndarray, z: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     """``p_detect [N]`` times :func:`.returns.cab_keep` of the returns (object ``obj [N]``, height
     ``z [N]``, range ``ranges [N]``); ``p_detect`` itself when the model has no cab fade (v1-v3)."""
@@ -127,8 +135,7 @@ def _rough_ground(p_detect, returns: ReturnModel, sensor: SensorConfig, seed: in
     n_cells = sensor.num_azimuth // cell_cols + 1
     on = np.random.default_rng([int(seed), int(index), 2]).random((int(beam.max()) + 1 if len(beam) else 1, n_cells))
     patch_on = ground & (on[beam, col // cell_cols] < returns.ground_patch_share)
-    snr = refl * returns.ground_roughness**2 * (50.0 / np.maximum(noisy, 1.0)) ** 2
-    p_rough = (1.0 - sensor.dropout) * (1.0 - np.exp(-sensor.detect_gain * snr))
+    p_rough = detect_probability(refl, returns.ground_roughness, noisy, sensor)
     return ret.rough_ground_detect(p_detect, p_rough, patch_on)
 
 
@@ -168,8 +175,7 @@ def generate_frame(
     # surface texture: +-15 % reflectivity variation per return
     refl = np.clip(refl * (1.0 + 0.15 * rng.standard_normal(n)), 0.0, 1.0)
     noisy = rng_m + sensor.range_noise * rng.standard_normal(n)
-    snr = refl * np.maximum(cos_inc, 0.01) ** 2 * (50.0 / np.maximum(noisy, 1.0)) ** 2
-    p_detect = (1.0 - sensor.dropout) * (1.0 - extra_drop) * (1.0 - np.exp(-sensor.detect_gain * snr))
+    p_detect = detect_probability(refl, np.maximum(cos_inc, 0.01), noisy, sensor, 1.0 - extra_drop)
     p_detect = _cab_fade(p_detect, returns, scene, obj, np.sin(el[beam]) * rng_m, noisy)
     p_detect = _rough_ground(p_detect, returns, sensor, seed, index, ~is_prim, beam, col, refl, noisy)
     keep = (rng.random(n) < p_detect) & (noisy > 0.5) & (noisy <= sensor.max_range)
