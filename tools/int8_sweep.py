@@ -178,7 +178,8 @@ def predict_task(engine_dir: Path, data_root: Path, frame_ids: tuple[str, ...], 
 @dataclass
 class Variant:
     """Graphs to build and evaluate: ``name`` (``fp32``, a candidate's spec, or ``only:NODE``),
-    the build arguments, and the variant whose calibration it waits for (``after``)."""
+    the build arguments, the variant whose calibration it waits for (``after``), and why it failed
+    (``error``: its row says so; the other variants go on)."""
 
     name: str
     candidate: Candidate | None = None
@@ -186,6 +187,7 @@ class Variant:
     after: str | None = None
     shards_left: int = 0
     seconds: dict = field(default_factory=lambda: {"build": 0.0, "predict": 0.0})
+    error: str | None = None
 
 
 def plan(candidates: list[Candidate], sensitivity: Candidate | None, rpn_nodes: list[str]) -> dict[str, Variant]:
@@ -233,7 +235,8 @@ class Sweep:
             self.futures[fut] = ("predict", v.name)
 
     def run(self, variants: dict[str, Variant]) -> None:
-        """Until every variant's val predictions are written; raises the first failure."""
+        """Until every variant's val predictions are written or it failed (its ``error``; those
+        waiting for its calibration fail with it); raises :class:`PointPillarsError` if FP32 fails."""
         for v in variants.values():
             if v.after is None:
                 self._build(v)
@@ -242,7 +245,11 @@ class Sweep:
             for fut in done:
                 kind, name = self.futures.pop(fut)
                 v = variants[name]
-                v.seconds[kind] += fut.result()
+                try:
+                    v.seconds[kind] += fut.result()
+                except Exception as exc:  # noqa: BLE001 - one variant's failure is its row, not the sweep's end
+                    fail(variants, name, f"{kind} failed: {type(exc).__name__}: {exc}")
+                    continue
                 if kind == "predict":
                     v.shards_left -= 1
                     if not v.shards_left:
@@ -252,6 +259,18 @@ class Sweep:
                 for w in variants.values():
                     if w.after == name:
                         self._build(w)
+
+
+def fail(variants: dict[str, Variant], name: str, reason: str) -> None:
+    """Record ``reason`` as variant ``name``'s error (its first) and, for a calibration, of the
+    variants reusing its ranges; FP32 failing ends the sweep (nothing to compare with)."""
+    log.error("%s: %s", name, reason)
+    if name == "fp32":
+        raise PointPillarsError(f"the fp32 graphs: {reason}")
+    variants[name].error = variants[name].error or reason
+    for w in variants.values():
+        if w.after == name and w.error is None:
+            w.error = f"its calibration ({name}) failed"
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -272,6 +291,9 @@ def evaluate_all(sweep: Sweep, variants: dict[str, Variant], data_root: Path, va
     gt = load_ground_truth(kitti)
     out = {}
     for name, v in variants.items():
+        if v.error is not None:
+            out[name] = {"error": v.error, "seconds": {k: round(s, 1) for k, s in v.seconds.items()}}
+            continue
         ap = moderate_3d(evaluate(gt, load_predictions(sweep.pred_dir(name), val_ids), classes=CLASSES))
         out[name] = {"ap": ap, "seconds": {k: round(s, 1) for k, s in v.seconds.items()}}
     return out
@@ -281,13 +303,15 @@ def summarize(results: dict[str, dict], candidates: list[Candidate]) -> dict:
     """Drops from FP32 (AP int8 - AP fp32: negative = a loss), whether each candidate meets the
     target, and the best one (meets it with the smallest worst-class loss)."""
     fp32 = results["fp32"]["ap"]
-    for r in results.values():
+    for r in (r for r in results.values() if "error" not in r):
         r["drop"] = {c: round(r["ap"][c] - fp32[c], 2) for c in r["ap"]}
         r["worst"] = min(r["drop"].values())
     for c in candidates:
-        results[c.spec]["meets_target"] = results[c.spec]["worst"] >= -TARGET_DROP
-    best = max(candidates, key=lambda c: results[c.spec]["worst"])
-    return {"fp32": fp32, "best": best.spec, "best_meets_target": results[best.spec]["meets_target"]}
+        results[c.spec]["meets_target"] = "error" not in results[c.spec] and results[c.spec]["worst"] >= -TARGET_DROP
+    ran = [c for c in candidates if "error" not in results[c.spec]]
+    best = max(ran, key=lambda c: results[c.spec]["worst"]) if ran else None
+    return {"fp32": fp32, "best": best.spec if best else None,
+            "best_meets_target": best is not None and results[best.spec]["meets_target"]}
 
 
 def markdown(report: dict) -> str:
@@ -295,6 +319,8 @@ def markdown(report: dict) -> str:
     res = report["results"]
 
     def row(name: str, mark: str = "") -> str:
+        if "error" in res[name]:
+            return f"| {name} | failed: {res[name]['error'].replace('|', '/')} | | |"
         cells = "".join(f" {res[name]['ap'][c]:.2f} ({res[name]['drop'][c]:+.2f}) |" for c in CLASSES)
         return f"| {name}{mark} |{cells}"
 
@@ -308,7 +334,7 @@ def markdown(report: dict) -> str:
     if report.get("sensitivity"):
         lines += ["", f"Sensitivity (ranges of {report['sensitivity']}): AP drop with only that RPN node int8, worst first.",
                   "", head.replace("graphs", "int8 node")]
-        nodes = sorted((n for n in res if n.startswith("only:")), key=lambda n: res[n]["worst"])
+        nodes = sorted((n for n in res if n.startswith("only:")), key=lambda n: res[n].get("worst", math.inf))
         lines += [row(n).replace("| only:", "| ", 1) for n in nodes]
     return "\n".join(lines) + "\n"
 

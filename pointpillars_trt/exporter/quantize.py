@@ -164,29 +164,29 @@ def calibrate(model: onnx.ModelProto, options: QuantizeOptions, reader: Calibrat
                 if options.method == CalibrationMethod.ENTROPY:
                     use_vectorized_entropy(calibrator)  # ONNX Runtime's search, minutes faster at 2048 bins
                 ranges = calibrator.compute_data()
-                if options.activation_type == ActivationType.UINT8:
-                    ranges = relu_through_depth_to_space(model, one_sided(ranges))
+                if options.activation_type == ActivationType.UINT8:  # minmax: no histograms, its lowest is the data's
+                    histograms = getattr(getattr(calibrator, "collector", None), "histogram_dict", None) or {}
+                    ranges = relu_through_depth_to_space(model, one_sided(ranges, histograms))
         except (ValueError, RuntimeError, KeyError) as exc:
             raise ExportError(f"{cache}: ONNX Runtime's calibrator failed: {exc}") from exc
     cache.unlink(missing_ok=True)
     save_tensors_data(ranges, cache)
 
 
-def one_sided(ranges):
-    """ONNX Runtime's ``TensorsData`` ``ranges`` with ``lowest`` 0 for every tensor whose calibration
-    histogram (``hist`` over the edges ``bins``, symmetric about 0) holds nothing below zero (the
-    histogram calibrators report ``[-range, range]`` even for a ReLU output); others as they are."""
+def one_sided(ranges, histograms):
+    """ONNX Runtime's ``TensorsData`` ``ranges`` with ``lowest`` 0 for every tensor that was never
+    negative in calibration (the histogram calibrators report ``[-range, range]`` even for a ReLU
+    output); others as they are. ``histograms``: the calibrator's ``collector.histogram_dict``,
+    ``name -> (hist, edges, min, max, threshold)``, whose ``min`` is the smallest value seen. The
+    ranges' own ``hist``/``bins`` are not used: ONNX Runtime's percentile calibrator stores the
+    first two counts there, not the histogram (a 0-d array; an all-zero tensor's too)."""
     from onnxruntime.quantization.calibrate import TensorData
 
     for name in list(ranges.keys()):
-        td = ranges[name]
-        hist, edges = getattr(td, "hist", None), getattr(td, "bins", None)
-        if hist is None or edges is None or float(td.lowest) >= 0.0:
+        td, seen = ranges[name], histograms.get(name)
+        if seen is None or float(td.lowest) >= 0.0 or float(np.min(seen[2])) < 0.0:
             continue
-        edges = np.asarray(edges, dtype=np.float64)
-        below = np.asarray(hist)[edges[1:] <= 0.5 * (edges[1] - edges[0])].sum()  # bins ending at (about) 0 or lower
-        if below == 0:
-            ranges[name] = TensorData(lowest=np.zeros((), dtype=td.highest.dtype), highest=td.highest, hist=td.hist, bins=td.bins)
+        ranges[name] = TensorData(lowest=np.zeros((), dtype=td.highest.dtype), highest=td.highest, hist=td.hist, bins=td.bins)
     return ranges
 
 

@@ -78,11 +78,30 @@ def test_one_sided_ranges_only_for_tensors_never_negative():
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
     edges = np.linspace(-4, 4, 9, dtype=np.float32)
-    relu = TensorData(lowest=np.float32(-3), highest=np.float32(3), hist=np.array([0, 0, 0, 0, 5, 2, 1, 0]), bins=edges)
-    signed = TensorData(lowest=np.float32(-3), highest=np.float32(3), hist=np.array([0, 1, 0, 0, 5, 2, 1, 0]), bins=edges)
-    ranges = one_sided(TensorsData(CalibrationMethod.Entropy, {"relu": relu, "signed": signed}))
+    hist = np.array([0, 0, 0, 0, 5, 2, 1, 0])
+    relu = TensorData(lowest=np.float32(-3), highest=np.float32(3), hist=hist, bins=edges)
+    signed = TensorData(lowest=np.float32(-3), highest=np.float32(3), hist=hist, bins=edges)
+    seen = {"relu": (hist, edges, np.float32(0), np.float32(3), np.float32(3)),
+            "signed": (hist, edges, np.float32(-0.1), np.float32(3), np.float32(3))}
+    ranges = one_sided(TensorsData(CalibrationMethod.Entropy, {"relu": relu, "signed": signed}), seen)
     assert float(ranges["relu"].lowest) == 0.0 and float(ranges["relu"].highest) == 3.0
     assert float(ranges["signed"].lowest) == -3.0
+
+
+def test_one_sided_takes_degenerate_histograms():
+    """ONNX Runtime's percentile calibrator stores two counts as a range's hist/bins (0-d arrays), and an
+    all-zero tensor's histogram has one value: neither may crash the uint8 calibration (int8_sweep.py did)."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+    zeros = np.histogram(np.zeros(10, np.float32), 8, range=(0.0, 0.0))
+    scalar = TensorData(lowest=np.float32(-2), highest=np.float32(2), hist=np.array(7), bins=np.array(0))
+    const = TensorData(lowest=np.float32(0), highest=np.float32(0), hist=zeros[0], bins=zeros[1])
+    seen = {"scalar": (np.array([1, 2]), np.array([-2.0, 0.0, 2.0]), np.float32(0.5), np.float32(2), np.float32(2)),
+            "const": (*zeros, np.float32(0), np.float32(0), np.float32(0))}
+    ranges = one_sided(TensorsData(CalibrationMethod.Percentile, {"scalar": scalar, "const": const, "unseen": scalar}), seen)
+    assert (float(ranges["scalar"].lowest), float(ranges["scalar"].highest)) == (0.0, 2.0)
+    assert (float(ranges["const"].lowest), float(ranges["const"].highest)) == (0.0, 0.0)
+    assert float(ranges["unseen"].lowest) == -2.0
 
 
 def test_options_refuse_bad_activation_types_and_too_few_bins():
@@ -121,3 +140,48 @@ def test_sqnr_per_node_against_float(uint8_dir, kitti_points):
     acc = Sqnr()
     acc.add("x", np.array([3.0, 4.0]), np.array([3.0, 4.5]))  # |x| = 5, |noise| = 0.5: 20 dB
     assert acc.db("x") == 20.0
+
+
+class _Frames:
+    """A CalibrationReader stand-in over fixed feeds (the calibrator's interface: len, set_range, get_next)."""
+
+    def __init__(self, feeds):
+        self.feeds, self._next, self._end = feeds, 0, len(feeds)
+
+    def __len__(self):
+        return len(self.feeds)
+
+    def set_range(self, start, end):
+        self._next, self._end = start, min(end, len(self.feeds))
+
+    def get_next(self):
+        if self._next >= self._end:
+            return None
+        self._next += 1
+        return self.feeds[self._next - 1]
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
+def test_uint8_calibration_of_a_real_graph_with_an_all_zero_tensor(tmp_path, method):
+    """ONNX Runtime's calibrator on a Conv -> Relu graph whose second Conv reads a tensor that is 0 in every
+    frame: every method's uint8 ranges are computed (percentile crashed in one_sided), the ReLU's from 0."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pointpillars_trt.exporter.quantize import calibrate
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(4, 2, 1, 1)).astype(np.float32), "w")
+    w2 = numpy_helper.from_array(rng.normal(size=(4, 4, 1, 1)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Mul", ["r", "zero"], ["z"], name="mul"), helper.make_node("Conv", ["z", "w2"], ["y"], name="conv2")]
+    zero = numpy_helper.from_array(np.zeros((1,), np.float32), "zero")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w, w2, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = [{"x": rng.normal(size=(1, 2, 8, 8)).astype(np.float32)} for _ in range(3)]
+    cache = tmp_path / "calibration.json"
+    calibrate(model, QuantizeOptions(method=method, activation_type="uint8", histogram_bins=512), _Frames(feeds), cache, threads=1)
+    ranges = load_tensors_data(cache)
+    assert float(np.min(ranges["r"].lowest)) == 0.0 and float(np.max(ranges["r"].highest)) > 0.0
+    assert float(np.max(ranges["z"].highest)) == 0.0

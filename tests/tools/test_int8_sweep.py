@@ -107,3 +107,20 @@ def test_data_follows_the_models_generator_version(tmp_path):
     save_file({"w": np.zeros(1, np.float32)}, str(bare))
     with pytest.raises(PointPillarsError, match="bare.safetensors: no data_generator_version"):
         sweep.generator_version(bare)
+
+
+def test_a_failed_candidate_gets_its_row_and_the_others_keep_theirs():
+    cands = [sweep.parse_candidate(s) for s in ("entropy-8", "entropy-8+head", "minmax-8")]
+    variants = sweep.plan(cands, None, [])
+    sweep.fail(variants, "entropy-8", "build failed: IndexError: array is 0-dimensional")
+    assert variants["entropy-8+head"].error == "its calibration (entropy-8) failed" and variants["minmax-8"].error is None
+    ap = {"Car": 50.0, "Pedestrian": 20.0, "Cyclist": 10.0}
+    results = {"fp32": {"ap": ap}, "minmax-8": {"ap": {**ap, "Car": 49.5}},
+               **{n: {"error": variants[n].error} for n in ("entropy-8", "entropy-8+head")}}
+    report = {"val_frames": 2, "data": "d", "candidates": [c.spec for c in cands], "wall_s": 1.0, "workers": 1, "cpu": "c",
+              "results": results, **sweep.summarize(results, cands)}
+    assert (report["best"], report["best_meets_target"]) == ("minmax-8", True)
+    md = sweep.markdown(report)
+    assert "| entropy-8 | failed: build failed: IndexError: array is 0-dimensional |" in md and "| minmax-8 (meets target) |" in md
+    with pytest.raises(sweep.PointPillarsError, match="the fp32 graphs: predict failed"):
+        sweep.fail(variants, "fp32", "predict failed: x")
