@@ -36,6 +36,7 @@ from ..errors import ConfigError, ExportError
 from ..options import Choice
 from .calibration import CalibrationFrames, CalibrationReader
 from .entropy import use_vectorized_entropy
+from .qdq_rewrites import tidy_qdq
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -237,7 +238,7 @@ def quantize_graph(model: onnx.ModelProto, out_path: Path, options: QuantizeOpti
             raise ExportError(f"{out_path}: ONNX Runtime's quantizer failed: {exc}") from exc
     quantized = onnx.load(str(out_path))
     del quantized.metadata_props[:]
-    return float_outputs(quantized)
+    return tidy_qdq(float_outputs(quantized), set(options.keep_float))
 
 
 def float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:

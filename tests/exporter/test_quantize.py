@@ -221,3 +221,27 @@ def test_cli_int8_needs_calibration_frames_and_exits_2(tmp_path, capsys):
         cli.main(["--out-dir", str(tmp_path), "--calib", str(tmp_path)])
     assert exc.value.code == 2
     assert cli.main(["--out-dir", str(tmp_path / "o"), "--int8", "--calib", str(tmp_path / "missing")]) == 2
+
+
+def int8_kernels(path, tmp_path):
+    """``(QLinearConv count, float Conv count, ops)`` of ``path`` as ONNX Runtime's CPU optimizes it (a real session)."""
+    from pointpillars_trt.network.onnxruntime import INT8_DISABLED_OPTIMIZERS
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=list(INT8_DISABLED_OPTIMIZERS))
+    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    return ops.count("QLinearConv"), ops.count("Conv"), set(ops)
+
+
+def test_onnx_runtime_runs_every_int8_convolution_and_depth_to_space_in_int8(int8_dir, tmp_path):
+    rpn = onnx.load(str(int8_dir / "rpn.onnx"))
+    keep = set(read_graph_metadata(int8_dir / "rpn.onnx").quantization.keep_float)
+    convs = [n.name for n in rpn.graph.node if n.op_type == "Conv"]
+    assert int8_kernels(int8_dir / "rpn.onnx", tmp_path)[:2] == (len(set(convs) - keep), len(keep & set(convs)))
+    producer = {o: n for n in rpn.graph.node for o in n.output}
+    d2s = [n for n in rpn.graph.node if n.op_type == "DepthToSpace"]
+    assert d2s and all(producer[n.input[0]].op_type == "QuantizeLinear" for n in d2s)  # moved as int8
+    heads = [n for n in rpn.graph.node if set(n.output) & {o.name for o in rpn.graph.output}]
+    assert {producer[h.input[0]].op_type for h in heads} == {"Concat"}  # the float heads read the float Concat

@@ -185,3 +185,14 @@ def test_uint8_calibration_of_a_real_graph_with_an_all_zero_tensor(tmp_path, met
     ranges = load_tensors_data(cache)
     assert float(np.min(ranges["r"].lowest)) == 0.0 and float(np.max(ranges["r"].highest)) > 0.0
     assert float(np.max(ranges["z"].highest)) == 0.0
+
+
+def test_onnx_runtime_runs_every_int8_convolution_of_the_uint8_graph(uint8_dir, tmp_path):
+    """A Conv whose output feeds two readers had two Qs (the ReLU folded into them) and stayed a float Conv."""
+    from tests.exporter.test_quantize import int8_kernels
+
+    out, _, _ = uint8_dir
+    keep = set(read_graph_metadata(out / "rpn.onnx").quantization.keep_float)
+    convs = {n.name for n in onnx.load(str(out / "rpn.onnx")).graph.node if n.op_type == "Conv"}
+    int8, float_convs, ops = int8_kernels(out / "rpn.onnx", tmp_path)
+    assert (int8, float_convs) == (len(convs - keep), len(convs & keep)) and "Relu" not in ops
