@@ -148,9 +148,12 @@ def generate_frame(
 ) -> SyntheticFrame:
     """Generate frame ``index`` of dataset ``seed`` (deterministic; see the module docstring).
     With ``returns.mix_spread > 0`` the frame's own sensor and return settings are drawn from a
-    generator of their own, so the scene is the one the unmixed settings give."""
+    generator of their own, so the scene is the one the unmixed settings give; so is the draw of the cab fade when
+    ``returns.cab_share < 1`` (``[seed, index, 3]``, :func:`.returns.frame_cab_fade`)."""
     if returns.mix_spread > 0:
         sensor, returns = mixed_settings(np.random.default_rng([int(seed), int(index), 1]), sensor, returns)
+    if returns.cab_share < 1:
+        returns = ret.frame_cab_fade(returns, float(np.random.default_rng([int(seed), int(index), 3]).random()))
     rng = frame_rng(seed, index)
     scene = generate_scene(rng, scene_config, sensor.mount_height)
     ground_refl = _ground_reflectivity(rng)
