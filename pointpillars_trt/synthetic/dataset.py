@@ -73,11 +73,13 @@ def write_dataset(
     settings: GeneratorSettings | None = None,
     command: Sequence[str] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    val_only: int = 0,
 ) -> dict:
     """Generate ``frames`` frames of dataset ``seed`` into ``out`` (see the module docstring).
 
     ``settings``: the generator version's (default: the latest, ``GENERATOR_VERSION``).
-    ``workers`` processes share the frames; ``progress`` wraps the iterator of finished frames
+    ``val_only > 0`` writes only the first ``val_only`` frames of the val split (``train.txt`` empty), the same
+    files as the whole dataset's (a frame depends only on ``(seed, index)``). ``workers`` processes share the frames; ``progress`` wraps the iterator of finished frames
     (e.g. ``lambda it: tqdm(it, total=frames)``). Returns the summary also written to
     ``dataset.json``.
     """
@@ -86,9 +88,14 @@ def write_dataset(
     train, val = split_ids(frames, val_fraction)
     if workers < 1:
         raise DatasetError(f"workers must be >= 1, got {workers}")
+    if val_only < 0:
+        raise DatasetError(f"val_only must be >= 0, got {val_only}")
+    indices: Sequence[int] = range(frames)
+    if val_only:
+        train, val = [], val[:val_only]
+        indices = [int(i) for i in val]
     make_layout(out)
     init = (str(out), int(seed), settings)
-    indices = range(frames)
     if workers == 1:
         _init_worker(*init)
         results: Iterable[dict] = map(_make_one, indices)
@@ -123,6 +130,7 @@ def write_dataset(
         "val_fraction": float(val_fraction),
         "train_frames": len(train),
         "val_frames": len(val),
+        "val_only": int(val_only),
         "command": list(command) if command is not None else None,
         "image_shape": list(IMAGE_SHAPE),
         "occlusion_thresholds": list(OCCLUSION_THRESHOLDS),
@@ -133,6 +141,7 @@ def write_dataset(
         "scene": dataclasses.asdict(settings.scene),
         "returns": dataclasses.asdict(settings.returns),
         "stats": {
+            "frames_written": len(stats),
             "mean_points_per_frame": float(np.mean([r["points"] for r in stats])),
             "mean_objects_per_frame": float(np.mean([r["objects"] for r in stats])),
             "labels": dict(sorted(labels.items())),
