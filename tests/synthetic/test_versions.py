@@ -185,6 +185,8 @@ def test_rough_ground_detect_raises_only_patches():
 
 # generator_settings("5", mix) frame 0 before generator v6 was added
 V5_FRAME_DIGESTS = {(0.0, 0): "7f0c8a576302735e"}
+# generator_settings("6") frame 0 as first added
+V6_FRAME_0 = "22e5060555816116"
 
 
 def frame_digest(f):
@@ -204,14 +206,30 @@ def test_frame_cab_fade_draw():
     assert frame_cab_fade(v3, 0.9) is v3
 
 
-def test_v6_frames_are_v5_frames_with_or_without_the_cab_fade():
+def test_v6_frames_are_v5_frames_with_or_without_the_cab_fade_and_more_cut_edge_cars():
     import dataclasses
 
     v5, v6 = generator_settings("5"), generator_settings("6")
-    assert (v6.sensor, v6.scene, v6.calibration) == (v5.sensor, v5.scene, v5.calibration)
+    assert (v6.sensor, v6.calibration) == (v5.sensor, v5.calibration)
+    assert v6.scene == dataclasses.replace(v5.scene, edge_car_azimuths_deg=(30.0, 46.0))
+    assert v5.scene.edge_car_azimuths_deg == (28.0, 42.0)
+    v6_with_v5_scene = dataclasses.replace(v6, scene=v5.scene)
     roofed = dataclasses.replace(v5, returns=dataclasses.replace(v5.returns, cab_fade_m=0.0))
     # seed 0: frame 0 draws 0.76 (roofed, as v3's cars), frame 3 draws 0.03 (the cab fade, as v5)
-    f0, f3 = v6.frame(0, 0), v6.frame(0, 3)
+    f0, f3 = v6_with_v5_scene.frame(0, 0), v6_with_v5_scene.frame(0, 3)
     assert frame_digest(f0) == frame_digest(roofed.frame(0, 0)) != frame_digest(v5.frame(0, 0))
     assert frame_digest(f3) == frame_digest(v5.frame(0, 3))
     assert len(f0.points) > len(v5.frame(0, 0).points)  # the roofs' returns
+    assert frame_digest(v6.frame(0, 0)) == V6_FRAME_0
+
+
+def test_v6_edge_cars_are_further_out():
+    az = {}
+    for version in ("5", "6"):
+        g = generator_settings(version)
+        a = []
+        for i in range(4):
+            s = g.frame(0, i).scene
+            a += [abs(np.degrees(np.arctan2(b[1], b[0]))) for b, n in zip(s.boxes, s.names) if n == "Car" and 20 < np.hypot(b[0], b[1]) < 40]
+        az[version] = np.array(a)
+    assert (az["6"] > 42).sum() > (az["5"] > 42).sum()
