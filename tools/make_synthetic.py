@@ -8,7 +8,8 @@
 first demo model); 2 is the KITTI-like simulator (the data of the v2 demo model); 3 (the default)
 is v2 with more far and partly seen cars and far vehicle returns as bright as KITTI's (the data of
 the v3 demo model); 4 is v3 whose far cars lose their glass house and roof returns, as KITTI's do;
-5 is v4 with far road returns in patches; 6 is v5 where half of the frames (a draw per frame) keep v3's roofed far cars;
+5 is v4 with far road returns in patches; 6 is v5 where half of the frames (a draw per frame) keep v3's roofed far cars
+and more cars near the view's edge are cut by the crop;
 ``--mix S`` (v2 and later) gives every frame its own sensor and return settings, spread ``S`` around the version's.
 
 Writes ``training/{velodyne,velodyne_reduced,calib,label_2,image_2}``, ``ImageSets/{train,val}.txt``
