@@ -44,8 +44,9 @@ class SceneConfig:
       ``Tram`` labels: negatives for the Car class, ignored by the Car metric as in KITTI).
     * ``far_cars``: extra cars driving 30-70 m ahead (sparse, far returns).
     * ``cross_street_probability``: share of scenes with a cross street; ``cross_cars``: cars on it.
-    * ``edge_cars``: extra cars 20-40 m away near the camera's field-of-view edge (28-42 degrees
-      off the x axis; v3): truncated by the camera crop, often behind parked rows or in side streets.
+    * ``edge_cars``: extra cars 20-40 m away near the camera's field-of-view edge (``edge_car_azimuths_deg`` off
+      the x axis, 28-42 degrees in v3-v5, 30-46 in v6): truncated by the camera crop, often behind parked rows or in
+      side streets.
     * ``frontage_weights``: shares of building, wall/fence, trees and bushes, empty lot and hedge.
     """
 
