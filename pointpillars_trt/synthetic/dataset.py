@@ -64,6 +64,27 @@ def _make_one(index: int) -> dict:
     }
 
 
+def _make_frames(init: tuple, indices: Sequence[int], workers: int, progress) -> list[dict]:
+    """The per-frame stats of writing frames ``indices`` with ``workers`` processes (``init``: :func:`_init_worker`'s
+    arguments; ``progress`` wraps the iterator of finished frames, or None)."""
+    if workers == 1:
+        _init_worker(*init)
+        results: Iterable[dict] = map(_make_one, indices)
+        pool = None
+    else:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = multiprocessing.get_context(method).Pool(workers, initializer=_init_worker, initargs=init)
+        results = pool.imap(_make_one, indices, chunksize=4)
+    if progress is not None:
+        results = progress(results)
+    try:
+        return list(results)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+
 def write_dataset(
     out: str | Path,
     frames: int,
@@ -95,26 +116,8 @@ def write_dataset(
         train, val = [], val[:val_only]
         indices = [int(i) for i in val]
     make_layout(out)
-    init = (str(out), int(seed), settings)
-    if workers == 1:
-        _init_worker(*init)
-        results: Iterable[dict] = map(_make_one, indices)
-        pool = None
-    else:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = multiprocessing.get_context(method).Pool(workers, initializer=_init_worker, initargs=init)
-        results = pool.imap(_make_one, indices, chunksize=4)
-    if progress is not None:
-        results = progress(results)
     t0 = time.perf_counter()
-    stats = []
-    try:
-        for r in results:
-            stats.append(r)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    stats = _make_frames((str(out), int(seed), settings), indices, workers, progress)
     wall = time.perf_counter() - t0
     (out / "ImageSets" / "train.txt").write_text("".join(i + "\n" for i in train))
     (out / "ImageSets" / "val.txt").write_text("".join(i + "\n" for i in val))
