@@ -79,9 +79,9 @@ def add_far_cars(lay: Layout) -> None:
 
 
 def add_edge_cars(lay: Layout) -> None:
-    """``config.edge_cars`` cars 20-40 m from the sensor, 28-42 degrees off its x axis (the camera
-    view ends near 40 degrees, so the crop cuts some); none in v1 and v2."""
-    _add_around(lay, lay.config.edge_cars, (20.0, 40.0), (28.0, 42.0))
+    """``config.edge_cars`` cars 20-40 m from the sensor, ``config.edge_car_azimuths_deg`` (v3-v5: 28-42) degrees off
+    its x axis (the camera view ends near 40 degrees, so the crop cuts some); none in v1 and v2."""
+    _add_around(lay, lay.config.edge_cars, (20.0, 40.0), lay.config.edge_car_azimuths_deg)
 
 
 def add_open_far_cars(lay: Layout) -> None:

@@ -64,31 +64,9 @@ def _make_one(index: int) -> dict:
     }
 
 
-def write_dataset(
-    out: str | Path,
-    frames: int,
-    seed: int,
-    val_fraction: float = 0.5,
-    workers: int = 1,
-    settings: GeneratorSettings | None = None,
-    command: Sequence[str] | None = None,
-    progress: Callable[[Iterable], Iterable] | None = None,
-) -> dict:
-    """Generate ``frames`` frames of dataset ``seed`` into ``out`` (see the module docstring).
-
-    ``settings``: the generator version's (default: the latest, ``GENERATOR_VERSION``).
-    ``workers`` processes share the frames; ``progress`` wraps the iterator of finished frames
-    (e.g. ``lambda it: tqdm(it, total=frames)``). Returns the summary also written to
-    ``dataset.json``.
-    """
-    out = Path(out)
-    settings = settings or generator_settings(GENERATOR_VERSION)
-    train, val = split_ids(frames, val_fraction)
-    if workers < 1:
-        raise DatasetError(f"workers must be >= 1, got {workers}")
-    make_layout(out)
-    init = (str(out), int(seed), settings)
-    indices = range(frames)
+def _make_frames(init: tuple, indices: Sequence[int], workers: int, progress) -> list[dict]:
+    """The per-frame stats of writing frames ``indices`` with ``workers`` processes (``init``: :func:`_init_worker`'s
+    arguments; ``progress`` wraps the iterator of finished frames, or None)."""
     if workers == 1:
         _init_worker(*init)
         results: Iterable[dict] = map(_make_one, indices)
@@ -99,15 +77,47 @@ def write_dataset(
         results = pool.imap(_make_one, indices, chunksize=4)
     if progress is not None:
         results = progress(results)
-    t0 = time.perf_counter()
-    stats = []
     try:
-        for r in results:
-            stats.append(r)
+        return list(results)
     finally:
         if pool is not None:
             pool.close()
             pool.join()
+
+
+def write_dataset(
+    out: str | Path,
+    frames: int,
+    seed: int,
+    val_fraction: float = 0.5,
+    workers: int = 1,
+    settings: GeneratorSettings | None = None,
+    command: Sequence[str] | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    val_only: int = 0,
+) -> dict:
+    """Generate ``frames`` frames of dataset ``seed`` into ``out`` (see the module docstring).
+
+    ``settings``: the generator version's (default: the latest, ``GENERATOR_VERSION``).
+    ``val_only > 0`` writes only the first ``val_only`` frames of the val split (``train.txt`` empty), the same
+    files as the whole dataset's (a frame depends only on ``(seed, index)``). ``workers`` processes share the frames; ``progress`` wraps the iterator of finished frames
+    (e.g. ``lambda it: tqdm(it, total=frames)``). Returns the summary also written to
+    ``dataset.json``.
+    """
+    out = Path(out)
+    settings = settings or generator_settings(GENERATOR_VERSION)
+    train, val = split_ids(frames, val_fraction)
+    if workers < 1:
+        raise DatasetError(f"workers must be >= 1, got {workers}")
+    if val_only < 0:
+        raise DatasetError(f"val_only must be >= 0, got {val_only}")
+    indices: Sequence[int] = range(frames)
+    if val_only:
+        train, val = [], val[:val_only]
+        indices = [int(i) for i in val]
+    make_layout(out)
+    t0 = time.perf_counter()
+    stats = _make_frames((str(out), int(seed), settings), indices, workers, progress)
     wall = time.perf_counter() - t0
     (out / "ImageSets" / "train.txt").write_text("".join(i + "\n" for i in train))
     (out / "ImageSets" / "val.txt").write_text("".join(i + "\n" for i in val))
@@ -123,6 +133,7 @@ def write_dataset(
         "val_fraction": float(val_fraction),
         "train_frames": len(train),
         "val_frames": len(val),
+        "val_only": int(val_only),
         "command": list(command) if command is not None else None,
         "image_shape": list(IMAGE_SHAPE),
         "occlusion_thresholds": list(OCCLUSION_THRESHOLDS),
@@ -133,6 +144,7 @@ def write_dataset(
         "scene": dataclasses.asdict(settings.scene),
         "returns": dataclasses.asdict(settings.returns),
         "stats": {
+            "frames_written": len(stats),
             "mean_points_per_frame": float(np.mean([r["points"] for r in stats])),
             "mean_objects_per_frame": float(np.mean([r["objects"] for r in stats])),
             "labels": dict(sorted(labels.items())),

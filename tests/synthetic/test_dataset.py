@@ -115,3 +115,18 @@ def test_bad_arguments():
         split_ids(10, 1.5)
     assert split_ids(4, 0.5) == (["000000", "000001"], ["000002", "000003"])
     assert _tool().main(["--out", "/nonexistent/x", "--frames", "0", "--seed", "0", "--quiet"]) == 2
+
+
+def test_val_only_writes_the_same_val_frames(dataset, tmp_path):
+    assert _tool().main(["--out", str(tmp_path), "--frames", str(FRAMES), "--seed", str(SEED), "--val-fraction", "0.34",
+                         "--workers", "1", "--quiet", "--val-only", "5"]) == 0
+    assert (tmp_path / "ImageSets" / "val.txt").read_text().split() == ["000002"]
+    assert (tmp_path / "ImageSets" / "train.txt").read_text() == ""
+    files = sorted(p.relative_to(tmp_path) for p in (tmp_path / "training").rglob("*") if p.is_file())
+    assert {p.stem for p in files} == {"000002"} and len(files) == 5
+    for rel in files:
+        assert (dataset / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+    meta = json.loads((tmp_path / "dataset.json").read_text())
+    assert meta["val_only"] == 5 and meta["stats"]["frames_written"] == 1
+    with pytest.raises(DatasetError, match="val_only"):
+        write_dataset(tmp_path, FRAMES, SEED, val_only=-1)

@@ -1,4 +1,4 @@
-"""Generator versions: v1 to v4 frames unchanged, v2's to v5's sensor, returns and scenes, the mix, bad versions."""
+"""Generator versions: v1 to v5 frames unchanged, v2's to v6's sensor, returns and scenes, the mix, bad versions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from tests.synthetic.test_scene import digest
 from pointpillars_trt.errors import DatasetError
 from pointpillars_trt.synthetic import GENERATOR_VERSION, generate_frame, generator_settings
 from pointpillars_trt.synthetic.realism import RealismStats, intensity_histogram, synthetic_stats
-from pointpillars_trt.synthetic.returns import ReturnModel, cab_keep, falloff, intensity, kitti_like_returns, rough_ground_detect
+from pointpillars_trt.synthetic.returns import (ReturnModel, cab_keep, falloff, frame_cab_fade, intensity, kitti_like_returns,
+                                                rough_ground_detect)
 
 # generate_frame(0, i) (v1) before generator v2 was added
 V1_FRAME_DIGESTS = {0: "310223d9ffe4c908", 1: "b0867036290a2c60"}
@@ -93,7 +94,7 @@ def test_mix_keeps_the_scene_and_changes_the_sensor():
 
 def test_bad_versions():
     with pytest.raises(DatasetError, match="version"):
-        generator_settings("6")
+        generator_settings("7")
     with pytest.raises(DatasetError, match="no mix"):
         generator_settings("1", 0.2)
     with pytest.raises(DatasetError, match="mix"):
@@ -180,3 +181,55 @@ def test_v5_adds_only_far_road_returns_in_patches():
 def test_rough_ground_detect_raises_only_patches():
     p = rough_ground_detect(np.array([0.1, 0.1, 0.6]), np.array([0.9, 0.9, 0.2]), np.array([True, False, True]))
     assert p.tolist() == [0.9, 0.1, 0.6]
+
+
+# generator_settings("5", mix) frame 0 before generator v6 was added
+V5_FRAME_DIGESTS = {(0.0, 0): "7f0c8a576302735e"}
+# generator_settings("6") frame 0 as first added
+V6_FRAME_0 = "22e5060555816116"
+
+
+def frame_digest(f):
+    return digest(f.points, f.boxes, f.num_points, f.point_object)
+
+
+@pytest.mark.parametrize("mix, index", sorted(V5_FRAME_DIGESTS))
+def test_v5_frames_are_unchanged(mix, index):
+    assert frame_digest(generator_settings("5", mix).frame(0, index)) == V5_FRAME_DIGESTS[(mix, index)]
+
+
+def test_frame_cab_fade_draw():
+    v6 = generator_settings("6").returns
+    assert v6.cab_share == 0.5 and generator_settings("5").returns.cab_share == 1.0
+    assert frame_cab_fade(v6, 0.49) is v6 and frame_cab_fade(v6, 0.5).cab_fade_m == 0.0
+    v3 = generator_settings("3").returns
+    assert frame_cab_fade(v3, 0.9) is v3
+
+
+def test_v6_frames_are_v5_frames_with_or_without_the_cab_fade_and_more_cut_edge_cars():
+    import dataclasses
+
+    v5, v6 = generator_settings("5"), generator_settings("6")
+    assert (v6.sensor, v6.calibration) == (v5.sensor, v5.calibration)
+    assert v6.scene == dataclasses.replace(v5.scene, edge_car_azimuths_deg=(30.0, 46.0))
+    assert v5.scene.edge_car_azimuths_deg == (28.0, 42.0)
+    v6_with_v5_scene = dataclasses.replace(v6, scene=v5.scene)
+    roofed = dataclasses.replace(v5, returns=dataclasses.replace(v5.returns, cab_fade_m=0.0))
+    # seed 0: frame 0 draws 0.76 (roofed, as v3's cars), frame 3 draws 0.03 (the cab fade, as v5)
+    f0, f3 = v6_with_v5_scene.frame(0, 0), v6_with_v5_scene.frame(0, 3)
+    assert frame_digest(f0) == frame_digest(roofed.frame(0, 0)) != frame_digest(v5.frame(0, 0))
+    assert frame_digest(f3) == frame_digest(v5.frame(0, 3))
+    assert len(f0.points) > len(v5.frame(0, 0).points)  # the roofs' returns
+    assert frame_digest(v6.frame(0, 0)) == V6_FRAME_0
+
+
+def test_v6_edge_cars_are_further_out():
+    az = {}
+    for version in ("5", "6"):
+        g = generator_settings(version)
+        a = []
+        for i in range(4):
+            s = g.frame(0, i).scene
+            a += [abs(np.degrees(np.arctan2(b[1], b[0]))) for b, n in zip(s.boxes, s.names) if n == "Car" and 20 < np.hypot(b[0], b[1]) < 40]
+        az[version] = np.array(a)
+    assert (az["6"] > 42).sum() > (az["5"] > 42).sum()
