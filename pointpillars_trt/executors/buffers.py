@@ -6,14 +6,20 @@ requires, and what coalesced loads like), whatever ``max_pillars`` or the output
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..voxelize.cuda import NUM_COUNTERS, VoxelCounters
+from ..voxelize.cuda import INT_MAX, NUM_COUNTERS, VoxelCounters
+from .base import FrameResult, PillarCounts
 
 ALIGN_BYTES = 256
+#: slots of the voxelizer's counters that a frame's result reads (the order of
+#: :class:`~pointpillars_trt.voxelize.cuda.VoxelCounters`, as ``voxelize.cu`` writes them)
+PILLARS, FOUND, DROPPED_PILLARS, DROPPED_POINTS, INPUT, NONFINITE, INTENSITY_MIN, INTENSITY_MAX = 0, 1, 3, 4, 6, 8, 9, 10
+_INT2, _FLOAT2 = struct.Struct("<2i"), struct.Struct("<2f")
 
 
 def aligned_count(count: int, itemsize: int) -> int:
@@ -74,12 +80,26 @@ class PackedLayout:
     def unpack(self, row: np.ndarray):
         """``(boxes [n, 7], scores [n], labels [n] int64, VoxelCounters)`` of one packed row
         (copies: the row itself may be overwritten afterwards)."""
-        n = min(max(int(row[self.count]), 0), self.post_max)
-        f = row.view(np.float32)
-        boxes = f[self.boxes: self.boxes + 7 * n].reshape(n, 7).copy()
-        scores = f[self.scores: self.scores + n].copy()
-        labels = row[self.labels: self.labels + n].astype(np.int64)
+        boxes, scores, labels = self._arrays(row, min(max(int(row[self.count]), 0), self.post_max))
         return boxes, scores, labels, VoxelCounters.from_array(row[self.counters: self.counters + NUM_COUNTERS])
+
+    def frame_result(self, row: np.ndarray, timings_ms: dict[str, float]) -> FrameResult:
+        """:meth:`unpack` straight into a :class:`~pointpillars_trt.executors.base.FrameResult`
+        (the per-frame path): the count and the counters come out in one ``tolist()``, the
+        intensity keys through two precompiled structs; the arrays are copied once each."""
+        head = row[self.count: self.counters + INTENSITY_MAX + 1].tolist()  # count, then the counters
+        boxes, scores, labels = self._arrays(row, min(max(head[0], 0), self.post_max))
+        c = head[1:]
+        lo, hi = c[INTENSITY_MIN], c[INTENSITY_MAX]  # order-preserving keys: voxelize.cu's ordered_key
+        intensity = _FLOAT2.unpack(_INT2.pack(lo if lo >= 0 else lo ^ INT_MAX, hi if hi >= 0 else hi ^ INT_MAX))
+        counts = PillarCounts(c[INPUT], c[PILLARS], c[FOUND], c[DROPPED_PILLARS], c[DROPPED_POINTS], c[NONFINITE], intensity)
+        return FrameResult(boxes, scores, labels, counts, timings_ms)
+
+    def _arrays(self, row: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of the first ``n`` boxes (float32 ``[n, 7]``), scores (float32) and labels (int64) of ``row``."""
+        f = row.view(np.float32)
+        return (f[self.boxes: self.boxes + 7 * n].reshape(n, 7).copy(), f[self.scores: self.scores + n].copy(),
+                row[self.labels: self.labels + n].astype(np.int64))
 
 
 def point_bucket(n: int, min_bucket: int = 16384) -> int:
