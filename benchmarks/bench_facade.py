@@ -86,7 +86,7 @@ def stub_device_detector(num_points: int):
     """A Detector on the device executor's real host code, GPU left out (see the module docstring)."""
     from pointpillars_trt.config import load_config
     from pointpillars_trt.detector import Detector
-    from pointpillars_trt.executors.buffers import FrameBuffers, PackedLayout, point_bucket
+    from pointpillars_trt.executors.buffers import FrameBuffers, PackedLayout, PackedRows, point_bucket
     from pointpillars_trt.executors.device import DeviceExecutor, DevicePipeline
     from pointpillars_trt.options import DeviceOptions
 
@@ -98,6 +98,7 @@ def stub_device_detector(num_points: int):
     bufs.points_host_np = np.zeros((1, bufs.capacity, 4), np.float32)
     bufs.n_host_np = np.zeros(1, np.int32)
     bufs.packed_host_np = stub_packed_row(bufs.layout, num_points)[None].copy()
+    bufs.rows = PackedRows(bufs.layout, bufs.packed_host_np)
     pipe = object.__new__(DevicePipeline)
     pipe.cfg, pipe.options, pipe.bufs, pipe.cuda_device = cfg, options, bufs, NoDevice()
     pipe.max_batch, pipe.max_pillars, pipe.use_graph, pipe._pending = 1, bufs.max_pillars, True, None

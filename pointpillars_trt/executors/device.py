@@ -343,11 +343,11 @@ class DeviceExecutor(Executor):
         return results
 
     def _collect(self, pipe: DevicePipeline, n: int) -> list[FrameResult]:
-        rows, timings = pipe.collect()
-        result = pipe.bufs.layout.frame_result
+        _, timings = pipe.collect()
+        result = pipe.bufs.rows.frame_result  # views into the rows collect() returns
         if n == 1:  # collect() made the timings for this frame alone
-            return [result(rows[0], timings)]
-        return [result(rows[b], dict(timings)) for b in range(n)]
+            return [result(0, timings)]
+        return [result(b, dict(timings)) for b in range(n)]
 
     def close(self) -> None:
         for pipe in (self.pipeline, self._second):

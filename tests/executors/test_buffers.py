@@ -73,3 +73,22 @@ def test_frame_result_equals_unpack(count):
         assert r.counts.intensity == (lo, hi) and r.timings_ms is timings
         row.view(np.float32)[:10] = 1.0  # the result owns its arrays
         assert not np.shares_memory(r.boxes, row) and not np.shares_memory(r.scores, row)
+
+
+def test_packed_rows_are_views_that_decode_what_the_rows_hold_now():
+    from pointpillars_trt.executors.buffers import PackedRows
+
+    lay = PackedLayout(7)
+    rows = np.zeros((3, lay.words), np.int32)
+    views = PackedRows(lay, rows)
+    for v in (views.boxes, views.scores, views.labels, views.head):
+        assert np.shares_memory(v, rows)
+    for count in (2, 7, 0):  # rewritten between decodes, as the pinned buffer is by every replay
+        rows[1] = np.random.default_rng(count).integers(-1000, 1000, lay.words)
+        rows[1, lay.count] = count
+        r = views.frame_result(1, {})
+        boxes, scores, labels, _ = lay.unpack(rows[1])
+        np.testing.assert_array_equal(r.boxes, boxes)
+        np.testing.assert_array_equal(r.scores.view(np.int32), scores.view(np.int32))
+        np.testing.assert_array_equal(r.labels, labels)
+        assert r.counts == lay.frame_result(rows[1], {}).counts and not views.frame_result(0, {}).boxes.size
