@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,10 +26,12 @@ from .config import PointPillarsConfig
 from .errors import IntensityRangeWarning, PillarOverflowError
 from .executors.base import Executor, FrameResult
 from .io.intensity import IntensityMonitor
+from .io.pointcloud import validate_points
 from .options import Backend, DetectorOptions, NonFinitePolicy, OverflowPolicy
 from .sources import DEMO_MODEL, ModelSource, resolve_weights  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
+_sum, _f64 = np.add.reduce, np.float64  # looked up once: _finish runs per frame
 
 
 class PillarOverflowWarning(UserWarning):
@@ -199,18 +202,17 @@ class Detector:
         """Boxes of many clouds, ``executor.max_batch`` per step (the device executor runs each group
         as one batched replay; ``timings_ms`` are then the group's). Every cloud is validated first:
         a bad one raises before any runs."""
-        from .io.pointcloud import validate_points
-
         sources = list(sources) if sources is not None else [f"<cloud {i}>" for i in range(len(clouds))]
-        nonfinite = str(self.options.nonfinite)
+        nonfinite = self.options.nonfinite  # a str enum: validate_points compares it with "error" / "drop"
         on_device = self.executor.checks_points  # NaN/inf rows and the intensity range are checked on the GPU
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         pts = [validate_points(c, s, nonfinite=nonfinite, allow_empty=True, check_finite=not on_device) for c, s in zip(clouds, sources)]
-        t1 = time.perf_counter()
+        t1 = perf_counter()
         validate_ms = (t1 - t0) * 1e3 / max(1, len(pts))
-        for p, s in zip(pts, sources):
-            if not on_device and p.shape[0] and (msg := self._intensity(p, s, t1)):
-                warnings.warn(msg, IntensityRangeWarning, stacklevel=3)
+        if not on_device:
+            for p, s in zip(pts, sources):
+                if p.shape[0] and (msg := self._intensity(p, s, t1)):
+                    warnings.warn(msg, IntensityRangeWarning, stacklevel=3)
         busy = [i for i, p in enumerate(pts) if p.shape[0] > 0]
         with self._lock:
             results = self.executor.run(pts if len(busy) == len(pts) else [pts[i] for i in busy], score_threshold) if busy else []
@@ -231,8 +233,6 @@ class Detector:
         """The ``nonfinite`` policy and the intensity check from what the GPU counted: under
         ``"error"`` a frame with NaN/inf rows raises (the host finds the first bad row for the
         message); under ``"drop"`` those rows (out of range on the GPU) leave ``num_points``."""
-        from .io.pointcloud import validate_points
-
         c = r.counts
         if c.num_nonfinite:
             if self.options.nonfinite == NonFinitePolicy.ERROR:
@@ -254,7 +254,7 @@ class Detector:
                 raise PillarOverflowError(msg)
             warnings.warn(msg, PillarOverflowWarning, stacklevel=4)
         boxes, scores, labels = r.boxes, r.scores, r.labels
-        if not np.isfinite(boxes.sum(dtype=np.float64) + scores.sum(dtype=np.float64)):  # one cheap test when all are finite
+        if not math.isfinite(_sum(boxes, axis=None, dtype=_f64) + _sum(scores, axis=None, dtype=_f64)):  # one cheap test when all are finite
             finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
             warnings.warn(f"{source}: dropped {int((~finite).sum())} of {len(finite)} decoded boxes with non-finite values "
                           "(are the intensities in the model's range?)", NonFiniteBoxWarning, stacklevel=4)

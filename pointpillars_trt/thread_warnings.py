@@ -13,38 +13,45 @@ from __future__ import annotations
 
 import threading
 import warnings
-from contextlib import contextmanager
-from typing import Iterator
 
 _local = threading.local()
+ALWAYS = ("always", None, Warning, None, 0)  # the entry warnings.simplefilter("always") puts first
 
 
 class _Hook:
     """The process-wide hook: how many threads are inside :func:`caught_warnings`, and what the
-    first of them found installed (put back when the last leaves)."""
+    first of them found installed (put back when the last leaves). One instance: its state lives
+    in instance attributes (setting a class attribute per frame costs microseconds)."""
 
-    lock = threading.Lock()
-    users = 0
-    show = None
-    filters: list = []
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.show = None
+        self.filters: list = []
 
-    @classmethod
-    def enter(cls) -> None:
-        with cls.lock:
-            if cls.users == 0:
-                cls.show, cls.filters = warnings.showwarning, list(warnings.filters)
+    def enter(self) -> None:
+        with self.lock:
+            if self.users == 0:  # the filters as simplefilter("always") leaves them, in a new list
+                self.show, self.filters = warnings.showwarning, warnings.filters
+                hooked = list(self.filters)
+                if ALWAYS in hooked:
+                    hooked.remove(ALWAYS)
+                hooked.insert(0, ALWAYS)
                 warnings.showwarning = _show
-                warnings.simplefilter("always")
-            cls.users += 1
+                warnings.filters = hooked  # type: ignore[misc]
+                warnings._filters_mutated()  # type: ignore[attr-defined]  # as catch_warnings does
+            self.users += 1
 
-    @classmethod
-    def leave(cls) -> None:
-        with cls.lock:
-            cls.users -= 1
-            if cls.users == 0:
-                warnings.showwarning = cls.show
-                warnings.filters = cls.filters  # type: ignore[misc]
+    def leave(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:  # the list found on entry, as it was
+                warnings.showwarning = self.show
+                warnings.filters = self.filters  # type: ignore[misc]
                 warnings._filters_mutated()  # type: ignore[attr-defined]  # as catch_warnings does on exit
+
+
+_hook = _Hook()
 
 
 def _show(message, category, filename, lineno, file=None, line=None) -> None:
@@ -53,22 +60,26 @@ def _show(message, category, filename, lineno, file=None, line=None) -> None:
     if caught is not None:
         caught.append(str(message))
     else:
-        _Hook.show(message, category, filename, lineno, file, line)
+        _hook.show(message, category, filename, lineno, file, line)
 
 
-@contextmanager
-def caught_warnings() -> Iterator[list[str]]:
-    """Within: every warning this thread raises is appended to the yielded list (its message
-    text) instead of being shown; thread-safe, unlike :func:`warnings.catch_warnings`; nests."""
-    caught: list[str] = []
-    outer = getattr(_local, "caught", None)
-    _Hook.enter()
-    _local.caught = caught
-    try:
-        yield caught
-    finally:
-        _local.caught = outer
-        _Hook.leave()
+class caught_warnings:  # noqa: N801  (named and used as a function: ``with caught_warnings() as caught``)
+    """Within: every warning this thread raises is appended to the list ``__enter__`` returns (its
+    message text) instead of being shown; thread-safe, unlike :func:`warnings.catch_warnings`; nests.
+    A class rather than a ``contextmanager`` generator: the ROS node enters it once per frame."""
+
+    __slots__ = ("_caught", "_outer")
+
+    def __enter__(self) -> list[str]:
+        self._caught: list[str] = []
+        self._outer = getattr(_local, "caught", None)
+        _hook.enter()
+        _local.caught = self._caught
+        return self._caught
+
+    def __exit__(self, *exc: object) -> None:
+        _local.caught = self._outer
+        _hook.leave()
 
 
 __all__ = ["caught_warnings"]

@@ -105,6 +105,7 @@ class GraphLaunch:
         self._ms = ctypes.c_float()
         self._ms_ref = ctypes.byref(self._ms)
         self._record, self._launch, self._sync = calls.cuEventRecord, calls.cuGraphLaunch, calls.cuEventSynchronize
+        self._elapsed = calls.cuEventElapsedTime
 
     def launch(self) -> None:
         # the first failing call's status (the later ones are not made)
@@ -118,8 +119,10 @@ class GraphLaunch:
             _checked(status, "cuEventSynchronize")
 
     def elapsed_ms(self) -> float:
-        _checked(self._calls.cuEventElapsedTime(self._ms_ref, self._start, self._stop), "cuEventElapsedTime")
-        return float(self._ms.value)
+        status = self._elapsed(self._ms_ref, self._start, self._stop)
+        if status:
+            _checked(status, "cuEventElapsedTime")
+        return self._ms.value
 
     def free(self) -> None:
         for e in self._events:

@@ -6,14 +6,20 @@ requires, and what coalesced loads like), whatever ``max_pillars`` or the output
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..voxelize.cuda import NUM_COUNTERS, VoxelCounters
+from ..voxelize.cuda import INT_MAX, NUM_COUNTERS, VoxelCounters
+from .base import FrameResult, PillarCounts
 
 ALIGN_BYTES = 256
+#: slots of the voxelizer's counters that a frame's result reads (the order of
+#: :class:`~pointpillars_trt.voxelize.cuda.VoxelCounters`, as ``voxelize.cu`` writes them)
+PILLARS, FOUND, DROPPED_PILLARS, DROPPED_POINTS, INPUT, NONFINITE, INTENSITY_MIN, INTENSITY_MAX = 0, 1, 3, 4, 6, 8, 9, 10
+_INT2, _FLOAT2 = struct.Struct("<2i"), struct.Struct("<2f")
 
 
 def aligned_count(count: int, itemsize: int) -> int:
@@ -81,6 +87,38 @@ class PackedLayout:
         labels = row[self.labels: self.labels + n].astype(np.int64)
         return boxes, scores, labels, VoxelCounters.from_array(row[self.counters: self.counters + NUM_COUNTERS])
 
+    def frame_result(self, row: np.ndarray, timings_ms: dict[str, float]) -> FrameResult:
+        """:meth:`unpack` straight into a :class:`~pointpillars_trt.executors.base.FrameResult`
+        (:meth:`PackedRows.frame_result` of a one-row buffer)."""
+        return PackedRows(self, row[None]).frame_result(0, timings_ms)
+
+
+class PackedRows:
+    """Numpy views, made once, into packed rows ``[B, words]`` int32 (the pinned output buffer):
+    per lane the boxes ``[post_max, 7]`` float32, scores, labels int32 and the count followed by the
+    voxelizer's counters, so that decoding a frame is a few slices and copies."""
+
+    def __init__(self, layout: PackedLayout, rows: np.ndarray) -> None:
+        p, f = layout.post_max, rows.view(np.float32)
+        self.post_max = p
+        self.boxes = f[:, layout.boxes: layout.boxes + 7 * p].reshape(rows.shape[0], p, 7)  # splits a contiguous axis: a view
+        self.scores = f[:, layout.scores: layout.scores + p]
+        self.labels = rows[:, layout.labels: layout.labels + p]
+        self.head = rows[:, layout.count: layout.counters + INTENSITY_MAX + 1]
+
+    def frame_result(self, b: int, timings_ms: dict[str, float]) -> FrameResult:
+        """Lane ``b`` as a :class:`~pointpillars_trt.executors.base.FrameResult` (what
+        :meth:`PackedLayout.unpack` gives, copied once each): the count and the counters in one
+        ``tolist()``, the intensity keys through two precompiled structs."""
+        head = self.head[b].tolist()  # count, then the counters
+        n = min(max(head[0], 0), self.post_max)
+        c = head[1:]
+        lo, hi = c[INTENSITY_MIN], c[INTENSITY_MAX]  # order-preserving keys: voxelize.cu's ordered_key
+        intensity = _FLOAT2.unpack(_INT2.pack(lo if lo >= 0 else lo ^ INT_MAX, hi if hi >= 0 else hi ^ INT_MAX))
+        counts = PillarCounts(c[INPUT], c[PILLARS], c[FOUND], c[DROPPED_PILLARS], c[DROPPED_POINTS], c[NONFINITE], intensity)
+        return FrameResult(self.boxes[b, :n].copy(), self.scores[b, :n].copy(), self.labels[b, :n].astype(np.int64),
+                           counts, timings_ms)
+
 
 def point_bucket(n: int, min_bucket: int = 16384) -> int:
     """The copy size for ``n`` points: ``min_bucket`` times powers of 1.5, rounded up to 4096
@@ -114,6 +152,7 @@ class FrameBuffers:
         self.packed = torch.zeros((batch, layout.words), dtype=torch.int32, device=device)
         self.packed_host = torch.zeros((batch, layout.words), dtype=torch.int32, pin_memory=True)
         self.packed_host_np = self.packed_host.numpy()
+        self.rows = PackedRows(layout, self.packed_host_np)
         self.n_host = torch.zeros(batch, dtype=torch.int32, pin_memory=True)
         self.n_dev = torch.zeros(batch, dtype=torch.int32, device=device)
         self.n_host_np = self.n_host.numpy()
@@ -155,4 +194,4 @@ class FrameBuffers:
                 "labels_ptr": tensor_ptr(self.packed, b, lay.labels), "count_ptr": tensor_ptr(self.packed, b, lay.count)}
 
 
-__all__ = ["ALIGN_BYTES", "FrameBuffers", "PackedLayout", "aligned_count", "lane_tensor", "point_bucket", "tensor_ptr"]
+__all__ = ["ALIGN_BYTES", "FrameBuffers", "PackedLayout", "PackedRows", "aligned_count", "lane_tensor", "point_bucket", "tensor_ptr"]

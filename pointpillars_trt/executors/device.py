@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from time import perf_counter
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -36,7 +36,7 @@ import numpy as np
 from ..config import PointPillarsConfig
 from ..errors import BackendUnavailableError, ConfigError, PointCloudError
 from ..options import DeviceOptions, PointsOverflowPolicy, Precision
-from .base import Executor, FrameResult, PillarCounts
+from .base import Executor, FrameResult
 from ..cuda.graph_launch import GraphLaunch, raw_graph_exec
 from .buffers import FrameBuffers, PackedLayout, point_bucket, tensor_ptr
 
@@ -190,25 +190,26 @@ class DevicePipeline:
     def submit(self, clouds: Sequence[np.ndarray], score_threshold: float | None = None) -> None:
         """Stage validated float32 ``[N_i, 4]`` clouds into pinned memory and enqueue the batch (a
         graph replay) without waiting; :meth:`collect` waits and returns the packed rows."""
-        import torch
-
         if self._pending is not None:
             raise ConfigError("DevicePipeline.submit: the previous submission was not collected")
         batch = len(clouds)
         if not 1 <= batch <= self.max_batch:
             raise ConfigError(f"DevicePipeline: batch of {batch} frames; this pipeline takes 1..{self.max_batch}")
-        t0 = time.perf_counter()
-        n_max = max(int(c.shape[0]) for c in clouds)
-        self._ensure_points(n_max)
+        t0 = perf_counter()
+        n_max = int(clouds[0].shape[0]) if batch == 1 else max(int(c.shape[0]) for c in clouds)
+        if n_max > self.bufs.capacity:
+            self._ensure_points(n_max)
         bucket = min(point_bucket(n_max), self.bufs.capacity)
         self.bufs.stage(clouds)
-        t1 = time.perf_counter()
+        t1 = perf_counter()
         default_thr = score_threshold is None or float(score_threshold) == float(self.cfg.postprocess.score_threshold)
-        launcher = self._graph(batch, bucket) if self.use_graph and default_thr else None
+        launcher = (self._graphs.get((batch, bucket)) or self._graph(batch, bucket)) if self.use_graph and default_thr else None
         events = None
         if launcher is not None:  # a replay needs no autograd mode (entering one costs ~0.1 ms of CPU) nor a stream switch
             launcher.launch()
         else:  # eager: on the dedicated stream (never the legacy default stream, which TensorRT would serialize)
+            import torch
+
             events = []
             with torch.cuda.stream(self.stream), torch.inference_mode():
                 self._enqueue(batch, bucket, events, None if default_thr else score_threshold)
@@ -235,7 +236,7 @@ class DevicePipeline:
             for (_, a), (name, b) in zip(events, events[1:]):
                 timings[name] = a.elapsed_time(b)
             timings["gpu"] = events[0][1].elapsed_time(events[-1][1])
-        t2 = time.perf_counter()
+        t2 = perf_counter()
         timings["host_stage"] = (t1 - t0) * 1e3  # staging into pinned memory (host)
         timings["host_wait"] = (t2 - t1) * 1e3  # enqueue / replay + waiting for the GPU (and, overlapped, the caller)
         timings["total"] = (t2 - t0) * 1e3
@@ -342,14 +343,11 @@ class DeviceExecutor(Executor):
         return results
 
     def _collect(self, pipe: DevicePipeline, n: int) -> list[FrameResult]:
-        rows, timings = pipe.collect()
-        out = []
-        for b in range(n):
-            boxes, scores, labels, c = pipe.bufs.layout.unpack(rows[b])
-            counts = PillarCounts(c.num_input, c.num_pillars, c.num_found, c.num_dropped_pillars, c.num_dropped_points,
-                                  c.num_nonfinite, (c.intensity_min, c.intensity_max))
-            out.append(FrameResult(boxes, scores, labels, counts, dict(timings)))
-        return out
+        _, timings = pipe.collect()
+        result = pipe.bufs.rows.frame_result  # views into the rows collect() returns
+        if n == 1:  # collect() made the timings for this frame alone
+            return [result(0, timings)]
+        return [result(b, dict(timings)) for b in range(n)]
 
     def close(self) -> None:
         for pipe in (self.pipeline, self._second):

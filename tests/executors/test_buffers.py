@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pointpillars_trt.executors.base import PillarCounts
 from pointpillars_trt.voxelize.cuda import NUM_COUNTERS
 from pointpillars_trt.executors.buffers import ALIGN_BYTES, PackedLayout, aligned_count, lane_tensor, point_bucket, tensor_ptr
 
@@ -48,3 +49,46 @@ def test_point_bucket():
         b = point_bucket(n)
         assert b >= n and b % 4096 == 0 and b >= prev and b <= max(1.5 * n + 4096, 16384)
         prev = b
+
+
+@pytest.mark.parametrize("count", [0, 3, 500, 501, -1])
+def test_frame_result_equals_unpack(count):
+    """The per-frame decoding (one tolist, precompiled structs) gives what ``unpack`` does."""
+    lay, rng = PackedLayout(500), np.random.default_rng(count + 7)
+    row = rng.integers(-2**31, 2**31 - 1, lay.words, dtype=np.int64).astype(np.int32)
+    row[lay.count] = count
+    for lo, hi in ((-0.5, 0.75), (0.0, 254.0), (float("inf"), float("-inf"))):  # the last: no finite intensity
+        keys = np.array([lo, hi], np.float32).view(np.int32)
+        row[lay.counters + 9: lay.counters + 11] = np.where(keys >= 0, keys, keys ^ 0x7FFFFFFF)
+        timings = {"gpu": 0.5}
+        r = lay.frame_result(row, timings)
+        boxes, scores, labels, c = lay.unpack(row)
+        assert r.boxes.dtype == np.float32 and r.scores.dtype == np.float32 and r.labels.dtype == np.int64
+        assert r.boxes.shape == (min(max(count, 0), 500), 7) and r.boxes.flags.c_contiguous
+        np.testing.assert_array_equal(r.boxes.view(np.int32), boxes.view(np.int32))  # bit for bit (NaN payloads too)
+        np.testing.assert_array_equal(r.scores.view(np.int32), scores.view(np.int32))
+        np.testing.assert_array_equal(r.labels, labels)
+        assert r.counts == PillarCounts(c.num_input, c.num_pillars, c.num_found, c.num_dropped_pillars, c.num_dropped_points,
+                                        c.num_nonfinite, (c.intensity_min, c.intensity_max))
+        assert r.counts.intensity == (lo, hi) and r.timings_ms is timings
+        row.view(np.float32)[:10] = 1.0  # the result owns its arrays
+        assert not np.shares_memory(r.boxes, row) and not np.shares_memory(r.scores, row)
+
+
+def test_packed_rows_are_views_that_decode_what_the_rows_hold_now():
+    from pointpillars_trt.executors.buffers import PackedRows
+
+    lay = PackedLayout(7)
+    rows = np.zeros((3, lay.words), np.int32)
+    views = PackedRows(lay, rows)
+    for v in (views.boxes, views.scores, views.labels, views.head):
+        assert np.shares_memory(v, rows)
+    for count in (2, 7, 0):  # rewritten between decodes, as the pinned buffer is by every replay
+        rows[1] = np.random.default_rng(count).integers(-1000, 1000, lay.words)
+        rows[1, lay.count] = count
+        r = views.frame_result(1, {})
+        boxes, scores, labels, _ = lay.unpack(rows[1])
+        np.testing.assert_array_equal(r.boxes, boxes)
+        np.testing.assert_array_equal(r.scores.view(np.int32), scores.view(np.int32))
+        np.testing.assert_array_equal(r.labels, labels)
+        assert r.counts == lay.frame_result(rows[1], {}).counts and not views.frame_result(0, {}).boxes.size
