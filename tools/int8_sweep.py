@@ -229,7 +229,7 @@ class Sweep:
         return self.work / "pred" / name.replace("/", "_").replace(":", "_")
 
     def _build(self, v: Variant) -> None:
-        ranges = self.ranges if v.after is None else self.graphs_dir(v.after) / "calibration.json"
+        ranges = self.graphs_dir(v.after) / "calibration.json" if v.after else self.ranges if v.candidate else None
         ckpt = self.reference if v.candidate is None else self.ckpt
         fut = self.pool.submit(build_graphs_task, ckpt, self.graphs_dir(v.name), self.data_root, v.candidate, ranges, v.only)
         self.futures[fut] = ("build", v.name)

@@ -59,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-gt-sampling", action="store_true", help="turn ground-truth sampling off")
     p.add_argument("--max-seconds", type=float, help="safety stop: end fine-tuning after this many seconds")
     p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--fp16-out", action="store_true", help="store the weights as float16 (as the shipped demo model is)")
     return p.parse_args(argv)
 
 
@@ -144,7 +145,8 @@ def run(args: argparse.Namespace) -> dict:
     log.info("fine-tuned %d steps in %.1f s", result.steps, result.seconds)
     qat = result.model
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_native(args.out, state_dict_fp32(model.cpu()), cfg, metadata=metadata(args, result, frames.info, source, ptq))
+    save_native(args.out, state_dict_fp32(model.cpu()), cfg, metadata=metadata(args, result, frames.info, source, ptq),
+                dtype=torch.float16 if args.fp16_out else torch.float32)
     ranges = write_ranges(qat.rpn.points(), ptq / "calibration.json", ranges_path(args.out))
     log.info("wrote %s and %s", args.out, ranges)
     return {"steps": result.steps, "seconds": result.seconds, "history": result.history, "scales": qat.rpn.scales()}
