@@ -111,7 +111,7 @@ def metadata(args: argparse.Namespace, result, info: dict, source, ptq: Path) ->
         "final_loss": f"{result.history[-1]['loss']:.5f}" if result.history else "nan",
         "train_data": str(args.data), "seed": str(args.seed),
         "data_generator": str(info.get("generator", "unknown")),
-        "data_generator_version": str(info.get("generator_version", base.get("data_generator_version", "unknown"))),
+        "data_generator_version": str(info.get("generator_version", "unknown")),  # DATA/dataset.json's (our generator's data)
         "data_seed": str(info.get("seed", "unknown")), "data_frames": str(info.get("frames", "unknown")),
         "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

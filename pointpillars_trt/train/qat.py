@@ -106,7 +106,6 @@ def read_qdq(model: onnx.ModelProto) -> tuple[dict[str, QdqPoint], set[str]]:
         p = QdqPoint(float(init[n.input[1]]), int(zp), qmin, qmax)
         if points.setdefault(n.input[0], p) != p:
             raise ExportError(f"{model.graph.name}: tensor {n.input[0]!r} is quantized with two scales")
-        points[n.input[0]] = p
     weighted = {n.name for n in model.graph.node if len(n.input) > 1 and n.input[1] in producer
                 and producer[n.input[1]].op_type == "DequantizeLinear"}
     return points, weighted
