@@ -4,6 +4,8 @@
     python tools/int8_sweep.py --out sweep/ [--workers 16]                      # the default candidates
     python tools/int8_sweep.py --out sens/ --candidates entropy-64 --sensitivity entropy-64
     python tools/int8_sweep.py --out tiny/ --frames 40 --val-fraction 0.2 --candidates entropy-8 minmax-8
+    python tools/int8_sweep.py --out qat/ --ckpt qat.safetensors --ranges qat.calibration.json \
+        --reference-ckpt pointpillars_trt/data/demo_model.safetensors --candidates entropy-64+first+head   # a QAT model
 
 One command, no network, no GPU: the demo model's synthetic data is generated first (the model
 card's ``tools/make_synthetic.py --frames 2400 --seed 0 --val-fraction 0.15 --generator-version V``, V being the
@@ -21,6 +23,10 @@ A candidate is ``METHOD-FRAMES[+first][+head][+uint8][+binsN][+NODE...]``: METHO
 ``+bins4096`` the calibration histogram's bins (``--calib-bins``), ``+rpn/Conv_4`` a node left float
 by name. Candidates that differ only in what stays float share one calibration. ``--sensitivity CANDIDATE`` adds, with CANDIDATE's ranges, one
 row per RPN node quantized alone (everything else float).
+
+A QAT checkpoint (``tools/qat.py``): ``--ranges`` gives every candidate the activation ranges it was
+fine-tuned against (no calibration) and ``--reference-ckpt`` makes the FP32 row, which the drops are
+measured from, the float model it was fine-tuned from.
 
 Writes ``sweep.json`` and ``sweep.md`` (the tables docs/ACCURACY.md takes) into ``--out``.
 Exit codes: 0 success, 2 bad input or a failed step (one log line).
@@ -212,8 +218,9 @@ class Sweep:
     variant's graphs exist; predictions land in ``work/pred/<variant>``."""
 
     def __init__(self, pool: ProcessPoolExecutor, work: Path, data_root: Path, ckpt: Path | None,
-                 val_ids: list[str], shard: int) -> None:
+                 val_ids: list[str], shard: int, reference: Path | None = None, ranges: Path | None = None) -> None:
         self.pool, self.work, self.data_root, self.ckpt = pool, work, data_root, ckpt
+        self.reference, self.ranges = reference or ckpt, ranges  # the FP32 graphs' weights; fixed activation ranges
         self.shards = [tuple(val_ids[i:i + shard]) for i in range(0, len(val_ids), shard)]
         self.futures: dict[Future, tuple[str, str]] = {}
 
@@ -224,8 +231,9 @@ class Sweep:
         return self.work / "pred" / name.replace("/", "_").replace(":", "_")
 
     def _build(self, v: Variant) -> None:
-        ranges = None if v.after is None else self.graphs_dir(v.after) / "calibration.json"
-        fut = self.pool.submit(build_graphs_task, self.ckpt, self.graphs_dir(v.name), self.data_root, v.candidate, ranges, v.only)
+        ranges = self.graphs_dir(v.after) / "calibration.json" if v.after else self.ranges if v.candidate else None
+        ckpt = self.reference if v.candidate is None else self.ckpt
+        fut = self.pool.submit(build_graphs_task, ckpt, self.graphs_dir(v.name), self.data_root, v.candidate, ranges, v.only)
         self.futures[fut] = ("build", v.name)
 
     def _predict(self, v: Variant) -> None:
@@ -349,6 +357,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sensitivity", metavar="SPEC", help="also one row per RPN node int8 alone, with this candidate's ranges")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
     p.add_argument("--ckpt", type=Path, help="checkpoint (default: the shipped demo model)")
+    p.add_argument("--reference-ckpt", type=Path, help="the FP32 graphs' checkpoint, the drops' reference (default: --ckpt), "
+                   "e.g. the float model a QAT checkpoint (tools/qat.py) was fine-tuned from")
+    p.add_argument("--ranges", type=Path, metavar="FILE", help="every candidate's activation ranges from this calibration.json "
+                   "(e.g. tools/qat.py's OUT.calibration.json) instead of calibrating; the frames only name the record")
     p.add_argument("--data-root", type=Path, help="an existing synthetic dataset (default: generate one into --work-dir)")
     p.add_argument("--frames", type=int, default=2400, help="frames to generate (default 2400, the demo model's data)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="val share of the generated frames (default 0.15)")
@@ -359,6 +371,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.workers < 1:
         p.error("--workers must be >= 1")
+    if args.ranges is not None and not args.ranges.is_file():
+        p.error(f"--ranges {args.ranges}: file not found")
     return args
 
 
@@ -421,14 +435,16 @@ def sweep(args: argparse.Namespace, work: Path) -> dict:
              len(val_ids), data_root, args.workers)
     shard = max(1, math.ceil(len(val_ids) / args.workers))
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        runner = Sweep(pool, work, data_root, args.ckpt, val_ids, shard)
+        runner = Sweep(pool, work, data_root, args.ckpt, val_ids, shard, args.reference_ckpt, args.ranges)
         runner.run(variants)
     results = evaluate_all(runner, variants, data_root, val_ids)
     report = {"command": " ".join(["tools/int8_sweep.py", *args.argv]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu(), "workers": args.workers,
               "data": str(data_root) if args.data_root else f"make_synthetic.py --frames {args.frames} --seed {args.seed} "
               f"--val-fraction {args.val_fraction} --generator-version {version}", "val_frames": len(val_ids),
-              "candidates": [c.spec for c in candidates], "sensitivity": sens.spec if sens else None}
+              "candidates": [c.spec for c in candidates], "sensitivity": sens.spec if sens else None,
+              "ckpt": str(args.ckpt or "demo model"), "reference_ckpt": str(args.reference_ckpt or args.ckpt or "demo model"),
+              "ranges": str(args.ranges) if args.ranges else None}
     report.update(summarize(results, candidates))
     report["results"] = results
     report["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -238,9 +238,11 @@ def train(
     settings: TrainSettings,
     log: Callable[[str], None] = print,
     database: GTDatabase | None = None,
+    model: torch.nn.Module | None = None,
 ) -> TrainResult:
     """Train a fresh model on ``frames`` (the train split). Builds the GT database from ``frames``
-    when GT sampling is on and none is given."""
+    when GT sampling is on and none is given. ``model``: fine-tune this one instead, in the mode it
+    is in (e.g. :class:`~.qat.QatPointPillars`, eval mode); ``TrainResult.model`` is then it."""
     s = settings
     if s.workers > 0:
         # Workers hand back many small tensors; passing them as file descriptors runs out of
@@ -252,7 +254,7 @@ def train(
     database = _gt_database(cfg, frames, s, database, log)
     counts = {c: database.count(c) for c in cfg.classes} if database is not None else {}
 
-    model = _fresh_model(cfg, s, device)
+    model = _fresh_model(cfg, s, device) if model is None else model.to(device)
     opt, sched = make_optimizer(model, s, total)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     pos_w = positive_weights(cfg, s, device)
