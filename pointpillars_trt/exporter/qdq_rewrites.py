@@ -70,9 +70,9 @@ def float_readers(model: onnx.ModelProto, float_nodes: set[str]) -> onnx.ModelPr
     drop = set()
     for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):
         dqs = consumers.get(q.output[0], [])
-        readers = [r for d in dqs for r in consumers.get(d.output[0], [])]
-        if (not dqs or any(d.op_type != "DequantizeLinear" or d.output[0] in outputs for d in dqs) or not readers
-                or any(r.name not in float_nodes for r in readers)):
+        users = [r for d in dqs for r in consumers.get(d.output[0], [])]
+        if (not dqs or any(d.op_type != "DequantizeLinear" or d.output[0] in outputs for d in dqs) or not users
+                or any(r.name not in float_nodes for r in users)):
             continue
         for d in dqs:
             for r in consumers[d.output[0]]:
