@@ -17,7 +17,7 @@ from pointpillars_trt.cuda.nvrtc import Target, choose_target, compile_source, r
 from tests.helpers import kitti_frame_paths, random_cloud
 
 needs_nvrtc = pytest.mark.skipif(nvrtc_skip_reason() is not None, reason=str(nvrtc_skip_reason()))
-ENTRIES = {f"pp_vox_{n}" for n in ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn")}
+ENTRIES = {f"pp_vox_{n}" for n in ("cells", "number", "bucket", "decorate", "decorate_pfn")}
 
 
 @needs_nvrtc
