@@ -290,6 +290,25 @@ __device__ int2 tile_prefix(int* s_pillars, int* s_points, unsigned long long* t
     return excl;
 }
 
+// The first point of cell c (count m) records pillar id pid and bucket offset off; sums.z / .w
+// collect excess / dropped points.
+__device__ __forceinline__ void number_pillar(int c, int m, int pid, int off, int max_pillars, int M, int nx, int* cell_first,
+                                              int* cell_count, int* __restrict__ coords, int* __restrict__ pillar_count,
+                                              int* __restrict__ pillar_offset, int* __restrict__ num_points, int4& sums) {
+    cell_first[c] = ~pid;  // from now on the tables map cell -> (~pillar id, bucket offset)
+    cell_count[c] = off;
+    if (pid < max_pillars) {
+        coords[2 * pid] = c % nx;
+        coords[2 * pid + 1] = c / nx;
+        pillar_count[pid] = m;
+        pillar_offset[pid] = off;
+        num_points[pid] = m < M ? m : M;
+        sums.z += m > M ? m - M : 0;
+    } else {
+        sums.w += m;
+    }
+}
+
 // cell_first / cell_count are read and written here by several tiles (see the header): no
 // __restrict__, no read-only loads.
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
@@ -350,22 +369,11 @@ pp_vox_number(const float* __restrict__ points, int n, const int* n_dev, int cap
     __syncthreads();
 #pragma unroll
     for (int k = 0; k < TILE_ITEMS; ++k) {
-        const int c = cell[k], m = cnt[k];
-        if (c < 0) continue;
+        if (cell[k] < 0) continue;
         const int pid = s_excl.x + s_pillars[k * TILE_WARPS + warp] + rank[k];
         const int off = s_excl.y + s_points[k * TILE_WARPS + warp] + before[k];
-        cell_first[c] = ~pid;  // from now on the tables map cell -> (~pillar id, bucket offset)
-        cell_count[c] = off;
-        if (pid < max_pillars) {
-            coords[2 * pid] = c % nx;
-            coords[2 * pid + 1] = c / nx;
-            pillar_count[pid] = m;
-            pillar_offset[pid] = off;
-            num_points[pid] = m < M ? m : M;
-            sums.z += m > M ? m - M : 0;
-        } else {
-            sums.w += m;
-        }
+        number_pillar(cell[k], cnt[k], pid, off, max_pillars, M, nx, cell_first, cell_count, coords, pillar_count,
+                      pillar_offset, num_points, sums);
     }
     for (int o = 16; o > 0; o >>= 1) {
         kmin = min(kmin, __shfl_xor_sync(FULL_MASK, kmin, o));
