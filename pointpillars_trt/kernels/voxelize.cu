@@ -30,7 +30,7 @@
 //                     scan's whatever the timing. The first point of a cell writes
 //                     cell_first[cell] := ~id (negative: no point index equals it, so another
 //                     tile's `first` test of the same cell stays false whether it reads before or
-//                     after) and cell_count[cell] := offset; for a kept pillar coords,
+//                     after; both are relaxed gpu-scope accesses) and cell_count[cell] := offset; for a kept pillar coords,
 //                     pillar_count, pillar_offset, num_points = min(count, M); excess and dropped
 //                     points from the counts; the last tile writes P / found / dropped pillars;
 //                     out of range, non-finite rows, intensity range
@@ -197,23 +197,29 @@ __device__ __forceinline__ unsigned long long tile_word(unsigned long long state
     return (state << 62) | ((unsigned long long)(unsigned)pillars << 31) | (unsigned long long)(unsigned)points;
 }
 
-__device__ __forceinline__ unsigned long long load_status(const unsigned long long* p) {
-    unsigned long long v;
+// Relaxed (morally strong, gpu scope) loads and stores, for words that other blocks of the same
+// kernel write or read meanwhile: the tile states and, in pass 2, cell_first.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+__device__ __forceinline__ unsigned long long load_relaxed(const unsigned long long* p) {
+    unsigned long long v;
     asm volatile("ld.relaxed.gpu.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-#else
-    v = *reinterpret_cast<const volatile unsigned long long*>(p);
-#endif
     return v;
 }
-
-__device__ __forceinline__ void store_status(unsigned long long* p, unsigned long long v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-#else
-    *reinterpret_cast<volatile unsigned long long*>(p) = v;
-#endif
+__device__ __forceinline__ int load_relaxed(const int* p) {
+    int v;
+    asm volatile("ld.relaxed.gpu.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
 }
+__device__ __forceinline__ void store_relaxed(unsigned long long* p, unsigned long long v) {
+    asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ void store_relaxed(int* p, int v) {
+    asm volatile("st.relaxed.gpu.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+#else
+template <typename T> __device__ __forceinline__ T load_relaxed(const T* p) { return *reinterpret_cast<const volatile T*>(p); }
+template <typename T> __device__ __forceinline__ void store_relaxed(T* p, T v) { *reinterpret_cast<volatile T*>(p) = v; }
+#endif
 
 // Exclusive prefix (pillars, points) of tile t >= 1, in every lane of the calling warp: the sum of
 // the words of tiles t-1, t-2, ... down to and including the nearest one that holds its inclusive
@@ -226,7 +232,7 @@ __device__ int2 look_back(const unsigned long long* tile_status, int t) {
         const int q = top - lane;
         unsigned long long s;
         do {
-            s = q >= 0 ? load_status(tile_status + q) : tile_word(ST_PREFIX, 0, 0);
+            s = q >= 0 ? load_relaxed(tile_status + q) : tile_word(ST_PREFIX, 0, 0);
         } while (__any_sync(FULL_MASK, (s >> 62) == 0ull));
         const unsigned prefix = __ballot_sync(FULL_MASK, (s >> 62) == ST_PREFIX);
         const bool mine = prefix == 0u || lane <= __ffs(prefix) - 1;
@@ -274,11 +280,11 @@ __device__ int2 tile_prefix(int* s_pillars, int* s_points, unsigned long long* t
     const int agg_pillars = __shfl_sync(FULL_MASK, ia, 31), agg_points = __shfl_sync(FULL_MASK, ib, 31);
     int2 excl = make_int2(0, 0);
     if (tile > 0) {
-        if (lane == 0) store_status(tile_status + tile, tile_word(ST_AGGREGATE, agg_pillars, agg_points));
+        if (lane == 0) store_relaxed(tile_status + tile, tile_word(ST_AGGREGATE, agg_pillars, agg_points));
         excl = look_back(tile_status, tile);
     }
     if (lane == 0) {
-        store_status(tile_status + tile, tile_word(ST_PREFIX, excl.x + agg_pillars, excl.y + agg_points));
+        store_relaxed(tile_status + tile, tile_word(ST_PREFIX, excl.x + agg_pillars, excl.y + agg_points));
         if (tile == (int)gridDim.x - 1) {
             const int found = excl.x + agg_pillars;
             const int kept = found < max_pillars ? found : max_pillars;
@@ -295,7 +301,7 @@ __device__ int2 tile_prefix(int* s_pillars, int* s_points, unsigned long long* t
 __device__ __forceinline__ void number_pillar(int c, int m, int pid, int off, int max_pillars, int M, int nx, int* cell_first,
                                               int* cell_count, int* __restrict__ coords, int* __restrict__ pillar_count,
                                               int* __restrict__ pillar_offset, int* __restrict__ num_points, int4& sums) {
-    cell_first[c] = ~pid;  // from now on the tables map cell -> (~pillar id, bucket offset)
+    store_relaxed(cell_first + c, ~pid);  // from now on the tables map cell -> (~pillar id, bucket offset)
     cell_count[c] = off;
     if (pid < max_pillars) {
         coords[2 * pid] = c % nx;
@@ -344,7 +350,7 @@ pp_vox_number(const float* __restrict__ points, int n, const int* n_dev, int cap
                 kmax = max(kmax, key);
             }
         }
-        const bool first = c >= 0 && cell_first[c] == i;
+        const bool first = c >= 0 && load_relaxed(cell_first + c) == i;
         const int m = first ? cell_count[c] : 0;
         const unsigned ballot = __ballot_sync(FULL_MASK, first);
         int incl = m;
