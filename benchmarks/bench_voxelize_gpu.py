@@ -18,8 +18,8 @@ timing. Three captures of it (:data:`VARIANTS`):
 * ``pdl/host-count``: grids sized for the frame's own N, one graph per frame (as NVIDIA's
   ``Voxelization::forward`` is captured: its point count is a host value).
 
-Timed region, per replay: one ``cuGraphLaunch`` of the captured graph (7 kernels: cells, flags,
-assign, count, offsets, bucket, decorate; the cell table is restored by the last kernel, so no memset)
+Timed region, per replay: one ``cuGraphLaunch`` of the captured graph (4 kernels: cells, number,
+bucket, decorate; the cell tables are restored by the last kernel, so no memset)
 between two CUDA events on the same stream. Replays go in chunks of ``--chunk`` behind a spin kernel
 (``torch.cuda._sleep``) so that the GPU runs them back to back; ``gpu_ahead_chunks`` counts the chunks
 where the host finished enqueueing before the spin ended. ``back_to_back_ms``: first start to last

@@ -14,7 +14,8 @@ Results equal :class:`~pointpillars_trt.voxelize.NumbaVoxelizer`'s (the same ran
 :mod:`~pointpillars_trt.voxelize.range_filter`): the same pillars in the same
 (first-seen) order, the same first ``M`` points per pillar in input order, the same float32
 decoration bit for bit. How, and what that determinism costs, is written at the top of
-``voxelize.cu`` (about three extra launches and a few microseconds). The cell table is set once
+``voxelize.cu`` (four kernels: cells, a single-pass look-back scan that numbers the pillars and
+places their buckets, the bucket scatter, the per-pillar decoration). The cell tables are set once
 and put back by the last pass of each frame (no per-frame memset of ``nx * ny`` cells); on
 compute capability 9.0+ the kernels are launched programmatically (``cuda/nvrtc.py``).
 
@@ -49,10 +50,11 @@ if TYPE_CHECKING:
 
 KERNEL_FILE = "voxelize.cu"
 BLOCK = 256
-TILE = 512  # TILE_SIZE in voxelize.cu
+TILE = 1024  # TILE_SIZE in voxelize.cu (pass 2's points per block)
 WARPS_PER_BLOCK = 8
-NUM_COUNTERS = 12  # int32 slots (voxelize.cu: 11 used, one spare keeps rows 16-byte aligned)
-MAX_POINTS_PER_PILLAR = 256  # shared memory: 8 warps * M * 24 bytes <= 48 KiB
+NUM_COUNTERS = 12  # int32 slots (voxelize.cu: 10 used, two spares keep rows 16-byte aligned)
+MAX_POINTS_PER_PILLAR = 256  # shared memory: 8 warps * (16 M + max(8 M, 1280)) bytes <= 48 KiB
+KERNELS = ("cells", "number", "bucket", "decorate", "decorate_pfn")  # pp_vox_<name>, in launch order
 INT_MAX = 0x7FFFFFFF
 
 
@@ -118,11 +120,11 @@ class CudaVoxelizer:
         self._geometry = tuple(_f32(x) for x in (r[0], r[1], r[2], v[0], v[1], v[2]))
         self._range_rule = (*(_f32(x) for x in r[3:]), i32(RULE_CODES[cfg.range_filter]))
         module = load_kernels(KERNEL_FILE, self.device)
-        self._fn = {name: module.function(f"pp_vox_{name}") for name in
-                    ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn")}
+        self._fn = {name: module.function(f"pp_vox_{name}") for name in KERNELS}
         self._max_blocks = self.device.info.multiprocessor_count * (2048 // BLOCK)
         self._cell_first = DeviceBuffer(self.nx * self.ny * 4, self.device)
-        self._table_clean = False  # True while the cell table holds INT_MAX everywhere (pass 7 restores it)
+        self._cell_count = DeviceBuffer(self.nx * self.ny * 4, self.device)
+        self._table_clean = False  # True while the cell tables hold INT_MAX / 0 everywhere (pass 4 restores them)
         self._pillar_count = DeviceBuffer(self.max_pillars * 4, self.device)
         self._pillar_offset = DeviceBuffer(self.max_pillars * 4, self.device)
         self.max_points = 0
@@ -136,7 +138,7 @@ class CudaVoxelizer:
         n = int(max_points)
         if n <= self.max_points:
             return False
-        if n >= 2**31 - 1:
+        if n >= 2**31 - 1 - TILE:  # pass 2's point indices of its last tile stay int32
             raise ConfigError(f"CudaVoxelizer: {n} points exceed int32 indices")
         if self._point_bufs:
             stream_synchronize(stream)
@@ -146,11 +148,9 @@ class CudaVoxelizer:
         tiles = self.num_tiles(n)
         self._point_bufs = {
             "point_cell": DeviceBuffer(n * 4, self.device),
-            "first": DeviceBuffer(n, self.device),
-            "point_pillar": DeviceBuffer(n * 4, self.device),
             "point_slot": DeviceBuffer(n * 4, self.device),
             "bucket": DeviceBuffer(n * 4, self.device),
-            "tile_count": DeviceBuffer(tiles * 4, self.device),
+            "tile_status": DeviceBuffer((tiles + 1) * 8, self.device),  # uint64 per tile, then the ticket
         }
         return True
 
@@ -164,13 +164,16 @@ class CudaVoxelizer:
 
     @property
     def shared_bytes(self) -> int:
-        return WARPS_PER_BLOCK * self.max_points_per_pillar * 24
+        """Pass 4's dynamic shared memory: per warp ``M`` float4 points and a scratch area of
+        ``max(8 M, 1280)`` bytes rounded up to 16 (voxelize.cu: ``pillar_smem``)."""
+        m = self.max_points_per_pillar
+        return WARPS_PER_BLOCK * (16 * m + (max(8 * m, 1280) + 15) // 16 * 16)
 
     # ---- launches ----------------------------------------------------------------------------
     def _group(self, points_ptr: int, stream: int, num_points: int | None, num_points_ptr: int,
                num_points_out_ptr: int, coords_ptr: int, counters_ptr: int, num_points_bound: int | None = None,
                canvas: tuple[int, bool, bool, int] | None = None) -> None:
-        """Passes 1-6 (``canvas``: ``(channels, nhwc, half, pointer)`` of the fused form, whose cells of
+        """Passes 1-3 (``canvas``: ``(channels, nhwc, half, pointer)`` of the fused form, whose cells of
         the previous frame pass 1 zeroes)."""
         if int(points_ptr) % 16:
             raise ValueError("CudaVoxelizer: points must be 16-byte aligned float32 [N, 4] rows")
@@ -193,28 +196,25 @@ class CudaVoxelizer:
         self.device.make_current()
         if not self._table_clean:  # first frame, or a frame whose last pass was never enqueued
             drv = bindings()[0]
-            check(drv.cuMemsetD32Async(drv.CUdeviceptr(self._cell_first.ptr), INT_MAX, self.nx * self.ny, drv.CUstream(int(stream))), "cuMemsetD32Async")
-        self._table_clean = False  # until pass 7 is enqueued
+            for table, value in ((self._cell_first, INT_MAX), (self._cell_count, 0)):
+                check(drv.cuMemsetD32Async(drv.CUdeviceptr(table.ptr), value, self.nx * self.ny, drv.CUstream(int(stream))), "cuMemsetD32Async")
+        self._table_clean = False  # until pass 4 is enqueued
         g = grid_for(work, BLOCK, self._max_blocks)
         c, nhwc, half, canvas_ptr = canvas or (0, False, False, 0)
         g1 = max(g, grid_for(self.max_pillars * c, BLOCK, self._max_blocks)) if canvas else g
+        tables = (ptr(self._cell_first.ptr), ptr(self._cell_count.ptr))
         launch(self._fn["cells"], g1, BLOCK, (ptr(points_ptr), *nn, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
-                                              *self._range_rule, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(counters_ptr),
+                                              *self._range_rule, ptr(b["point_cell"].ptr), ptr(b["point_slot"].ptr), *tables,
+                                              ptr(b["tile_status"].ptr), i32(tiles), ptr(counters_ptr),
                                               ptr(coords_ptr), i32(c), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)),
                stream)
-        launch(self._fn["flags"], tiles, BLOCK, (ptr(points_ptr), *nn, ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr), ptr(b["first"].ptr),
-                                                 ptr(b["tile_count"].ptr), ptr(counters_ptr)), stream)
-        launch(self._fn["assign"], tiles, BLOCK, (*nn, i32(tiles), i32(self.max_pillars), i32(self.nx), ptr(b["point_cell"].ptr),
-                                                  ptr(b["first"].ptr), ptr(b["tile_count"].ptr), ptr(self._cell_first.ptr),
-                                                  ptr(coords_ptr), ptr(self._pillar_count.ptr), ptr(counters_ptr)), stream)
-        launch(self._fn["count"], g, BLOCK, (*nn, i32(self.max_pillars), ptr(b["point_cell"].ptr), ptr(self._cell_first.ptr),
-                                             ptr(self._pillar_count.ptr), ptr(b["point_pillar"].ptr), ptr(b["point_slot"].ptr),
-                                             ptr(counters_ptr)), stream)
-        launch(self._fn["offsets"], grid_for(self.max_pillars, BLOCK, self._max_blocks), BLOCK,
-               (i32(self.max_pillars), i32(self.max_points_per_pillar), ptr(self._pillar_count.ptr), ptr(self._pillar_offset.ptr),
-                ptr(num_points_out_ptr), ptr(counters_ptr)), stream)
-        launch(self._fn["bucket"], g, BLOCK, (*nn, ptr(b["point_pillar"].ptr), ptr(b["point_slot"].ptr),
-                                              ptr(self._pillar_offset.ptr), ptr(b["bucket"].ptr)), stream)
+        launch(self._fn["number"], tiles, BLOCK, (ptr(points_ptr), *nn, i32(self.max_pillars), i32(self.max_points_per_pillar),
+                                                  i32(self.nx), ptr(b["point_cell"].ptr), *tables, ptr(b["tile_status"].ptr),
+                                                  ptr(coords_ptr), ptr(self._pillar_count.ptr), ptr(self._pillar_offset.ptr),
+                                                  ptr(num_points_out_ptr), ptr(counters_ptr)), stream)
+        launch(self._fn["bucket"], max(g, grid_for(self.max_pillars, BLOCK, self._max_blocks)), BLOCK,
+               (*nn, i32(self.max_pillars), ptr(b["point_cell"].ptr), ptr(b["point_slot"].ptr), *tables, ptr(counters_ptr),
+                ptr(b["bucket"].ptr), ptr(num_points_out_ptr)), stream)
 
     def _pillar_grid(self, num_points: int | None) -> int:
         # P <= min(max_pillars, N): one warp per pillar, grid-stride beyond that
@@ -224,7 +224,7 @@ class CudaVoxelizer:
     def _pillar_args(self, points_ptr: int, coords_ptr: int, counters_ptr: int) -> tuple:
         return (ptr(points_ptr), i32(self.max_points_per_pillar), *self._geometry, ptr(self._pillar_count.ptr),
                 ptr(self._pillar_offset.ptr), ptr(self._point_bufs["bucket"].ptr), ptr(coords_ptr), ptr(counters_ptr),
-                ptr(self._cell_first.ptr), i32(self.nx), i32(self.nx * self.ny))
+                ptr(self._cell_first.ptr), ptr(self._cell_count.ptr), i32(self.nx), i32(self.nx * self.ny))
 
     def enqueue(self, points_ptr: int, stream: int, *, features_ptr: int, num_points_out_ptr: int, coords_ptr: int,
                 counters_ptr: int, num_points: int | None = None, num_points_ptr: int = 0,
@@ -260,7 +260,7 @@ class CudaVoxelizer:
         self._table_clean = True
 
     def free(self) -> None:
-        for b in (self._cell_first, self._pillar_count, self._pillar_offset, *self._point_bufs.values()):
+        for b in (self._cell_first, self._cell_count, self._pillar_count, self._pillar_offset, *self._point_bufs.values()):
             b.free()
 
 

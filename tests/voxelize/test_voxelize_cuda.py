@@ -17,11 +17,11 @@ from pointpillars_trt.cuda.nvrtc import Target, choose_target, compile_source, r
 from tests.helpers import kitti_frame_paths, random_cloud
 
 needs_nvrtc = pytest.mark.skipif(nvrtc_skip_reason() is not None, reason=str(nvrtc_skip_reason()))
-ENTRIES = {f"pp_vox_{n}" for n in ("cells", "flags", "assign", "count", "offsets", "bucket", "decorate", "decorate_pfn")}
+ENTRIES = {f"pp_vox_{n}" for n in ("cells", "number", "bucket", "decorate", "decorate_pfn")}
 
 
 @needs_nvrtc
-@pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
+@pytest.mark.parametrize("cc", [(8, 0), (8, 7), (9, 0)])
 def test_voxelize_compiles(cc):
     src, _ = read_kernel_source("voxelize.cu")
     assert "#include" not in src
@@ -29,6 +29,19 @@ def test_voxelize_compiles(cc):
     assert image.kind == "cubin" and image.data[:4] == b"\x7fELF"
     ptx = compile_source(src, "voxelize.cu", Target(f"--gpu-architecture=compute_{cc[0]}{cc[1]}", "ptx")).data.decode(errors="replace")
     assert set(re.findall(r"\.entry (\w+)\(", ptx)) == ENTRIES
+    # programmatic launch only where the PDL guard allows it (sm_90+); the look-back's relaxed loads everywhere
+    assert ("griddepcontrol.wait" in ptx) == (cc >= (9, 0))
+    assert "ld.relaxed.gpu" in ptx
+
+
+@pytest.mark.parametrize("m", [1, 20, 31, 32, 33, 160, 255, 256])
+def test_shared_memory_fits_48k(m):
+    """Pass 4's dynamic shared memory (no opt-in attribute) stays within 48 KiB for every allowed M."""
+    from pointpillars_trt.voxelize.cuda import MAX_POINTS_PER_PILLAR, CudaVoxelizer
+
+    vox = CudaVoxelizer.__new__(CudaVoxelizer)  # shared_bytes needs M only, not a device
+    vox.max_points_per_pillar = m
+    assert m <= MAX_POINTS_PER_PILLAR and vox.shared_bytes <= 48 * 1024 and vox.shared_bytes % 16 == 0
 
 
 # ---- GPU -------------------------------------------------------------------------------------------
@@ -137,16 +150,18 @@ def test_capacity_is_checked(torch_cuda, kitti_config):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("nhwc", [False, True], ids=["nchw", "nhwc"])
-@pytest.mark.parametrize("half", [False, True], ids=["f32", "f16"])
-def test_fused_pfn_matches_torch_pfn_and_scatter(torch_cuda, kitti_config, kitti_frames, nhwc, half):
+@pytest.mark.parametrize("nhwc,half,channels", [(False, False, 64), (True, False, 64), (False, True, 64), (True, True, 64),
+                                                (False, False, 96), (True, True, 96)],
+                         ids=["nchw-f32", "nhwc-f32", "nchw-f16", "nhwc-f16", "nchw-f32-96ch", "nhwc-f16-96ch"])
+def test_fused_pfn_matches_torch_pfn_and_scatter(torch_cuda, kitti_config, kitti_frames, nhwc, half, channels):
+    """96 channels: the fused kernel passes over its pillars twice (64 channels a pass)."""
     import torch
 
     from pointpillars_trt.voxelize.cuda import CudaVoxelizer, TorchPillarBuffers
     from pointpillars_trt.model import build_model
     from pointpillars_trt.model.scatter import scatter_reference
 
-    cfg = kitti_config
+    cfg = kitti_config.replace(network={"pfn_channels": channels})
     torch.manual_seed(0)
     model = build_model(cfg).cuda().eval()
     bn = model.pfn.norm
@@ -221,3 +236,65 @@ def test_range_filter_rules(torch_cuda, kitti_config, kitti_frames, rule):
     for pts in (frame, np.concatenate([edge_points(cfg), frame[:1000]])):
         got, _ = gpu_voxelize(cfg, pts)
         assert_same_pillars(got, cpu_voxelize(cfg, pts))
+
+
+# ---- edges of the four-kernel voxelizer (pass 2's 1024-point scan tiles, pass 4's 32-lane chunks) ----
+@pytest.mark.gpu
+@pytest.mark.parametrize("m", [1, 20, 32, 33, 100, 256])
+def test_dense_pillars_across_scan_tiles(torch_cuda, kitti_config, m):
+    """Pillars of 40 and of 1500 points whose points lie in many of pass 2's tiles, beside sparse
+    ones: the first M in input order for M <= 32 (register sort and merges), odd M (scalar stores)
+    and M > 32 (chunks of 32 lanes; the shared-memory selection beyond 32 points)."""
+    cfg = kitti_config.replace(voxel={"max_points_per_pillar": m})
+    rng = np.random.default_rng(m)
+    sparse = random_cloud(cfg, 6000, seed=m)
+    clusters = [np.repeat(random_cloud(cfg, k, seed=100 + m + k), size, axis=0) for k, size in ((6, 1500), (20, 40))]
+    dense = np.concatenate(clusters)
+    dense = dense + rng.normal(0, 0.01, dense.shape).astype(np.float32)
+    pts = np.concatenate([sparse, dense])
+    pts = pts[rng.permutation(len(pts))]
+    want = cpu_voxelize(cfg, pts)
+    assert want.num_excess_points > 0 and want.num_points.max() == m
+    got, rest = gpu_voxelize(cfg, pts)
+    assert_same_pillars(got, want)
+    assert not rest.any()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("device_count", [False, True], ids=["host-count", "device-count"])
+def test_many_scan_tiles(torch_cuda, kitti_config, device_count):
+    """300k points: ~300 tiles, so the look-back crosses several 32-tile windows; without pillar
+    overflow (max_pillars 250000) and with it (the default 40000: dropped pillars, whole-table
+    reset); the device count's grid has a tile past N."""
+    cfg = kitti_config if device_count else kitti_config.replace(voxel={"max_pillars": 250000})
+    pts = random_cloud(cfg, 300000, seed=11, margin=3.0)
+    want = cpu_voxelize(cfg, pts)
+    assert (want.num_dropped_pillars > 0) == device_count
+    got, rest = gpu_voxelize(cfg, pts, device_count=device_count)
+    assert_same_pillars(got, want)
+    assert not rest.any()
+
+
+@pytest.mark.gpu
+def test_grid_wider_than_a_scan_tile(torch_cuda, kitti_config, kitti_frames):
+    """A 1728 x 1984 grid (3.4M cells, rows wider than a 1024-point tile): a real frame and a uniform cloud."""
+    cfg = kitti_config.replace(voxel={"voxel_size": (0.04, 0.04, 4.0), "max_pillars": 60000})
+    assert cfg.grid_size[0] > 1024
+    frame = np.fromfile(kitti_frames[0], dtype=np.float32).reshape(-1, 4)
+    for pts in (frame, random_cloud(cfg, 50000, seed=12)):
+        got, _ = gpu_voxelize(cfg, pts)
+        assert_same_pillars(got, cpu_voxelize(cfg, pts))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n", [0, 1, 1024, 1025])
+def test_device_count_at_tile_edges(torch_cuda, kitti_config, n):
+    """N = 0, one point, exactly one tile and one past it, counted on the device (grids sized for N + 1000)."""
+    r = kitti_config.voxel.point_cloud_range
+    centre = np.array([[(r[0] + r[3]) / 2, (r[1] + r[4]) / 2, (r[2] + r[5]) / 2, 0.5]], np.float32)
+    pts = np.concatenate([centre, random_cloud(kitti_config, max(n - 1, 0), seed=13)])[:n]
+    got, rest = gpu_voxelize(kitti_config, pts, device_count=True)
+    want = cpu_voxelize(kitti_config, pts)
+    assert_same_pillars(got, want)
+    assert got.num_pillars == want.num_pillars and (n == 0) == (got.num_pillars == 0)
+    assert not rest.any()
