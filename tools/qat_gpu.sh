@@ -4,7 +4,8 @@
 #   bash tools/qat_gpu.sh OUT_DIR                       # the real run (<= 300 s wall on an H200 with 16 cores)
 #   bash tools/qat_gpu.sh OUT_DIR --frames 12 --steps 2 --batch-size 1 --device cpu --calib-frames 2 --budget 900   # smoke
 #
-# 1. The demo model's data: tools/make_synthetic.py --frames 2400 --seed 0 --val-fraction 0.15 --generator-version 5
+# 1. The demo model's data: tools/make_synthetic.py --frames 2400 --seed 0 --val-fraction 0.15 --generator-version V,
+#    V the shipped model's own (its data_generator_version metadata, as tools/int8_sweep.py reads it)
 #    (the same frames as tools/int8_sweep.py makes, so the sweep's val split is never trained on).
 # 2. One INT8 export of the demo model per activation type (entropy, --calib-frames train frames): the scales QAT starts from.
 # 3. The variants, at the same time on the one GPU (tools/qat.py, float32, BatchNorm frozen, one-cycle max LR --lr):
@@ -45,16 +46,17 @@ for v in $VARIANTS; do variant_type "$v" >/dev/null || { echo "$0: unknown varia
 
 PY="${PYTHON:-python3}"
 DATA_ROOT="${DATA_ROOT:-/tmp/qat_data}"
-DATA="$DATA_ROOT/v5" RUNS="$DATA_ROOT/runs"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1
+GEN=$("$PY" -c 'import sys; sys.path.insert(0, "tools"); from pathlib import Path; from int8_sweep import generator_version; print(generator_version(None))')
+DATA="$DATA_ROOT/v$GEN" RUNS="$DATA_ROOT/runs"
 T0=$SECONDS
 stamp() { echo "$1 $((SECONDS - T0)) s" | tee -a "$OUT/timing.txt"; }
 : >"$OUT/timing.txt"
 : >"$OUT/summary.txt"
 
-"$PY" tools/make_synthetic.py --out "$DATA" --frames "$FRAMES" --seed 0 --val-fraction 0.15 --generator-version 5 \
+"$PY" tools/make_synthetic.py --out "$DATA" --frames "$FRAMES" --seed 0 --val-fraction 0.15 --generator-version "$GEN" \
   --workers "$GEN_WORKERS" --quiet 2>&1 | tee -a "$OUT/timing.txt"
-stamp "data v5"
+stamp "data v$GEN"
 
 # one initial INT8 export per activation type, shared by its variants (tools/qat.py reuses a --ptq-dir that holds one)
 mkdir -p "$RUNS"
