@@ -21,6 +21,7 @@ from torch import nn
 
 from ..config import PointPillarsConfig, check_same_config, load_config
 from ..errors import CheckpointError, ConfigError
+from ..io.atomic import file_mode
 from .verify import check_state_dict, reference_state_dict
 
 FORMAT_VERSION = "1"
@@ -65,6 +66,7 @@ def save_native(
     tmp = path.with_name(path.name + ".tmp")
     try:
         save_file(tensors, str(tmp), metadata=extra)
+        os.chmod(tmp, file_mode())  # save_file makes it 0600
         os.replace(tmp, path)
     except Exception as exc:  # OSError, or safetensors' own SafetensorError for I/O failures
         tmp.unlink(missing_ok=True)

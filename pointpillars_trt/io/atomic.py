@@ -45,7 +45,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
@@ -83,6 +83,12 @@ def check_writable(path: str | Path, *, directory: bool = False) -> Path:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {target}: {exc.strerror or exc}") from exc
     return path
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file, ``0o666 & ~umask``: for files made by
+    mkstemp or by libraries (safetensors' ``save_file``) that create them 0600 whatever the umask."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

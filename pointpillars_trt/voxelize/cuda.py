@@ -272,7 +272,7 @@ class TorchPillarBuffers:
     features: "torch.Tensor"  # [max_pillars, M, 10] float32
     num_points: "torch.Tensor"  # [max_pillars] int32
     coords: "torch.Tensor"  # [max_pillars, 2] int32
-    counters: "torch.Tensor"  # [8] int32
+    counters: "torch.Tensor"  # [12] int32 (voxelize.cu's counter slots)
 
     @classmethod
     def allocate(cls, vox: CudaVoxelizer, device: "torch.device | str" = "cuda") -> "TorchPillarBuffers":

@@ -134,6 +134,18 @@ def test_saved_file_records_both_hashes(tmp_path, cfg, state):
     assert ck.metadata["weights_sha256"] == state_dict_sha256(ck.state_dict)  # what ONNX graphs record
 
 
+def test_saved_file_gets_the_umask_mode_not_0600(tmp_path, cfg, state):
+    """safetensors' save_file makes its file 0600; a saved checkpoint is readable as any file the user writes."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_native(tmp_path / "m.safetensors", state, cfg)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 KEY = "rpn.conv_cls.weight"
 
 
