@@ -6,20 +6,16 @@ requires, and what coalesced loads like), whatever ``max_pillars`` or the output
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..voxelize.cuda import INT_MAX, NUM_COUNTERS, VoxelCounters
+from ..voxelize.cuda import (DROPPED_PILLARS, DROPPED_POINTS, FOUND, INPUT, INTENSITY_MAX, INTENSITY_MIN, NONFINITE,
+                             NUM_COUNTERS, PILLARS, VoxelCounters, keys_to_floats)
 from .base import FrameResult, PillarCounts
 
 ALIGN_BYTES = 256
-#: slots of the voxelizer's counters that a frame's result reads (the order of
-#: :class:`~pointpillars_trt.voxelize.cuda.VoxelCounters`, as ``voxelize.cu`` writes them)
-PILLARS, FOUND, DROPPED_PILLARS, DROPPED_POINTS, INPUT, NONFINITE, INTENSITY_MIN, INTENSITY_MAX = 0, 1, 3, 4, 6, 8, 9, 10
-_INT2, _FLOAT2 = struct.Struct("<2i"), struct.Struct("<2f")
 
 
 def aligned_count(count: int, itemsize: int) -> int:
@@ -109,12 +105,11 @@ class PackedRows:
     def frame_result(self, b: int, timings_ms: dict[str, float]) -> FrameResult:
         """Lane ``b`` as a :class:`~pointpillars_trt.executors.base.FrameResult` (what
         :meth:`PackedLayout.unpack` gives, copied once each): the count and the counters in one
-        ``tolist()``, the intensity keys through two precompiled structs."""
+        ``tolist()``, the intensity keys through :func:`~pointpillars_trt.voxelize.cuda.keys_to_floats`."""
         head = self.head[b].tolist()  # count, then the counters
         n = min(max(head[0], 0), self.post_max)
         c = head[1:]
-        lo, hi = c[INTENSITY_MIN], c[INTENSITY_MAX]  # order-preserving keys: voxelize.cu's ordered_key
-        intensity = _FLOAT2.unpack(_INT2.pack(lo if lo >= 0 else lo ^ INT_MAX, hi if hi >= 0 else hi ^ INT_MAX))
+        intensity = keys_to_floats(c[INTENSITY_MIN], c[INTENSITY_MAX])
         counts = PillarCounts(c[INPUT], c[PILLARS], c[FOUND], c[DROPPED_PILLARS], c[DROPPED_POINTS], c[NONFINITE], intensity)
         return FrameResult(self.boxes[b, :n].copy(), self.scores[b, :n].copy(), self.labels[b, :n].astype(np.int64),
                            counts, timings_ms)

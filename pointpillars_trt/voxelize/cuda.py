@@ -56,11 +56,15 @@ NUM_COUNTERS = 12  # int32 slots (voxelize.cu: 10 used, two spares keep rows 16-
 MAX_POINTS_PER_PILLAR = 256  # shared memory: 8 warps * (16 M + max(8 M, 1280)) bytes <= 48 KiB
 KERNELS = ("cells", "number", "bucket", "decorate", "decorate_pfn")  # pp_vox_<name>, in launch order
 INT_MAX = 0x7FFFFFFF
+#: slots of the counters that :class:`VoxelCounters` reads beyond its first seven (which are slots 0-6 in field
+#: order), and those a frame's result reads: voxelize.cu's ``C_*`` enum
+PILLARS, FOUND, DROPPED_PILLARS, DROPPED_POINTS, INPUT, NONFINITE, INTENSITY_MIN, INTENSITY_MAX = 0, 1, 3, 4, 6, 8, 9, 10
+_INT2, _FLOAT2 = struct.Struct("<2i"), struct.Struct("<2f")  # made once: a frame's result decodes two keys
 
 
-def keys_to_floats(*keys: int) -> tuple[float, ...]:
-    """Inverse of voxelize.cu's ``ordered_key`` (float bits as an order-preserving int32)."""
-    return struct.unpack(f"<{len(keys)}f", struct.pack(f"<{len(keys)}i", *(k if k >= 0 else k ^ 0x7FFFFFFF for k in keys)))
+def keys_to_floats(lo: int, hi: int) -> tuple[float, float]:
+    """Inverse of voxelize.cu's ``ordered_key`` (float bits as an order-preserving int32) of two keys."""
+    return _FLOAT2.unpack(_INT2.pack(lo if lo >= 0 else lo ^ INT_MAX, hi if hi >= 0 else hi ^ INT_MAX))
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,10 @@ class VoxelCounters:
 
     @classmethod
     def from_array(cls, counters: Sequence[int] | np.ndarray) -> "VoxelCounters":
-        c = np.asarray(counters).reshape(-1)[:11].tolist()
-        if len(c) < 11:
+        c = np.asarray(counters).reshape(-1)[:INTENSITY_MAX + 1].tolist()
+        if len(c) <= INTENSITY_MAX:
             return cls(*c[:7])
-        return cls(*c[:7], c[8], *keys_to_floats(c[9], c[10]))
+        return cls(*c[:7], c[NONFINITE], *keys_to_floats(c[INTENSITY_MIN], c[INTENSITY_MAX]))
 
     @property
     def overflowed(self) -> bool:
