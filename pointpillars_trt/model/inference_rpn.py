@@ -43,9 +43,22 @@ from .rpn import RPN
 UPSAMPLE_MODES = ("conv", "deconv")
 
 
+def folded_conv(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(weight, bias)`` of ``conv`` with eval-mode ``bn`` (running statistics) folded in (``conv``'s own
+    when ``bn`` is None), float32, differentiable in the conv weight and BN's affine parameters (QAT
+    fine-tunes through it). Weight ``[out, in, kh, kw]``, or ``[in, out, kh, kw]`` for a transposed one."""
+    if bn is None:
+        return conv.weight, conv.bias
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    shape = (1, -1, 1, 1) if isinstance(conv, nn.ConvTranspose2d) else (-1, 1, 1, 1)
+    return conv.weight * scale.view(shape), shift if conv.bias is None else conv.bias * scale + shift
+
+
 def fold_batchnorm(rpn: RPN) -> RPN:
     """A copy of ``rpn`` whose eval-mode BatchNorms are folded into the preceding (transposed)
-    convolution and replaced by identities; ReLUs run in place. Same function in exact arithmetic."""
+    convolution (:func:`folded_conv`) and replaced by identities; ReLUs run in place. Same function
+    in exact arithmetic."""
     rpn = copy.deepcopy(rpn)
     with torch.no_grad():
         for seq in list(rpn.blocks) + list(rpn.deblocks):
@@ -56,14 +69,8 @@ def fold_batchnorm(rpn: RPN) -> RPN:
                 if not isinstance(m, nn.BatchNorm2d):
                     continue
                 conv = mods[i - 1]
-                scale = m.weight / torch.sqrt(m.running_var + m.eps)
-                shift = m.bias - m.running_mean * scale
-                if isinstance(conv, nn.ConvTranspose2d):  # weight [in, out, kh, kw]
-                    conv.weight.mul_(scale.view(1, -1, 1, 1))
-                else:  # weight [out, in, kh, kw]
-                    conv.weight.mul_(scale.view(-1, 1, 1, 1))
-                bias = shift if conv.bias is None else conv.bias * scale + shift
-                conv.bias = nn.Parameter(bias.clone())
+                weight, bias = folded_conv(conv, m)
+                conv.weight, conv.bias = nn.Parameter(weight), nn.Parameter(bias.clone())
                 seq[i] = nn.Identity()
     return rpn
 
@@ -275,4 +282,4 @@ class InferenceRPN(nn.Module):
 
 
 __all__ = ["InferenceRPN", "UPSAMPLE_MODES", "add_depth_to_space_into", "branch_product", "conv_bias_relu", "deconv_as_conv",
-           "depth_to_space_into", "fold_batchnorm", "has_float32_gemm_output", "head_without_concat"]
+           "depth_to_space_into", "fold_batchnorm", "folded_conv", "has_float32_gemm_output", "head_without_concat"]

@@ -37,6 +37,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError, ExportError
 from ..model import PointPillars
+from ..model.inference_rpn import folded_conv
 
 #: ``(qmin, qmax)`` of ``QuantizeLinear``'s saturation per ONNX element type
 _QRANGE = {onnx.TensorProto.INT8: (-128, 127), onnx.TensorProto.UINT8: (0, 255)}
@@ -68,17 +69,6 @@ def weight_scales(w: torch.Tensor, transposed: bool) -> torch.Tensor:
 def fake_quant_weight(w: torch.Tensor, transposed: bool) -> torch.Tensor:
     """``w`` int8 symmetric per output channel (:func:`weight_scales`), clamped to [-127, 127], STE."""
     return fake_quant(w, weight_scales(w, transposed), 0.0, -127, 127)
-
-
-def folded_conv(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(weight, bias)`` of ``conv`` with eval-mode ``bn`` (running statistics) folded in, differentiable
-    in the conv weight and BN's affine parameters (:mod:`~pointpillars_trt.exporter.fold`'s formula)."""
-    if bn is None:
-        return conv.weight, conv.bias
-    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shape = [1, -1, 1, 1] if isinstance(conv, nn.ConvTranspose2d) else [-1, 1, 1, 1]
-    b0 = conv.bias if conv.bias is not None else torch.zeros_like(s)
-    return conv.weight * s.view(shape), (b0 - bn.running_mean) * s + bn.bias
 
 
 @dataclass(frozen=True)

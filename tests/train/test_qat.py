@@ -15,10 +15,11 @@ from pointpillars_trt.exporter import CalibrationFrames, Int8Export, QuantizeOpt
 from pointpillars_trt.exporter.calibration import frame_feeds
 from pointpillars_trt.exporter.fold import fold_sequential
 from pointpillars_trt.exporter.quantize import plain_session
+from pointpillars_trt.model.inference_rpn import folded_conv
 from pointpillars_trt.model import build_model
 from pointpillars_trt.model.inference_rpn import deconv_as_conv
 from pointpillars_trt.train.qat import (
-    QatPointPillars, fake_quant, fake_quant_weight, folded_conv, read_qdq, weight_scales, write_ranges,
+    QatPointPillars, fake_quant, fake_quant_weight, read_qdq, weight_scales, write_ranges,
 )
 
 from tests.train.tiny_data import frame, scene_boxes, tiny_config
