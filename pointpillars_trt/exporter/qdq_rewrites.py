@@ -44,8 +44,13 @@ def one_quantize_per_tensor(model: onnx.ModelProto) -> onnx.ModelProto:
     kept = [n for n in nodes if id(n) not in drop]
     for n in kept:
         n.input[:] = [rename.get(i, i) for i in n.input]
+    return set_nodes(model, kept)
+
+
+def set_nodes(model: onnx.ModelProto, nodes: list) -> onnx.ModelProto:
+    """``model`` with ``nodes`` (its own node objects, held in a list, in the order to keep) as its graph's nodes."""
     del model.graph.node[:]
-    model.graph.node.extend(kept)
+    model.graph.node.extend(nodes)
     return model
 
 
@@ -79,8 +84,7 @@ def float_readers(model: onnx.ModelProto, float_nodes: set[str]) -> onnx.ModelPr
                 r.input[:] = [q.input[0] if i == d.output[0] else i for i in r.input]
         drop |= {id(q), *map(id, dqs)}
     kept = [n for n in model.graph.node if id(n) not in drop]
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
+    set_nodes(model, kept)
     used = {i for n in kept for i in n.input}
     unused = [t for t in model.graph.initializer if t.name not in used]
     for t in unused:
@@ -100,8 +104,8 @@ def integer_depth_to_space(model: onnx.ModelProto) -> onnx.ModelProto:
     outputs = {o.name for o in model.graph.output}
 
     def only_reader(node):
-        readers = consumers.get(node.output[0], [])
-        return readers[0] if len(readers) == 1 and node.output[0] not in outputs else None
+        users = consumers.get(node.output[0], [])
+        return users[0] if len(users) == 1 and node.output[0] not in outputs else None
 
     order = list(model.graph.node)
     for d2s in [n for n in order if n.op_type == "DepthToSpace"]:
@@ -124,6 +128,4 @@ def integer_depth_to_space(model: onnx.ModelProto) -> onnx.ModelProto:
         kept = [v for v in model.graph.value_info if v.name not in stale]
         del model.graph.value_info[:]
         model.graph.value_info.extend(kept)
-    del model.graph.node[:]
-    model.graph.node.extend(order)
-    return model
+    return set_nodes(model, order)

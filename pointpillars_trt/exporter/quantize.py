@@ -36,7 +36,7 @@ from ..errors import ConfigError, ExportError
 from ..options import Choice
 from .calibration import CalibrationFrames, CalibrationReader
 from .entropy import use_vectorized_entropy
-from .qdq_rewrites import tidy_qdq
+from .qdq_rewrites import readers, set_nodes, tidy_qdq
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -246,23 +246,17 @@ def float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
     class logits and box regressions leave their convolution in float, not rounded to one int8
     scale per tensor (about 0.14 logit and 4 cm of box delta per step, measured on the demo model)."""
     producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers[i] = consumers.get(i, 0) + 1
+    consumers = readers(model)
     drop = []
     for out in model.graph.output:
         dq = producer.get(out.name)
         q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or consumers.get(q.output[0]) != 1 or consumers.get(q.input[0]) != 1:
+        if q is None or q.op_type != "QuantizeLinear" or len(consumers.get(q.output[0], [])) != 1 or len(consumers.get(q.input[0], [])) != 1:
             continue
         source = producer[q.input[0]]
         source.output[list(source.output).index(q.input[0])] = out.name
         drop += [id(q), id(dq)]
-    kept = [n for n in model.graph.node if id(n) not in drop]
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
-    return model
+    return set_nodes(model, [n for n in model.graph.node if id(n) not in drop])
 
 
 def head_nodes(model: onnx.ModelProto) -> list[str]:
