@@ -1,5 +1,6 @@
 """OpenPCDet's anchor-head losses: sigmoid focal classification, smooth-L1 box regression with the
-sin-difference yaw, and direction cross-entropy, each normalised by the frame's positive count."""
+sin-difference yaw, and direction cross-entropy, each normalised by the frame's positive count; and the
+distillation loss of a student's head outputs against a teacher's (QAT imitating the float model)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,18 @@ class LossWeights:
     smooth_l1_beta: float = 1.0 / 9.0
 
 
+def bce_with_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Element-wise binary cross-entropy ``-t log(sigmoid(x)) - (1 - t) log(1 - sigmoid(x))`` of logits
+    ``x`` against targets ``t`` in [0, 1] (soft targets allowed), in the stable form."""
+    return logits.clamp(min=0) - logits * targets + torch.log1p(torch.exp(-logits.abs()))
+
+
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
     """Element-wise focal loss ``alpha_t (1 - p_t)^gamma BCE(logits, targets)`` (same shape as the input)."""
     p = torch.sigmoid(logits)
     alpha_w = targets * alpha + (1.0 - targets) * (1.0 - alpha)
     pt = targets * (1.0 - p) + (1.0 - targets) * p
-    bce = logits.clamp(min=0) - logits * targets + torch.log1p(torch.exp(-logits.abs()))
-    return alpha_w * pt.pow(gamma) * bce
+    return alpha_w * pt.pow(gamma) * bce_with_logits(logits, targets)
 
 
 def add_sin_difference(pred: torch.Tensor, target: torch.Tensor, dim: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +45,7 @@ def add_sin_difference(pred: torch.Tensor, target: torch.Tensor, dim: int = 6) -
 
 
 def smooth_l1(diff: torch.Tensor, beta: float) -> torch.Tensor:
+    """Element-wise Huber-style smooth-L1 of ``diff``: ``0.5 d^2 / beta`` below ``beta``, ``|d| - beta / 2`` above."""
     n = diff.abs()
     return torch.where(n < beta, 0.5 * n * n / beta, n - 0.5 * beta) if beta > 0 else n
 
@@ -88,6 +95,53 @@ def detection_loss(
 
     out = {"cls": cls_loss * weights.cls, "box": box_loss * weights.box, "dir": dir_loss * weights.dir}
     out["total"] = out["cls"] + out["box"] + out["dir"]
+    return out
+
+
+def distillation_loss(
+    student: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    teacher: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    labels: torch.Tensor,
+    weights: LossWeights = LossWeights(),
+) -> dict[str, torch.Tensor]:
+    """How far the ``student``'s head outputs are from the ``teacher``'s, per batch (knowledge distillation).
+
+    ``student`` and ``teacher`` are ``(cls [B, N, K] logits, box [B, N, 7] codes, dir [B, N, D] logits)``
+    as :func:`~.batched.flatten_head_batch` gives them (any float dtype; computed in float32); the
+    teacher is detached (gradients reach the student only). ``labels [B, N]`` as in
+    :func:`detection_loss`. With ``p = sigmoid(teacher cls)``, ``q = softmax(teacher dir)``:
+
+    * ``kd_cls``: ``BCE(student cls, p) - BCE(teacher cls, p)`` (the Bernoulli KL divergence: the
+      cross-entropy minus the teacher's own entropy, same gradient) summed over classes and cared
+      anchors (``labels >= 0``);
+    * ``kd_box``: smooth-L1 (``weights.smooth_l1_beta``) of the student's minus the teacher's codes, the
+      yaw through :func:`add_sin_difference`, summed over the 7 codes, weighted per anchor by the
+      teacher's best class probability ``max_k p`` (every anchor);
+    * ``kd_dir``: ``sum_d q (log q - log_softmax(student dir))`` (cross-entropy against ``q`` minus its
+      entropy), with the weights of ``kd_box``.
+
+    Each is divided per frame by its positive count (at least 1), summed, divided by ``B`` and weighted by
+    ``weights.cls`` / ``box`` / ``dir``, as in :func:`detection_loss`; all are 0 where student == teacher.
+    Returns float32 ``{"kd_cls", "kd_box", "kd_dir", "kd"}``, ``kd`` their sum.
+    """
+    s_cls, s_box, s_dir = (t.float() for t in student)
+    t_cls, t_box, t_dir = (t.detach().float() for t in teacher)
+    B = s_cls.shape[0]
+    labels = labels.long()
+    norm = (labels > 0).sum(dim=1, keepdim=True).clamp(min=1).float()  # [B, 1]
+    p = torch.sigmoid(t_cls)
+    cls_w = (labels >= 0).float() / norm  # [B, N]
+    kl_cls = bce_with_logits(s_cls, p) - bce_with_logits(t_cls, p)
+    cls_loss = (kl_cls * cls_w[..., None]).sum() / B
+
+    soft_w = p.amax(dim=-1) / norm  # [B, N]
+    sb, tb = add_sin_difference(s_box, t_box)
+    box_loss = (smooth_l1(sb - tb, weights.smooth_l1_beta).sum(dim=-1) * soft_w).sum() / B
+    kl_dir = (F.softmax(t_dir, dim=-1) * (F.log_softmax(t_dir, dim=-1) - F.log_softmax(s_dir, dim=-1))).sum(dim=-1)
+    dir_loss = (kl_dir * soft_w).sum() / B
+
+    out = {"kd_cls": cls_loss * weights.cls, "kd_box": box_loss * weights.box, "kd_dir": dir_loss * weights.dir}
+    out["kd"] = out["kd_cls"] + out["kd_box"] + out["kd_dir"]
     return out
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from pointpillars_trt.train import LossWeights, add_sin_difference, detection_loss, range_ramp, sigmoid_focal_loss
+from pointpillars_trt.train import (LossWeights, add_sin_difference, detection_loss, distillation_loss, range_ramp,
+                                    sigmoid_focal_loss)
 
 
 def test_focal_loss_matches_formula():
@@ -89,3 +91,55 @@ def test_positive_weight_scales_positive_classification_only():
     torch.testing.assert_close(got["cls"], ref)
     torch.testing.assert_close(got["box"], base["box"])
     torch.testing.assert_close(got["dir"], base["dir"])
+
+
+def _heads(seed: int, B: int = 2, N: int = 5, K: int = 3, D: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, N, K, generator=g), torch.randn(B, N, 7, generator=g) * 0.3, torch.randn(B, N, D, generator=g)
+
+
+KD_LABELS = torch.tensor([[1, 0, -1, 2, 0], [0, -1, 0, 0, 0]], dtype=torch.int8)
+
+
+def test_distillation_is_zero_with_a_zero_gradient_when_the_student_is_the_teacher():
+    teacher = _heads(0)
+    student = tuple(t.clone().requires_grad_(True) for t in teacher)
+    out = distillation_loss(student, teacher, KD_LABELS)
+    assert set(out) == {"kd_cls", "kd_box", "kd_dir", "kd"} and all(v.dtype == torch.float32 for v in out.values())
+    assert all(v.item() == 0.0 for v in out.values())
+    out["kd"].backward()
+    for s in student:
+        torch.testing.assert_close(s.grad, torch.zeros_like(s), atol=1e-7, rtol=0)
+
+
+def test_distillation_is_positive_and_reaches_the_student_only():
+    teacher = tuple(t.requires_grad_(True) for t in _heads(0))
+    student = tuple(t.requires_grad_(True) for t in _heads(1))
+    out = distillation_loss(student, teacher, KD_LABELS)
+    assert all(out[k].item() > 0 for k in ("kd_cls", "kd_box", "kd_dir"))
+    torch.testing.assert_close(out["kd"], out["kd_cls"] + out["kd_box"] + out["kd_dir"])
+    out["kd"].backward()
+    assert all(t.grad is None for t in teacher)
+    assert all(torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0 for s in student)
+    assert student[0].grad[0, 2].abs().sum() == 0 and student[0].grad[1, 1].abs().sum() == 0  # ignored: no cls term
+    assert student[1].grad[0, 2].abs().sum() > 0  # box and dir: every anchor, weighted by the teacher's confidence
+
+
+def test_distillation_small_case_by_hand():
+    """One frame, one positive anchor of two (the other ignored), one class, two direction bins."""
+    labels = torch.tensor([[1, -1]])
+    t_box = torch.zeros(1, 2, 7)
+    t_box[0, 0, 0], t_box[0, 1, 0] = 0.05, 1.0  # under and over beta = 1/9
+    teacher = (torch.tensor([[[0.0], [math.log(3.0)]]]), t_box, torch.tensor([[[0.0, math.log(3.0)], [0.0, 0.0]]]))
+    student = (torch.tensor([[[2.0], [-5.0]]]), torch.zeros(1, 2, 7), torch.zeros(1, 2, 2))
+    w = LossWeights()
+    out = distillation_loss(student, teacher, labels, w)
+
+    sig2 = 1.0 / (1.0 + math.exp(-2.0))
+    kd_cls = -0.5 * math.log(sig2) - 0.5 * math.log(1.0 - sig2) - math.log(2.0)  # p = 0.5; the ignored anchor is out
+    box_w = (0.5, 0.75)  # sigmoid of the teacher's logits
+    kd_box = box_w[0] * 0.5 * 0.05**2 * 9.0 + box_w[1] * (1.0 - 0.5 / 9.0)
+    kd_dir = box_w[0] * (0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5))  # the second anchor: q uniform, 0
+    assert out["kd_cls"].item() == pytest.approx(kd_cls * w.cls, rel=1e-5)
+    assert out["kd_box"].item() == pytest.approx(kd_box * w.box, rel=1e-5)
+    assert out["kd_dir"].item() == pytest.approx(kd_dir * w.dir, rel=1e-5)
