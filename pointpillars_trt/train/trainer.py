@@ -20,7 +20,7 @@ from .batched import flatten_head_batch, forward_batch, init_head
 from .dataset import AugmentConfig, RunSampler, TrainDataset, collate
 from .gt_database import GTDatabase, build_database
 from .kitti_data import KittiFrames
-from .losses import LossWeights, detection_loss, range_ramp
+from .losses import LossWeights, detection_loss, distillation_loss, range_ramp
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
@@ -36,6 +36,8 @@ class TrainSettings:
     that finishes this long after the loop started, mid-schedule (None: no limit). ``far_weight``:
     the classification loss of a positive anchor is weighted by :func:`~.losses.range_ramp` of its
     BEV range over ``far_weight_range`` (1 near, ``far_weight`` far; 1.0: off, OpenPCDet's).
+    ``distill``: the weight of :func:`~.losses.distillation_loss` against the ``teacher`` given to
+    :func:`train` in the total loss (0: off, no teacher).
     """
 
     steps: int | None = None
@@ -62,6 +64,7 @@ class TrainSettings:
     max_seconds: float | None = None
     far_weight: float = 1.0
     far_weight_range: tuple[float, float] = (20.0, 60.0)
+    distill: float = 0.0
 
     def total_steps(self, num_frames: int) -> int:
         if (self.steps is None) == (self.epochs is None):
@@ -158,17 +161,36 @@ def positive_weights(cfg: PointPillarsConfig, s: TrainSettings, device) -> torch
     return range_ramp(xy, s.far_weight, lo, hi).to(device)
 
 
-def _batch_losses(model, batch: dict, cfg: PointPillarsConfig, s: TrainSettings, device, amp_dtype,
-                  pos_w: torch.Tensor | None = None) -> tuple[dict, int]:
-    """``(losses, B)``: :func:`detection_loss` of one collated batch of ``B`` frames, the forward pass
-    under autocast to ``amp_dtype`` (None: float32); ``pos_w``: see :func:`positive_weights`."""
-    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    B = b["labels"].shape[0]
+def check_distillation(s: TrainSettings, teacher: torch.nn.Module | None) -> None:
+    """ConfigError unless ``s.distill`` >= 0 and a ``teacher`` is given exactly when ``s.distill`` > 0."""
+    if s.distill < 0 or (s.distill > 0) != (teacher is not None):
+        raise ConfigError(f"training: distill {s.distill} needs a teacher exactly when > 0 (and must be >= 0); "
+                          f"teacher {'given' if teacher is not None else 'missing'}")
+
+
+def _head_rows(model, b: dict, cfg: PointPillarsConfig, device, amp_dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``model``'s per-anchor head rows (:func:`flatten_head_batch`) of the batch ``b`` (on ``device``), the
+    forward pass under autocast to ``amp_dtype`` (None: float32)."""
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        cls, box, dirs = forward_batch(model, b["raw"], b["num_points"], b["coords"], B)
-    cls, box, dirs = flatten_head_batch(cls, box, dirs, cfg)
-    losses = detection_loss(cls, box, dirs, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights, pos_w)
-    return losses, B
+        heads = forward_batch(model, b["raw"], b["num_points"], b["coords"], b["labels"].shape[0])
+    return flatten_head_batch(*heads, cfg)
+
+
+def _batch_losses(model, batch: dict, cfg: PointPillarsConfig, s: TrainSettings, device, amp_dtype,
+                  pos_w: torch.Tensor | None = None, teacher: torch.nn.Module | None = None) -> tuple[dict, int]:
+    """``(losses, B)``: :func:`detection_loss` of one collated batch of ``B`` frames, the forward pass
+    under autocast to ``amp_dtype`` (None: float32); ``pos_w``: see :func:`positive_weights`. With a
+    ``teacher`` (run on the same batch without gradients), :func:`distillation_loss` too, and
+    ``total`` = detection total + ``s.distill`` * ``kd``."""
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    rows = _head_rows(model, b, cfg, device, amp_dtype)
+    losses = detection_loss(*rows, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights, pos_w)
+    if teacher is not None:
+        with torch.no_grad():
+            teacher_rows = _head_rows(teacher, b, cfg, device, amp_dtype)
+        losses.update(distillation_loss(rows, teacher_rows, b["labels"], s.loss_weights))
+        losses["total"] = losses["total"] + s.distill * losses["kd"]
+    return losses, b["labels"].shape[0]
 
 
 def _optimizer_step(loss: torch.Tensor, model, opt, scaler, grad_clip: float) -> None:
@@ -187,27 +209,27 @@ def _optimizer_step(loss: torch.Tensor, model, opt, scaler, grad_clip: float) ->
 
 
 class _LossMeter:
-    """Mean losses (total, cls, box, dir) since the last record, with the frame rate and the share
-    of the time spent waiting for data (``wait``, added to by the caller)."""
+    """Mean losses (total, cls, box, dir, and kd when ``distill``) since the last record, with the frame
+    rate and the share of the time spent waiting for data (``wait``, added to by the caller)."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.acc = torch.zeros(4, device=device)
+    def __init__(self, device: torch.device, distill: bool = False) -> None:
+        self.keys = ("total", "cls", "box", "dir", "kd") if distill else ("total", "cls", "box", "dir")
+        self.acc = torch.zeros(len(self.keys), device=device)
         self.n = 0
         self.t_start = time.perf_counter()
         self.t_log = self.t_start
         self.wait = 0.0
 
     def add(self, losses: dict) -> None:
-        self.acc += torch.stack([losses[k].detach() for k in ("total", "cls", "box", "dir")])
+        self.acc += torch.stack([losses[k].detach() for k in self.keys])
         self.n += 1
 
     def record(self, step: int, lr: float, batch_size: int) -> dict:
         """The history entry of ``step``; starts the next interval."""
-        vals = (self.acc / self.n).tolist()
+        vals = dict(zip(self.keys, (self.acc / self.n).tolist()))
         now = time.perf_counter()
         rec = {
-            "step": step, "loss": vals[0], "cls": vals[1], "box": vals[2], "dir": vals[3],
-            "lr": lr, "elapsed_s": now - self.t_start,
+            "step": step, "loss": vals.pop("total"), **vals, "lr": lr, "elapsed_s": now - self.t_start,
             "frames_per_s": self.n * batch_size / max(now - self.t_log, 1e-9),
             "data_wait_frac": self.wait / max(now - self.t_log, 1e-9),
         }
@@ -219,8 +241,9 @@ class _LossMeter:
 
 
 def _format_record(rec: dict, total: int) -> str:
+    kd = f" kd {rec['kd']:.4f}" if "kd" in rec else ""
     return (f"step {rec['step']}/{total} loss {rec['loss']:.4f} (cls {rec['cls']:.4f} box {rec['box']:.4f} "
-            f"dir {rec['dir']:.4f}) lr {rec['lr']:.2e} {rec['frames_per_s']:.1f} frames/s "
+            f"dir {rec['dir']:.4f}{kd}) lr {rec['lr']:.2e} {rec['frames_per_s']:.1f} frames/s "
             f"data-wait {100 * rec['data_wait_frac']:.0f}%")
 
 
@@ -239,11 +262,15 @@ def train(
     log: Callable[[str], None] = print,
     database: GTDatabase | None = None,
     model: torch.nn.Module | None = None,
+    teacher: torch.nn.Module | None = None,
 ) -> TrainResult:
     """Train a fresh model on ``frames`` (the train split). Builds the GT database from ``frames``
     when GT sampling is on and none is given. ``model``: fine-tune this one instead, in the mode it
-    is in (e.g. :class:`~.qat.QatPointPillars`, eval mode); ``TrainResult.model`` is then it."""
+    is in (e.g. :class:`~.qat.QatPointPillars`, eval mode); ``TrainResult.model`` is then it.
+    ``teacher``: the model to imitate (weight ``settings.distill``, :func:`check_distillation`), run
+    in the mode it is in (eval, frozen, for a float model distilled into QAT); the history gets ``kd``."""
     s = settings
+    check_distillation(s, teacher)
     if s.workers > 0:
         # Workers hand back many small tensors; passing them as file descriptors runs out of
         # descriptors on large datasets ("received 0 items of ancdata").
@@ -255,6 +282,7 @@ def train(
     counts = {c: database.count(c) for c in cfg.classes} if database is not None else {}
 
     model = _fresh_model(cfg, s, device) if model is None else model.to(device)
+    teacher = teacher.to(device) if teacher is not None else None
     opt, sched = make_optimizer(model, s, total)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     pos_w = positive_weights(cfg, s, device)
@@ -266,12 +294,12 @@ def train(
         f"amp {amp_dtype or 'off'}, workers {s.workers}")
 
     history: list[dict] = []
-    meter = _LossMeter(device)
+    meter = _LossMeter(device, distill=teacher is not None)
     t_fetch = time.perf_counter()
     step = 0
     for batch in loader:
         meter.wait += time.perf_counter() - t_fetch
-        losses, B = _batch_losses(model, batch, cfg, s, device, amp_dtype, pos_w)
+        losses, B = _batch_losses(model, batch, cfg, s, device, amp_dtype, pos_w, teacher)
         _optimizer_step(losses["total"], model, opt, scaler, s.grad_clip)
         sched.step()
         step += 1

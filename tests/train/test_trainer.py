@@ -143,3 +143,29 @@ def test_max_seconds_stops_mid_schedule(tiny_root):
     result = train(tiny_config(), KittiFrames(tiny_root, "train"), s, log=logs.append)
     assert result.steps == 1 and any("stopped after 1 of 50 steps" in line for line in logs)
     assert len(result.history) == 1
+
+
+@pytest.mark.parametrize("distill, with_teacher", [(1.0, False), (0.0, True), (-1.0, True)])
+def test_distill_needs_a_teacher_exactly_when_on(tiny_root, distill, with_teacher):
+    from pointpillars_trt.errors import ConfigError
+    from pointpillars_trt.model import build_model
+
+    s = TrainSettings(steps=1, batch_size=1, workers=0, augment=AugmentConfig.none(), distill=distill)
+    with pytest.raises(ConfigError, match="teacher"):
+        train(tiny_config(), KittiFrames(tiny_root, "train"), s, log=lambda _: None,
+              teacher=build_model(tiny_config()) if with_teacher else None)
+
+
+def test_distillation_logs_kd_and_leaves_the_teacher_alone(tiny_root):
+    from pointpillars_trt.model import build_model
+
+    torch.manual_seed(1)
+    teacher = build_model(tiny_config()).eval().requires_grad_(False)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    logs: list[str] = []
+    s = TrainSettings(steps=2, batch_size=1, workers=0, augment=AugmentConfig.none(), log_every=1, distill=0.5)
+    result = train(tiny_config(), KittiFrames(tiny_root, "train"), s, log=logs.append, teacher=teacher)
+    assert [set(r) >= {"loss", "cls", "box", "dir", "kd"} for r in result.history] == [True, True]
+    assert all(r["kd"] > 0 and r["loss"] > r["cls"] + r["box"] + r["dir"] for r in result.history)
+    assert any(" kd " in line for line in logs)
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
