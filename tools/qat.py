@@ -4,6 +4,7 @@ export quantizes, so that the INT8 graphs keep its accuracy (issue 15; ``pointpi
 
     tools/qat.py --data /tmp/v5 --out qat.safetensors --steps 1000 --batch-size 8 --device cuda --workers 3
     tools/qat.py --data /tmp/v5 --out qat_lsq.safetensors --steps 1000 --learn-scales --ptq-dir ptq/   # reuse a calibration
+    tools/qat.py --data /tmp/v5 --out qat_kd.safetensors --steps 1000 --learn-scales --distill 1.0    # imitate the float model
     export/export_onnx.py --ckpt qat.safetensors --out-dir int8/ --fused --int8 --calib /tmp/v5 \\
         --calib-ranges qat.calibration.json                                                 # the INT8 graphs
 
@@ -12,7 +13,9 @@ export quantizes, so that the INT8 graphs keep its accuracy (issue 15; ``pointpi
    train split, into ``--ptq-dir`` (or reused from there when it already holds that export).
 2. Fine-tuning with the training recipe (GT sampling, flips, rotations, scaling; AdamW one-cycle, max
    ``--lr``), BatchNorm statistics frozen, float32 (no autocast: the fake quantization is exact in float32),
-   activations quantized with the export's scales, fixed or learned (``--learn-scales``, LSQ).
+   activations quantized with the export's scales, fixed or learned (``--learn-scales``, LSQ). With
+   ``--distill W`` > 0 the loss adds W times the distillation loss against a frozen copy of the ``--ckpt`` float
+   model (the teacher, run on the same batches; ``pointpillars_trt.train.losses.distillation_loss``).
 3. ``--out``: a native float checkpoint (same keys) whose metadata records the QAT recipe and the data's
    generator version, and beside it ``OUT_STEM.calibration.json``: the ranges it was trained against, for
    ``export_onnx.py --calib-ranges`` / ``tools/int8_sweep.py --ranges``.
@@ -56,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--calib-frames", type=int, default=64, help="train frames of the initial calibration (default %(default)s)")
     p.add_argument("--calib-threads", type=int, help="ONNX Runtime threads of the calibration (default: all cores)")
     p.add_argument("--ptq-dir", type=Path, help="the initial INT8 export: reused if it holds one of --ckpt, else written here")
+    p.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="weight of the distillation loss against the frozen float model (default %(default)s: off)")
     p.add_argument("--no-gt-sampling", action="store_true", help="turn ground-truth sampling off")
     p.add_argument("--max-seconds", type=float, help="safety stop: end fine-tuning after this many seconds")
     p.add_argument("--log-every", type=int, default=50)
@@ -106,6 +111,7 @@ def metadata(args: argparse.Namespace, result, info: dict, source, ptq: Path) ->
         "qat_base_command": base.get("command", "unknown"),
         "qat_steps": str(result.steps), "qat_lr": str(args.lr), "qat_batch_size": str(args.batch_size),
         "qat_learn_scales": str(bool(args.learn_scales)).lower(), "qat_activation_type": args.activation_type,
+        "qat_distill": str(args.distill),
         "qat_calibration": f"{q.method}, {len(q.frames)} frames of {q.calibration}",
         "qat_seconds": f"{result.seconds:.1f}",
         "final_loss": f"{result.history[-1]['loss']:.5f}" if result.history else "nan",
@@ -115,6 +121,15 @@ def metadata(args: argparse.Namespace, result, info: dict, source, ptq: Path) ->
         "data_seed": str(info.get("seed", "unknown")), "data_frames": str(info.get("frames", "unknown")),
         "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def frozen_copy(model, device: str):
+    """A copy of ``model`` in eval mode on ``device``, every parameter without gradient (the teacher)."""
+    import copy
+
+    teacher = copy.deepcopy(model).eval().to(device)
+    teacher.requires_grad_(False)
+    return teacher
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -129,19 +144,21 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PointPillarsError("--device cuda: torch sees no CUDA GPU")
-    if args.steps < 1 or args.batch_size < 1 or args.lr <= 0:
-        raise PointPillarsError("--steps and --batch-size must be >= 1 and --lr > 0")
+    if args.steps < 1 or args.batch_size < 1 or args.lr <= 0 or args.distill < 0:
+        raise PointPillarsError("--steps and --batch-size must be >= 1, --lr > 0 and --distill >= 0")
     frames = KittiFrames(args.data, "train")
     cfg, state_dict, source = resolve_weights(args.ckpt)
     model = as_model(state_dict, cfg)
     ptq = initial_export(args, model, cfg, source.path)
+    teacher = frozen_copy(model, args.device) if args.distill > 0 else None  # before QAT shares and trains model's weights
     qat = QatPointPillars(model, onnx.load(str(ptq / "full.onnx")), learn_scales=args.learn_scales)
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, workers=args.workers, device=args.device,
                              seed=args.seed, lr=args.lr, amp="none", log_every=args.log_every, channels_last=False,
-                             augment=AugmentConfig(gt_sampling=not args.no_gt_sampling), max_seconds=args.max_seconds)
+                             augment=AugmentConfig(gt_sampling=not args.no_gt_sampling), max_seconds=args.max_seconds,
+                             distill=args.distill)
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    result = train(cfg, frames, settings, log=log.info, model=qat)
+    result = train(cfg, frames, settings, log=log.info, model=qat, teacher=teacher)
     log.info("fine-tuned %d steps in %.1f s", result.steps, result.seconds)
     qat = result.model
     args.out.parent.mkdir(parents=True, exist_ok=True)

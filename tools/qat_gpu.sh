@@ -11,6 +11,8 @@
 # 3. The variants, at the same time on the one GPU (tools/qat.py, float32, BatchNorm frozen, one-cycle max LR --lr):
 #      fixed: int8 activations, the export's scales fixed      lsq: int8, scales learned (LSQ)
 #      uint8: uint8 activations, fixed (ONNX Runtime only)     uint8_lsq: uint8, learned
+#      lsq_kd: lsq distilled from the float demo model          uint8_lsq_kd: uint8_lsq distilled
+#    (the _kd variants: tools/qat.py --distill W, W = --distill-weight; the frozen float teacher runs on every batch too)
 # No AP evaluation here: the lead runs tools/int8_sweep.py --ckpt V/qat.safetensors --ranges V/qat.calibration.json
 # --reference-ckpt pointpillars_trt/data/demo_model.safetensors afterwards (docs/ACCURACY.md, "QAT").
 #
@@ -21,28 +23,31 @@
 # Options: --frames N (2400) --steps N (500) --batch-size N (8) --lr F (3e-4) --device D (cuda) --workers N (3)
 #          --gen-workers N (6) --calib-frames N (32) --variants "fixed lsq" --budget S (300: wall seconds for the whole
 #          run; fine-tuning stops early, mid-schedule, if it would leave less than 25 s for packing)
+#          --distill-weight W (1.0: the distillation weight of the _kd variants)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-USAGE="usage: $0 OUT_DIR [--frames N] [--steps N] [--batch-size N] [--lr F] [--device D] [--workers N] [--gen-workers N] [--calib-frames N] [--variants LIST] [--budget S]"
+USAGE="usage: $0 OUT_DIR [--frames N] [--steps N] [--batch-size N] [--lr F] [--device D] [--workers N] [--gen-workers N] [--calib-frames N] [--variants LIST] [--budget S] [--distill-weight W]"
 [ $# -ge 1 ] || { echo "$USAGE" >&2; exit 2; }
 OUT="$(mkdir -p "$1" && cd "$1" && pwd)"; shift
-FRAMES=2400 STEPS=500 BATCH=8 LR=3e-4 DEVICE=cuda WORKERS=3 GEN_WORKERS=6 CALIB=32 VARIANTS="fixed lsq" BUDGET=300
+FRAMES=2400 STEPS=500 BATCH=8 LR=3e-4 DEVICE=cuda WORKERS=3 GEN_WORKERS=6 CALIB=32 VARIANTS="fixed lsq" BUDGET=300 KD=1.0
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 2; }
   case "$1" in
     --frames) FRAMES="$2" ;; --steps) STEPS="$2" ;; --batch-size) BATCH="$2" ;; --lr) LR="$2" ;; --device) DEVICE="$2" ;;
     --workers) WORKERS="$2" ;; --gen-workers) GEN_WORKERS="$2" ;; --calib-frames) CALIB="$2" ;; --variants) VARIANTS="$2" ;;
-    --budget) BUDGET="$2" ;;
+    --budget) BUDGET="$2" ;; --distill-weight) KD="$2" ;;
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
   esac
   shift 2
 done
 
 # the activation type and tools/qat.py flags of each variant
-variant_type() { case "$1" in fixed|lsq) echo int8 ;; uint8|uint8_lsq) echo uint8 ;; *) return 1 ;; esac; }
-variant_args() { case "$1" in lsq|uint8_lsq) echo --learn-scales ;; *) echo ;; esac; }
-for v in $VARIANTS; do variant_type "$v" >/dev/null || { echo "$0: unknown variant $v (fixed, lsq, uint8, uint8_lsq)" >&2; exit 2; }; done
+variant_type() { case "$1" in fixed|lsq|lsq_kd) echo int8 ;; uint8|uint8_lsq|uint8_lsq_kd) echo uint8 ;; *) return 1 ;; esac; }
+variant_args() { case "$1" in lsq|uint8_lsq) echo --learn-scales ;; lsq_kd|uint8_lsq_kd) echo --learn-scales --distill "$KD" ;; *) echo ;; esac; }
+for v in $VARIANTS; do
+  variant_type "$v" >/dev/null || { echo "$0: unknown variant $v (fixed, lsq, uint8, uint8_lsq, lsq_kd, uint8_lsq_kd)" >&2; exit 2; }
+done
 
 PY="${PYTHON:-python3}"
 DATA_ROOT="${DATA_ROOT:-/tmp/qat_data}"

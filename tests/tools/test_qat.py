@@ -1,6 +1,7 @@
 """tools/qat.py on a tiny dataset and config: the initial INT8 export, two fine-tuning steps, the checkpoint's
 metadata and ranges; the QAT checkpoint's INT8 export (export_onnx.py --calib-ranges) runs in a real ONNX
-Runtime session through the Detector; bad input exits 2 with one line."""
+Runtime session through the Detector; one step distilled from the float model (--distill) reusing the initial
+export; bad input exits 2 with one line."""
 
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ def test_qat_tool_writes_a_checkpoint_whose_int8_export_runs(tiny, tmp_path):
     loaded = load_checkpoint(out)
     meta = loaded.metadata
     assert (meta["qat_steps"], meta["qat_learn_scales"], meta["qat_activation_type"]) == ("2", "true", "int8")
-    assert meta["data_generator_version"] == "test-7" and meta["qat_base"] == str(ckpt)
+    assert meta["data_generator_version"] == "test-7" and meta["qat_base"] == str(ckpt) and meta["qat_distill"] == "0.0"
     assert set(loaded.state_dict) == set(load_checkpoint(ckpt).state_dict)  # the same keys: a plain float checkpoint
     ranges = tmp_path / "qat.calibration.json"
     summary = json.loads((tmp_path / "qat.json").read_text())
-    assert summary["steps"] == 2 and summary["scales"] and ranges.is_file()
+    assert summary["steps"] == 2 and summary["scales"] and ranges.is_file() and "kd" not in summary["history"][0]
 
     int8 = tmp_path / "int8"
     proc = _run("export/export_onnx.py", "--ckpt", str(out), "--out-dir", str(int8), "--fused", "--int8", "--calib", str(root),
@@ -73,11 +74,22 @@ def test_qat_tool_writes_a_checkpoint_whose_int8_export_runs(tiny, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "not the int8 INT8 export of these weights" in proc.stderr
 
+    # distilled from the frozen float model, from the same initial export
+    kd = tmp_path / "kd.safetensors"
+    proc = _run("tools/qat.py", "--data", str(root), "--ckpt", str(ckpt), "--out", str(kd), "--steps", "1", "--batch-size", "1",
+                "--workers", "0", "--ptq-dir", str(tmp_path / "qat.ptq"), "--learn-scales", "--distill", "0.5", "--log-every", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reusing the INT8 export" in proc.stderr and " kd " in proc.stderr
+    assert load_checkpoint(kd).metadata["qat_distill"] == "0.5"
+    (rec,) = json.loads((tmp_path / "kd.json").read_text())["history"]
+    assert rec["kd"] > 0 and rec["loss"] == pytest.approx(rec["cls"] + rec["box"] + rec["dir"] + 0.5 * rec["kd"], rel=1e-5)
 
-def test_qat_tool_bad_data_exits_2(tmp_path):
-    proc = _run("tools/qat.py", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "q.safetensors"), timeout=120)
+
+@pytest.mark.parametrize("args, message", [([], "split file not found"), (["--distill", "-1"], "--distill >= 0")])
+def test_qat_tool_bad_input_exits_2(tmp_path, args, message):
+    proc = _run("tools/qat.py", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "q.safetensors"), *args, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().count("\n") == 0 and "split file not found" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
 
 
 def test_int8_sweep_measures_a_qat_checkpoint_against_its_float_reference(tmp_path):

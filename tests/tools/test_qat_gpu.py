@@ -23,12 +23,12 @@ def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "DATA_ROOT": str(tmp_path / "data")}
     r = subprocess.run(["bash", str(SCRIPT), str(out), "--frames", "8", "--steps", "1", "--batch-size", "1", "--device", "cpu",
-                        "--workers", "0", "--gen-workers", "1", "--calib-frames", "2", "--variants", "lsq", "--budget", "1200"],
+                        "--workers", "0", "--gen-workers", "1", "--calib-frames", "2", "--variants", "lsq_kd", "--budget", "1200", "--distill-weight", "0.5"],
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["lsq.tar.gz", "summary.txt", "timing.txt"]
-    assert (out / "lsq.tar.gz").stat().st_size < 16 * 2**20
-    with tarfile.open(out / "lsq.tar.gz") as tar:
+    assert sorted(p.name for p in out.iterdir()) == ["lsq_kd.tar.gz", "summary.txt", "timing.txt"]
+    assert (out / "lsq_kd.tar.gz").stat().st_size < 16 * 2**20
+    with tarfile.open(out / "lsq_kd.tar.gz") as tar:
         assert set(tar.getnames()) == {"qat.safetensors", "qat.calibration.json", "qat.json", "qat.log", "data.json"}
         tar.extractall(tmp_path / "lsq", filter="data")
     from safetensors import safe_open
@@ -36,14 +36,16 @@ def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
     with safe_open(str(tmp_path / "lsq" / "qat.safetensors"), "pt") as f:
         meta = f.metadata()
     assert meta["data_generator_version"] == "5" and meta["qat_learn_scales"] == "true" and meta["dtype"] == "float16"
+    assert meta["qat_distill"] == "0.5"
     assert "reusing the INT8 export" in (tmp_path / "lsq" / "qat.log").read_text()
     assert json.loads((tmp_path / "lsq" / "qat.json").read_text())["steps"] == 1
-    assert "lsq: fine-tuned 1 steps" in (out / "summary.txt").read_text()
+    assert "lsq_kd: fine-tuned 1 steps" in (out / "summary.txt").read_text()
     assert "done" in (out / "timing.txt").read_text()
 
 
 @pytest.mark.parametrize("args, message", [(["--bogus", "1"], "unknown option --bogus"),
-                                           (["--variants", "fixed nope"], "unknown variant nope"),
+                                           (["--variants", "fixed lsq_kd uint8_lsq_kd nope"], "unknown variant nope"),
+                                           (["--distill-weight"], "needs a value"),
                                            (["--steps"], "needs a value")])
 def test_bad_options_exit_2(tmp_path, args, message):
     r = subprocess.run(["bash", str(SCRIPT), str(tmp_path), *args], capture_output=True, text=True, timeout=60)
