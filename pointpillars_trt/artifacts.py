@@ -26,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -46,23 +44,6 @@ EXPORT_HINT = "re-export it with export/export_onnx.py"
 #: the string fields of the schema, in the order they are written
 STRING_FIELDS = ("part", "precision", "config_hash", "checkpoint_sha256", "checkpoint_sha256_of", "weights_sha256",
                  "graph_sha256", "version")
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a
-    crash never leaves half a file. The file gets the umask's mode (``0o666 & ~umask``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def check_format(found: Any, expected: str | int, where: str, what: str, hint: str) -> None:
@@ -351,7 +332,7 @@ def artifact_config(engine_dir: str | Path, config: PointPillarsConfig | str | P
 
 
 __all__ = [
-    "ArtifactMetadata", "METADATA_FORMAT", "PREFIX", "QDQ_OPS", "Quantization", "WEIGHTED_OPS", "artifact_config", "artifact_config_json", "atomic_write_bytes",
+    "ArtifactMetadata", "METADATA_FORMAT", "PREFIX", "QDQ_OPS", "Quantization", "WEIGHTED_OPS", "artifact_config", "artifact_config_json",
     "check_artifact_config", "check_format", "check_qdq_nodes", "check_same_artifacts", "file_sha256", "graph_sha256", "load_onnx",
     "onnx_config_json", "onnx_metadata", "read_onnx_metadata",
 ]

@@ -15,10 +15,11 @@ onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402
 
 from pointpillars_trt.artifacts import (  # noqa: E402
-    PREFIX, ArtifactMetadata, artifact_config, artifact_config_json, atomic_write_bytes, graph_sha256, read_onnx_metadata,
+    PREFIX, ArtifactMetadata, artifact_config, artifact_config_json, graph_sha256, read_onnx_metadata,
 )
-from pointpillars_trt.errors import ConfigError, EngineError  # noqa: E402
+from pointpillars_trt.errors import ConfigError, EngineError, OutputError  # noqa: E402
 from pointpillars_trt.exporter import export_onnx  # noqa: E402
+from pointpillars_trt.io.atomic import atomic_write_bytes  # noqa: E402
 from pointpillars_trt.model import build_model  # noqa: E402
 
 
@@ -148,3 +149,10 @@ def test_written_files_get_the_umasks_mode(tmp_path, umask, graphs, example_conf
     for p in out.values():
         assert (p.stat().st_mode & 0o777) == 0o664
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_graph_that_cannot_be_written_is_an_output_error_naming_it(tmp_path, example_config):
+    (tmp_path / "onnx" / "pfn.onnx").mkdir(parents=True)  # a directory where the graph goes
+    with pytest.raises(OutputError, match=r"onnx/pfn\.onnx: cannot write"):
+        export_onnx(build_model(example_config), example_config, tmp_path / "onnx")
+    assert not [p for p in (tmp_path / "onnx").iterdir() if p.name.endswith(".tmp")]

@@ -98,9 +98,8 @@ def initial_export(args: argparse.Namespace, model, cfg, ckpt_path: Path | None)
 
 def metadata(args: argparse.Namespace, result, info: dict, source, ptq: Path) -> dict[str, str]:
     """The fine-tuned checkpoint's metadata: the QAT recipe, the base checkpoint, the data's generator."""
-    import torch
-
     from pointpillars_trt.exporter import read_graph_metadata
+    from pointpillars_trt.train import data_provenance
 
     q = read_graph_metadata(ptq / "full.onnx").quantization
     base = source.metadata or {}
@@ -116,10 +115,7 @@ def metadata(args: argparse.Namespace, result, info: dict, source, ptq: Path) ->
         "qat_seconds": f"{result.seconds:.1f}",
         "final_loss": f"{result.history[-1]['loss']:.5f}" if result.history else "nan",
         "train_data": str(args.data), "seed": str(args.seed),
-        "data_generator": str(info.get("generator", "unknown")),
-        "data_generator_version": str(info.get("generator_version", "unknown")),  # DATA/dataset.json's (our generator's data)
-        "data_seed": str(info.get("seed", "unknown")), "data_frames": str(info.get("frames", "unknown")),
-        "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **data_provenance(info),
     }
 
 

@@ -126,7 +126,9 @@ def run(args: argparse.Namespace) -> dict:
 
     from pointpillars_trt.checkpoint import save_native
     from pointpillars_trt.config import load_config
-    from pointpillars_trt.train import AugmentConfig, KittiFrames, TrainSettings, evaluate_model, state_dict_fp32, train
+    from pointpillars_trt.train import (
+        AugmentConfig, KittiFrames, TrainSettings, data_provenance, evaluate_model, state_dict_fp32, train,
+    )
 
     cfg = load_config(args.config)
     frames = KittiFrames(args.data, "train")
@@ -150,18 +152,13 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.time()
     result = train(cfg, frames, settings, log=log.info)
     log.info("trained %d steps (%d frames) in %.1f s", result.steps, result.samples, result.seconds)
-    info = frames.info
     meta = {
         "command": shlex.join(["tools/train.py", *args.argv]),
         "seed": str(args.seed),
         "trained_by": "tools/train.py (pointpillars_trt.train, OpenPCDet PointPillars recipe)",
         "train_data": str(args.data),
         "train_frames": str(len(frames)),
-        "data_generator": str(info.get("generator", "unknown")),
-        "data_generator_version": str(info.get("generator_version", "unknown")),
-        "data_generator_mix": str(info.get("generator_mix", "unknown")),
-        "data_seed": str(info.get("seed", "unknown")),
-        "data_frames": str(info.get("frames", "unknown")),
+        **data_provenance(frames.info),
         "steps": str(result.steps),
         "epochs": f"{result.samples / len(frames):.3f}",
         "batch_size": str(args.batch_size),
@@ -170,9 +167,7 @@ def run(args: argparse.Namespace) -> dict:
         "settings": json.dumps({k: v for k, v in vars(args).items() if k not in ("out", "json", "argv")}, default=str),
         "gt_database": json.dumps(result.database),
         "git_commit": git_commit(),
-        "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "cpu",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     summary = {"history": result.history, "seconds": result.seconds, "steps": result.steps}
     state = state_dict_fp32(result.model)

@@ -14,9 +14,10 @@ import torch
 from .. import __version__
 from ..config import PointPillarsConfig
 from ..errors import CheckpointError, ExportError
+from ..io.atomic import atomic_write_bytes
 from ..model import PointPillars, build_model
 from .graphs import DEFAULT_FP16_POLICY, Fp16Policy, build_graphs
-from ..artifacts import ArtifactMetadata, Quantization, atomic_write_bytes, graph_sha256
+from ..artifacts import ArtifactMetadata, Quantization, graph_sha256
 from .calibration import CalibrationFrames
 from .metadata import file_sha256, state_dict_sha256
 from .quantize import CALIBRATION_FILE, QuantizeOptions, quantize_graphs
@@ -116,7 +117,8 @@ def export_onnx(
     ``fp16``: float16 graphs for strongly typed TensorRT builds, with ``fp16_policy`` (default
     :data:`DEFAULT_FP16_POLICY`) saying which parts stay float32. Every graph is checked
     (:func:`check_graph`) before it is written; files are replaced atomically and get the
-    umask's mode. The metadata (:class:`~pointpillars_trt.artifacts.ArtifactMetadata`) records the
+    umask's mode (:func:`~pointpillars_trt.io.atomic.atomic_write_bytes`: :class:`OutputError`
+    naming the file when one cannot be written). The metadata (:class:`~pointpillars_trt.artifacts.ArtifactMetadata`) records the
     graph's own hash (``graph_sha256``), checked when it is loaded.
     ``int8``: explicitly quantized graphs (:mod:`.quantize`), calibrated on the given frames; the
     ranges stay in ``out_dir/calibration.json``, the frames and method in each graph's metadata.

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..artifacts import atomic_write_bytes, check_same_artifacts
+from ..artifacts import check_same_artifacts
 from ..config import PointPillarsConfig
 from ..errors import ConfigError, EngineError
+from ..io.atomic import atomic_write_bytes
 from .contract import PART_INPUTS, PARTS, OnnxGraphInfo, check_io_names, read_onnx_info
 from .engine_file import PLAN_SUFFIX, EngineHeader, now_iso, write_plan
 

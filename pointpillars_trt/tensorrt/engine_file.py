@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import ArtifactMetadata, atomic_write_bytes, check_format, file_sha256
+from ..artifacts import ArtifactMetadata, check_format, file_sha256
 from ..config import PointPillarsConfig, check_same_config
 from ..errors import ConfigError, EngineError
+from ..io.atomic import atomic_write_bytes
 
 PLAN_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".plan.json"
@@ -192,7 +193,8 @@ def unverified_header(plan: Path, part: str, cfg: PointPillarsConfig) -> EngineH
 
 def write_plan(path: Path | str, header: EngineHeader, plan: bytes) -> EngineHeader:
     """Write ``plan`` (raw bytes) to ``path`` and its sidecar beside it, each atomically; the
-    sidecar records the plan's SHA-256. Returns the header as written."""
+    sidecar records the plan's SHA-256. Returns the header as written; :class:`OutputError`
+    naming the file when one cannot be written."""
     path = Path(path)
     header = dataclasses.replace(header, plan_sha256=hashlib.sha256(plan).hexdigest())
     atomic_write_bytes(path, bytes(plan))

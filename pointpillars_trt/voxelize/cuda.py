@@ -276,7 +276,7 @@ class TorchPillarBuffers:
     features: "torch.Tensor"  # [max_pillars, M, 10] float32
     num_points: "torch.Tensor"  # [max_pillars] int32
     coords: "torch.Tensor"  # [max_pillars, 2] int32
-    counters: "torch.Tensor"  # [12] int32 (voxelize.cu's counter slots)
+    counters: "torch.Tensor"  # [NUM_COUNTERS] int32, slots as voxelize.cu's C_* enum (PILLARS, ... above)
 
     @classmethod
     def allocate(cls, vox: CudaVoxelizer, device: "torch.device | str" = "cuda") -> "TorchPillarBuffers":

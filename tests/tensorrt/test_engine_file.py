@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pointpillars_trt.artifacts import ArtifactMetadata
-from pointpillars_trt.errors import ConfigError, EngineError
+from pointpillars_trt.errors import ConfigError, EngineError, OutputError
 from pointpillars_trt.tensorrt.engine_file import (
     LEGACY_MAGIC, SIDECAR_FORMAT, EngineHeader, check_engine_header, plan_config_json, plan_path, read_plan,
     read_sidecar, same_tensorrt_version, sidecar_path, write_plan,
@@ -54,6 +54,13 @@ def test_plan_holds_exactly_the_serialized_bytes_and_the_sidecar_round_trips(tmp
     assert read_plan(path, back) == PLAN
     assert plan_config_json(tmp_path) == kitti_config.to_json()
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_sidecar_that_cannot_be_written_is_an_output_error_naming_it(tmp_path, kitti_config):
+    sidecar_path(tmp_path / "pfn.plan").mkdir()  # a directory where the sidecar goes
+    with pytest.raises(OutputError, match=r"pfn\.plan\.json: cannot write"):
+        written(tmp_path, kitti_config)
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_matching_header_passes(kitti_config):

@@ -29,7 +29,7 @@ def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def tiny(tmp_path_factory):
     """``(data root, float checkpoint)``: the tiny KITTI-layout dataset and a random tiny model."""
     root = write_dataset(tmp_path_factory.mktemp("qat_data"), scene_boxes())
-    (root / "dataset.json").write_text(json.dumps({"generator_version": "test-7", "seed": 1, "frames": 2}))
+    (root / "dataset.json").write_text(json.dumps({"generator_version": "test-7", "generator_mix": 0.5, "seed": 1, "frames": 2}))
     torch.manual_seed(0)
     cfg = tiny_config()
     ckpt = save_native(tmp_path_factory.mktemp("qat_ckpt") / "float.safetensors", build_model(cfg).state_dict(), cfg)
@@ -45,7 +45,8 @@ def test_qat_tool_writes_a_checkpoint_whose_int8_export_runs(tiny, tmp_path):
     loaded = load_checkpoint(out)
     meta = loaded.metadata
     assert (meta["qat_steps"], meta["qat_learn_scales"], meta["qat_activation_type"]) == ("2", "true", "int8")
-    assert meta["data_generator_version"] == "test-7" and meta["qat_base"] == str(ckpt) and meta["qat_distill"] == "0.0"
+    assert meta["data_generator_version"] == "test-7" and meta["data_generator_mix"] == "0.5" and meta["qat_base"] == str(ckpt)
+    assert meta["qat_distill"] == "0.0"
     assert set(loaded.state_dict) == set(load_checkpoint(ckpt).state_dict)  # the same keys: a plain float checkpoint
     ranges = tmp_path / "qat.calibration.json"
     summary = json.loads((tmp_path / "qat.json").read_text())
