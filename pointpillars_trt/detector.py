@@ -194,8 +194,19 @@ class Detector:
 
     # ---- running ------------------------------------------------------------------------------
     def detect(self, points: np.ndarray, score_threshold: float | None = None, source: str = "<array>") -> Detections:
-        """Boxes in ``points`` float32 ``[N, 4]`` (x, y, z, intensity; LiDAR frame)."""
-        return self.detect_batch([points], score_threshold, [source])[0]
+        """Boxes in ``points`` float32 ``[N, 4]`` (x, y, z, intensity; LiDAR frame): what
+        :meth:`detect_batch` gives for ``[points]``, through the same steps without its lists (the GPU
+        path's per-frame host time)."""
+        t0 = perf_counter()
+        p = self._validated(points, source)
+        t1 = perf_counter()
+        validate_ms = (t1 - t0) * 1e3
+        if not p.shape[0]:
+            return self._checked_empty(empty_detections(self.config, 0, {"validate": validate_ms}), source)
+        self._check_intensity(p, source, t1)
+        with self._lock:
+            r = self.executor.run([p], score_threshold)[0]
+        return self._checked_empty(self._finish(self._device_checked(r, p, source, t1), source, validate_ms), source)
 
     def detect_batch(self, clouds: Sequence[np.ndarray], score_threshold: float | None = None,
                      sources: Sequence[str] | None = None) -> list[Detections]:
@@ -203,43 +214,58 @@ class Detector:
         as one batched replay; ``timings_ms`` are then the group's). Every cloud is validated first:
         a bad one raises before any runs."""
         sources = list(sources) if sources is not None else [f"<cloud {i}>" for i in range(len(clouds))]
-        nonfinite = self.options.nonfinite  # a str enum: validate_points compares it with "error" / "drop"
-        on_device = self.executor.checks_points  # NaN/inf rows and the intensity range are checked on the GPU
         t0 = perf_counter()
-        pts = [validate_points(c, s, nonfinite=nonfinite, allow_empty=True, check_finite=not on_device) for c, s in zip(clouds, sources)]
+        pts = [self._validated(c, s) for c, s in zip(clouds, sources)]
         t1 = perf_counter()
         validate_ms = (t1 - t0) * 1e3 / max(1, len(pts))
-        if not on_device:
-            for p, s in zip(pts, sources):
-                if p.shape[0] and (msg := self._intensity(p, s, t1)):
-                    warnings.warn(msg, IntensityRangeWarning, stacklevel=3)
         busy = [i for i, p in enumerate(pts) if p.shape[0] > 0]
+        for i in busy:
+            self._check_intensity(pts[i], sources[i], t1)
         with self._lock:
             results = self.executor.run(pts if len(busy) == len(pts) else [pts[i] for i in busy], score_threshold) if busy else []
-        if on_device:
-            results = [self._device_checked(r, pts[i], sources[i], t1) for i, r in zip(busy, results)]
-        out: list[Detections | None] = [None] * len(pts)
+        # loops, not comprehensions, around what warns: a comprehension is a frame of its own before Python 3.12,
+        # and the warnings' stacklevel counts frames up to the caller
+        checked = []
         for i, r in zip(busy, results):
+            checked.append(self._device_checked(r, pts[i], sources[i], t1))
+        out: list[Detections | None] = [None] * len(pts)
+        for i, r in zip(busy, checked):
             out[i] = self._finish(r, sources[i], validate_ms)
         for i, d in enumerate(out):
-            if d is None:
-                out[i] = d = empty_detections(self.config, 0, {"validate": validate_ms})
-            if d.num_pillars == 0:
-                warnings.warn(f"{sources[i]}: no point lies inside the point-cloud range {self.config.voxel.point_cloud_range} "
-                              f"({d.num_points} points); the result is empty", EmptyFrameWarning, stacklevel=3)
+            out[i] = self._checked_empty(empty_detections(self.config, 0, {"validate": validate_ms}) if d is None else d, sources[i])
         return out
+
+    def _validated(self, points: np.ndarray, source: str) -> np.ndarray:
+        """``validate_points`` under this detector's ``nonfinite`` policy; NaN/inf rows are left in
+        when the executor checks the points on the device (``checks_points``)."""
+        return validate_points(points, source, nonfinite=self.options.nonfinite, allow_empty=True,
+                               check_finite=not self.executor.checks_points)
+
+    def _check_intensity(self, points: np.ndarray, source: str, now: float) -> None:
+        """The host's intensity check of a non-empty validated cloud (none when the executor
+        measures the range on the device); warns at the caller of ``detect`` / ``detect_batch``."""
+        if not self.executor.checks_points and (msg := self._intensity(points, source, now)):
+            warnings.warn(msg, IntensityRangeWarning, stacklevel=3)
+
+    def _checked_empty(self, d: Detections, source: str) -> Detections:
+        """``d``, with an :class:`EmptyFrameWarning` when no pillar was found."""
+        if d.num_pillars == 0:
+            warnings.warn(f"{source}: no point lies inside the point-cloud range {self.config.voxel.point_cloud_range} "
+                          f"({d.num_points} points); the result is empty", EmptyFrameWarning, stacklevel=3)
+        return d
 
     def _device_checked(self, r: FrameResult, points: np.ndarray, source: str, now: float) -> FrameResult:
         """The ``nonfinite`` policy and the intensity check from what the GPU counted: under
         ``"error"`` a frame with NaN/inf rows raises (the host finds the first bad row for the
-        message); under ``"drop"`` those rows (out of range on the GPU) leave ``num_points``."""
+        message); under ``"drop"`` those rows (out of range on the GPU) leave ``num_points``. A no-op
+        for an executor that does not check the points (its counts keep their defaults: 0 and None)."""
         c = r.counts
         if c.num_nonfinite:
             if self.options.nonfinite == NonFinitePolicy.ERROR:
                 validate_points(points, source, nonfinite="error", allow_empty=True)  # raises PointCloudError
             r = dataclasses.replace(r, counts=dataclasses.replace(c, num_points=c.num_points - c.num_nonfinite))
         if c.intensity is not None and (msg := self._intensity.check_range(*c.intensity, source, now)):
-            warnings.warn(msg, IntensityRangeWarning, stacklevel=4)
+            warnings.warn(msg, IntensityRangeWarning, stacklevel=3)
         return r
 
     def _finish(self, r: FrameResult, source: str, validate_ms: float) -> Detections:
@@ -252,12 +278,12 @@ class Detector:
                    f"{c.num_dropped_pillars} pillars holding {c.num_dropped_points} points")
             if self.options.on_overflow == OverflowPolicy.ERROR:
                 raise PillarOverflowError(msg)
-            warnings.warn(msg, PillarOverflowWarning, stacklevel=4)
+            warnings.warn(msg, PillarOverflowWarning, stacklevel=3)
         boxes, scores, labels = r.boxes, r.scores, r.labels
         if not math.isfinite(_sum(boxes, axis=None, dtype=_f64) + _sum(scores, axis=None, dtype=_f64)):  # one cheap test when all are finite
             finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
             warnings.warn(f"{source}: dropped {int((~finite).sum())} of {len(finite)} decoded boxes with non-finite values "
-                          "(are the intensities in the model's range?)", NonFiniteBoxWarning, stacklevel=4)
+                          "(are the intensities in the model's range?)", NonFiniteBoxWarning, stacklevel=3)
             boxes, scores, labels = boxes[finite], scores[finite], labels[finite]
         return Detections(boxes=boxes, scores=scores, labels=labels, class_names=self.config.classes, timings_ms=timings,
                           num_points=c.num_points, num_pillars=c.num_pillars, num_dropped_pillars=c.num_dropped_pillars,

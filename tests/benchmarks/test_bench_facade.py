@@ -69,3 +69,33 @@ def test_device_path_policies_from_the_packed_row(kitti_frames):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(det.detect(pts)) == 40
+
+
+def test_device_path_warnings_point_at_the_caller(kitti_frames):
+    """``detect`` and ``detect_batch`` give the same result and attribute every warning to their
+    caller (one frame skips ``detect_batch``'s lists, so the two call depths must agree)."""
+    import warnings
+
+    pts = np.fromfile(kitti_frames[0], dtype=np.float32).reshape(-1, 4)
+
+    def warning_detector():  # a fresh one per call: the intensity warning is rate-limited per detector
+        det = bench.stub_device_detector(len(pts))
+        row, lay = det.executor.pipeline.bufs.packed_host_np[0], det.executor.pipeline.bufs.layout
+        row.view(np.float32)[lay.boxes + 2] = np.inf  # box 0: NonFiniteBoxWarning
+        row[lay.counters + 3: lay.counters + 5] = [1, 2]  # PillarOverflowWarning
+        row[lay.counters + 10] = np.array(254.0, np.float32).view(np.int32)  # IntensityRangeWarning
+        return det
+
+    for call in (lambda det: det.detect(pts), lambda det: det.detect_batch([pts])[0]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            d = call(warning_detector())
+        assert len(d) == bench.STUB_BOXES - 1 and (d.num_pillars, d.num_dropped_pillars) == (5000, 1)
+        assert sorted(type(w.message).__name__ for w in caught) == ["IntensityRangeWarning", "NonFiniteBoxWarning",
+                                                                     "PillarOverflowWarning"]
+        assert {w.filename for w in caught} == {__file__}
+    det = bench.stub_device_detector(len(pts))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(det.detect(pts[:0])) == 0 and len(det.detect_batch([pts[:0]])[0]) == 0
+    assert [type(w.message).__name__ for w in caught] == ["EmptyFrameWarning"] * 2 and {w.filename for w in caught} == {__file__}
