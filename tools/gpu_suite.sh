@@ -26,7 +26,7 @@
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> unfused voxelization as a CUDA graph
 # (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $VOX_FRAMES, default /tmp/pp_vox_frames, for a peer run; not into $OUT) -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
-# -> bench-facade -> profile-host -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
+# -> bench-facade -> profile-host -> bench-staging -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
@@ -132,6 +132,8 @@ fi
 step benchmark-gpu "$PY" benchmarks/benchmark_gpu.py ${BENCHMARK_GPU_ARGS:-} --json "$OUT/benchmark_gpu.json"
 step bench-facade "$PY" benchmarks/bench_facade.py
 step profile-host "$PY" benchmarks/profile_host.py --calls 2000
+# the staging copy three ways on this host (numpy, one memmove, two threads): does a split pay on a many-core host?
+step bench-staging "$PY" benchmarks/bench_staging.py
 # fleet inference on Ray Data against detect_batch in one process, one GPU (FLEET_ARGS overrides)
 if have ray; then
   read -r -a fleet_args <<<"${FLEET_ARGS:---frames 8000 --backend gpu --precision fp16 --batch-size 64 --no-progress}"
