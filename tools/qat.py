@@ -62,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--distill", type=float, default=0.0, metavar="W",
                    help="weight of the distillation loss against the frozen float model (default %(default)s: off)")
     p.add_argument("--no-gt-sampling", action="store_true", help="turn ground-truth sampling off")
-    p.add_argument("--max-seconds", type=float, help="safety stop: end fine-tuning after this many seconds")
+    p.add_argument("--max-seconds", type=float, help="wall-clock limit: the one-cycle schedule is fitted to it and fine-tuning ends, annealed, after this many seconds")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--fp16-out", action="store_true", help="store the weights as float16 (as the shipped demo model is)")
     return p.parse_args(argv)

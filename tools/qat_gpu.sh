@@ -22,7 +22,8 @@
 # It runs beside another job: --workers (default 3) data-loader workers per variant, --gen-workers (default 6) for the data.
 # Options: --frames N (2400) --steps N (500) --batch-size N (8) --lr F (3e-4) --device D (cuda) --workers N (3)
 #          --gen-workers N (6) --calib-frames N (32) --variants "fixed lsq" --budget S (300: wall seconds for the whole
-#          run; fine-tuning stops early, mid-schedule, if it would leave less than 25 s for packing)
+#          run; fine-tuning ends early if it would leave less than 25 s for packing, its one-cycle schedule fitted
+#          to that limit, so a slow run still anneals)
 #          --distill-weight W (1.0: the distillation weight of the _kd variants)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -75,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--far-weight", type=float, default=1.0,
                    help="classification weight of positive anchors far away (1 up to LO m, rising to this at HI m; 1: off)")
     p.add_argument("--far-weight-range", default="20,60", help="LO,HI: BEV range (m) over which --far-weight ramps up")
-    p.add_argument("--max-seconds", type=float, help="safety stop: end training after this many seconds, mid-schedule")
+    p.add_argument("--max-seconds", type=float, help="wall-clock limit: the one-cycle schedule is fitted to it (a slow run moves through the cycle by the clock) and training ends, annealed, after this many seconds")
     p.add_argument("--log-every", type=int, default=50, help="log the loss every N steps")
     p.add_argument("--fp16-out", action="store_true", help="store the weights as float16")
     p.add_argument("--eval", action="store_true", help="evaluate on the val split at the end (KITTI AP)")

@@ -21,6 +21,7 @@ from .dataset import AugmentConfig, RunSampler, TrainDataset, collate
 from .gt_database import GTDatabase, build_database
 from .kitti_data import KittiFrames
 from .losses import LossWeights, detection_loss, distillation_loss, range_ramp
+from .schedule import OneCycle
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
@@ -31,9 +32,11 @@ class TrainSettings:
 
     Defaults are OpenPCDet's PointPillars recipe: AdamW (betas 0.9/0.99, weight decay 0.01),
     one-cycle LR with max 0.003, div factor 10, 40 % warm-up, momentum 0.95 -> 0.85, gradient
-    norm clip 10. ``amp="auto"`` is bf16 autocast on CUDA and float32 on CPU. ``max_seconds``: a
-    safety stop for runs with a hard wall-clock limit: training ends (logged) after the first step
-    that finishes this long after the loop started, mid-schedule (None: no limit). ``far_weight``:
+    norm clip 10. ``amp="auto"`` is bf16 autocast on CUDA and float32 on CPU. ``max_seconds``: for runs
+    with a hard wall-clock limit: the one-cycle schedule is fitted to it (:mod:`~.schedule`: a run that
+    is too slow for ``steps`` in that time moves through the cycle by the clock instead), and training
+    ends (logged) after the first step that finishes this long after the loop started, annealed
+    (None: no limit). ``far_weight``:
     the classification loss of a positive anchor is weighted by :func:`~.losses.range_ramp` of its
     BEV range over ``far_weight_range`` (1 near, ``far_weight`` far; 1.0: off, OpenPCDet's).
     ``distill``: the weight of :func:`~.losses.distillation_loss` against the ``teacher`` given to
@@ -94,15 +97,11 @@ class TrainResult:
     database: dict[str, int]
 
 
-def make_optimizer(model: torch.nn.Module, s: TrainSettings, total_steps: int):
-    """AdamW and the one-cycle schedule (stepped once per optimiser step)."""
+def make_optimizer(model: torch.nn.Module, s: TrainSettings, total_steps: int) -> tuple[torch.optim.AdamW, OneCycle]:
+    """AdamW and the one-cycle schedule (:class:`~.schedule.OneCycle`, advanced once per optimiser step;
+    fitted to ``s.max_seconds`` when given)."""
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr / s.div_factor, betas=(s.moms[0], s.beta2), weight_decay=s.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=s.lr, total_steps=total_steps, pct_start=s.pct_start, anneal_strategy="cos",
-        cycle_momentum=True, base_momentum=s.moms[1], max_momentum=s.moms[0],
-        div_factor=s.div_factor, final_div_factor=s.final_div_factor,
-    )
-    return opt, sched
+    return opt, OneCycle(opt, total_steps, s.lr, s.pct_start, s.div_factor, s.final_div_factor, s.moms, s.max_seconds)
 
 
 def _worker_init(_: int) -> None:
@@ -301,17 +300,18 @@ def train(
         meter.wait += time.perf_counter() - t_fetch
         losses, B = _batch_losses(model, batch, cfg, s, device, amp_dtype, pos_w, teacher)
         _optimizer_step(losses["total"], model, opt, scaler, s.grad_clip)
-        sched.step()
         step += 1
         meter.add(losses)
+        sched.advance(step, time.perf_counter() - meter.t_start)
         if step % s.log_every == 0 or step == total:
-            history.append(meter.record(step, sched.get_last_lr()[0], B))
+            history.append(meter.record(step, sched.lr, B))
             log(_format_record(history[-1], total))
         t_fetch = time.perf_counter()
-        if s.max_seconds is not None and t_fetch - meter.t_start > s.max_seconds and step < total:
-            log(f"stopped after {step} of {total} steps: the {s.max_seconds:.0f} s time limit is up")
+        if sched.done(t_fetch - meter.t_start) and step < total:
+            log(f"stopped after {step} of {total} steps: the {s.max_seconds:.0f} s time limit is up "
+                f"(the schedule was fitted to it and has annealed: lr {sched.lr:.2e})")
             if meter.n:
-                history.append(meter.record(step, sched.get_last_lr()[0], B))
+                history.append(meter.record(step, sched.lr, B))
             break
     seconds = time.perf_counter() - meter.t_start
     return TrainResult(_cpu_eval(model), step, seconds, step * s.batch_size, history, counts)

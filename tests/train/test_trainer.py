@@ -137,12 +137,14 @@ def test_train_tool_bad_data_exits_2(tmp_path):
     assert train_tool().main(["--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"), "--steps", "1"]) == 2
 
 
-def test_max_seconds_stops_mid_schedule(tiny_root):
+def test_max_seconds_stops_with_the_schedule_annealed(tiny_root):
     logs: list[str] = []
     s = TrainSettings(steps=50, batch_size=1, workers=0, augment=AugmentConfig.none(), max_seconds=0.0, log_every=100)
     result = train(tiny_config(), KittiFrames(tiny_root, "train"), s, log=logs.append)
-    assert result.steps == 1 and any("stopped after 1 of 50 steps" in line for line in logs)
+    assert result.steps == 1 and any("stopped after 1 of 50 steps" in line and "annealed" in line for line in logs)
     assert len(result.history) == 1
+    # the time limit came first, so the cycle ran to its end by the clock: the final learning rate
+    assert result.history[0]["lr"] == pytest.approx(s.lr / s.div_factor / s.final_div_factor)
 
 
 @pytest.mark.parametrize("distill, with_teacher", [(1.0, False), (0.0, True), (-1.0, True)])
