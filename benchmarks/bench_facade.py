@@ -97,6 +97,7 @@ def stub_device_detector(num_points: int):
     bufs.capacity = point_bucket(options.max_points)
     bufs.points_host_np = np.zeros((1, bufs.capacity, 4), np.float32)
     bufs.n_host_np = np.zeros(1, np.int32)
+    bufs.copier, bufs._row_addr = None, [int(bufs.points_host_np[0].ctypes.data)]  # one thread stages, as by default
     bufs.packed_host_np = stub_packed_row(bufs.layout, num_points)[None].copy()
     bufs.rows = PackedRows(bufs.layout, bufs.packed_host_np)
     pipe = object.__new__(DevicePipeline)

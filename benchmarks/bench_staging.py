@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The device executor's staging copy (a validated float32 ``[N, 4]`` cloud into its staging row)
-three ways: numpy's assignment (what ``FrameBuffers.stage`` does), one ``ctypes.memmove``, and two
-threads each moving half through ``ctypes.memmove`` (which releases the GIL; a persistent worker
-woken through one lock and joined through another). Runs on any machine; the destination is plain
-memory here, pinned on the GPU path.
+four ways: numpy's assignment (what ``FrameBuffers.stage`` does by default), one ``ctypes.memmove``,
+and two or four threads each moving a share through ``ctypes.memmove`` (which releases the GIL):
+``pointpillars_trt.executors.staging.SplitCopier``, what ``FrameBuffers.stage`` uses with
+``staging_threads`` > 1 (there it splits only copies of at least two 512 KiB shares; here every
+copy is split, to measure the hand-off). Runs on any machine; the destination is plain memory
+here, pinned on the GPU path.
 
     python benchmarks/bench_staging.py [--points 20285 101425] [--cycle 1 16] [--rounds 30]
 
@@ -18,37 +20,16 @@ import argparse
 import ctypes
 import os
 import sys
-import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pointpillars_trt.executors.staging import SplitCopier, split_jobs  # noqa: E402
+
 COPIES_PER_ROUND = 100
-
-
-class HalvesCopier:
-    """Copies ``nbytes`` from ``src`` to ``dst`` (addresses) as two halves: the upper one on a worker
-    thread, the lower one on the caller's; :meth:`copy` returns when both are done."""
-
-    def __init__(self) -> None:
-        self._go, self._done = threading.Lock(), threading.Lock()
-        self._go.acquire()
-        self._done.acquire()
-        self._job: tuple[int, int, int] = (0, 0, 0)
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self) -> None:
-        while True:
-            self._go.acquire()
-            ctypes.memmove(*self._job)
-            self._done.release()
-
-    def copy(self, dst: int, src: int, nbytes: int) -> None:
-        half = (nbytes // 2) & ~63  # a cache-line boundary
-        self._job = (dst + half, src + half, nbytes - half)
-        self._go.release()
-        ctypes.memmove(dst, src, half)
-        self._done.acquire()
 
 
 def clouds(num_points: int, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -57,20 +38,24 @@ def clouds(num_points: int, count: int, seed: int = 0) -> list[np.ndarray]:
     return [rng.uniform(-40, 40, (num_points, 4)).astype(np.float32) for _ in range(count)]
 
 
-def copy_ways(dst: np.ndarray, halves: HalvesCopier) -> dict:
-    """name -> ``fn(cloud)`` copying the cloud into the start of ``dst`` (float32 ``[capacity, 4]``)."""
-    return {
+def copy_ways(dst: np.ndarray, copier: SplitCopier) -> dict:
+    """name -> ``fn(cloud)`` copying the cloud into the start of ``dst`` (float32 ``[capacity, 4]``); the
+    threaded ways split every copy, whatever its size (``SplitCopier.copy`` would not split small ones)."""
+    ways = {
         "numpy assignment": lambda c: dst.__setitem__(slice(0, c.shape[0]), c),
         "ctypes.memmove": lambda c: ctypes.memmove(dst.ctypes.data, c.ctypes.data, c.nbytes),
-        "two threads": lambda c: halves.copy(dst.ctypes.data, c.ctypes.data, c.nbytes),
     }
+    for k, name in ((2, "two threads"), (4, "four threads")):
+        if k <= copier.threads:
+            ways[name] = lambda c, k=k: copier.run(split_jobs([(dst.ctypes.data, c.ctypes.data, c.nbytes)], k))
+    return ways
 
 
-def measure(num_points: int, cycle: int, rounds: int, halves: HalvesCopier) -> dict[str, float]:
+def measure(num_points: int, cycle: int, rounds: int, copier: SplitCopier) -> dict[str, float]:
     """Median (us) over ``rounds`` interleaved rounds of each way's median of 100 copies; checks that
     each way copied the cloud exactly."""
     srcs, dst = clouds(num_points, cycle), np.zeros((num_points, 4), np.float32)
-    ways = copy_ways(dst, halves)
+    ways = copy_ways(dst, copier)
     per: dict[str, list[float]] = {w: [] for w in ways}
     for _ in range(rounds):
         for name, fn in ways.items():
@@ -96,11 +81,12 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=30)
     args = p.parse_args(argv)
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
-    halves = HalvesCopier()
+    copier = SplitCopier(4)
     for n in args.points:
         for k in args.cycle:
-            row = measure(n, k, args.rounds, halves)
+            row = measure(n, k, args.rounds, copier)
             print(f"{n:8d} points ({16 * n:9d} B), {k:2d} sources: " + "  ".join(f"{w} {us:8.1f} us" for w, us in row.items()))
+    copier.close()
     return 0
 
 

@@ -14,6 +14,8 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/{fp32,fp16}/graph/batchB``: ``detect_batch`` with B frames per replay (offline throughput);
 * ``gpu/fp16/graph/pfn-torch``: the same with the torch (cuBLAS) PFN on all ``max_pillars`` rows;
 * ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
+* ``gpu/fp16/graph/stagingT`` and ``gpu/fp16/graph/stagingT/batchB``: the fp16 graph row and the largest batch
+  with ``staging_threads=T`` (:data:`STAGING_THREADS`, 4: the points staged by several threads);
 * ``gpu/fp16/graph/rpn-FORM``: the fp16 graph row with another RPN form (:func:`rpn_forms`), among
   them ``split-head`` (the head per upsampling branch, float32 products: the default) and
   ``concat-head`` (the head over the concatenated map) for the A/B;
@@ -153,6 +155,7 @@ def rpn_head_of(det) -> str:
 
 
 RPN_FORMS = rpn_forms()
+STAGING_THREADS = 4  # the threaded-staging A/B rows
 
 
 def device_detector(cfg, state, rpn_form=None, source=None, **options):
@@ -338,6 +341,18 @@ def main(argv: list[str] | None = None) -> int:
             set_programmatic_launch(old_pdl)
         det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
         single_row(f"gpu/fp16/graph/pfn-torch/{gname}", det, max(2, args.iters // 4), profiled=False)
+        # the staging copy on STAGING_THREADS threads (SplitCopier; splits copies of >= 1 MiB only), same run: A/B of
+        # the batch-1 row and of the largest batch
+        det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1,
+                              staging_threads=STAGING_THREADS)
+        single_row(f"gpu/fp16/graph/staging{STAGING_THREADS}/{gname}", det, args.iters, profiled=False)
+        if args.batch:
+            batch = max(args.batch)
+            det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=batch,
+                                  staging_threads=STAGING_THREADS)
+            row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
+            record(f"gpu/fp16/graph/staging{STAGING_THREADS}/batch{batch}/{gname}", dict(row, rpn_head=rpn_head_of(det)))
+            det.close()
         torch.cuda.empty_cache()
     speedups = {}
     for name, row in results.items():

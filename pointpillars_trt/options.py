@@ -177,7 +177,10 @@ class DeviceOptions:
     a discrete GPU, 2 on an integrated one such as a Jetson); ``use_graph``:
     capture each (batch, point bucket) once as a CUDA graph and replay it; ``channels_last``:
     ``None`` means NHWC in FP16 only (cuDNN's tensor-core kernels; NCHW in FP32);
-    ``on_mismatch``: for TensorRT engines (``from_engine_dir``).
+    ``on_mismatch``: for TensorRT engines (``from_engine_dir``); ``staging_threads``: threads that copy
+    the points into pinned memory (:class:`~pointpillars_trt.executors.staging.SplitCopier`; 1: the
+    caller alone; more pays only for large clouds or batches on a host with cores to spare, and
+    is not yet measured inside the pipeline).
     """
 
     device: str = "cuda"
@@ -189,6 +192,7 @@ class DeviceOptions:
     max_batch: int | None = None
     on_points_overflow: PointsOverflowPolicy = PointsOverflowPolicy.GROW
     on_mismatch: MismatchPolicy = MismatchPolicy.ERROR
+    staging_threads: int = 1
 
 
 T = TypeVar("T")

@@ -14,6 +14,7 @@ import numpy as np
 from ..voxelize.cuda import (DROPPED_PILLARS, DROPPED_POINTS, FOUND, INPUT, INTENSITY_MAX, INTENSITY_MIN, NONFINITE,
                              NUM_COUNTERS, PILLARS, VoxelCounters, keys_to_floats)
 from .base import FrameResult, PillarCounts
+from .staging import SplitCopier
 
 ALIGN_BYTES = 256
 
@@ -138,7 +139,7 @@ class FrameBuffers:
     :meth:`reserve_points`), the device point count, per-pillar point counts and cells, the
     packed output row and its pinned host copy. Numpy views of the pinned buffers are made once."""
 
-    def __init__(self, batch: int, max_pillars: int, layout: PackedLayout, device: Any) -> None:
+    def __init__(self, batch: int, max_pillars: int, layout: PackedLayout, device: Any, staging_threads: int = 1) -> None:
         import torch
 
         self.batch, self.max_pillars, self.layout, self.device = int(batch), int(max_pillars), layout, device
@@ -152,6 +153,7 @@ class FrameBuffers:
         self.n_dev = torch.zeros(batch, dtype=torch.int32, device=device)
         self.n_host_np = self.n_host.numpy()
         self.capacity = 0
+        self.copier = SplitCopier(staging_threads) if staging_threads != 1 else None  # validates the count
 
     def reserve_points(self, capacity: int) -> None:
         """(Re)allocate the point buffers for ``capacity`` points per lane (a multiple of 4096)."""
@@ -161,12 +163,26 @@ class FrameBuffers:
         self.points_dev = torch.zeros((self.batch, capacity, 4), dtype=torch.float32, device=self.device)
         self.points_host = torch.zeros((self.batch, capacity, 4), dtype=torch.float32, pin_memory=True)
         self.points_host_np = self.points_host.numpy()
+        self._row_addr = [int(self.points_host_np[b].ctypes.data) for b in range(self.batch)]
 
     def stage(self, clouds: Sequence[np.ndarray]) -> None:
-        """Copy validated clouds into the pinned staging rows (host only)."""
+        """Copy validated clouds (C-contiguous float32 ``[N_b, 4]``) into the pinned staging rows (host
+        only): numpy's assignment, or the :class:`~.staging.SplitCopier`'s threads when
+        ``staging_threads`` > 1 and the clouds are large enough for more than one share."""
+        nbytes = sum(c.nbytes for c in clouds)
+        if self.copier is not None and self.copier.parts(nbytes) > 1:
+            self.copier.copy([(self._row_addr[b], c.ctypes.data, c.nbytes) for b, c in enumerate(clouds)])
+            for b, c in enumerate(clouds):
+                self.n_host_np[b] = c.shape[0]
+            return
         for b, c in enumerate(clouds):
             self.points_host_np[b, : c.shape[0]] = c
             self.n_host_np[b] = c.shape[0]
+
+    def close(self) -> None:
+        """End the staging threads (if any)."""
+        if self.copier is not None:
+            self.copier.close()
 
     def enqueue_upload(self, batch: int, bucket: int) -> None:
         """H2D copies of the counts and the first ``bucket`` points of each lane (current stream)."""

@@ -95,6 +95,21 @@ def test_detect_batch_equals_detect(torch_cuda, kitti_config, lively, kitti_fram
 
 
 @pytest.mark.gpu
+def test_threaded_staging_gives_the_same_results(torch_cuda, kitti_config, lively, kitti_frames):
+    # staging_threads=4 splits copies of >= 1 MiB (a 360-degree-sized cloud here; a batch of three FOV frames is just
+    # under) over the SplitCopier's threads; the pinned rows, and so every box, must be what one thread gives
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:3]]
+    big = np.concatenate([clouds[0]] * 5)  # ~100k points, 1.6 MB
+    one, four = gpu_detector(kitti_config, lively, max_batch=3), gpu_detector(kitti_config, lively, max_batch=3, staging_threads=4)
+    assert four.executor.pipeline.bufs.copier.parts(big.nbytes) == 3
+    for a, b in zip(one.detect_batch(clouds) + [one.detect(big)], four.detect_batch(clouds) + [four.detect(big)]):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.num_points == b.num_points
+    one.close(), four.close()
+
+
+@pytest.mark.gpu
 def test_other_config_and_360_cloud(torch_cuda, example_config):
     from pointpillars_trt.network import create_backend
     from pointpillars_trt.detector import Detector
