@@ -23,10 +23,10 @@ def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": sys.executable, "DATA_ROOT": str(tmp_path / "data")}
     r = subprocess.run(["bash", str(SCRIPT), str(out), "--frames", "8", "--steps", "1", "--batch-size", "1", "--device", "cpu",
-                        "--workers", "0", "--gen-workers", "1", "--calib-frames", "2", "--variants", "lsq_kd", "--budget", "1200", "--distill-weight", "0.5"],
+                        "--workers", "0", "--gen-workers", "1", "--calib-frames", "2", "--variants", "lsq_kd uint8", "--budget", "1200", "--distill-weight", "0.5"],
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["lsq_kd.tar.gz", "summary.txt", "timing.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["lsq_kd.tar.gz", "summary.txt", "timing.txt", "uint8.tar.gz"]
     assert (out / "lsq_kd.tar.gz").stat().st_size < 16 * 2**20
     with tarfile.open(out / "lsq_kd.tar.gz") as tar:
         assert set(tar.getnames()) == {"qat.safetensors", "qat.calibration.json", "qat.json", "qat.log", "data.json"}
@@ -39,7 +39,8 @@ def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
     assert meta["qat_distill"] == "0.5"
     assert "reusing the INT8 export" in (tmp_path / "lsq" / "qat.log").read_text()
     assert json.loads((tmp_path / "lsq" / "qat.json").read_text())["steps"] == 1
-    assert "lsq_kd: fine-tuned 1 steps" in (out / "summary.txt").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert "lsq_kd: fine-tuned 1 steps" in summary and "uint8: fine-tuned 1 steps" in summary  # both exports (run at once) served
     assert "done" in (out / "timing.txt").read_text()
 
 
