@@ -20,7 +20,7 @@ them (``--activation-type uint8``: asymmetric activations over ``[0, max]`` afte
 resolution, for ONNX Runtime's CPU only; TensorRT takes symmetric int8 only and build_engines.py refuses
 them). The calibration frames, method and activation type are in each graph's metadata, the ranges in
 ``calibration.json`` beside them. ``tools/int8_sweep.py`` measures the calibration choices and which
-layers to leave float (``--keep-float``, ``--float-first-conv``, ``--float-head``); see docs/ACCURACY.md.
+layers to leave float (``--keep-float``, ``--float-first-conv``, ``--float-head``, ``--float-first-block``); see docs/ACCURACY.md.
 
 Exit codes: 0 success, 2 bad input (checkpoint, config, failed graph check), 1 unexpected failure.
 """
@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="leave the RPN's first convolution in float (default %(default)s)")
     q.add_argument("--float-head", action=argparse.BooleanOptionalAction, default=QuantizeOptions.float_head,
                    help="leave the RPN's output convolutions (class, box, direction) in float (default %(default)s)")
+    q.add_argument("--float-first-block", action=argparse.BooleanOptionalAction, default=QuantizeOptions.float_first_block,
+                   help="leave the RPN's first block and the two convolutions reading its output (its upsampling, the next block's first) in float (default %(default)s)")
     q.add_argument("--calib-ranges", type=Path, metavar="FILE",
                    help="reuse the calibration.json of an earlier --int8 export from the same frames and method (no calibration run)")
     q.add_argument("--calib-threads", type=int, metavar="N", help="ONNX Runtime threads of the calibration run (default: all cores)")
@@ -98,6 +100,7 @@ def int8_export(args: argparse.Namespace):
     options = QuantizeOptions(method=args.calib_method, percentile=args.calib_percentile, keep_float=tuple(args.keep_float),
                               quantize_pfn=args.int8_pfn, layer_outputs=not args.trt_placement,
                               float_first_conv=args.float_first_conv, float_head=args.float_head,
+                              float_first_block=args.float_first_block,
                               activation_type=args.activation_type, histogram_bins=args.calib_bins)
     what = f"reusing the ranges of {args.calib_ranges}, made" if args.calib_ranges else "calibrating"
     log.info("%s (%s) on %d frames of %s: %s", what, options.method, len(frames), frames.source, ", ".join(frames.names))

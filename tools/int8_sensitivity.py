@@ -89,7 +89,7 @@ def export_variant(state_dict, cfg, ckpt, meta, int8_dir: Path, out: Path, only:
     others = tuple(n for n in quantizable_nodes(graphs["full"]) if n != only)
     options = QuantizeOptions(method=q.method, percentile=q.percentile or QuantizeOptions.percentile, keep_float=others,
                               quantize_pfn=only.startswith("pfn/"), layer_outputs=False, activation_type=q.activation_type,
-                              float_first_conv=False, float_head=False)  # no Q/DQ on the other layers' outputs
+                              float_first_conv=False, float_head=False, float_first_block=False)  # no Q/DQ on the other layers' outputs
     frames = CalibrationFrames(q.calibration, q.frames, lambda i: None)
     int8 = Int8Export(frames, options, ranges=int8_dir / CALIBRATION_FILE)
     return export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, int8=int8)["pfn"].parent

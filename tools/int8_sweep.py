@@ -16,10 +16,11 @@ unless ``--data-root`` names one already made. Calibration frames come from its 
 processes (ONNX Runtime with one thread each) export and evaluate the FP32 graphs and every
 candidate on the whole val split (3D AP R40 moderate, KITTI protocol).
 
-A candidate is ``METHOD-FRAMES[+first][+head][+uint8][+binsN][+NODE...]``: METHOD ``minmax``,
+A candidate is ``METHOD-FRAMES[+first][+head][+block1][+uint8][+binsN][+NODE...]``: METHOD ``minmax``,
 ``entropy`` or ``percentile<P>`` (e.g. ``percentile99.999``), FRAMES calibration frames, ``+first`` /
-``+head`` the RPN's first / output convolutions left float (``export_onnx.py --float-first-conv /
---float-head``), ``+uint8`` uint8 activations (``--activation-type uint8``, ONNX Runtime only),
+``+head`` / ``+block1`` the RPN's first / output convolutions / first block and the two convolutions reading its output left float
+(``export_onnx.py --float-first-conv / --float-head / --float-first-block``; a candidate has only the ones
+it names), ``+uint8`` uint8 activations (``--activation-type uint8``, ONNX Runtime only),
 ``+bins4096`` the calibration histogram's bins (``--calib-bins``), ``+rpn/Conv_4`` a node left float
 by name. Candidates that differ only in what stays float share one calibration. ``--sensitivity CANDIDATE`` adds, with CANDIDATE's ranges, one
 row per RPN node quantized alone (everything else float).
@@ -58,7 +59,7 @@ log = logging.getLogger("int8_sweep")
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 TARGET_DROP = 1.0  # issue 15: at most 1.0 AP point lost per class
 DEFAULT_CANDIDATES = ("entropy-16", "entropy-64", "entropy-128", "percentile99.99-64", "percentile99.999-64",
-                      "minmax-64", "entropy-64+first", "entropy-64+head", "entropy-64+first+head")
+                      "minmax-64", "entropy-64+first", "entropy-64+head", "entropy-64+first+head", "entropy-64+first+head+block1")
 _SPEC = re.compile(r"^(minmax|entropy|percentile(\d+(?:\.\d+)?))-(\d+)((?:\+[^+]+)*)$")
 _BINS = re.compile(r"^bins(\d+)$")
 
@@ -77,6 +78,7 @@ class Candidate:
     keep_float: tuple[str, ...] = ()
     activation_type: str = "int8"
     histogram_bins: int | None = None  # None: QuantizeOptions' default
+    float_first_block: bool = False
 
     @property
     def calibration(self) -> str:
@@ -87,18 +89,18 @@ class Candidate:
 
 
 def parse_candidate(spec: str) -> Candidate:
-    """``METHOD-FRAMES[+first][+head][+NODE...]`` (module docstring) -> :class:`Candidate`; ConfigError if malformed."""
+    """``METHOD-FRAMES[+first][+head][+block1][+NODE...]`` (module docstring) -> :class:`Candidate`; ConfigError if malformed."""
     m = _SPEC.match(spec)
     if m is None or int(m.group(3)) < 1:
-        raise ConfigError(f"--candidates: {spec!r} is not METHOD-FRAMES[+first][+head][+uint8][+binsN][+NODE...] "
+        raise ConfigError(f"--candidates: {spec!r} is not METHOD-FRAMES[+first][+head][+block1][+uint8][+binsN][+NODE...] "
                           "(METHOD minmax, entropy or percentile<P>, e.g. entropy-64+head)")
     extras = [e for e in m.group(4).split("+") if e]
     method = "percentile" if m.group(2) else m.group(1)
     bins = [int(b.group(1)) for b in map(_BINS.match, extras) if b]
-    nodes = tuple(e for e in extras if e not in ("first", "head", "uint8") and not _BINS.match(e))
+    nodes = tuple(e for e in extras if e not in ("first", "head", "block1", "uint8") and not _BINS.match(e))
     return Candidate(spec, method, float(m.group(2)) if m.group(2) else None, int(m.group(3)),
                      "first" in extras, "head" in extras, nodes, "uint8" if "uint8" in extras else "int8",
-                     bins[-1] if bins else None)
+                     bins[-1] if bins else None, "block1" in extras)
 
 
 def quantize_options(c: Candidate, keep_float: tuple[str, ...] | None = None):
@@ -111,6 +113,7 @@ def quantize_options(c: Candidate, keep_float: tuple[str, ...] | None = None):
     return QuantizeOptions(method=c.method, percentile=c.percentile or QuantizeOptions.percentile,
                            keep_float=keep_float if alone else c.keep_float, layer_outputs=not alone,
                            float_first_conv=c.float_first_conv and not alone, float_head=c.float_head and not alone,
+                           float_first_block=c.float_first_block and not alone,
                            activation_type=c.activation_type, histogram_bins=c.histogram_bins or QuantizeOptions.histogram_bins)
 
 

@@ -73,7 +73,10 @@ class QuantizeOptions:
     inputs and weights of each Conv/MatMul quantized. ``float_first_conv``: the RPN's first
     convolution (it reads the scattered pillar canvas) stays float; ``float_head``: the RPN's
     output convolutions (class, box, direction) stay float; both are found in the graph, whatever
-    the config's layer counts (``tools/int8_sweep.py`` measures what they buy).
+    the config's layer counts (``tools/int8_sweep.py`` measures what they buy). ``float_first_block``:
+    the RPN's first block and the two convolutions that read its output stay float too
+    (:func:`first_block_nodes`: the finest feature map's, whose sparse activations per-tensor int8
+    cannot hold; the first two alone cost the v5 demo model 18-20 Car AP points, docs/ACCURACY.md).
     ``activation_type``: :class:`ActivationType`. ``histogram_bins``: bins of the calibration
     histogram of ``entropy`` and ``percentile`` (at least 128; ONNX Runtime's entropy default, 128,
     leaves its KL search about one candidate range: the first frame's)."""
@@ -85,6 +88,7 @@ class QuantizeOptions:
     layer_outputs: bool = True
     float_first_conv: bool = True  # with float_head: the default that meets 1 AP point (docs/ACCURACY.md)
     float_head: bool = True
+    float_first_block: bool = True  # with the two above: within 1 AP point per class of FP32 (docs/ACCURACY.md, 2026-12-02)
     activation_type: ActivationType = ActivationType.INT8
     histogram_bins: int = 128  # ONNX Runtime's: 2048 (a real KL search) clips far more and lost 36 Car AP (docs/ACCURACY.md)
 
@@ -265,16 +269,29 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and set(n.output) & outputs]
 
 
-def float_nodes(options: QuantizeOptions, graphs: dict[str, onnx.ModelProto]) -> tuple[str, ...]:
+def first_block_nodes(model: onnx.ModelProto, cfg: PointPillarsConfig) -> list[str]:
+    """The RPN's first block (``layer_nums[0] + 1`` convolutions: the strided one and the others) and
+    the two that read its output, its upsampling and the second block's first convolution: the first
+    ``layer_nums[0] + 3`` weighted nodes of the RPN graph ``model`` (``+ 2`` with one block), which
+    runs each block, then its upsampling (``model/rpn.py``'s forward). With all its readers float,
+    the first block's output carries no Q/DQ (ONNX Runtime would not fuse an int8 convolution
+    reading a DequantizeLinear that a float one shares: it ran the second block's first in float)."""
+    bb = cfg.network.backbone
+    return quantizable_nodes(model)[: bb.layer_nums[0] + 2 + (len(bb.layer_nums) > 1)]
+
+
+def float_nodes(options: QuantizeOptions, graphs: dict[str, onnx.ModelProto], cfg: PointPillarsConfig) -> tuple[str, ...]:
     """The nodes left in float: ``options.keep_float``; unless ``quantize_pfn``, the PFN's; with
-    ``float_first_conv`` / ``float_head``, the RPN's first / output convolutions (of ``graphs["rpn"]``)."""
+    ``float_first_conv`` / ``float_head`` / ``float_first_block``, the RPN's first / output
+    convolutions / :func:`first_block_nodes` (of ``graphs["rpn"]``)."""
     pfn = [] if options.quantize_pfn or "pfn" not in graphs else quantizable_nodes(graphs["pfn"])
     rpn = graphs.get("rpn")
-    if (options.float_first_conv or options.float_head) and rpn is None:
-        raise ExportError("float_first_conv / float_head need the RPN graph")
+    if (options.float_first_conv or options.float_head or options.float_first_block) and rpn is None:
+        raise ExportError("float_first_conv / float_head / float_first_block need the RPN graph")
     first = quantizable_nodes(rpn)[:1] if options.float_first_conv else []
+    block = first_block_nodes(rpn, cfg) if options.float_first_block else []
     head = head_nodes(rpn) if options.float_head else []
-    return tuple(sorted({*options.keep_float, *pfn, *first, *head}))
+    return tuple(sorted({*options.keep_float, *pfn, *first, *block, *head}))
 
 
 def quantization_record(options: QuantizeOptions, frames: CalibrationFrames, keep_float: Sequence[str]) -> Quantization:
@@ -300,7 +317,7 @@ def quantize_graphs(graphs: dict[str, onnx.ModelProto], cfg: PointPillarsConfig,
     if "full" not in graphs:
         raise ExportError("quantize_graphs needs the fused full graph to calibrate on")
     check_keep_float(options.keep_float, list(graphs.values()))
-    keep = float_nodes(options, graphs)
+    keep = float_nodes(options, graphs, cfg)
     options = dataclasses.replace(options, keep_float=keep)
     cache = Path(out_dir) / CALIBRATION_FILE
     if recalibrate:

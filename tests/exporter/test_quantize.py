@@ -105,7 +105,7 @@ def test_the_detector_runs_int8_graphs_with_boxes_close_to_fp32(int8_dir, kitti_
 def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_path):
     cfg, state_dict, ckpt = demo
     rpn = onnx.load(str(int8_dir / "rpn.onnx"))
-    first = [n for n in rpn.graph.node if n.op_type == "Conv"][1].name  # the first one is float by default
+    first = [n for n in rpn.graph.node if n.op_type == "Conv"][cfg.network.backbone.layer_nums[0] + 3].name  # the first block's are float by default
     options = QuantizeOptions(keep_float=(first,))
     frames = calibration_frames(CALIB)
     out = tmp_path / "kept"
@@ -119,13 +119,14 @@ def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_pa
         export_onnx(state_dict, cfg, tmp_path / "bad", int8=Int8Export(frames, QuantizeOptions(keep_float=("rpn/Conv_99999",))))
 
 
-def test_float_first_conv_and_float_head_leave_those_convolutions_float(int8_dir, demo, tmp_path, kitti_points):
+def test_float_first_block_and_float_head_leave_those_convolutions_float(int8_dir, demo, tmp_path, kitti_points):
     from pointpillars_trt.exporter.calibration import frame_feeds
     from pointpillars_trt.network.onnxruntime import INT8_DISABLED_OPTIMIZERS
 
     cfg, state_dict, ckpt = demo
-    options = QuantizeOptions()  # the default: float_first_conv and float_head
-    assert options.float_first_conv and options.float_head
+    options = QuantizeOptions()  # the default: float_first_conv, float_first_block and float_head
+    assert options.float_first_conv and options.float_head and options.float_first_block
+    block = cfg.network.backbone.layer_nums[0] + 3  # the first block's convolutions and the two reading its output
     out = tmp_path / "structural"
     export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, fused=True,
                 int8=Int8Export(calibration_frames(CALIB), options, ranges=int8_dir / CALIBRATION_FILE))
@@ -134,11 +135,11 @@ def test_float_first_conv_and_float_head_leave_those_convolutions_float(int8_dir
     convs = [n for n in rpn.graph.node if n.op_type == "Conv"]
     heads = [n for n in convs if set(n.output) & {o.name for o in rpn.graph.output}]
     assert len(heads) == 3  # class, box, direction
-    for conv in [convs[0], *heads]:
+    for conv in [*convs[:block], *heads]:
         assert conv.input[1] not in producer, f"{conv.name}: its weights should stay a float initializer"
-    assert producer[convs[1].input[1]].op_type == "DequantizeLinear"  # the others stay int8
+    assert all(producer[c.input[1]].op_type == "DequantizeLinear" for c in convs[block:-3])  # the others stay int8
     keep = read_graph_metadata(out / "rpn.onnx").quantization.keep_float
-    assert {convs[0].name, *(h.name for h in heads)} <= set(keep)
+    assert {*(c.name for c in convs[:block]), *(h.name for h in heads)} <= set(keep)
     sess = ort.InferenceSession(str(out / "full.onnx"), disabled_optimizers=list(INT8_DISABLED_OPTIMIZERS))
     assert np.all(np.isfinite(sess.run(["cls"], frame_feeds(cfg, kitti_points))[0]))
 
@@ -245,3 +246,30 @@ def test_onnx_runtime_runs_every_int8_convolution_and_depth_to_space_in_int8(int
     assert d2s and all(producer[n.input[0]].op_type == "QuantizeLinear" for n in d2s)  # moved as int8
     heads = [n for n in rpn.graph.node if set(n.output) & {o.name for o in rpn.graph.output}]
     assert {producer[h.input[0]].op_type for h in heads} == {"Concat"}  # the float heads read the float Concat
+
+
+@pytest.mark.parametrize("config_fixture", ["kitti_config", "example_config"])
+def test_first_block_nodes_are_the_first_block_and_its_upsampling(request, config_fixture):
+    # whatever the layer counts (3 in KITTI's first block, 2 in the 360-degree example): the last two nodes returned
+    # are the first block's upsampling convolution and the second block's first, both reading the block's output
+    from pointpillars_trt.exporter import as_model, build_graphs
+    from pointpillars_trt.exporter.quantize import first_block_nodes
+    from tests.helpers import lively_state_dict
+
+    cfg = request.getfixturevalue(config_fixture)
+    rpn = build_graphs(as_model(lively_state_dict(cfg), cfg), cfg, "fp32", deconv_as_conv=True)["rpn"]
+    weighted = [n for n in rpn.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul")]
+    names = first_block_nodes(rpn, cfg)
+    k = cfg.network.backbone.layer_nums[0] + 2
+    assert names == [n.name for n in weighted[: k + 1]]  # the block, its upsampling, the second block's first
+    producer = {o: n for n in rpn.graph.node for o in n.output}
+
+    def source_conv(tensor):  # the weighted node a tensor comes from, through ReLU / BN-free activations
+        n = producer[tensor]
+        while n.op_type not in ("Conv", "ConvTranspose"):
+            n = producer[n.input[0]]
+        return n.name
+
+    upsampling, second_block = weighted[k - 1], weighted[k]
+    assert source_conv(upsampling.input[0]) == source_conv(second_block.input[0]) == weighted[k - 2].name
+    assert [a.ints for a in second_block.attribute if a.name == "strides"][0] != [1, 1]  # the next block starts strided

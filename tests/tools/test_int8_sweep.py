@@ -33,8 +33,12 @@ def test_candidate_specs_parse_into_typed_options():
     assert (str(options.method), options.percentile, options.float_head, options.keep_float) == (
         "percentile", 99.999, True, ("rpn/Conv_4",))
     assert str(sweep.quantize_options(sweep.parse_candidate("entropy-16+first")).method) == "entropy"
-    alone = sweep.quantize_options(c, ("rpn/Conv_10",))  # a sensitivity row: no Q/DQ on the other layers' outputs
-    assert (alone.keep_float, alone.layer_outputs, alone.float_head) == (("rpn/Conv_10",), False, False)
+    assert not options.float_first_block  # a candidate has only what it names
+    block1 = sweep.parse_candidate("entropy-64+first+head+block1")
+    assert (block1.float_first_block, block1.keep_float, block1.calibration) == (True, (), "entropy-64+int8")
+    assert sweep.quantize_options(block1).float_first_block
+    alone = sweep.quantize_options(block1, ("rpn/Conv_10",))  # a sensitivity row: no Q/DQ on the other layers' outputs
+    assert (alone.keep_float, alone.layer_outputs, alone.float_head, alone.float_first_block) == (("rpn/Conv_10",), False, False, False)
     for bad in ("entropy", "kl-64", "entropy-0", "percentile-64x", "entropy-64++head"):
         with pytest.raises(ConfigError, match="METHOD-FRAMES"):
             sweep.parse_candidate(bad)
