@@ -156,3 +156,9 @@ def test_a_graph_that_cannot_be_written_is_an_output_error_naming_it(tmp_path, e
     with pytest.raises(OutputError, match=r"onnx/pfn\.onnx: cannot write"):
         export_onnx(build_model(example_config), example_config, tmp_path / "onnx")
     assert not [p for p in (tmp_path / "onnx").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_output_folder_that_is_a_file_is_an_output_error_naming_it(tmp_path, example_config):
+    (tmp_path / "onnx").write_text("not a folder")
+    with pytest.raises(OutputError, match=r"onnx"):
+        export_onnx(build_model(example_config), example_config, tmp_path / "onnx")

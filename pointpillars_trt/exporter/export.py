@@ -14,7 +14,7 @@ import torch
 from .. import __version__
 from ..config import PointPillarsConfig
 from ..errors import CheckpointError, ExportError
-from ..io.atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes, check_writable
 from ..model import PointPillars, build_model
 from .graphs import DEFAULT_FP16_POLICY, Fp16Policy, build_graphs
 from ..artifacts import ArtifactMetadata, Quantization, graph_sha256
@@ -133,8 +133,7 @@ def export_onnx(
         ckpt_hash, ckpt_of = file_sha256(checkpoint_path), "file"
     else:
         ckpt_hash, ckpt_of = weights_hash, "state_dict"
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out_dir, directory=True)  # made; OutputError naming it when it cannot be (a file, read-only)
     quantization: Quantization | None = None
     if int8 is not None:
         graphs, quantization = _int8_graphs(model, cfg, int8, out, fused)
