@@ -169,14 +169,12 @@ class FrameBuffers:
         """Copy validated clouds (C-contiguous float32 ``[N_b, 4]``) into the pinned staging rows (host
         only): numpy's assignment, or the :class:`~.staging.SplitCopier`'s threads when
         ``staging_threads`` > 1 and the clouds are large enough for more than one share."""
-        nbytes = sum(c.nbytes for c in clouds)
-        if self.copier is not None and self.copier.parts(nbytes) > 1:
+        if self.copier is not None and self.copier.parts(sum(c.nbytes for c in clouds)) > 1:
             self.copier.copy([(self._row_addr[b], c.ctypes.data, c.nbytes) for b, c in enumerate(clouds)])
+        else:
             for b, c in enumerate(clouds):
-                self.n_host_np[b] = c.shape[0]
-            return
+                self.points_host_np[b, : c.shape[0]] = c
         for b, c in enumerate(clouds):
-            self.points_host_np[b, : c.shape[0]] = c
             self.n_host_np[b] = c.shape[0]
 
     def close(self) -> None:
