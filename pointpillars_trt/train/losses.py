@@ -116,12 +116,15 @@ def distillation_loss(
       anchors (``labels >= 0``);
     * ``kd_box``: smooth-L1 (``weights.smooth_l1_beta``) of the student's minus the teacher's codes, the
       yaw through :func:`add_sin_difference`, summed over the 7 codes, weighted per anchor by the
-      teacher's best class probability ``max_k p`` (every anchor);
+      teacher's best class probability ``max_k p`` (every anchor) and divided per frame by that weight's
+      sum (the teacher's mass, at least 1): a mean over what the teacher sees, of the scale of
+      :func:`detection_loss`'s box term however many anchors the grid has;
     * ``kd_dir``: ``sum_d q (log q - log_softmax(student dir))`` (cross-entropy against ``q`` minus its
       entropy), with the weights of ``kd_box``.
 
-    Each is divided per frame by its positive count (at least 1), summed, divided by ``B`` and weighted by
-    ``weights.cls`` / ``box`` / ``dir``, as in :func:`detection_loss`; all are 0 where student == teacher.
+    ``kd_cls`` is divided per frame by the positive count (at least 1), as in :func:`detection_loss`; each
+    is summed over frames, divided by ``B`` and weighted by ``weights.cls`` / ``box`` / ``dir``; all are 0
+    where student == teacher.
     Returns float32 ``{"kd_cls", "kd_box", "kd_dir", "kd"}``, ``kd`` their sum.
     """
     s_cls, s_box, s_dir = (t.float() for t in student)
@@ -134,7 +137,8 @@ def distillation_loss(
     kl_cls = bce_with_logits(s_cls, p) - bce_with_logits(t_cls, p)
     cls_loss = (kl_cls * cls_w[..., None]).sum() / B
 
-    soft_w = p.amax(dim=-1) / norm  # [B, N]
+    conf = p.amax(dim=-1)  # [B, N]
+    soft_w = conf / conf.sum(dim=1, keepdim=True).clamp(min=1.0)
     sb, tb = add_sin_difference(s_box, t_box)
     box_loss = (smooth_l1(sb - tb, weights.smooth_l1_beta).sum(dim=-1) * soft_w).sum() / B
     kl_dir = (F.softmax(t_dir, dim=-1) * (F.log_softmax(t_dir, dim=-1) - F.log_softmax(s_dir, dim=-1))).sum(dim=-1)

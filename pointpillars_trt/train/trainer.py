@@ -208,11 +208,11 @@ def _optimizer_step(loss: torch.Tensor, model, opt, scaler, grad_clip: float) ->
 
 
 class _LossMeter:
-    """Mean losses (total, cls, box, dir, and kd when ``distill``) since the last record, with the frame
+    """Mean losses (total, cls, box, dir, and kd with its three parts when ``distill``) since the last record, with the frame
     rate and the share of the time spent waiting for data (``wait``, added to by the caller)."""
 
     def __init__(self, device: torch.device, distill: bool = False) -> None:
-        self.keys = ("total", "cls", "box", "dir", "kd") if distill else ("total", "cls", "box", "dir")
+        self.keys = ("total", "cls", "box", "dir") + (("kd", "kd_cls", "kd_box", "kd_dir") if distill else ())
         self.acc = torch.zeros(len(self.keys), device=device)
         self.n = 0
         self.t_start = time.perf_counter()
@@ -240,7 +240,8 @@ class _LossMeter:
 
 
 def _format_record(rec: dict, total: int) -> str:
-    kd = f" kd {rec['kd']:.4f}" if "kd" in rec else ""
+    kd = (f" kd {rec['kd']:.4f} = {rec['kd_cls']:.4f} + {rec['kd_box']:.4f} + {rec['kd_dir']:.4f}"
+          if "kd" in rec else "")
     return (f"step {rec['step']}/{total} loss {rec['loss']:.4f} (cls {rec['cls']:.4f} box {rec['box']:.4f} "
             f"dir {rec['dir']:.4f}{kd}) lr {rec['lr']:.2e} {rec['frames_per_s']:.1f} frames/s "
             f"data-wait {100 * rec['data_wait_frac']:.0f}%")

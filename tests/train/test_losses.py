@@ -137,7 +137,7 @@ def test_distillation_small_case_by_hand():
 
     sig2 = 1.0 / (1.0 + math.exp(-2.0))
     kd_cls = -0.5 * math.log(sig2) - 0.5 * math.log(1.0 - sig2) - math.log(2.0)  # p = 0.5; the ignored anchor is out
-    box_w = (0.5, 0.75)  # sigmoid of the teacher's logits
+    box_w = (0.5 / 1.25, 0.75 / 1.25)  # sigmoid of the teacher's logits over their sum (the teacher's mass)
     kd_box = box_w[0] * 0.5 * 0.05**2 * 9.0 + box_w[1] * (1.0 - 0.5 / 9.0)
     kd_dir = box_w[0] * (0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5))  # the second anchor: q uniform, 0
     assert out["kd_cls"].item() == pytest.approx(kd_cls * w.cls, rel=1e-5)
