@@ -4,7 +4,7 @@
     python export/build_engines.py --onnx-dir out/onnx --out-dir out/engines
     python export/build_engines.py --onnx-dir out/onnx_fp16 --precision fp16 --timing-cache out/trt.cache
     python export/build_engines.py --onnx-dir out/onnx --native-scatter   # also mfn.plan (ONNX ScatterND)
-    python export/build_engines.py --onnx-dir out/onnx_int8 --precision int8   # graphs of export_onnx.py --int8
+    python export/build_engines.py --onnx-dir out/onnx_int8 --precision int8   # of export_onnx.py --int8 --activation-type int8
 
 Writes ``pfn.plan`` and ``rpn.plan`` (and ``mfn.plan`` with ``--native-scatter``): raw TensorRT
 plans (``trtexec --loadEngine``, Polygraphy and Triton load them as they are), each with a
@@ -12,7 +12,7 @@ plans (``trtexec --loadEngine``, Polygraphy and Triton load them as they are), e
 precision, pillar profile) that the TensorRT backend checks when it loads them.
 
 Networks are strongly typed: the precision is the ONNX graphs' own (export FP16 graphs with
-``export/export_onnx.py --fp16``, INT8 graphs with explicit Q/DQ with ``--int8 --calib DIR``: their
+``export/export_onnx.py --fp16``, INT8 graphs with explicit Q/DQ with ``--int8 --activation-type int8 --calib DIR``: their
 QuantizeLinear/DequantizeLinear nodes make the int8 layers, no builder flag does); ``--precision``
 only checks that the graphs are what you expect.
 The ``num_pillars`` profile defaults to min 1, opt = max = the config's ``voxel.max_pillars``

@@ -17,7 +17,7 @@ from ..errors import CheckpointError, ExportError
 from ..io.atomic import atomic_write_bytes, check_writable
 from ..model import PointPillars, build_model
 from .graphs import DEFAULT_FP16_POLICY, Fp16Policy, build_graphs
-from ..artifacts import ArtifactMetadata, Quantization, graph_sha256
+from ..artifacts import ArtifactMetadata, Quantization, graph_sha256, read_onnx_metadata
 from .calibration import CalibrationFrames
 from .metadata import file_sha256, state_dict_sha256
 from .quantize import CALIBRATION_FILE, QuantizeOptions, quantize_graphs
@@ -83,6 +83,34 @@ class Int8Export:
     threads: int | None = None
 
 
+def check_ranges_activation_type(int8: Int8Export, checkpoint_path: str | Path | None) -> None:
+    """ExportError when ``int8`` reuses ``ranges`` made for another activation type than its own:
+    the graphs beside the ranges say theirs (an earlier export's ``calibration.json``), and a
+    checkpoint of ``tools/qat.py`` says the type it was fine-tuned for (``qat_activation_type``,
+    with the ranges it trained against). Symmetric int8 ranges in uint8 graphs gave 0 AP (2026-12-02)."""
+    if int8.ranges is None:
+        return
+    wanted = str(int8.options.activation_type)
+    made = None
+    beside = Path(int8.ranges).parent / PART_FILES["rpn"]
+    if beside.is_file():
+        q = read_onnx_metadata(beside, verify=False).quantization
+        made = None if q is None else (q.activation_type, f"the ranges of {beside}'s export")
+    if made is None and checkpoint_path is not None and str(checkpoint_path).endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(checkpoint_path), "np") as f:
+                trained = (f.metadata() or {}).get("qat_activation_type")
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own errors
+            raise ExportError(f"{checkpoint_path}: cannot read its metadata ({exc})") from exc
+        made = None if trained is None else (trained, f"the ranges {checkpoint_path} was fine-tuned against")
+    if made is not None and made[0] != wanted:
+        raise ExportError(f"{int8.ranges}: {made[1]} are {made[0]}, but the export asks for {wanted} activations; "
+                          f"export with activation type {made[0]} (export_onnx.py --activation-type {made[0]}), "
+                          "or calibrate afresh (no ranges)")
+
+
 def _int8_graphs(model: PointPillars, cfg: PointPillarsConfig, int8: Int8Export, out: Path, fused: bool):
     """``(graphs, quantization record)``: the Q/DQ graphs (``full`` only when ``fused``)."""
     graphs = build_graphs(model, cfg, "fp32", fused=True, deconv_as_conv=True)
@@ -133,6 +161,8 @@ def export_onnx(
         ckpt_hash, ckpt_of = file_sha256(checkpoint_path), "file"
     else:
         ckpt_hash, ckpt_of = weights_hash, "state_dict"
+    if int8 is not None:
+        check_ranges_activation_type(int8, checkpoint_path)
     out = check_writable(out_dir, directory=True)  # made; OutputError naming it when it cannot be (a file, read-only)
     quantization: Quantization | None = None
     if int8 is not None:

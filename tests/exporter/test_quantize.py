@@ -39,7 +39,9 @@ def int8_dir(tmp_path_factory, demo):
         pytest.skip(f"real KITTI frames not found under {CALIB}")
     cfg, state_dict, ckpt = demo
     out = tmp_path_factory.mktemp("int8")
-    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, fused=True, int8=Int8Export(calibration_frames(CALIB)))
+    # int8 activations: TensorRT's form (the default, uint8, is ONNX Runtime's: tests/exporter/test_quantize_uint8.py)
+    int8 = Int8Export(calibration_frames(CALIB), QuantizeOptions(activation_type="int8"))
+    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, fused=True, int8=int8)
     return out
 
 
@@ -106,7 +108,7 @@ def test_keep_float_is_honoured_and_unknown_names_refused(int8_dir, demo, tmp_pa
     cfg, state_dict, ckpt = demo
     rpn = onnx.load(str(int8_dir / "rpn.onnx"))
     first = [n for n in rpn.graph.node if n.op_type == "Conv"][cfg.network.backbone.layer_nums[0] + 3].name  # the first block's are float by default
-    options = QuantizeOptions(keep_float=(first,))
+    options = QuantizeOptions(keep_float=(first,), activation_type="int8")  # int8_dir's ranges are int8's
     frames = calibration_frames(CALIB)
     out = tmp_path / "kept"
     export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, int8=Int8Export(frames, options, ranges=int8_dir / CALIBRATION_FILE))
@@ -124,7 +126,7 @@ def test_float_first_block_and_float_head_leave_those_convolutions_float(int8_di
     from pointpillars_trt.network.onnxruntime import INT8_DISABLED_OPTIMIZERS
 
     cfg, state_dict, ckpt = demo
-    options = QuantizeOptions()  # the default: float_first_conv, float_first_block and float_head
+    options = QuantizeOptions(activation_type="int8")  # the default structure (int8_dir's ranges are int8's)
     assert options.float_first_conv and options.float_head and options.float_first_block
     block = cfg.network.backbone.layer_nums[0] + 3  # the first block's convolutions and the two reading its output
     out = tmp_path / "structural"
@@ -147,7 +149,8 @@ def test_float_first_block_and_float_head_leave_those_convolutions_float(int8_di
 def test_calibration_with_one_thread_gives_the_ranges_of_the_default_session(int8_dir, demo, tmp_path):
     cfg, state_dict, ckpt = demo
     out = tmp_path / "one_thread"
-    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, int8=Int8Export(calibration_frames(CALIB), threads=1))
+    int8 = Int8Export(calibration_frames(CALIB), QuantizeOptions(activation_type="int8"), threads=1)  # as int8_dir's
+    export_onnx(state_dict, cfg, out, checkpoint_path=ckpt, int8=int8)
     import json
 
     ours, ref = (json.loads((d / CALIBRATION_FILE).read_text())["data"] for d in (out, int8_dir))

@@ -31,7 +31,7 @@ def uint8_dir(tmp_path_factory):
         pytest.skip(f"real KITTI frames not found under {CALIB}")
     cfg, state_dict, source = resolve_weights(None, None, None)
     out = tmp_path_factory.mktemp("uint8")
-    options = QuantizeOptions(activation_type="uint8")
+    options = QuantizeOptions()  # the default: uint8
     export_onnx(state_dict, cfg, out, checkpoint_path=None if source.is_random else source.path, fused=True,
                 int8=Int8Export(calibration_frames(CALIB), options, threads=1))
     return out, cfg, state_dict
@@ -106,7 +106,8 @@ def test_one_sided_takes_degenerate_histograms():
 
 def test_options_refuse_bad_activation_types_and_too_few_bins():
     assert QuantizeOptions(activation_type="uint8").activation_type == ActivationType.UINT8
-    assert (QuantizeOptions(histogram_bins=2048).quantized_bins, QuantizeOptions(activation_type="uint8", histogram_bins=2048).quantized_bins) == (256, 512)
+    assert QuantizeOptions().activation_type == ActivationType.UINT8  # the default: ONNX Runtime's CPU form
+    assert (QuantizeOptions(activation_type="int8", histogram_bins=2048).quantized_bins, QuantizeOptions(histogram_bins=2048).quantized_bins) == (256, 512)
     with pytest.raises(ConfigError, match="activation type"):
         QuantizeOptions(activation_type="int4")
     assert QuantizeOptions(histogram_bins=128).quantized_bins == 128  # ONNX Runtime's defaults: the earlier recipe
@@ -196,3 +197,15 @@ def test_onnx_runtime_runs_every_int8_convolution_of_the_uint8_graph(uint8_dir, 
     convs = {n.name for n in onnx.load(str(out / "rpn.onnx")).graph.node if n.op_type == "Conv"}
     int8, float_convs, ops = int8_kernels(out / "rpn.onnx", tmp_path)
     assert (int8, float_convs) == (len(convs - keep), len(convs & keep)) and "Relu" not in ops
+
+
+def test_ranges_of_another_activation_type_are_refused_naming_both(uint8_dir, tmp_path):
+    # uint8_dir's calibration.json beside its uint8 graphs, reused for int8 graphs: refused before anything is written
+    from pointpillars_trt.errors import ExportError
+    from pointpillars_trt.exporter.quantize import CALIBRATION_FILE
+
+    out, cfg, state_dict = uint8_dir
+    int8 = Int8Export(calibration_frames(CALIB), QuantizeOptions(activation_type="int8"), ranges=out / CALIBRATION_FILE)
+    with pytest.raises(ExportError, match=r"calibration.json: the ranges of .*rpn.onnx's export are uint8, but the export asks for int8"):
+        export_onnx(state_dict, cfg, tmp_path / "int8", int8=int8)
+    assert not (tmp_path / "int8").exists()

@@ -53,8 +53,14 @@ def test_qat_tool_writes_a_checkpoint_whose_int8_export_runs(tiny, tmp_path):
     assert summary["steps"] == 2 and summary["scales"] and ranges.is_file() and "kd" not in summary["history"][0]
 
     int8 = tmp_path / "int8"
-    proc = _run("export/export_onnx.py", "--ckpt", str(out), "--out-dir", str(int8), "--fused", "--int8", "--calib", str(root),
-                "--calib-frames", "2", "--calib-ranges", str(ranges))
+    export = ("export/export_onnx.py", "--ckpt", str(out), "--out-dir", str(int8), "--fused", "--int8", "--calib", str(root),
+              "--calib-frames", "2", "--calib-ranges", str(ranges))
+    proc = _run(*export)  # the default activation type (uint8) with the int8 ranges it was fine-tuned against
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1
+    assert "fine-tuned against are int8" in errors[0] and "--activation-type int8" in errors[0]
+    assert not (int8 / "full.onnx").exists()
+    proc = _run(*export, "--activation-type", "int8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     from pointpillars_trt.detector import Detector
     from pointpillars_trt.train.qat import read_qdq
