@@ -16,6 +16,8 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
 * ``gpu/fp16/graph/stagingT`` and ``gpu/fp16/graph/stagingT/batchB``: the fp16 graph row and the largest batch
   with ``staging_threads=T`` (:data:`STAGING_THREADS`, 4: the points staged by several threads);
+* ``gpu/fp16/graph/cudnn-autotune`` and ``.../cudnn-autotune/batchB``: the same two with ``cudnn_autotune=True``
+  (cuDNN times every engine of each convolution before the capture);
 * ``gpu/fp16/graph/rpn-FORM``: the fp16 graph row with another RPN form (:func:`rpn_forms`), among
   them ``split-head`` (the head per upsampling branch, float32 products: the default) and
   ``concat-head`` (the head over the concatenated map) for the A/B;
@@ -352,6 +354,17 @@ def main(argv: list[str] | None = None) -> int:
                                   staging_threads=STAGING_THREADS)
             row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
             record(f"gpu/fp16/graph/staging{STAGING_THREADS}/batch{batch}/{gname}", dict(row, rpn_head=rpn_head_of(det)))
+            det.close()
+        # cuDNN's timed engine choice for every convolution (DeviceOptions.cudnn_autotune), same run: A/B of the batch-1
+        # row (with its kernel profile, for the RPN's convolutions) and of the largest batch
+        det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1, cudnn_autotune=True)
+        single_row(f"gpu/fp16/graph/cudnn-autotune/{gname}", det, args.iters, verbose=True)
+        if args.batch:
+            batch = max(args.batch)
+            det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=batch,
+                                  cudnn_autotune=True)
+            row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
+            record(f"gpu/fp16/graph/cudnn-autotune/batch{batch}/{gname}", dict(row, rpn_head=rpn_head_of(det)))
             det.close()
         torch.cuda.empty_cache()
     speedups = {}

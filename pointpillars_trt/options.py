@@ -180,7 +180,11 @@ class DeviceOptions:
     ``on_mismatch``: for TensorRT engines (``from_engine_dir``); ``staging_threads``: threads that copy
     the points into pinned memory (:class:`~pointpillars_trt.executors.staging.SplitCopier`; 1: the
     caller alone; more pays only for large clouds or batches on a host with cores to spare, and
-    is not yet measured inside the pipeline).
+    is not yet measured inside the pipeline); ``cudnn_autotune``: let cuDNN time every engine of
+    each convolution once, before the graph is captured, and keep the fastest (``torch.backends.cudnn``'s
+    ``benchmark`` with no limit, set only around the warm-up and capture); off: cuDNN's heuristic
+    choice. The timed choice can differ between processes, so fp16 results may differ in their
+    last bits from one process to the next (each process stays deterministic).
     """
 
     device: str = "cuda"
@@ -193,6 +197,7 @@ class DeviceOptions:
     on_points_overflow: PointsOverflowPolicy = PointsOverflowPolicy.GROW
     on_mismatch: MismatchPolicy = MismatchPolicy.ERROR
     staging_threads: int = 1
+    cudnn_autotune: bool = False
 
 
 T = TypeVar("T")

@@ -26,6 +26,7 @@ results match the CPU pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from time import perf_counter
@@ -69,6 +70,29 @@ def set_precision_mode(precision: Precision) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
     else:
         torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+
+
+@contextlib.contextmanager
+def cudnn_autotuned(on: bool):
+    """With ``on``, cuDNN times every engine of each new convolution and keeps the fastest
+    (``torch.backends.cudnn.benchmark`` on, ``benchmark_limit`` 0: no limit) inside the block; the
+    process-wide flags are restored after it. Off: nothing changes."""
+    if not on:
+        yield
+        return
+    import torch
+
+    cud = torch.backends.cudnn
+    old_benchmark, old_limit = cud.benchmark, cud.benchmark_limit
+    cud.benchmark = True
+    if old_limit is not None:  # None where torch has no cuDNN v8 API (CPU builds)
+        cud.benchmark_limit = 0
+    try:
+        yield
+    finally:
+        cud.benchmark = old_benchmark
+        if old_limit is not None:
+            cud.benchmark_limit = old_limit
 
 
 class DevicePipeline:
@@ -169,13 +193,15 @@ class DevicePipeline:
         if key not in self._graphs:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(self.stream)
-            with torch.cuda.stream(side), torch.inference_mode():
+            autotune = self.options.cudnn_autotune
+            with cudnn_autotuned(autotune), torch.cuda.stream(side), torch.inference_mode():
                 for _ in range(2):  # warm-up outside the capture (cuDNN algorithm choice, workspaces)
                     self._enqueue(batch, bucket)
             self.stream.wait_stream(side)
             g = torch.cuda.CUDAGraph()
-            try:
-                with torch.inference_mode(), torch.cuda.graph(g, stream=self.stream, capture_error_mode="thread_local"):
+            try:  # the capture under the same flags: it finds the warm-up's choice in torch's plan cache
+                with cudnn_autotuned(autotune), torch.inference_mode(), torch.cuda.graph(g, stream=self.stream,
+                                                                                          capture_error_mode="thread_local"):
                     self._enqueue(batch, bucket)
             except Exception as exc:  # e.g. an enqueue that refuses to be captured: run eagerly from now on
                 log.warning("CUDA graph capture failed (%s: %s); running without a graph from now on", type(exc).__name__, exc)
@@ -212,7 +238,7 @@ class DevicePipeline:
             import torch
 
             events = []
-            with torch.cuda.stream(self.stream), torch.inference_mode():
+            with cudnn_autotuned(self.options.cudnn_autotune), torch.cuda.stream(self.stream), torch.inference_mode():
                 self._enqueue(batch, bucket, events, None if default_thr else score_threshold)
         self._pending = (batch, launcher, events, t0, t1)
 

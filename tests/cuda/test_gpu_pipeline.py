@@ -110,6 +110,23 @@ def test_threaded_staging_gives_the_same_results(torch_cuda, kitti_config, livel
 
 
 @pytest.mark.gpu
+def test_cudnn_autotune_finds_the_same_boxes_and_restores_the_flags(torch_cuda, kitti_config, lively, kitti_frames):
+    # cuDNN's timed engine choice changes which kernels the graph holds, not what they compute (fp16 rounding aside)
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:3]]
+    before = (torch_cuda.backends.cudnn.benchmark, torch_cuda.backends.cudnn.benchmark_limit)
+    plain = gpu_detector(kitti_config, lively, precision="fp16")
+    tuned = gpu_detector(kitti_config, lively, precision="fp16", cudnn_autotune=True)
+    rates = []
+    for pts in clouds:
+        want, got = plain.detect(pts), tuned.detect(pts)
+        assert got.num_pillars == want.num_pillars and len(want) > 0
+        rates.append(match_detections(select_above(want, 0.3), got, 0.9).recall)
+    assert np.mean(rates) >= 0.95, rates
+    assert (torch_cuda.backends.cudnn.benchmark, torch_cuda.backends.cudnn.benchmark_limit) == before
+    plain.close(), tuned.close()
+
+
+@pytest.mark.gpu
 def test_other_config_and_360_cloud(torch_cuda, example_config):
     from pointpillars_trt.network import create_backend
     from pointpillars_trt.detector import Detector

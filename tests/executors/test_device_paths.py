@@ -170,3 +170,24 @@ def test_intensity_range_is_checked_on_the_gpu(torch_cuda, gpu_fp32, real_frames
         warnings.simplefilter("error", IntensityRangeWarning)
         gpu_fp32._intensity._last = -float("inf")
         gpu_fp32.detect(real_frames[2])  # in range: no warning
+
+
+def test_cudnn_autotuned_sets_the_flags_inside_and_restores_them():
+    import torch
+
+    from pointpillars_trt.executors.device import cudnn_autotuned
+
+    cud = torch.backends.cudnn
+    before = cud.benchmark
+    try:
+        cud.benchmark = False
+        with cudnn_autotuned(False):
+            assert cud.benchmark is False
+        with cudnn_autotuned(True):
+            assert cud.benchmark is True
+        assert cud.benchmark is False
+        with pytest.raises(RuntimeError), cudnn_autotuned(True):
+            raise RuntimeError("a failed capture")
+        assert cud.benchmark is False
+    finally:
+        cud.benchmark = before

@@ -69,3 +69,4 @@ def test_small_copies_stay_on_the_callers_thread():
 def test_bad_thread_counts_are_refused(threads):
     with pytest.raises(ConfigError, match="staging_threads"):
         SplitCopier(threads)
+
