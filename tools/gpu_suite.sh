@@ -26,7 +26,7 @@
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> unfused voxelization as a CUDA graph
 # (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $VOX_FRAMES, default /tmp/pp_vox_frames, for a peer run; not into $OUT) -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
-# -> bench-facade -> profile-host -> bench-staging -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
+# -> bench-facade -> profile-host -> bench-staging -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
@@ -134,6 +134,12 @@ step bench-facade "$PY" benchmarks/bench_facade.py
 step profile-host "$PY" benchmarks/profile_host.py --calls 2000
 # the staging copy three ways on this host (numpy, one memmove, two threads): does a split pay on a many-core host?
 step bench-staging "$PY" benchmarks/bench_staging.py
+# issue 15: int8 / fp8 convolutions from maintained libraries (torch, torchao, cudnn-frontend) on the RPN's
+# conv shapes; the libraries' wheels come from ./.lowp/ when it is there (see the script's header)
+if [ -d .lowp ]; then
+  step install-lowp "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .lowp/*.whl
+fi
+step bench-lowp-conv "$PY" benchmarks/bench_lowp_conv.py --json "$OUT/bench_lowp_conv.json"
 # fleet inference on Ray Data against detect_batch in one process, one GPU (FLEET_ARGS overrides)
 if have ray; then
   read -r -a fleet_args <<<"${FLEET_ARGS:---frames 8000 --backend gpu --precision fp16 --batch-size 64 --no-progress}"
