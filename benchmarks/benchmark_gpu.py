@@ -15,7 +15,8 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/fp16/graph/pfn-torch``: the same with the torch (cuBLAS) PFN on all ``max_pillars`` rows;
 * ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
 * ``gpu/fp16/graph/stagingT`` and ``gpu/fp16/graph/stagingT/batchB``: the fp16 graph row and the largest batch
-  with ``staging_threads=T`` (:data:`STAGING_THREADS`, 4: the points staged by several threads);
+  with ``staging_threads=T`` (:data:`STAGING_THREADS`, 1: the caller's thread alone, against the default's
+  ``min(4, cores // 4)`` threads);
 * ``gpu/fp16/graph/cudnn-autotune`` and ``.../cudnn-autotune/batchB``: the same two with ``cudnn_autotune=True``
   (cuDNN times every engine of each convolution before the capture);
 * ``gpu/fp16/graph/rpn-FORM``: the fp16 graph row with another RPN form (:func:`rpn_forms`), among
@@ -157,7 +158,7 @@ def rpn_head_of(det) -> str:
 
 
 RPN_FORMS = rpn_forms()
-STAGING_THREADS = 4  # the threaded-staging A/B rows
+STAGING_THREADS = 1  # the staging A/B rows: one thread against the default (min(4, cores // 4))
 
 
 def device_detector(cfg, state, rpn_form=None, source=None, **options):
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             set_programmatic_launch(old_pdl)
         det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
         single_row(f"gpu/fp16/graph/pfn-torch/{gname}", det, max(2, args.iters // 4), profiled=False)
-        # the staging copy on STAGING_THREADS threads (SplitCopier; splits copies of >= 1 MiB only), same run: A/B of
+        # the staging copy on STAGING_THREADS threads (the default splits copies of >= 1 MiB), same run: A/B of
         # the batch-1 row and of the largest batch
         det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1,
                               staging_threads=STAGING_THREADS)

@@ -14,7 +14,7 @@ import numpy as np
 from ..voxelize.cuda import (DROPPED_PILLARS, DROPPED_POINTS, FOUND, INPUT, INTENSITY_MAX, INTENSITY_MIN, NONFINITE,
                              NUM_COUNTERS, PILLARS, VoxelCounters, keys_to_floats)
 from .base import FrameResult, PillarCounts
-from .staging import SplitCopier
+from .staging import SplitCopier, default_staging_threads
 
 ALIGN_BYTES = 256
 
@@ -139,7 +139,7 @@ class FrameBuffers:
     :meth:`reserve_points`), the device point count, per-pillar point counts and cells, the
     packed output row and its pinned host copy. Numpy views of the pinned buffers are made once."""
 
-    def __init__(self, batch: int, max_pillars: int, layout: PackedLayout, device: Any, staging_threads: int = 1) -> None:
+    def __init__(self, batch: int, max_pillars: int, layout: PackedLayout, device: Any, staging_threads: int | None = 1) -> None:
         import torch
 
         self.batch, self.max_pillars, self.layout, self.device = int(batch), int(max_pillars), layout, device
@@ -153,7 +153,8 @@ class FrameBuffers:
         self.n_dev = torch.zeros(batch, dtype=torch.int32, device=device)
         self.n_host_np = self.n_host.numpy()
         self.capacity = 0
-        self.copier = SplitCopier(staging_threads) if staging_threads != 1 else None  # validates the count
+        threads = default_staging_threads() if staging_threads is None else staging_threads
+        self.copier = SplitCopier(threads) if threads != 1 else None  # validates the count
 
     def reserve_points(self, capacity: int) -> None:
         """(Re)allocate the point buffers for ``capacity`` points per lane (a multiple of 4096)."""

@@ -100,7 +100,9 @@ def test_threaded_staging_gives_the_same_results(torch_cuda, kitti_config, livel
     # under) over the SplitCopier's threads; the pinned rows, and so every box, must be what one thread gives
     clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:3]]
     big = np.concatenate([clouds[0]] * 5)  # ~100k points, 1.6 MB
-    one, four = gpu_detector(kitti_config, lively, max_batch=3), gpu_detector(kitti_config, lively, max_batch=3, staging_threads=4)
+    one = gpu_detector(kitti_config, lively, max_batch=3, staging_threads=1)
+    four = gpu_detector(kitti_config, lively, max_batch=3, staging_threads=4)
+    assert one.executor.pipeline.bufs.copier is None
     assert four.executor.pipeline.bufs.copier.parts(big.nbytes) == 3
     for a, b in zip(one.detect_batch(clouds) + [one.detect(big)], four.detect_batch(clouds) + [four.detect(big)]):
         np.testing.assert_array_equal(a.boxes, b.boxes)

@@ -70,3 +70,10 @@ def test_bad_thread_counts_are_refused(threads):
     with pytest.raises(ConfigError, match="staging_threads"):
         SplitCopier(threads)
 
+
+
+def test_the_default_thread_count_is_a_quarter_of_the_cores_up_to_four():
+    from pointpillars_trt.executors.staging import default_staging_threads
+
+    assert [default_staging_threads(n) for n in (1, 2, 7, 8, 12, 16, 128)] == [1, 1, 1, 2, 3, 4, 4]
+    assert default_staging_threads() >= 1
