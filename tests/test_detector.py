@@ -178,6 +178,31 @@ def test_one_detector_shared_by_two_threads_gives_the_sequential_results(kitti_c
 
 
 
+def test_input_buffer_holds_the_detector_and_detects_what_was_written(kitti_config, kitti_frames):
+    import threading
+
+    from pointpillars_trt.errors import PointCloudError
+
+    cfg = small_network(kitti_config)
+    det = Detector.from_backend(cfg, create_backend("torch", cfg, state_dict=lively_state_dict(cfg)))
+    cloud = np.fromfile(kitti_frames[0], dtype=np.float32).reshape(-1, 4)
+    want = det.detect(cloud)
+    free = []
+    with det.input_buffer(len(cloud)) as buf:
+        assert buf.shape == cloud.shape and buf.dtype == np.float32
+        buf[:] = cloud
+        got = det.detect(buf)  # the same thread re-enters the detector's lock
+        t = threading.Thread(target=lambda: free.append(det._lock.acquire(blocking=False)))
+        t.start(), t.join()
+    assert free == [False]  # another thread could not take the detector inside the block
+    np.testing.assert_array_equal(got.boxes, want.boxes)
+    with det.input_buffer(0) as empty:
+        assert det.detect(empty).num_pillars == 0
+    for bad in (-1, 2.5):
+        with pytest.raises(PointCloudError, match="whole number"), det.input_buffer(bad):
+            pass
+
+
 def test_intensities_outside_the_model_range_warn_once_per_period_and_no_box_is_non_finite(kitti_detector, kitti_points):
     from pointpillars_trt.errors import IntensityRangeWarning
 

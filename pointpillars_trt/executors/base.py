@@ -69,6 +69,12 @@ class Executor(abc.ABC):
         """Detect in validated float32 ``[N_i, 4]`` clouds (``N_i >= 1``; rows may hold NaN/inf
         only when ``checks_points``); one result per cloud."""
 
+    def input_buffer(self, num_points: int) -> np.ndarray | None:
+        """A float32 ``[num_points, 4]`` array that :meth:`run` of that one cloud reads without
+        copying it first (the device executor's pinned staging row), or None where there is none.
+        One caller at a time, like :meth:`run`."""
+        return None
+
     def close(self) -> None:
         """Release the runtime's resources (idempotent)."""
 

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..voxelize.cuda import (DROPPED_PILLARS, DROPPED_POINTS, FOUND, INPUT, INTENSITY_MAX, INTENSITY_MIN, NONFINITE,
                              NUM_COUNTERS, PILLARS, VoxelCounters, keys_to_floats)
 from .base import FrameResult, PillarCounts
@@ -134,6 +135,51 @@ def tensor_ptr(tensor, b: int, word: int = 0) -> int:
     return tensor.data_ptr() + (b * tensor.stride(0) + word) * tensor.element_size()
 
 
+class StagingRows:
+    """The host side of the points of ``batch`` lanes: ``points`` float32 ``[batch, capacity, 4]``
+    and ``counts`` int32 ``[batch]`` (pinned memory in the pipeline; any arrays here), filled by
+    :meth:`stage` with numpy's assignment or ``copier``'s threads (a
+    :class:`~.staging.SplitCopier`, or None: the caller's thread alone)."""
+
+    def __init__(self, points: np.ndarray, counts: np.ndarray, copier: SplitCopier | None) -> None:
+        self.points, self.counts, self.copier = points, counts, copier
+        self.capacity = points.shape[1]
+        self.addr = [int(points[b].ctypes.data) for b in range(points.shape[0])]
+        self.end = self.addr[0] + points.nbytes
+
+    def lane_row(self, b: int, n: int) -> np.ndarray:
+        """Lane ``b``'s row as a float32 ``[n, 4]`` array (``0 <= n <= capacity``): a cloud written there
+        and staged alone is not copied again."""
+        if not 0 <= n <= self.capacity:
+            raise ConfigError(f"StagingRows.lane_row: {n} points for rows of {self.capacity}")
+        return self.points[b, :n]
+
+    def holds(self, cloud: np.ndarray) -> bool:
+        """True when ``cloud``'s first byte lies in the rows."""
+        return self.addr[0] <= cloud.__array_interface__["data"][0] < self.end
+
+    def stage(self, clouds: Sequence[np.ndarray]) -> None:
+        """Copy validated clouds (C-contiguous float32 ``[N_b, 4]``, ``N_b <= capacity``) into lanes
+        ``0..len-1`` and their counts: numpy's assignment, or the copier's threads when the clouds are
+        large enough for more than one share. A single cloud that starts at lane 0's row
+        (:meth:`lane_row`) is not copied; a cloud elsewhere in the rows is copied out first, so that
+        no lane is overwritten before it is read."""
+        starts = [c.__array_interface__["data"][0] for c in clouds]
+        if starts[0] == self.addr[0] and len(clouds) == 1:
+            self.counts[0] = clouds[0].shape[0]  # written in place (Detector.input_buffer)
+            return
+        lo, hi = self.addr[0], self.end
+        if any(lo <= a < hi for a in starts):
+            clouds = [c.copy() if lo <= a < hi else c for c, a in zip(clouds, starts)]
+        if self.copier is not None and self.copier.parts(sum(c.nbytes for c in clouds)) > 1:
+            self.copier.copy([(self.addr[b], c.ctypes.data, c.nbytes) for b, c in enumerate(clouds)])
+        else:
+            for b, c in enumerate(clouds):
+                self.points[b, : c.shape[0]] = c
+        for b, c in enumerate(clouds):
+            self.counts[b] = c.shape[0]
+
+
 class FrameBuffers:
     """Static buffers of ``batch`` lanes: points (pinned host staging and device copy, sized by
     :meth:`reserve_points`), the device point count, per-pillar point counts and cells, the
@@ -164,19 +210,18 @@ class FrameBuffers:
         self.points_dev = torch.zeros((self.batch, capacity, 4), dtype=torch.float32, device=self.device)
         self.points_host = torch.zeros((self.batch, capacity, 4), dtype=torch.float32, pin_memory=True)
         self.points_host_np = self.points_host.numpy()
-        self._row_addr = [int(self.points_host_np[b].ctypes.data) for b in range(self.batch)]
+        self.staging = StagingRows(self.points_host_np, self.n_host_np, self.copier)
+
+    def lane_row(self, b: int, n: int) -> np.ndarray:
+        """:meth:`StagingRows.lane_row` of the pinned rows (valid until :meth:`reserve_points`)."""
+        return self.staging.lane_row(b, n)
+
+    def holds(self, cloud: np.ndarray) -> bool:
+        return self.staging.holds(cloud)
 
     def stage(self, clouds: Sequence[np.ndarray]) -> None:
-        """Copy validated clouds (C-contiguous float32 ``[N_b, 4]``) into the pinned staging rows (host
-        only): numpy's assignment, or the :class:`~.staging.SplitCopier`'s threads when
-        ``staging_threads`` > 1 and the clouds are large enough for more than one share."""
-        if self.copier is not None and self.copier.parts(sum(c.nbytes for c in clouds)) > 1:
-            self.copier.copy([(self._row_addr[b], c.ctypes.data, c.nbytes) for b, c in enumerate(clouds)])
-        else:
-            for b, c in enumerate(clouds):
-                self.points_host_np[b, : c.shape[0]] = c
-        for b, c in enumerate(clouds):
-            self.n_host_np[b] = c.shape[0]
+        """:meth:`StagingRows.stage` into the pinned rows (host only)."""
+        self.staging.stage(clouds)
 
     def close(self) -> None:
         """End the staging threads (if any)."""
@@ -204,4 +249,4 @@ class FrameBuffers:
                 "labels_ptr": tensor_ptr(self.packed, b, lay.labels), "count_ptr": tensor_ptr(self.packed, b, lay.count)}
 
 
-__all__ = ["ALIGN_BYTES", "FrameBuffers", "PackedLayout", "PackedRows", "aligned_count", "lane_tensor", "point_bucket", "tensor_ptr"]
+__all__ = ["ALIGN_BYTES", "FrameBuffers", "PackedLayout", "PackedRows", "StagingRows", "aligned_count", "lane_tensor", "point_bucket", "tensor_ptr"]

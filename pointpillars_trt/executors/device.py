@@ -144,6 +144,14 @@ class DevicePipeline:
         self._graphs.clear()
         self._reserve_points(n)
 
+    def input_row(self, n: int) -> np.ndarray:
+        """Lane 0's pinned staging row as a float32 ``[n, 4]`` array, grown to hold ``n`` points (under
+        ``on_points_overflow``): a cloud written there and submitted alone is not copied again."""
+        if self._pending is not None:
+            raise ConfigError("DevicePipeline.input_row: a submission is in flight")
+        self._ensure_points(n)
+        return self.bufs.lane_row(0, n)
+
     # ---- the frame -----------------------------------------------------------------------------
     def _enqueue(self, batch: int, bucket: int, events: list | None = None, score_threshold: float | None = None) -> None:
         """Enqueue lanes ``0..batch-1`` on torch's current stream (capturable)."""
@@ -348,6 +356,8 @@ class DeviceExecutor(Executor):
         if len(clouds) <= step:  # one group (every single-frame detect): no second pipeline, no turns
             self.pipeline.submit(clouds, score_threshold)
             return self._collect(self.pipeline, len(clouds))
+        if any(self.pipeline.bufs.holds(c) for c in clouds):  # input_buffer()'s row: the first group overwrites it
+            clouds = [c.copy() if self.pipeline.bufs.holds(c) else c for c in clouds]
         starts = list(range(0, len(clouds), step))
         if self._second is None:
             self._second = DevicePipeline(self.config, self._make_network(), self.options, self.device)
@@ -369,6 +379,10 @@ class DeviceExecutor(Executor):
                 if pipe.has_pending:
                     pipe.collect()
         return results
+
+    def input_buffer(self, num_points: int) -> np.ndarray:
+        """The first pipeline's pinned staging row for one cloud (:meth:`DevicePipeline.input_row`)."""
+        return self.pipeline.input_row(num_points)
 
     def _collect(self, pipe: DevicePipeline, n: int) -> list[FrameResult]:
         _, timings = pipe.collect()

@@ -99,3 +99,20 @@ def test_device_path_warnings_point_at_the_caller(kitti_frames):
         warnings.simplefilter("always")
         assert len(det.detect(pts[:0])) == 0 and len(det.detect_batch([pts[:0]])[0]) == 0
     assert [type(w.message).__name__ for w in caught] == ["EmptyFrameWarning"] * 2 and {w.filename for w in caught} == {__file__}
+
+
+def test_stub_device_path_reads_input_buffer_in_place(kitti_frames):
+    """``Detector.input_buffer`` on the device executor is lane 0's staging row: ``detect`` of it
+    stages nothing (the row holds what the caller wrote) and gives the packed row's boxes."""
+    pts = np.fromfile(kitti_frames[0], dtype=np.float32).reshape(-1, 4)
+    det = bench.stub_device_detector(len(pts))
+    bufs = det.executor.pipeline.bufs
+    want = det.detect(pts)
+    bufs.points_host_np[:] = 0
+    with det.input_buffer(len(pts)) as buf:
+        assert np.shares_memory(buf, bufs.points_host_np) and buf.shape == pts.shape
+        buf[:] = pts
+        d = det.detect(buf)
+    np.testing.assert_array_equal(d.boxes, want.boxes)
+    assert d.num_points == len(pts) and bufs.n_host_np[0] == len(pts)
+    np.testing.assert_array_equal(bufs.points_host_np[0, : len(pts)], pts)

@@ -112,6 +112,32 @@ def test_threaded_staging_gives_the_same_results(torch_cuda, kitti_config, livel
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("max_batch", [1, 3])
+def test_input_buffer_is_the_staging_row_and_gives_the_same_boxes(torch_cuda, kitti_config, lively, kitti_frames, max_batch):
+    # written in place, a single frame skips the staging copy; in a batch (one group, or several groups and so both
+    # pipelines) the row is copied out before any lane is written
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:3]]
+    det = gpu_detector(kitti_config, lively, max_batch=max_batch)
+    want = [det.detect(c) for c in clouds]
+    rows = det.executor.pipeline.bufs
+    for c, w in zip(clouds, want):
+        with det.input_buffer(len(c)) as buf:
+            assert rows.holds(buf) and buf.__array_interface__["data"][0] == rows.lane_row(0, 1).__array_interface__["data"][0]
+            buf[:] = c
+            got = det.detect(buf)
+        np.testing.assert_array_equal(got.boxes, w.boxes)
+        assert got.num_points == w.num_points
+    with det.input_buffer(len(clouds[2])) as buf:
+        buf[:] = clouds[2]
+        batch = det.detect_batch([clouds[0], clouds[1], buf])
+    for got, w in zip(batch, want):
+        np.testing.assert_allclose(got.boxes, w.boxes, atol=1e-4)
+    with det.input_buffer(200000) as big:  # beyond the buffer: it grows
+        assert big.shape == (200000, 4) and rows is det.executor.pipeline.bufs
+    det.close()
+
+
+@pytest.mark.gpu
 def test_cudnn_autotune_finds_the_same_boxes_and_restores_the_flags(torch_cuda, kitti_config, lively, kitti_frames):
     # cuDNN's timed engine choice changes which kernels the graph holds, not what they compute (fp16 rounding aside)
     clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:3]]

@@ -92,3 +92,52 @@ def test_packed_rows_are_views_that_decode_what_the_rows_hold_now():
         np.testing.assert_array_equal(r.scores.view(np.int32), scores.view(np.int32))
         np.testing.assert_array_equal(r.labels, labels)
         assert r.counts == lay.frame_result(rows[1], {}).counts and not views.frame_result(0, {}).boxes.size
+
+
+def _rows(batch: int, capacity: int, copier=None):
+    from pointpillars_trt.executors.buffers import StagingRows
+
+    return StagingRows(np.zeros((batch, capacity, 4), np.float32), np.zeros(batch, np.int32), copier)
+
+
+def _cloud(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_staging_rows_copy_clouds_and_counts(threads):
+    from pointpillars_trt.executors.staging import SplitCopier
+
+    copier = SplitCopier(threads) if threads > 1 else None
+    rows = _rows(3, 70000, copier)
+    clouds = [_cloud(n, i) for i, n in enumerate((70000, 5, 40000))]  # 1.1 MB in all: split with four threads
+    rows.stage(clouds)
+    for b, c in enumerate(clouds):
+        np.testing.assert_array_equal(rows.points[b, : len(c)], c)
+    assert rows.counts.tolist() == [70000, 5, 40000] and not rows.holds(clouds[0])
+    if copier is not None:
+        copier.close()
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_a_cloud_in_the_rows_is_read_in_place_alone_and_copied_out_in_a_batch(threads):
+    from pointpillars_trt.errors import ConfigError
+    from pointpillars_trt.executors.staging import SplitCopier
+
+    copier = SplitCopier(threads) if threads > 1 else None
+    rows = _rows(3, 70000, copier)
+    a, b = _cloud(70000, 1), _cloud(60000, 2)
+    buf = rows.lane_row(0, len(b))
+    assert rows.holds(buf) and buf.shape == (60000, 4)
+    buf[:] = b
+    rows.stage([buf])  # alone at its own row: nothing to copy
+    assert rows.counts[0] == 60000
+    np.testing.assert_array_equal(rows.points[0, :60000], b)
+    rows.stage([a, a, buf])  # the row is lane 2's cloud: read before lane 0 is overwritten
+    np.testing.assert_array_equal(rows.points[2, :60000], b)
+    np.testing.assert_array_equal(rows.points[0], a)
+    assert rows.counts.tolist() == [70000, 70000, 60000]
+    with pytest.raises(ConfigError, match="70001 points"):
+        rows.lane_row(0, 70001)
+    if copier is not None:
+        copier.close()
