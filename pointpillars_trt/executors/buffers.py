@@ -145,7 +145,6 @@ class StagingRows:
         self.points, self.counts, self.copier = points, counts, copier
         self.capacity = points.shape[1]
         self.addr = [int(points[b].ctypes.data) for b in range(points.shape[0])]
-        self.end = self.addr[0] + points.nbytes
 
     def lane_row(self, b: int, n: int) -> np.ndarray:
         """Lane ``b``'s row as a float32 ``[n, 4]`` array (``0 <= n <= capacity``): a cloud written there
@@ -155,8 +154,8 @@ class StagingRows:
         return self.points[b, :n]
 
     def holds(self, cloud: np.ndarray) -> bool:
-        """True when ``cloud``'s first byte lies in the rows."""
-        return self.addr[0] <= cloud.__array_interface__["data"][0] < self.end
+        """True when ``cloud``'s memory overlaps the rows (a bounds test: ~0.3 us)."""
+        return np.may_share_memory(cloud, self.points)
 
     def stage(self, clouds: Sequence[np.ndarray]) -> None:
         """Copy validated clouds (C-contiguous float32 ``[N_b, 4]``, ``N_b <= capacity``) into lanes
@@ -164,13 +163,12 @@ class StagingRows:
         large enough for more than one share. A single cloud that starts at lane 0's row
         (:meth:`lane_row`) is not copied; a cloud elsewhere in the rows is copied out first, so that
         no lane is overwritten before it is read."""
-        starts = [c.__array_interface__["data"][0] for c in clouds]
-        if starts[0] == self.addr[0] and len(clouds) == 1:
-            self.counts[0] = clouds[0].shape[0]  # written in place (Detector.input_buffer)
-            return
-        lo, hi = self.addr[0], self.end
-        if any(lo <= a < hi for a in starts):
-            clouds = [c.copy() if lo <= a < hi else c for c, a in zip(clouds, starts)]
+        held = [np.may_share_memory(c, self.points) for c in clouds]
+        if any(held):
+            if len(clouds) == 1 and clouds[0].__array_interface__["data"][0] == self.addr[0]:
+                self.counts[0] = clouds[0].shape[0]  # written in place (Detector.input_buffer)
+                return
+            clouds = [c.copy() if h else c for c, h in zip(clouds, held)]
         if self.copier is not None and self.copier.parts(sum(c.nbytes for c in clouds)) > 1:
             self.copier.copy([(self.addr[b], c.ctypes.data, c.nbytes) for b, c in enumerate(clouds)])
         else:
