@@ -32,7 +32,10 @@ def flatten_head(cls_map: np.ndarray, box_map: np.ndarray, dir_map: np.ndarray, 
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-x.astype(np.float32)))).astype(np.float32)
+    """float32 logistic of ``x``; a logit below about -88 overflows ``exp`` to inf, which gives the
+    right 0 (so that overflow is not warned about)."""
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-x.astype(np.float32)))).astype(np.float32)
 
 
 def passes(scores: np.ndarray, threshold: float, rule: Comparison) -> np.ndarray:

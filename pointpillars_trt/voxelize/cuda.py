@@ -271,7 +271,7 @@ class CudaVoxelizer:
 # ---- torch convenience ---------------------------------------------------------------------------
 @dataclass
 class TorchPillarBuffers:
-    """Output tensors of one frame (full size; ``counters[0]`` is P, on the device)."""
+    """Output tensors of one frame (full size; ``counters[PILLARS]`` is P, on the device)."""
 
     features: "torch.Tensor"  # [max_pillars, M, 10] float32
     num_points: "torch.Tensor"  # [max_pillars] int32

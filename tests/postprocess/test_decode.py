@@ -56,3 +56,16 @@ def test_class_aware_nms_keeps_overlapping_other_class(example_config):
     out = PostProcessor(cfg)(cls, box, dirs)
     assert list(out.labels) == [0, 1]
     assert out.scores[0] > out.scores[1]
+
+
+def test_sigmoid_of_very_negative_logits_is_zero_without_a_warning():
+    import warnings
+
+    from pointpillars_trt.postprocess.decode import _sigmoid
+
+    x = np.array([-1000.0, -100.0, -88.0, 0.0, 100.0], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in exp" would raise here
+        y = _sigmoid(x)
+    assert y.dtype == np.float32 and y[0] == y[1] == 0.0 and y[3] == 0.5 and y[4] == 1.0
+    np.testing.assert_allclose(y[2], 1.0 / (1.0 + np.exp(88.0)), rtol=1e-5)
