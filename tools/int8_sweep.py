@@ -58,8 +58,11 @@ from pointpillars_trt.errors import ConfigError, PointPillarsError  # noqa: E402
 log = logging.getLogger("int8_sweep")
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 TARGET_DROP = 1.0  # issue 15: at most 1.0 AP point lost per class
-DEFAULT_CANDIDATES = ("entropy-16", "entropy-64", "entropy-128", "percentile99.99-64", "percentile99.999-64",
-                      "minmax-64", "entropy-64+first", "entropy-64+head", "entropy-64+first+head", "entropy-64+first+head+block1")
+# the export's default (QuantizeOptions(): entropy, 64 frames, first block and head float, uint8), the other methods and
+# frame counts with the same structure, the TensorRT form (int8), and everything int8 (the recipe before 2026-12-01)
+DEFAULT_CANDIDATES = ("entropy-64+first+head+block1+uint8", "entropy-16+first+head+block1+uint8",
+                      "entropy-128+first+head+block1+uint8", "minmax-64+first+head+block1+uint8",
+                      "percentile99.99-64+first+head+block1+uint8", "entropy-64+first+head+block1", "entropy-64")
 _SPEC = re.compile(r"^(minmax|entropy|percentile(\d+(?:\.\d+)?))-(\d+)((?:\+[^+]+)*)$")
 _BINS = re.compile(r"^bins(\d+)$")
 
@@ -356,7 +359,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for sweep.json and sweep.md (created)")
     p.add_argument("--candidates", nargs="+", default=DEFAULT_CANDIDATES, metavar="SPEC",
-                   help=f"METHOD-FRAMES[+first][+head][+uint8][+binsN][+NODE...] (default: {' '.join(DEFAULT_CANDIDATES)})")
+                   help=f"METHOD-FRAMES[+first][+head][+block1][+uint8][+binsN][+NODE...] (default: {' '.join(DEFAULT_CANDIDATES)})")
     p.add_argument("--sensitivity", metavar="SPEC", help="also one row per RPN node int8 alone, with this candidate's ranges")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
     p.add_argument("--ckpt", type=Path, help="checkpoint (default: the shipped demo model)")

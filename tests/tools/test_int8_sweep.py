@@ -55,6 +55,15 @@ def test_uint8_and_histogram_bins_are_options_of_their_own_calibration():
     assert sweep.parse_candidate("entropy-64+head+uint8").calibration == sweep.parse_candidate("entropy-64+uint8").calibration
 
 
+def test_the_first_default_candidate_is_the_exports_default():
+    from pointpillars_trt.exporter import QuantizeOptions
+    from pointpillars_trt.exporter.calibration import DEFAULT_MAX_FRAMES
+
+    c = sweep.parse_candidate(sweep.DEFAULT_CANDIDATES[0])
+    assert sweep.quantize_options(c) == QuantizeOptions() and c.frames == DEFAULT_MAX_FRAMES  # export_onnx.py's defaults
+    assert all(sweep.parse_candidate(spec) for spec in sweep.DEFAULT_CANDIDATES)
+
+
 def test_the_plan_calibrates_each_method_and_frame_count_once():
     cands = [sweep.parse_candidate(s) for s in ("entropy-16", "entropy-64", "entropy-64+head", "minmax-64+first")]
     variants = sweep.plan(cands, cands[1], ["rpn/Conv_4", "rpn/Conv_10"])
