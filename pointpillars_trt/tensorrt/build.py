@@ -93,7 +93,7 @@ SAME_FIELDS = ("config_hash", "checkpoint_sha256", "weights_sha256", "precision"
 
 def check_graphs_consistent(infos: Sequence[OnnxGraphInfo], precision: str | None) -> None:
     """All graphs from one config and checkpoint, of one precision, the requested one if given.
-    INT8 graphs (explicit Q/DQ, ``export_onnx.py --int8``) build like the others: the network is
+    INT8 graphs (explicit Q/DQ, ``export_onnx.py --int8 --activation-type int8``) build like the others: the network is
     strongly typed, so the Q/DQ nodes set the int8 layers and no precision flag is set (TensorRT
     refuses ``BuilderFlag.INT8`` in strongly typed networks; TensorRT 11 has no implicit INT8)."""
     for info in infos:
@@ -102,7 +102,7 @@ def check_graphs_consistent(infos: Sequence[OnnxGraphInfo], precision: str | Non
             raise EngineError(f"{info.path}: its activations are {q.activation_type} (asymmetric, for ONNX Runtime's CPU); "
                               "TensorRT's explicit quantization takes only symmetric int8: export with --activation-type int8")
         if precision is not None and info.meta.precision != precision:
-            flag = {"fp16": " --fp16", "int8": " --int8 --calib DIR"}.get(precision, "")
+            flag = {"fp16": " --fp16", "int8": " --int8 --activation-type int8 --calib DIR"}.get(precision, "")
             raise EngineError(
                 f"{info.path} is a {info.meta.precision} graph but --precision {precision} was asked; export the {precision} graphs "
                 f"(export/export_onnx.py{flag}) into their own directory"

@@ -63,7 +63,7 @@ def test_a_float_build_of_int8_graphs_is_refused_with_the_export_command(tmp_pat
     with pytest.raises(EngineError, match="int8 graph but --precision fp16"):
         check_graphs_consistent([info], "fp16")
     fp32 = read_onnx_info(_float_graph(tmp_path, kitti_config), "pfn")
-    with pytest.raises(EngineError, match="--int8 --calib DIR"):
+    with pytest.raises(EngineError, match="--int8 --activation-type int8 --calib DIR"):
         check_graphs_consistent([fp32], "int8")
 
 
