@@ -13,7 +13,7 @@ import torch
 
 from .. import __version__
 from ..config import PointPillarsConfig
-from ..errors import CheckpointError, ExportError
+from ..errors import CheckpointError, EngineError, ExportError
 from ..io.atomic import atomic_write_bytes, check_writable
 from ..model import PointPillars, build_model
 from .graphs import DEFAULT_FP16_POLICY, Fp16Policy, build_graphs
@@ -94,7 +94,10 @@ def check_ranges_activation_type(int8: Int8Export, checkpoint_path: str | Path |
     made = None
     beside = Path(int8.ranges).parent / PART_FILES["rpn"]
     if beside.is_file():
-        q = read_onnx_metadata(beside, verify=False).quantization
+        try:
+            q = read_onnx_metadata(beside, verify=False).quantization
+        except EngineError:  # a graph that is not one of ours: it says nothing about the ranges
+            q = None
         made = None if q is None else (q.activation_type, f"the ranges of {beside}'s export")
     if made is None and checkpoint_path is not None and str(checkpoint_path).endswith(".safetensors"):
         from safetensors import safe_open

@@ -209,3 +209,16 @@ def test_ranges_of_another_activation_type_are_refused_naming_both(uint8_dir, tm
     with pytest.raises(ExportError, match=r"calibration.json: the ranges of .*rpn.onnx's export are uint8, but the export asks for int8"):
         export_onnx(state_dict, cfg, tmp_path / "int8", int8=int8)
     assert not (tmp_path / "int8").exists()
+    # a foreign rpn.onnx beside the ranges says nothing about them: the export goes on (and calibrates from those ranges)
+    import shutil
+
+    import onnx
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    shutil.copyfile(out / CALIBRATION_FILE, foreign / CALIBRATION_FILE)
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(foreign / "rpn.onnx"))
+    from pointpillars_trt.exporter.export import check_ranges_activation_type
+
+    check_ranges_activation_type(Int8Export(calibration_frames(CALIB), QuantizeOptions(activation_type="int8"),
+                                            ranges=foreign / CALIBRATION_FILE), None)
