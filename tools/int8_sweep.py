@@ -385,15 +385,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def generator_version(ckpt: Path | None) -> str:
     """The synthetic generator version the model was trained on (its ``data_generator_version``
     metadata; ``ckpt`` None: the shipped demo model)."""
-    from safetensors import safe_open
-
+    from pointpillars_trt.checkpoint import safetensors_metadata
     from pointpillars_trt.sources import DEMO_MODEL
 
     path = Path(ckpt) if ckpt is not None else DEMO_MODEL
     try:
-        with safe_open(str(path), "np") as f:
-            version = (f.metadata() or {}).get("data_generator_version")
-    except Exception as exc:  # noqa: BLE001 - any unreadable file: one line
+        version = safetensors_metadata(path).get("data_generator_version")
+    except PointPillarsError as exc:
         raise PointPillarsError(f"{path}: cannot read its metadata ({exc}); give --data-root") from exc
     if not version:
         raise PointPillarsError(f"{path}: no data_generator_version in its metadata; give --data-root")

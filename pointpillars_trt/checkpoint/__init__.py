@@ -9,6 +9,7 @@ from .detect import FORMATS, detect_format
 from .head import class_permutation, head_channel_index
 from .loader import LoadedCheckpoint, load_checkpoint
 from .native import save_native
+from .reader import safetensors_metadata
 from .synthetic import make_source_checkpoint, make_source_state_dict, random_native_state_dict, write_checkpoint
 from .verify import check_state_dict
 
@@ -23,6 +24,7 @@ __all__ = [
     "make_source_checkpoint",
     "make_source_state_dict",
     "random_native_state_dict",
+    "safetensors_metadata",
     "save_native",
     "write_checkpoint",
 ]

@@ -45,6 +45,18 @@ def _looks_like_safetensors(path: Path) -> bool:
     return head[8:9] == b"{" and 8 + n <= path.stat().st_size
 
 
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (its header only, no tensor is read);
+    CheckpointError naming the file when it cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
 def _read_safetensors(path: Path) -> RawCheckpoint:
     from safetensors import safe_open
 

@@ -100,12 +100,11 @@ def check_ranges_activation_type(int8: Int8Export, checkpoint_path: str | Path |
             q = None
         made = None if q is None else (q.activation_type, f"the ranges of {beside}'s export")
     if made is None and checkpoint_path is not None and str(checkpoint_path).endswith(".safetensors"):
-        from safetensors import safe_open
+        from ..checkpoint import safetensors_metadata
 
         try:
-            with safe_open(str(checkpoint_path), "np") as f:
-                trained = (f.metadata() or {}).get("qat_activation_type")
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own errors
+            trained = safetensors_metadata(checkpoint_path).get("qat_activation_type")
+        except CheckpointError as exc:
             raise ExportError(f"{checkpoint_path}: cannot read its metadata ({exc})") from exc
         made = None if trained is None else (trained, f"the ranges {checkpoint_path} was fine-tuned against")
     if made is not None and made[0] != wanted:
