@@ -307,6 +307,15 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("kernel profile unavailable: %s", exc)
         det.close()
 
+    def batch_row(name: str, batch: int, **options) -> None:
+        """Record a ``detect_batch`` row of a device detector with ``options``, ``batch`` frames per
+        replay, over ``frames`` (the current group), 4 groups per call (detect_batch double-buffers:
+        the next group is staged while the GPU runs one); closes the detector."""
+        det = device_detector(cfg, state, use_graph=True, max_points=max_points, max_batch=batch, **options)
+        row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
+        record(name, dict(row, rpn_head=rpn_head_of(det)))
+        det.close()
+
     for gname, frames in groups.items():
         if not args.skip_eager:
             record(f"eager/{gname}", run_row(torch, lambda c: [base.detect(f) for f in c], frames, args.eager_iters))
@@ -317,13 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"gpu/{prec}/{'graph' if graph else 'eager'}/{gname}"
                 single_row(name, det, args.iters, profiled=graph, verbose=True)
             for batch in args.batch:
-                # 4 groups per call: detect_batch double-buffers (the next group is staged while the GPU runs one)
-                det = device_detector(cfg, state, precision=prec, use_graph=True, max_points=max_points, max_batch=batch)
-                name = f"gpu/{prec}/graph/batch{batch}/{gname}"
-                row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
-                record(name, dict(row, rpn_head=rpn_head_of(det)))
-                det.close()
-                del det
+                batch_row(f"gpu/{prec}/graph/batch{batch}/{gname}", batch, precision=prec)
         if len(precisions) == 2:
             for form in (None, "concat-head"):  # the shipped RPN (per-branch head) and the concatenated-map head (A/B)
                 acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points, RPN_FORMS.get(form))
@@ -351,22 +354,15 @@ def main(argv: list[str] | None = None) -> int:
         single_row(f"gpu/fp16/graph/staging{STAGING_THREADS}/{gname}", det, args.iters, profiled=False)
         if args.batch:
             batch = max(args.batch)
-            det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=batch,
-                                  staging_threads=STAGING_THREADS)
-            row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
-            record(f"gpu/fp16/graph/staging{STAGING_THREADS}/batch{batch}/{gname}", dict(row, rpn_head=rpn_head_of(det)))
-            det.close()
+            batch_row(f"gpu/fp16/graph/staging{STAGING_THREADS}/batch{batch}/{gname}", batch, precision="fp16",
+                      staging_threads=STAGING_THREADS)
         # cuDNN's timed engine choice for every convolution (DeviceOptions.cudnn_autotune), same run: A/B of the batch-1
         # row (with its kernel profile, for the RPN's convolutions) and of the largest batch
         det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1, cudnn_autotune=True)
         single_row(f"gpu/fp16/graph/cudnn-autotune/{gname}", det, args.iters, verbose=True)
         if args.batch:
             batch = max(args.batch)
-            det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=batch,
-                                  cudnn_autotune=True)
-            row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
-            record(f"gpu/fp16/graph/cudnn-autotune/batch{batch}/{gname}", dict(row, rpn_head=rpn_head_of(det)))
-            det.close()
+            batch_row(f"gpu/fp16/graph/cudnn-autotune/batch{batch}/{gname}", batch, precision="fp16", cudnn_autotune=True)
         torch.cuda.empty_cache()
     speedups = {}
     for name, row in results.items():
