@@ -163,7 +163,7 @@ class StagingRows:
         large enough for more than one share. A single cloud that starts at lane 0's row
         (:meth:`lane_row`) is not copied; a cloud elsewhere in the rows is copied out first, so that
         no lane is overwritten before it is read."""
-        held = [np.may_share_memory(c, self.points) for c in clouds]
+        held = [self.holds(c) for c in clouds]
         if any(held):
             if len(clouds) == 1 and clouds[0].__array_interface__["data"][0] == self.addr[0]:
                 self.counts[0] = clouds[0].shape[0]  # written in place (Detector.input_buffer)

@@ -356,8 +356,8 @@ class DeviceExecutor(Executor):
         if len(clouds) <= step:  # one group (every single-frame detect): no second pipeline, no turns
             self.pipeline.submit(clouds, score_threshold)
             return self._collect(self.pipeline, len(clouds))
-        if any(self.pipeline.bufs.holds(c) for c in clouds):  # input_buffer()'s row: the first group overwrites it
-            clouds = [c.copy() if self.pipeline.bufs.holds(c) else c for c in clouds]
+        holds = self.pipeline.bufs.holds  # input_buffer()'s row: the first group overwrites it, so copy it out
+        clouds = [c.copy() if holds(c) else c for c in clouds]
         starts = list(range(0, len(clouds), step))
         if self._second is None:
             self._second = DevicePipeline(self.config, self._make_network(), self.options, self.device)
