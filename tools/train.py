@@ -17,6 +17,8 @@ of the points), --intensity-jitter S (per-frame and per-point intensity noise, r
 --sample-far P --sample-far-range LO,HI (a GT sample is moved, with probability P, to a BEV range in LO..HI m
 no nearer than its own, turned about the sensor and thinned by (r0/r1)^2); --far-weight W --far-weight-range
 LO,HI (the classification loss of positive anchors weighted 1 up to LO m, rising linearly to W at HI m).
+Objects cut by the image's edge: --cut-box-weight W (box and direction losses of positives weighted
+1 + (W - 1) * the matched label's truncation; 1: off).
 
 The checkpoint is the package's native safetensors format; its metadata records the command line,
 seed, the data generator version / seed / frames (from ``DATA/dataset.json`` when present), steps,
@@ -75,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--far-weight", type=float, default=1.0,
                    help="classification weight of positive anchors far away (1 up to LO m, rising to this at HI m; 1: off)")
     p.add_argument("--far-weight-range", default="20,60", help="LO,HI: BEV range (m) over which --far-weight ramps up")
+    p.add_argument("--cut-box-weight", type=float, default=1.0,
+                   help="box/direction weight of positives matched to a cut object: 1 + (W - 1) * truncation (1: off)")
     p.add_argument("--max-seconds", type=float, help="wall-clock limit: the one-cycle schedule is fitted to it (a slow run moves through the cycle by the clock) and training ends, annealed, after this many seconds")
     p.add_argument("--log-every", type=int, default=50, help="log the loss every N steps")
     p.add_argument("--fp16-out", action="store_true", help="store the weights as float16")
@@ -145,7 +149,7 @@ def run(args: argparse.Namespace) -> dict:
         steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, workers=args.workers, device=args.device,
         seed=args.seed, lr=args.lr, amp=args.amp, log_every=args.log_every, iou=args.iou, augment=augment,
         max_seconds=args.max_seconds, far_weight=args.far_weight,
-        far_weight_range=parse_range(args.far_weight_range, "--far-weight-range"),
+        far_weight_range=parse_range(args.far_weight_range, "--far-weight-range"), cut_box_weight=args.cut_box_weight,
     )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PointPillarsError("--device cuda: torch sees no CUDA GPU")

@@ -8,7 +8,7 @@ from .evaluate import evaluate_model, predict_frames
 from .geometry import boxes_in_range, count_points_in_boxes, points_in_any_box, points_in_boxes, points_in_range
 from .gt_database import GTDatabase, GTSampler, build_database
 from .kitti_data import FrameAnnotations, KittiFrames, object_difficulty, read_dataset_info
-from .losses import LossWeights, add_sin_difference, bce_with_logits, detection_loss, distillation_loss, range_ramp, sigmoid_focal_loss
+from .losses import LossWeights, add_sin_difference, bce_with_logits, detection_loss, distillation_loss, range_ramp, sigmoid_focal_loss, truncation_weight
 from .provenance import data_provenance
 from .targets import IOU_MODES, FrameTargets, TargetAssigner, direction_bins, from_canonical
 from .trainer import TrainResult, TrainSettings, make_optimizer, positive_weights, refresh_batchnorm, state_dict_fp32, train
@@ -20,6 +20,6 @@ __all__ = [
     "data_provenance", "decorate", "detection_loss", "direction_bins", "distillation_loss", "evaluate_model", "flatten_head_batch", "flip_x",
     "forward_batch", "from_canonical", "init_head", "make_optimizer", "object_difficulty", "object_noise",
     "points_in_any_box", "points_in_boxes", "points_in_range", "positive_weights", "predict_frames", "random_flip_x",
-    "random_rotation", "random_scaling", "range_ramp", "read_dataset_info", "refresh_batchnorm", "rotate", "scale", "scatter_batch",
+    "random_rotation", "random_scaling", "range_ramp", "read_dataset_info", "truncation_weight", "refresh_batchnorm", "rotate", "scale", "scatter_batch",
     "sigmoid_focal_loss", "state_dict_fp32", "train",
 ]

@@ -90,6 +90,7 @@ class Sample:
     pos_index: np.ndarray  # [Q]
     box_targets: np.ndarray  # [Q, 7]
     dir_targets: np.ndarray  # [Q]
+    pos_truncation: np.ndarray  # [Q] float32: the truncation of each positive's matched box
     gt_boxes: np.ndarray  # [G, 7]
     gt_labels: np.ndarray  # [G]
     info: dict = field(default_factory=dict)
@@ -121,22 +122,25 @@ class TrainDataset(Dataset):
         return len(self.frames)
 
     def load(self, i: int):
-        """Points, boxes and names of frame ``i`` after the ``frame_min_points`` filter."""
+        """Points, boxes, names and truncations of frame ``i`` after the ``frame_min_points`` filter."""
         pts = self.frames.points(i)
         ann = self.frames.annotations(i)
-        boxes, names = ann.boxes, ann.names
+        boxes, names, trunc = ann.boxes, ann.names, ann.truncation
         if self.augment.frame_min_points > 0 and len(boxes):
             counts = count_points_in_boxes(pts, boxes)
             keep = ~np.isin(names, self.cfg.classes) | (counts >= self.augment.frame_min_points)
-            boxes, names = boxes[keep], names[keep]
-        return pts, boxes, names
+            boxes, names, trunc = boxes[keep], names[keep], trunc[keep]
+        return pts, boxes, names, trunc
 
-    def transform(self, pts: np.ndarray, boxes: np.ndarray, names: np.ndarray, rng: np.random.Generator):
+    def transform(self, pts: np.ndarray, boxes: np.ndarray, names: np.ndarray, truncation: np.ndarray,
+                  rng: np.random.Generator):
         """GT sampling and the global augmentations, then the range crop and the class filter.
-        Returns ``(points, boxes of config classes, class indices)``."""
+        ``truncation [G]``: the frame's boxes' (sampled objects are whole: 0). Returns ``(points,
+        boxes of config classes, class indices, their truncations)``."""
         a = self.augment
         if self.sampler is not None:
             pts, boxes, names = self.sampler(pts, boxes, names, rng)
+            truncation = np.concatenate([truncation, np.zeros(len(boxes) - len(truncation), np.float32)])
         pts = aug.sparsify_objects(pts, boxes, rng, a.object_sparsify)
         if a.object_noise:
             pts, boxes = aug.object_noise(pts, boxes, rng)
@@ -154,19 +158,18 @@ class TrainDataset(Dataset):
         keep = (cls_idx >= 0) & boxes_in_range(boxes, r)
         if a.shuffle_points:
             pts = pts[rng.permutation(len(pts))]
-        return pts, boxes[keep].astype(np.float32), cls_idx[keep]
+        return pts, boxes[keep].astype(np.float32), cls_idx[keep], np.asarray(truncation, np.float32)[keep]
 
     def __getitem__(self, k: int) -> Sample:
         i = int(k) % len(self.frames)
         rng = np.random.default_rng([self.seed, int(k)])
-        pts, boxes, names = self.load(i)
-        pts, boxes, labels = self.transform(pts, boxes, names, rng)
+        pts, boxes, labels, trunc = self.transform(*self.load(i), rng)
         if self._pillarizer is None:
             self._pillarizer = RawPillarizer(self.cfg)
         raw, num_points, coords = self._pillarizer(pts)
         t = self.assigner(boxes, labels)
-        return Sample(raw, num_points, coords, t.labels, t.pos_index, t.box_targets, t.dir_targets, boxes, labels,
-                      {"frame": self.frames.ids[i]})
+        return Sample(raw, num_points, coords, t.labels, t.pos_index, t.box_targets, t.dir_targets, trunc[t.matched_gt],
+                      boxes, labels, {"frame": self.frames.ids[i]})
 
 
 class RunSampler(Sampler):
@@ -195,7 +198,7 @@ def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
 
     Keys: ``raw [P, M, 4]``, ``num_points [P]``, ``coords [P, 3]`` int32 ``(b, ix, iy)``,
     ``labels [B, N]`` int8, ``pos_index [Q]`` int64 flat ``b * N + n``, ``box_targets [Q, 7]``,
-    ``dir_targets [Q]``, ``num_gt [B]``; ``batch_size`` is ``labels.shape[0]``.
+    ``dir_targets [Q]``, ``pos_truncation [Q]``, ``num_gt [B]``; ``batch_size`` is ``labels.shape[0]``.
     """
     n = samples[0].labels.shape[0]
     coords = [np.concatenate([np.full((len(s.coords), 1), b, np.int32), s.coords], axis=1) for b, s in enumerate(samples)]
@@ -207,5 +210,6 @@ def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
         "pos_index": torch.from_numpy(np.concatenate([s.pos_index + b * n for b, s in enumerate(samples)])),
         "box_targets": torch.from_numpy(np.concatenate([s.box_targets for s in samples])),
         "dir_targets": torch.from_numpy(np.concatenate([s.dir_targets for s in samples])),
+        "pos_truncation": torch.from_numpy(np.concatenate([s.pos_truncation for s in samples])),
         "num_gt": torch.tensor([len(s.gt_boxes) for s in samples]),
     }

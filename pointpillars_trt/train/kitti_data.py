@@ -38,11 +38,13 @@ def object_difficulty(obj: KittiObject) -> int:
 @dataclass(frozen=True)
 class FrameAnnotations:
     """Objects of one frame other than ``DontCare``: canonical LiDAR ``boxes [N, 7]`` float32,
-    ``names [N]`` (str), ``difficulty [N]`` int (see :func:`object_difficulty`)."""
+    ``names [N]`` (str), ``difficulty [N]`` int (see :func:`object_difficulty`), ``truncation [N]``
+    float32 (the label's ``truncated``: the share of the object outside the image, 0..1)."""
 
     boxes: np.ndarray
     names: np.ndarray
     difficulty: np.ndarray
+    truncation: np.ndarray
 
 
 class KittiFrames:
@@ -105,11 +107,13 @@ class KittiFrames:
         """Objects of frame ``i`` except ``DontCare``, as LiDAR boxes."""
         objs = [o for o in self.objects(i) if o.type != "DontCare"]
         if not objs:
-            return FrameAnnotations(np.zeros((0, 7), np.float32), np.zeros(0, dtype="<U16"), np.zeros(0, np.int64))
+            return FrameAnnotations(np.zeros((0, 7), np.float32), np.zeros(0, dtype="<U16"), np.zeros(0, np.int64),
+                                    np.zeros(0, np.float32))
         boxes = boxes_camera_to_lidar(kitti_objects_to_camera_boxes(objs), self.calib(i)).astype(np.float32)
         names = np.array([o.type for o in objs])
         diff = np.array([object_difficulty(o) for o in objs], dtype=np.int64)
-        return FrameAnnotations(boxes, names, diff)
+        trunc = np.clip(np.array([o.truncated for o in objs], dtype=np.float32), 0.0, 1.0)
+        return FrameAnnotations(boxes, names, diff, trunc)
 
 
 def read_dataset_info(root: str | Path) -> dict:

@@ -60,6 +60,7 @@ def detection_loss(
     dir_targets: torch.Tensor,
     weights: LossWeights = LossWeights(),
     positive_weight: torch.Tensor | None = None,
+    box_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The three losses of a batch, each summed over anchors and divided by the batch size.
 
@@ -72,7 +73,8 @@ def detection_loss(
     Per frame, classification weights are 1 for cared anchors (positive or background) and box and
     direction weights 1 for positives, all divided by the frame's number of positives (at least 1).
     ``positive_weight [N]`` (optional, e.g. :func:`range_ramp`) multiplies the classification weight
-    of the positive anchors (all classes of that anchor); background anchors keep 1.
+    of the positive anchors (all classes of that anchor); background anchors keep 1. ``box_weight [P]``
+    (optional, e.g. :func:`truncation_weight`) multiplies the box and direction weights of the positives.
     Returns ``{"cls", "box", "dir", "total"}`` with the weights of ``weights`` applied.
     """
     B, N, K = cls_preds.shape
@@ -86,6 +88,8 @@ def detection_loss(
     cls_loss = (sigmoid_focal_loss(cls_preds.float(), one_hot, weights.focal_alpha, weights.focal_gamma) * cls_w[..., None]).sum() / B
 
     pos_w = (1.0 / norm[:, 0])[torch.div(pos_index, N, rounding_mode="floor")]  # [P]
+    if box_weight is not None:
+        pos_w = pos_w * box_weight.to(pos_w.device, pos_w.dtype)
     bp = box_preds.reshape(B * N, -1)[pos_index].float()
     bp, bt = add_sin_difference(bp, box_targets.float())
     box_loss = (smooth_l1(bp - bt, weights.smooth_l1_beta).sum(dim=1) * pos_w).sum() / B
@@ -155,3 +159,10 @@ def range_ramp(xy: torch.Tensor, far_weight: float, lo: float, hi: float) -> tor
     r = torch.hypot(xy[:, 0].float(), xy[:, 1].float())
     t = ((r - lo) / (hi - lo)).clamp(0.0, 1.0)
     return 1.0 + (far_weight - 1.0) * t
+
+
+def truncation_weight(truncation: torch.Tensor, cut_weight: float) -> torch.Tensor:
+    """``[P]`` box weights of positives whose matched boxes have ``truncation [P]`` (0..1, the share
+    outside the image): ``1 + (cut_weight - 1) * truncation`` (1 for whole objects, ``cut_weight`` for
+    an object wholly outside; ``cut_weight`` 1: all 1)."""
+    return 1.0 + (float(cut_weight) - 1.0) * truncation.float().clamp(0.0, 1.0)

@@ -20,7 +20,7 @@ from .batched import flatten_head_batch, forward_batch, init_head
 from .dataset import AugmentConfig, RunSampler, TrainDataset, collate
 from .gt_database import GTDatabase, build_database
 from .kitti_data import KittiFrames
-from .losses import LossWeights, detection_loss, distillation_loss, range_ramp
+from .losses import LossWeights, detection_loss, distillation_loss, range_ramp, truncation_weight
 from .schedule import OneCycle
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -39,6 +39,9 @@ class TrainSettings:
     (None: no limit). ``far_weight``:
     the classification loss of a positive anchor is weighted by :func:`~.losses.range_ramp` of its
     BEV range over ``far_weight_range`` (1 near, ``far_weight`` far; 1.0: off, OpenPCDet's).
+    ``cut_box_weight``: the box and direction losses of a positive anchor are weighted by
+    :func:`~.losses.truncation_weight` of its matched object's label truncation (objects cut by the
+    image's edge, whose whole box is the target although only a part has points; 1.0: off).
     ``distill``: the weight of :func:`~.losses.distillation_loss` against the ``teacher`` given to
     :func:`train` in the total loss (0: off, no teacher).
     """
@@ -67,6 +70,7 @@ class TrainSettings:
     max_seconds: float | None = None
     far_weight: float = 1.0
     far_weight_range: tuple[float, float] = (20.0, 60.0)
+    cut_box_weight: float = 1.0
     distill: float = 0.0
 
     def total_steps(self, num_frames: int) -> int:
@@ -183,7 +187,8 @@ def _batch_losses(model, batch: dict, cfg: PointPillarsConfig, s: TrainSettings,
     ``total`` = detection total + ``s.distill`` * ``kd``."""
     b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     rows = _head_rows(model, b, cfg, device, amp_dtype)
-    losses = detection_loss(*rows, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights, pos_w)
+    box_w = truncation_weight(b["pos_truncation"], s.cut_box_weight) if s.cut_box_weight != 1.0 else None
+    losses = detection_loss(*rows, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights, pos_w, box_w)
     if teacher is not None:
         with torch.no_grad():
             teacher_rows = _head_rows(teacher, b, cfg, device, amp_dtype)
@@ -286,6 +291,8 @@ def train(
     opt, sched = make_optimizer(model, s, total)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     pos_w = positive_weights(cfg, s, device)
+    if not s.cut_box_weight > 0:
+        raise ConfigError(f"training: cut_box_weight {s.cut_box_weight} must be > 0 (1: off)")
 
     dataset = TrainDataset(frames, cfg, s.augment, database, seed=s.seed, iou=s.iou)
     dataset[0]  # compile the numba kernels once here; forked workers inherit them

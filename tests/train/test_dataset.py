@@ -23,6 +23,37 @@ def test_frames_read_labels_as_lidar_boxes(root):
     np.testing.assert_allclose(ann.boxes, boxes, atol=1e-4)
     assert list(ann.names) == names
     assert frames.points(0).shape[1] == 4
+    assert ann.truncation.dtype == np.float32 and (ann.truncation == 0).all() and len(ann.truncation) == len(names)
+
+
+def _set_truncation(root, frame: str, row: int, value: float) -> None:
+    """Rewrite the ``truncated`` field of label line ``row`` of ``frame``."""
+    path = root / "training" / "label_2" / f"{frame}.txt"
+    lines = path.read_text().splitlines()
+    fields = lines[row].split(" ")
+    fields[1] = f"{value:.2f}"
+    lines[row] = " ".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_truncation_reaches_the_positives_of_its_box(tmp_path):
+    cfg = tiny_config()
+    root = write_dataset(tmp_path, scene_boxes())
+    _set_truncation(root, "000000", 0, 0.5)
+    frames = KittiFrames(root, "train")
+    np.testing.assert_allclose(frames.annotations(0).truncation, [0.5, 0.0, 0.0])
+    s = TrainDataset(frames, cfg, AugmentConfig.none())[0]
+    t = TrainDataset(frames, cfg, AugmentConfig.none()).assigner(s.gt_boxes, s.gt_labels)
+    assert s.pos_truncation.dtype == np.float32 and s.pos_truncation.shape == s.pos_index.shape
+    np.testing.assert_array_equal(s.pos_truncation, np.where(t.matched_gt == 0, 0.5, 0.0).astype(np.float32))
+    assert (s.pos_truncation == 0.5).any() and (s.pos_truncation == 0).any()
+    # GT samples are whole objects: their positives get 0, the frame's own cut box keeps its 0.5
+    db = build_database(frames, cfg.classes, min_points=5)
+    g = TrainDataset(frames, cfg, AugmentConfig(default_sample_count=6, flip_x=False, rotation=(0.0, 0.0),
+                                                scaling=(1.0, 1.0)), db, seed=1)[0]
+    assert len(g.gt_boxes) > 3
+    tg = g.pos_truncation
+    assert tg.shape == g.pos_index.shape and set(np.unique(tg).tolist()) <= {0.0, 0.5} and (tg == 0.5).any()
 
 
 def test_missing_split_is_a_dataset_error(tmp_path):
@@ -56,19 +87,19 @@ def test_database_and_samples(root):
     assert batch["labels"].shape == (2, n_anchors)
     assert batch["coords"].shape[1] == 3 and set(batch["coords"][:, 0].tolist()) == {0, 1}
     assert batch["pos_index"].max() >= n_anchors  # second frame offset
-    assert len(batch["box_targets"]) == len(batch["pos_index"]) == len(batch["dir_targets"])
+    assert len(batch["box_targets"]) == len(batch["pos_index"]) == len(batch["dir_targets"]) == len(batch["pos_truncation"])
 
 
 def test_frame_min_points_drops_empty_boxes(tmp_path):
     cfg = tiny_config()
     root = write_dataset(tmp_path, scene_boxes())
     ds = TrainDataset(KittiFrames(root, "train"), cfg, AugmentConfig.none())
-    pts, boxes, names = ds.load(0)
-    assert len(boxes) == 3
+    pts, boxes, names, trunc = ds.load(0)
+    assert len(boxes) == 3 and trunc.shape == (3,)
     # keep only the ground points (written first): no labelled object has a point any more
     pts[:100].tofile(root / "training" / "velodyne_reduced" / "000000.bin")
-    _, boxes2, _ = ds.load(0)
-    assert len(boxes2) == 0
+    _, boxes2, _, trunc2 = ds.load(0)
+    assert len(boxes2) == 0 and len(trunc2) == 0
 
 
 def test_run_sampler_epochs():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pointpillars_trt.train import (LossWeights, add_sin_difference, detection_loss, distillation_loss, range_ramp,
-                                    sigmoid_focal_loss)
+                                    sigmoid_focal_loss, truncation_weight)
 
 
 def test_focal_loss_matches_formula():
@@ -78,11 +78,17 @@ def test_range_ramp():
     torch.testing.assert_close(range_ramp(xy, 3.0, 20.0, 60.0), torch.tensor([1.0, 1.0, 2.5, 3.0]))
 
 
-def test_positive_weight_scales_positive_classification_only():
+def _two_positives():
+    """One frame of 4 anchors (positives 0 and 3, background 1, ignored 2), 2 classes, 2 direction bins:
+    ``(cls, box, dirs, labels, pos_index, box_targets, dir_targets)``."""
     torch.manual_seed(0)
     cls, box, dirs = torch.randn(1, 4, 2), torch.randn(1, 4, 7) * 0.1, torch.randn(1, 4, 2)
     labels = torch.tensor([[1, 0, -1, 2]], dtype=torch.int8)
-    pos_index, box_t, dir_t = torch.tensor([0, 3]), torch.randn(2, 7) * 0.1, torch.tensor([1, 0])
+    return cls, box, dirs, labels, torch.tensor([0, 3]), torch.randn(2, 7) * 0.1, torch.tensor([1, 0])
+
+
+def test_positive_weight_scales_positive_classification_only():
+    cls, box, dirs, labels, pos_index, box_t, dir_t = _two_positives()
     base = detection_loss(cls, box, dirs, labels, pos_index, box_t, dir_t)
     w = torch.tensor([2.0, 5.0, 5.0, 3.0])  # anchors 1 (background) and 2 (ignored) are not positives
     got = detection_loss(cls, box, dirs, labels, pos_index, box_t, dir_t, positive_weight=w)
@@ -91,6 +97,22 @@ def test_positive_weight_scales_positive_classification_only():
     torch.testing.assert_close(got["cls"], ref)
     torch.testing.assert_close(got["box"], base["box"])
     torch.testing.assert_close(got["dir"], base["dir"])
+
+
+def test_truncation_weight():
+    t = torch.tensor([0.0, 0.25, 1.0, 1.5])
+    torch.testing.assert_close(truncation_weight(t, 3.0), torch.tensor([1.0, 1.5, 3.0, 3.0]))
+    torch.testing.assert_close(truncation_weight(t, 1.0), torch.ones(4))
+
+
+def test_box_weight_scales_box_and_direction_of_each_positive_only():
+    cls, box, dirs, labels, pos_index, box_t, dir_t = _two_positives()
+    base = detection_loss(cls, box, dirs, labels, pos_index, box_t, dir_t)
+    only = [detection_loss(cls, box, dirs, labels, pos_index[[i]], box_t[[i]], dir_t[[i]]) for i in (0, 1)]
+    got = detection_loss(cls, box, dirs, labels, pos_index, box_t, dir_t, box_weight=torch.tensor([2.0, 0.5]))
+    torch.testing.assert_close(got["cls"], base["cls"])
+    for k in ("box", "dir"):  # each positive's term (the norm, 2 positives, comes from the labels in both)
+        torch.testing.assert_close(got[k], 2.0 * only[0][k] + 0.5 * only[1][k])
 
 
 def _heads(seed: int, B: int = 2, N: int = 5, K: int = 3, D: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

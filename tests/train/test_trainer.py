@@ -116,10 +116,10 @@ def test_train_tool_far_weight_flags(tiny_root, tmp_path):
     out = tmp_path / "farw.safetensors"
     args = ["--data", str(tiny_root), "--config", str(cfg_path), "--out", str(out), "--steps", "2", "--batch-size", "1",
             "--workers", "0"]
-    assert train_tool().main([*args, "--far-weight", "2", "--far-weight-range", "5,15"]) == 0
+    assert train_tool().main([*args, "--far-weight", "2", "--far-weight-range", "5,15", "--cut-box-weight", "3"]) == 0
     settings = json.loads(load_checkpoint(out).metadata["settings"])
-    assert settings["far_weight"] == 2.0 and settings["far_weight_range"] == "5,15"
-    for bad in (["--far-weight", "-1"], ["--far-weight", "2", "--far-weight-range", "15,5"]):
+    assert settings["far_weight"] == 2.0 and settings["far_weight_range"] == "5,15" and settings["cut_box_weight"] == 3.0
+    for bad in (["--far-weight", "-1"], ["--far-weight", "2", "--far-weight-range", "15,5"], ["--cut-box-weight", "0"]):
         assert train_tool().main([*args, *bad]) == 2
 
 
