@@ -262,7 +262,7 @@ def bench_group(torch: Any, gv: GraphedVoxelizer, frames: list[np.ndarray], name
             t["identical_to_cpu"] = same_pillars(gv.pillars(), want)
             row["variants"][v.name] = t
             if i == 0 and args.profile_reps > 0:
-                kernels[v.name] = kernel_profile(torch, lambda _frames, f=launch: f(), pts, args.profile_reps)
+                kernels[v.name] = kernel_profile(torch, lambda _frames, f=launch: f(), [pts], args.profile_reps)
         rows.append(row)
     summary = {}
     for v in VARIANTS:

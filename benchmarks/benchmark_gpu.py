@@ -206,18 +206,20 @@ STAGE_OF_KERNEL = (("pp_vox_", "voxelize+pfn"), ("pp_post_", "postprocess"), ("p
                    ("memcpy htod", "h2d"), ("memcpy dtoh", "d2h"), ("memset", "memset"))
 
 
-def kernel_profile(torch, detect, frame: np.ndarray, reps: int = 20) -> dict[str, float]:
+def kernel_profile(torch, detect, call: list[np.ndarray], reps: int = 20) -> dict[str, float]:
     """GPU time per stage from the kernels themselves (CUPTI through torch.profiler, which also
-    sees the kernels of a graph replay): milliseconds per frame, summed by kernel name; anything
-    not ours is the RPN (cuDNN convolutions, elementwise, casts)."""
+    sees the kernels of a graph replay) of ``detect(call)``: milliseconds per frame (over ``reps``
+    calls of ``len(call)`` frames; the lanes of a batch overlap, so a batch's sum exceeds its wall
+    time), summed by kernel name; anything not ours is the RPN (cuDNN convolutions, elementwise, casts)."""
     from torch.profiler import ProfilerActivity, profile
 
-    detect([frame])
+    detect(call)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(reps):
-            detect([frame])
+            detect(call)
         torch.cuda.synchronize()
+    reps *= len(call)
     out: dict[str, float] = {}
     kernels: dict[str, float] = {}
     for evt in prof.key_averages():
@@ -297,23 +299,30 @@ def main(argv: list[str] | None = None) -> int:
         detect = lambda c: [det.detect(f) for f in c]  # noqa: E731
         record(name, dict(run_row(torch, detect, frames, iters), rpn_head=rpn_head_of(det)))
         if profiled:
-            try:
-                prof = results[name]["kernel_ms_per_frame"] = kernel_profile(torch, detect, frames[0])
-                if verbose:
-                    log.info("%-34s kernels per frame: %s", name, ", ".join(f"{k} {v:.3f} ms" for k, v in prof.items() if k != "top_kernels"))
-                    for k, v in list(prof["top_kernels"].items())[:12]:
-                        log.info("    %8.4f ms  %s", v, k)
-            except Exception as exc:  # noqa: BLE001 - the profiler is optional
-                log.warning("kernel profile unavailable: %s", exc)
+            profile_row(name, detect, [frames[0]], verbose)
         det.close()
 
-    def batch_row(name: str, batch: int, **options) -> None:
+    def profile_row(name: str, detect, call: list[np.ndarray], verbose: bool) -> None:
+        """Add :func:`kernel_profile` of ``detect(call)`` to row ``name`` (logged when ``verbose``)."""
+        try:
+            prof = results[name]["kernel_ms_per_frame"] = kernel_profile(torch, detect, call)
+            if verbose:
+                log.info("%-34s kernels per frame: %s", name, ", ".join(f"{k} {v:.3f} ms" for k, v in prof.items() if k != "top_kernels"))
+                for k, v in list(prof["top_kernels"].items())[:12]:
+                    log.info("    %8.4f ms  %s", v, k)
+        except Exception as exc:  # noqa: BLE001 - the profiler is optional
+            log.warning("kernel profile unavailable: %s", exc)
+
+    def batch_row(name: str, batch: int, profiled: bool = False, **options) -> None:
         """Record a ``detect_batch`` row of a device detector with ``options``, ``batch`` frames per
         replay, over ``frames`` (the current group), 4 groups per call (detect_batch double-buffers:
-        the next group is staged while the GPU runs one); closes the detector."""
+        the next group is staged while the GPU runs one), with the kernel profile of one replay of
+        ``batch`` frames when ``profiled``; closes the detector."""
         det = device_detector(cfg, state, use_graph=True, max_points=max_points, max_batch=batch, **options)
         row = run_row(torch, det.detect_batch, frames, max(4, args.iters // 2), 4 * batch, batch)
         record(name, dict(row, rpn_head=rpn_head_of(det)))
+        if profiled:
+            profile_row(name, det.detect_batch, [frames[i % len(frames)] for i in range(batch)], verbose=True)
         det.close()
 
     for gname, frames in groups.items():
@@ -326,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"gpu/{prec}/{'graph' if graph else 'eager'}/{gname}"
                 single_row(name, det, args.iters, profiled=graph, verbose=True)
             for batch in args.batch:
-                batch_row(f"gpu/{prec}/graph/batch{batch}/{gname}", batch, precision=prec)
+                batch_row(f"gpu/{prec}/graph/batch{batch}/{gname}", batch, profiled=prec == "fp16" and batch == max(args.batch),
+                          precision=prec)
         if len(precisions) == 2:
             for form in (None, "concat-head"):  # the shipped RPN (per-branch head) and the concatenated-map head (A/B)
                 acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points, RPN_FORMS.get(form))
