@@ -15,7 +15,8 @@ probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropo
 of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros). Far objects
 (off by default): --db-any-difficulty (the GT database keeps far / cut-off objects of no KITTI difficulty),
 --sample-far P --sample-far-range LO,HI (a GT sample is moved, with probability P, to a BEV range in LO..HI m
-no nearer than its own, turned about the sensor and thinned by (r0/r1)^2); --far-weight W --far-weight-range
+no nearer than its own, turned about the sensor and thinned by (r0/r1)^2; --sample-edge Q: a share Q of those is put
+across an end of the frame's azimuth span, a camera crop's edge, and its points beyond it dropped); --far-weight W --far-weight-range
 LO,HI (the classification loss of positive anchors weighted 1 up to LO m, rising linearly to W at HI m).
 Objects cut by the image's edge: --cut-box-weight W (box and direction losses of positives weighted
 1 + (W - 1) * the matched label's truncation; 1: off).
@@ -74,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample-far", type=float, default=0.0,
                    help="probability per GT sample of moving it away from the sensor (thinned by (r0/r1)^2)")
     p.add_argument("--sample-far-range", default="20,70", help="LO,HI: BEV range (m) the far GT samples are moved to")
+    p.add_argument("--sample-edge", type=float, default=0.0,
+                   help="share of the far GT samples put across the edge of the frame's view (a camera crop) and cut there")
     p.add_argument("--far-weight", type=float, default=1.0,
                    help="classification weight of positive anchors far away (1 up to LO m, rising to this at HI m; 1: off)")
     p.add_argument("--far-weight-range", default="20,60", help="LO,HI: BEV range (m) over which --far-weight ramps up")
@@ -139,11 +142,13 @@ def run(args: argparse.Namespace) -> dict:
     for name in ("object_sparsify", "beam_dropout", "point_dropout", "intensity_jitter", "sample_far"):
         if not 0.0 <= getattr(args, name) < 1.0:
             raise PointPillarsError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
+    if not 0.0 <= args.sample_edge <= 1.0 or (args.sample_edge > 0 and args.sample_far == 0):
+        raise PointPillarsError(f"--sample-edge must be in [0, 1] and needs --sample-far > 0, got {args.sample_edge}")
     augment = AugmentConfig(
         gt_sampling=not args.no_gt_sampling, sample_groups=parse_groups(args.sample_groups), object_noise=args.object_noise,
         object_sparsify=args.object_sparsify, beam_dropout=args.beam_dropout, point_dropout=args.point_dropout,
         intensity_jitter=args.intensity_jitter, db_any_difficulty=args.db_any_difficulty, sample_far=args.sample_far,
-        sample_far_range=parse_range(args.sample_far_range),
+        sample_far_range=parse_range(args.sample_far_range), sample_edge=args.sample_edge,
     )
     settings = TrainSettings(
         steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, workers=args.workers, device=args.device,

@@ -38,7 +38,8 @@ class AugmentConfig:
     ``point_dropout`` (largest share of points dropped), ``intensity_jitter`` (sigma).
     Far objects (off by default): ``db_any_difficulty`` (the database keeps objects of no KITTI
     difficulty, i.e. far or cut-off ones), ``sample_far`` (probability per sampled object of being
-    moved to a BEV range in ``sample_far_range``, thinned for it; :mod:`.far_sampling`).
+    moved to a BEV range in ``sample_far_range``, thinned for it; :mod:`.far_sampling`), ``sample_edge`` (share of
+    those put across the edge of the frame's view and cut there).
     """
 
     gt_sampling: bool = True
@@ -58,6 +59,7 @@ class AugmentConfig:
     db_any_difficulty: bool = False
     sample_far: float = 0.0
     sample_far_range: tuple[float, float] = (20.0, 70.0)
+    sample_edge: float = 0.0
 
     def targets(self, classes) -> dict[str, int]:
         if self.sample_groups is not None:
@@ -76,7 +78,8 @@ def far_placement(augment: AugmentConfig, cfg: PointPillarsConfig) -> FarPlaceme
         return None
     r = cfg.voxel.point_cloud_range
     bounds = (float(r[0]), float(r[1]), float(r[3]), float(r[4]))
-    return FarPlacement(augment.sample_far, tuple(augment.sample_far_range), bounds, augment.db_min_points)
+    return FarPlacement(augment.sample_far, tuple(augment.sample_far_range), bounds, augment.db_min_points,
+                        edge_share=augment.sample_edge)
 
 
 @dataclass

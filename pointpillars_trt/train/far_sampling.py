@@ -7,6 +7,12 @@ the square of the range: both angular steps are fixed). Its box bottom is set on
 the new place (a low percentile of the frame's points there) when there are enough of them, else it
 keeps its height. The new centre lies in ``bounds`` (the model's point-cloud range) and in the
 range interval ``ranges``; nothing here assumes a particular sensor or dataset.
+
+Cut at the view's edge (``edge_share``): when the frame's points cover only part of the circle (a
+camera-view crop such as KITTI's ``velodyne_reduced``), a share of the moved objects is put across one
+end of that span (:func:`view_edges`: the ends of the widest azimuth gap of the points), with its
+centre within half its angular half-width of the edge, and its points beyond the edge are dropped:
+a far, sparse object cut by the crop, whose whole box stays the target, like a labelled cut object.
 """
 
 from __future__ import annotations
@@ -30,6 +36,51 @@ class FarPlacement:
     bounds: tuple[float, float, float, float]
     min_points: int = 5
     tries: int = 20
+    edge_share: float = 0.0
+
+
+Edges = tuple[float, float]  # (start, end) azimuths (radians) of the points' span, counter-clockwise
+
+
+def wrap_angle(a):
+    """``a`` (radians, scalar or array) wrapped into ``[-pi, pi)``."""
+    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
+
+
+def view_edges(points: np.ndarray, min_gap: float = math.radians(30), min_range: float = 2.0) -> Edges | None:
+    """The ends of the widest azimuth gap of ``points [N, >=2]`` (those beyond ``min_range`` m, BEV):
+    ``(start, end)``, the points' span running counter-clockwise from ``start`` to ``end``; None when
+    that gap is narrower than ``min_gap`` (a full sweep) or fewer than 2 points count."""
+    xy = points[:, :2]
+    far = xy[:, 0] ** 2 + xy[:, 1] ** 2 >= min_range * min_range
+    if int(far.sum()) < 2:
+        return None
+    az = np.sort(np.arctan2(xy[far, 1], xy[far, 0]))
+    gaps = np.append(np.diff(az), az[0] + 2 * np.pi - az[-1])
+    i = int(np.argmax(gaps))
+    if gaps[i] < min_gap:
+        return None
+    return float(az[(i + 1) % len(az)]), float(az[i])
+
+
+def angular_half_width(box: np.ndarray) -> float:
+    """Half the azimuth span (radians) of ``box [7]``'s BEV corners as seen from the origin (the box
+    not containing it)."""
+    c, s = math.cos(float(box[6])), math.sin(float(box[6]))
+    dx = np.array([1, 1, -1, -1]) * 0.5 * float(box[3])
+    dy = np.array([1, -1, 1, -1]) * 0.5 * float(box[4])
+    x, y = float(box[0]) + c * dx - s * dy, float(box[1]) + s * dx + c * dy
+    d = wrap_angle(np.arctan2(y, x) - math.atan2(float(box[1]), float(box[0])))
+    return 0.5 * float(d.max() - d.min())
+
+
+def edge_azimuth(edges: Edges, half_width: float, rng: np.random.Generator) -> tuple[float, float, int]:
+    """``(azimuth, edge, outward)`` for an object of angular ``half_width`` (radians) put across one end of
+    ``edges`` (drawn at random): its centre within ``half_width / 2`` of the edge; ``outward`` is +1 when
+    the outside lies at larger azimuths (the span's end), -1 at its start."""
+    side = int(rng.integers(2))
+    edge, outward = (edges[1], 1) if side else (edges[0], -1)
+    return float(wrap_angle(edge + outward * rng.uniform(-0.5, 0.5) * half_width)), edge, outward
 
 
 def ground_height(points: np.ndarray, x: float, y: float, radius: float = 2.5, min_count: int = 3) -> float | None:
@@ -41,10 +92,13 @@ def ground_height(points: np.ndarray, x: float, y: float, radius: float = 2.5, m
     return float(np.percentile(points[near, 2], 10))
 
 
-def far_target(box: np.ndarray, rng: np.random.Generator, far: FarPlacement) -> tuple[float, float] | None:
-    """``(turn, scale)`` that move ``box``'s centre to a new place at range ``r1 >= r0`` inside
+def far_target(box: np.ndarray, rng: np.random.Generator, far: FarPlacement,
+               edges: Edges | None = None) -> tuple[float, float, tuple[float, int] | None] | None:
+    """``(turn, scale, cut)`` that move ``box``'s centre to a new place at range ``r1 >= r0`` inside
     ``far.bounds``: turn about z by ``turn`` (radians), then scale the BEV centre by ``scale = r1 / r0``;
-    None when the object is at the origin, already beyond ``far.ranges``, or no draw fits."""
+    with ``edges``, the new azimuth is across one of them (:func:`edge_azimuth`) and ``cut = (edge,
+    outward)``, else anywhere and ``cut`` None. None when the object is at the origin, already beyond
+    ``far.ranges``, or no draw fits."""
     r0 = math.hypot(float(box[0]), float(box[1]))
     lo, hi = max(far.ranges[0], r0), far.ranges[1]
     if r0 < 1.0 or lo >= hi:
@@ -53,32 +107,47 @@ def far_target(box: np.ndarray, rng: np.random.Generator, far: FarPlacement) -> 
     a0 = math.atan2(float(box[1]), float(box[0]))
     for _ in range(far.tries):
         r1 = float(rng.uniform(lo, hi))
-        a1 = float(rng.uniform(-math.pi, math.pi))
+        cut = None
+        if edges is not None:
+            a1, edge, outward = edge_azimuth(edges, angular_half_width(box) * r0 / r1, rng)
+            cut = (edge, outward)
+        else:
+            a1 = float(rng.uniform(-math.pi, math.pi))
         x, y = r1 * math.cos(a1), r1 * math.sin(a1)
         if x0 <= x <= x1 and y0 <= y <= y1:
-            return a1 - a0, r1 / r0
+            return a1 - a0, r1 / r0, cut
     return None
 
 
+def inside_view(xy: np.ndarray, edge: float, outward: int) -> np.ndarray:
+    """``[N]`` bool: points ``xy [N, >=2]`` on the span's side of azimuth ``edge`` (``outward``: see
+    :func:`edge_azimuth`), for points within half a turn of the edge (an object across it)."""
+    return outward * wrap_angle(np.arctan2(xy[:, 1], xy[:, 0]) - edge) <= 0
+
+
 def place_far(
-    box: np.ndarray, rel_points: np.ndarray, scene_points: np.ndarray, rng: np.random.Generator, far: FarPlacement
+    box: np.ndarray, rel_points: np.ndarray, scene_points: np.ndarray, rng: np.random.Generator, far: FarPlacement,
+    edges: Edges | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Move one database object (``box [7]``, ``rel_points [M, 4]`` relative to its centre) far away
-    (see the module docstring); ``scene_points [N, >=3]`` give the ground. Returns the new box and
-    its points relative to the new centre, or None when it stays where it is."""
-    target = far_target(box, rng, far)
+    (see the module docstring); ``scene_points [N, >=3]`` give the ground; with ``edges`` (the scene's
+    :func:`view_edges`) it is cut there. Returns the new box and its points relative to the new centre,
+    or None when it stays where it is (also when fewer than ``far.min_points`` points would be left)."""
+    target = far_target(box, rng, far, edges)
     if target is None:
         return None
-    turn, scale = target
+    turn, scale, cut = target
     keep = rng.random(len(rel_points)) < 1.0 / (scale * scale)
-    if int(keep.sum()) < far.min_points:
-        return None
     new = np.array(box, dtype=np.float32, copy=True)
     new[:2] = rotate_z(np.asarray(box[None, :3], dtype=np.float64), turn)[0, :2] * scale
     new[6] = box[6] + turn
+    pts = rel_points[keep].copy()
+    pts[:, :3] = rotate_z(pts[:, :3], turn)
+    if cut is not None:
+        pts = pts[inside_view(pts[:, :2] + new[:2], *cut)]
+    if len(pts) < far.min_points:
+        return None
     ground = ground_height(scene_points, float(new[0]), float(new[1]))
     if ground is not None:
         new[2] = ground + 0.5 * box[5]
-    pts = rel_points[keep].copy()
-    pts[:, :3] = rotate_z(pts[:, :3], turn)
     return new, pts.astype(np.float32)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..postprocess import iou_bev
-from .far_sampling import FarPlacement, place_far
+from .far_sampling import FarPlacement, place_far, view_edges
 from .geometry import points_in_any_box, points_in_boxes
 from .kitti_data import KittiFrames
 
@@ -136,8 +136,10 @@ class GTSampler:
         rel = [self.db.object_points(i) for i in idx]
         if self.far is None:
             return cand, rel
+        edges = view_edges(points) if self.far.edge_share > 0 else None
         for j in np.flatnonzero(rng.random(len(idx)) < self.far.share):
-            moved = place_far(cand[j], rel[j], points, rng, self.far)
+            at_edge = edges is not None and rng.random() < self.far.edge_share
+            moved = place_far(cand[j], rel[j], points, rng, self.far, edges if at_edge else None)
             if moved is not None:
                 cand[j], rel[j] = moved
         return cand, rel

@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from pointpillars_trt.postprocess import iou_bev
 from pointpillars_trt.train import GTDatabase, GTSampler, TargetAssigner, points_in_boxes
-from pointpillars_trt.train.far_sampling import FarPlacement, far_target, ground_height, place_far
+from pointpillars_trt.train.far_sampling import (FarPlacement, angular_half_width, far_target, ground_height, inside_view,
+                                                 place_far, view_edges, wrap_angle)
 
 BOUNDS = (0.0, -39.68, 69.12, 39.68)
 
@@ -81,6 +83,58 @@ def test_sampler_with_far_placement_puts_cars_far_and_without_overlap():
     assert iou.max() == 0
     counts = points_in_boxes(p_far[p_far[:, 3] > 0], b_far).sum(axis=0)
     assert (counts >= 5).all() and np.median(counts) < 400 * (25 / 40) ** 2
+
+
+def fov_ground(rng, half_angle_deg=40.0, n=20000):
+    """Flat ground cropped to azimuths within ``half_angle_deg`` of +x (a camera-view crop)."""
+    g = flat_ground(rng, n=n)
+    return g[np.abs(np.degrees(np.arctan2(g[:, 1], g[:, 0]))) <= half_angle_deg]
+
+
+def test_view_edges_of_a_crop_of_a_full_sweep_and_across_the_back():
+    rng = np.random.default_rng(5)
+    start, end = view_edges(fov_ground(rng))
+    assert math.degrees(start) == pytest.approx(-40.0, abs=0.5) and math.degrees(end) == pytest.approx(40.0, abs=0.5)
+    a = rng.uniform(-math.pi, math.pi, 5000)
+    sweep = np.column_stack([20 * np.cos(a), 20 * np.sin(a)])
+    assert view_edges(sweep) is None and view_edges(sweep[:1]) is None
+    back = sweep[np.abs(wrap_angle(a - math.pi)) <= math.radians(50)]  # a rear camera: the span crosses +-pi
+    start, end = view_edges(back)
+    assert math.degrees(wrap_angle(start - math.pi)) == pytest.approx(-50, abs=1.0)
+    assert math.degrees(wrap_angle(end - math.pi)) == pytest.approx(50, abs=1.0)
+    near = np.array([[math.cos(end + d), math.sin(end + d)] for d in (-0.1, 0.1)]) * 20  # just inside, just beyond
+    assert inside_view(near, end, 1).tolist() == [True, False] and inside_view(near, end, -1).tolist() == [False, True]
+
+
+def test_place_far_at_the_edge_cuts_the_object_and_keeps_its_whole_box():
+    rng = np.random.default_rng(6)
+    ground = fov_ground(rng)
+    edges = view_edges(ground)
+    far = FarPlacement(1.0, (25.0, 45.0), BOUNDS, edge_share=1.0)
+    box, rel = car_at(12.0, 2.0, n=3000)
+    cut_shares = []
+    for _ in range(30):
+        moved = place_far(box, rel, ground, rng, far, edges)
+        assert moved is not None
+        new, pts = moved
+        a = math.degrees(math.atan2(new[1], new[0]))
+        assert 36.0 <= abs(a) <= 44.0 and 25.0 <= math.hypot(new[0], new[1]) <= 45.0  # centre near an edge
+        assert new[3:6].tolist() == box[3:6].tolist()  # the whole box is the target
+        az = np.degrees(np.arctan2(pts[:, 1] + new[1], pts[:, 0] + new[0]))
+        assert (np.abs(az) <= 40.0 + 1e-3).all()  # no point beyond the crop
+        cut_shares.append(1 - len(pts) / (len(rel) * (math.hypot(12, 2) / math.hypot(new[0], new[1])) ** 2))
+    assert 0.15 < float(np.median(cut_shares)) < 0.85  # about half of it cut, on average
+    assert angular_half_width(np.array([20, 0, 0, 4, 2, 1.5, 0.0])) == pytest.approx(math.atan2(1, 18))
+    # through the sampler: every sampled car lies across an edge, none of its points beyond it
+    boxes, rels = zip(*(car_at(float(x), float(y), rng=rng) for x, y in zip(rng.uniform(8, 20, 40), rng.uniform(-4, 4, 40))))
+    db = GTDatabase.from_objects(["Car"] * 40, np.stack(boxes), [r + np.r_[b[:3], 0] for b, r in zip(boxes, rels)])
+    pts, out, _ = GTSampler(db, {"Car": 8}, far)(ground, np.zeros((0, 7), np.float32), np.zeros(0, "<U16"), rng)
+    assert len(out) >= 2 and (np.abs(np.degrees(np.arctan2(out[:, 1], out[:, 0]))) >= 36).all()  # the rest collide
+    assert (np.abs(np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))) <= 40.0 + 1e-3).all()
+    # without edges the same placement is the plain far one (the draws are unchanged)
+    a, b = place_far(box, rel, ground, np.random.default_rng(7), FarPlacement(1.0, (25.0, 45.0), BOUNDS)), \
+        place_far(box, rel, ground, np.random.default_rng(7), far)
+    np.testing.assert_array_equal(a[0], b[0])
 
 
 def test_far_car_with_ten_points_gets_a_positive_anchor(kitti_config):
