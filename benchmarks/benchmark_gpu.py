@@ -373,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch:
             batch = max(args.batch)
             batch_row(f"gpu/fp16/graph/cudnn-autotune/batch{batch}/{gname}", batch, precision="fp16", cudnn_autotune=True)
+            # the batch's post-processing as one launch per pass (DeviceOptions.batched_post), same run: A/B of the largest
+            # batch, with its kernel profile
+            batch_row(f"gpu/fp16/graph/batched-post/batch{batch}/{gname}", batch, profiled=True, precision="fp16", batched_post=True)
         torch.cuda.empty_cache()
     speedups = {}
     for name, row in results.items():

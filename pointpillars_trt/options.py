@@ -184,7 +184,10 @@ class DeviceOptions:
     each convolution once, before the graph is captured, and keep the fastest (``torch.backends.cudnn``'s
     ``benchmark`` with no limit, set only around the warm-up and capture); off: cuDNN's heuristic
     choice (on an H200 the timed choice gained nothing: RPN 0.279 against 0.275 ms, 2026-12-02). The timed choice can differ between processes, so fp16 results may differ in their
-    last bits from one process to the next (each process stays deterministic).
+    last bits from one process to the next (each process stays deterministic). ``batched_post``: the
+    post-processing of a batch as one launch per pass for all its frames
+    (:class:`~pointpillars_trt.postprocess.cuda.CudaPostProcessor` with ``lanes``) instead of one chain
+    of launches per frame, each on its own stream; the same boxes.
     """
 
     device: str = "cuda"
@@ -198,6 +201,7 @@ class DeviceOptions:
     on_mismatch: MismatchPolicy = MismatchPolicy.ERROR
     staging_threads: int | None = None
     cudnn_autotune: bool = False
+    batched_post: bool = False
 
 
 T = TypeVar("T")

@@ -115,8 +115,11 @@ class DevicePipeline:
         # one voxelizer and one post-processor per lane (each owns its workspace): the lanes of a batch run
         # these stages concurrently, each on its own stream (graph branches)
         self.vox = [CudaVoxelizer(cfg.voxel, options.max_points, self.max_pillars, self.cuda_device) for _ in range(self.max_batch)]
-        self.post = [CudaPostProcessor(cfg, self.cuda_device)]
-        self.post += [CudaPostProcessor(cfg, self.cuda_device, anchors_from=self.post[0]) for _ in range(self.max_batch - 1)]
+        if options.batched_post:  # one post-processor for every lane: one launch per pass for the whole batch
+            self.post = [CudaPostProcessor(cfg, self.cuda_device, lanes=self.max_batch)]
+        else:
+            self.post = [CudaPostProcessor(cfg, self.cuda_device)]
+            self.post += [CudaPostProcessor(cfg, self.cuda_device, anchors_from=self.post[0]) for _ in range(self.max_batch - 1)]
         self.lane_streams = [torch.cuda.Stream(device) for _ in range(self.max_batch)] if self.max_batch > 1 else []
         self.bufs = FrameBuffers(self.max_batch, self.max_pillars, PackedLayout(cfg.postprocess.nms_post_max), device,
                                  staging_threads=options.staging_threads)
@@ -167,9 +170,17 @@ class DevicePipeline:
         mark("voxelize")
         heads = self.network.heads(batch, self.bufs, main)
         mark("network")
-        for b, stream in self._fork(batch):
-            self.post[b].enqueue(tensor_ptr(heads.cls, b), tensor_ptr(heads.box, b), tensor_ptr(heads.dir, b), stream,
-                                 score_threshold=score_threshold, layout=heads.layout, **self.bufs.output_ptrs(b))
+        if self.options.batched_post:
+            from ..postprocess.cuda import LaneStrides
+
+            strides = LaneStrides(*(t.stride(0) * t.element_size() for t in (heads.cls, heads.box, heads.dir)),
+                                  out=self.bufs.packed.stride(0) * self.bufs.packed.element_size())
+            self.post[0].enqueue(heads.cls.data_ptr(), heads.box.data_ptr(), heads.dir.data_ptr(), main, score_threshold=score_threshold,
+                                 layout=heads.layout, frames=batch, strides=strides, **self.bufs.output_ptrs(0))
+        else:
+            for b, stream in self._fork(batch):
+                self.post[b].enqueue(tensor_ptr(heads.cls, b), tensor_ptr(heads.box, b), tensor_ptr(heads.dir, b), stream,
+                                     score_threshold=score_threshold, layout=heads.layout, **self.bufs.output_ptrs(b))
         mark("postprocess")
         self.bufs.packed_host[:batch].copy_(self.bufs.packed[:batch], non_blocking=True)
         mark("d2h")

@@ -50,6 +50,24 @@
 #define PP_PDL_ENTRY() do { } while (0)
 #endif
 
+// Batched lanes (compiled with -DPP_POST_LANES: postprocess/cuda.py, CudaPostProcessor(lanes=B)): one launch of each
+// pass serves up to B frames. The lane is blockIdx.z (nms_mask: blockIdx.z / lane_groups), and each per-frame pointer
+// moves by lane * its stride in bytes: the scratch (one block of buffers per lane), the three head maps, the outputs.
+// The anchors are shared. Compiled without the define, the kernels are exactly the one-frame ones.
+#ifdef PP_POST_LANES
+#define PP_LANE_PARAMS , long long lane_scratch, long long lane_cls, long long lane_box, long long lane_dir, \
+                         long long lane_out, int lane_groups
+#define PP_AT(p, stride, lane) (p = lane_ptr(p, stride, lane))
+template <typename T>
+__device__ __forceinline__ T* lane_ptr(T* p, long long stride, int lane) {
+    return reinterpret_cast<T*>(reinterpret_cast<unsigned long long>(p) + (unsigned long long)lane * (unsigned long long)stride);
+}
+#else
+#define PP_LANE_PARAMS
+#define PP_AT(p, stride, lane) ((void)0)
+#endif
+#define PP_LANE ((int)blockIdx.z)
+
 #define HBINS 4096
 #define LBINS 256
 #define TILE_THREADS 256
@@ -175,8 +193,9 @@ __device__ void flush_hist(unsigned* sh, unsigned* global, int nbins) {
 
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, int A, int K, int filter_first, int at_least,
-              float threshold, unsigned* __restrict__ keys, unsigned* __restrict__ hist1) {
+              float threshold, unsigned* __restrict__ keys, unsigned* __restrict__ hist1 PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(cls, lane_cls, PP_LANE); PP_AT(keys, lane_scratch, PP_LANE); PP_AT(hist1, lane_scratch, PP_LANE);
     const HeadLayout L = {cs, ps, half};
     __shared__ unsigned sh[HBINS];
     for (int b = threadIdx.x; b < HBINS; b += blockDim.x) sh[b] = 0;
@@ -199,8 +218,9 @@ pp_post_score(const void* __restrict__ cls, int cs, int ps, int half, int HW, in
 
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_hist2(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist1,
-              unsigned* __restrict__ hist2, int* __restrict__ state) {
+              unsigned* __restrict__ hist2, int* __restrict__ state PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(keys, lane_scratch, PP_LANE); PP_AT(hist1, lane_scratch, PP_LANE); PP_AT(hist2, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE);
     __shared__ int scratch[33];
     __shared__ unsigned sh[HBINS];
     int b1, above1;
@@ -225,8 +245,9 @@ pp_post_hist2(int R, int k, const unsigned* __restrict__ keys, const unsigned* _
 
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_hist3(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist2,
-              unsigned* __restrict__ hist3, int* __restrict__ state) {
+              unsigned* __restrict__ hist3, int* __restrict__ state PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(keys, lane_scratch, PP_LANE); PP_AT(hist2, lane_scratch, PP_LANE); PP_AT(hist3, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE);
     __shared__ int scratch[33];
     __shared__ unsigned sh[LBINS];
     if (state[S_ALL]) return;
@@ -249,8 +270,9 @@ pp_post_hist3(int R, int k, const unsigned* __restrict__ keys, const unsigned* _
 
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
 pp_post_sel_count(int R, int k, const unsigned* __restrict__ keys, const unsigned* __restrict__ hist3,
-                  int* __restrict__ tile_gt, int* __restrict__ tile_eq, int* __restrict__ state) {
+                  int* __restrict__ tile_gt, int* __restrict__ tile_eq, int* __restrict__ state PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(keys, lane_scratch, PP_LANE); PP_AT(hist3, lane_scratch, PP_LANE); PP_AT(tile_gt, lane_scratch, PP_LANE); PP_AT(tile_eq, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE);
     __shared__ int scratch[33];
     unsigned T = 0u;
     int need_eq = 0;
@@ -286,8 +308,9 @@ pp_post_sel_count(int R, int k, const unsigned* __restrict__ keys, const unsigne
 
 extern "C" __global__ void __launch_bounds__(TILE_THREADS)
 pp_post_sel_write(int R, int num_tiles, const unsigned* __restrict__ keys, const int* __restrict__ tile_gt,
-                  const int* __restrict__ tile_eq, int* __restrict__ sel_idx, int* __restrict__ state) {
+                  const int* __restrict__ tile_eq, int* __restrict__ sel_idx, int* __restrict__ state PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(keys, lane_scratch, PP_LANE); PP_AT(tile_gt, lane_scratch, PP_LANE); PP_AT(tile_eq, lane_scratch, PP_LANE); PP_AT(sel_idx, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE);
     __shared__ int scratch[33];
     __shared__ unsigned mgt[TILE_ITEMS * 8], meq[TILE_ITEMS * 8];
     __shared__ int pgt[TILE_ITEMS * 8], peq[TILE_ITEMS * 8];
@@ -420,8 +443,9 @@ __device__ void bitonic_desc(u64* s, int S) {
 #define RANK_THREADS 256
 extern "C" __global__ void __launch_bounds__(RANK_THREADS)
 pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
-             u64* __restrict__ sorted) {
+             u64* __restrict__ sorted PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(keys, lane_scratch, PP_LANE); PP_AT(sel_idx, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE); PP_AT(sorted, lane_scratch, PP_LANE);
     __shared__ u64 tile[RANK_THREADS];
     const int n = state[S_NSEL];
     if ((int)blockIdx.x * RANK_THREADS >= n) return;  // block-uniform
@@ -455,8 +479,12 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
                     float dir_offset, float dir_limit_offset, float period, float half_pi, int num_dir_bins, int wlh_cw,
                     const u64* __restrict__ sorted, const int* __restrict__ state, int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
                     int* __restrict__ dec_label, float* __restrict__ probs, int* __restrict__ group_list,
-                    int* __restrict__ group_count, int list_stride) {
+                    int* __restrict__ group_count, int list_stride PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(cls, lane_cls, PP_LANE); PP_AT(box, lane_box, PP_LANE); PP_AT(dir, lane_dir, PP_LANE);
+    PP_AT(sorted, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE); PP_AT(cand, lane_scratch, PP_LANE); PP_AT(dec_boxes, lane_scratch, PP_LANE);
+    PP_AT(dec_score, lane_scratch, PP_LANE); PP_AT(dec_label, lane_scratch, PP_LANE); PP_AT(probs, lane_scratch, PP_LANE);
+    PP_AT(group_list, lane_scratch, PP_LANE); PP_AT(group_count, lane_scratch, PP_LANE);
     extern __shared__ u64 s[];
     __shared__ int counter;
     const HeadLayout L = {cs, ps, half};
@@ -763,7 +791,7 @@ __device__ __forceinline__ bool suppresses(double iou, double threshold, int at_
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
                  const int* __restrict__ group_count, int list_stride, int words, double threshold, int at_least,
-                 u64* __restrict__ mask) {
+                 u64* __restrict__ mask PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
     __shared__ BevBox cols[64];
     __shared__ BevBox rows[MASK_ROWS];
@@ -771,7 +799,14 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
     __shared__ u64 bits[MASK_ROWS];
     __shared__ unsigned short queue[MASK_ROWS * 64];  // row * 64 + column
     __shared__ int queued;
-    const int g = blockIdx.z, cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
+#ifdef PP_POST_LANES
+    const int g = blockIdx.z % lane_groups, frame = blockIdx.z / lane_groups;
+#else
+    const int g = blockIdx.z;
+#endif
+    PP_AT(dec_boxes, lane_scratch, frame); PP_AT(group_list, lane_scratch, frame); PP_AT(group_count, lane_scratch, frame);
+    PP_AT(mask, lane_scratch, frame);
+    const int cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
     const int n = group_count[g];
     if (r0 >= n || cb * 64 >= n || cb < (r0 >> 6)) return;  // rows only need words >= their own
     const int* list = group_list + (size_t)g * list_stride;
@@ -821,8 +856,9 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
 #define SCAN_THREADS 256
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
-                 int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count) {
+                 int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(mask, lane_scratch, PP_LANE); PP_AT(group_count, lane_scratch, PP_LANE); PP_AT(keep, lane_scratch, PP_LANE); PP_AT(keep_count, lane_scratch, PP_LANE);
     extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] when diag_in_shared
     __shared__ int kept_idx[64];
     __shared__ int n_kept, m_total;
@@ -910,8 +946,11 @@ pp_post_output(int agnostic, int K, int post_max, int list_stride, int canonical
                const float* __restrict__ dec_score, const int* __restrict__ dec_label, const float* __restrict__ probs,
                const int* __restrict__ group_list, const int* __restrict__ keep, const int* __restrict__ keep_count,
                float* __restrict__ out_boxes, float* __restrict__ out_scores, int* __restrict__ out_labels,
-               int* __restrict__ out_count) {
+               int* __restrict__ out_count PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(dec_boxes, lane_scratch, PP_LANE); PP_AT(dec_score, lane_scratch, PP_LANE); PP_AT(dec_label, lane_scratch, PP_LANE); PP_AT(probs, lane_scratch, PP_LANE);
+    PP_AT(group_list, lane_scratch, PP_LANE); PP_AT(keep, lane_scratch, PP_LANE); PP_AT(keep_count, lane_scratch, PP_LANE);
+    PP_AT(out_boxes, lane_out, PP_LANE); PP_AT(out_scores, lane_out, PP_LANE); PP_AT(out_labels, lane_out, PP_LANE); PP_AT(out_count, lane_out, PP_LANE);
     const int groups = agnostic ? 1 : K;
     int total = 0;
     for (int c = 0; c < groups; ++c) total += keep_count[c];

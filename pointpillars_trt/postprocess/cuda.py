@@ -18,6 +18,7 @@ The pass structure and the tie rules are described at the top of ``postprocess.c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,14 +49,49 @@ def _pow2(n: int) -> int:
     return 1 << max(1, (int(n) - 1).bit_length())
 
 
+LANE_ALIGN = 256  # bytes: every workspace buffer of a lane starts on this boundary (cuMemAlloc's own alignment)
+
+
+def lane_layout(sizes: dict[str, int]) -> tuple[dict[str, int], int]:
+    """``(offsets, lane_bytes)``: the byte offset of each buffer of ``sizes`` (bytes, in their order) in one
+    lane's block, each aligned to :data:`LANE_ALIGN`, and the block's size (a multiple of it).
+
+    >>> lane_layout({"a": 10, "b": 256, "c": 1})
+    ({'a': 0, 'b': 256, 'c': 512}, 768)
+    """
+    offsets, at = {}, 0
+    for name, n in sizes.items():
+        offsets[name] = at
+        at += -(-max(int(n), 1) // LANE_ALIGN) * LANE_ALIGN
+    return offsets, at
+
+
+@dataclass(frozen=True)
+class LaneStrides:
+    """Bytes between consecutive frames' head maps (``cls``, ``box``, ``dir``: the batch stride of each
+    map's tensor) and output rows (``out``) for :meth:`CudaPostProcessor.enqueue` of several frames."""
+
+    cls: int
+    box: int
+    dir: int
+    out: int
+
+
 class CudaPostProcessor:
     """Owns the anchors (uploaded once) and the workspace; serialize calls on one stream.
 
     Frames post-processed concurrently (on different streams) need one instance each;
-    ``anchors_from`` lets such instances share the first one's anchors (same config).
+    ``anchors_from`` lets such instances share the first one's anchors (same config). With ``lanes=B``
+    (the kernels compiled with ``-DPP_POST_LANES``) one instance holds B workspaces and post-processes up
+    to B frames with one launch per pass (``enqueue(..., frames=n, strides=LaneStrides(...))``): the same
+    results, frame by frame, as B instances.
     """
 
-    def __init__(self, cfg: PointPillarsConfig, device: int | CudaDevice = 0, anchors_from: "CudaPostProcessor | None" = None) -> None:
+    def __init__(self, cfg: PointPillarsConfig, device: int | CudaDevice = 0, anchors_from: "CudaPostProcessor | None" = None,
+                 lanes: int | None = None) -> None:
+        if lanes is not None and (int(lanes) != lanes or lanes < 1):
+            raise ConfigError(f"CudaPostProcessor: lanes must be a whole number >= 1 (or None), got {lanes!r}")
+        self.lanes = None if lanes is None else int(lanes)
         self.cfg = cfg
         pp, h = cfg.postprocess, cfg.head
         self.device = device if isinstance(device, CudaDevice) else get_device(device)
@@ -77,7 +113,7 @@ class CudaPostProcessor:
         self.groups = 1 if self.agnostic else self.K
         self.words = -(-self.pre_max // 64)
         self.sort_size = _pow2(self.pre_max)
-        module = load_kernels(KERNEL_FILE, self.device, OPTIONS)
+        module = load_kernels(KERNEL_FILE, self.device, OPTIONS + (("-DPP_POST_LANES",) if self.lanes else ()))
         self._fn = {n: module.function(f"pp_post_{n}") for n in
                     ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_scan", "output")}
         sort_bytes = self.sort_size * 8
@@ -99,8 +135,9 @@ class CudaPostProcessor:
             "group_list": g * k * 4, "group_count": g * 4, "mask": g * k * self.words * 8,
             "keep": g * self.post_max * 4, "keep_count": g * 4,
         }
-        self._buf = {name: DeviceBuffer(n, self.device) for name, n in sizes.items()}
-        self._buf["state"].memset_async(0)
+        self._offsets, self.lane_bytes = lane_layout(sizes)
+        self._slab = DeviceBuffer(self.lane_bytes * (self.lanes or 1), self.device)  # one block of buffers per lane
+        self._slab.memset_async(0)
         self._owns_anchors = anchors_from is None
         if anchors_from is not None:
             if anchors_from.cfg != cfg:
@@ -118,54 +155,71 @@ class CudaPostProcessor:
 
     def enqueue(self, cls_ptr: int, box_ptr: int, dir_ptr: int, stream: int, *, boxes_ptr: int, scores_ptr: int,
                 labels_ptr: int, count_ptr: int, score_threshold: float | None = None,
-                layout: tuple[int, int, bool] | None = None) -> None:
-        """Post-process one frame's head maps on ``stream`` into the caller's output buffers.
+                layout: tuple[int, int, bool] | None = None, frames: int = 1,
+                strides: LaneStrides | None = None) -> None:
+        """Post-process one frame's head maps on ``stream`` into the caller's output buffers; with
+        ``lanes`` (the constructor's), ``frames`` of them in one launch per pass: frame ``f``'s maps
+        and outputs lie ``f * strides.<name>`` bytes after the pointers given (``frames <= lanes``).
 
         ``layout = (channel_stride, pixel_stride, half)`` in elements: where element (channel c,
         pixel y * W + x) of each map lies, and whether the maps hold float16. Default: float32 NCHW
         planes, ``(H * W, 1, False)``; channel slices of one NHWC tensor with C channels in all are
         ``(1, C, half)``.
         """
+        n = int(frames)
+        if not 1 <= n <= (self.lanes or 1) or (self.lanes is not None) != (strides is not None):
+            raise ConfigError(f"CudaPostProcessor.enqueue: {n} frames (lanes {self.lanes}, strides "
+                              f"{'given' if strides is not None else 'missing'}): more than one frame needs lanes and strides")
         cs, ps, half = layout if layout is not None else (self.HW, 1, False)
         lay = (i32(cs), i32(ps), i32(int(bool(half))))
-        b = {n: buf.ptr for n, buf in self._buf.items()}
+        b = {name: self._slab.ptr + off for name, off in self._offsets.items()}
         thr = np.float32(self.cfg.postprocess.score_threshold if score_threshold is None else score_threshold)
         k = i32(self.pre_max)
+        lane = () if strides is None else (np.int64(self.lane_bytes), np.int64(strides.cls), np.int64(strides.box),
+                                           np.int64(strides.dir), np.int64(strides.out), i32(self.groups))
         drv = bindings()[0]
         self.device.make_current()
         hist1, hist2, hist3 = b["hist"], b["hist"] + HBINS * 4, b["hist"] + 2 * HBINS * 4
-        check(drv.cuMemsetD32Async(drv.CUdeviceptr(b["hist"]), 0, 2 * HBINS + LBINS, drv.CUstream(int(stream))), "cuMemsetD32Async")
-        launch(self._fn["score"], self._hist_grid, 256,
-               (ptr(cls_ptr), *lay, i32(self.HW), i32(self.A), i32(self.K), self._filter_first, self._score_at_least, thr,
-                ptr(b["keys"]), ptr(hist1)), stream)
-        launch(self._fn["hist2"], self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist1), ptr(hist2), ptr(b["state"])), stream)
-        launch(self._fn["hist3"], self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist2), ptr(hist3), ptr(b["state"])), stream)
-        launch(self._fn["sel_count"], self._tiles, 256,
-               (i32(self.R), k, ptr(b["keys"]), ptr(hist3), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["state"])), stream)
-        launch(self._fn["sel_write"], self._tiles, 256,
-               (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])), stream)
-        launch(self._fn["rank"], -(-self.pre_max // RANK_THREADS), RANK_THREADS,
-               (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"])), stream)
-        launch(self._fn["sort_decode"], 1, 1024,
-               (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
-                i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]),
-                ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
-                ptr(b["group_list"]), ptr(b["group_count"]), k),
-               stream, shared_mem=self.sort_size * 8)
-        launch(self._fn["nms_mask"], (self.words, -(-self.pre_max // MASK_ROWS), self.groups), 256,
-               (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
-                np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least, ptr(b["mask"])), stream)
-        launch(self._fn["nms_scan"], self.groups, 256,
-               (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._diag_in_shared)),
-                ptr(b["keep"]), ptr(b["keep_count"])),
-               stream, shared_mem=self._scan_shared)
-        launch(self._fn["output"], 1, 256,
-               (i32(int(self.agnostic)), i32(self.K), i32(self.post_max), k, *self._yaw, ptr(b["dec_boxes"]), ptr(b["dec_score"]),
-                ptr(b["dec_label"]), ptr(b["probs"]), ptr(b["group_list"]), ptr(b["keep"]), ptr(b["keep_count"]),
-                ptr(boxes_ptr), ptr(scores_ptr), ptr(labels_ptr), ptr(count_ptr)), stream)
+        if n == 1:
+            check(drv.cuMemsetD32Async(drv.CUdeviceptr(b["hist"]), 0, 2 * HBINS + LBINS, drv.CUstream(int(stream))), "cuMemsetD32Async")
+        else:  # every lane's histograms: rows lane_bytes apart
+            check(drv.cuMemsetD2D32Async(drv.CUdeviceptr(b["hist"]), self.lane_bytes, 0, 2 * HBINS + LBINS, n,
+                                         drv.CUstream(int(stream))), "cuMemsetD2D32Async")
+
+        def run(name: str, grid, block: int, args: tuple, **kw) -> None:
+            g = (grid, 1, 1) if isinstance(grid, int) else grid
+            launch(self._fn[name], (g[0], g[1], g[2] * n), block, (*args, *lane), stream, **kw)
+
+        run("score", self._hist_grid, 256,
+            (ptr(cls_ptr), *lay, i32(self.HW), i32(self.A), i32(self.K), self._filter_first, self._score_at_least, thr,
+             ptr(b["keys"]), ptr(hist1)))
+        run("hist2", self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist1), ptr(hist2), ptr(b["state"])))
+        run("hist3", self._hist_grid, 256, (i32(self.R), k, ptr(b["keys"]), ptr(hist2), ptr(hist3), ptr(b["state"])))
+        run("sel_count", self._tiles, 256,
+            (i32(self.R), k, ptr(b["keys"]), ptr(hist3), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["state"])))
+        run("sel_write", self._tiles, 256,
+            (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])))
+        run("rank", -(-self.pre_max // RANK_THREADS), RANK_THREADS, (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"])))
+        run("sort_decode", 1, 1024,
+            (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
+             i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]),
+             ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
+             ptr(b["group_list"]), ptr(b["group_count"]), k),
+            shared_mem=self.sort_size * 8)
+        run("nms_mask", (self.words, -(-self.pre_max // MASK_ROWS), self.groups), 256,
+            (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
+             np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least, ptr(b["mask"])))
+        run("nms_scan", self.groups, 256,
+            (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._diag_in_shared)),
+             ptr(b["keep"]), ptr(b["keep_count"])),
+            shared_mem=self._scan_shared)
+        run("output", 1, 256,
+            (i32(int(self.agnostic)), i32(self.K), i32(self.post_max), k, *self._yaw, ptr(b["dec_boxes"]), ptr(b["dec_score"]),
+             ptr(b["dec_label"]), ptr(b["probs"]), ptr(b["group_list"]), ptr(b["keep"]), ptr(b["keep_count"]),
+             ptr(boxes_ptr), ptr(scores_ptr), ptr(labels_ptr), ptr(count_ptr)))
 
     def free(self) -> None:
-        for buf in (*self._buf.values(), *((self._anchors,) if self._owns_anchors else ())):
+        for buf in (self._slab, *((self._anchors,) if self._owns_anchors else ())):
             buf.free()
 
 
@@ -191,4 +245,4 @@ def postprocess_torch(pp: CudaPostProcessor, cls: "torch.Tensor", box: "torch.Te
     return boxes, scores, labels, count
 
 
-__all__ = ["CudaPostProcessor", "postprocess_torch", "MAX_PRE"]
+__all__ = ["CudaPostProcessor", "LaneStrides", "lane_layout", "postprocess_torch", "MAX_PRE"]

@@ -112,6 +112,22 @@ def test_threaded_staging_gives_the_same_results(torch_cuda, kitti_config, livel
 
 
 @pytest.mark.gpu
+def test_batched_post_gives_the_same_results(torch_cuda, kitti_config, lively, kitti_frames):
+    # DeviceOptions.batched_post: the batch's post-processing as one launch per pass (CudaPostProcessor lanes)
+    # instead of a chain per lane on its own stream; every box must be the same, for full and partial batches
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
+    lanes = gpu_detector(kitti_config, lively, max_batch=3)
+    one = gpu_detector(kitti_config, lively, max_batch=3, batched_post=True)
+    assert len(one.executor.pipeline.post) == 1 and one.executor.pipeline.post[0].lanes == 3
+    for a, b in zip(lanes.detect_batch(clouds) + [lanes.detect(clouds[0])], one.detect_batch(clouds) + [one.detect(clouds[0])]):
+        assert len(a) > 0
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.labels, b.labels)
+    lanes.close(), one.close()
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("max_batch", [1, 3])
 def test_input_buffer_is_the_staging_row_and_gives_the_same_boxes(torch_cuda, kitti_config, lively, kitti_frames, max_batch):
     # written in place, a single frame skips the staging copy; in a batch (one group, or several groups and so both

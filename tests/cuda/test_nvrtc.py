@@ -124,6 +124,23 @@ def test_scatter_compiles_to_ptx_with_all_entries():
 
 
 @needs_nvrtc
+def test_postprocess_compiles_per_frame_and_with_lanes():
+    # -DPP_POST_LANES adds the lane parameters (5 strides + the group count) to every kernel; without it the
+    # kernels are the one-frame ones (the same entries, 6 parameters fewer each)
+    src, _ = read_kernel_source("postprocess.cu")
+    target = Target("--gpu-architecture=compute_90", "ptx")
+    plain = compile_source(src, "postprocess.cu", target, ("--std=c++17", "--fmad=false")).data.decode(errors="replace")
+    lanes = compile_source(src, "postprocess.cu", target, ("--std=c++17", "--fmad=false", "-DPP_POST_LANES")).data.decode(errors="replace")
+
+    def params(ptx: str) -> dict[str, int]:
+        return {m.group(1): m.group(2).count(".param") for m in re.finditer(r"\.entry (\w+)\(([^)]*)\)", ptx)}
+
+    a, b = params(plain), params(lanes)
+    assert set(a) == set(b) and len(a) == 10 and all(n.startswith("pp_post_") for n in a)
+    assert all(b[n] == a[n] + 6 for n in a)
+
+
+@needs_nvrtc
 def test_compile_error_carries_the_log():
     bad = 'extern "C" __global__ void k(float* x) {\n  x[0] = undefined_symbol;\n}\n'
     with pytest.raises(KernelCompileError) as exc:

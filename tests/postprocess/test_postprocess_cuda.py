@@ -14,6 +14,7 @@ import pytest
 
 from tests.cuda_helpers import cuda_device, nvrtc_skip_reason, torch_cuda  # noqa: F401  (fixtures)
 from pointpillars_trt.cuda.nvrtc import Target, choose_target, compile_source, read_kernel_source
+from pointpillars_trt.errors import ConfigError
 from tests.helpers import random_cloud
 
 needs_nvrtc = pytest.mark.skipif(nvrtc_skip_reason() is not None, reason=str(nvrtc_skip_reason()))
@@ -148,6 +149,51 @@ def test_nhwc_head_slices_read_in_place(torch_cuda, kitti_config, example_config
     assert n == len(want.boxes) > 0
     np.testing.assert_array_equal(out[2][:n].cpu().numpy(), want.labels)
     np.testing.assert_allclose(out[0][:n].cpu().numpy(), want.boxes, atol=1e-4, rtol=1e-5)
+    pp.free()
+
+
+def test_lane_layout_aligns_every_buffer():
+    from pointpillars_trt.postprocess.cuda import LANE_ALIGN, lane_layout
+
+    offsets, size = lane_layout({"a": 10, "b": 0, "c": 257, "d": 4})
+    assert offsets == {"a": 0, "b": 256, "c": 512, "d": 1024} and size == 1280 and all(o % LANE_ALIGN == 0 for o in offsets.values())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", ["kitti", "example", "mmdet3d"])
+def test_lanes_give_each_frame_what_one_frame_gives(torch_cuda, kitti_config, example_config, kitti_frames, config):
+    """``CudaPostProcessor(lanes=4)``: three frames' stacked maps in one launch per pass (class-agnostic and
+    class-aware NMS) give, frame by frame, exactly the one-frame post-processor's boxes (and so the CPU's)."""
+    import torch
+
+    from pointpillars_trt.config import load_config
+    from pointpillars_trt.executors.buffers import PackedLayout, tensor_ptr
+    from pointpillars_trt.postprocess.cuda import CudaPostProcessor, LaneStrides
+
+    cfg = {"kitti": kitti_config, "example": example_config, "mmdet3d": load_config("mmdet3d_kitti_3class")}[config]
+    clouds = ([np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:3]] if config != "example"
+              else [random_cloud(cfg, 15000, seed=s) for s in range(3)])
+    frames = head_maps(cfg, clouds)
+    stacked = [torch.from_numpy(np.concatenate([f[i] for f in frames])).cuda() for i in range(3)]  # [3, C, H, W] each
+    lay = PackedLayout(cfg.postprocess.nms_post_max)
+    packed = torch.zeros((3, lay.words), dtype=torch.int32, device="cuda")
+    pp = CudaPostProcessor(cfg, lanes=4)
+    strides = LaneStrides(*(t.stride(0) * t.element_size() for t in stacked), out=packed.stride(0) * packed.element_size())
+    pp.enqueue(*(t.data_ptr() for t in stacked), torch.cuda.current_stream().cuda_stream, frames=3, strides=strides,
+               boxes_ptr=tensor_ptr(packed, 0, lay.boxes), scores_ptr=tensor_ptr(packed, 0, lay.scores),
+               labels_ptr=tensor_ptr(packed, 0, lay.labels), count_ptr=tensor_ptr(packed, 0, lay.count))
+    rows = packed.cpu().numpy()
+    f = rows.view(np.float32)
+    for b, maps in enumerate(frames):
+        n = int(rows[b, lay.count])
+        want = gpu_post(cfg, maps)
+        assert n == len(want[0]) > 0
+        np.testing.assert_array_equal(f[b, : 7 * n].reshape(n, 7), want[0])
+        np.testing.assert_array_equal(f[b, lay.scores: lay.scores + n], want[1])
+        np.testing.assert_array_equal(rows[b, lay.labels: lay.labels + n], want[2])
+    with pytest.raises(ConfigError, match="lanes"):
+        pp.enqueue(*(t.data_ptr() for t in stacked), 0, frames=5, strides=strides, boxes_ptr=0, scores_ptr=0, labels_ptr=0,
+                   count_ptr=0)
     pp.free()
 
 
