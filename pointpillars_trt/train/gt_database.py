@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..postprocess import iou_bev
-from .far_sampling import FarPlacement, place_far, view_edges
+from .far_sampling import Edges, FarPlacement, place_far, view_edges
 from .geometry import points_in_any_box, points_in_boxes
 from .kitti_data import KittiFrames
 
@@ -120,6 +120,9 @@ def build_database(
     return GTDatabase.from_objects(names, np.concatenate(boxes) if boxes else np.zeros((0, 7)), pts)
 
 
+EDGE_RETRIES = 8  # draws of another place across the view's edge for a sample whose first one collided
+
+
 class GTSampler:
     """Tops a frame up to ``targets[class]`` objects of each class from ``database``; with ``far``,
     a share of the samples is moved away from the sensor first (:mod:`.far_sampling`)."""
@@ -130,25 +133,39 @@ class GTSampler:
         self.far = far if far is not None and far.share > 0 else None
         self._by_class = {k: np.flatnonzero(database.names == k) for k in self.targets}
 
-    def _candidates(self, idx: np.ndarray, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Boxes ``[n, 7]`` and centre-relative points of database objects ``idx``, some moved far."""
+    def _candidates(self, idx: np.ndarray, points: np.ndarray, rng: np.random.Generator,
+                    edges: Edges | None) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """Boxes ``[n, 7]`` and centre-relative points of database objects ``idx``, some moved far (with
+        ``edges``, a share of those across the view's edge), and ``[n]`` bool: moved to the edge."""
         cand = self.db.boxes[idx].copy()
         rel = [self.db.object_points(i) for i in idx]
+        at_edge = np.zeros(len(idx), dtype=bool)
         if self.far is None:
-            return cand, rel
-        edges = view_edges(points) if self.far.edge_share > 0 else None
+            return cand, rel, at_edge
         for j in np.flatnonzero(rng.random(len(idx)) < self.far.share):
-            at_edge = edges is not None and rng.random() < self.far.edge_share
-            moved = place_far(cand[j], rel[j], points, rng, self.far, edges if at_edge else None)
+            edge = edges is not None and rng.random() < self.far.edge_share
+            moved = place_far(cand[j], rel[j], points, rng, self.far, edges if edge else None)
             if moved is not None:
                 cand[j], rel[j] = moved
-        return cand, rel
+                at_edge[j] = edge
+        return cand, rel, at_edge
+
+    def _retry_at_edge(self, db_index: int, taken: np.ndarray, points: np.ndarray, rng: np.random.Generator,
+                       edges: Edges) -> tuple[np.ndarray, np.ndarray] | None:
+        """Another place across the edge for database object ``db_index`` that overlaps no box of ``taken``
+        (up to :data:`EDGE_RETRIES` draws; the edge is thin, so the first place often collides), or None."""
+        for _ in range(EDGE_RETRIES):
+            moved = place_far(self.db.boxes[db_index], self.db.object_points(db_index), points, rng, self.far, edges)
+            if moved is not None and (not len(taken) or iou_bev(moved[0][None], taken).max() == 0):
+                return moved
+        return None
 
     def __call__(
         self, points: np.ndarray, boxes: np.ndarray, names: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``points [N, 4]``, ``boxes [G, 7]``, ``names [G]`` -> the same with sampled objects added."""
         existing = np.asarray(boxes, dtype=np.float32).reshape(-1, 7)
+        edges = view_edges(points) if self.far is not None and self.far.edge_share > 0 else None
         chosen: list[int] = []
         accepted, obj_pts = [], []
         for name, target in self.targets.items():
@@ -157,11 +174,15 @@ class GTSampler:
             if n <= 0:
                 continue
             idx = rng.choice(pool, size=n, replace=False)
-            cand, rel = self._candidates(idx, points, rng)
+            cand, rel, at_edge = self._candidates(idx, points, rng, edges)
             iou_e = iou_bev(cand, existing).max(axis=1) if len(existing) else np.zeros(n)
             iou_s = iou_bev(cand, cand)
             np.fill_diagonal(iou_s, 0.0)
             ok = (iou_e + iou_s.max(axis=1)) == 0
+            for j in np.flatnonzero(at_edge & ~ok):
+                moved = self._retry_at_edge(int(idx[j]), np.concatenate([existing, cand[ok]]), points, rng, edges)
+                if moved is not None:
+                    (cand[j], rel[j]), ok[j] = moved, True
             if ok.any():
                 chosen += idx[ok].tolist()
                 accepted.append(cand[ok])

@@ -129,7 +129,10 @@ def test_place_far_at_the_edge_cuts_the_object_and_keeps_its_whole_box():
     boxes, rels = zip(*(car_at(float(x), float(y), rng=rng) for x, y in zip(rng.uniform(8, 20, 40), rng.uniform(-4, 4, 40))))
     db = GTDatabase.from_objects(["Car"] * 40, np.stack(boxes), [r + np.r_[b[:3], 0] for b, r in zip(boxes, rels)])
     pts, out, _ = GTSampler(db, {"Car": 8}, far)(ground, np.zeros((0, 7), np.float32), np.zeros(0, "<U16"), rng)
-    assert len(out) >= 2 and (np.abs(np.degrees(np.arctan2(out[:, 1], out[:, 0]))) >= 36).all()  # the rest collide
+    assert len(out) >= 6 and (np.abs(np.degrees(np.arctan2(out[:, 1], out[:, 0]))) >= 36).all()  # collisions are re-placed
+    iou = iou_bev(out, out)
+    np.fill_diagonal(iou, 0)
+    assert iou.max() == 0
     assert (np.abs(np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))) <= 40.0 + 1e-3).all()
     # without edges the same placement is the plain far one (the draws are unchanged)
     a, b = place_far(box, rel, ground, np.random.default_rng(7), FarPlacement(1.0, (25.0, 45.0), BOUNDS)), \
