@@ -113,7 +113,8 @@ class DevicePipeline:
         self.use_graph = options.use_graph
         self.stream = torch.cuda.Stream(device)  # a dedicated stream on every path (never the legacy default stream)
         # one voxelizer and one post-processor per lane (each owns its workspace): the lanes of a batch run
-        # these stages concurrently, each on its own stream (graph branches)
+        # these stages concurrently, each on its own stream (graph branches); with batched_post one
+        # post-processor holds every lane's workspace and runs the batch with one launch per pass
         self.vox = [CudaVoxelizer(cfg.voxel, options.max_points, self.max_pillars, self.cuda_device) for _ in range(self.max_batch)]
         if options.batched_post:  # one post-processor for every lane: one launch per pass for the whole batch
             self.post = [CudaPostProcessor(cfg, self.cuda_device, lanes=self.max_batch)]
