@@ -20,6 +20,6 @@ __all__ = [
     "data_provenance", "decorate", "detection_loss", "direction_bins", "distillation_loss", "evaluate_model", "flatten_head_batch", "flip_x",
     "forward_batch", "from_canonical", "init_head", "make_optimizer", "object_difficulty", "object_noise",
     "points_in_any_box", "points_in_boxes", "points_in_range", "positive_weights", "predict_frames", "random_flip_x",
-    "random_rotation", "random_scaling", "range_ramp", "read_dataset_info", "truncation_weight", "refresh_batchnorm", "rotate", "scale", "scatter_batch",
-    "sigmoid_focal_loss", "state_dict_fp32", "train",
+    "random_rotation", "random_scaling", "range_ramp", "read_dataset_info", "refresh_batchnorm", "rotate", "scale", "scatter_batch",
+    "sigmoid_focal_loss", "state_dict_fp32", "train", "truncation_weight",
 ]

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..postprocess import limit_period
+from ..viz.box_geometry import box_corners_bev
 from .geometry import rotate_z
 
 
@@ -42,9 +44,9 @@ class FarPlacement:
 Edges = tuple[float, float]  # (start, end) azimuths (radians) of the points' span, counter-clockwise
 
 
-def wrap_angle(a):
-    """``a`` (radians, scalar or array) wrapped into ``[-pi, pi)``."""
-    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
+def _wrap(a):
+    """Angles (radians) into ``[-pi, pi)`` (:func:`~pointpillars_trt.postprocess.limit_period`)."""
+    return limit_period(a, 0.5, 2 * np.pi)
 
 
 def view_edges(points: np.ndarray, min_gap: float = math.radians(30), min_range: float = 2.0) -> Edges | None:
@@ -66,11 +68,8 @@ def view_edges(points: np.ndarray, min_gap: float = math.radians(30), min_range:
 def angular_half_width(box: np.ndarray) -> float:
     """Half the azimuth span (radians) of ``box [7]``'s BEV corners as seen from the origin (the box
     not containing it)."""
-    c, s = math.cos(float(box[6])), math.sin(float(box[6]))
-    dx = np.array([1, 1, -1, -1]) * 0.5 * float(box[3])
-    dy = np.array([1, -1, 1, -1]) * 0.5 * float(box[4])
-    x, y = float(box[0]) + c * dx - s * dy, float(box[1]) + s * dx + c * dy
-    d = wrap_angle(np.arctan2(y, x) - math.atan2(float(box[1]), float(box[0])))
+    corners = box_corners_bev(np.asarray(box)[None])[0]  # [4, 2]
+    d = _wrap(np.arctan2(corners[:, 1], corners[:, 0]) - math.atan2(float(box[1]), float(box[0])))
     return 0.5 * float(d.max() - d.min())
 
 
@@ -80,7 +79,7 @@ def edge_azimuth(edges: Edges, half_width: float, rng: np.random.Generator) -> t
     the outside lies at larger azimuths (the span's end), -1 at its start."""
     side = int(rng.integers(2))
     edge, outward = (edges[1], 1) if side else (edges[0], -1)
-    return float(wrap_angle(edge + outward * rng.uniform(-0.5, 0.5) * half_width)), edge, outward
+    return float(_wrap(edge + outward * rng.uniform(-0.5, 0.5) * half_width)), edge, outward
 
 
 def ground_height(points: np.ndarray, x: float, y: float, radius: float = 2.5, min_count: int = 3) -> float | None:
@@ -122,7 +121,7 @@ def far_target(box: np.ndarray, rng: np.random.Generator, far: FarPlacement,
 def inside_view(xy: np.ndarray, edge: float, outward: int) -> np.ndarray:
     """``[N]`` bool: points ``xy [N, >=2]`` on the span's side of azimuth ``edge`` (``outward``: see
     :func:`edge_azimuth`), for points within half a turn of the edge (an object across it)."""
-    return outward * wrap_angle(np.arctan2(xy[:, 1], xy[:, 0]) - edge) <= 0
+    return outward * _wrap(np.arctan2(xy[:, 1], xy[:, 0]) - edge) <= 0
 
 
 def place_far(

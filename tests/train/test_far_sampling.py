@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from pointpillars_trt.postprocess import iou_bev
+from pointpillars_trt.postprocess import iou_bev, limit_period
 from pointpillars_trt.train import GTDatabase, GTSampler, TargetAssigner, points_in_boxes
 from pointpillars_trt.train.far_sampling import (FarPlacement, angular_half_width, far_target, ground_height, inside_view,
-                                                 place_far, view_edges, wrap_angle)
+                                                 place_far, view_edges)
 
 BOUNDS = (0.0, -39.68, 69.12, 39.68)
 
@@ -85,6 +85,10 @@ def test_sampler_with_far_placement_puts_cars_far_and_without_overlap():
     assert (counts >= 5).all() and np.median(counts) < 400 * (25 / 40) ** 2
 
 
+def _wrap(a):
+    return limit_period(a, 0.5, 2 * math.pi)
+
+
 def fov_ground(rng, half_angle_deg=40.0, n=20000):
     """Flat ground cropped to azimuths within ``half_angle_deg`` of +x (a camera-view crop)."""
     g = flat_ground(rng, n=n)
@@ -98,10 +102,10 @@ def test_view_edges_of_a_crop_of_a_full_sweep_and_across_the_back():
     a = rng.uniform(-math.pi, math.pi, 5000)
     sweep = np.column_stack([20 * np.cos(a), 20 * np.sin(a)])
     assert view_edges(sweep) is None and view_edges(sweep[:1]) is None
-    back = sweep[np.abs(wrap_angle(a - math.pi)) <= math.radians(50)]  # a rear camera: the span crosses +-pi
+    back = sweep[np.abs(_wrap(a - math.pi)) <= math.radians(50)]  # a rear camera: the span crosses +-pi
     start, end = view_edges(back)
-    assert math.degrees(wrap_angle(start - math.pi)) == pytest.approx(-50, abs=1.0)
-    assert math.degrees(wrap_angle(end - math.pi)) == pytest.approx(50, abs=1.0)
+    assert math.degrees(_wrap(start - math.pi)) == pytest.approx(-50, abs=1.0)
+    assert math.degrees(_wrap(end - math.pi)) == pytest.approx(50, abs=1.0)
     near = np.array([[math.cos(end + d), math.sin(end + d)] for d in (-0.1, 0.1)]) * 20  # just inside, just beyond
     assert inside_view(near, end, 1).tolist() == [True, False] and inside_view(near, end, -1).tolist() == [False, True]
 
