@@ -187,7 +187,9 @@ class DeviceOptions:
     last bits from one process to the next (each process stays deterministic). ``batched_post``: the
     post-processing of a batch as one launch per pass for all its frames
     (:class:`~pointpillars_trt.postprocess.cuda.CudaPostProcessor` with ``lanes``) instead of one chain
-    of launches per frame, each on its own stream; the same boxes.
+    of launches per frame, each on its own stream; the same boxes. Off by default: on an H200 it cut the
+    post-processing kernel time of a batch of 16 to a third but not the wall time (3714 against 3742 frames/s,
+    2026-12-02), and it holds about 0.5 GB more.
     """
 
     device: str = "cuda"
