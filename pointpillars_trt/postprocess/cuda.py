@@ -180,11 +180,9 @@ class CudaPostProcessor:
         drv = bindings()[0]
         self.device.make_current()
         hist1, hist2, hist3 = b["hist"], b["hist"] + HBINS * 4, b["hist"] + 2 * HBINS * 4
-        if n == 1:
-            check(drv.cuMemsetD32Async(drv.CUdeviceptr(b["hist"]), 0, 2 * HBINS + LBINS, drv.CUstream(int(stream))), "cuMemsetD32Async")
-        else:  # every lane's histograms: rows lane_bytes apart
-            check(drv.cuMemsetD2D32Async(drv.CUdeviceptr(b["hist"]), self.lane_bytes, 0, 2 * HBINS + LBINS, n,
-                                         drv.CUstream(int(stream))), "cuMemsetD2D32Async")
+        # every frame's histograms, one row each, rows lane_bytes apart (one frame: a single row)
+        check(drv.cuMemsetD2D32Async(drv.CUdeviceptr(b["hist"]), self.lane_bytes, 0, 2 * HBINS + LBINS, n,
+                                     drv.CUstream(int(stream))), "cuMemsetD2D32Async")
 
         def run(name: str, grid, block: int, args: tuple, **kw) -> None:
             g = (grid, 1, 1) if isinstance(grid, int) else grid
