@@ -184,7 +184,7 @@ for v in $VARIANTS; do
   done
   tar -czf "$OUT/$v.tar.gz" -C "$d" "${files[@]}"
 done
-val_lines "shipped (control: the shipped v5 model)" "$RUNS/shipped" | tee -a "$OUT/summary.txt"
+val_lines "shipped (control: the shipped model)" "$RUNS/shipped" | tee -a "$OUT/summary.txt"
 files=()
 for f in val_v3.log val_v3.json val_v5.log val_v5.json; do [ -f "$RUNS/shipped/$f" ] && files+=("$f"); done
 [ ${#files[@]} -eq 0 ] || tar -czf "$OUT/shipped.tar.gz" -C "$RUNS/shipped" "${files[@]}"

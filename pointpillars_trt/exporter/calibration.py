@@ -84,8 +84,7 @@ def calibration_frames(path: str | Path, split: str = "train", limit: int | None
 
 def synthetic_frames(count: int, seed: int = 0, first: int = 0, version: str | None = None) -> CalibrationFrames:
     """Frames ``first .. first + count - 1`` of our synthetic generator's dataset ``seed``, made by
-    generator ``version`` (default: the latest, ``GENERATOR_VERSION``, whose seed-0 frames the shipped
-    demo model trained on: ``tools/make_synthetic.py --seed 0``)."""
+    generator ``version`` (default: ``GENERATOR_VERSION``, the generator of the shipped demo model's data)."""
     from ..synthetic import GENERATOR_VERSION, generator_settings
 
     if count < 1:

@@ -49,7 +49,7 @@ def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
         assert json.loads((tmp_path / v / "train.json").read_text())["steps"] == 2
     summary = (out / "summary.txt").read_text()
     assert "plain_s1: trained 2 steps" in summary and "cut: trained 2 steps" in summary
-    for who in ("plain_s1", "cut", "shipped (control: the shipped v5 model)"):
+    for who in ("plain_s1", "cut", "shipped (control: the shipped model)"):
         for split in ("v3 val", "v5 val"):
             assert f"{who}: {split} R40 moderate 3D Car / Ped / Cyc: " in summary and "none: see the log" not in summary
     with tarfile.open(out / "shipped.tar.gz") as tar:
