@@ -371,3 +371,43 @@ def test_split_head_in_a_cuda_graph_gives_the_eager_bits(torch_cuda):
         graph.replay()
         torch.cuda.synchronize()
     assert torch.equal(captured, eager)
+
+
+# ---- branch streams: each branch's upsampling and head product on its own stream -------------------
+def test_branch_streams_change_nothing_off_cuda():
+    cfg, model = _model("kitti_pointpillars_3class")
+    plain, streams = InferenceRPN(model.rpn), InferenceRPN(model.rpn, branch_streams=True)
+    assert streams.branch_streams and not plain.branch_streams
+    x = _canvas(cfg)
+    with torch.inference_mode():
+        assert torch.equal(streams.head_output(x), plain.head_output(x))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("neck", sorted(NECKS))
+def test_branch_streams_give_the_one_stream_bits_eagerly_and_in_a_graph(torch_cuda, neck):
+    """The same kernels on the same inputs, forked onto side streams and joined: the same bits as the
+    one-stream split head, eagerly and replayed from a CUDA graph (as the device executor captures)."""
+    _, rpn = _neck_rpn("kitti_pointpillars_3class", NECKS[neck])
+    to_cuda = lambda m: m.to("cuda", torch.float16).to(memory_format=torch.channels_last)  # noqa: E731
+    plain, streams = to_cuda(InferenceRPN(rpn)), to_cuda(InferenceRPN(rpn, branch_streams=True))
+    g = torch.Generator().manual_seed(5)
+    x = torch.relu(torch.randn(2, 8, 128, 96, generator=g)).to("cuda", torch.float16).contiguous(memory_format=torch.channels_last)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.inference_mode():
+        assert plain.splits_head_on(plain.branches(x))
+        with torch.cuda.stream(side):  # warm-up outside the capture
+            for _ in range(2):
+                want = plain.head_output(x)
+                eager = streams.head_output(x)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        assert torch.equal(eager, want)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            captured = streams.head_output(x)
+        x.copy_(torch.relu(torch.randn(x.shape, generator=g)).to("cuda", torch.float16))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(captured, plain.head_output(x))
