@@ -348,8 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                          100 * acc["min_frame"])
         for rpn_mode in RPN_FORMS:  # the RPN without our fusions, same run (the default is "fused")
             det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-            iters = args.iters if rpn_mode in ("split-head", "branch-streams") else max(2, args.iters // 4)  # the A/B pair in full
-            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, iters, verbose=rpn_mode.endswith("-head"))
+            single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode.endswith("-head"))
         from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
 
         old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run
