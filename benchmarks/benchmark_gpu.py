@@ -20,9 +20,8 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/fp16/graph/cudnn-autotune`` and ``.../cudnn-autotune/batchB``: the same two with ``cudnn_autotune=True``
   (cuDNN times every engine of each convolution before the capture);
 * ``gpu/fp16/graph/rpn-FORM``: the fp16 graph row with another RPN form (:func:`rpn_forms`), among
-  them ``split-head`` (the head per upsampling branch, float32 products: the default),
-  ``concat-head`` (the head over the concatenated map) for the A/B, and ``branch-streams`` (the split
-  head with each branch's upsampling and product on a side stream, overlapping the later blocks);
+  them ``split-head`` (the head per upsampling branch, float32 products: the default) and
+  ``concat-head`` (the head over the concatenated map) for the A/B;
 * ``fp16_vs_fp32/GROUP`` and ``fp16_vs_fp32/GROUP/rpn-concat-head``: the share of FP32 boxes FP16
   finds again, with the default RPN and with the head over the concatenated map.
 
@@ -138,7 +137,6 @@ def rpn_forms() -> dict:
     from pointpillars_trt.model.inference_rpn import InferenceRPN, fold_batchnorm
 
     return {"split-head": lambda m: InferenceRPN(m, split_head=True), "concat-head": lambda m: InferenceRPN(m, split_head=False),
-            "branch-streams": lambda m: InferenceRPN(m, branch_streams=True),
             "fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"), "folded": fold_batchnorm, "plain": lambda m: m}
 
 

@@ -196,18 +196,15 @@ class InferenceRPN(nn.Module):
     True): on CUDA with channels_last branches and a head width that is a multiple of 4, the head
     runs per branch (:func:`head_without_concat`, products kept in float32) instead of over the
     concatenated map; elsewhere, and with ``split_head=False``, over the concatenated map as one
-    convolution. ``branch_streams`` (default False; CUDA with the split head): each branch's upsampling
-    and head product on a side stream of its own, overlapping the later blocks; the same bits.
+    convolution.
     """
 
-    def __init__(self, rpn: RPN, upsample: str = "conv", split_head: bool = True, branch_streams: bool = False) -> None:
+    def __init__(self, rpn: RPN, upsample: str = "conv", split_head: bool = True) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"InferenceRPN: upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         self.upsample = upsample
         self.split_head = bool(split_head)
-        self.branch_streams = bool(branch_streams)
-        self._streams: dict = {}  # device -> one side stream per branch (branch_streams)
         folded = fold_batchnorm(rpn.eval())
         self.convs = nn.ModuleList()  # per block: its Conv2d layers (BN folded, ReLU implied)
         for seq in folded.blocks:
@@ -274,58 +271,10 @@ class InferenceRPN(nn.Module):
 
     def head_output(self, canvas: torch.Tensor) -> torch.Tensor:
         """All head channels ``[B, A*K + A*7 + A*D, ny/s, nx/s]`` (cls, then box, then dir)."""
-        if self.branch_streams and canvas.is_cuda and self.upsample == "conv":
-            out = self._head_output_on_branch_streams(canvas)
-            if out is not None:
-                return out
         ys = self.branches(canvas)
         if self.splits_head_on(ys):
             return head_without_concat(ys, self.up_strides, self.head.weight[:, :, 0, 0], self.head.bias)
         return self.head(self.concat(ys))
-
-    def _head_output_on_branch_streams(self, canvas: torch.Tensor) -> torch.Tensor | None:
-        """:meth:`head_output` with each branch's upsampling convolution and head product on a side stream
-        of its own, forked from the current stream after its block and joined back before the final add:
-        branch ``k``'s work overlaps blocks ``k+1..`` on a GPU those small maps leave partly idle. The same
-        kernels on the same inputs, so the same bits; capturable (a CUDA graph records the fork and join).
-        ``None`` where the split head does not apply (the caller runs the one-stream form)."""
-        main = torch.cuda.current_stream(canvas.device)
-        streams = self._streams.get(canvas.device)
-        if streams is None:
-            streams = self._streams[canvas.device] = [torch.cuda.Stream(canvas.device) for _ in self.convs]
-        with torch.no_grad():  # eval only
-            return self._branch_streams_forward(canvas, main, streams)
-
-    def _branch_streams_forward(self, canvas: torch.Tensor, main, streams: list) -> torch.Tensor | None:
-        weight, x = self.head.weight[:, :, 0, 0], canvas
-        ys, terms, offset = [], [], 0
-        for convs, up, s, side in zip(self.convs, self.ups, self.up_strides, streams):
-            for conv in convs:
-                x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
-            side.wait_stream(main)
-            with torch.cuda.stream(side):
-                y = conv_bias_relu(x, up.weight, up.bias, (1, 1), (0, 0))
-                cout = y.shape[1] // (s * s)
-                ok = self.splits_head_on([y])
-                if ok:
-                    rows = y.permute(0, 2, 3, 1).reshape(-1, cout)  # channels_last: a view
-                    terms.append((branch_product(rows, weight[:, offset:offset + cout].t()), s))
-                    terms[-1][0].record_stream(main)  # read by the final add on the current stream
-            x.record_stream(side)  # read there while the next block runs here: not reused before that read
-            y.record_stream(main)
-            ys.append(y)
-            offset += cout
-            if not ok:
-                break
-        for side in streams:
-            main.wait_stream(side)
-        if len(terms) != len(self.convs):
-            return None
-        n, _, h, w = ys[0].shape
-        out = torch.empty((n, weight.shape[0], h * self.up_strides[0], w * self.up_strides[0]), dtype=ys[0].dtype,
-                          device=ys[0].device, memory_format=torch.channels_last)
-        add_depth_to_space_into(out, terms, self.head.bias)
-        return out
 
     def forward(self, canvas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cls, box, dirs = torch.split(self.head_output(canvas), self.splits, dim=1)
