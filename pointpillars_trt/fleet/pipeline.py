@@ -118,7 +118,10 @@ def actor_resources(options: FleetOptions) -> tuple[int, dict[str, float], bool]
     import ray
 
     cluster = ray.cluster_resources()
-    gpus = int(cluster.get("GPU", 0)) if options.num_gpus is None else options.num_gpus
+    have = int(cluster.get("GPU", 0))
+    gpus = have if options.num_gpus is None else options.num_gpus
+    if gpus > have:  # not an error: an autoscaling cluster adds GPU nodes on demand; a fixed one would wait forever
+        log.warning("%d GPU actors asked for; the cluster has %d GPU(s) now, so the pool waits until it has %d", gpus, have, gpus)
     if gpus:
         return gpus, {"num_gpus": 1, "num_cpus": options.num_cpus}, True
     cpus = float(cluster.get("CPU", 1))
