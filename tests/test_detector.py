@@ -196,7 +196,9 @@ def test_input_buffer_holds_the_detector_and_detects_what_was_written(kitti_conf
         t.start(), t.join()
     assert free == [False]  # another thread could not take the detector inside the block
     np.testing.assert_array_equal(got.boxes, want.boxes)
-    with det.input_buffer(0) as empty:
+    from pointpillars_trt.detector import EmptyFrameWarning
+
+    with det.input_buffer(0) as empty, pytest.warns(EmptyFrameWarning, match="no point lies inside"):
         assert det.detect(empty).num_pillars == 0
     for bad in (-1, 2.5):
         with pytest.raises(PointCloudError, match="whole number"), det.input_buffer(bad):
