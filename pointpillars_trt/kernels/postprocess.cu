@@ -782,7 +782,11 @@ __device__ __forceinline__ bool suppresses(double iou, double threshold, int at_
     return iou > threshold || (at_least && iou == threshold);
 }
 
-// A block covers 16 rows x 64 columns of the suppression bit matrix of one list. Pass 1: one lane
+// A tile covers 16 rows x 64 columns of the suppression bit matrix of one list; the blocks of a
+// list take its tiles in turn (tile = blockIdx.x, then + gridDim.x, ...), up to the list's own count
+// read here, so a grid sized for the machine (not for nms_pre_max, whose 16384 tiles are mostly
+// empty for a few hundred candidates) does the work; each tile is computed as by one block per
+// tile, so the bits are the same. Pass 1: one lane
 // per pair (8 warps x 2 rows x 2 halves) runs the cheap tests; the pairs that need the exact clip
 // are queued in shared memory. Pass 2: the queue is clipped 256 pairs at a time, so the warps run
 // the clip on full lanes (near pairs are a few per row: one lane per pair left most lanes of a warp
@@ -806,47 +810,51 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
 #endif
     PP_AT(dec_boxes, lane_scratch, frame); PP_AT(group_list, lane_scratch, frame); PP_AT(group_count, lane_scratch, frame);
     PP_AT(mask, lane_scratch, frame);
-    const int cb = blockIdx.x, r0 = blockIdx.y * MASK_ROWS;
     const int n = group_count[g];
-    if (r0 >= n || cb * 64 >= n || cb < (r0 >> 6)) return;  // rows only need words >= their own
     const int* list = group_list + (size_t)g * list_stride;
     const int t = threadIdx.x;
-    const int ncol = min(64, n - cb * 64);
-    if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
-    if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) make_bev(dec_boxes + (size_t)list[r0 + t - 64] * 7, rows[t - 64]);
-    if (t < MASK_ROWS) bits[t] = 0ull;
-    if (t == 0) queued = 0;
-    __syncthreads();
-    const int warp = t >> 5, lane = t & 31;
-    const unsigned all = 0xffffffffu;
-    const bool zero_suppresses = suppresses(0.0, threshold, at_least);
+    const int col_words = (n + 63) >> 6, tiles = ((n + MASK_ROWS - 1) / MASK_ROWS) * col_words;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {  // block-uniform
+        const int rb = tile / col_words, cb = tile - rb * col_words, r0 = rb * MASK_ROWS;
+        if (cb < (r0 >> 6)) continue;  // rows only need words >= their own
+        const int ncol = min(64, n - cb * 64);
+        if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
+        if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) make_bev(dec_boxes + (size_t)list[r0 + t - 64] * 7, rows[t - 64]);
+        if (t < MASK_ROWS) bits[t] = 0ull;
+        if (t == 0) queued = 0;
+        __syncthreads();
+        const int warp = t >> 5, lane = t & 31;
+        const unsigned all = 0xffffffffu;
+        const bool zero_suppresses = suppresses(0.0, threshold, at_least);
 #pragma unroll
-    for (int p = 0; p < 2 * (MASK_ROWS / 8); ++p) {  // p >> 1: the warp's row, p & 1: the word's half
-        const int rr = warp * (MASK_ROWS / 8) + (p >> 1), i = r0 + rr, col = lane + 32 * (p & 1);
-        const bool pair = i < n && col < ncol && cb * 64 + col > i;
-        const bool clip = pair && may_overlap(rows[rr], cols[col]);
-        const unsigned q = __ballot_sync(all, clip);
-        int base = 0;
-        if (lane == 0 && q) base = atomicAdd(&queued, __popc(q));
-        base = __shfl_sync(all, base, 0);
-        if (clip) queue[base + __popc(q & lanemask_lt())] = (unsigned short)(rr * 64 + col);
-        const unsigned z = __ballot_sync(all, pair && !clip && zero_suppresses);
-        if (lane == 0 && z) atomicOr(&bits[rr], (u64)z << (32 * (p & 1)));
-    }
-    __syncthreads();
-    const int m = queued;
-    for (int base = warp * 32; base < m; base += 256) {  // warp-uniform
-        const int k = base + lane, rr = k < m ? queue[k] >> 6 : 0, col = k < m ? queue[k] & 63 : 0;
-        bool general = false;
-        double iou = k < m ? iou_of(rows[rr], cols[col], clip_area(rows[rr], cols[col], general)) : 0.0;
-        for (unsigned rare = __ballot_sync(all, general); rare; rare &= rare - 1) {  // one lane at a time
-            if (lane == __ffs(rare) - 1) iou = iou_of(rows[rr], cols[col], clip_area_general(rows[rr], cols[col], scratch[warp]));
-            __syncwarp();
+        for (int p = 0; p < 2 * (MASK_ROWS / 8); ++p) {  // p >> 1: the warp's row, p & 1: the word's half
+            const int rr = warp * (MASK_ROWS / 8) + (p >> 1), i = r0 + rr, col = lane + 32 * (p & 1);
+            const bool pair = i < n && col < ncol && cb * 64 + col > i;
+            const bool clip = pair && may_overlap(rows[rr], cols[col]);
+            const unsigned q = __ballot_sync(all, clip);
+            int base = 0;
+            if (lane == 0 && q) base = atomicAdd(&queued, __popc(q));
+            base = __shfl_sync(all, base, 0);
+            if (clip) queue[base + __popc(q & lanemask_lt())] = (unsigned short)(rr * 64 + col);
+            const unsigned z = __ballot_sync(all, pair && !clip && zero_suppresses);
+            if (lane == 0 && z) atomicOr(&bits[rr], (u64)z << (32 * (p & 1)));
         }
-        if (k < m && suppresses(iou, threshold, at_least)) atomicOr(&bits[rr], 1ull << col);
+        __syncthreads();
+        const int m = queued;
+        for (int base = warp * 32; base < m; base += 256) {  // warp-uniform
+            const int k = base + lane, rr = k < m ? queue[k] >> 6 : 0, col = k < m ? queue[k] & 63 : 0;
+            bool general = false;
+            double iou = k < m ? iou_of(rows[rr], cols[col], clip_area(rows[rr], cols[col], general)) : 0.0;
+            for (unsigned rare = __ballot_sync(all, general); rare; rare &= rare - 1) {  // one lane at a time
+                if (lane == __ffs(rare) - 1) iou = iou_of(rows[rr], cols[col], clip_area_general(rows[rr], cols[col], scratch[warp]));
+                __syncwarp();
+            }
+            if (k < m && suppresses(iou, threshold, at_least)) atomicOr(&bits[rr], 1ull << col);
+        }
+        __syncthreads();
+        if (t < MASK_ROWS && r0 + t < n) mask[((size_t)g * list_stride + r0 + t) * words + cb] = bits[t];
+        __syncthreads();  // the next tile rewrites the shared rows, columns, bits and queue
     }
-    __syncthreads();
-    if (t < MASK_ROWS && r0 + t < n) mask[((size_t)g * list_stride + r0 + t) * words + cb] = bits[t];
 }
 
 // One block per list. Warp 0 runs the greedy scan inside each 64-candidate word (the word's

@@ -41,7 +41,8 @@ TILE = 2048
 MAX_PRE = 16384
 NUM_STATE = 16
 RANK_THREADS = 256  # postprocess.cu
-MASK_ROWS = 16  # rows of the suppression matrix per nms_mask block (postprocess.cu)
+MASK_ROWS = 16  # rows of the suppression matrix per nms_mask tile (postprocess.cu)
+MASK_BLOCKS_PER_SM = 8  # nms_mask blocks of 256 threads resident per multiprocessor (2048 threads)
 SCAN_SHARED_LIMIT = 48 * 1024  # the scan keeps the matrix's diagonal blocks in shared memory below this
 
 
@@ -126,6 +127,9 @@ class CudaPostProcessor:
         self._scan_shared = self.words * 8 + (diag_bytes if self._diag_in_shared else 0)
         sms = self.device.info.multiprocessor_count
         self._hist_grid = grid_for(self.R, 256, sms * 2)
+        # nms_mask: blocks per list that take its 16 x 64 tiles in turn (the kernel reads the count), as
+        # many as can be resident (8 of 256 threads per multiprocessor), never more than the tiles of pre_max
+        self._mask_blocks = min(self.words * -(-self.pre_max // MASK_ROWS), sms * MASK_BLOCKS_PER_SM)
         self._tiles = max(1, -(-self.R // TILE))
         k, g = self.pre_max, self.groups
         sizes = {
@@ -204,7 +208,7 @@ class CudaPostProcessor:
              ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
              ptr(b["group_list"]), ptr(b["group_count"]), k),
             shared_mem=self.sort_size * 8)
-        run("nms_mask", (self.words, -(-self.pre_max // MASK_ROWS), self.groups), 256,
+        run("nms_mask", (self._mask_blocks, 1, self.groups), 256,
             (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
              np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least, ptr(b["mask"])))
         run("nms_scan", self.groups, 256,
