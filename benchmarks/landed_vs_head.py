@@ -7,7 +7,9 @@
 Each round runs one subprocess per tree (PYTHONPATH = that tree), alternating, so that clock and
 thermal drift hit both alike: the demo model, fp16, one CUDA graph, batch 1, every real KITTI FOV
 frame in ``../shared/data/kitti_frames`` in turn, host to host around ``detect``. Prints the median
-of each tree over all rounds and their ratio.
+of each tree over all rounds and their ratio. Both trees run this checkout's demo model: a landed
+tree without ``pointpillars_trt/data/demo_model.safetensors`` gets a copy of it (without weights it
+would fall back to random ones, a different workload).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +65,19 @@ def measure(tree: Path, iters: int) -> list[list[float]]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+WEIGHTS = Path("pointpillars_trt") / "data" / "demo_model.safetensors"
+
+
+def with_weights(tree: Path) -> Path:
+    """Give ``tree`` this checkout's demo model where it has none (a landed tree carried without its
+    weights would run random ones, another workload); returns the tree's weights file."""
+    dest = tree / WEIGHTS
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / WEIGHTS, dest)
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--landed", type=Path, required=True, help="a tree holding the earlier pointpillars_trt/")
@@ -70,20 +86,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     trees = {"landed": args.landed.resolve(), "head": REPO}
+    with_weights(trees["landed"])
     samples: dict[str, list[float]] = {k: [] for k in trees}
     inner: dict[str, list[float]] = {k: [] for k in trees}
+    gpus: dict[str, list[float]] = {k: [] for k in trees}
     for r in range(args.rounds):
         for name, tree in (trees.items() if r % 2 == 0 else reversed(trees.items())):
             s, pipe, gpu = measure(tree, args.iters)
             samples[name] += s
             inner[name] += pipe
+            gpus[name] += gpu
             print(f"round {r} {name:<7} median {np.median(s):.4f} ms  p90 {np.percentile(s, 90):.4f}  p99 {np.percentile(s, 99):.4f}"
                   f"  | pipeline {np.median(pipe):.4f}  gpu {np.median(gpu):.4f}")
     med = {k: float(np.median(v)) for k, v in samples.items()}
     print(f"fp16 graph FOV host latency: landed {med['landed']:.4f} ms, head {med['head']:.4f} ms, "
           f"head/landed {med['head'] / med['landed']:.3f} ({len(samples['head'])} frames each)")
     if args.json:
-        args.json.write_text(json.dumps({"median_ms": med, "pipeline_median_ms": {k: float(np.median(v)) for k, v in inner.items()}, "ratio": med["head"] / med["landed"],
+        args.json.write_text(json.dumps({"median_ms": med, "pipeline_median_ms": {k: float(np.median(v)) for k, v in inner.items()},
+                                         "gpu_median_ms": {k: float(np.median(v)) for k, v in gpus.items()}, "ratio": med["head"] / med["landed"],
                                          "p99_ms": {k: float(np.percentile(v, 99)) for k, v in samples.items()}}, indent=1))
     return 0
 

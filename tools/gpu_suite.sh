@@ -147,8 +147,6 @@ if have ray; then
 fi
 # no speed regression: this checkout against the landed code in .landed/ (git archive REV pointpillars_trt | tar -x -C .landed)
 if [ -d .landed/pointpillars_trt ]; then
-  # both trees run the checkout's demo model (the landed tree may be carried without its weights)
-  [ -f .landed/pointpillars_trt/data/demo_model.safetensors ] || cp pointpillars_trt/data/demo_model.safetensors .landed/pointpillars_trt/data/
   step landed-vs-head "$PY" benchmarks/landed_vs_head.py --landed .landed --json "$OUT/landed_vs_head.json"
 fi
 if have tensorrt && "$PY" -c "import tensorrt; assert tensorrt.__file__" >/dev/null 2>&1; then
