@@ -260,19 +260,19 @@ class DevicePipeline:
             events = []
             with cudnn_autotuned(self.options.cudnn_autotune), torch.cuda.stream(self.stream), torch.inference_mode():
                 self._enqueue(batch, bucket, events, None if default_thr else score_threshold)
-        self._pending = (batch, launcher, events, t0, t1)
+        self._pending = (launcher, events, t0, t1)
 
     @property
     def has_pending(self) -> bool:
         return self._pending is not None
 
-    def collect(self) -> tuple[np.ndarray, dict[str, float]]:
-        """Wait for the last :meth:`submit`; returns ``(packed rows [B, words] int32, timings in ms)``.
-        The rows are a view of the pinned output buffer: valid until this pipeline's next :meth:`submit`
-        (:meth:`PackedLayout.unpack` copies what it returns)."""
+    def collect(self) -> dict[str, float]:
+        """Wait for the last :meth:`submit`; returns its timings in ms. Its results are then in the pinned
+        output rows, read through ``self.bufs.rows`` (:class:`PackedRows`, whose ``frame_result`` copies):
+        valid until this pipeline's next :meth:`submit`."""
         if self._pending is None:
             raise ConfigError("DevicePipeline.collect: nothing was submitted")
-        batch, launcher, events, t0, t1 = self._pending
+        launcher, events, t0, t1 = self._pending
         self._pending = None
         timings: dict[str, float] = {}
         if events is None:
@@ -287,7 +287,7 @@ class DevicePipeline:
         timings["host_stage"] = (t1 - t0) * 1e3  # staging into pinned memory (host)
         timings["host_wait"] = (t2 - t1) * 1e3  # enqueue / replay + waiting for the GPU (and, overlapped, the caller)
         timings["total"] = (t2 - t0) * 1e3
-        return self.bufs.packed_host_np[:batch], timings
+        return timings
 
     def free(self) -> None:
         if self._pending is not None:
@@ -397,7 +397,7 @@ class DeviceExecutor(Executor):
         return self.pipeline.input_row(num_points)
 
     def _collect(self, pipe: DevicePipeline, n: int) -> list[FrameResult]:
-        _, timings = pipe.collect()
+        timings = pipe.collect()
         result = pipe.bufs.rows.frame_result  # views into the rows collect() returns
         if n == 1:  # collect() made the timings for this frame alone
             return [result(0, timings)]
