@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..voxelize.cuda import (DROPPED_PILLARS, DROPPED_POINTS, FOUND, INPUT, INTENSITY_MAX, INTENSITY_MIN, NONFINITE,
-                             NUM_COUNTERS, PILLARS, VoxelCounters, keys_to_floats)
+                             NUM_COUNTERS, PILLARS, keys_to_floats)
 from .base import FrameResult, PillarCounts
 from .staging import SplitCopier, default_staging_threads
 
@@ -75,21 +75,6 @@ class PackedLayout:
     def words(self) -> int:
         return aligned_count(self.post_max * 9 + 1 + NUM_COUNTERS, 4)
 
-    def unpack(self, row: np.ndarray):
-        """``(boxes [n, 7], scores [n], labels [n] int64, VoxelCounters)`` of one packed row
-        (copies: the row itself may be overwritten afterwards)."""
-        n = min(max(int(row[self.count]), 0), self.post_max)
-        f = row.view(np.float32)
-        boxes = f[self.boxes: self.boxes + 7 * n].reshape(n, 7).copy()
-        scores = f[self.scores: self.scores + n].copy()
-        labels = row[self.labels: self.labels + n].astype(np.int64)
-        return boxes, scores, labels, VoxelCounters.from_array(row[self.counters: self.counters + NUM_COUNTERS])
-
-    def frame_result(self, row: np.ndarray, timings_ms: dict[str, float]) -> FrameResult:
-        """:meth:`unpack` straight into a :class:`~pointpillars_trt.executors.base.FrameResult`
-        (:meth:`PackedRows.frame_result` of a one-row buffer)."""
-        return PackedRows(self, row[None]).frame_result(0, timings_ms)
-
 
 class PackedRows:
     """Numpy views, made once, into packed rows ``[B, words]`` int32 (the pinned output buffer):
@@ -106,7 +91,7 @@ class PackedRows:
 
     def frame_result(self, b: int, timings_ms: dict[str, float]) -> FrameResult:
         """Lane ``b`` as a :class:`~pointpillars_trt.executors.base.FrameResult` (what
-        :meth:`PackedLayout.unpack` gives, copied once each): the count and the counters in one
+        tests/executors/packed_reference.py's ``unpack`` gives, copied once each): the count and the counters in one
         ``tolist()``, the intensity keys through :func:`~pointpillars_trt.voxelize.cuda.keys_to_floats`."""
         head = self.head[b].tolist()  # count, then the counters
         n = min(max(head[0], 0), self.post_max)

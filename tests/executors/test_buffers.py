@@ -10,6 +10,8 @@ from pointpillars_trt.executors.base import PillarCounts
 from pointpillars_trt.voxelize.cuda import NUM_COUNTERS
 from pointpillars_trt.executors.buffers import ALIGN_BYTES, PackedLayout, aligned_count, lane_tensor, point_bucket, tensor_ptr
 
+from .packed_reference import frame_result, unpack
+
 torch = pytest.importorskip("torch")
 
 
@@ -33,12 +35,12 @@ def test_aligned_count_and_layout():
     row[lay.count] = 2
     row.view(np.float32)[lay.boxes: lay.boxes + 14] = np.arange(14)
     row[lay.counters: lay.counters + 7] = [3, 4, 5, 1, 6, 0, 100]
-    boxes, scores, labels, c = lay.unpack(row)
+    boxes, scores, labels, c = unpack(lay, row)
     assert boxes.shape == (2, 7) and boxes[1, 0] == 7 and len(scores) == len(labels) == 2
     assert (c.num_pillars, c.num_found, c.num_dropped_pillars, c.num_input) == (3, 4, 1, 100)
     keys = np.array([-0.5, 0.75], np.float32).view(np.int32)
     row[lay.counters + 8: lay.counters + 11] = [2, *np.where(keys >= 0, keys, keys ^ 0x7FFFFFFF)]
-    c = lay.unpack(row)[3]
+    c = unpack(lay, row)[3]
     assert (c.num_nonfinite, c.intensity_min, c.intensity_max) == (2, -0.5, 0.75)
 
 
@@ -53,7 +55,7 @@ def test_point_bucket():
 
 @pytest.mark.parametrize("count", [0, 3, 500, 501, -1])
 def test_frame_result_equals_unpack(count):
-    """The per-frame decoding (one tolist, precompiled structs) gives what ``unpack`` does."""
+    """The per-frame decoding (one tolist, precompiled structs) gives what the reference ``unpack`` does."""
     lay, rng = PackedLayout(500), np.random.default_rng(count + 7)
     row = rng.integers(-2**31, 2**31 - 1, lay.words, dtype=np.int64).astype(np.int32)
     row[lay.count] = count
@@ -61,8 +63,8 @@ def test_frame_result_equals_unpack(count):
         keys = np.array([lo, hi], np.float32).view(np.int32)
         row[lay.counters + 9: lay.counters + 11] = np.where(keys >= 0, keys, keys ^ 0x7FFFFFFF)
         timings = {"gpu": 0.5}
-        r = lay.frame_result(row, timings)
-        boxes, scores, labels, c = lay.unpack(row)
+        r = frame_result(lay, row, timings)
+        boxes, scores, labels, c = unpack(lay, row)
         assert r.boxes.dtype == np.float32 and r.scores.dtype == np.float32 and r.labels.dtype == np.int64
         assert r.boxes.shape == (min(max(count, 0), 500), 7) and r.boxes.flags.c_contiguous
         np.testing.assert_array_equal(r.boxes.view(np.int32), boxes.view(np.int32))  # bit for bit (NaN payloads too)
@@ -87,11 +89,11 @@ def test_packed_rows_are_views_that_decode_what_the_rows_hold_now():
         rows[1] = np.random.default_rng(count).integers(-1000, 1000, lay.words)
         rows[1, lay.count] = count
         r = views.frame_result(1, {})
-        boxes, scores, labels, _ = lay.unpack(rows[1])
+        boxes, scores, labels, _ = unpack(lay, rows[1])
         np.testing.assert_array_equal(r.boxes, boxes)
         np.testing.assert_array_equal(r.scores.view(np.int32), scores.view(np.int32))
         np.testing.assert_array_equal(r.labels, labels)
-        assert r.counts == lay.frame_result(rows[1], {}).counts and not views.frame_result(0, {}).boxes.size
+        assert r.counts == frame_result(lay, rows[1], {}).counts and not views.frame_result(0, {}).boxes.size
 
 
 def _rows(batch: int, capacity: int, copier=None):
