@@ -11,7 +11,7 @@ Recipe: GT sampling, flip along x, global rotation [-pi/4, pi/4], global scaling
 matched by BEV IoU; focal / smooth-L1 (sin-difference yaw) / direction losses weighted 1 / 2 / 0.2;
 AdamW with one-cycle LR (max 0.003); gradient clipping 10; bf16 autocast on CUDA. Domain robustness for
 synthetic-to-real training (off by default): --object-sparsify P (thin or half-cut a box's points with
-probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropout F (drop up to a share F
+probability P), --object-ends P (keep only one end of a box's points, 15-50 % of its length, with probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropout F (drop up to a share F
 of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros). Far objects
 (off by default): --db-any-difficulty (the GT database keeps far / cut-off objects of no KITTI difficulty),
 --sample-far P --sample-far-range LO,HI (a GT sample is moved, with probability P, to a BEV range in LO..HI m
@@ -67,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample-groups", help="GT sampling targets, e.g. Car:15,Pedestrian:15,Cyclist:15")
     p.add_argument("--object-noise", action="store_true", help="per-object translation/rotation noise")
     p.add_argument("--object-sparsify", type=float, default=0.0, help="probability per box of thinning/half-cutting its points")
+    p.add_argument("--object-ends", type=float, default=0.0,
+                   help="probability per box of keeping only the points of one end of its length (15-50 %%): occluded or cut objects")
     p.add_argument("--beam-dropout", type=float, default=0.0, help="probability per elevation band (~one beam) of dropping it")
     p.add_argument("--point-dropout", type=float, default=0.0, help="largest share of points dropped at random per frame")
     p.add_argument("--intensity-jitter", type=float, default=0.0, help="sigma of the per-frame/per-point intensity jitter")
@@ -139,14 +141,14 @@ def run(args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.config)
     frames = KittiFrames(args.data, "train")
-    for name in ("object_sparsify", "beam_dropout", "point_dropout", "intensity_jitter", "sample_far"):
+    for name in ("object_sparsify", "object_ends", "beam_dropout", "point_dropout", "intensity_jitter", "sample_far"):
         if not 0.0 <= getattr(args, name) < 1.0:
             raise PointPillarsError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
     if not 0.0 <= args.sample_edge <= 1.0 or (args.sample_edge > 0 and args.sample_far == 0):
         raise PointPillarsError(f"--sample-edge must be in [0, 1] and needs --sample-far > 0, got {args.sample_edge}")
     augment = AugmentConfig(
         gt_sampling=not args.no_gt_sampling, sample_groups=parse_groups(args.sample_groups), object_noise=args.object_noise,
-        object_sparsify=args.object_sparsify, beam_dropout=args.beam_dropout, point_dropout=args.point_dropout,
+        object_sparsify=args.object_sparsify, object_ends=args.object_ends, beam_dropout=args.beam_dropout, point_dropout=args.point_dropout,
         intensity_jitter=args.intensity_jitter, db_any_difficulty=args.db_any_difficulty, sample_far=args.sample_far,
         sample_far_range=parse_range(args.sample_far_range), sample_edge=args.sample_edge,
     )

@@ -121,6 +121,27 @@ def jitter_intensity(points: np.ndarray, rng: np.random.Generator, sigma: float)
     return p
 
 
+def keep_object_ends(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, prob: float,
+                     keep: tuple[float, float] = (0.15, 0.5), min_points: int = 3) -> np.ndarray:
+    """With probability ``prob`` per box: keep only its points in one end of its length (either end,
+    a share ``U(keep)`` of the length), as of a car seen past an occluder or cut by the view's edge; the
+    whole box stays the target. ``boxes [G, 7]`` ``(x, y, z, l, w, h, yaw)``, the length along yaw. A
+    box keeps its points when fewer than ``min_points`` would remain. No draw at all when ``prob`` is 0."""
+    if prob <= 0 or len(boxes) == 0 or len(points) == 0:
+        return points
+    inside = points_in_boxes(points, boxes)
+    drop = np.zeros(len(points), dtype=bool)
+    for k in np.flatnonzero(rng.random(len(boxes)) < prob):
+        idx = np.flatnonzero(inside[:, k] & ~drop)
+        share, end = rng.uniform(*keep), (1.0 if rng.random() < 0.5 else -1.0)
+        d = points[idx, :2] - boxes[k, :2]
+        along = end * (d[:, 0] * np.cos(boxes[k, 6]) + d[:, 1] * np.sin(boxes[k, 6]))  # toward the kept end
+        lose = along < boxes[k, 3] * (0.5 - share)
+        if len(idx) - int(lose.sum()) >= min_points:
+            drop[idx[lose]] = True
+    return points[~drop]
+
+
 def sparsify_objects(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, prob: float, min_points: int = 5) -> np.ndarray:
     """With probability ``prob`` per box: keep a share ``U(0.15, 1)`` of its points, and half the
     time only those on one side of a random vertical plane through its centre (a far or partly

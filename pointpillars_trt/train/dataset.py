@@ -34,7 +34,8 @@ class AugmentConfig:
     ``db_min_points``: database objects need this many points (``filter_by_min_points``).
     ``frame_min_points``: the frame's own boxes of config classes with fewer points are dropped.
     Domain robustness (off by default; see :mod:`.augment`): ``object_sparsify`` (probability per
-    box of thinning / half-cutting its points), ``beam_dropout`` (probability per elevation band),
+    box of thinning / half-cutting its points), ``object_ends`` (probability per box of keeping only the
+    points of one end of its length, 15-50 % of it), ``beam_dropout`` (probability per elevation band),
     ``point_dropout`` (largest share of points dropped), ``intensity_jitter`` (sigma).
     Far objects (off by default): ``db_any_difficulty`` (the database keeps objects of no KITTI
     difficulty, i.e. far or cut-off ones), ``sample_far`` (probability per sampled object of being
@@ -53,6 +54,7 @@ class AugmentConfig:
     object_noise: bool = False
     shuffle_points: bool = True
     object_sparsify: float = 0.0
+    object_ends: float = 0.0
     beam_dropout: float = 0.0
     point_dropout: float = 0.0
     intensity_jitter: float = 0.0
@@ -145,6 +147,7 @@ class TrainDataset(Dataset):
             pts, boxes, names = self.sampler(pts, boxes, names, rng)
             truncation = np.concatenate([truncation, np.zeros(len(boxes) - len(truncation), np.float32)])
         pts = aug.sparsify_objects(pts, boxes, rng, a.object_sparsify)
+        pts = aug.keep_object_ends(pts, boxes, rng, a.object_ends)
         if a.object_noise:
             pts, boxes = aug.object_noise(pts, boxes, rng)
         if a.flip_x:

@@ -103,3 +103,30 @@ def test_robustness_augmentations_thin_points_and_keep_columns():
     before, after = points_in_boxes(pts, boxes).sum(0), points_in_boxes(thin, boxes).sum(0)
     assert np.all(after <= before) and after.sum() < before.sum() and np.all(after >= 5)
     assert len(pts) - len(thin) == before.sum() - after.sum()  # background untouched
+
+
+def test_keep_object_ends_keeps_one_end_and_the_box():
+    from pointpillars_trt.train.augment import keep_object_ends
+
+    rng = np.random.default_rng(3)
+    yaw = 0.7
+    boxes = np.array([[10.0, 5.0, -1.0, 4.0, 1.8, 1.5, yaw], [30.0, -5.0, -1.0, 4.0, 1.8, 1.5, 0.0]])
+    u = rng.uniform(-1.95, 1.95, 400)  # along the first box's length
+    v = rng.uniform(-0.85, 0.85, 400)
+    car = np.stack([10 + u * np.cos(yaw) - v * np.sin(yaw), 5 + u * np.sin(yaw) + v * np.cos(yaw), rng.uniform(-1.7, -0.3, 400),
+                    rng.uniform(0, 1, 400)], 1)
+    few = np.array([[30.0, -5.0, -1.0, 0.5], [31.0, -5.0, -1.0, 0.5]])  # the second box: too few points to cut
+    background = np.array([[0.0, 0.0, 0.0, 0.1]])
+    pts = np.concatenate([car, few, background]).astype(np.float32)
+    state = np.random.default_rng(9).bit_generator.state
+    r = np.random.default_rng(9)
+    assert keep_object_ends(pts, boxes, r, 0.0) is pts and r.bit_generator.state == state  # off: no draw at all
+    for seed in range(6):
+        out = keep_object_ends(pts, boxes, np.random.default_rng(seed), 1.0)
+        inside = points_in_boxes(out, boxes)
+        kept = out[inside[:, 0]]
+        along = (kept[:, 0] - 10) * np.cos(yaw) + (kept[:, 1] - 5) * np.sin(yaw)
+        span = along.max() - along.min()
+        assert 3 <= len(kept) < 400 and span <= 0.5 * 4.0 + 1e-4  # one end, at most half the length
+        assert (along >= -1e-4).all() or (along <= 1e-4).all()  # the end kept is 15-50 % of the length: one side of the centre
+        assert inside[:, 1].sum() == 2 and (out[~inside.any(1)] == background.astype(np.float32)).all()  # too few to cut; the rest untouched
