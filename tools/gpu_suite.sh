@@ -96,7 +96,13 @@ fi
 # Ray (fleet inference), only when missing: its wheel is too large to carry whole, so ./.raypkg/ holds
 # ray_stripped.tar.xz (the ray 2.60.0 cp312 wheel unpacked without ray/jars, ray/rllib and the
 # dashboard's web client) and the wheels of its missing needs (jsonschema, referencing, rpds-py,
-# jsonschema-specifications); the image has pyarrow, pandas, msgpack.
+# jsonschema-specifications); the image has pyarrow, pandas, msgpack. Made here (29 MB; about 1 min of xz):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d /tmp/rw ray==2.60.0
+#   python3 -m zipfile -e /tmp/rw/ray-2.60.0-*.whl /tmp/rs && rm -rf /tmp/rs/ray/jars /tmp/rs/ray/rllib /tmp/rs/ray/dashboard/client
+#   mkdir -p .raypkg && tar -C /tmp/rs -cJf .raypkg/ray_stripped.tar.xz .
+#   pip download (the same platform flags) -d .raypkg jsonschema referencing rpds-py jsonschema-specifications
+# With .devshared, .ortwhl and .landed it stays under the 64 MiB a call carries (leave .lowp out).
 if ! have ray && [ -f .raypkg/ray_stripped.tar.xz ]; then
   step install-ray bash -c "mkdir -p '$SITE' && tar -C '$SITE' -xJf .raypkg/ray_stripped.tar.xz && $PY -m pip install -q --no-index --no-deps --target '$SITE' .raypkg/*.whl"
 fi
