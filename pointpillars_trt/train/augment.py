@@ -6,6 +6,8 @@ Each function takes ``points [N, >=3]`` float32, canonical ``boxes [G, 7]`` and 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..postprocess import iou_bev
@@ -121,42 +123,54 @@ def jitter_intensity(points: np.ndarray, rng: np.random.Generator, sigma: float)
     return p
 
 
+def _drop_per_box(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, prob: float, min_points: int,
+                  lose: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """The loop of the per-box point augmentations: with probability ``prob`` per box ``k``, drop the
+    points ``lose(idx, k)`` marks (bool over ``idx``, box ``k``'s points that no earlier box dropped),
+    unless fewer than ``min_points`` would remain. ``lose`` draws from ``rng``, box by box. No draw at
+    all when ``prob`` is 0 or nothing is there."""
+    if prob <= 0 or len(boxes) == 0 or len(points) == 0:
+        return points
+    inside = points_in_boxes(points, boxes)
+    drop = np.zeros(len(points), dtype=bool)
+    for k in np.flatnonzero(rng.random(len(boxes)) < prob):
+        idx = np.flatnonzero(inside[:, k] & ~drop)
+        gone = lose(idx, k)
+        if len(idx) - int(gone.sum()) >= min_points:
+            drop[idx[gone]] = True
+    return points[~drop]
+
+
+def _along(points: np.ndarray, centre: np.ndarray, angle: float) -> np.ndarray:
+    """BEV offsets of ``points [N, >=2]`` from ``centre [>=2]`` projected on the direction ``angle``."""
+    d = points[:, :2] - centre[:2]
+    return d[:, 0] * np.cos(angle) + d[:, 1] * np.sin(angle)
+
+
 def keep_object_ends(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, prob: float,
                      keep: tuple[float, float] = (0.15, 0.5), min_points: int = 3) -> np.ndarray:
     """With probability ``prob`` per box: keep only its points in one end of its length (either end,
     a share ``U(keep)`` of the length), as of a car seen past an occluder or cut by the view's edge; the
     whole box stays the target. ``boxes [G, 7]`` ``(x, y, z, l, w, h, yaw)``, the length along yaw. A
     box keeps its points when fewer than ``min_points`` would remain. No draw at all when ``prob`` is 0."""
-    if prob <= 0 or len(boxes) == 0 or len(points) == 0:
-        return points
-    inside = points_in_boxes(points, boxes)
-    drop = np.zeros(len(points), dtype=bool)
-    for k in np.flatnonzero(rng.random(len(boxes)) < prob):
-        idx = np.flatnonzero(inside[:, k] & ~drop)
+
+    def lose(idx: np.ndarray, k: int) -> np.ndarray:
         share, end = rng.uniform(*keep), (1.0 if rng.random() < 0.5 else -1.0)
-        d = points[idx, :2] - boxes[k, :2]
-        along = end * (d[:, 0] * np.cos(boxes[k, 6]) + d[:, 1] * np.sin(boxes[k, 6]))  # toward the kept end
-        lose = along < boxes[k, 3] * (0.5 - share)
-        if len(idx) - int(lose.sum()) >= min_points:
-            drop[idx[lose]] = True
-    return points[~drop]
+        along = end * _along(points[idx], boxes[k], boxes[k, 6])  # toward the kept end
+        return along < boxes[k, 3] * (0.5 - share)
+
+    return _drop_per_box(points, boxes, rng, prob, min_points, lose)
 
 
 def sparsify_objects(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, prob: float, min_points: int = 5) -> np.ndarray:
     """With probability ``prob`` per box: keep a share ``U(0.15, 1)`` of its points, and half the
     time only those on one side of a random vertical plane through its centre (a far or partly
     seen object). A box keeps its points when fewer than ``min_points`` would remain."""
-    if prob <= 0 or len(boxes) == 0 or len(points) == 0:
-        return points
-    inside = points_in_boxes(points, boxes)
-    drop = np.zeros(len(points), dtype=bool)
-    for k in np.flatnonzero(rng.random(len(boxes)) < prob):
-        idx = np.flatnonzero(inside[:, k] & ~drop)
-        lose = rng.random(len(idx)) >= rng.uniform(0.15, 1.0)
+
+    def lose(idx: np.ndarray, k: int) -> np.ndarray:
+        gone = rng.random(len(idx)) >= rng.uniform(0.15, 1.0)
         if rng.random() < 0.5:
-            a = rng.uniform(-np.pi, np.pi)
-            d = points[idx, :2] - boxes[k, :2]
-            lose |= (d[:, 0] * np.cos(a) + d[:, 1] * np.sin(a)) > 0
-        if len(idx) - int(lose.sum()) >= min_points:
-            drop[idx[lose]] = True
-    return points[~drop]
+            gone |= _along(points[idx], boxes[k], rng.uniform(-np.pi, np.pi)) > 0
+        return gone
+
+    return _drop_per_box(points, boxes, rng, prob, min_points, lose)
