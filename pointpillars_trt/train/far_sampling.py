@@ -104,11 +104,12 @@ def far_target(box: np.ndarray, rng: np.random.Generator, far: FarPlacement,
         return None
     x0, y0, x1, y1 = far.bounds
     a0 = math.atan2(float(box[1]), float(box[0]))
+    span = angular_half_width(box) * r0 if edges is not None else 0.0  # the half-width at range r1 is span / r1
     for _ in range(far.tries):
         r1 = float(rng.uniform(lo, hi))
         cut = None
         if edges is not None:
-            a1, edge, outward = edge_azimuth(edges, angular_half_width(box) * r0 / r1, rng)
+            a1, edge, outward = edge_azimuth(edges, span / r1, rng)
             cut = (edge, outward)
         else:
             a1 = float(rng.uniform(-math.pi, math.pi))
