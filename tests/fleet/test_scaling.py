@@ -20,17 +20,11 @@ import pytest
 
 pytest.importorskip("ray.data")
 
-from tests.helpers import KITTI, REPO
+from tests.helpers import KITTI, REPO, free_port
 
 from .conftest import BACKEND
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,7 +34,7 @@ def two_gpu_head(tmp_path):
     ray_cli = Path(sys.executable).with_name("ray")
     if not ray_cli.is_file():
         pytest.skip(f"no ray command beside {sys.executable}")
-    port = _free_port()
+    port = free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
     log = (tmp_path / "ray_head.log").open("w")
     head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",

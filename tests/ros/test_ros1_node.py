@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ import pytest
 from pointpillars_trt.ros.cloud import CloudData, Header, PointFieldData, Stamp, points_to_cloud
 from pointpillars_trt.ros.markers import DELETEALL, box_line_segments
 from pointpillars_trt.ros.messages import boxes_from_msg, cloud_msg, markers_from_msg
+from tests.helpers import free_port
 
 from .conftest import REPO, SCORE_THRESHOLD, assert_boxes_close
 
@@ -51,12 +51,6 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 15.0
             proc.kill()
             proc.wait(timeout=10)
     return proc.returncode
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
