@@ -25,6 +25,9 @@ from tests.helpers import KITTI, REPO, free_port
 from .conftest import BACKEND
 
 pytestmark = pytest.mark.slow
+# the head and its client alike, whatever this machine's ~/.ray holds: a token file there turned token
+# authentication on for a new head (Ray >= 2.60), which a client without the token cannot pass
+RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ def two_gpu_head(tmp_path):
     log = (tmp_path / "ray_head.log").open("w")
     head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
                              "--num-cpus=4", "--num-gpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=RAY_ENV)
     try:
         deadline = time.monotonic() + 120
         while True:  # the GCS port answers once the head is up
@@ -69,11 +72,10 @@ def test_one_actor_per_gpu_and_the_same_rows_on_one_and_two_gpus(two_gpu_head, t
     if not any((KITTI / "cuda_pointpillars" / "velodyne_reduced").glob("*.bin")):
         pytest.skip("real KITTI frames not found")
     out = tmp_path / "scaling.json"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_fleet.py"), "--address", two_gpu_head,
                            "--num-gpus", "1", "2", "--backend", BACKEND, "--frames", "8", "--batch-size", "2",
                            "--frames-per-task", "2", "--warmup", "0", "--no-progress", "--json", str(out)],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+                          capture_output=True, text=True, timeout=600, env=RAY_ENV, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     runs = result["runs"]
