@@ -26,7 +26,7 @@
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> unfused voxelization as a CUDA graph
 # (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $VOX_FRAMES, default /tmp/pp_vox_frames, for a peer run; not into $OUT) -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
-# -> bench-facade -> profile-host -> bench-staging -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
+# -> bench-facade -> profile-host -> bench-decode (and in .landed/) -> bench-staging -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
@@ -138,6 +138,12 @@ fi
 step benchmark-gpu "$PY" benchmarks/benchmark_gpu.py ${BENCHMARK_GPU_ARGS:-} --json "$OUT/benchmark_gpu.json"
 step bench-facade "$PY" benchmarks/bench_facade.py
 step profile-host "$PY" benchmarks/profile_host.py --calls 2000
+# a ROS node's host path: PointCloud2 decoding in common layouts, FrameProcessor.process against Detector.detect
+# (on the GPU pipeline), this checkout and, when .landed/ is there, the landed code
+step bench-decode "$PY" benchmarks/bench_decode.py --json "$OUT/bench_decode.json"
+if [ -d .landed/pointpillars_trt ]; then
+  step bench-decode-landed "$PY" benchmarks/bench_decode.py --tree .landed --json "$OUT/bench_decode_landed.json"
+fi
 # the staging copy three ways on this host (numpy, one memmove, two threads): does a split pay on a many-core host?
 step bench-staging "$PY" benchmarks/bench_staging.py
 # issue 15: int8 / fp8 convolutions from maintained libraries (torch, torchao, cudnn-frontend) on the RPN's

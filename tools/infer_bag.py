@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("model: %s; %s", detector.source.describe(), detector.path)
         if detector.source.is_random:
             log.warning("no trained checkpoint given: using RANDOM weights, the boxes are meaningless")
-        processor = FrameProcessor(detector, params)
+        processor = FrameProcessor(detector, params, keep_points=kitti is not None and kitti.save_points)
         try:
             summary = replay(reader, processor, bag_writer, kitti, progress=not args.no_progress, on_error=log.warning,
                              on_note=rate_limited(log.warning))

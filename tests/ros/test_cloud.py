@@ -16,6 +16,7 @@ from pointpillars_trt.ros.cloud import (
 )
 
 HDR = Header(Stamp(12, 345), "velodyne")
+XYZ_FIELDS = [PointFieldData("x", 0, 7), PointFieldData("y", 4, 7), PointFieldData("z", 8, 7)]
 
 
 def raw_cloud(records: np.ndarray, fields, height=1, row_padding=0, big=False) -> CloudData:
@@ -129,6 +130,37 @@ def test_organized_cloud_with_row_padding_keeps_nan_rows():
     assert cloud.row_step == 12 * 32 + 24
     out = cloud_to_points(cloud)
     np.testing.assert_array_equal(out, pts)  # NaN == NaN for assert_array_equal
+
+
+@pytest.mark.parametrize("offset", [0, 4])
+def test_xyzi_side_by_side_are_copied_as_one_unit_in_any_row_layout(offset):
+    """x, y, z, intensity as float32 at four consecutive offsets (the 16-byte copy): rows with padding,
+    a field before them, NaN rows, and the bytes around each point left alone."""
+    pts = sample_points(48)
+    pts[[3, 17]] = np.nan
+    names = ["x", "y", "z", "intensity"]
+    dt = np.dtype({"names": ["ring", *names], "formats": ["<u2"] + ["<f4"] * 4,
+                   "offsets": [20 if offset == 0 else 0] + [offset + 4 * i for i in range(4)], "itemsize": 22})
+    rec = np.zeros(len(pts), dtype=dt)
+    rec["ring"] = np.arange(len(pts)) % 16
+    for i, name in enumerate(names):
+        rec[name] = pts[:, i]
+    fields = [PointFieldData(n, dt.fields[n][1], 4 if n == "ring" else 7) for n in dt.names]
+    out = cloud_to_points(raw_cloud(rec, fields, height=4, row_padding=6))
+    np.testing.assert_array_equal(out, pts)
+
+
+def test_decodes_into_a_given_array():
+    pts, other = sample_points(30), sample_points(30, seed=1)
+    buf = np.full((30, 4), 7.0, np.float32)
+    assert cloud_to_points(points_to_cloud(pts, HDR), out=buf) is buf
+    np.testing.assert_array_equal(buf, pts)
+    cloud_to_points(points_to_cloud(other[:, :3], HDR, XYZ_FIELDS), out=buf)  # no intensity field: zeros, not the old values
+    np.testing.assert_array_equal(buf[:, :3], other[:, :3])
+    assert not buf[:, 3].any()
+    for bad in (np.zeros((29, 4), np.float32), np.zeros((30, 4), np.float64), np.zeros((4, 30), np.float32).T):
+        with pytest.raises(PointCloudError, match=r"cloud stamp .* needs a C-contiguous float32 \[30, 4\] array"):
+            cloud_to_points(points_to_cloud(pts, HDR), out=bad)
 
 
 def test_empty_cloud():

@@ -88,8 +88,13 @@ def test_transform_into_detector_frame(ros_detector):
     proc = FrameProcessor(ros_detector, params(frame_id="base_link", transform="1 0 -2 0 0 1.5707963267948966", transform_from="lidar"))
     pts = np.array([[1, 0, 0, 0.5], [0, 1, 1, 0.25]], np.float32)
     cloud = points_to_cloud(pts, Header(STAMP, "lidar"))
+    before = pts.copy()
     out = proc.to_detector_frame(pts, cloud, "src")
     np.testing.assert_allclose(out, [[1, 1, -2, 0.5], [0, 0, -1, 0.25]], atol=1e-6)
+    np.testing.assert_array_equal(pts, before)  # a new array unless out= is given
+    buf = pts.copy()
+    assert proc.to_detector_frame(buf, cloud, "src", out=buf) is buf
+    np.testing.assert_array_equal(buf, out)
     assert proc.output_frame("lidar") == "base_link"
     # the detector frame itself passes unchanged; a third frame is rejected
     assert proc.to_detector_frame(pts, points_to_cloud(pts, Header(STAMP, "base_link")), "src") is pts
@@ -98,6 +103,19 @@ def test_transform_into_detector_frame(ros_detector):
     # no frame_id: every cloud is taken in its own frame
     free = FrameProcessor(ros_detector, params())
     assert free.output_frame("anything") == "anything"
+
+
+def test_results_carry_the_points_only_when_asked(ros_detector, frames):
+    """The cloud is decoded into the detector's input buffer; a result keeps a copy of the points
+    (moved into the detector frame) only from a processor with keep_points."""
+    pts = frames[0]
+    cloud = points_to_cloud(pts, Header(STAMP, "lidar"))
+    p = params(frame_id="base_link", transform="1 0 -2 0 0 1.5707963267948966", transform_from="lidar")
+    kept = FrameProcessor(ros_detector, p, keep_points=True).process(cloud)
+    plain = FrameProcessor(ros_detector, p).process(cloud)
+    np.testing.assert_allclose(kept.points, FrameProcessor(ros_detector, p).to_detector_frame(pts, cloud, "src"))
+    assert plain.points.shape == (0, 4) and plain.num_points == kept.num_points == len(pts)
+    np.testing.assert_array_equal(plain.detections.boxes, kept.detections.boxes)
 
 
 def test_repeat_filter():
