@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What a ROS node's host path costs per cloud before and around the detector: PointCloud2 decoding
-(``cloud_to_points``) in common driver layouts, and ``FrameProcessor.process`` (decode, NaN check,
-detect, markers) against ``Detector.detect`` on the same points.
+(``cloud_to_points``) in common driver layouts, the marker and box lists of a frame, and
+``FrameProcessor.process`` (decode, NaN check, detect, markers, boxes) against ``Detector.detect`` on
+the same points.
 
     python benchmarks/bench_decode.py [--repeat 200] [--rounds 5] [--backend auto] [--no-processor] [--tree DIR] [--json OUT.json]
 
@@ -26,6 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = REPO.parent / "shared" / "data" / "kitti_frames"
+BOXES = 58  # boxes of a real FOV frame from the demo model at the config's threshold (benchmark_gpu's FOV row)
 
 
 def layouts():
@@ -82,6 +84,14 @@ def main(argv=None) -> int:
                 assert np.array_equal(cloud_to_points(msgs[-1]), pts), name
             n = int(np.mean([m.height * m.width for m in msgs]))
             rows[f"decode {name}, {kind} ({n} points)"] = median_us(cloud_to_points, msgs, args.repeat, args.rounds)
+    from pointpillars_trt.ros.markers import detections_to_boxes, detections_to_markers
+
+    rng = np.random.default_rng(0)
+    dets = [(rng.uniform(0.5, 40, (BOXES, 7)).astype(np.float32), rng.uniform(0.1, 1, BOXES).astype(np.float32),
+             rng.integers(0, 3, BOXES)) for _ in range(8)]
+    names = ("Car", "Pedestrian", "Cyclist")
+    rows[f"markers ({BOXES} boxes)"] = median_us(lambda d: detections_to_markers(*d, names), dets, args.repeat, args.rounds)
+    rows[f"box list ({BOXES} boxes)"] = median_us(lambda d: detections_to_boxes(*d, names), dets, args.repeat, args.rounds)
     if not args.no_processor:
         from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, build_detector
 
