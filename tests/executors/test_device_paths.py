@@ -63,12 +63,21 @@ def test_ros_processor_on_the_gpu_path_matches_the_cpu_detector(torch_cuda, cpu_
     det = build_detector(params) if precision == "fp16" else Detector.from_checkpoint(None, precision="fp32")
     assert det.backend == Backend.GPU  # the node's own factory reaches the device executor (fp16 by default)
     proc = FrameProcessor(det, params)
+    staging = det.executor.pipeline.bufs.staging
+    stage, in_place = staging.stage, []
+
+    def recording_stage(clouds):  # did the processor decode into the pinned row itself (no staging copy)?
+        in_place.append(len(clouds) == 1 and clouds[0].__array_interface__["data"][0] == staging.addr[0])
+        return stage(clouds)
+
+    staging.stage = recording_stage
     for i, pts in enumerate(real_frames):
         res = proc.process(points_to_cloud(pts, Header(Stamp(i, 0), "velodyne")))
         want = cpu_reference.detect(pts)
         assert res.detections.num_pillars == want.num_pillars
         assert matched(want, res.detections) >= (0.99 if precision == "fp32" else 0.95)
         assert matched(res.detections, want) >= (0.99 if precision == "fp32" else 0.95)
+    assert in_place == [True] * len(real_frames)
     det.close()
 
 
