@@ -7,13 +7,13 @@ visibility (:mod:`.frame`); :mod:`.kitti_writer` writes frames as KITTI files an
 would give different files; it is recorded in ``dataset.json`` and in models trained on the data.
 Every version stays available (:mod:`.versions`): ``generator_settings("1")`` rebuilds v1 data
 byte for byte; ``GENERATOR_VERSION`` is the default of ``tools/make_synthetic.py`` and of the INT8
-calibration frames: the version of the shipped demo model's data (v5: v3's scenes, far cars without
-glass-house and roof returns as v4, and the far road returning in patches).
+calibration frames: the version of the shipped demo model's data (v6: v5, with each frame's
+far cars drawn with or without their glass-house and roof returns, and the cars near the view's edge further out).
 """
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 
 from .frame import SyntheticFrame, generate_frame  # noqa: E402
 from .scene import CLASS_NAMES, Scene, SceneConfig, generate_scene  # noqa: E402
