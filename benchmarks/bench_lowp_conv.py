@@ -211,16 +211,19 @@ def probe_cudnn(torch, cudnn, handle, xq, wq, descale, shape, compute, out_types
 
 
 def cudnn_probes(torch, x, w, shape, handle):
-    """name -> zero-argument probe for the cudnn-frontend fp8 and int8 convolutions (pre-quantized inputs)."""
-    import cudnn
-
-    dt = cudnn.data_type
+    """name -> zero-argument probe for the cudnn-frontend fp8 and int8 convolutions (pre-quantized inputs);
+    without the library each probe reports that it is missing, as the torchao probes do."""
 
     def fp8():
+        import cudnn
+
         (xq, sx), (wq, sw) = quantize(torch, x, torch.float8_e4m3fn, FP8_MAX), quantize(torch, w, torch.float8_e4m3fn, FP8_MAX)
-        return probe_cudnn(torch, cudnn, handle(), xq, wq, sx * sw, shape, dt.FLOAT, [dt.HALF])
+        return probe_cudnn(torch, cudnn, handle(), xq, wq, sx * sw, shape, cudnn.data_type.FLOAT, [cudnn.data_type.HALF])
 
     def int8():
+        import cudnn
+
+        dt = cudnn.data_type
         (xq, sx), (wq, sw) = quantize(torch, x, torch.int8, INT8_MAX), quantize(torch, w, torch.int8, INT8_MAX)
         return probe_cudnn(torch, cudnn, handle(), xq, wq, sx * sw, shape, dt.INT32, [dt.HALF, dt.FLOAT, dt.INT32])
 

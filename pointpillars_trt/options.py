@@ -180,7 +180,7 @@ class DeviceOptions:
     ``on_mismatch``: for TensorRT engines (``from_engine_dir``); ``staging_threads``: threads that copy
     the points into pinned memory (:class:`~pointpillars_trt.executors.staging.SplitCopier`; 1: the
     caller alone; ``None``: :func:`~pointpillars_trt.executors.staging.default_staging_threads`,
-    ``min(4, cores // 4)``; only copies of at least 1 MiB are split: 360-degree clouds and batches); ``cudnn_autotune``: let cuDNN time every engine of
+    ``min(4, cores // 4)``; only batches of at least 1 MiB are split, never a single cloud); ``cudnn_autotune``: let cuDNN time every engine of
     each convolution once, before the graph is captured, and keep the fastest (``torch.backends.cudnn``'s
     ``benchmark`` with no limit, set only around the warm-up and capture); off: cuDNN's heuristic
     choice (on an H200 the timed choice gained nothing: RPN 0.279 against 0.275 ms, 2026-12-02). The timed choice can differ between processes, so fp16 results may differ in their

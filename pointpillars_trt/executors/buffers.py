@@ -144,8 +144,10 @@ class StagingRows:
 
     def stage(self, clouds: Sequence[np.ndarray]) -> None:
         """Copy validated clouds (C-contiguous float32 ``[N_b, 4]``, ``N_b <= capacity``) into lanes
-        ``0..len-1`` and their counts: numpy's assignment, or the copier's threads when the clouds are
-        large enough for more than one share. A single cloud that starts at lane 0's row
+        ``0..len-1`` and their counts: numpy's assignment, or the copier's threads for a batch of two
+        or more clouds large enough for more than one share. A single cloud is never split: rows written
+        by several threads just before the host-to-device copy slow that copy by more than the threads
+        save (benchmarks/bench_h2d.py; docs/PERFORMANCE.md, 2026-12-02, thirteenth run). A single cloud that starts at lane 0's row
         (:meth:`lane_row`) is not copied; a cloud elsewhere in the rows is copied out first, so that
         no lane is overwritten before it is read."""
         held = [self.holds(c) for c in clouds]
@@ -154,7 +156,7 @@ class StagingRows:
                 self.counts[0] = clouds[0].shape[0]  # written in place (Detector.input_buffer)
                 return
             clouds = [c.copy() if h else c for c, h in zip(clouds, held)]
-        if self.copier is not None and self.copier.parts(sum(c.nbytes for c in clouds)) > 1:
+        if self.copier is not None and len(clouds) > 1 and self.copier.parts(sum(c.nbytes for c in clouds)) > 1:
             self.copier.copy([(self.addr[b], c.ctypes.data, c.nbytes) for b, c in enumerate(clouds)])
         else:
             for b, c in enumerate(clouds):

@@ -4,7 +4,11 @@ One thread copies at about 12-14 GB/s; on the H200's 16-core host (benchmarks/be
 2026-12-01) two threads halve the copy of a 360-degree cloud (1.6 MB: 113.6 -> 57.0 us) but lose on
 a FOV cloud (324 KB: 8.9 -> 31.5 us), because waking a worker costs ~20 us. So a share is never
 smaller than :data:`MIN_SHARE_BYTES` (about what one thread copies in the time a hand-off costs,
-rounded up to a power of two), and small copies stay on the caller's thread.
+rounded up to a power of two), and small copies stay on the caller's thread. The GPU pipeline
+splits only batches (``StagingRows.stage``): a single cloud's rows, written by four threads just before
+its host-to-device copy, made that copy 1.7x slower (bench_h2d.py: 1.6 MB in 112 against 68 us, 2026-12-02),
+and a 360-degree frame took 0.816 ms host to host against 0.752 ms with one thread. A batch is staged while
+the other pipeline's batch runs, so its copy finds the lines written back.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def default_staging_threads(cores: int | None = None) -> int:
     """The staging threads when the options leave them open: ``min(4, cores // 4)``, at least 1
     (``cores``: ``os.cpu_count()``). Measured (docs/PERFORMANCE.md, 2026-12-02): on a 16-core host four
     threads stage a batch of 16 360-degree clouds in 1.30 ms instead of 3.94 (2716 -> 3663 frames/s);
-    on a 2-core machine a split never won, and a FOV cloud (< 1 MiB) is never split anyway."""
+    on a 2-core machine a split never won; a FOV cloud (< 1 MiB) and any single cloud are never split."""
     n = os.cpu_count() if cores is None else cores
     return max(1, min(4, int(n or 1) // 4))
 

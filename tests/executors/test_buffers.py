@@ -121,6 +121,26 @@ def test_staging_rows_copy_clouds_and_counts(threads):
         copier.close()
 
 
+def test_only_batches_are_split_over_the_threads():
+    """A single cloud, however large, is copied on the caller's thread (rows written by several threads
+    just before the H2D copy slow it down); a batch of the same bytes goes to the threads."""
+    from pointpillars_trt.executors.staging import SplitCopier
+
+    copier = SplitCopier(4)
+    split = []
+    copy = copier.copy
+    copier.copy = lambda jobs: (split.append(sum(n for _, _, n in jobs)), copy(jobs))[1]
+    rows = _rows(2, 150000, copier)
+    big = _cloud(150000, 0)  # 2.4 MB: four shares if it were split
+    rows.stage([big])
+    assert split == [] and rows.counts[0] == 150000
+    np.testing.assert_array_equal(rows.points[0], big)
+    rows.stage([big, big[:1000]])
+    assert split == [big.nbytes + 16000]
+    np.testing.assert_array_equal(rows.points[1, :1000], big[:1000])
+    copier.close()
+
+
 @pytest.mark.parametrize("threads", [1, 4])
 def test_a_cloud_in_the_rows_is_read_in_place_alone_and_copied_out_in_a_batch(threads):
     from pointpillars_trt.errors import ConfigError
