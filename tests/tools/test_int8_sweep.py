@@ -107,7 +107,7 @@ def test_a_tiny_sweep_end_to_end(tmp_path):
 
 def test_data_follows_the_models_generator_version(tmp_path):
     """The sweep makes the data the model was trained on: the shipped model's metadata names the
-    latest generator (v5); a file without that metadata is one typed error naming it."""
+    latest generator (v6); a file without that metadata is one typed error naming it."""
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -115,7 +115,7 @@ def test_data_follows_the_models_generator_version(tmp_path):
 
     from pointpillars_trt.synthetic import GENERATOR_VERSION
 
-    assert sweep.generator_version(None) == GENERATOR_VERSION == "5"
+    assert sweep.generator_version(None) == GENERATOR_VERSION == "6"
     bare = tmp_path / "bare.safetensors"
     save_file({"w": np.zeros(1, np.float32)}, str(bare))
     with pytest.raises(PointPillarsError, match="bare.safetensors: no data_generator_version"):

@@ -35,7 +35,7 @@ def test_tiny_run_leaves_one_archive_per_variant_and_the_summaries(tmp_path):
 
     with safe_open(str(tmp_path / "lsq" / "qat.safetensors"), "pt") as f:
         meta = f.metadata()
-    assert meta["data_generator_version"] == "5" and meta["qat_learn_scales"] == "true" and meta["dtype"] == "float16"
+    assert meta["data_generator_version"] == "6" and meta["qat_learn_scales"] == "true" and meta["dtype"] == "float16"
     assert meta["qat_distill"] == "0.5"
     assert "reusing the INT8 export" in (tmp_path / "lsq" / "qat.log").read_text()
     assert json.loads((tmp_path / "lsq" / "qat.json").read_text())["steps"] == 1
