@@ -103,7 +103,12 @@ def main(argv=None) -> int:
             msgs = [points_to_cloud(c, Header(Stamp(i, 0), "velodyne")) for i, c in enumerate(clouds)]
             for m in msgs * 3:
                 proc.process(m)
-            rows[f"processor, {kind}"] = median_us(proc.process, msgs, args.repeat, args.rounds)
+            stages: dict[str, list[float]] = {}
+            rows[f"processor, {kind}"] = median_us(
+                lambda m: [stages.setdefault(k, []).append(v) for k, v in proc.process(m).timings_ms.items()], msgs,
+                args.repeat, args.rounds)
+            for k, v in stages.items():  # where process() spends it: its own stages and the detector's
+                rows[f"  processor stage {k}, {kind}"] = float(np.median(v)) * 1e3
             rows[f"detect, {kind}"] = median_us(det.detect, clouds, args.repeat, args.rounds)
             rows[f"processor - detect, {kind}"] = rows[f"processor, {kind}"] - rows[f"detect, {kind}"]
         det.close()
