@@ -34,6 +34,17 @@ def add_detector_arguments(p: argparse.ArgumentParser, *, nonfinite: str = "erro
     g.add_argument(f"{f}nonfinite", default=nonfinite, choices=NonFinitePolicy.values(), help="NaN/inf points: fail, or drop them")
 
 
+def unit_interval(text: str) -> float:
+    """argparse ``type`` of a score threshold: a number in ``[0, 1]`` (argparse's one-line error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def detector_from_args(args: argparse.Namespace, prefix: str = "", **options: Any):
     """The detector the arguments of :func:`add_detector_arguments` describe (``options`` add to them)."""
     from .detector import build_detector
@@ -45,7 +56,7 @@ def detector_from_args(args: argparse.Namespace, prefix: str = "", **options: An
                           format=get("format"), **given, **options)
 
 
-__all__ = ["OPTION_ARGS", "add_detector_arguments", "detector_from_args"]
+__all__ = ["OPTION_ARGS", "add_detector_arguments", "detector_from_args", "unit_interval"]
 
 
 def tool_main(parse_args: Any, run: Any, log: Any, argv: list[str] | None = None) -> int:

@@ -171,9 +171,11 @@ class YawRange(Choice):
     CANONICAL = "canonical"
 
 
-def _in_unit_interval(name: str, value: float) -> None:
+def check_unit_interval(name: str, value: float) -> float:
+    """``value`` if it lies in ``[0, 1]`` (a score or IoU threshold), else :class:`ConfigError` naming ``name``."""
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name}: must be in [0, 1], got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -312,8 +314,8 @@ class AnchorConfig:
         for size in self.sizes:
             if not all(v > 0 for v in size):
                 raise ConfigError(f"{where}.sizes: each (l, w, h) must be positive, got {list(size)}")
-        _in_unit_interval(f"{where}.matched_threshold", self.matched_threshold)
-        _in_unit_interval(f"{where}.unmatched_threshold", self.unmatched_threshold)
+        check_unit_interval(f"{where}.matched_threshold", self.matched_threshold)
+        check_unit_interval(f"{where}.unmatched_threshold", self.unmatched_threshold)
         if self.unmatched_threshold > self.matched_threshold:
             raise ConfigError(f"{where}: unmatched_threshold must not exceed matched_threshold")
 
@@ -389,8 +391,8 @@ class PostProcessConfig:
     yaw_range: YawRange = YawRange.SOURCE
 
     def __post_init__(self) -> None:
-        _in_unit_interval("postprocess.score_threshold", self.score_threshold)
-        _in_unit_interval("postprocess.nms_iou_threshold", self.nms_iou_threshold)
+        check_unit_interval("postprocess.score_threshold", self.score_threshold)
+        check_unit_interval("postprocess.nms_iou_threshold", self.nms_iou_threshold)
         _at_least(1, "postprocess.nms_pre_max", self.nms_pre_max)
         _at_least(1, "postprocess.nms_post_max", self.nms_post_max)
         for name, kind in self._choices().items():
@@ -604,8 +606,22 @@ def parse_yaml(text: str, what: str = "config") -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as exc:
         raise ConfigError(f"{what}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML: {_yaml_problem(exc)}") from None
     except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{what}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{what}: not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def _yaml_problem(exc: Any) -> str:
+    """A PyYAML parse error on one line: ``line L, column C: problem (context from line L0)``
+    (PyYAML's own text spans several lines and repeats the source with a caret)."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = exc.problem or exc.context or "parse error"
+    context = ""
+    if exc.context and exc.problem:
+        context = f" ({exc.context}" + (f" from line {exc.context_mark.line + 1}" if exc.context_mark is not None else "") + ")"
+    return where + problem + context
 
 
 def load_config(path: str | Path | None = None) -> PointPillarsConfig:

@@ -23,8 +23,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .config import PointPillarsConfig
-from .errors import IntensityRangeWarning, PillarOverflowError, PointCloudError
+from .config import PointPillarsConfig, check_unit_interval
+from .errors import ConfigError, IntensityRangeWarning, PillarOverflowError, PointCloudError
 from .executors.base import Executor, FrameResult
 from .io.intensity import IntensityMonitor
 from .io.pointcloud import validate_points
@@ -199,6 +199,7 @@ class Detector:
         :meth:`detect_batch` gives for ``[points]``, through the same steps without its lists (the GPU
         path's per-frame host time)."""
         t0 = perf_counter()
+        score_threshold = _score_threshold(score_threshold)
         p = self._validated(points, source)
         t1 = perf_counter()
         validate_ms = (t1 - t0) * 1e3
@@ -236,6 +237,7 @@ class Detector:
         as one batched replay; ``timings_ms`` are then the group's). Every cloud is validated first:
         a bad one raises before any runs."""
         sources = list(sources) if sources is not None else [f"<cloud {i}>" for i in range(len(clouds))]
+        score_threshold = _score_threshold(score_threshold)
         t0 = perf_counter()
         pts = [self._validated(c, s) for c, s in zip(clouds, sources)]
         t1 = perf_counter()
@@ -328,6 +330,16 @@ class Detector:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _score_threshold(value: float | None) -> float | None:
+    """A per-call score threshold: None (the config's) or a number in ``[0, 1]``; else :class:`ConfigError`
+    (a threshold of 2 would silently return nothing, a negative one every candidate)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"score_threshold: expected a number in [0, 1] or None, got {value!r}")
+    return check_unit_interval("score_threshold", float(value))
 
 
 def build_detector(ckpt: str | Path | None = None, engine_dir: str | Path | None = None, *,

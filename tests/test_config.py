@@ -213,3 +213,12 @@ def test_any_bytes_give_a_config_or_a_config_error(tmp_path):
         assert cfg is None or isinstance(cfg, PointPillarsConfig)
 
     check()
+
+
+@pytest.mark.parametrize("text, where", [("voxel: [1, 2\n", "line 2, column 1"), ("a: b: c\n", "line 1, column 5"),
+                                         ('name: "abc\n', "line 2, column 1")])
+def test_invalid_yaml_is_one_line_naming_file_line_and_column(tmp_path, text, where):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / 'c.yaml'}: not valid YAML: {where}: "), message

@@ -65,6 +65,14 @@ def test_bad_clouds_are_rejected_with_the_source_named(kitti_detector, kitti_poi
         kitti_detector.detect(bad, source="cloud.bin")
 
 
+@pytest.mark.parametrize("threshold", [1.5, -0.1, float("nan"), "0.3"])
+def test_a_score_threshold_outside_zero_one_is_a_config_error(kitti_detector, kitti_points, threshold):
+    with pytest.raises(ConfigError, match="score_threshold"):
+        kitti_detector.detect(kitti_points, score_threshold=threshold)
+    with pytest.raises(ConfigError, match="score_threshold"):
+        kitti_detector.detect_batch([kitti_points], score_threshold=threshold)
+
+
 def test_frames_without_a_usable_point_give_empty_results(kitti_detector):
     from pointpillars_trt.detector import EmptyFrameWarning
 

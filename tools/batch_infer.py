@@ -35,7 +35,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from pointpillars_trt.cli import OPTION_ARGS, add_detector_arguments, detector_from_args, tool_main
+from pointpillars_trt.cli import OPTION_ARGS, add_detector_arguments, detector_from_args, tool_main, unit_interval
 from pointpillars_trt.errors import ConfigError, PointPillarsError
 from pointpillars_trt.fleet.pipeline import FleetOptions
 
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "another's GPU step); 1: one at a time")
     p.add_argument("--frames-per-task", type=int, default=64, help="frames per read task (and message range of a recording)")
     add_detector_arguments(p)
-    p.add_argument("--score-thresh", type=float, help="override the config's score threshold")
+    p.add_argument("--score-thresh", type=unit_interval, help="override the config's score threshold (in [0, 1])")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 

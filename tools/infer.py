@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pointpillars_trt.cli import add_detector_arguments, detector_from_args, tool_main
+from pointpillars_trt.cli import add_detector_arguments, detector_from_args, tool_main, unit_interval
 from pointpillars_trt.detector import Detections
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.io.atomic import atomic_write_text, check_writable
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", type=Path, help="point-cloud files (.bin .npy .pcd .ply) or directories of them")
     add_detector_arguments(p)
-    p.add_argument("--score-thresh", type=float, help="override the config's score threshold")
+    p.add_argument("--score-thresh", type=unit_interval, help="override the config's score threshold (in [0, 1])")
     p.add_argument("--calib", type=Path, help="KITTI calib file, or a directory of <frame>.txt (for --out DIR)")
     p.add_argument("--image-shape", type=int, nargs=2, metavar=("H", "W"), help="clip projected 2D boxes to this image size")
     p.add_argument("--out", type=Path, help="FILE.json: all results as JSON; DIR: KITTI label files (needs --calib)")

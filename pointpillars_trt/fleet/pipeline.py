@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from ..config import check_unit_interval
 from ..errors import BackendUnavailableError, ConfigError, PointPillarsError
 from .actor import DetectorActor
 from .labels import LabelWriter
@@ -68,6 +69,8 @@ class FleetOptions:
             raise ConfigError(f"batch_size must be >= 1 and num_cpus > 0, got {self.batch_size} and {self.num_cpus}")
         if self.actor_concurrency < 1:
             raise ConfigError(f"actor_concurrency must be >= 1, got {self.actor_concurrency}")
+        if self.score_threshold is not None:
+            check_unit_interval("score_threshold", self.score_threshold)
 
 
 @dataclass(frozen=True)

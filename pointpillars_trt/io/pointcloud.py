@@ -64,9 +64,13 @@ def validate_points(points: np.ndarray, source: str = "<array>", *, nonfinite: s
     if not isinstance(points, np.ndarray):
         raise PointCloudError(f"{source}: expected a numpy array, got {type(points).__name__}")
     if points.ndim != 2 or points.shape[1] != 4:
-        raise PointCloudError(f"{source}: expected points of shape [N, 4], got {list(points.shape)}")
+        hint = ("; pass the x, y, z, intensity columns (points[:, :4] if they come first)"
+                if points.ndim == 2 and points.shape[1] > 4 else "")
+        raise PointCloudError(f"{source}: expected points of shape [N, 4], got {list(points.shape)}{hint}")
     if points.dtype != np.float32:
-        raise PointCloudError(f"{source}: expected float32 points, got {points.dtype}")
+        # no silent conversion: a float64 cloud costs a copy per frame, and an integer one is often unscaled
+        raise PointCloudError(f"{source}: expected float32 points, got {points.dtype}; "
+                              f"convert with points.astype(np.float32)")
     if points.shape[0] == 0 and not allow_empty:
         raise PointCloudError(f"{source}: empty point cloud (0 points)")
     # one vectorized check in the common all-finite case; the per-row mask only for bad clouds

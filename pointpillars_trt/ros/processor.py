@@ -90,7 +90,7 @@ class NodeParams:
         """Raise :class:`ConfigError` for inconsistent values; returns self."""
         if self.box_msg not in BOX_MSG_CHOICES:
             raise ConfigError(f"box_msg must be one of {BOX_MSG_CHOICES}, got {self.box_msg!r}")
-        if self.score_threshold > 1:
+        if not self.score_threshold <= 1:  # also NaN
             raise ConfigError(f"parameter 'score_threshold': must be in [0, 1] (negative: the config's), got {self.score_threshold}")
         if self.warmup < 0:
             raise ConfigError(f"parameter 'warmup': must be >= 0, got {self.warmup}")

@@ -171,3 +171,11 @@ def test_bench_fleet_runs_on_cpu(ray_cluster, tmp_path, capsys):
     assert result["fleet"]["frames"] == result["in_process"]["frames"] == 4 and result["same_boxes"]
     assert [r["actor_concurrency"] for r in result["runs"]] == [2, 1] and all(r["same_boxes"] for r in result["runs"])
     assert result["ratio"] > 0 and "frames/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("threshold", [1.5, -0.2])
+def test_fleet_options_refuse_a_score_threshold_outside_zero_one(threshold):
+    from pointpillars_trt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"score_threshold: must be in \[0, 1\]"):
+        FleetOptions(score_threshold=threshold)

@@ -209,8 +209,10 @@ def test_validate_points_checks():
     assert validate_points(good) is not None
     with pytest.raises(PointCloudError, match=r"frame7: expected points of shape \[N, 4\], got \[3, 3\]"):
         validate_points(np.ones((3, 3), np.float32), "frame7")
-    with pytest.raises(PointCloudError, match="float32"):
+    with pytest.raises(PointCloudError, match=r"float32 points, got float64; convert with points\.astype"):
         validate_points(np.ones((3, 4), np.float64))
+    with pytest.raises(PointCloudError, match=r"got \[3, 5\]; pass the x, y, z, intensity columns"):
+        validate_points(np.ones((3, 5), np.float32))
     with pytest.raises(PointCloudError, match="numpy array"):
         validate_points([[1, 2, 3, 4]])
     with pytest.raises(PointCloudError, match="<array>: empty point cloud"):

@@ -182,5 +182,7 @@ def test_nan_or_non_positive_intensity_scale_is_refused(name, value):
 def test_score_threshold_above_one_and_negative_warmup_are_refused():
     with pytest.raises(ConfigError, match=r"parameter 'score_threshold': must be in \[0, 1\]"):
         NodeParams(score_threshold=7.0).check()
+    with pytest.raises(ConfigError, match=r"parameter 'score_threshold': must be in \[0, 1\]"):
+        NodeParams(score_threshold=float("nan")).check()
     with pytest.raises(ConfigError, match=r"parameter 'warmup': must be >= 0"):
         NodeParams(warmup=-1).check()

@@ -140,3 +140,20 @@ def test_a_frame_outside_the_range_gives_an_empty_result(tmp_path):
     assert "the result is empty" in proc.stderr and "0 boxes" in proc.stdout
     [frame] = json.loads(out.read_text())["frames"]
     assert frame["boxes"] == [] and frame["num_points"] == 2
+
+
+def test_an_invalid_config_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("voxel: [1, 2\n")
+    proc = run_tool(SAMPLE, "--config", bad, "--quiet", check=False)
+    assert proc.returncode == 2
+    assert_no_traceback(proc)
+    [line] = proc.stderr.strip().splitlines()
+    assert "bad.yaml: not valid YAML: line 2, column 1:" in line
+
+
+@pytest.mark.parametrize("value", ["2", "-0.5", "nan", "high"])
+def test_a_score_threshold_outside_zero_one_is_refused(value):
+    proc = run_tool(SAMPLE, "--score-thresh", value, check=False)
+    assert proc.returncode == 2 and "--score-thresh" in proc.stderr and "model:" not in proc.stderr
+    assert_no_traceback(proc)
