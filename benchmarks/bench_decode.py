@@ -18,6 +18,7 @@ processor rows use the detector ``--backend`` gives (the GPU pipeline where ther
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -92,6 +93,18 @@ def main(argv=None) -> int:
     names = ("Car", "Pedestrian", "Cyclist")
     rows[f"markers ({BOXES} boxes)"] = median_us(lambda d: detections_to_markers(*d, names), dets, args.repeat, args.rounds)
     rows[f"box list ({BOXES} boxes)"] = median_us(lambda d: detections_to_boxes(*d, names), dets, args.repeat, args.rounds)
+    try:  # the message objects a node builds from the markers (rosbags' ROS 2 classes; not in every image)
+        from rosbags.typesys import Stores, get_typestore
+
+        from pointpillars_trt.ros.factories import RosbagsFactory
+        from pointpillars_trt.ros.messages import marker_array_msg
+    except ImportError:
+        pass
+    else:
+        factory, header = RosbagsFactory(get_typestore(Stores.ROS2_HUMBLE), 2), Header(Stamp(0, 0), "velodyne")
+        marker_lists = [detections_to_markers(*d, names) for d in dets]
+        rows[f"marker message, rosbags ROS 2 classes ({BOXES} boxes)"] = median_us(
+            lambda m: marker_array_msg(factory, header, m), marker_lists, max(1, args.repeat // 10), args.rounds)
     if not args.no_processor:
         from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, build_detector
 
@@ -109,6 +122,9 @@ def main(argv=None) -> int:
                 args.repeat, args.rounds)
             for k, v in stages.items():  # where process() spends it: its own stages and the detector's
                 rows[f"  processor stage {k}, {kind}"] = float(np.median(v)) * 1e3
+            if "markers" in inspect.signature(proc.process).parameters:  # no marker subscriber (a tree of before has none)
+                rows[f"processor without markers, {kind}"] = median_us(lambda m: proc.process(m, markers=False), msgs,
+                                                                       args.repeat, args.rounds)
             rows[f"detect, {kind}"] = median_us(det.detect, clouds, args.repeat, args.rounds)
             rows[f"processor - detect, {kind}"] = rows[f"processor, {kind}"] - rows[f"detect, {kind}"]
         det.close()

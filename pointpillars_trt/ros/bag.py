@@ -365,7 +365,7 @@ def replay(
             report(item, item.error)
             continue
         try:
-            result = processor.process(item.cloud)
+            result = processor.process(item.cloud, markers=bag_writer is not None)  # only the output bag holds markers
         except PointPillarsError as exc:
             summary.skipped += 1
             report(item, str(exc))

@@ -28,13 +28,25 @@ from .processor import FrameProcessor, FrameResult, NodeParams, RepeatFilter
 Log = Callable[[str], None]
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Publishers:
-    """Callables publishing one message each; ``boxes`` None when no box message is published."""
+    """Callables publishing one message each; ``boxes`` None when no box message is published.
+
+    ``markers_wanted`` / ``boxes_wanted``: whether that topic has a subscriber now (rospy's
+    ``get_num_connections() > 0``, rclpy's ``get_subscription_count() > 0``). A frame's markers are
+    then neither built nor published while nobody listens (RViz closed: ~1500 message objects per frame
+    saved), and its box message is not built. Neither publisher is latched, so nobody sees a
+    difference."""
 
     markers: Callable[[Any], None]
     latency: Callable[[Any], None]
     boxes: Callable[[Any], None] | None = None
+    markers_wanted: Callable[[], bool] = _always
+    boxes_wanted: Callable[[], bool] = _always
 
 
 def choose_box_type(factory: MessageFactory, choice: str) -> str | None:
@@ -99,8 +111,10 @@ class NodeCore:
 
     def _handle(self, msg: Any) -> FrameResult | None:
         t0 = time.perf_counter()
+        pubs = self.publishers
+        want_markers = pubs.markers_wanted()
         try:
-            result = self.processor.process(cloud_from_msg(msg))
+            result = self.processor.process(cloud_from_msg(msg), markers=want_markers)
         except PointPillarsError as exc:
             self.skipped += 1
             self._log_once(self.error, f"skipped a cloud: {exc}")
@@ -112,16 +126,18 @@ class NodeCore:
         for note in result.notes:
             self._log_once(self.warn, note)
         f = self.factory
-        self.publishers.markers(marker_array_msg(f, result.header, result.markers))
-        if self.box_type is not None and self.publishers.boxes is not None:
+        if want_markers:
+            pubs.markers(marker_array_msg(f, result.header, result.markers))
+        if self.box_type is not None and pubs.boxes is not None and pubs.boxes_wanted():
             build = detection3d_array_msg if self.box_type == DETECTION3D_ARRAY_TYPE else box_array_msg
-            self.publishers.boxes(build(f, result.header, result.boxes))
+            pubs.boxes(build(f, result.header, result.boxes))
         latency = (time.perf_counter() - t0) * 1e3
-        self.publishers.latency(float32_msg(f, latency))
+        pubs.latency(float32_msg(f, latency))
         self.frames += 1
         t = result.timings_ms
         self.info(
-            f"pointpillars: stamp {result.header.stamp}: {result.num_points} points -> {len(result.boxes)} boxes, "
+            f"pointpillars: stamp {result.header.stamp}: {result.num_points} points -> {len(result.boxes)} boxes"
+            f"{'' if want_markers else ' (no marker subscriber)'}, "
             f"latency {latency:.1f} ms (decode {t.get('decode', 0.0):.1f}, voxelize {t.get('voxelize', 0.0):.1f}, "
             f"network {t.get('network', 0.0):.1f}, postprocess {t.get('postprocess', 0.0):.1f})"
         )

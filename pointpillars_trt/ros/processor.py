@@ -215,11 +215,12 @@ class FrameProcessor:
             f"{have}; set transform (and transform_from) or frame_id"
         )
 
-    def process(self, cloud: CloudData) -> FrameResult:
+    def process(self, cloud: CloudData, markers: bool = True) -> FrameResult:
         """Detect in one cloud. A cloud without a usable point (empty, all NaN/inf under
         ``nonfinite=drop``, all outside the range) gives a result with no boxes (its markers: one
-        ``DELETEALL``) and a note. Raises PointCloudError (bad layout, wrong frame, NaN/inf under
-        ``nonfinite=error``) or another PointPillarsError."""
+        ``DELETEALL``) and a note. ``markers=False``: ``FrameResult.markers`` is left empty (a node
+        whose marker topic has no subscriber). Raises PointCloudError (bad layout, wrong frame,
+        NaN/inf under ``nonfinite=error``) or another PointPillarsError."""
         from ..io.pointcloud import validate_points
 
         source = describe_cloud(cloud)
@@ -247,15 +248,15 @@ class FrameProcessor:
         notes += caught
         t2 = time.perf_counter()
         class_names = tuple(det.class_names)
-        markers = detections_to_markers(
+        marker_list = detections_to_markers(
             det.boxes, det.scores, det.labels, class_names, ns=self.params.marker_ns,
             lifetime_s=self.params.marker_lifetime,
-        )
+        ) if markers else []
         boxes = detections_to_boxes(det.boxes, det.scores, det.labels, class_names)
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, **det.timings_ms, "markers": (t3 - t2) * 1e3}
         header = Header(cloud.header.stamp, self.output_frame(cloud.header.frame_id))
-        return FrameResult(header, det, markers, boxes, num_points, kept, num_nonfinite, timings, notes)
+        return FrameResult(header, det, marker_list, boxes, num_points, kept, num_nonfinite, timings, notes)
 
 
 class RepeatFilter:

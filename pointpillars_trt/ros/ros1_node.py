@@ -7,7 +7,8 @@ A thin shell over :class:`~pointpillars_trt.ros.node_core.NodeCore`:
 * publishes ``markers`` (``visualization_msgs/MarkerArray``), ``boxes`` (``vision_msgs/
   Detection3DArray`` when installed, else ``pointpillars_trt_msgs/BoxArray`` generated at run time)
   and ``~latency_ms`` (``std_msgs/Float32``, callback entry to last publish), all stamped with
-  the input's stamp;
+  the input's stamp; markers and boxes are built only while their topic has a subscriber (the
+  latency always);
 * runs the detector's warm-up before it subscribes, so the first cloud is not slow;
 * logs each frame's latency, and each bad cloud as an error - the node keeps running;
 * shuts down cleanly on SIGINT / ``rosnode kill`` (exit code 0).
@@ -50,7 +51,9 @@ def start(rospy: Any, params: NodeParams) -> NodeCore:
     pub_latency = rospy.Publisher(params.latency, Float32, queue_size=1)
     core = NodeCore(
         detector, params, factory,
-        Publishers(pub_markers.publish, pub_latency.publish, pub_boxes.publish if pub_boxes else None),
+        Publishers(pub_markers.publish, pub_latency.publish, pub_boxes.publish if pub_boxes else None,
+                   markers_wanted=lambda: pub_markers.get_num_connections() > 0,
+                   boxes_wanted=lambda: pub_boxes is not None and pub_boxes.get_num_connections() > 0),
         box_type, info, warn, error,
     )
     sub = rospy.Subscriber(params.input, PointCloud2, core.handle, queue_size=1, buff_size=BUFF_SIZE, tcp_nodelay=True)

@@ -9,7 +9,8 @@ through ``rosbags``.
   matches reliable and best-effort publishers and never queues old clouds);
 * publishers (reliable, depth 1): ``markers`` (``visualization_msgs/MarkerArray``), ``boxes``
   (``vision_msgs/Detection3DArray``, only when vision_msgs is installed) and ``~/latency_ms``
-  (``std_msgs/Float32``);
+  (``std_msgs/Float32``); markers and boxes are built only while their topic has a subscriber
+  (``Publisher.get_subscription_count``, in rclpy since Dashing);
 * parameters: every :class:`~pointpillars_trt.ros.processor.NodeParams` name is declared with
   the command-line value as its default (``--ros-args -p name:=value`` or a launch file override it)
   and ``ParameterDescriptor(dynamic_typing=True)``: rclpy otherwise fixes each parameter's type
@@ -73,7 +74,9 @@ def start(node: Any, params: NodeParams) -> NodeCore:
     pub_latency = node.create_publisher(Float32, private_topic(params.latency), out_qos)
     core = NodeCore(
         detector, params, factory,
-        Publishers(pub_markers.publish, pub_latency.publish, pub_boxes.publish if pub_boxes else None),
+        Publishers(pub_markers.publish, pub_latency.publish, pub_boxes.publish if pub_boxes else None,
+                   markers_wanted=lambda: pub_markers.get_subscription_count() > 0,
+                   boxes_wanted=lambda: pub_boxes is not None and pub_boxes.get_subscription_count() > 0),
         box_type, info, warn, error,
     )
     node.create_subscription(PointCloud2, params.input, core.handle, in_qos)

@@ -95,3 +95,34 @@ def test_node_core_with_cdr_messages(ros_ckpt, frames, expected):
     core.close()
     assert core.handle(incoming(points_to_cloud(frames[1], hdr))) is None  # closed: ignored
     assert "shut down after 4 frames (1 clouds skipped)" in logs["info"][-1]
+
+
+def test_outputs_nobody_subscribes_to_are_not_built(ros_ckpt, frames, expected):
+    """With no marker subscriber the frame's markers are neither built nor published; the boxes likewise."""
+    from pointpillars_trt.detector import Detector
+
+    ts, f = store(False)
+    sent = {"markers": [], "boxes": [], "latency": []}
+    listening = {"markers": False, "boxes": True}
+    logs = []
+    core = NodeCore(
+        Detector.from_checkpoint(ros_ckpt), NodeParams(score_threshold=SCORE_THRESHOLD), f,
+        Publishers(sent["markers"].append, sent["latency"].append, sent["boxes"].append,
+                   markers_wanted=lambda: listening["markers"], boxes_wanted=lambda: listening["boxes"]),
+        DETECTION3D_ARRAY_TYPE, logs.append, logs.append, logs.append,
+    )
+    hdr = Header(Stamp(5, 6), "velodyne")
+    result = core.handle(cloud_msg(f, points_to_cloud(frames[1], hdr)))
+    assert result is not None and result.markers == [] and len(result.boxes) == len(expected[1]) > 0
+    assert [len(v) for v in sent.values()] == [0, 1, 1]
+    assert f"-> {len(expected[1])} boxes (no marker subscriber), latency" in logs[-1]
+    _, boxes, _, _ = boxes_from_msg(sent["boxes"][0])
+    assert_boxes_close(boxes, expected[1].boxes)
+
+    listening.update(markers=True, boxes=False)  # RViz opened, the box consumer gone
+    result = core.handle(cloud_msg(f, points_to_cloud(frames[1], hdr)))
+    assert [len(v) for v in sent.values()] == [1, 1, 2]
+    _, markers = markers_from_msg(sent["markers"][0])
+    assert len(markers) == len(result.markers) == 1 + 2 * len(expected[1])
+    assert "(no marker subscriber)" not in logs[-1]
+    core.close()

@@ -90,6 +90,7 @@ class Collector:
     boxes: list[Any] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    subscribers: dict[str, Any] = field(default_factory=dict)  # kind -> the rospy.Subscriber
 
     def add(self, kind: str, msg: Any) -> None:
         with self.lock:
@@ -190,6 +191,7 @@ def client(rospy_mod, master, node):
         rospy.Subscriber(f"{TOPIC_PREFIX}/boxes", factory.cls("pointpillars_trt_msgs/msg/BoxArray"), lambda m: got.add("boxes", m), queue_size=100),
         rospy.Subscriber(f"/{node.name}/latency_ms", Float32, lambda m: got.add("latency", m), queue_size=100),
     ]
+    got.subscribers.update(zip(("markers", "boxes", "latency"), subs))
     pub = rospy.Publisher(f"{TOPIC_PREFIX}/points", PointCloud2, queue_size=10)
     try:
         wait_until(
@@ -283,6 +285,34 @@ def test_clouds_without_a_usable_point_publish_no_objects(client, node):
         headers, markers = markers_from_msg(got.markers[before[0]])
         assert headers == [Header(stamp, FRAME_ID)] and [m.action for m in markers] == [DELETEALL]
     assert "the result is empty" in node.log_text()
+
+
+def test_markers_are_not_built_while_nobody_subscribes(client, node, frames, expected):
+    """The marker subscriber leaves: the node stops building markers (its log says so), boxes and latency go on."""
+    _, got, _ = client
+    got.subscribers.pop("markers").unregister()
+    before = got.counts()
+    sent = 0
+
+    def skipped() -> bool:  # the node notices the closed connection a moment later: send until it says so
+        nonlocal sent
+        if "(no marker subscriber)" in node.log_text():
+            return True
+        send(client, node, frames[0], Stamp(4000 + sent, 0))
+        sent += 1
+        time.sleep(0.2)
+        return False
+
+    wait_until(skipped, FRAME_S, "the node to stop building markers", node.proc, node.log)
+    last = Header(Stamp(4000 + sent - 1, 0), FRAME_ID)  # the node's queue of 1 keeps the newest cloud
+
+    def settled() -> bool:
+        n_markers, n_boxes, n_latency = got.counts()
+        return n_boxes > before[1] and boxes_from_msg(got.boxes[-1])[0] == last and n_latency - before[2] == n_boxes - before[1]
+
+    wait_until(settled, FRAME_S, "the boxes and latency of the last cloud", node.proc, node.log)
+    assert got.counts()[0] == before[0]
+    assert_boxes_close(boxes_from_msg(got.boxes[-1])[1], expected[0].boxes, atol=1e-4)
 
 
 def test_clean_shutdown(client, node):
