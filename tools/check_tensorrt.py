@@ -203,7 +203,7 @@ def run_precision(precision: str, args, cfg, state_dict, ckpt_path, frames, work
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
     try:
         from pointpillars_trt.cuda.device import get_device
         from pointpillars_trt.tensorrt.api import load_tensorrt, tensorrt_version

@@ -182,7 +182,7 @@ def format_rows(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
     try:
         result = run_sqnr(args) if args.sqnr else run(args)
     except (PointPillarsError, ValueError, OSError) as exc:

@@ -464,7 +464,7 @@ def _cpu() -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):  # one thread per worker process
         os.environ[var] = "1"
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="int8_sweep_"))
