@@ -56,7 +56,7 @@ def test_qat_tool_writes_a_checkpoint_whose_int8_export_runs(tiny, tmp_path):
     export = ("export/export_onnx.py", "--ckpt", str(out), "--out-dir", str(int8), "--fused", "--int8", "--calib", str(root),
               "--calib-frames", "2", "--calib-ranges", str(ranges))
     proc = _run(*export)  # the default activation type (uint8) with the int8 ranges it was fine-tuned against
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("export_onnx: ERROR: ")]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1
     assert "fine-tuned against are int8" in errors[0] and "--activation-type int8" in errors[0]
     assert not (int8 / "full.onnx").exists()
