@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from pointpillars_trt.cli import LOG_FORMAT
 from pointpillars_trt.contract import PRECISIONS
 from pointpillars_trt.errors import BackendUnavailableError, PointPillarsError
 
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     from pointpillars_trt.tensorrt.build import BuildOptions, build_engines
 
     options = BuildOptions(

@@ -33,6 +33,7 @@ import logging
 import sys
 from pathlib import Path
 
+from pointpillars_trt.cli import LOG_FORMAT
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.exporter.calibration import DEFAULT_MAX_FRAMES
 from pointpillars_trt.exporter.quantize import ActivationType, CalibrationMethod, QuantizeOptions
@@ -120,7 +121,7 @@ def load_weights(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     try:
         from pointpillars_trt.exporter import export_onnx, graph_op_types, read_graph_metadata
 

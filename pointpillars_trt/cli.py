@@ -8,7 +8,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .config import check_unit_interval
 from .options import Backend, CheckpointFormat, NonFinitePolicy, OverflowPolicy, Precision, Voxelizer
+
+#: every tool's and node's log line: ``name: LEVEL: message``
+LOG_FORMAT = "%(name)s: %(levelname)s: %(message)s"
 
 #: the arguments :func:`add_detector_arguments` adds that become detector options when given
 OPTION_ARGS = ("precision", "voxelizer", "on_overflow", "nonfinite", "max_batch")
@@ -37,12 +41,9 @@ def add_detector_arguments(p: argparse.ArgumentParser, *, nonfinite: str = "erro
 def unit_interval(text: str) -> float:
     """argparse ``type`` of a score threshold: a number in ``[0, 1]`` (argparse's one-line error otherwise)."""
     try:
-        value = float(text)
-    except ValueError:
+        return check_unit_interval("value", float(text))
+    except ValueError:  # ConfigError is one
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def detector_from_args(args: argparse.Namespace, prefix: str = "", **options: Any):
@@ -56,7 +57,7 @@ def detector_from_args(args: argparse.Namespace, prefix: str = "", **options: An
                           format=get("format"), **given, **options)
 
 
-__all__ = ["OPTION_ARGS", "add_detector_arguments", "detector_from_args", "unit_interval"]
+__all__ = ["LOG_FORMAT", "OPTION_ARGS", "add_detector_arguments", "detector_from_args", "unit_interval"]
 
 
 def tool_main(parse_args: Any, run: Any, log: Any, argv: list[str] | None = None) -> int:
@@ -67,7 +68,7 @@ def tool_main(parse_args: Any, run: Any, log: Any, argv: list[str] | None = None
 
     from .errors import PointPillarsError
 
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     args = parse_args(argv)
     try:
         return run(args)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pointpillars_trt.cli import LOG_FORMAT
 from pointpillars_trt.options import Precision
 from pointpillars_trt.errors import BackendUnavailableError, EngineError, PointPillarsError
 
@@ -203,7 +204,7 @@ def run_precision(precision: str, args, cfg, state_dict, ckpt_path, frames, work
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
         from pointpillars_trt.cuda.device import get_device
         from pointpillars_trt.tensorrt.api import load_tensorrt, tensorrt_version

@@ -25,6 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
+from pointpillars_trt.cli import LOG_FORMAT
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.options import Backend
 
@@ -114,7 +115,7 @@ def print_report(r: dict) -> None:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--frames", type=Path, help="directory of point-cloud files")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pointpillars_trt.cli import add_detector_arguments, detector_from_args  # noqa: E402
+from pointpillars_trt.cli import LOG_FORMAT, add_detector_arguments, detector_from_args  # noqa: E402
 from pointpillars_trt.errors import PointPillarsError  # noqa: E402
 from pointpillars_trt.io.atomic import atomic_write_text, check_writable  # noqa: E402
 
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     try:
         run(args)
     except (PointPillarsError, ValueError) as exc:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pointpillars_trt.cli import LOG_FORMAT  # noqa: E402
 from pointpillars_trt.errors import PointPillarsError  # noqa: E402
 
 log = logging.getLogger("int8_sensitivity")
@@ -182,7 +183,7 @@ def format_rows(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
         result = run_sqnr(args) if args.sqnr else run(args)
     except (PointPillarsError, ValueError, OSError) as exc:

@@ -53,6 +53,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pointpillars_trt.cli import LOG_FORMAT  # noqa: E402
 from pointpillars_trt.errors import ConfigError, PointPillarsError  # noqa: E402
 
 log = logging.getLogger("int8_sweep")
@@ -464,7 +465,7 @@ def _cpu() -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):  # one thread per worker process
         os.environ[var] = "1"
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="int8_sweep_"))

@@ -21,6 +21,7 @@ import argparse
 import logging
 import sys
 
+from pointpillars_trt.cli import LOG_FORMAT
 from pointpillars_trt.errors import PointPillarsError
 from pointpillars_trt.options import Backend, NonFinitePolicy
 from pointpillars_trt.ros.processor import BOX_MSG_CHOICES, NodeParams
@@ -68,7 +69,7 @@ def params_from_args(args: argparse.Namespace) -> NodeParams:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     args, ros_args = parse_args(argv)
     try:
         params = params_from_args(args).check()
