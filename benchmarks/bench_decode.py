@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What a ROS node's host path costs per cloud before and around the detector: PointCloud2 decoding
-(``cloud_to_points``) in common driver layouts, the marker and box lists of a frame, and
+(``cloud_to_points``) in common driver layouts, the marker and box lists of a frame, their messages
+(rosbags' ROS 2 classes and genpy's ROS 1 classes, where installed), and
 ``FrameProcessor.process`` (decode, NaN check, detect, markers, boxes) against ``Detector.detect`` on
 the same points.
 
@@ -105,6 +106,22 @@ def main(argv=None) -> int:
         marker_lists = [detections_to_markers(*d, names) for d in dets]
         rows[f"marker message, rosbags ROS 2 classes ({BOXES} boxes)"] = median_us(
             lambda m: marker_array_msg(factory, header, m), marker_lists, max(1, args.repeat // 10), args.rounds)
+    try:  # the same with ROS 1's genpy classes (Debian's rospy), what the live ROS 1 node builds
+        from pointpillars_trt.ros.env import import_ros
+        from pointpillars_trt.ros.factories import GenpyFactory
+        from pointpillars_trt.ros.messages import box_array_msg, marker_array_msg
+
+        import_ros(1)
+    except ImportError:  # RosUnavailableError is one
+        pass
+    else:
+        factory, header = GenpyFactory(), Header(Stamp(0, 0), "velodyne")
+        marker_lists = [detections_to_markers(*d, names) for d in dets]
+        box_lists = [detections_to_boxes(*d, names) for d in dets]
+        rows[f"marker message, genpy ROS 1 classes ({BOXES} boxes)"] = median_us(
+            lambda m: marker_array_msg(factory, header, m), marker_lists, max(1, args.repeat // 10), args.rounds)
+        rows[f"BoxArray message, genpy ROS 1 classes ({BOXES} boxes)"] = median_us(
+            lambda b: box_array_msg(factory, header, b), box_lists, max(1, args.repeat // 10), args.rounds)
     if not args.no_processor:
         from pointpillars_trt.ros.processor import FrameProcessor, NodeParams, build_detector
 

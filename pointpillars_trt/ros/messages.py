@@ -72,10 +72,11 @@ def cloud_msg(f: MessageFactory, cloud: CloudData) -> Any:
     )
 
 
-def marker_msg(f: MessageFactory, header: Header, m: MarkerData) -> Any:
+def marker_msg(f: MessageFactory, header: Header | Any, m: MarkerData) -> Any:
+    """One marker; ``header`` a :class:`Header` or a header message already built (shared, not copied)."""
     return f.new(
         "visualization_msgs/msg/Marker",
-        header=header_msg(f, header),
+        header=header_msg(f, header) if isinstance(header, Header) else header,
         ns=m.ns,
         id=int(m.id),
         type=int(m.type),
@@ -84,14 +85,16 @@ def marker_msg(f: MessageFactory, header: Header, m: MarkerData) -> Any:
         scale=_vector3(f, m.scale),
         color=f.new("std_msgs/msg/ColorRGBA", r=float(m.color[0]), g=float(m.color[1]), b=float(m.color[2]), a=float(m.color[3])),
         lifetime=f.duration(m.lifetime_s),
-        points=[_point(f, p) for p in np.asarray(m.points, dtype=np.float64).reshape(-1, 3).tolist()],
+        points=f.points(np.asarray(m.points, dtype=np.float64).reshape(-1, 3).tolist()),
         text=m.text,
     )
 
 
 def marker_array_msg(f: MessageFactory, header: Header, markers: Sequence[MarkerData]) -> Any:
-    """Markers of one frame -> ``visualization_msgs/MarkerArray``; every marker carries ``header``."""
-    return f.new(MARKER_ARRAY_TYPE, markers=[marker_msg(f, header, m) for m in markers])
+    """Markers of one frame -> ``visualization_msgs/MarkerArray``; every marker carries ``header`` (one
+    header message, shared: the array is built, published and dropped)."""
+    h = header_msg(f, header)
+    return f.new(MARKER_ARRAY_TYPE, markers=[marker_msg(f, h, m) for m in markers])
 
 
 def _hypothesis(f: MessageFactory, box: BoxData) -> Any:

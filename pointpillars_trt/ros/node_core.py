@@ -126,11 +126,12 @@ class NodeCore:
         for note in result.notes:
             self._log_once(self.warn, note)
         f = self.factory
-        if want_markers:
-            pubs.markers(marker_array_msg(f, result.header, result.markers))
+        # boxes first: what a planner or tracker reads does not wait for RViz's ~26 points per box
         if self.box_type is not None and pubs.boxes is not None and pubs.boxes_wanted():
             build = detection3d_array_msg if self.box_type == DETECTION3D_ARRAY_TYPE else box_array_msg
             pubs.boxes(build(f, result.header, result.boxes))
+        if want_markers:
+            pubs.markers(marker_array_msg(f, result.header, result.markers))
         latency = (time.perf_counter() - t0) * 1e3
         pubs.latency(float32_msg(f, latency))
         self.frames += 1

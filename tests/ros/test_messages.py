@@ -124,6 +124,17 @@ def test_detection3d_array_cdr_round_trip(ros2):
     np.testing.assert_allclose([d.bbox.size.x, d.bbox.size.y, d.bbox.size.z], BOXES[1, 3:6], rtol=1e-6)
 
 
+def test_rosbags_factory_fills_zeros_and_refuses_unknown_fields(ros2):
+    ts, f = ros2
+    a, b = (f.new("visualization_msgs/msg/Marker", ns="x") for _ in range(2))
+    assert a.ns == "x" and a.id == 0 and a.text == "" and a.pose.orientation.w == 0.0 and a.colors == []
+    assert a.colors is not b.colors and a.pose is not b.pose  # zero values made per message, never shared
+    assert cdr_round_trip(ts, a, "visualization_msgs/msg/Marker").ns == "x"
+    with pytest.raises(TypeError, match=r"Marker has no field\(s\) \['nss'\]"):
+        f.new("visualization_msgs/msg/Marker", nss="x")
+    assert [(p.x, p.y, p.z) for p in f.points([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])] == [(1.0, 2.0, 3.0), (4.0, 5.0, 6.0)]
+
+
 def test_float32_cdr(ros2):
     ts, f = ros2
     assert cdr_round_trip(ts, float32_msg(f, 12.5), "std_msgs/msg/Float32").data == 12.5
@@ -174,6 +185,26 @@ def test_genpy_and_rosbags_agree(genpy_factory, ros1):
     # rosbags bytes -> genpy message -> our reader
     raw = bytes(ts.serialize_ros1(box_array_msg(f, HDR, detections_to_boxes(BOXES, SCORES, LABELS, NAMES)), BOX_ARRAY_TYPE))
     check_boxes(box_cls().deserialize(raw))
+
+
+def test_genpy_bytes_equal_rosbags_bytes(genpy_factory, ros1, frames):
+    """genpy's messages (argument-free constructor + setattr, the point list built the fast way, one
+    header shared by the markers) serialize to exactly the bytes of rosbags' ROS 1 serializer."""
+    ts, f = ros1
+    g = genpy_factory
+    markers = detections_to_markers(BOXES, SCORES, LABELS, NAMES)
+    boxes = detections_to_boxes(BOXES, SCORES, LABELS, NAMES)
+    cloud = points_to_cloud(frames[0], HDR)
+    for build, data, typename in ((marker_array_msg, markers, "visualization_msgs/msg/MarkerArray"),
+                                  (box_array_msg, boxes, BOX_ARRAY_TYPE)):
+        assert genpy_bytes(build(g, HDR, data)) == bytes(ts.serialize_ros1(build(f, HDR, data), typename)), typename
+    assert genpy_bytes(cloud_msg(g, cloud)) == bytes(ts.serialize_ros1(cloud_msg(f, cloud), "sensor_msgs/msg/PointCloud2"))
+
+
+def test_genpy_new_refuses_a_field_the_type_lacks(genpy_factory):
+    assert genpy_factory.new("geometry_msgs/msg/Point", x=1.5).z == 0.0  # the rest keep their defaults
+    with pytest.raises(AttributeError):
+        genpy_factory.new("geometry_msgs/msg/Point", x=1.0, w=2.0)
 
 
 def test_genpy_cloud_with_bigendian_layout(genpy_factory):

@@ -44,9 +44,11 @@ def test_node_core_with_cdr_messages(ros_ckpt, frames, expected):
     ts, f = store(False)
     sent = {"markers": [], "boxes": [], "latency": []}
     logs = {"info": [], "warn": [], "error": []}
+    order = []  # topics in the order they were published
 
     def publish(topic, typename):
-        return lambda msg: sent[topic].append(ts.deserialize_cdr(bytes(ts.serialize_cdr(msg, typename)), typename))
+        return lambda msg: (order.append(topic),
+                            sent[topic].append(ts.deserialize_cdr(bytes(ts.serialize_cdr(msg, typename)), typename)))
 
     core = NodeCore(
         Detector.from_checkpoint(ros_ckpt), NodeParams(score_threshold=SCORE_THRESHOLD, frame_id="velodyne"), f,
@@ -91,6 +93,7 @@ def test_node_core_with_cdr_messages(ros_ckpt, frames, expected):
     assert set(headers) == {hdr} and len(markers) == 1 + 2 * len(want)
     np.testing.assert_allclose(markers[1].points, box_line_segments(want.boxes)[0], atol=1e-5)
     assert sent["latency"][0].data > 0 and "latency" in logs["info"][-1]
+    assert order[-3:] == ["boxes", "markers", "latency"]  # the boxes do not wait for the markers
 
     core.close()
     assert core.handle(incoming(points_to_cloud(frames[1], hdr))) is None  # closed: ignored
