@@ -17,35 +17,24 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..errors import OutputError
-from ..io.atomic import check_writable
+from ..io.atomic import atomic_file, check_writable
 from .results import RUN_METADATA_KEY, result_schema
 
 
 def write_parquet_atomically(path: Path, tables: Iterable[Any], schema) -> Path:
-    """Stream ``tables`` (pyarrow, ``schema``) into ``path`` through a temporary file beside it."""
+    """Stream ``tables`` (pyarrow, ``schema``) into ``path`` through :func:`~pointpillars_trt.io.atomic.atomic_file`."""
     import pyarrow.parquet as pq
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with pq.ParquetWriter(fh, schema) as writer:
-                for table in tables:
-                    writer.write_table(table.replace_schema_metadata(schema.metadata))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_file(path) as fh:
+        with pq.ParquetWriter(fh, schema) as writer:
+            for table in tables:
+                writer.write_table(table.replace_schema_metadata(schema.metadata))
     return path
 
 

@@ -1,6 +1,6 @@
 """Result files that are either the old version or the complete new one, never half written.
 
-:func:`atomic_write_text` / :func:`atomic_write_bytes` write into a temporary file in the target's
+:func:`atomic_file` (a file handle), :func:`atomic_write_text` and :func:`atomic_write_bytes` write into a temporary file in the target's
 directory and :func:`os.replace` it over the target (atomic on POSIX within one file system); a
 failure part-way (full disk, file-size limit, an exception) removes the temporary file and leaves
 the previous target untouched. :func:`check_writable` tries the same before any work is done, so
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from ..errors import OutputError
 
@@ -29,12 +31,16 @@ def _mkdirs(directory: Path, what: str) -> None:
         raise OutputError(f"{what}: {directory} is not a directory")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (missing parent directories are made); returns the path.
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` when the block ends, complete, or never (missing parent
+    directories are made). The new file gets the mode a plain ``open()`` would give it (mkstemp's
+    is 0600), its data reach the disk (fsync) before the rename, and an exception inside the block
+    removes it and leaves the previous ``path`` untouched.
 
     Raises:
-        OutputError: the directory cannot be made or written, or the write failed part-way; the
-            message names the file. The previous content of ``path``, if any, is kept.
+        OutputError: the directory cannot be made or written, or the write failed part-way (an
+            ``OSError`` inside the block too); the message names the file.
     """
     path = Path(path)
     _mkdirs(path.parent, str(path))
@@ -42,7 +48,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, file_mode())
@@ -53,7 +59,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically through :func:`atomic_file`; returns the path.
+
+    Raises:
+        OutputError: the directory cannot be made or written, or the write failed part-way; the
+            message names the file. The previous content of ``path``, if any, is kept.
+    """
+    with atomic_file(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

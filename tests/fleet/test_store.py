@@ -13,6 +13,7 @@ from pointpillars_trt.errors import OutputError
 from pointpillars_trt.fleet import ResultStore
 from pointpillars_trt.fleet.results import result_table
 from pointpillars_trt.fleet.tasks import frame_row
+from pointpillars_trt.io.atomic import file_mode
 
 RUN = {"ckpt": "model.safetensors", "score_thresh": 0.3}
 
@@ -45,6 +46,7 @@ def test_rows_parts_and_resume(tmp_path):
     row = pq.read_table(out).slice(0, 1).to_pylist()[0]
     assert row["boxes"][1] == list(range(7, 14)) and row["labels"] == ["Car", "Pedestrian"] and row["record_ns"] is None
     assert dict(row["timings_ms"]) == {"read": 1.0, "total": 2.0} and row["num_points"] == 5
+    assert out.stat().st_mode & 0o777 == file_mode()  # as open() makes it, not mkstemp's 0600
 
     again = ResultStore(out, RUN)  # the failed frame is not done: it runs again and replaces its row
     assert again.done == {("a", 0), ("a", 1)}

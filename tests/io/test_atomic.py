@@ -5,7 +5,7 @@ import os
 import pytest
 
 from pointpillars_trt.errors import OutputError
-from pointpillars_trt.io.atomic import atomic_write_text, check_writable
+from pointpillars_trt.io.atomic import atomic_file, atomic_write_text, check_writable
 
 
 def test_write_replaces_and_makes_parents(tmp_path):
@@ -52,3 +52,19 @@ def test_check_writable(tmp_path):
         check_writable("/proc/pp_test.json")
     with pytest.raises(OutputError, match="cannot write"):
         atomic_write_text("/proc/pp_test.json", "x")
+
+
+def test_atomic_file_is_all_or_nothing(tmp_path):
+    path = tmp_path / "out.bin"
+    with atomic_file(path) as fh:
+        fh.write(b"old")
+    assert path.read_bytes() == b"old" and path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    with pytest.raises(RuntimeError, match="writer broke"):
+        with atomic_file(path) as fh:
+            fh.write(b"half of the new")
+            raise RuntimeError("writer broke")
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
+    with pytest.raises(OutputError, match=r"out.bin: cannot write: .*boom"):
+        with atomic_file(path) as fh:
+            raise OSError("boom")
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
