@@ -16,7 +16,6 @@ missing file means no detections for that frame.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -197,12 +196,6 @@ def load_frame_points(
 RESULT_DECIMALS = 4  # OpenPCDet writes KITTI result files with 4 decimals
 
 
-def _write_atomically(path: Path, objects: Sequence[KittiObject]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    write_label(tmp, objects, decimals=RESULT_DECIMALS)
-    os.replace(tmp, path)
-
-
 def check_run_meta(out_dir: Path, meta: dict) -> None:
     """Record what produced the result files in ``out_dir/eval_meta.json``; refuse to resume into a
     directory whose result files another model / backend / setting wrote (:class:`DatasetError`)."""
@@ -264,5 +257,6 @@ def predict_split(
             raise ValueError(f"frame {frame_id}: detector labels {labels.min()}..{labels.max()} outside its "
                              f"{len(det.class_names)} class names")
         names = [det.class_names[k] for k in labels]
-        _write_atomically(out_dir / f"{frame_id}.txt", detections_to_kitti_objects(boxes, names, scores, calib, image_shape))
+        write_label(out_dir / f"{frame_id}.txt", detections_to_kitti_objects(boxes, names, scores, calib, image_shape),
+                    decimals=RESULT_DECIMALS)  # atomic (io.atomic)
     return len(todo)
