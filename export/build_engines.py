@@ -32,9 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from pointpillars_trt.cli import LOG_FORMAT
+from pointpillars_trt.cli import tool_main
 from pointpillars_trt.contract import PRECISIONS
-from pointpillars_trt.errors import BackendUnavailableError, PointPillarsError
 
 log = logging.getLogger("build_engines")
 
@@ -58,9 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+def run(args: argparse.Namespace) -> int:
     from pointpillars_trt.tensorrt.build import BuildOptions, build_engines
 
     options = BuildOptions(
@@ -69,18 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         hardware_compat=args.hardware_compat, version_compatible=args.version_compatible, log_severity="info" if args.verbose else "warning",
     )
     t0 = time.perf_counter()
-    try:
-        paths = build_engines(args.onnx_dir, args.out_dir or args.onnx_dir, options, native_scatter=args.native_scatter, device=args.device)
-    except BackendUnavailableError as exc:
-        log.error("%s", exc)
-        return 2
-    except PointPillarsError as exc:
-        log.error("%s", exc)
-        return 2
+    paths = build_engines(args.onnx_dir, args.out_dir or args.onnx_dir, options, native_scatter=args.native_scatter, device=args.device)
     for part, path in paths.items():
         log.info("wrote %s (%s)", path, part)
     log.info("built %d engine(s) in %.1f s", len(paths), time.perf_counter() - t0)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0, or 2 with one line (TensorRT missing, a bad graph or option: any PointPillarsError)."""
+    return tool_main(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":

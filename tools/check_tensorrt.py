@@ -16,7 +16,8 @@ the TensorRT backend and the reference backend(s) on the same pillars, and print
 * per-stage times of the TensorRT backend (CUDA events: h2d, pfn, scatter, rpn, d2h), median
   over ``--iters`` runs per frame, and the reference's.
 
-Exit codes: 0 done (parity is reported, not judged); 1 an error; 2 TensorRT / cuda-python missing.
+Exit codes: 0 done (parity is reported, not judged); 2 with one line when it could not be done (TensorRT or
+cuda-python missing, a bad checkpoint or frame folder, a lane bug: any PointPillarsError).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pointpillars_trt.cli import LOG_FORMAT
+from pointpillars_trt.cli import tool_main
 from pointpillars_trt.options import Precision
-from pointpillars_trt.errors import BackendUnavailableError, EngineError, PointPillarsError
+from pointpillars_trt.errors import EngineError, PointPillarsError
 
 log = logging.getLogger("check_tensorrt")
 REPO = Path(__file__).resolve().parents[1]
@@ -202,30 +203,25 @@ def run_precision(precision: str, args, cfg, state_dict, ckpt_path, frames, work
         raise EngineError(f"{engine_dir}: detect_batch differs from detect on some lanes (see above): a lane bug; please report it")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    try:
-        from pointpillars_trt.cuda.device import get_device
-        from pointpillars_trt.tensorrt.api import load_tensorrt, tensorrt_version
+def run(args: argparse.Namespace) -> int:
+    from pointpillars_trt.cuda.device import get_device
+    from pointpillars_trt.tensorrt.api import load_tensorrt, tensorrt_version
 
-        load_tensorrt()
-        dev = get_device(args.device).info
-        print(f"TensorRT {tensorrt_version()} on {dev.name} (sm_{dev.compute_capability[0]}{dev.compute_capability[1]}, driver {dev.driver_version})")
-        cfg, state_dict, ckpt_path = load_model(args)
-        frames = load_frames(args.frames)
-        print(f"config {cfg.name}; weights {ckpt_path or 'random/demo'}; {len(frames)} frames from {args.frames}")
-        with tempfile.TemporaryDirectory(prefix="check_tensorrt_") as tmp:
-            work = args.work_dir or Path(tmp)
-            for precision in args.precision:
-                run_precision(precision, args, cfg, state_dict, ckpt_path, frames, work)
-    except BackendUnavailableError as exc:
-        log.error("%s", exc)
-        return 2
-    except PointPillarsError as exc:
-        log.error("%s", exc)
-        return 1
+    load_tensorrt()
+    dev = get_device(args.device).info
+    print(f"TensorRT {tensorrt_version()} on {dev.name} (sm_{dev.compute_capability[0]}{dev.compute_capability[1]}, driver {dev.driver_version})")
+    cfg, state_dict, ckpt_path = load_model(args)
+    frames = load_frames(args.frames)
+    print(f"config {cfg.name}; weights {ckpt_path or 'random/demo'}; {len(frames)} frames from {args.frames}")
+    with tempfile.TemporaryDirectory(prefix="check_tensorrt_") as tmp:
+        work = args.work_dir or Path(tmp)
+        for precision in args.precision:
+            run_precision(precision, args, cfg, state_dict, ckpt_path, frames, work)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return tool_main(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":
