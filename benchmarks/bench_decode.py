@@ -94,6 +94,9 @@ def main(argv=None) -> int:
     names = ("Car", "Pedestrian", "Cyclist")
     rows[f"markers ({BOXES} boxes)"] = median_us(lambda d: detections_to_markers(*d, names), dets, args.repeat, args.rounds)
     rows[f"box list ({BOXES} boxes)"] = median_us(lambda d: detections_to_boxes(*d, names), dets, args.repeat, args.rounds)
+    marker_lists = [detections_to_markers(*d, names) for d in dets]
+    box_lists = [detections_to_boxes(*d, names) for d in dets]
+    header = Header(Stamp(0, 0), "velodyne")
     try:  # the message objects a node builds from the markers (rosbags' ROS 2 classes; not in every image)
         from rosbags.typesys import Stores, get_typestore
 
@@ -102,8 +105,7 @@ def main(argv=None) -> int:
     except ImportError:
         pass
     else:
-        factory, header = RosbagsFactory(get_typestore(Stores.ROS2_HUMBLE), 2), Header(Stamp(0, 0), "velodyne")
-        marker_lists = [detections_to_markers(*d, names) for d in dets]
+        factory = RosbagsFactory(get_typestore(Stores.ROS2_HUMBLE), 2)
         rows[f"marker message, rosbags ROS 2 classes ({BOXES} boxes)"] = median_us(
             lambda m: marker_array_msg(factory, header, m), marker_lists, max(1, args.repeat // 10), args.rounds)
     try:  # the same with ROS 1's genpy classes (Debian's rospy), what the live ROS 1 node builds
@@ -115,9 +117,7 @@ def main(argv=None) -> int:
     except ImportError:  # RosUnavailableError is one
         pass
     else:
-        factory, header = GenpyFactory(), Header(Stamp(0, 0), "velodyne")
-        marker_lists = [detections_to_markers(*d, names) for d in dets]
-        box_lists = [detections_to_boxes(*d, names) for d in dets]
+        factory = GenpyFactory()
         rows[f"marker message, genpy ROS 1 classes ({BOXES} boxes)"] = median_us(
             lambda m: marker_array_msg(factory, header, m), marker_lists, max(1, args.repeat // 10), args.rounds)
         rows[f"BoxArray message, genpy ROS 1 classes ({BOXES} boxes)"] = median_us(

@@ -38,6 +38,10 @@ class MessageFactory:
     def new(self, typename: str, **fields: Any) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def cls(self, typename: str) -> Any:  # pragma: no cover - interface
+        """The flavour's message class of ``typename``."""
+        raise NotImplementedError
+
     def has(self, typename: str) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -57,8 +61,10 @@ class MessageFactory:
 
     def points(self, rows: Any) -> list[Any]:
         """``geometry_msgs/Point`` messages of ``rows`` (an iterable of ``(x, y, z)`` Python floats, e.g.
-        ``array.tolist()``): a marker's line list holds ~26 per box, so flavours build them the fast way."""
-        return [self.new(POINT_TYPE, x=x, y=y, z=z) for x, y, z in rows]
+        ``array.tolist()``): a marker's line list holds ~26 per box, so the class is looked up once and
+        called with every field (rosbags' dataclasses need all three; rclpy's take them as keywords)."""
+        point = self.cls(POINT_TYPE)
+        return [point(x=x, y=y, z=z) for x, y, z in rows]
 
 
 class ImportedClassFactory(MessageFactory):
@@ -86,10 +92,6 @@ class ImportedClassFactory(MessageFactory):
     def new(self, typename: str, **fields: Any) -> Any:
         return self.cls(typename)(**fields)
 
-    def points(self, rows: Any) -> list[Any]:
-        point = self.cls(POINT_TYPE)
-        return [point(x=x, y=y, z=z) for x, y, z in rows]
-
 
 # --------------------------------------------------------------------------------------------------
 # rosbags
@@ -108,6 +110,9 @@ class RosbagsFactory(MessageFactory):
 
     def has(self, typename: str) -> bool:
         return typename in self.typestore.fielddefs
+
+    def cls(self, typename: str) -> Any:
+        return self.typestore.types[typename]
 
     def field_types(self, typename: str) -> dict[str, str]:
         from rosbags.interfaces import Nodetype
@@ -142,8 +147,7 @@ class RosbagsFactory(MessageFactory):
         spec = self._specs.get(typename)
         if spec is None:
             fields = self.typestore.fielddefs[typename][1]
-            spec = self._specs[typename] = (
-                self.typestore.types[typename], tuple((name, self._default_maker(*kd)) for name, kd in fields))
+            spec = self._specs[typename] = (self.cls(typename), tuple((name, self._default_maker(*kd)) for name, kd in fields))
         return spec
 
     def new(self, typename: str, **fields: Any) -> Any:
@@ -154,10 +158,6 @@ class RosbagsFactory(MessageFactory):
         if len(fields) != len(spec):  # a name that is no field of the type
             raise TypeError(f"{typename} has no field(s) {sorted(set(fields) - {name for name, _ in spec})}")
         return cls(**fields)
-
-    def points(self, rows: Any) -> list[Any]:
-        point = self.typestore.types[POINT_TYPE]  # a dataclass of x, y, z alone: every field given
-        return [point(x=x, y=y, z=z) for x, y, z in rows]
 
     def uint8_array(self, data: bytes) -> Any:
         return np.frombuffer(bytes(data), dtype=np.uint8)

@@ -72,11 +72,11 @@ def cloud_msg(f: MessageFactory, cloud: CloudData) -> Any:
     )
 
 
-def marker_msg(f: MessageFactory, header: Header | Any, m: MarkerData) -> Any:
-    """One marker; ``header`` a :class:`Header` or a header message already built (shared, not copied)."""
+def marker_msg(f: MessageFactory, header: Any, m: MarkerData) -> Any:
+    """One marker; ``header`` a header message (:func:`header_msg`), shared, not copied."""
     return f.new(
         "visualization_msgs/msg/Marker",
-        header=header_msg(f, header) if isinstance(header, Header) else header,
+        header=header,
         ns=m.ns,
         id=int(m.id),
         type=int(m.type),
