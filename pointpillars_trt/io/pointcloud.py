@@ -1,7 +1,10 @@
 """Point-cloud files: read ``.bin`` / ``.npy`` / ``.pcd`` / ``.ply`` into one array layout, write them back.
 
 Every reader returns ``float32 [N, 4]`` ``(x, y, z, intensity)`` in the LiDAR frame, C-contiguous,
-and every cloud passes through :func:`validate_points` (non-finite rows, empty clouds).
+and every cloud passes through :func:`validate_points` (non-finite rows). A file that holds no
+point (a 0-byte ``.bin``, what a driver writes for a dropped sweep) is read as ``[0, 4]``: a
+detector gives it an empty result with an ``EmptyFrameWarning``, like a cloud whose points all
+lie outside the range.
 
 Intensity is taken as stored (cast to float32, never rescaled): KITTI's reflectance is in
 ``[0, 1]``, many drivers write ``uint8``/``uint16`` intensities in ``[0, 255]``/``[0, 65535]``.
@@ -122,6 +125,8 @@ def load_points(path: str | Path, *, nonfinite: str = "error") -> np.ndarray:
         nonfinite: ``"error"`` (default) or ``"drop"``, as in :func:`validate_points` (and the
             tools' ``--nonfinite``). Organized PCD clouds mark missing returns with NaN: use ``"drop"``.
 
+    A file with no point, or whose rows are all dropped under ``"drop"``, gives ``float32 [0, 4]``.
+
     Two unambiguous misencodings are read correctly with an :class:`InputWarning`: a UTF-8 byte
     order mark before a PCD/PLY header, and a transposed ``.npy`` (``[3 or 4, N]`` with ``N > 4``).
 
@@ -130,8 +135,8 @@ def load_points(path: str | Path, *, nonfinite: str = "error") -> np.ndarray:
     is read as garbage; only sizes that are not a multiple of 16 are detected.
 
     Raises:
-        PointCloudError: missing/unreadable file, unknown suffix, malformed content, non-finite
-            rows under ``"error"``, or an empty cloud. The message names the file.
+        PointCloudError: missing/unreadable file, unknown suffix, malformed content, or non-finite
+            rows under ``"error"``. The message names the file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -151,7 +156,7 @@ def load_points(path: str | Path, *, nonfinite: str = "error") -> np.ndarray:
             raise PointCloudError(f"{path}: cannot read point-cloud file: {exc}") from exc
         parse = {".bin": parse_bin, ".pcd": parse_pcd, ".ply": parse_ply}[suffix]
         points = parse(data, str(path))
-    return validate_points(points, str(path), nonfinite=nonfinite)
+    return validate_points(points, str(path), nonfinite=nonfinite, allow_empty=True)
 
 
 def parse_bin(data: bytes, source: str = "<bin>") -> np.ndarray:

@@ -191,8 +191,17 @@ def test_bin_size_not_multiple_of_16(tmp_path, cloud):
 def test_empty_file_is_empty_cloud(tmp_path):
     for suffix in SUPPORTED_SUFFIXES:
         path = save_points(tmp_path / f"empty{suffix}", np.zeros((0, 4), np.float32))
-        with pytest.raises(PointCloudError, match=rf"empty{suffix}.*empty point cloud"):
-            load_points(path)
+        points = load_points(path)
+        assert points.shape == (0, 4) and points.dtype == np.float32 and points.flags["C_CONTIGUOUS"]
+    zero_bytes = write(tmp_path, "dropout.bin", b"")
+    assert load_points(zero_bytes).shape == (0, 4)
+
+
+def test_all_rows_dropped_is_empty_cloud(tmp_path):
+    path = save_points(tmp_path / "nan.pcd", np.full((3, 4), np.nan, np.float32))
+    assert load_points(path, nonfinite="drop").shape == (0, 4)
+    with pytest.raises(PointCloudError, match=r"nan\.pcd: 3 of 3 rows"):
+        load_points(path)
 
 
 def test_nonfinite_rows_error_or_drop(tmp_path, cloud):
@@ -567,7 +576,7 @@ def test_any_bytes_give_points_or_a_point_cloud_error(tmp_path, suffix):
     def check(data):
         points = reads_or_typed_error(load_points, tmp_path / f"f{suffix}", data)
         if points is not None:
-            assert points.dtype == np.float32 and points.ndim == 2 and points.shape[1] == 4 and len(points)
+            assert points.dtype == np.float32 and points.ndim == 2 and points.shape[1] == 4  # [0, 4]: a file with no point
             assert np.isfinite(points).all()
 
     check()

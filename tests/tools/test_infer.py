@@ -98,7 +98,6 @@ def test_directory_input_writes_every_frame(tmp_path):
     "content, message",
     [
         (np.zeros(10, np.float32).tobytes() + b"xx", "not a multiple of 16"),
-        (b"", "empty"),
         (np.array([[1, 2, np.nan, 0]], np.float32).tobytes(), "NaN|non-finite|nonfinite"),
     ],
 )
@@ -109,6 +108,16 @@ def test_bad_files_exit_2_naming_the_file(tmp_path, content, message):
     assert proc.returncode == 2, proc.stderr
     assert "bad.bin" in proc.stderr
     assert __import__("re").search(message, proc.stderr), proc.stderr
+
+
+def test_a_0_byte_file_gives_an_empty_result(tmp_path):
+    empty = tmp_path / "dropout.bin"
+    empty.write_bytes(b"")
+    proc = run_tool(empty, "--out", tmp_path / "r.json", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "dropout.bin: no point lies inside" in proc.stderr and "(0 points); the result is empty" in proc.stderr
+    frames = json.loads((tmp_path / "r.json").read_text())["frames"]
+    assert frames[0]["num_points"] == 0 and frames[0]["boxes"] == []
 
 
 def test_checkpoint_of_another_architecture_lists_keys(tmp_path):

@@ -61,13 +61,15 @@ def test_label_directory_with_a_bad_file(tmp_path):
     d = tmp_path / "frames"
     d.mkdir()
     shutil.copy(FRAME, d / "000134.bin")
-    (d / "000135.bin").write_bytes(b"")  # a 0-byte file stays an error
+    (d / "000135.bin").write_bytes(b"\0" * 5)  # not a whole point
+    (d / "000136.bin").write_bytes(b"")  # a dropped sweep: no point, an empty result
     labels = tmp_path / "labels"
     proc = run_tool(d, "--calib", SHARED / "calib" / "000134.txt", "--out", labels, "--quiet", check=False)
-    assert proc.returncode == 2 and "000135.bin" in proc.stderr and "empty" in proc.stderr
+    assert proc.returncode == 2 and "000135.bin" in proc.stderr and "not a multiple of 16" in proc.stderr
     assert_no_traceback(proc)
-    assert sorted(p.name for p in labels.iterdir()) == ["000134.txt"]
-    assert "1 ok / 1 failed" in proc.stderr
+    assert sorted(p.name for p in labels.iterdir()) == ["000134.txt", "000136.txt"]
+    assert (labels / "000136.txt").read_text() == "" and "000136.bin: no point lies inside" in proc.stderr
+    assert "2 ok / 1 failed" in proc.stderr
 
 
 def test_a_failed_write_keeps_the_previous_json(tmp_path):
