@@ -20,12 +20,13 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/fp16/graph/cudnn-autotune`` and ``.../cudnn-autotune/batchB``: the same two with ``cudnn_autotune=True``
   (cuDNN times every engine of each convolution before the capture);
 * ``gpu/fp16/graph/rpn-FORM``: the fp16 graph row with another RPN form (:func:`rpn_forms`), among
-  them ``split-head`` (the head per upsampling branch, float32 products: the default) and
-  ``concat-head`` (the head over the concatenated map) for the A/B;
-* ``fp16_vs_fp32/GROUP`` and ``fp16_vs_fp32/GROUP/rpn-concat-head``: the share of FP32 boxes FP16
-  finds again, with the default RPN and with the head over the concatenated map.
+  them ``split-head`` (cuDNN upsampling, the head per upsampling branch in float32 products: the
+  default before the fused neck, also as ``rpn-split-head/batchB``) and ``concat-head`` (the head
+  over the concatenated map) for the A/B;
+* ``fp16_vs_fp32/GROUP`` and ``fp16_vs_fp32/GROUP/rpn-{split,concat}-head``: the share of FP32 boxes
+  FP16 finds again, with the default RPN, the per-branch head and the head over the concatenated map.
 
-Rows of device detectors name the head their RPN ran (``rpn_head``: ``split`` or ``concat``).
+Rows of device detectors name the head their RPN ran (``rpn_head``: ``fused``, ``split`` or ``concat``).
 
 Each row: host-to-host latency per frame (``total``) and GPU time (``gpu``, CUDA events) with
 median / p90 / p99, frames/s, peak torch memory and device memory in use; per stage in eager
@@ -130,19 +131,22 @@ def run_row(torch, detect, frames: list[np.ndarray], iters: int, per_call: int =
 
 
 def rpn_forms() -> dict:
-    """The RPN forms of the ablation (the shipped one is ``InferenceRPN()``: on CUDA in float16 its head
-    per upsampling branch): the head per branch and the head over the concatenated map, each named
-    explicitly; upsampling as transposed convolutions + ReLU + cat; BatchNorm folded only; the module
-    as trained."""
+    """The RPN forms of the ablation (the shipped one is ``InferenceRPN()``: on CUDA in float16 with
+    Triton its upsampling and head in one Triton kernel): the head per branch (cuDNN upsampling,
+    cuBLAS products; the default before 2026-12-03) and the head over the concatenated map, each
+    named explicitly; upsampling as transposed convolutions + ReLU + cat; BatchNorm folded only; the
+    module as trained."""
     from pointpillars_trt.model.inference_rpn import InferenceRPN, fold_batchnorm
 
-    return {"split-head": lambda m: InferenceRPN(m, split_head=True), "concat-head": lambda m: InferenceRPN(m, split_head=False),
+    return {"split-head": lambda m: InferenceRPN(m, split_head=True, fused_neck=False),
+            "concat-head": lambda m: InferenceRPN(m, split_head=False, fused_neck=False),
             "fused-deconv": lambda m: InferenceRPN(m, upsample="deconv"), "folded": fold_batchnorm, "plain": lambda m: m}
 
 
 def rpn_head_of(det) -> str:
-    """The head a device detector's RPN runs: ``split`` (per upsampling branch), ``concat`` (over the
-    concatenated map), or ``n/a`` for a form that is not an ``InferenceRPN``; asked of the module
+    """The head a device detector's RPN runs: ``fused`` (upsampling and head in one Triton kernel),
+    ``split`` (per upsampling branch), ``concat`` (over the concatenated map), or ``n/a`` for a form
+    that is not an ``InferenceRPN``; asked of the module
     itself on the network's own canvas (so a fallback, e.g. a torch without float32 GEMM outputs,
     shows)."""
     import torch
@@ -154,7 +158,10 @@ def rpn_head_of(det) -> str:
     if not isinstance(rpn, InferenceRPN) or canvas is None:
         return "n/a"
     with torch.inference_mode():
-        return "split" if rpn.splits_head_on(rpn.branches(canvas[:1])) else "concat"
+        xs = rpn.blocks(canvas[:1])
+        if rpn.fuses_neck_on(xs):
+            return "fused"
+        return "split" if rpn.splits_head_on(rpn.upsampled(xs)) else "concat"
 
 
 RPN_FORMS = rpn_forms()
@@ -338,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_row(f"gpu/{prec}/graph/batch{batch}/{gname}", batch, profiled=prec == "fp16" and batch == max(args.batch),
                           precision=prec)
         if len(precisions) == 2:
-            for form in (None, "concat-head"):  # the shipped RPN (per-branch head) and the concatenated-map head (A/B)
+            for form in (None, "split-head", "concat-head"):  # the shipped RPN, the per-branch head and the concatenated-map head (A/B)
                 acc = fp16_vs_fp32(device_detector, cfg, state, frames, max_points, RPN_FORMS.get(form))
                 results[f"fp16_vs_fp32/{gname}" + (f"/rpn-{form}" if form else "")] = acc
                 log.info("FP16 (%s, %s head) vs FP32 on %s: %.2f %% of %d FP32 boxes (score > 0.3) found with IoU > 0.9 "
@@ -347,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         for rpn_mode in RPN_FORMS:  # the RPN without our fusions, same run (the default is "fused")
             det = device_detector(cfg, state, rpn_form=RPN_FORMS[rpn_mode], precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
             single_row(f"gpu/fp16/graph/rpn-{rpn_mode}/{gname}", det, max(2, args.iters // 4), verbose=rpn_mode.endswith("-head"))
+        batch_row(f"gpu/fp16/graph/rpn-split-head/batch{max(args.batch)}/{gname}", max(args.batch),  # the fused neck's A/B at batch
+                  precision="fp16", rpn_form=RPN_FORMS["split-head"])
         from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
 
         old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run

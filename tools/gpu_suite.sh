@@ -3,6 +3,7 @@
 #
 #   bash tools/gpu_suite.sh                 # from the repository root (or anywhere: it cd's there)
 #   OUT=/some/dir bash tools/gpu_suite.sh   # logs and JSON results go to $OUT (default: ./gpu_suite_out)
+#   GPU_SUITE_SKIP="bench-h2d bench-staging" bash tools/gpu_suite.sh   # leave out the steps so named
 #
 # What it expects there: python3 with numpy and torch (CUDA build); everything else the package
 # needs that is missing (cuda-python's cuda-bindings, NVRTC, numba, pyyaml, tqdm, pytest) is installed
@@ -26,7 +27,7 @@
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> unfused voxelization as a CUDA graph
 # (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $VOX_FRAMES, default /tmp/pp_vox_frames, for a peer run; not into $OUT) -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
-# -> bench-facade -> profile-host -> bench-decode (and in .landed/) -> bench-staging -> bench-h2d -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
+# -> bench-facade -> profile-host -> bench-decode (and in .landed/) -> bench-staging -> bench-h2d -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-triton-head -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
@@ -46,8 +47,12 @@ export PYTHONDONTWRITEBYTECODE=1
 FAILED=()
 
 say() { echo "== $*" | tee -a "$LOG"; }
-step() {  # step NAME CMD...: run, log, remember failures
+step() {  # step NAME CMD...: run, log, remember failures (a NAME listed in GPU_SUITE_SKIP is logged as skipped)
   local name="$1"; shift
+  if [[ " ${GPU_SUITE_SKIP:-} " == *" $name "* ]]; then
+    say "$name: skipped (GPU_SUITE_SKIP)"
+    return 0
+  fi
   say "$name: $*"
   local t0=$SECONDS
   "$@" 2>&1 | tee -a "$LOG"
@@ -154,6 +159,8 @@ if [ -d .lowp ]; then
   step install-lowp "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .lowp/*.whl
 fi
 step bench-lowp-conv "$PY" benchmarks/bench_lowp_conv.py --json "$OUT/bench_lowp_conv.json"
+# issue 18: the RPN's upsampling + head as one Triton kernel against cuDNN + cuBLAS (its tile choices; the whole RPN)
+step bench-triton-head "$PY" benchmarks/bench_triton_conv.py --only head --json "$OUT/bench_triton_head.json"
 # fleet inference on Ray Data against detect_batch in one process, one GPU (FLEET_ARGS overrides)
 if have ray; then
   read -r -a fleet_args <<<"${FLEET_ARGS:---frames 8000 --backend gpu --precision fp16 --batch-size 64 --no-progress}"

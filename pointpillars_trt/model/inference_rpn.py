@@ -23,6 +23,10 @@ fewer passes over the activations:
   :func:`head_without_concat`. So in float16 the head is rounded once, as the convolution over the
   concatenated map rounds it (an earlier form rounded each branch's fp16 product before the sum and
   lost FP16-vs-FP32 box agreement: worst real frame 86.7 % against 97.4 %).
+* on CUDA in float16 with Triton (``fused_neck``, the default), the upsampling convolutions and the
+  head run as one Triton kernel (:func:`~pointpillars_trt.model.triton_head.neck_head`): neither the
+  upsampled branches nor the float32 products are written to memory; the same arithmetic (the
+  branches rounded to float16 after their bias and ReLU, float32 products and sums, one rounding).
 
 Used by the device executor's torch networks (``network/device.py``, ``rpn="fused"``); the export
 path keeps the plain :class:`RPN`, whose graph TensorRT fuses by itself.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -192,19 +197,24 @@ class InferenceRPN(nn.Module):
 
     ``forward(canvas [B, C, ny, nx]) -> (cls, box, dir)`` with the shapes and channel order of
     :class:`RPN`; the three outputs are channel slices of one head tensor ``[B, A*(K+7+D), ...]``
-    (``head_output`` keeps the last one for callers that want it whole). ``split_head`` (default
-    True): on CUDA with channels_last branches and a head width that is a multiple of 4, the head
-    runs per branch (:func:`head_without_concat`, products kept in float32) instead of over the
-    concatenated map; elsewhere, and with ``split_head=False``, over the concatenated map as one
-    convolution.
+    (``head_output`` keeps the last one for callers that want it whole). ``fused_neck`` (default
+    True): on CUDA in float16 with Triton installed and a geometry the kernel fits, the upsampling
+    convolutions and the head run as one Triton kernel (:meth:`fuses_neck_on`). Otherwise
+    ``split_head`` (default True): on CUDA with channels_last branches and a head width that is a
+    multiple of 4, the head runs per branch (:func:`head_without_concat`, products kept in float32)
+    instead of over the concatenated map; elsewhere, and with ``split_head=False``, over the
+    concatenated map as one convolution.
     """
 
-    def __init__(self, rpn: RPN, upsample: str = "conv", split_head: bool = True) -> None:
+    def __init__(self, rpn: RPN, upsample: str = "conv", split_head: bool = True, fused_neck: bool = True) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"InferenceRPN: upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         self.upsample = upsample
         self.split_head = bool(split_head)
+        self.fused_neck = bool(fused_neck)
+        self._neck: tuple | None = None  # (the weights' placement, PackedNeckHead), made on first use
+        self._neck_ran = False  # the fused kernel has run once (compiled) on this module
         folded = fold_batchnorm(rpn.eval())
         self.convs = nn.ModuleList()  # per block: its Conv2d layers (BN folded, ReLU implied)
         for seq in folded.blocks:
@@ -223,18 +233,52 @@ class InferenceRPN(nn.Module):
             self.head.weight.copy_(torch.cat([h.weight for h in heads]))
             self.head.bias.copy_(torch.cat([h.bias for h in heads]))
 
+    def blocks(self, canvas: torch.Tensor) -> list[torch.Tensor]:
+        """Each backbone block's output ``[N, C_k, h_k, w_k]`` (the input of its upsampling)."""
+        xs, x = [], canvas
+        for convs in self.convs:
+            for conv in convs:
+                x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
+            xs.append(x)
+        return xs
+
+    def upsampled(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`branches` from the block outputs ``xs``."""
+        if self.upsample == "deconv":
+            return [F.conv_transpose2d(x, up.weight, up.bias, up.stride).relu_() for x, up in zip(xs, self.ups)]
+        return [conv_bias_relu(x, up.weight, up.bias, (1, 1), (0, 0)) for x, up in zip(xs, self.ups)]
+
     def branches(self, canvas: torch.Tensor) -> list[torch.Tensor]:
         """Each block's upsampling output before depth-to-space, ReLU applied: ``[N, s*s*Cout, h, w]``
         (channels as :func:`deconv_as_conv` orders them; ``upsample="deconv"``: ``[N, Cout, h*s, w*s]``)."""
-        ys, x = [], canvas
-        for convs, up in zip(self.convs, self.ups):
-            for conv in convs:
-                x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
-            if self.upsample == "deconv":
-                ys.append(F.conv_transpose2d(x, up.weight, up.bias, up.stride).relu_())
-            else:
-                ys.append(conv_bias_relu(x, up.weight, up.bias, (1, 1), (0, 0)))
-        return ys
+        return self.upsampled(self.blocks(canvas))
+
+    def packed_neck(self, xs: list[torch.Tensor]):
+        """The :class:`~pointpillars_trt.model.triton_head.PackedNeckHead` the fused kernel runs for
+        the block outputs ``xs``, or None where it does not run (see :meth:`fuses_neck_on`). Packed
+        once per placement of the weights (the module is eval-only: its weights do not change)."""
+        x0 = xs[0]
+        if not (self.fused_neck and self.upsample == "conv" and x0.is_cuda and x0.dtype == torch.float16):
+            return None
+        from . import triton_head
+
+        if not triton_head.available():
+            return None
+        key = (self.head.weight.data_ptr(), self.head.weight.dtype, tuple(u.weight.data_ptr() for u in self.ups))
+        if self._neck is None or self._neck[0] != key:
+            with torch.no_grad():
+                packed = triton_head.PackedNeckHead.from_weights([(u.weight, u.bias) for u in self.ups], self.up_strides,
+                                                                  self.head.weight[:, :, 0, 0], self.head.bias)
+            self._neck = (key, packed)
+        packed = self._neck[1]
+        return packed if triton_head.unfit(xs, packed, triton_head.DEFAULT_TILES) is None else None
+
+    def fuses_neck_on(self, xs: list[torch.Tensor]) -> bool:
+        """Whether :meth:`head_output` runs the upsampling and the head as one Triton kernel for these
+        block outputs: ``fused_neck``, upsampling as 1x1 convolutions, CUDA float16 tensors, Triton
+        importable, and a geometry the kernel fits (:func:`~pointpillars_trt.model.triton_head.unfit`:
+        one to three branches, channels_last, strides that divide the largest, which divides the map)."""
+        return self.packed_neck(xs) is not None
 
     def concat(self, ys: list[torch.Tensor]) -> torch.Tensor:
         """The concatenated full-resolution map ``[N, sum Cout, H, W]`` of :meth:`branches`' outputs
@@ -271,7 +315,23 @@ class InferenceRPN(nn.Module):
 
     def head_output(self, canvas: torch.Tensor) -> torch.Tensor:
         """All head channels ``[B, A*K + A*7 + A*D, ny/s, nx/s]`` (cls, then box, then dir)."""
-        ys = self.branches(canvas)
+        xs = self.blocks(canvas)
+        packed = self.packed_neck(xs)
+        if packed is not None:
+            from .triton_head import DEFAULT_TILES, neck_head
+
+            if self._neck_ran:
+                return neck_head(xs, packed, DEFAULT_TILES)
+            try:  # the first call compiles the kernel (outside any graph capture: warm-up runs first)
+                out = neck_head(xs, packed, DEFAULT_TILES)
+                self._neck_ran = True
+                return out
+            except Exception as exc:  # a GPU or Triton build the kernel does not compile for: the unfused head
+                warnings.warn(f"InferenceRPN: the fused upsampling + head kernel failed ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}); "
+                              "running the per-branch head instead", RuntimeWarning, stacklevel=2)
+                self.fused_neck = False
+        ys = self.upsampled(xs)
         if self.splits_head_on(ys):
             return head_without_concat(ys, self.up_strides, self.head.weight[:, :, 0, 0], self.head.bias)
         return self.head(self.concat(ys))

@@ -288,8 +288,10 @@ class no_tf32:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
 
 
-def _on_cuda(rpn, dtype, split_head=True):
-    return InferenceRPN(rpn, split_head=split_head).to("cuda", dtype).to(memory_format=torch.channels_last)
+def _on_cuda(rpn, dtype, split_head=True, fused_neck=False):
+    """The per-branch (or concatenated-map) head on CUDA; ``fused_neck`` (the default of InferenceRPN) is
+    tested in test_triton_head.py."""
+    return InferenceRPN(rpn, split_head=split_head, fused_neck=fused_neck).to("cuda", dtype).to(memory_format=torch.channels_last)
 
 
 @pytest.mark.gpu
