@@ -3,9 +3,10 @@ for ``B`` batch lanes on one GPU. Three forms with one interface (:class:`Device
 
 * :class:`FusedTorchNetwork`: the PFN runs inside the last voxelization pass (our kernel, float32
   math) and writes pillar features straight into the BEV canvas; the RPN is the
-  :class:`~pointpillars_trt.model.inference_rpn.InferenceRPN` (BatchNorm folded, every convolution
-  with its bias and ReLU in one cuDNN call, one head convolution read in place by the
-  post-processing: float16 NHWC in FP16);
+  :class:`~pointpillars_trt.model.inference_rpn.InferenceRPN` (BatchNorm folded, every backbone
+  convolution with its bias and ReLU in one cuDNN call; in FP16 with Triton the upsampling and the
+  head in one Triton kernel; one head tensor read in place by the post-processing: float16 NHWC in
+  FP16);
 * :class:`TorchNetwork`: the torch PFN (cuBLAS) on all ``max_pillars`` rows (rows ``>= P`` have no
   points and are masked), our scatter with the pillar count on the device, the same RPN;
 * :class:`EngineNetwork`: the PFN and RPN TensorRT engines around our scatter, one execution
@@ -118,6 +119,16 @@ class _TorchRPNNetwork(DeviceNetwork):
             self.rpn = self.rpn.to(memory_format=torch.channels_last)
         self.canvas = None
 
+    def rpn_label(self) -> str:
+        """``cuDNN RPN``, naming the Triton upsampling + head kernel where this RPN would run it
+        (:meth:`~pointpillars_trt.model.inference_rpn.InferenceRPN.fuses_neck_on` says exactly, per input)."""
+        import torch
+
+        from ..model import triton_head
+
+        fused = getattr(self.rpn, "fused_neck", False) and self.dtype == torch.float16 and triton_head.available()
+        return "cuDNN RPN, upsampling + head in Triton" if fused else "cuDNN RPN"
+
     def allocate(self, bufs: "FrameBuffers", features_shape: tuple[int, int, int]) -> None:
         import torch
 
@@ -179,7 +190,7 @@ class FusedTorchNetwork(_TorchRPNNetwork):
 
     def describe(self) -> str:
         layout = "NHWC" if self.channels_last else "NCHW"
-        return f"CUDA voxelization with the PFN fused -> cuDNN RPN ({self.precision}, {layout})"
+        return f"CUDA voxelization with the PFN fused -> {self.rpn_label()} ({self.precision}, {layout})"
 
     def voxelize(self, b: int, vox: "CudaVoxelizer", bufs: "FrameBuffers", stream: int, bucket: int) -> None:
         from ..executors.buffers import tensor_ptr
@@ -197,7 +208,7 @@ class TorchNetwork(_UnfusedPFN, _TorchRPNNetwork):
     """The torch PFN on all ``max_pillars`` rows, our scatter (pillar count on the device), the torch RPN."""
 
     def describe(self) -> str:
-        return f"CUDA voxelization -> torch PFN -> CUDA scatter -> cuDNN RPN ({self.precision})"
+        return f"CUDA voxelization -> torch PFN -> CUDA scatter -> {self.rpn_label()} ({self.precision})"
 
     def allocate(self, bufs: "FrameBuffers", features_shape: tuple[int, int, int]) -> None:
         import torch
