@@ -120,14 +120,20 @@ class _TorchRPNNetwork(DeviceNetwork):
         self.canvas = None
 
     def rpn_label(self) -> str:
-        """``cuDNN RPN``, naming the Triton upsampling + head kernel where this RPN would run it
-        (:meth:`~pointpillars_trt.model.inference_rpn.InferenceRPN.fuses_neck_on` says exactly, per input)."""
+        """``cuDNN RPN``, naming the Triton upsampling + head kernel where this RPN runs it: asked of the
+        module on the allocated canvas (:meth:`~pointpillars_trt.model.inference_rpn.InferenceRPN.fuses_neck_on`),
+        before :meth:`allocate` from its settings alone."""
         import torch
 
         from ..model import triton_head
 
-        fused = getattr(self.rpn, "fused_neck", False) and self.dtype == torch.float16 and triton_head.available()
-        return "cuDNN RPN, upsampling + head in Triton" if fused else "cuDNN RPN"
+        if not (getattr(self.rpn, "fused_neck", False) and self.dtype == torch.float16 and triton_head.available()):
+            return "cuDNN RPN"
+        if self.canvas is not None and hasattr(self.rpn, "fuses_neck_on"):
+            with torch.inference_mode():
+                if not self.rpn.fuses_neck_on(self.rpn.blocks(self.canvas[:1])):
+                    return "cuDNN RPN"
+        return "cuDNN RPN, upsampling + head in Triton"
 
     def allocate(self, bufs: "FrameBuffers", features_shape: tuple[int, int, int]) -> None:
         import torch
