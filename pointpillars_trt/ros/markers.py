@@ -45,6 +45,10 @@ PALETTE = (
 )
 
 
+NO_POINTS = np.zeros((0, 3))  # the points of a marker that has none: one read-only array for all of them
+NO_POINTS.flags.writeable = False
+
+
 @dataclass(frozen=True)
 class MarkerData:
     """One ``visualization_msgs/Marker``; ``points`` ``float64 [K, 3]``, ``color`` RGBA in [0, 1]."""
@@ -57,7 +61,7 @@ class MarkerData:
     orientation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
     scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
     color: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)), repr=False)
+    points: np.ndarray = field(default_factory=lambda: NO_POINTS, repr=False)
     text: str = ""
     lifetime_s: float = 0.0
 

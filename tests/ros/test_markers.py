@@ -56,6 +56,16 @@ def test_markers_layout():
     np.testing.assert_allclose(lines[1].points, box_line_segments(BOXES)[1])
 
 
+def test_markers_without_points_share_one_read_only_empty_array():
+    """Text and DELETEALL markers hold no points: one read-only ``[0, 3]`` array for all of them (no
+    allocation per marker), which nobody can fill by mistake."""
+    markers = detections_to_markers(BOXES, SCORES, LABELS, NAMES)
+    empty = [m.points for m in markers if m.type != LINE_LIST or m.action == DELETEALL]
+    assert len(empty) == 1 + len(BOXES) and all(p is empty[0] for p in empty)
+    assert empty[0].shape == (0, 3) and empty[0].dtype == np.float64 and not empty[0].flags.writeable
+    assert all(m.points.flags.writeable and m.points.shape == (26, 3) for m in markers[1:1 + len(BOXES)])
+
+
 def test_no_boxes():
     markers = detections_to_markers(np.zeros((0, 7)), np.zeros(0), np.zeros(0, int), NAMES)
     assert len(markers) == 1 and markers[0].action == DELETEALL
