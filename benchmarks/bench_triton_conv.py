@@ -146,29 +146,20 @@ def measure_head(torch, cfg, inf, bsz: int, args) -> dict:
     :func:`~pointpillars_trt.model.triton_head.neck_head` with each of ``HEAD_TILES``; then the whole
     RPN (``head_output``) against the backbone + the fastest ``neck_head``. Graph replays, as above."""
     from pointpillars_trt.model import triton_head as th
-    from pointpillars_trt.model.inference_rpn import conv_bias_relu, head_without_concat
+    from pointpillars_trt.model.inference_rpn import head_without_concat
 
     nx, ny, _ = cfg.grid_size
     canvas = torch.randn(bsz, cfg.network.pfn_channels, ny, nx, device="cuda", dtype=torch.half).relu_().contiguous(memory_format=torch.channels_last)
 
-    def backbone(x):
-        xs = []
-        for convs in inf.convs:
-            for conv in convs:
-                x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
-            xs.append(x)
-        return xs
-
     with torch.no_grad():
-        xs = backbone(canvas)
+        xs = inf.blocks(canvas)
         hw = inf.head.weight[:, :, 0, 0]
 
         def current():
-            ys = [conv_bias_relu(x, up.weight, up.bias, (1, 1), (0, 0)) for x, up in zip(xs, inf.ups)]
-            return head_without_concat(ys, inf.up_strides, hw, inf.head.bias)
+            return head_without_concat(inf.upsampled(xs), inf.up_strides, hw, inf.head.bias)
 
         ref = current()
-        packed = th.PackedNeckHead.from_weights([(u.weight, u.bias) for u in inf.ups], inf.up_strides, hw, inf.head.bias)
+        packed = inf.pack_neck()
         row = {"batch": bsz, "current_ms": round(graph_ms(torch, current, args.repeat, args.runs), 5), "tiles": {}}
         best = None
         for bm, bk, nw, ns in HEAD_TILES:
@@ -194,7 +185,7 @@ def measure_head(torch, cfg, inf, bsz: int, args) -> dict:
                 return run
 
             whole = {"current": rpn(False), "fused_default_tiles": rpn(True),
-                     "fused_best_tiles": lambda: th.neck_head(backbone(canvas), packed, best[1])}
+                     "fused_best_tiles": lambda: th.neck_head(inf.blocks(canvas), packed, best[1])}
             for rnd in range(2):
                 for name, fn in whole.items():
                     row.setdefault(f"rpn_{name}_ms", []).append(round(graph_ms(torch, fn, 5, args.runs), 5))

@@ -158,10 +158,7 @@ def rpn_head_of(det) -> str:
     if not isinstance(rpn, InferenceRPN) or canvas is None:
         return "n/a"
     with torch.inference_mode():
-        xs = rpn.blocks(canvas[:1])
-        if rpn.fuses_neck_on(xs):
-            return "fused"
-        return "split" if rpn.splits_head_on(rpn.upsampled(xs)) else "concat"
+        return rpn.head_form(canvas[:1])
 
 
 RPN_FORMS = rpn_forms()

@@ -253,32 +253,53 @@ class InferenceRPN(nn.Module):
         (channels as :func:`deconv_as_conv` orders them; ``upsample="deconv"``: ``[N, Cout, h*s, w*s]``)."""
         return self.upsampled(self.blocks(canvas))
 
+    def may_fuse_neck(self, x: torch.Tensor) -> bool:
+        """Whether the fused kernel can run at all on block outputs like ``x``, before their geometry:
+        ``fused_neck``, upsampling as 1x1 convolutions, a CUDA float16 tensor, Triton importable."""
+        if not (self.fused_neck and self.upsample == "conv" and x.is_cuda and x.dtype == torch.float16):
+            return False
+        from . import triton_head
+
+        return triton_head.available()
+
+    def pack_neck(self):
+        """The upsampling and head weights laid out for the fused kernel
+        (:meth:`~pointpillars_trt.model.triton_head.PackedNeckHead.from_weights`)."""
+        from .triton_head import PackedNeckHead
+
+        with torch.no_grad():
+            return PackedNeckHead.from_weights([(u.weight, u.bias) for u in self.ups], self.up_strides,
+                                               self.head.weight[:, :, 0, 0], self.head.bias)
+
     def packed_neck(self, xs: list[torch.Tensor]):
         """The :class:`~pointpillars_trt.model.triton_head.PackedNeckHead` the fused kernel runs for
         the block outputs ``xs``, or None where it does not run (see :meth:`fuses_neck_on`). Packed
         once per placement of the weights (the module is eval-only: its weights do not change)."""
-        x0 = xs[0]
-        if not (self.fused_neck and self.upsample == "conv" and x0.is_cuda and x0.dtype == torch.float16):
+        if not self.may_fuse_neck(xs[0]):
             return None
         from . import triton_head
 
-        if not triton_head.available():
-            return None
         key = (self.head.weight.data_ptr(), self.head.weight.dtype, tuple(u.weight.data_ptr() for u in self.ups))
         if self._neck is None or self._neck[0] != key:
-            with torch.no_grad():
-                packed = triton_head.PackedNeckHead.from_weights([(u.weight, u.bias) for u in self.ups], self.up_strides,
-                                                                  self.head.weight[:, :, 0, 0], self.head.bias)
-            self._neck = (key, packed)
+            self._neck = (key, self.pack_neck())
         packed = self._neck[1]
         return packed if triton_head.unfit(xs, packed, triton_head.DEFAULT_TILES) is None else None
 
     def fuses_neck_on(self, xs: list[torch.Tensor]) -> bool:
         """Whether :meth:`head_output` runs the upsampling and the head as one Triton kernel for these
-        block outputs: ``fused_neck``, upsampling as 1x1 convolutions, CUDA float16 tensors, Triton
-        importable, and a geometry the kernel fits (:func:`~pointpillars_trt.model.triton_head.unfit`:
-        one to three branches, channels_last, strides that divide the largest, which divides the map)."""
+        block outputs: :meth:`may_fuse_neck`, and a geometry the kernel fits
+        (:func:`~pointpillars_trt.model.triton_head.unfit`: one to three branches, channels_last,
+        strides that divide the largest, which divides the map)."""
         return self.packed_neck(xs) is not None
+
+    def head_form(self, canvas: torch.Tensor) -> str:
+        """The head :meth:`head_output` runs on ``canvas``: ``fused`` (:meth:`fuses_neck_on`), ``split``
+        (:meth:`splits_head_on`) or ``concat`` (one convolution over the concatenated map). Runs the
+        backbone (and, unless fused, the upsampling) once to ask."""
+        xs = self.blocks(canvas)
+        if self.fuses_neck_on(xs):
+            return "fused"
+        return "split" if self.splits_head_on(self.upsampled(xs)) else "concat"
 
     def concat(self, ys: list[torch.Tensor]) -> torch.Tensor:
         """The concatenated full-resolution map ``[N, sum Cout, H, W]`` of :meth:`branches`' outputs
@@ -320,17 +341,18 @@ class InferenceRPN(nn.Module):
         if packed is not None:
             from .triton_head import DEFAULT_TILES, neck_head
 
-            if self._neck_ran:
-                return neck_head(xs, packed, DEFAULT_TILES)
             try:  # the first call compiles the kernel (outside any graph capture: warm-up runs first)
                 out = neck_head(xs, packed, DEFAULT_TILES)
+            except Exception as exc:
+                if self._neck_ran:  # it ran before: not a kernel this GPU or Triton cannot build
+                    raise
+                warnings.warn(f"InferenceRPN: the fused upsampling + head kernel failed ({type(exc).__name__}: "
+                              f"{(str(exc).strip().splitlines() or [''])[0][:200]}); running the per-branch head instead",
+                              RuntimeWarning, stacklevel=2)
+                self.fused_neck = False
+            else:
                 self._neck_ran = True
                 return out
-            except Exception as exc:  # a GPU or Triton build the kernel does not compile for: the unfused head
-                warnings.warn(f"InferenceRPN: the fused upsampling + head kernel failed ({type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}); "
-                              "running the per-branch head instead", RuntimeWarning, stacklevel=2)
-                self.fused_neck = False
         ys = self.upsampled(xs)
         if self.splits_head_on(ys):
             return head_without_concat(ys, self.up_strides, self.head.weight[:, :, 0, 0], self.head.bias)

@@ -179,7 +179,7 @@ def unfit(xs: list[torch.Tensor], packed: PackedNeckHead, tiles: HeadTiles) -> s
         k = step_k(int(x.shape[1]), tiles)
         if k < 16 or k & (k - 1):
             return f"branch {tuple(x.shape)}: a step of {k} input channels is not a power of two of at least 16"
-        if big % s or tuple(x.shape[2:]) != (hf // s, wf // s) or x.shape[1] != up.shape[1] or x.shape[1] % step_k(int(x.shape[1]), tiles):
+        if big % s or tuple(x.shape[2:]) != (hf // s, wf // s) or x.shape[1] != up.shape[1] or x.shape[1] % k:
             return f"branch {tuple(x.shape)}, stride {s}: does not fit a {hf} x {wf} map of {big} x {big} cells with {tiles}"
         if not x.is_contiguous(memory_format=torch.channels_last) or x.dtype != xs[0].dtype or x.device != up.device:
             return f"branch {tuple(x.shape)}: needs channels_last {xs[0].dtype} on {up.device}, got strides {x.stride()} {x.dtype} {x.device}"

@@ -120,20 +120,17 @@ class _TorchRPNNetwork(DeviceNetwork):
         self.canvas = None
 
     def rpn_label(self) -> str:
-        """``cuDNN RPN``, naming the Triton upsampling + head kernel where this RPN runs it: asked of the
-        module on the allocated canvas (:meth:`~pointpillars_trt.model.inference_rpn.InferenceRPN.fuses_neck_on`),
-        before :meth:`allocate` from its settings alone."""
+        """``cuDNN RPN``, naming the Triton upsampling + head kernel where this RPN runs it on the
+        allocated canvas (:meth:`~pointpillars_trt.model.inference_rpn.InferenceRPN.fuses_neck_on`;
+        the backbone runs once to ask, only where the kernel can run at all)."""
         import torch
 
-        from ..model import triton_head
-
-        if not (getattr(self.rpn, "fused_neck", False) and self.dtype == torch.float16 and triton_head.available()):
+        rpn = self.rpn
+        if self.canvas is None or not hasattr(rpn, "may_fuse_neck") or not rpn.may_fuse_neck(self.canvas):
             return "cuDNN RPN"
-        if self.canvas is not None and hasattr(self.rpn, "fuses_neck_on"):
-            with torch.inference_mode():
-                if not self.rpn.fuses_neck_on(self.rpn.blocks(self.canvas[:1])):
-                    return "cuDNN RPN"
-        return "cuDNN RPN, upsampling + head in Triton"
+        with torch.inference_mode():
+            fused = rpn.fuses_neck_on(rpn.blocks(self.canvas[:1]))
+        return "cuDNN RPN, upsampling + head in Triton" if fused else "cuDNN RPN"
 
     def allocate(self, bufs: "FrameBuffers", features_shape: tuple[int, int, int]) -> None:
         import torch

@@ -359,14 +359,21 @@ def test_split_head_in_a_cuda_graph_gives_the_eager_bits(torch_cuda):
     g = torch.Generator().manual_seed(4)
     x = torch.relu(torch.randn(1, cfg.network.pfn_channels, 128, 96, generator=g)).to("cuda", torch.float16)
     x = x.contiguous(memory_format=torch.channels_last)
+    assert_graph_replay_is_eager(rpn, x, "split")
+
+
+def assert_graph_replay_is_eager(rpn, x, form: str) -> None:
+    """``rpn.head_output(x)`` captured in a CUDA graph and replayed equals the eager result bit for bit;
+    ``rpn`` runs head ``form`` (:meth:`InferenceRPN.head_form`). Warm-up outside the capture (cuBLAS
+    handles, cuDNN plans, Triton's compile), as the device executor does."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.inference_mode():
-        with torch.cuda.stream(side):  # warm-up outside the capture (cuBLAS handles, cuDNN plans)
+        with torch.cuda.stream(side):
             for _ in range(2):
                 eager = rpn.head_output(x)
         torch.cuda.current_stream().wait_stream(side)
-        assert rpn.splits_head_on(rpn.branches(x))
+        assert rpn.head_form(x) == form
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # as the device executor captures
             captured = rpn.head_output(x)

@@ -10,11 +10,8 @@ import torch
 from pointpillars_trt.model.inference_rpn import InferenceRPN
 from pointpillars_trt.model.triton_head import DEFAULT_TILES, HeadTiles, PackedNeckHead, next_pow2, unfit
 from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
-from tests.model.test_inference_rpn import CONFIGS, _canvas, _demo_canvas, _model, float16_spacing, no_tf32
-
-
-def packed_of(rpn: InferenceRPN) -> PackedNeckHead:
-    return PackedNeckHead.from_weights([(u.weight, u.bias) for u in rpn.ups], rpn.up_strides, rpn.head.weight[:, :, 0, 0], rpn.head.bias)
+from tests.model.test_inference_rpn import (CONFIGS, _canvas, _demo_canvas, _model, _on_cuda, assert_graph_replay_is_eager,
+                                            float16_spacing, no_tf32)
 
 
 def neck_head_reference(xs: list[torch.Tensor], packed: PackedNeckHead) -> torch.Tensor:
@@ -46,7 +43,7 @@ def test_the_reference_is_the_rpn_head(name):
     x = _canvas(cfg, batch=2)
     with torch.inference_mode():
         xs = rpn.blocks(x)
-        got, want = neck_head_reference(xs, packed_of(rpn)), rpn.head_output(x)
+        got, want = neck_head_reference(xs, rpn.pack_neck()), rpn.head_output(x)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
@@ -56,7 +53,7 @@ def test_packing_layout():
     power of two of at least 16."""
     cfg, model = _model("kitti_pointpillars_3class")
     rpn = InferenceRPN(model.rpn).double()
-    packed = packed_of(rpn)
+    packed = rpn.pack_neck()
     hc = rpn.head.out_channels
     assert packed.width == hc and all(h.shape[1] == next_pow2(max(16, hc)) for h in packed.head)
     for up, p, s, cout in zip(rpn.ups, packed.up, packed.strides, packed.couts):
@@ -71,7 +68,7 @@ def test_packing_layout():
 def test_unfit_names_what_does_not_fit():
     cfg, model = _model("kitti_pointpillars_3class")
     rpn = InferenceRPN(model.rpn).double()
-    packed = packed_of(rpn)
+    packed = rpn.pack_neck()
     with torch.inference_mode():
         xs = [x.contiguous(memory_format=torch.channels_last) for x in rpn.blocks(_canvas(cfg))]
         assert unfit(xs, packed, DEFAULT_TILES) is None
@@ -88,6 +85,7 @@ def test_the_fused_neck_is_the_default_and_runs_only_on_cuda_float16():
     assert rpn.fused_neck and not InferenceRPN(model.rpn, fused_neck=False).fused_neck
     with torch.inference_mode():
         assert not rpn.fuses_neck_on(rpn.blocks(_canvas(cfg)))  # on the CPU: the head over the concatenated map
+        assert rpn.head_form(_canvas(cfg)) == "concat" and not rpn.may_fuse_neck(_canvas(cfg))
 
 
 def test_a_kernel_that_fails_falls_back_to_the_per_branch_head_with_a_warning(monkeypatch):
@@ -98,7 +96,7 @@ def test_a_kernel_that_fails_falls_back_to_the_per_branch_head_with_a_warning(mo
     cfg, model = _model("kitti_pointpillars_3class")
     rpn = InferenceRPN(model.rpn).double()
     x = _canvas(cfg)
-    monkeypatch.setattr(InferenceRPN, "packed_neck", lambda self, xs: packed_of(self) if self.fused_neck else None)
+    monkeypatch.setattr(InferenceRPN, "packed_neck", lambda self, xs: self.pack_neck() if self.fused_neck else None)
 
     def broken(*args, **kwargs):
         raise RuntimeError("no kernel image is available for execution on the device")
@@ -115,10 +113,6 @@ def test_a_kernel_that_fails_falls_back_to_the_per_branch_head_with_a_warning(mo
 
 
 # ---- CUDA: the kernel -----------------------------------------------------------------------------
-def _on_cuda(rpn, fused_neck=True):
-    return InferenceRPN(rpn, fused_neck=fused_neck).to("cuda", torch.float16).to(memory_format=torch.channels_last)
-
-
 def _cuda_canvas(cfg, batch=2, seed=2):
     g = torch.Generator().manual_seed(seed)
     x = torch.relu(torch.randn(batch, cfg.network.pfn_channels, 128, 96, generator=g))
@@ -135,7 +129,7 @@ def test_neck_head_on_cuda_is_the_reference(torch_cuda, name):
     from pointpillars_trt.model.triton_head import neck_head
 
     cfg, model = _model(name)
-    fused, split = _on_cuda(model.rpn), _on_cuda(model.rpn, fused_neck=False)
+    fused, split = _on_cuda(model.rpn, torch.float16, fused_neck=True), _on_cuda(model.rpn, torch.float16)
     x = _cuda_canvas(cfg)
     with no_tf32(), torch.inference_mode():
         xs = fused.blocks(x)
@@ -160,7 +154,7 @@ def test_fused_neck_on_a_real_frame_is_as_close_to_float32_as_the_split_head(tor
     pytest.importorskip("triton")
     cfg, model, canvas = _demo_canvas()
     with no_tf32():
-        fused, split = _on_cuda(model.rpn), _on_cuda(model.rpn, fused_neck=False)
+        fused, split = _on_cuda(model.rpn, torch.float16, fused_neck=True), _on_cuda(model.rpn, torch.float16)
         fp32 = InferenceRPN(model.rpn, split_head=False, fused_neck=False).to("cuda")
         x16 = canvas.to("cuda", torch.float16).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -177,19 +171,5 @@ def test_fused_neck_in_a_cuda_graph_gives_the_eager_bits(torch_cuda):
     """Capturable once compiled (warm-up outside the capture, as the device executor does)."""
     pytest.importorskip("triton")
     cfg, model = _model("kitti_pointpillars_3class")
-    rpn = _on_cuda(model.rpn)
-    x = _cuda_canvas(cfg, batch=1, seed=4)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.inference_mode():
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                eager = rpn.head_output(x)
-        torch.cuda.current_stream().wait_stream(side)
-        assert rpn.fuses_neck_on(rpn.blocks(x))
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            captured = rpn.head_output(x)
-        graph.replay()
-        torch.cuda.synchronize()
-    assert torch.equal(captured, eager)
+    rpn = _on_cuda(model.rpn, torch.float16, fused_neck=True)
+    assert_graph_replay_is_eager(rpn, _cuda_canvas(cfg, batch=1, seed=4), "fused")
