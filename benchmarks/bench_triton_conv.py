@@ -143,7 +143,7 @@ HEAD_TILES = [  # (block_m, block_k, num_warps, num_stages)
 def measure_head(torch, cfg, inf, bsz: int, args) -> dict:
     """The upsampling convolutions + head as the pipeline runs them (cuDNN 1x1 convolutions, then
     ``head_without_concat``: cuBLAS products in float32 and the depth-to-space add kernel) against
-    :func:`~pointpillars_trt.model.triton_head.neck_head` with each of ``HEAD_TILES`` (the head columns in two products, and in one padded product); then the whole
+    :func:`~pointpillars_trt.model.triton_head.neck_head` with each of ``HEAD_TILES``; then the whole
     RPN (``head_output``) against the backbone + the fastest ``neck_head``. Graph replays, as above."""
     from pointpillars_trt.model import triton_head as th
     from pointpillars_trt.model.inference_rpn import head_without_concat
@@ -159,25 +159,22 @@ def measure_head(torch, cfg, inf, bsz: int, args) -> dict:
             return head_without_concat(inf.upsampled(xs), inf.up_strides, hw, inf.head.bias)
 
         ref = current()
-        packed = inf.pack_neck()  # the head columns in two products (head_columns: KITTI's 72 as 64 + 16)
-        whole = th.PackedNeckHead.from_weights([(u.weight, u.bias) for u in inf.ups], inf.up_strides, hw, inf.head.bias,
-                                               split_columns=False)  # one product padded to next_pow2
-        row = {"batch": bsz, "current_ms": round(graph_ms(torch, current, args.repeat, args.runs), 5),
-               "columns": list(packed.columns), "tiles": {}, "tiles_one_product": {}}
+        packed = inf.pack_neck()
+        row = {"batch": bsz, "current_ms": round(graph_ms(torch, current, args.repeat, args.runs), 5), "tiles": {}}
         best = None
         for bm, bk, nw, ns in HEAD_TILES:
             tiles = th.HeadTiles(bm, bk, nw, ns)
-            for key, pk in (("tiles", packed), ("tiles_one_product", whole)):
-                try:
-                    out = th.neck_head(xs, pk, tiles)
-                    torch.cuda.synchronize()
-                    err = float((out.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))
-                    ms = graph_ms(torch, lambda: th.neck_head(xs, pk, tiles), args.repeat, args.runs)
-                    row[key][tiles.label()] = {"ms": round(ms, 5), "rel_err": err, "differing": float((out != ref).float().mean())}
-                    if key == "tiles" and (best is None or ms < best[0]):
-                        best = (ms, tiles)
-                except Exception as exc:
-                    row[key][tiles.label()] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            try:
+                out = th.neck_head(xs, packed, tiles)
+                torch.cuda.synchronize()
+                err = float((out.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))
+                ms = graph_ms(torch, lambda: th.neck_head(xs, packed, tiles), args.repeat, args.runs)
+                row["tiles"][tiles.label()] = {"ms": round(ms, 5), "rel_err": err,
+                                               "differing": float((out != ref).float().mean())}
+                if best is None or ms < best[0]:
+                    best = (ms, tiles)
+            except Exception as exc:
+                row["tiles"][tiles.label()] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         if best is not None:
             row["best"] = best[1].label()
             row["best_ms"] = round(best[0], 5)
@@ -187,11 +184,10 @@ def measure_head(torch, cfg, inf, bsz: int, args) -> dict:
                     return inf.head_output(canvas)
                 return run
 
-            rpns = {"current": rpn(False), "fused_default_tiles": rpn(True),
-                    "fused_best_tiles": lambda: th.neck_head(inf.blocks(canvas), packed, best[1]),
-                    "fused_one_product_default_tiles": lambda: th.neck_head(inf.blocks(canvas), whole)}
+            whole = {"current": rpn(False), "fused_default_tiles": rpn(True),
+                     "fused_best_tiles": lambda: th.neck_head(inf.blocks(canvas), packed, best[1])}
             for rnd in range(2):
-                for name, fn in rpns.items():
+                for name, fn in whole.items():
                     row.setdefault(f"rpn_{name}_ms", []).append(round(graph_ms(torch, fn, 5, args.runs), 5))
     inf.fused_neck = False
     print(f"b{bsz} neck+head: {json.dumps(row)}", flush=True)

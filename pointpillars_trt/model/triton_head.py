@@ -14,9 +14,6 @@ full-resolution pixels that share their position inside the coarsest branch's ``
 the ``Cout_k`` rows of ``W_up_k`` they need: each branch is two chained matrix products on tiles
 (``[BLOCK_M, Cin_k] x [Cin_k, Cout_k]``, then ``[BLOCK_M, Cout_k] x [Cout_k, HP]``), accumulated in
 float32 in a fixed order (no atomics: the same inputs give the same bits on every run).
-
-The head's ``H`` columns are computed in at most two power-of-two chunks (:func:`head_columns`):
-KITTI's 72 as 64 + 16 instead of one product padded to 128, 62 % of the padded head product's work.
 """
 
 from __future__ import annotations
@@ -56,35 +53,12 @@ def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
-def head_columns(h: int, split: bool = True) -> tuple[int, int]:
-    """The widths ``(HA, HB)`` of the two products the kernel computes the head's ``h`` columns in:
-    powers of two of at least 16 (the tensor cores' smallest), ``HB = 0`` for one product. With
-    ``split``, ``HA`` is the largest power of two <= ``h`` and ``HB`` covers the rest, where that is
-    narrower than one product of ``next_pow2(h)`` (72 -> (64, 16); 64 -> (64, 0); 20 -> (32, 0));
-    without it, one product padded to ``next_pow2(h)``."""
-    whole = next_pow2(max(16, h))
-    ha = 1 << (int(h).bit_length() - 1) if h > 0 else 0
-    hb = next_pow2(max(16, h - ha)) if h > ha else 0
-    if not split or ha < 16 or hb == 0 or ha + hb >= whole:
-        return whole, 0
-    return ha, hb
-
-
 if triton is not None:
 
     @triton.jit
-    def _store(out_ptr, bh_ptr, z, pix, ok, first: tl.constexpr, H_OUT: tl.constexpr, W: tl.constexpr):
-        """Columns ``first .. first + W`` of the head (those below ``H_OUT``): ``z`` plus the bias, rounded once."""
-        offs_h = first + tl.arange(0, W)
-        live = offs_h < H_OUT
-        bias = tl.load(bh_ptr + offs_h, mask=live, other=0.0).to(tl.float32)
-        tl.store(out_ptr + pix[:, None] + offs_h[None, :], (z + bias[None, :]).to(out_ptr.dtype.element_ty),
-                 mask=ok[:, None] & live[None, :])
-
-    @triton.jit
-    def _branch(za, zb, x_ptr, wu_ptr, bu_ptr, wh_ptr, b, Y, X, ok, Hf, Wf, i, j,
-                S: tl.constexpr, CIN: tl.constexpr, COUT: tl.constexpr, HW: tl.constexpr, HA: tl.constexpr,
-                HB: tl.constexpr, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
+    def _branch(z, x_ptr, wu_ptr, bu_ptr, wh_ptr, b, Y, X, ok, Hf, Wf, i, j,
+                S: tl.constexpr, CIN: tl.constexpr, COUT: tl.constexpr, HP: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
         hk = Hf // S
         wk = Wf // S
         sub = (i % S) * S + (j % S)  # the same for every pixel of the program
@@ -98,17 +72,12 @@ if triton is not None:
             acc = tl.dot(a, w, acc)
         bias = tl.load(bu_ptr + sub * COUT + offs_o).to(tl.float32)
         y = tl.maximum(acc + bias[None, :], 0.0).to(x_ptr.dtype.element_ty)
-        wh = tl.load(wh_ptr + offs_o[:, None] * HW + tl.arange(0, HA)[None, :])
-        za = tl.dot(y, wh, za)
-        if SPLIT:
-            whb = tl.load(wh_ptr + offs_o[:, None] * HW + HA + tl.arange(0, HB)[None, :])
-            zb = tl.dot(y, whb, zb)
-        return za, zb
+        wh = tl.load(wh_ptr + offs_o[:, None] * HP + tl.arange(0, HP)[None, :])
+        return tl.dot(y, wh, z)
 
     @triton.jit
     def _neck_head_kernel(x0, wu0, bu0, wh0, x1, wu1, bu1, wh1, x2, wu2, bu2, wh2, bh_ptr, out_ptr, Hc, Wc,
-                          NB: tl.constexpr, S: tl.constexpr, H_OUT: tl.constexpr, HW: tl.constexpr, HA: tl.constexpr,
-                          HB: tl.constexpr, SPLIT: tl.constexpr,
+                          NB: tl.constexpr, S: tl.constexpr, H_OUT: tl.constexpr, HP: tl.constexpr,
                           S0: tl.constexpr, CIN0: tl.constexpr, COUT0: tl.constexpr, BK0: tl.constexpr,
                           S1: tl.constexpr, CIN1: tl.constexpr, COUT1: tl.constexpr, BK1: tl.constexpr,
                           S2: tl.constexpr, CIN2: tl.constexpr, COUT2: tl.constexpr, BK2: tl.constexpr,
@@ -128,26 +97,26 @@ if triton is not None:
         X = (offs % Wc) * S + j
         Hf = Hc * S
         Wf = Wc * S
-        za = tl.zeros((BLOCK_M, HA), dtype=tl.float32)
-        zb = tl.zeros((BLOCK_M, HB), dtype=tl.float32)  # unused (and dropped by the compiler) unless SPLIT
-        za, zb = _branch(za, zb, x0, wu0, bu0, wh0, b, Y, X, ok, Hf, Wf, i, j, S0, CIN0, COUT0, HW, HA, HB, SPLIT, BLOCK_M, BK0)
+        z = tl.zeros((BLOCK_M, HP), dtype=tl.float32)
+        z = _branch(z, x0, wu0, bu0, wh0, b, Y, X, ok, Hf, Wf, i, j, S0, CIN0, COUT0, HP, BLOCK_M, BK0)
         if NB > 1:
-            za, zb = _branch(za, zb, x1, wu1, bu1, wh1, b, Y, X, ok, Hf, Wf, i, j, S1, CIN1, COUT1, HW, HA, HB, SPLIT, BLOCK_M, BK1)
+            z = _branch(z, x1, wu1, bu1, wh1, b, Y, X, ok, Hf, Wf, i, j, S1, CIN1, COUT1, HP, BLOCK_M, BK1)
         if NB > 2:
-            za, zb = _branch(za, zb, x2, wu2, bu2, wh2, b, Y, X, ok, Hf, Wf, i, j, S2, CIN2, COUT2, HW, HA, HB, SPLIT, BLOCK_M, BK2)
+            z = _branch(z, x2, wu2, bu2, wh2, b, Y, X, ok, Hf, Wf, i, j, S2, CIN2, COUT2, HP, BLOCK_M, BK2)
+        offs_h = tl.arange(0, HP)
+        bias = tl.load(bh_ptr + offs_h, mask=offs_h < H_OUT, other=0.0).to(tl.float32)
+        z = z + bias[None, :]
         pix = ((b * Hf + Y) * Wf + X).to(tl.int64) * H_OUT
-        _store(out_ptr, bh_ptr, za, pix, ok, 0, H_OUT, HA)
-        if SPLIT:
-            _store(out_ptr, bh_ptr, zb, pix, ok, HA, H_OUT, HB)
+        tl.store(out_ptr + pix[:, None] + offs_h[None, :], z.to(out_ptr.dtype.element_ty),
+                 mask=ok[:, None] & (offs_h < H_OUT)[None, :])
 
 
 @dataclass(frozen=True)
 class PackedNeckHead:
     """The weights of the upsampling convolutions and the head, laid out for :func:`neck_head`:
     per branch ``up [s^2, Cin, Cout]`` (sub-pixel ``i * s + j``), ``up_bias [s^2 * Cout]`` and
-    ``head [Cout, HA + HB]`` (this branch's columns of the head weight, transposed, zero-padded to
-    the ``columns = (HA, HB)`` of :func:`head_columns`); ``bias [H]``; ``strides`` and ``couts`` per
-    branch; ``width = H``."""
+    ``head [Cout, HP]`` (this branch's columns of the head weight, transposed, zero-padded to
+    ``HP = next_pow2(H)`` columns); ``bias [H]``; ``strides`` and ``couts`` per branch."""
 
     up: tuple[torch.Tensor, ...]
     up_bias: tuple[torch.Tensor, ...]
@@ -156,17 +125,15 @@ class PackedNeckHead:
     strides: tuple[int, ...]
     couts: tuple[int, ...]
     width: int
-    columns: tuple[int, int]
 
     @staticmethod
     def from_weights(ups: list[tuple[torch.Tensor, torch.Tensor]], strides: list[int], head_weight: torch.Tensor,
-                     head_bias: torch.Tensor, split_columns: bool = True) -> "PackedNeckHead":
+                     head_bias: torch.Tensor) -> "PackedNeckHead":
         """``ups``: per branch the 1x1 convolution ``(weight [s^2 * Cout, Cin, 1, 1], bias [s^2 * Cout])``
         of :func:`~pointpillars_trt.model.inference_rpn.deconv_as_conv`; ``head_weight [H, sum Cout]``,
-        ``head_bias [H]``; ``split_columns``: see :func:`head_columns`."""
+        ``head_bias [H]``."""
         hc = int(head_weight.shape[0])
-        columns = head_columns(hc, split_columns)
-        hp = sum(columns)
+        hp = next_pow2(max(16, hc))
         packs, biases, heads, couts, offset = [], [], [], [], 0
         for (w, bias), s in zip(ups, strides):
             cin = int(w.shape[1])
@@ -179,7 +146,7 @@ class PackedNeckHead:
             couts.append(cout)
             offset += cout
         return PackedNeckHead(tuple(packs), tuple(biases), tuple(heads), head_bias.contiguous(), tuple(int(s) for s in strides),
-                              tuple(couts), hc, columns)
+                              tuple(couts), hc)
 
 
 DEFAULT_TILES = HeadTiles()
@@ -241,12 +208,10 @@ def neck_head(xs: list[torch.Tensor], packed: PackedNeckHead, tiles: HeadTiles =
         cin = int(xs[kk].shape[1])
         meta.update({f"S{k}": packed.strides[kk], f"CIN{k}": cin, f"COUT{k}": packed.couts[kk], f"BK{k}": step_k(cin, tiles)})
     grid = (bsz * big * big * triton.cdiv(hc * wc, tiles.block_m),)
-    ha, hb = packed.columns
-    _neck_head_kernel[grid](*args, packed.bias, out, hc, wc, NB=nb, S=big, H_OUT=packed.width, HW=ha + hb, HA=ha, HB=max(hb, 16),
-                            SPLIT=hb > 0,
+    _neck_head_kernel[grid](*args, packed.bias, out, hc, wc, NB=nb, S=big, H_OUT=packed.width, HP=int(packed.head[0].shape[1]),
                             BLOCK_M=tiles.block_m, num_warps=tiles.num_warps, num_stages=tiles.num_stages,
                             **meta)
     return out
 
 
-__all__ = ["DEFAULT_TILES", "HeadTiles", "PackedNeckHead", "available", "head_columns", "neck_head", "next_pow2", "unfit"]
+__all__ = ["DEFAULT_TILES", "HeadTiles", "PackedNeckHead", "available", "neck_head", "next_pow2", "unfit"]

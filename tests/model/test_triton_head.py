@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pointpillars_trt.model.inference_rpn import InferenceRPN
-from pointpillars_trt.model.triton_head import DEFAULT_TILES, HeadTiles, PackedNeckHead, head_columns, next_pow2, unfit
+from pointpillars_trt.model.triton_head import DEFAULT_TILES, HeadTiles, PackedNeckHead, next_pow2, unfit
 from tests.cuda_helpers import cuda_device, torch_cuda  # noqa: F401  (fixtures)
 from tests.model.test_inference_rpn import (CONFIGS, _canvas, _demo_canvas, _model, _on_cuda, assert_graph_replay_is_eager,
                                             float16_spacing, no_tf32)
@@ -49,22 +49,13 @@ def test_the_reference_is_the_rpn_head(name):
 
 
 def test_packing_layout():
-    """``up[sub]`` is the 1x1 weight's sub-pixel rows transposed; the head columns are the head weight's,
-    transposed, zero-padded to the two chunks of :func:`head_columns` (KITTI's 72 to 64 + 16)."""
+    """``up[sub]`` is the 1x1 weight's sub-pixel rows transposed; the head columns are zero-padded to a
+    power of two of at least 16."""
     cfg, model = _model("kitti_pointpillars_3class")
     rpn = InferenceRPN(model.rpn).double()
     packed = rpn.pack_neck()
     hc = rpn.head.out_channels
-    assert hc == 72 and packed.width == hc and packed.columns == (64, 16)
-    assert all(h.shape == (cout, 80) for h, cout in zip(packed.head, packed.couts))
-    offset = 0
-    for h, cout in zip(packed.head, packed.couts):
-        assert torch.equal(h[:, :hc], rpn.head.weight[:, offset:offset + cout, 0, 0].t())
-        offset += cout
-    whole = PackedNeckHead.from_weights([(u.weight, u.bias) for u in rpn.ups], rpn.up_strides, rpn.head.weight[:, :, 0, 0],
-                                        rpn.head.bias, split_columns=False)
-    assert whole.columns == (128, 0) and all(h.shape[1] == 128 for h in whole.head)
-    assert all(torch.equal(a[:, :hc], b[:, :hc]) for a, b in zip(packed.head, whole.head))
+    assert packed.width == hc and all(h.shape[1] == next_pow2(max(16, hc)) for h in packed.head)
     for up, p, s, cout in zip(rpn.ups, packed.up, packed.strides, packed.couts):
         w = up.weight[:, :, 0, 0]
         assert p.shape == (s * s, w.shape[1], cout)
@@ -72,17 +63,6 @@ def test_packing_layout():
             assert torch.equal(p[sub], w[sub * cout:(sub + 1) * cout].t())
     assert all((h[:, hc:] == 0).all() for h in packed.head)
     assert next_pow2(72) == 128 and next_pow2(64) == 64 and next_pow2(1) == 1
-
-
-@pytest.mark.parametrize("h, split, want", [
-    (72, True, (64, 16)), (72, False, (128, 0)), (64, True, (64, 0)), (20, True, (32, 0)), (8, True, (16, 0)),
-    (42, True, (32, 16)), (100, True, (128, 0)), (130, True, (128, 16)), (16, True, (16, 0)), (48, True, (32, 16)),
-])
-def test_head_columns(h, split, want):
-    """Two power-of-two products (each >= 16) where they are narrower than one padded to ``next_pow2``."""
-    ha, hb = head_columns(h, split)
-    assert (ha, hb) == want and ha + hb >= h and ha >= 16 and not ha & (ha - 1)
-    assert hb == 0 or (hb >= 16 and not hb & (hb - 1) and ha + hb < next_pow2(max(16, h)))
 
 
 def test_unfit_names_what_does_not_fit():
@@ -144,7 +124,7 @@ def _cuda_canvas(cfg, batch=2, seed=2):
 def test_neck_head_on_cuda_is_the_reference(torch_cuda, name):
     """The default RPN on CUDA in float16 runs the kernel; it is the reference within float16 rounding
     (sums in another order can round a branch value or the output the other way) for the default
-    tiles, two others and the head columns in one padded product; shape, dtype and strides are the per-branch head's; deterministic."""
+    tiles and two others; shape, dtype and strides are the per-branch head's; deterministic."""
     pytest.importorskip("triton")
     from pointpillars_trt.model.triton_head import neck_head
 
@@ -157,10 +137,7 @@ def test_neck_head_on_cuda_is_the_reference(torch_cuda, name):
         got, again, theirs = fused.head_output(x), fused.head_output(x), split.head_output(x)
         packed = fused.packed_neck(xs)
         ref = neck_head_reference(xs, packed)
-        whole = PackedNeckHead.from_weights([(u.weight, u.bias) for u in fused.ups], fused.up_strides,
-                                            fused.head.weight[:, :, 0, 0], fused.head.bias, split_columns=False)
         others = [neck_head(xs, packed, t) for t in (HeadTiles(32, 32, 4, 3), HeadTiles(128, 64, 8, 2))]
-        others.append(neck_head(xs, whole))  # the head columns in one padded product
         torch.cuda.synchronize()
     assert got.shape == theirs.shape and got.dtype == theirs.dtype == torch.float16 and got.stride() == theirs.stride()
     assert torch.equal(got, again)
