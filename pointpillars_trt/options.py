@@ -189,7 +189,9 @@ class DeviceOptions:
     (:class:`~pointpillars_trt.postprocess.cuda.CudaPostProcessor` with ``lanes``) instead of one chain
     of launches per frame, each on its own stream; the same boxes. Off by default: on an H200 it cut the
     post-processing kernel time of a batch of 16 to a third but not the wall time (3714 against 3742 frames/s,
-    2026-12-02), and it holds about 0.5 GB more.
+    2026-12-02), and it holds about 0.5 GB more. ``mapped_points``: no host-to-device copy of the points;
+    the voxelizer's first pass reads them and their count from the pinned staging rows over the bus
+    (mapped host memory) and writes the device copy the later passes read; the same results.
     """
 
     device: str = "cuda"
@@ -204,6 +206,7 @@ class DeviceOptions:
     staging_threads: int | None = None
     cudnn_autotune: bool = False
     batched_post: bool = False
+    mapped_points: bool = False
 
 
 T = TypeVar("T")

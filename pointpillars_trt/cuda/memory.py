@@ -144,6 +144,15 @@ def copy_d2d_async(dst_ptr: int, src_ptr: int, nbytes: int, stream: int) -> None
         )
 
 
+def mapped_pointer(host_ptr: int) -> int:
+    """The device address of pinned host memory (``cudaHostAlloc`` / ``cuMemHostAlloc``, as torch's
+    ``pin_memory`` allocates it), through which kernels read and write it over the bus: with unified
+    addressing the host address itself. :class:`~pointpillars_trt.errors.CudaError` names the driver's
+    reason where the memory is not pinned or the device cannot map host memory."""
+    drv = bindings()[0]
+    return int(check(drv.cuMemHostGetDevicePointer(int(host_ptr), 0), "cuMemHostGetDevicePointer"))
+
+
 def stream_synchronize(stream: int) -> None:
     drv = bindings()[0]
     check(drv.cuStreamSynchronize(drv.CUstream(int(stream))), "cuStreamSynchronize")

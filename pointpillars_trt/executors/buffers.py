@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..voxelize.cuda import (DROPPED_PILLARS, DROPPED_POINTS, FOUND, INPUT, INTENSITY_MAX, INTENSITY_MIN, NONFINITE,
-                             NUM_COUNTERS, PILLARS, keys_to_floats)
+                             NUM_COUNTERS, PILLARS, MappedPoints, keys_to_floats)
 from .base import FrameResult, PillarCounts
 from .staging import SplitCopier, default_staging_threads
 
@@ -170,7 +170,8 @@ class FrameBuffers:
     :meth:`reserve_points`), the device point count, per-pillar point counts and cells, the
     packed output row and its pinned host copy. Numpy views of the pinned buffers are made once."""
 
-    def __init__(self, batch: int, max_pillars: int, layout: PackedLayout, device: Any, staging_threads: int | None = 1) -> None:
+    def __init__(self, batch: int, max_pillars: int, layout: PackedLayout, device: Any, staging_threads: int | None = 1,
+                 mapped_points: bool = False) -> None:
         import torch
 
         self.batch, self.max_pillars, self.layout, self.device = int(batch), int(max_pillars), layout, device
@@ -184,6 +185,11 @@ class FrameBuffers:
         self.n_dev = torch.zeros(batch, dtype=torch.int32, device=device)
         self.n_host_np = self.n_host.numpy()
         self.capacity = 0
+        self.mapped_points = bool(mapped_points)
+        if self.mapped_points:  # the voxelizer's pass 1 reads the pinned count and rows over the bus (no upload)
+            from ..cuda.memory import mapped_pointer
+
+            self._n_mapped = mapped_pointer(self.n_host.data_ptr())
         threads = default_staging_threads() if staging_threads is None else staging_threads
         self.copier = SplitCopier(threads) if threads != 1 else None  # validates the count
 
@@ -196,6 +202,10 @@ class FrameBuffers:
         self.points_host = torch.zeros((self.batch, capacity, 4), dtype=torch.float32, pin_memory=True)
         self.points_host_np = self.points_host.numpy()
         self.staging = StagingRows(self.points_host_np, self.n_host_np, self.copier)
+        if self.mapped_points:
+            from ..cuda.memory import mapped_pointer
+
+            self._points_mapped = mapped_pointer(self.points_host.data_ptr())
 
     def lane_row(self, b: int, n: int) -> np.ndarray:
         """:meth:`StagingRows.lane_row` of the pinned rows (valid until :meth:`reserve_points`)."""
@@ -214,15 +224,24 @@ class FrameBuffers:
             self.copier.close()
 
     def enqueue_upload(self, batch: int, bucket: int) -> None:
-        """H2D copies of the counts and the first ``bucket`` points of each lane (current stream)."""
+        """H2D copies of the counts and the first ``bucket`` points of each lane (current stream);
+        none with ``mapped_points`` (the voxelizer reads the pinned rows: :meth:`voxel_outputs`)."""
+        if self.mapped_points:
+            return
         self.n_dev[:batch].copy_(self.n_host[:batch], non_blocking=True)
         for b in range(batch):  # contiguous rows: a pinned source, so a true async copy
             self.points_dev[b, :bucket].copy_(self.points_host[b, :bucket], non_blocking=True)
 
-    def voxel_outputs(self, b: int) -> dict[str, int]:
-        """The voxelizer's output pointers of lane ``b`` (keyword arguments of its ``enqueue*``)."""
-        return {"num_points_out_ptr": tensor_ptr(self.num_points, b), "coords_ptr": tensor_ptr(self.coords, b),
-                "counters_ptr": self.counters_ptr(b), "num_points_ptr": tensor_ptr(self.n_dev, b)}
+    def voxel_outputs(self, b: int) -> dict[str, Any]:
+        """The voxelizer's output pointers of lane ``b`` (keyword arguments of its ``enqueue*``), with
+        ``mapped_points`` also where its pass 1 reads the lane's pinned rows and count
+        (:class:`~pointpillars_trt.voxelize.cuda.MappedPoints`)."""
+        out: dict[str, Any] = {"num_points_out_ptr": tensor_ptr(self.num_points, b), "coords_ptr": tensor_ptr(self.coords, b),
+                               "counters_ptr": self.counters_ptr(b), "num_points_ptr": tensor_ptr(self.n_dev, b)}
+        if self.mapped_points:
+            row = self.points_host.stride(0) * self.points_host.element_size()
+            out["mapped"] = MappedPoints(self._points_mapped + b * row, self._n_mapped + b * self.n_host.element_size())
+        return out
 
     def counters_ptr(self, b: int) -> int:
         return tensor_ptr(self.packed, b, self.layout.counters)

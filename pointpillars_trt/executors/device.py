@@ -123,7 +123,7 @@ class DevicePipeline:
             self.post += [CudaPostProcessor(cfg, self.cuda_device, anchors_from=self.post[0]) for _ in range(self.max_batch - 1)]
         self.lane_streams = [torch.cuda.Stream(device) for _ in range(self.max_batch)] if self.max_batch > 1 else []
         self.bufs = FrameBuffers(self.max_batch, self.max_pillars, PackedLayout(cfg.postprocess.nms_post_max), device,
-                                 staging_threads=options.staging_threads)
+                                 staging_threads=options.staging_threads, mapped_points=options.mapped_points)
         self._reserve_points(options.max_points)
         network.allocate(self.bufs, self.vox[0].features_shape)
         self._graphs: dict[tuple[int, int], Any] = {}  # (batch, bucket) -> GraphLaunch or TorchGraphLaunch

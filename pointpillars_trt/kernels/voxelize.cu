@@ -18,7 +18,9 @@
 //   (once)   cell_first[nx*ny] = INT_MAX, cell_count[nx*ny] = 0; pass 4 puts both back for the next
 //            frame (the P cells of its pillars, or both whole tables when pillars were dropped,
 //            whose cells are not listed)
-//   1 pp_vox_cells    per point: cell (or -1 / -2); atomicMin(cell_first[cell], i);
+//   1 pp_vox_cells    per point: cell (or -1 / -2); atomicMin(cell_first[cell], i); with points_copy
+//                     the points and their count are read from mapped pinned host memory and copied to
+//                     points_copy / count_copy, which the later passes read (no host-to-device copy);
 //                     slot = atomicAdd(cell_count[cell], 1) (order of slots is arbitrary);
 //                     resets the counters, the scan's tile states and its ticket; in the fused
 //                     form also zeroes the canvas cells of the previous frame
@@ -153,12 +155,18 @@ pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap,
              float vx, float vy, float vz, int nx, int ny, int nz, float xmax, float ymax, float zmax, int range_rule,
              int* __restrict__ point_cell, int* __restrict__ point_slot, int* __restrict__ cell_first,
              int* __restrict__ cell_count, unsigned long long* __restrict__ tile_status, int num_tiles,
-             int* __restrict__ counters, const int* __restrict__ coords, int C, int nhwc, int half, void* __restrict__ canvas) {
+             int* __restrict__ counters, const int* __restrict__ coords, int C, int nhwc, int half, void* __restrict__ canvas,
+             float* __restrict__ points_copy, int* __restrict__ count_copy) {
     PP_PDL_ENTRY();
     if (canvas != nullptr) clear_canvas(coords, counters, C, nx, ny, nhwc, half, canvas);
     const float lo[3] = {xmin, ymin, zmin}, hi[3] = {xmax, ymax, zmax};
-    const int N = read_count(n, n_dev, cap);
+    // one read of the count per block (with points_copy it is in pinned host memory, read over the bus)
+    __shared__ int s_count;
+    if (threadIdx.x == 0) s_count = n_dev != nullptr ? *n_dev : n;
+    __syncthreads();
+    const int N = read_count(s_count, nullptr, cap);
     const int tid = blockIdx.x * blockDim.x + threadIdx.x, stride = gridDim.x * blockDim.x;
+    if (tid == 0 && count_copy != nullptr) *count_copy = s_count;  // the later passes read the device copy
     if (tid == 0) {
         counters[C_OOR] = 0;
         counters[C_DROP_POINTS] = 0;
@@ -171,8 +179,10 @@ pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap,
     }
     for (int t = tid; t <= num_tiles; t += stride) tile_status[t] = 0ull;  // [num_tiles]: the ticket
     const float4* pts = reinterpret_cast<const float4*>(points);
+    float4* copy = reinterpret_cast<float4*>(points_copy);
     for (int i = tid; i < N; i += stride) {
         const float4 p = pts[i];
+        if (copy != nullptr) copy[i] = p;
         const float fx = floorf(__fdiv_rn(__fsub_rn(p.x, xmin), vx));
         const float fy = floorf(__fdiv_rn(__fsub_rn(p.y, ymin), vy));
         const float fz = floorf(__fdiv_rn(__fsub_rn(p.z, zmin), vz));

@@ -21,7 +21,9 @@ compute capability 9.0+ the kernels are launched programmatically (``cuda/nvrtc.
 
 With ``num_points_ptr`` (an int32 on the device) instead of a host ``num_points``, grids are
 sized for ``max_points`` and nothing depends on a host value: the launches can be captured in a
-CUDA graph. :meth:`CudaVoxelizer.enqueue_fused_pfn` additionally runs the PFN in the last pass
+CUDA graph. With ``mapped`` (:class:`MappedPoints`, the device addresses of pinned host rows and
+count), pass 1 reads the points and the count straight from host memory and writes the device
+copies that the later passes read: no host-to-device copy before the voxelizer. :meth:`CudaVoxelizer.enqueue_fused_pfn` additionally runs the PFN in the last pass
 and writes pillar features straight into a BEV canvas (the ``[P, M, 10]`` tensor is never stored).
 
 The cell table is sized from the config's grid, the point buffers from ``max_points``:
@@ -101,6 +103,16 @@ def _f32(v: float) -> np.float32:
     return np.float32(v)
 
 
+@dataclass(frozen=True)
+class MappedPoints:
+    """Where pass 1 reads a frame from pinned host memory: the device addresses
+    (:func:`~pointpillars_trt.cuda.memory.mapped_pointer`) of its float32 ``[N, 4]`` rows (16-byte
+    aligned) and of its int32 count."""
+
+    points_ptr: int
+    num_points_ptr: int
+
+
 class CudaVoxelizer:
     """Owns the workspace (cell table from the config grid, point buffers for ``max_points``).
 
@@ -176,13 +188,16 @@ class CudaVoxelizer:
     # ---- launches ----------------------------------------------------------------------------
     def _group(self, points_ptr: int, stream: int, num_points: int | None, num_points_ptr: int,
                num_points_out_ptr: int, coords_ptr: int, counters_ptr: int, num_points_bound: int | None = None,
-               canvas: tuple[int, bool, bool, int] | None = None) -> None:
+               canvas: tuple[int, bool, bool, int] | None = None, mapped: MappedPoints | None = None) -> None:
         """Passes 1-3 (``canvas``: ``(channels, nhwc, half, pointer)`` of the fused form, whose cells of
-        the previous frame pass 1 zeroes)."""
-        if int(points_ptr) % 16:
+        the previous frame pass 1 zeroes; ``mapped``: pass 1 reads the frame there and writes it to
+        ``points_ptr`` and ``num_points_ptr``)."""
+        if int(points_ptr) % 16 or (mapped is not None and int(mapped.points_ptr) % 16):
             raise ValueError("CudaVoxelizer: points must be 16-byte aligned float32 [N, 4] rows")
         if num_points is None and not num_points_ptr:
             raise ValueError("CudaVoxelizer: give num_points (host) or num_points_ptr (device int32)")
+        if mapped is not None and num_points is not None:
+            raise ValueError("CudaVoxelizer: mapped points take their count from mapped.num_points_ptr, not num_points")
         if num_points is not None:
             n_host = int(num_points)
             if n_host > self.max_points:
@@ -207,10 +222,14 @@ class CudaVoxelizer:
         c, nhwc, half, canvas_ptr = canvas or (0, False, False, 0)
         g1 = max(g, grid_for(self.max_pillars * c, BLOCK, self._max_blocks)) if canvas else g
         tables = (ptr(self._cell_first.ptr), ptr(self._cell_count.ptr))
-        launch(self._fn["cells"], g1, BLOCK, (ptr(points_ptr), *nn, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
+        # pass 1 reads the frame (mapped: from host memory, copying it to the device buffers the later passes read)
+        src, nn1, copies = (points_ptr, nn, (0, 0)) if mapped is None else \
+            (mapped.points_ptr, (i32(0), ptr(mapped.num_points_ptr), i32(cap)), (points_ptr, num_points_ptr))
+        launch(self._fn["cells"], g1, BLOCK, (ptr(src), *nn1, *self._geometry, i32(self.nx), i32(self.ny), i32(self.nz),
                                               *self._range_rule, ptr(b["point_cell"].ptr), ptr(b["point_slot"].ptr), *tables,
                                               ptr(b["tile_status"].ptr), i32(tiles), ptr(counters_ptr),
-                                              ptr(coords_ptr), i32(c), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)),
+                                              ptr(coords_ptr), i32(c), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr),
+                                              ptr(copies[0]), ptr(copies[1])),
                stream)
         launch(self._fn["number"], tiles, BLOCK, (ptr(points_ptr), *nn, i32(self.max_pillars), i32(self.max_points_per_pillar),
                                                   i32(self.nx), ptr(b["point_cell"].ptr), *tables, ptr(b["tile_status"].ptr),
@@ -232,12 +251,14 @@ class CudaVoxelizer:
 
     def enqueue(self, points_ptr: int, stream: int, *, features_ptr: int, num_points_out_ptr: int, coords_ptr: int,
                 counters_ptr: int, num_points: int | None = None, num_points_ptr: int = 0,
-                num_points_bound: int | None = None) -> None:
+                num_points_bound: int | None = None, mapped: MappedPoints | None = None) -> None:
         """Voxelize and decorate on ``stream``. Pointers: ``points`` float32 ``[N, 4]``; outputs
         as in the module docstring. ``num_points`` (host) or ``num_points_ptr`` (device int32, with
         ``num_points_bound`` an upper bound that sizes the grids: at most ``max_points``; a device
-        count above it is clamped to it)."""
-        self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound)
+        count above it is clamped to it). ``mapped``: the frame is read from pinned host memory
+        (:class:`MappedPoints`) and ``points`` / ``num_points_ptr`` receive its device copy."""
+        self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound,
+                    mapped=mapped)
         launch(self._fn["decorate"], self._pillar_grid(num_points), BLOCK,
                (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(features_ptr)), stream, shared_mem=self.shared_bytes)
         self._table_clean = True
@@ -245,18 +266,18 @@ class CudaVoxelizer:
     def enqueue_fused_pfn(self, points_ptr: int, stream: int, *, num_points_out_ptr: int, coords_ptr: int, counters_ptr: int,
                           weight_ptr: int, scale_ptr: int, shift_ptr: int, channels: int, canvas_ptr: int,
                           nhwc: bool = False, half: bool = False, num_points: int | None = None, num_points_ptr: int = 0,
-                          num_points_bound: int | None = None) -> None:
+                          num_points_bound: int | None = None, mapped: MappedPoints | None = None) -> None:
         """Voxelize, decorate, run the PFN (``weight`` float32 ``[C, 10]``, eval-mode BatchNorm as
         ``scale``/``shift`` float32 ``[C]``) and store each pillar's ``[C]`` feature in
         ``canvas`` (``[C, ny, nx]``, or ``[ny, nx, C]`` with ``nhwc``; float16 with ``half``).
 
         The cells of the previous frame are cleared first (by pass 1), from ``coords``/``counters`` as that
         frame left them: use the same ``coords``/``counters`` buffers for the same canvas, and
-        zero the canvas once when it is allocated.
+        zero the canvas once when it is allocated. ``mapped``: as in :meth:`enqueue`.
         """
         c = int(channels)
         self._group(points_ptr, stream, num_points, num_points_ptr, num_points_out_ptr, coords_ptr, counters_ptr, num_points_bound,
-                    canvas=(c, bool(nhwc), bool(half), int(canvas_ptr)))
+                    canvas=(c, bool(nhwc), bool(half), int(canvas_ptr)), mapped=mapped)
         launch(self._fn["decorate_pfn"], self._pillar_grid(num_points), BLOCK,
                (*self._pillar_args(points_ptr, coords_ptr, counters_ptr), ptr(weight_ptr), ptr(scale_ptr), ptr(shift_ptr),
                 i32(c), i32(self.nx), i32(self.ny), i32(int(nhwc)), i32(int(half)), ptr(canvas_ptr)), stream,
@@ -317,4 +338,4 @@ def voxelize_torch(points: "torch.Tensor", vox: CudaVoxelizer, out: TorchPillarB
     return out
 
 
-__all__ = ["CudaVoxelizer", "TorchPillarBuffers", "VoxelCounters", "voxelize_torch", "NUM_COUNTERS"]
+__all__ = ["CudaVoxelizer", "MappedPoints", "TorchPillarBuffers", "VoxelCounters", "voxelize_torch", "NUM_COUNTERS"]

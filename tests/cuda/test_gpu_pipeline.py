@@ -128,6 +128,29 @@ def test_batched_post_gives_the_same_results(torch_cuda, kitti_config, lively, k
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_mapped_points_give_the_same_results(torch_cuda, kitti_config, lively, kitti_frames, precision):
+    # DeviceOptions.mapped_points: no host-to-device copy in the graph, the voxelizer's first pass reads the pinned rows;
+    # every box and count must be the same, batch 1 and full and partial batches, and through input_buffer
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
+    copied = gpu_detector(kitti_config, lively, max_batch=3, precision=precision)
+    mapped = gpu_detector(kitti_config, lively, max_batch=3, precision=precision, mapped_points=True)
+    assert mapped.executor.pipeline.bufs.mapped_points and not copied.executor.pipeline.bufs.mapped_points
+    want = copied.detect_batch(clouds) + [copied.detect(c) for c in clouds[:2]]
+    got = mapped.detect_batch(clouds) + [mapped.detect(c) for c in clouds[:2]]
+    with mapped.input_buffer(len(clouds[0])) as buf:
+        buf[:] = clouds[0]
+        got.append(mapped.detect(buf))
+    want.append(want[-2])
+    for a, b in zip(want, got):
+        assert len(a) > 0 and a.num_points == b.num_points and a.num_pillars == b.num_pillars
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.labels, b.labels)
+    copied.close(), mapped.close()
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("max_batch", [1, 3])
 def test_input_buffer_is_the_staging_row_and_gives_the_same_boxes(torch_cuda, kitti_config, lively, kitti_frames, max_batch):
     # written in place, a single frame skips the staging copy; in a batch (one group, or several groups and so both

@@ -298,3 +298,42 @@ def test_device_count_at_tile_edges(torch_cuda, kitti_config, n):
     assert_same_pillars(got, want)
     assert got.num_pillars == want.num_pillars and (n == 0) == (got.num_pillars == 0)
     assert not rest.any()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n", [0, 1, 1025, None], ids=["empty", "one", "tile-edge", "real-frame"])
+def test_mapped_points_are_read_from_pinned_memory_and_copied(torch_cuda, kitti_config, kitti_frames, n):
+    """``mapped``: pass 1 reads the pinned host rows and count over the bus (garbage rows beyond N in
+    both buffers) and writes the device copies: the CPU reference's pillars, and the copies equal the
+    pinned rows and count."""
+    import torch
+
+    from pointpillars_trt.cuda.memory import mapped_pointer
+    from pointpillars_trt.voxelize.cuda import CudaVoxelizer, MappedPoints, TorchPillarBuffers
+
+    if n is None:
+        pts = np.fromfile(kitti_frames[0], dtype=np.float32).reshape(-1, 4)
+    else:
+        pts = random_cloud(kitti_config, n, seed=17)[:n].astype(np.float32)
+    bound = len(pts) + 1000
+    host = torch.full((bound, 4), 7.0, dtype=torch.float32, pin_memory=True)
+    host[: len(pts)] = torch.from_numpy(pts)
+    count = torch.tensor([len(pts)], dtype=torch.int32, pin_memory=True)
+    dev = torch.full((bound, 4), -3.0, dtype=torch.float32, device="cuda")
+    n_dev = torch.full((1,), -1, dtype=torch.int32, device="cuda")
+    vox = CudaVoxelizer(kitti_config.voxel, bound)
+    out = TorchPillarBuffers.allocate(vox)
+    vox.enqueue(dev.data_ptr(), torch.cuda.current_stream().cuda_stream, features_ptr=out.features.data_ptr(),
+                num_points_out_ptr=out.num_points.data_ptr(), coords_ptr=out.coords.data_ptr(), counters_ptr=out.counters.data_ptr(),
+                num_points_ptr=n_dev.data_ptr(), num_points_bound=bound,
+                mapped=MappedPoints(mapped_pointer(host.data_ptr()), mapped_pointer(count.data_ptr())))
+    got = out.to_pillars()
+    assert_same_pillars(got, cpu_voxelize(kitti_config, pts))
+    assert int(n_dev.item()) == len(pts)
+    np.testing.assert_array_equal(dev[: len(pts)].cpu().numpy(), pts)
+    assert bool((dev[len(pts):] == -3.0).all())  # nothing beyond N is read or written
+    with pytest.raises(ValueError, match="mapped points take their count"):
+        vox.enqueue(dev.data_ptr(), 0, features_ptr=out.features.data_ptr(), num_points_out_ptr=out.num_points.data_ptr(),
+                    coords_ptr=out.coords.data_ptr(), counters_ptr=out.counters.data_ptr(), num_points=len(pts),
+                    mapped=MappedPoints(mapped_pointer(host.data_ptr()), mapped_pointer(count.data_ptr())))
+    vox.free()
