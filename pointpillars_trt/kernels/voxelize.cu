@@ -160,13 +160,17 @@ pp_vox_cells(const float* __restrict__ points, int n, const int* n_dev, int cap,
     PP_PDL_ENTRY();
     if (canvas != nullptr) clear_canvas(coords, counters, C, nx, ny, nhwc, half, canvas);
     const float lo[3] = {xmin, ymin, zmin}, hi[3] = {xmax, ymax, zmax};
-    // one read of the count per block (with points_copy it is in pinned host memory, read over the bus)
-    __shared__ int s_count;
-    if (threadIdx.x == 0) s_count = n_dev != nullptr ? *n_dev : n;
-    __syncthreads();
-    const int N = read_count(s_count, nullptr, cap);
+    int N;
     const int tid = blockIdx.x * blockDim.x + threadIdx.x, stride = gridDim.x * blockDim.x;
-    if (tid == 0 && count_copy != nullptr) *count_copy = s_count;  // the later passes read the device copy
+    if (points_copy == nullptr) {
+        N = read_count(n, n_dev, cap);
+    } else {  // the count is in pinned host memory: one read over the bus per block (uniform branch)
+        __shared__ int s_count;
+        if (threadIdx.x == 0) s_count = *n_dev;
+        __syncthreads();
+        N = read_count(s_count, nullptr, cap);
+        if (tid == 0) *count_copy = s_count;  // the later passes read the device copy
+    }
     if (tid == 0) {
         counters[C_OOR] = 0;
         counters[C_DROP_POINTS] = 0;
