@@ -13,8 +13,9 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
   without a graph every stage is timed with CUDA events;
 * ``gpu/{fp32,fp16}/graph/batchB``: ``detect_batch`` with B frames per replay (offline throughput);
 * ``gpu/fp16/graph/pfn-torch``: the same with the torch (cuBLAS) PFN on all ``max_pillars`` rows;
-* ``gpu/fp16/graph/mapped-points``: the fp16 graph rows (batch 1 and the largest batch) with the points read by the
-  voxelizer from the pinned staging rows (``DeviceOptions.mapped_points``: no host-to-device copy);
+* ``gpu/fp16/graph/copy-points`` and ``gpu/fp16/graph/mapped-points/batchB``: the batch-1 row with the points copied
+  host to device, and the largest batch with them read by the voxelizer from the pinned rows
+  (``DeviceOptions.mapped_points``; the default reads them for single frames and copies batches);
 * ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
 * ``gpu/fp16/graph/stagingT`` and ``gpu/fp16/graph/stagingT/batchB``: the fp16 graph row and the largest batch
   with ``staging_threads=T`` (:data:`STAGING_THREADS`, 1: the caller's thread alone, against the default's
@@ -384,10 +385,11 @@ def main(argv: list[str] | None = None) -> int:
             # the batch's post-processing as one launch per pass (DeviceOptions.batched_post), same run: A/B of the largest
             # batch, with its kernel profile
             batch_row(f"gpu/fp16/graph/batched-post/batch{batch}/{gname}", batch, profiled=True, precision="fp16", batched_post=True)
-        # the points read by the voxelizer from the pinned rows, no host-to-device copy (DeviceOptions.mapped_points), same
-        # run: A/B of the batch-1 row (with its kernel profile) and of the largest batch
-        det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1, mapped_points=True)
-        single_row(f"gpu/fp16/graph/mapped-points/{gname}", det, args.iters, verbose=True)
+        # DeviceOptions.mapped_points, same run: the default reads the points from the pinned rows for single frames (no
+        # host-to-device copy) and copies batches; A/B: the batch-1 row with the copy (with its kernel profile), and the
+        # largest batch reading mapped points
+        det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1, mapped_points=False)
+        single_row(f"gpu/fp16/graph/copy-points/{gname}", det, args.iters, verbose=True)
         if args.batch:
             batch = max(args.batch)
             batch_row(f"gpu/fp16/graph/mapped-points/batch{batch}/{gname}", batch, profiled=True, precision="fp16", mapped_points=True)

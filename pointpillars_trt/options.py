@@ -191,9 +191,11 @@ class DeviceOptions:
     post-processing kernel time of a batch of 16 to a third but not the wall time (3714 against 3742 frames/s,
     2026-12-02), and it holds about 0.5 GB more. ``mapped_points``: no host-to-device copy of the points;
     the voxelizer's first pass reads them and their count from the pinned staging rows over the bus
-    (mapped host memory) and writes the device copy the later passes read; the same results. Off by default:
-    on an H200 (2026-12-03) it cut a batch-1 frame's GPU time by 25 us on 110k points (0.450 -> 0.425 ms) and 4 us on
-    a FOV frame, but 16 lanes reading over the bus at once are slower than the copy engine (4390 -> 4207 FOV frames/s).
+    (mapped host memory) and writes the device copy the later passes read; the same results. True: every
+    replay; False: none; ``None`` (default): single frames only, batches through the copy engine. On an
+    H200 (2026-12-03) it cut a single frame's GPU time by 25 us on 110k points (0.450 -> 0.425 ms) and 4 us
+    on a FOV frame, but 16 lanes reading over the bus at once are slower than the copy engine (4390 -> 4207
+    FOV frames/s). Where the device cannot map host memory, ``None`` copies and True raises.
     """
 
     device: str = "cuda"
@@ -208,7 +210,7 @@ class DeviceOptions:
     staging_threads: int | None = None
     cudnn_autotune: bool = False
     batched_post: bool = False
-    mapped_points: bool = False
+    mapped_points: bool | None = None
 
 
 T = TypeVar("T")

@@ -102,6 +102,13 @@ class PackedRows:
                            counts, timings_ms)
 
 
+def reads_mapped_points(option: bool | None, batch: int) -> bool:
+    """Whether a replay of ``batch`` frames has the voxelizer read the points from the pinned rows
+    (:attr:`~pointpillars_trt.options.DeviceOptions.mapped_points`: True always, False never, None for
+    single frames only: batches are faster through the copy engine)."""
+    return bool(option) if option is not None else batch == 1
+
+
 def point_bucket(n: int, min_bucket: int = 16384) -> int:
     """The copy size for ``n`` points: ``min_bucket`` times powers of 1.5, rounded up to 4096
     (few graphs, at most 50 % more bytes copied than needed).
@@ -171,7 +178,7 @@ class FrameBuffers:
     packed output row and its pinned host copy. Numpy views of the pinned buffers are made once."""
 
     def __init__(self, batch: int, max_pillars: int, layout: PackedLayout, device: Any, staging_threads: int | None = 1,
-                 mapped_points: bool = False) -> None:
+                 mapped_points: bool | None = False) -> None:
         import torch
 
         self.batch, self.max_pillars, self.layout, self.device = int(batch), int(max_pillars), layout, device
@@ -185,11 +192,18 @@ class FrameBuffers:
         self.n_dev = torch.zeros(batch, dtype=torch.int32, device=device)
         self.n_host_np = self.n_host.numpy()
         self.capacity = 0
-        self.mapped_points = bool(mapped_points)
-        if self.mapped_points:  # the voxelizer's pass 1 reads the pinned count and rows over the bus (no upload)
+        self.mapped_points = mapped_points  # see reads_mapped_points
+        self._mapping = False  # whether the batch being enqueued reads mapped points (enqueue_upload)
+        if mapped_points is not False:  # the voxelizer's pass 1 may read the pinned count and rows over the bus
             from ..cuda.memory import mapped_pointer
+            from ..errors import CudaError
 
-            self._n_mapped = mapped_pointer(self.n_host.data_ptr())
+            try:
+                self._n_mapped = mapped_pointer(self.n_host.data_ptr())
+            except CudaError:
+                if mapped_points:  # asked for: the driver's reason
+                    raise
+                self.mapped_points = False  # the default where the device cannot map host memory: copy
         threads = default_staging_threads() if staging_threads is None else staging_threads
         self.copier = SplitCopier(threads) if threads != 1 else None  # validates the count
 
@@ -202,7 +216,7 @@ class FrameBuffers:
         self.points_host = torch.zeros((self.batch, capacity, 4), dtype=torch.float32, pin_memory=True)
         self.points_host_np = self.points_host.numpy()
         self.staging = StagingRows(self.points_host_np, self.n_host_np, self.copier)
-        if self.mapped_points:
+        if self.mapped_points is not False:
             from ..cuda.memory import mapped_pointer
 
             self._points_mapped = mapped_pointer(self.points_host.data_ptr())
@@ -225,20 +239,22 @@ class FrameBuffers:
 
     def enqueue_upload(self, batch: int, bucket: int) -> None:
         """H2D copies of the counts and the first ``bucket`` points of each lane (current stream);
-        none with ``mapped_points`` (the voxelizer reads the pinned rows: :meth:`voxel_outputs`)."""
-        if self.mapped_points:
+        none where ``batch`` frames read mapped points (:func:`reads_mapped_points`): then the
+        :meth:`voxel_outputs` of this batch's lanes tell the voxelizer where the pinned rows are."""
+        self._mapping = reads_mapped_points(self.mapped_points, batch)
+        if self._mapping:
             return
         self.n_dev[:batch].copy_(self.n_host[:batch], non_blocking=True)
         for b in range(batch):  # contiguous rows: a pinned source, so a true async copy
             self.points_dev[b, :bucket].copy_(self.points_host[b, :bucket], non_blocking=True)
 
     def voxel_outputs(self, b: int) -> dict[str, Any]:
-        """The voxelizer's output pointers of lane ``b`` (keyword arguments of its ``enqueue*``), with
-        ``mapped_points`` also where its pass 1 reads the lane's pinned rows and count
-        (:class:`~pointpillars_trt.voxelize.cuda.MappedPoints`)."""
+        """The voxelizer's output pointers of lane ``b`` (keyword arguments of its ``enqueue*``), and
+        where the batch of the last :meth:`enqueue_upload` reads mapped points, where its pass 1 reads
+        the lane's pinned rows and count (:class:`~pointpillars_trt.voxelize.cuda.MappedPoints`)."""
         out: dict[str, Any] = {"num_points_out_ptr": tensor_ptr(self.num_points, b), "coords_ptr": tensor_ptr(self.coords, b),
                                "counters_ptr": self.counters_ptr(b), "num_points_ptr": tensor_ptr(self.n_dev, b)}
-        if self.mapped_points:
+        if self._mapping:
             row = self.points_host.stride(0) * self.points_host.element_size()
             out["mapped"] = MappedPoints(self._points_mapped + b * row, self._n_mapped + b * self.n_host.element_size())
         return out
@@ -253,4 +269,5 @@ class FrameBuffers:
                 "labels_ptr": tensor_ptr(self.packed, b, lay.labels), "count_ptr": tensor_ptr(self.packed, b, lay.count)}
 
 
-__all__ = ["ALIGN_BYTES", "FrameBuffers", "PackedLayout", "PackedRows", "StagingRows", "aligned_count", "lane_tensor", "point_bucket", "tensor_ptr"]
+__all__ = ["ALIGN_BYTES", "FrameBuffers", "PackedLayout", "PackedRows", "StagingRows", "aligned_count", "lane_tensor", "point_bucket",
+           "reads_mapped_points", "tensor_ptr"]

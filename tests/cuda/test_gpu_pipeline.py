@@ -130,24 +130,27 @@ def test_batched_post_gives_the_same_results(torch_cuda, kitti_config, lively, k
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_mapped_points_give_the_same_results(torch_cuda, kitti_config, lively, kitti_frames, precision):
-    # DeviceOptions.mapped_points: no host-to-device copy in the graph, the voxelizer's first pass reads the pinned rows;
-    # every box and count must be the same, batch 1 and full and partial batches, and through input_buffer
+    # DeviceOptions.mapped_points: no host-to-device copy in the graph, the voxelizer's first pass reads the pinned rows
+    # (True: always; None, the default: single frames only); every box and count must be the same as copying (False),
+    # batch 1 and full and partial batches, and through input_buffer
     clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
-    copied = gpu_detector(kitti_config, lively, max_batch=3, precision=precision)
-    mapped = gpu_detector(kitti_config, lively, max_batch=3, precision=precision, mapped_points=True)
-    assert mapped.executor.pipeline.bufs.mapped_points and not copied.executor.pipeline.bufs.mapped_points
-    want = copied.detect_batch(clouds) + [copied.detect(c) for c in clouds[:2]]
-    got = mapped.detect_batch(clouds) + [mapped.detect(c) for c in clouds[:2]]
-    with mapped.input_buffer(len(clouds[0])) as buf:
-        buf[:] = clouds[0]
-        got.append(mapped.detect(buf))
-    want.append(want[-2])
-    for a, b in zip(want, got):
-        assert len(a) > 0 and a.num_points == b.num_points and a.num_pillars == b.num_pillars
-        np.testing.assert_array_equal(a.boxes, b.boxes)
-        np.testing.assert_array_equal(a.scores, b.scores)
-        np.testing.assert_array_equal(a.labels, b.labels)
-    copied.close(), mapped.close()
+    copied = gpu_detector(kitti_config, lively, max_batch=3, precision=precision, mapped_points=False)
+    runs = {}
+    for option in (False, True, None):
+        det = copied if option is False else gpu_detector(kitti_config, lively, max_batch=3, precision=precision, mapped_points=option)
+        assert det.executor.pipeline.bufs.mapped_points is option
+        got = det.detect_batch(clouds) + [det.detect(c) for c in clouds[:2]]
+        with det.input_buffer(len(clouds[0])) as buf:
+            buf[:] = clouds[0]
+            got.append(det.detect(buf))
+        runs[option] = got
+        det.close()
+    for option in (True, None):
+        for a, b in zip(runs[False], runs[option]):
+            assert len(a) > 0 and a.num_points == b.num_points and a.num_pillars == b.num_pillars
+            np.testing.assert_array_equal(a.boxes, b.boxes)
+            np.testing.assert_array_equal(a.scores, b.scores)
+            np.testing.assert_array_equal(a.labels, b.labels)
 
 
 @pytest.mark.gpu

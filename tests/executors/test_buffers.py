@@ -8,7 +8,8 @@ import pytest
 
 from pointpillars_trt.executors.base import PillarCounts
 from pointpillars_trt.voxelize.cuda import NUM_COUNTERS
-from pointpillars_trt.executors.buffers import ALIGN_BYTES, PackedLayout, aligned_count, lane_tensor, point_bucket, tensor_ptr
+from pointpillars_trt.executors.buffers import (ALIGN_BYTES, PackedLayout, aligned_count, lane_tensor, point_bucket, reads_mapped_points,
+                                               tensor_ptr)
 
 from .packed_reference import frame_result, unpack
 
@@ -42,6 +43,16 @@ def test_aligned_count_and_layout():
     row[lay.counters + 8: lay.counters + 11] = [2, *np.where(keys >= 0, keys, keys ^ 0x7FFFFFFF)]
     c = unpack(lay, row)[3]
     assert (c.num_nonfinite, c.intensity_min, c.intensity_max) == (2, -0.5, 0.75)
+
+
+@pytest.mark.parametrize("option, batch, want", [(None, 1, True), (None, 2, False), (None, 16, False), (True, 1, True), (True, 16, True),
+                                                  (False, 1, False), (False, 16, False)])
+def test_mapped_points_by_default_for_single_frames_only(option, batch, want):
+    """DeviceOptions.mapped_points: None (the default) reads the pinned rows for single frames and copies batches."""
+    from pointpillars_trt.options import DeviceOptions
+
+    assert DeviceOptions().mapped_points is None
+    assert reads_mapped_points(option, batch) is want
 
 
 def test_point_bucket():
