@@ -33,7 +33,10 @@ Rows of device detectors name the head their RPN ran (``rpn_head``: ``fused``, `
 
 Each row: host-to-host latency per frame (``total``) and GPU time (``gpu``, CUDA events) with
 median / p90 / p99, frames/s, peak torch memory and device memory in use; per stage in eager
-(non-graph) rows. Also measured: the two ceilings of the device (device-to-device copy bandwidth
+(non-graph) rows. Profiled rows add ``kernel_ms_per_frame`` (CUPTI kernel sums per stage) and in it
+``idle_per_call`` (:func:`gpu_idle`: the GPU's span, busy and idle time per call and the largest
+idle stretches between two activities; with programmatic launches a kernel waiting for its
+predecessor counts as busy, so the ``no-pdl`` row shows the launch gaps). Also measured: the two ceilings of the device (device-to-device copy bandwidth
 and float16 matmul rate) for the floor analysis in docs/PERFORMANCE.md. Writes JSON with the GPU,
 driver, date and command. Keeps the whole run to a few minutes on an H100.
 """
@@ -213,6 +216,49 @@ STAGE_OF_KERNEL = (("pp_vox_", "voxelize+pfn"), ("pp_post_", "postprocess"), ("p
                    ("memcpy htod", "h2d"), ("memcpy dtoh", "d2h"), ("memset", "memset"))
 
 
+def gpu_idle(activities: list[tuple[str, float, float]], calls: int, top: int = 8) -> dict | None:
+    """Where the GPU waits inside each call, from its activities ``(name, start_us, end_us)`` (kernels,
+    copies, memsets; any order, streams may overlap) over ``calls`` calls with the same number of
+    activities each (else None: they cannot be told apart). Per call: ``span`` from the first start to
+    the last end, ``busy`` (the union of the intervals) and ``idle = span - busy``, as medians in us; and
+    ``gaps``: the ``top`` largest idle stretches by the pair of activities around them (the one that
+    ended last before the gap, then the one that starts it; names cut to 48 characters), the median
+    over the calls of each pair's idle us per call, largest first."""
+    if calls < 1 or not activities or len(activities) % calls:
+        return None
+    acts = sorted(activities, key=lambda a: (a[1], a[2]))
+    per = len(acts) // calls
+    spans, busies, pairs = [], [], {}
+    for c in range(calls):
+        chunk = acts[c * per:(c + 1) * per]
+        start, end, last = chunk[0][1], chunk[0][2], chunk[0][0][:48]
+        busy, mine = chunk[0][2] - chunk[0][1], {}
+        for name, a, b in chunk[1:]:
+            if a > end:  # idle from the latest end so far to this start
+                key = f"{last} -> {name[:48]}"
+                mine[key] = mine.get(key, 0.0) + a - end
+            busy += max(0.0, b - max(a, end))
+            if b > end:
+                end, last = b, name[:48]
+        spans.append(end - start)
+        busies.append(busy)
+        for key, us in mine.items():
+            pairs.setdefault(key, []).append(us)
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    gaps = {k: med(v + [0.0] * (calls - len(v))) for k, v in pairs.items()}
+    best = sorted(gaps.items(), key=lambda kv: -kv[1])[:top]
+    return {"activities_per_call": per, "span_us": round(med(spans), 2), "busy_us": round(med(busies), 2),
+            "idle_us": round(med([s - b for s, b in zip(spans, busies)]), 2), "gaps": {k: round(v, 2) for k, v in best}}
+
+
+def device_activities(torch, prof) -> list[tuple[str, float, float]]:
+    """The GPU activities (kernels, copies, memsets) a torch.profiler run recorded: ``(name, start_us, end_us)``."""
+    from torch.autograd import DeviceType
+
+    return [(e.name(), e.start_ns() / 1e3, e.end_ns() / 1e3) for e in prof.profiler.kineto_results.events()
+            if e.device_type() == DeviceType.CUDA]
+
+
 def kernel_profile(torch, detect, call: list[np.ndarray], reps: int = 20) -> dict[str, float]:
     """GPU time per stage from the kernels themselves (CUPTI through torch.profiler, which also
     sees the kernels of a graph replay) of ``detect(call)``: milliseconds per frame (over ``reps``
@@ -242,6 +288,12 @@ def kernel_profile(torch, detect, call: list[np.ndarray], reps: int = 20) -> dic
     out["sum"] = sum(out.values())
     top = sorted(kernels.items(), key=lambda kv: -kv[1])[:25]
     out["top_kernels"] = {k: round(v, 4) for k, v in top}
+    try:  # where the GPU waits inside a call (the gaps between its activities), when the calls can be told apart
+        idle = gpu_idle(device_activities(torch, prof), reps // len(call))
+        if idle is not None:
+            out["idle_per_call"] = idle
+    except Exception as exc:  # noqa: BLE001 - the profiler's event API differs between torch versions
+        out["idle_per_call"] = f"unavailable: {type(exc).__name__}: {exc}"
     return out
 
 
@@ -317,6 +369,14 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("%-34s kernels per frame: %s", name, ", ".join(f"{k} {v:.3f} ms" for k, v in prof.items() if k != "top_kernels"))
                 for k, v in list(prof["top_kernels"].items())[:12]:
                     log.info("    %8.4f ms  %s", v, k)
+                idle = prof.get("idle_per_call")
+                if isinstance(idle, dict):
+                    log.info("    GPU per call: span %.1f us, busy %.1f, idle %.1f (%d activities); largest idle stretches:",
+                             idle["span_us"], idle["busy_us"], idle["idle_us"], idle["activities_per_call"])
+                    for k, v in idle["gaps"].items():
+                        log.info("    %8.2f us  %s", v, k)
+                elif idle:
+                    log.info("    GPU idle per call: %s", idle)
         except Exception as exc:  # noqa: BLE001 - the profiler is optional
             log.warning("kernel profile unavailable: %s", exc)
 
@@ -361,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run
         try:
             det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-            single_row(f"gpu/fp16/graph/no-pdl/{gname}", det, args.iters)
+            single_row(f"gpu/fp16/graph/no-pdl/{gname}", det, args.iters, verbose=True)  # with its idle stretches
         finally:
             set_programmatic_launch(old_pdl)
         det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
