@@ -18,12 +18,12 @@
 //   (once)   cell_first[nx*ny] = INT_MAX, cell_count[nx*ny] = 0; pass 4 puts both back for the next
 //            frame (the P cells of its pillars, or both whole tables when pillars were dropped,
 //            whose cells are not listed)
-//   1 pp_vox_cells    per point: cell (or -1 / -2); atomicMin(cell_first[cell], i); with points_copy
-//                     the points and their count are read from mapped pinned host memory and copied to
-//                     points_copy / count_copy, which the later passes read (no host-to-device copy);
+//   1 pp_vox_cells    per point: cell (or -1 / -2); atomicMin(cell_first[cell], i);
 //                     slot = atomicAdd(cell_count[cell], 1) (order of slots is arbitrary);
 //                     resets the counters, the scan's tile states and its ticket; in the fused
-//                     form also zeroes the canvas cells of the previous frame
+//                     form also zeroes the canvas cells of the previous frame; with points_copy the
+//                     points and their count are read from mapped pinned host memory and copied to
+//                     points_copy / count_copy, which the later passes read (no host-to-device copy)
 //   2 pp_vox_number   per tile of 1024 points (tiles numbered by a ticket in the order blocks
 //                     start): first = (cell_first[cell] == i); a single-pass scan with decoupled
 //                     look-back over the tiles, in index order, of the pair (first, count of the

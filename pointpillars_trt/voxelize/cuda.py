@@ -23,8 +23,9 @@ With ``num_points_ptr`` (an int32 on the device) instead of a host ``num_points`
 sized for ``max_points`` and nothing depends on a host value: the launches can be captured in a
 CUDA graph. With ``mapped`` (:class:`MappedPoints`, the device addresses of pinned host rows and
 count), pass 1 reads the points and the count straight from host memory and writes the device
-copies that the later passes read: no host-to-device copy before the voxelizer. :meth:`CudaVoxelizer.enqueue_fused_pfn` additionally runs the PFN in the last pass
-and writes pillar features straight into a BEV canvas (the ``[P, M, 10]`` tensor is never stored).
+copies that the later passes read: no host-to-device copy before the voxelizer.
+:meth:`CudaVoxelizer.enqueue_fused_pfn` additionally runs the PFN in the last pass and writes
+pillar features straight into a BEV canvas (the ``[P, M, 10]`` tensor is never stored).
 
 The cell table is sized from the config's grid, the point buffers from ``max_points``:
 ``N > max_points`` raises :class:`~pointpillars_trt.errors.ConfigError` (call
