@@ -131,6 +131,9 @@ class DevicePipeline:
 
     def _reserve_points(self, n: int) -> None:
         cap = point_bucket(n)
+        # the driver calls here (the pinned rows' mapped address) need the GPU's context current on this thread, which
+        # may be one that has not run a frame yet (input_buffer() growing the rows from a new ROS callback thread)
+        self.cuda_device.make_current()
         self.bufs.reserve_points(cap)
         for vox in self.vox:
             vox.reserve(cap)
