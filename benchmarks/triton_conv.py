@@ -28,6 +28,8 @@ try:  # Triton ships with CUDA builds of torch; the CPU wheel has none
 except ImportError:  # pragma: no cover - depends on the install
     triton = None
 
+from pointpillars_trt.model.triton_head import available  # noqa: E402  (whether Triton imports; re-exported)
+
 
 @dataclass(frozen=True)
 class TileConfig:
@@ -46,11 +48,6 @@ class TileConfig:
 
     def label(self) -> str:
         return f"{self.block_m}x{self.block_n}x{self.block_k}/w{self.num_warps}/s{self.num_stages}{'/pdl' if self.pdl else ''}"
-
-
-def available() -> bool:
-    """Whether Triton is importable (it is not in the CPU wheel of torch)."""
-    return triton is not None
 
 
 if triton is not None:

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..cuda.memory import mapped_pointer
+from ..errors import ConfigError, CudaError
 from ..voxelize.cuda import (DROPPED_PILLARS, DROPPED_POINTS, FOUND, INPUT, INTENSITY_MAX, INTENSITY_MIN, NONFINITE,
                              NUM_COUNTERS, PILLARS, MappedPoints, keys_to_floats)
 from .base import FrameResult, PillarCounts
@@ -195,9 +196,6 @@ class FrameBuffers:
         self.mapped_points = mapped_points  # see reads_mapped_points
         self._mapping = False  # whether the batch being enqueued reads mapped points (enqueue_upload)
         if mapped_points is not False:  # the voxelizer's pass 1 may read the pinned count and rows over the bus
-            from ..cuda.memory import mapped_pointer
-            from ..errors import CudaError
-
             try:
                 self._n_mapped = mapped_pointer(self.n_host.data_ptr())
             except CudaError:
@@ -217,8 +215,6 @@ class FrameBuffers:
         self.points_host_np = self.points_host.numpy()
         self.staging = StagingRows(self.points_host_np, self.n_host_np, self.copier)
         if self.mapped_points is not False:
-            from ..cuda.memory import mapped_pointer
-
             self._points_mapped = mapped_pointer(self.points_host.data_ptr())
 
     def lane_row(self, b: int, n: int) -> np.ndarray:
