@@ -111,6 +111,14 @@ def test_threaded_staging_gives_the_same_results(torch_cuda, kitti_config, livel
     one.close(), four.close()
 
 
+def assert_same_boxes(a, b):
+    """``b`` has ``a``'s boxes, scores and labels, bit for bit (``a`` holds some)."""
+    assert len(a) > 0
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
 @pytest.mark.gpu
 def test_batched_post_gives_the_same_results(torch_cuda, kitti_config, lively, kitti_frames):
     # DeviceOptions.batched_post: the batch's post-processing as one launch per pass (CudaPostProcessor lanes)
@@ -120,10 +128,7 @@ def test_batched_post_gives_the_same_results(torch_cuda, kitti_config, lively, k
     one = gpu_detector(kitti_config, lively, max_batch=3, batched_post=True)
     assert len(one.executor.pipeline.post) == 1 and one.executor.pipeline.post[0].lanes == 3
     for a, b in zip(lanes.detect_batch(clouds) + [lanes.detect(clouds[0])], one.detect_batch(clouds) + [one.detect(clouds[0])]):
-        assert len(a) > 0
-        np.testing.assert_array_equal(a.boxes, b.boxes)
-        np.testing.assert_array_equal(a.scores, b.scores)
-        np.testing.assert_array_equal(a.labels, b.labels)
+        assert_same_boxes(a, b)
     lanes.close(), one.close()
 
 
@@ -134,10 +139,9 @@ def test_mapped_points_give_the_same_results(torch_cuda, kitti_config, lively, k
     # (True: always; None, the default: single frames only); every box and count must be the same as copying (False),
     # batch 1 and full and partial batches, and through input_buffer
     clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
-    copied = gpu_detector(kitti_config, lively, max_batch=3, precision=precision, mapped_points=False)
     runs = {}
     for option in (False, True, None):
-        det = copied if option is False else gpu_detector(kitti_config, lively, max_batch=3, precision=precision, mapped_points=option)
+        det = gpu_detector(kitti_config, lively, max_batch=3, precision=precision, mapped_points=option)
         assert det.executor.pipeline.bufs.mapped_points is option
         got = det.detect_batch(clouds) + [det.detect(c) for c in clouds[:2]]
         with det.input_buffer(len(clouds[0])) as buf:
@@ -147,10 +151,8 @@ def test_mapped_points_give_the_same_results(torch_cuda, kitti_config, lively, k
         det.close()
     for option in (True, None):
         for a, b in zip(runs[False], runs[option]):
-            assert len(a) > 0 and a.num_points == b.num_points and a.num_pillars == b.num_pillars
-            np.testing.assert_array_equal(a.boxes, b.boxes)
-            np.testing.assert_array_equal(a.scores, b.scores)
-            np.testing.assert_array_equal(a.labels, b.labels)
+            assert a.num_points == b.num_points and a.num_pillars == b.num_pillars
+            assert_same_boxes(a, b)
 
 
 @pytest.mark.gpu
@@ -180,7 +182,7 @@ def test_input_buffer_grows_on_a_thread_that_ran_no_frame(torch_cuda, kitti_conf
     t.join()
     assert "error" not in out, out.get("error")
     assert det.executor.pipeline.bufs.capacity >= len(cloud)
-    np.testing.assert_array_equal(out["got"].boxes, want.boxes)
+    assert_same_boxes(want, out["got"])
     det.close()
 
 
