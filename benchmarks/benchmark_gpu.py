@@ -16,6 +16,9 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/fp16/graph/copy-points`` and ``gpu/fp16/graph/mapped-points/batchB``: the batch-1 row with the points copied
   host to device, and the largest batch with them read by the voxelizer from the pinned rows
   (``DeviceOptions.mapped_points``; the default reads them for single frames and copies batches);
+* ``gpu/fp16/graph/copy-output`` and ``gpu/fp16/graph/mapped-output/batchB``: the same for the results
+  (``DeviceOptions.mapped_output``: copied device to host, or written by the last post-processing pass into the
+  pinned rows);
 * ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
 * ``gpu/fp16/graph/stagingT`` and ``gpu/fp16/graph/stagingT/batchB``: the fp16 graph row and the largest batch
   with ``staging_threads=T`` (:data:`STAGING_THREADS`, 1: the caller's thread alone, against the default's
@@ -223,7 +226,8 @@ def gpu_idle(activities: list[tuple[str, float, float]], calls: int, top: int = 
     the last end, ``busy`` (the union of the intervals) and ``idle = span - busy``, as medians in us; and
     ``gaps``: the ``top`` largest idle stretches by the pair of activities around them (the one that
     ended last before the gap, then the one that starts it; names cut to 48 characters), the median
-    over the calls of each pair's idle us per call, largest first."""
+    over the calls of each pair's idle us per call, largest first; ``timeline``: the first call's activities in
+    order, ``[name (40 characters), start us after the call's first start, length us]``."""
     if calls < 1 or not activities or len(activities) % calls:
         return None
     acts = sorted(activities, key=lambda a: (a[1], a[2]))
@@ -247,16 +251,49 @@ def gpu_idle(activities: list[tuple[str, float, float]], calls: int, top: int = 
     med = lambda xs: float(np.median(xs))  # noqa: E731
     gaps = {k: med(v + [0.0] * (calls - len(v))) for k, v in pairs.items()}
     best = sorted(gaps.items(), key=lambda kv: -kv[1])[:top]
+    first = acts[:per]
+    timeline = [[name[:40], round(a - first[0][1], 1), round(b - a, 1)] for name, a, b in first]
     return {"activities_per_call": per, "span_us": round(med(spans), 2), "busy_us": round(med(busies), 2),
-            "idle_us": round(med([s - b for s, b in zip(spans, busies)]), 2), "gaps": {k: round(v, 2) for k, v in best}}
+            "idle_us": round(med([s - b for s, b in zip(spans, busies)]), 2), "gaps": {k: round(v, 2) for k, v in best},
+            "timeline": timeline}
 
 
-def device_activities(torch, prof) -> list[tuple[str, float, float]]:
-    """The GPU activities (kernels, copies, memsets) a torch.profiler run recorded: ``(name, start_us, end_us)``."""
+def launch_latency(host_calls: list[tuple[str, float, float]], activities: list[tuple[str, float, float]],
+                   calls: int) -> dict | None:
+    """How long the host's graph launch takes and how long the GPU then waits, from the host's API calls
+    ``(name, start_us, end_us)`` (one graph launch per call, a name containing ``GraphLaunch``, and event or
+    stream synchronizations, ``Synchronize``; others ignored) and the GPU activities of the same ``calls`` (as
+    :func:`gpu_idle`; the same clock). Medians per call in us: ``launch_call`` (the launch call's own time),
+    ``launch_to_gpu`` (from its start to the call's first activity), ``gpu_to_wake`` (from the last activity's end
+    to the end of the first synchronization ending after it). None where the calls cannot be told apart."""
+    launches = sorted((c for c in host_calls if "GraphLaunch" in c[0]), key=lambda c: c[1])
+    syncs = sorted((c for c in host_calls if "Synchronize" in c[0]), key=lambda c: c[2])
+    if calls < 1 or len(launches) != calls or not activities or len(activities) % calls:
+        return None
+    acts = sorted(activities, key=lambda a: (a[1], a[2]))
+    per = len(acts) // calls
+    call_us, to_gpu, to_wake = [], [], []
+    for c, (_, start, end) in enumerate(launches):
+        chunk = acts[c * per:(c + 1) * per]
+        last = max(b for _, _, b in chunk)
+        call_us.append(end - start)
+        to_gpu.append(chunk[0][1] - start)
+        wake = next((e for _, _, e in syncs if e >= last), None)
+        if wake is not None:
+            to_wake.append(wake - last)
+    out = {"launch_call_us": float(np.median(call_us)), "launch_to_gpu_us": float(np.median(to_gpu))}
+    if to_wake:
+        out["gpu_to_wake_us"] = float(np.median(to_wake))
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def device_activities(torch, prof, host: bool = False) -> list[tuple[str, float, float]]:
+    """The GPU activities (kernels, copies, memsets) a torch.profiler run recorded: ``(name, start_us, end_us)``;
+    with ``host``, the host-side events instead (CUDA runtime and driver API calls among them)."""
     from torch.autograd import DeviceType
 
     return [(e.name(), e.start_ns() / 1e3, e.end_ns() / 1e3) for e in prof.profiler.kineto_results.events()
-            if e.device_type() == DeviceType.CUDA]
+            if (e.device_type() == DeviceType.CUDA) != host]
 
 
 def kernel_profile(torch, detect, call: list[np.ndarray], reps: int = 20) -> dict[str, float]:
@@ -289,11 +326,37 @@ def kernel_profile(torch, detect, call: list[np.ndarray], reps: int = 20) -> dic
     top = sorted(kernels.items(), key=lambda kv: -kv[1])[:25]
     out["top_kernels"] = {k: round(v, 4) for k, v in top}
     try:  # where the GPU waits inside a call (the gaps between its activities), when the calls can be told apart
-        idle = gpu_idle(device_activities(torch, prof), reps // len(call))
+        acts = device_activities(torch, prof)
+        idle = gpu_idle(acts, reps // len(call))
         if idle is not None:
             out["idle_per_call"] = idle
+        launch = launch_latency(device_activities(torch, prof, host=True), acts, reps // len(call))
+        if launch is not None:
+            out["launch_per_call"] = launch
     except Exception as exc:  # noqa: BLE001 - the profiler's event API differs between torch versions
         out["idle_per_call"] = f"unavailable: {type(exc).__name__}: {exc}"
+    return out
+
+
+def copy_owners(torch, fn) -> dict[str, int]:
+    """What enqueues the memsets and copies of one eager ``fn()`` (torch.profiler with CPU and CUDA activities):
+    ``"API call < op < parent ...: activity"`` (at most four names) -> how many."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    out: dict[str, int] = {}
+    for evt in prof.events():
+        for k in getattr(evt, "kernels", ()):
+            if "memset" in k.name.lower() or "memcpy" in k.name.lower():
+                chain, parent = [evt.name], evt.cpu_parent
+                while parent is not None and len(chain) < 4:
+                    chain.append(parent.name)
+                    parent = parent.cpu_parent
+                key = f"{' < '.join(chain)}: {k.name}"
+                out[key] = out.get(key, 0) + 1
     return out
 
 
@@ -352,13 +415,21 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%-34s host median %7.3f ms p90 %7.3f p99 %7.3f | gpu %7.3f ms | %8.1f frames/s | peak %6.0f MiB | %s%s",
                  name, s["median"], s["p90"], s["p99"], gpu, row["frames_per_s"], row["torch_peak_MiB"], host_parts, head)
 
-    def single_row(name: str, det, iters: int, profiled: bool = True, verbose: bool = False) -> None:
+    def single_row(name: str, det, iters: int, profiled: bool = True, verbose: bool = False, owners: bool = False) -> None:
         """Record a batch-1 row of ``det`` over ``frames`` (the current group), with its kernel profile
-        when ``profiled``; closes ``det``."""
+        when ``profiled`` and what enqueues its memsets and copies (:func:`copy_owners`, logged) when ``owners``;
+        closes ``det``."""
         detect = lambda c: [det.detect(f) for f in c]  # noqa: E731
         record(name, dict(run_row(torch, detect, frames, iters), rpn_head=rpn_head_of(det)))
         if profiled:
             profile_row(name, detect, [frames[0]], verbose)
+        if owners:
+            try:
+                results[name]["copy_owners"] = found = copy_owners(torch, lambda: det.detect(frames[0]))
+                for k, v in found.items():
+                    log.info("%-34s %dx %s", name, v, k)
+            except Exception as exc:  # noqa: BLE001 - the profiler is optional
+                log.warning("copy owners unavailable: %s", exc)
         det.close()
 
     def profile_row(name: str, detect, call: list[np.ndarray], verbose: bool) -> None:
@@ -366,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             prof = results[name]["kernel_ms_per_frame"] = kernel_profile(torch, detect, call)
             if verbose:
-                log.info("%-34s kernels per frame: %s", name, ", ".join(f"{k} {v:.3f} ms" for k, v in prof.items() if k != "top_kernels"))
+                log.info("%-34s kernels per frame: %s", name, ", ".join(f"{k} {v:.3f} ms" for k, v in prof.items() if isinstance(v, float)))
                 for k, v in list(prof["top_kernels"].items())[:12]:
                     log.info("    %8.4f ms  %s", v, k)
                 idle = prof.get("idle_per_call")
@@ -375,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
                              idle["span_us"], idle["busy_us"], idle["idle_us"], idle["activities_per_call"])
                     for k, v in idle["gaps"].items():
                         log.info("    %8.2f us  %s", v, k)
+                    launch = prof.get("launch_per_call")
+                    if isinstance(launch, dict):
+                        log.info("    launch: %s", ", ".join(f"{k} {v:.1f} us" for k, v in launch.items()))
+                    log.info("    one call, in order (start us, length us): %s",
+                             "; ".join(f"{n} {a:.1f} {d:.1f}" for n, a, d in idle["timeline"]))
                 elif idle:
                     log.info("    GPU idle per call: %s", idle)
         except Exception as exc:  # noqa: BLE001 - the profiler is optional
@@ -400,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                 det = device_detector(cfg, state, precision=prec, use_graph=graph, max_points=max_points, max_batch=1,
                                   source=base.source, on_overflow="warn")
                 name = f"gpu/{prec}/{'graph' if graph else 'eager'}/{gname}"
-                single_row(name, det, args.iters, profiled=graph, verbose=True)
+                single_row(name, det, args.iters, profiled=graph, verbose=True, owners=not graph and prec == "fp16")
             for batch in args.batch:
                 batch_row(f"gpu/{prec}/graph/batch{batch}/{gname}", batch, profiled=prec == "fp16" and batch == max(args.batch),
                           precision=prec)
@@ -453,6 +529,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch:
             batch = max(args.batch)
             batch_row(f"gpu/fp16/graph/mapped-points/batch{batch}/{gname}", batch, profiled=True, precision="fp16", mapped_points=True)
+        # DeviceOptions.mapped_output, the same A/B at the other end: the batch-1 row with the results copied device to
+        # host, and the largest batch writing them into the pinned rows
+        det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1, mapped_output=False)
+        single_row(f"gpu/fp16/graph/copy-output/{gname}", det, args.iters, verbose=True)
+        if args.batch:
+            batch = max(args.batch)
+            batch_row(f"gpu/fp16/graph/mapped-output/batch{batch}/{gname}", batch, profiled=True, precision="fp16", mapped_output=True)
         torch.cuda.empty_cache()
     speedups = {}
     for name, row in results.items():

@@ -196,6 +196,10 @@ class DeviceOptions:
     H200 (2026-12-03) it cut a single frame's GPU time by 25 us on 110k points (0.450 -> 0.425 ms) and 4 us
     on a FOV frame, but 16 lanes reading over the bus at once are slower than the copy engine (4390 -> 4207
     FOV frames/s). Where the device cannot map host memory, ``None`` copies and True raises.
+    ``mapped_output``: no device-to-host copy of the results; the post-processor's last pass writes the
+    packed output row (boxes, scores, labels, count, and the voxelizer's counters it copies along) straight
+    into the pinned host row; the same results. True, False and ``None`` (default: single frames only) as
+    for ``mapped_points``.
     """
 
     device: str = "cuda"
@@ -211,6 +215,7 @@ class DeviceOptions:
     cudnn_autotune: bool = False
     batched_post: bool = False
     mapped_points: bool | None = None
+    mapped_output: bool | None = None
 
 
 T = TypeVar("T")

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..cuda.memory import mapped_pointer
 from ..errors import ConfigError, CudaError
+from ..postprocess.cuda import SideCopy
 from ..voxelize.cuda import (DROPPED_PILLARS, DROPPED_POINTS, FOUND, INPUT, INTENSITY_MAX, INTENSITY_MIN, NONFINITE,
                              NUM_COUNTERS, PILLARS, MappedPoints, keys_to_floats)
 from .base import FrameResult, PillarCounts
@@ -103,11 +104,23 @@ class PackedRows:
                            counts, timings_ms)
 
 
-def reads_mapped_points(option: bool | None, batch: int) -> bool:
-    """Whether a replay of ``batch`` frames has the voxelizer read the points from the pinned rows
-    (:attr:`~pointpillars_trt.options.DeviceOptions.mapped_points`: True always, False never, None for
-    single frames only: batches are faster through the copy engine)."""
+def maps_host_memory(option: bool | None, batch: int) -> bool:
+    """Whether a replay of ``batch`` frames reads its points from (``DeviceOptions.mapped_points``) or writes its
+    results into (``mapped_output``) the pinned host rows directly, as mapped host memory, instead of through the
+    copy engine (:class:`~pointpillars_trt.options.DeviceOptions`): True always, False never, None for single
+    frames only (batches are faster through the copy engine)."""
     return bool(option) if option is not None else batch == 1
+
+
+def _mapped_or_none(host_ptr: int, option: bool | None) -> int | None:
+    """The device address of pinned ``host_ptr``, or None where the device cannot map it and ``option`` is None
+    (the default then copies); ``option`` True raises the driver's reason."""
+    try:
+        return mapped_pointer(host_ptr)
+    except CudaError:
+        if option:
+            raise
+        return None
 
 
 def point_bucket(n: int, min_bucket: int = 16384) -> int:
@@ -179,7 +192,7 @@ class FrameBuffers:
     packed output row and its pinned host copy. Numpy views of the pinned buffers are made once."""
 
     def __init__(self, batch: int, max_pillars: int, layout: PackedLayout, device: Any, staging_threads: int | None = 1,
-                 mapped_points: bool | None = False) -> None:
+                 mapped_points: bool | None = False, mapped_output: bool | None = False) -> None:
         import torch
 
         self.batch, self.max_pillars, self.layout, self.device = int(batch), int(max_pillars), layout, device
@@ -193,15 +206,17 @@ class FrameBuffers:
         self.n_dev = torch.zeros(batch, dtype=torch.int32, device=device)
         self.n_host_np = self.n_host.numpy()
         self.capacity = 0
-        self.mapped_points = mapped_points  # see reads_mapped_points
-        self._mapping = False  # whether the batch being enqueued reads mapped points (enqueue_upload)
+        # see maps_host_memory; where the device cannot map host memory the default (None) copies
+        self.mapped_points, self.mapped_output = mapped_points, mapped_output
+        self._mapping = self._mapping_out = False  # whether the batch being enqueued reads / writes mapped rows (enqueue_upload)
         if mapped_points is not False:  # the voxelizer's pass 1 may read the pinned count and rows over the bus
-            try:
-                self._n_mapped = mapped_pointer(self.n_host.data_ptr())
-            except CudaError:
-                if mapped_points:  # asked for: the driver's reason
-                    raise
-                self.mapped_points = False  # the default where the device cannot map host memory: copy
+            self._n_mapped = _mapped_or_none(self.n_host.data_ptr(), mapped_points)
+            if self._n_mapped is None:
+                self.mapped_points = False
+        if mapped_output is not False:  # the post-processor's last pass may write the pinned output rows over the bus
+            self._packed_mapped = _mapped_or_none(self.packed_host.data_ptr(), mapped_output)
+            if self._packed_mapped is None:
+                self.mapped_output = False
         threads = default_staging_threads() if staging_threads is None else staging_threads
         self.copier = SplitCopier(threads) if threads != 1 else None  # validates the count
 
@@ -235,9 +250,12 @@ class FrameBuffers:
 
     def enqueue_upload(self, batch: int, bucket: int) -> None:
         """H2D copies of the counts and the first ``bucket`` points of each lane (current stream);
-        none where ``batch`` frames read mapped points (:func:`reads_mapped_points`): then the
-        :meth:`voxel_outputs` of this batch's lanes tell the voxelizer where the pinned rows are."""
-        self._mapping = reads_mapped_points(self.mapped_points, batch)
+        none where ``batch`` frames read mapped points (:func:`maps_host_memory`): then the
+        :meth:`voxel_outputs` of this batch's lanes tell the voxelizer where the pinned rows are.
+        Also decides whether this batch's results go straight to the pinned rows (:meth:`output_ptrs`,
+        :meth:`enqueue_download`)."""
+        self._mapping = maps_host_memory(self.mapped_points, batch)
+        self._mapping_out = maps_host_memory(self.mapped_output, batch)
         if self._mapping:
             return
         self.n_dev[:batch].copy_(self.n_host[:batch], non_blocking=True)
@@ -258,12 +276,27 @@ class FrameBuffers:
     def counters_ptr(self, b: int) -> int:
         return tensor_ptr(self.packed, b, self.layout.counters)
 
-    def output_ptrs(self, b: int) -> dict[str, int]:
-        """The post-processor's output pointers of lane ``b``."""
+    def output_ptrs(self, b: int) -> dict[str, Any]:
+        """The post-processor's output pointers of lane ``b`` (keyword arguments of its ``enqueue``): into the
+        device row, or where the batch of the last :meth:`enqueue_upload` writes mapped rows, into the pinned
+        host row, with the voxelizer's counters copied there from the device row by the same pass (``side``)."""
         lay = self.layout
-        return {"boxes_ptr": tensor_ptr(self.packed, b, lay.boxes), "scores_ptr": tensor_ptr(self.packed, b, lay.scores),
-                "labels_ptr": tensor_ptr(self.packed, b, lay.labels), "count_ptr": tensor_ptr(self.packed, b, lay.count)}
+        if not self._mapping_out:
+            at = lambda word: tensor_ptr(self.packed, b, word)  # noqa: E731
+            side = {}
+        else:
+            row = self._packed_mapped + b * self.packed_host.stride(0) * self.packed_host.element_size()
+            at = lambda word: row + 4 * word  # noqa: E731
+            side = {"side": SideCopy(self.counters_ptr(b), at(lay.counters), NUM_COUNTERS)}
+        return {"boxes_ptr": at(lay.boxes), "scores_ptr": at(lay.scores), "labels_ptr": at(lay.labels),
+                "count_ptr": at(lay.count), **side}
+
+    def enqueue_download(self, batch: int) -> None:
+        """The D2H copy of the first ``batch`` output rows (current stream); none where they were written
+        straight into the pinned rows."""
+        if not self._mapping_out:
+            self.packed_host[:batch].copy_(self.packed[:batch], non_blocking=True)
 
 
 __all__ = ["ALIGN_BYTES", "FrameBuffers", "PackedLayout", "PackedRows", "StagingRows", "aligned_count", "lane_tensor", "point_bucket",
-           "reads_mapped_points", "tensor_ptr"]
+           "maps_host_memory", "tensor_ptr"]

@@ -123,7 +123,8 @@ class DevicePipeline:
             self.post += [CudaPostProcessor(cfg, self.cuda_device, anchors_from=self.post[0]) for _ in range(self.max_batch - 1)]
         self.lane_streams = [torch.cuda.Stream(device) for _ in range(self.max_batch)] if self.max_batch > 1 else []
         self.bufs = FrameBuffers(self.max_batch, self.max_pillars, PackedLayout(cfg.postprocess.nms_post_max), device,
-                                 staging_threads=options.staging_threads, mapped_points=options.mapped_points)
+                                 staging_threads=options.staging_threads, mapped_points=options.mapped_points,
+                                 mapped_output=options.mapped_output)
         self._reserve_points(options.max_points)
         network.allocate(self.bufs, self.vox[0].features_shape)
         self._graphs: dict[tuple[int, int], Any] = {}  # (batch, bucket) -> GraphLaunch or TorchGraphLaunch
@@ -186,7 +187,7 @@ class DevicePipeline:
                 self.post[b].enqueue(tensor_ptr(heads.cls, b), tensor_ptr(heads.box, b), tensor_ptr(heads.dir, b), stream,
                                      score_threshold=score_threshold, layout=heads.layout, **self.bufs.output_ptrs(b))
         mark("postprocess")
-        self.bufs.packed_host[:batch].copy_(self.bufs.packed[:batch], non_blocking=True)
+        self.bufs.enqueue_download(batch)
         mark("d2h")
 
     def _fork(self, batch: int):

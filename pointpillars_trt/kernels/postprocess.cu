@@ -14,7 +14,7 @@
 // anchors [H*W*A, 7] in the order of postprocess/anchors.py (row r = (y*W + x)*A + a).
 //
 // Passes (every count is read on the device, grids are sized from capacities: graph-capturable):
-//   (memset) hist[4096 + 4096 + 256] = 0
+//   (memset, on the first frame only) hist[4096 + 4096 + 256] = 0; afterwards pp_post_rank clears them
 //   1 pp_post_score      per anchor: best logit, key = order-preserving uint32 of it (0: not a
 //                        candidate: threshold-then-top-k needs sigmoid(best) to pass the score
 //                        rule); histogram of key >> 20
@@ -24,7 +24,8 @@
 //   5 pp_post_sel_write  compaction in anchor order: key > T, or key == T among the first
 //                        (k - #(key > T)) ties in anchor order  -> exactly the CPU's stable top-k set
 //   6 pp_post_rank       the selected candidates in (key desc, anchor asc) order: each one's rank is
-//                        the number of larger (key, ~anchor) composites (unique), many blocks
+//                        the number of larger (key, ~anchor) composites (unique), many blocks;
+//                        clears the three histograms for the next frame
 //   7 pp_post_sort_decode one block: decode the k boxes in that order;
 //                        NMS lists: class-agnostic one list (that order) of the candidates whose
 //                        best score passes the score rule (a prefix: scores fall with the rank);
@@ -36,7 +37,9 @@
 //                        rows ORed into later words by the whole block; stops at post_max
 //  10 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
-//                        stable argsort of the concatenation; canonical yaw wrapped into [-pi, pi)
+//                        stable argsort of the concatenation; canonical yaw wrapped into [-pi, pi);
+//                        also copies side_words int32 from side_src to side_dst (0: none), so that
+//                        outputs written straight into mapped host memory carry the frame's counters
 //
 // State (int32[16]): 0 b1, 1 above1, 2 b2, 3 above2, 4 T, 5 need_eq, 6 take_all, 7 candidates,
 // 8 n_sel.
@@ -443,9 +446,12 @@ __device__ void bitonic_desc(u64* s, int S) {
 #define RANK_THREADS 256
 extern "C" __global__ void __launch_bounds__(RANK_THREADS)
 pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
-             u64* __restrict__ sorted PP_LANE_PARAMS) {
+             u64* __restrict__ sorted, unsigned* __restrict__ hist PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
     PP_AT(keys, lane_scratch, PP_LANE); PP_AT(sel_idx, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE); PP_AT(sorted, lane_scratch, PP_LANE);
+    PP_AT(hist, lane_scratch, PP_LANE);
+    // the three histograms were last read by pp_post_sel_count: cleared here for the next frame (no memset node)
+    for (int b = blockIdx.x * RANK_THREADS + threadIdx.x; b < 2 * HBINS + LBINS; b += gridDim.x * RANK_THREADS) hist[b] = 0u;
     __shared__ u64 tile[RANK_THREADS];
     const int n = state[S_NSEL];
     if ((int)blockIdx.x * RANK_THREADS >= n) return;  // block-uniform
@@ -954,8 +960,12 @@ pp_post_output(int agnostic, int K, int post_max, int list_stride, int canonical
                const float* __restrict__ dec_score, const int* __restrict__ dec_label, const float* __restrict__ probs,
                const int* __restrict__ group_list, const int* __restrict__ keep, const int* __restrict__ keep_count,
                float* __restrict__ out_boxes, float* __restrict__ out_scores, int* __restrict__ out_labels,
-               int* __restrict__ out_count PP_LANE_PARAMS) {
+               int* __restrict__ out_count, const int* __restrict__ side_src, int* __restrict__ side_dst,
+               int side_words PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
+    PP_AT(side_src, lane_out, PP_LANE); PP_AT(side_dst, lane_out, PP_LANE);
+    // words that travel with the outputs (the voxelizer's counters, when the outputs go straight to host memory)
+    for (int q = threadIdx.x; q < side_words; q += blockDim.x) side_dst[q] = side_src[q];
     PP_AT(dec_boxes, lane_scratch, PP_LANE); PP_AT(dec_score, lane_scratch, PP_LANE); PP_AT(dec_label, lane_scratch, PP_LANE); PP_AT(probs, lane_scratch, PP_LANE);
     PP_AT(group_list, lane_scratch, PP_LANE); PP_AT(keep, lane_scratch, PP_LANE); PP_AT(keep_count, lane_scratch, PP_LANE);
     PP_AT(out_boxes, lane_out, PP_LANE); PP_AT(out_scores, lane_out, PP_LANE); PP_AT(out_labels, lane_out, PP_LANE); PP_AT(out_count, lane_out, PP_LANE);

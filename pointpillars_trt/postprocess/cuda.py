@@ -78,6 +78,17 @@ class LaneStrides:
     out: int
 
 
+@dataclass(frozen=True)
+class SideCopy:
+    """``words`` int32 that the last pass copies from ``src`` to ``dst`` (device pointers; with lanes both
+    move by ``strides.out`` per frame) after writing its outputs: where the outputs go straight into mapped
+    host memory, the words of the same row that other stages wrote on the device (the voxelizer's counters)."""
+
+    src: int
+    dst: int
+    words: int
+
+
 class CudaPostProcessor:
     """Owns the anchors (uploaded once) and the workspace; serialize calls on one stream.
 
@@ -142,6 +153,7 @@ class CudaPostProcessor:
         self._offsets, self.lane_bytes = lane_layout(sizes)
         self._slab = DeviceBuffer(self.lane_bytes * (self.lanes or 1), self.device)  # one block of buffers per lane
         self._slab.memset_async(0)
+        self._hist_clean = True  # every lane's histograms are zero: pp_post_rank clears them after their last reader
         self._owns_anchors = anchors_from is None
         if anchors_from is not None:
             if anchors_from.cfg != cfg:
@@ -160,7 +172,7 @@ class CudaPostProcessor:
     def enqueue(self, cls_ptr: int, box_ptr: int, dir_ptr: int, stream: int, *, boxes_ptr: int, scores_ptr: int,
                 labels_ptr: int, count_ptr: int, score_threshold: float | None = None,
                 layout: tuple[int, int, bool] | None = None, frames: int = 1,
-                strides: LaneStrides | None = None) -> None:
+                strides: LaneStrides | None = None, side: SideCopy | None = None) -> None:
         """Post-process one frame's head maps on ``stream`` into the caller's output buffers; with
         ``lanes`` (the constructor's), ``frames`` of them in one launch per pass: frame ``f``'s maps
         and outputs lie ``f * strides.<name>`` bytes after the pointers given (``frames <= lanes``).
@@ -168,7 +180,11 @@ class CudaPostProcessor:
         ``layout = (channel_stride, pixel_stride, half)`` in elements: where element (channel c,
         pixel y * W + x) of each map lies, and whether the maps hold float16. Default: float32 NCHW
         planes, ``(H * W, 1, False)``; channel slices of one NHWC tensor with C channels in all are
-        ``(1, C, half)``.
+        ``(1, C, half)``. ``side``: words the last pass copies along with the outputs (:class:`SideCopy`).
+
+        The histograms are zeroed by a memset only where the previous chain did not reach
+        ``pp_post_rank``, which clears them (the first frame, or an enqueue that failed part way): a captured
+        chain has no memset node.
         """
         n = int(frames)
         if not 1 <= n <= (self.lanes or 1) or (self.lanes is not None) != (strides is not None):
@@ -184,9 +200,11 @@ class CudaPostProcessor:
         drv = bindings()[0]
         self.device.make_current()
         hist1, hist2, hist3 = b["hist"], b["hist"] + HBINS * 4, b["hist"] + 2 * HBINS * 4
-        # every frame's histograms, one row each, rows lane_bytes apart (one frame: a single row)
-        check(drv.cuMemsetD2D32Async(drv.CUdeviceptr(b["hist"]), self.lane_bytes, 0, 2 * HBINS + LBINS, n,
-                                     drv.CUstream(int(stream))), "cuMemsetD2D32Async")
+        if not self._hist_clean:  # every lane's histograms, one row each, rows lane_bytes apart (one lane: a single row)
+            lanes = self.lanes or 1
+            check(drv.cuMemsetD2D32Async(drv.CUdeviceptr(b["hist"]), self.lane_bytes, 0, 2 * HBINS + LBINS, lanes,
+                                         drv.CUstream(int(stream))), "cuMemsetD2D32Async")
+        self._hist_clean = False  # until pp_post_rank is enqueued
 
         def run(name: str, grid, block: int, args: tuple, **kw) -> None:
             g = (grid, 1, 1) if isinstance(grid, int) else grid
@@ -201,7 +219,9 @@ class CudaPostProcessor:
             (i32(self.R), k, ptr(b["keys"]), ptr(hist3), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["state"])))
         run("sel_write", self._tiles, 256,
             (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])))
-        run("rank", -(-self.pre_max // RANK_THREADS), RANK_THREADS, (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"])))
+        run("rank", -(-self.pre_max // RANK_THREADS), RANK_THREADS,
+            (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"]), ptr(b["hist"])))
+        self._hist_clean = True
         run("sort_decode", 1, 1024,
             (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
              i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]),
@@ -218,7 +238,8 @@ class CudaPostProcessor:
         run("output", 1, 256,
             (i32(int(self.agnostic)), i32(self.K), i32(self.post_max), k, *self._yaw, ptr(b["dec_boxes"]), ptr(b["dec_score"]),
              ptr(b["dec_label"]), ptr(b["probs"]), ptr(b["group_list"]), ptr(b["keep"]), ptr(b["keep_count"]),
-             ptr(boxes_ptr), ptr(scores_ptr), ptr(labels_ptr), ptr(count_ptr)))
+             ptr(boxes_ptr), ptr(scores_ptr), ptr(labels_ptr), ptr(count_ptr),
+             *((ptr(side.src), ptr(side.dst), i32(side.words)) if side is not None else (ptr(0), ptr(0), i32(0)))))
 
     def free(self) -> None:
         for buf in (self._slab, *((self._anchors,) if self._owns_anchors else ())):
@@ -247,4 +268,4 @@ def postprocess_torch(pp: CudaPostProcessor, cls: "torch.Tensor", box: "torch.Te
     return boxes, scores, labels, count
 
 
-__all__ = ["CudaPostProcessor", "LaneStrides", "lane_layout", "postprocess_torch", "MAX_PRE"]
+__all__ = ["CudaPostProcessor", "LaneStrides", "SideCopy", "lane_layout", "postprocess_torch", "MAX_PRE"]

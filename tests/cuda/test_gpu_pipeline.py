@@ -156,6 +156,28 @@ def test_mapped_points_give_the_same_results(torch_cuda, kitti_config, lively, k
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_mapped_output_gives_the_same_results(torch_cuda, kitti_config, lively, kitti_frames, precision):
+    # DeviceOptions.mapped_output: no device-to-host copy in the graph, the post-processor's last pass writes the
+    # pinned rows (with the voxelizer's counters); every box and count must be the same as copying (False), batch 1,
+    # full and partial batches, per-lane and batched post-processing
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:5]]
+    runs = {}
+    for option, batched in ((False, False), (True, False), (None, False), (True, True)):
+        det = gpu_detector(kitti_config, lively, max_batch=3, precision=precision, mapped_output=option, batched_post=batched)
+        assert det.executor.pipeline.bufs.mapped_output is option
+        got = det.detect_batch(clouds) + [det.detect(c) for c in clouds[:3]]
+        runs[option, batched] = got
+        det.close()
+    assert len({len(r.boxes) for r in runs[False, False]}) > 1  # frames with more boxes before ones with fewer
+    for key in ((True, False), (None, False), (True, True)):
+        for a, b in zip(runs[False, False], runs[key]):
+            assert (a.num_points, a.num_pillars, a.num_dropped_pillars, a.num_dropped_points) == \
+                (b.num_points, b.num_pillars, b.num_dropped_pillars, b.num_dropped_points)
+            assert_same_boxes(a, b)
+
+
+@pytest.mark.gpu
 def test_input_buffer_grows_on_a_thread_that_ran_no_frame(torch_cuda, kitti_config, lively, kitti_frames):
     # a ROS callback thread whose first call is input_buffer() beyond the rows: they grow there (their mapped address
     # is a driver call that needs the GPU's context current on that thread), and the frame gives the same boxes

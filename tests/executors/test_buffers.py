@@ -8,7 +8,7 @@ import pytest
 
 from pointpillars_trt.executors.base import PillarCounts
 from pointpillars_trt.voxelize.cuda import NUM_COUNTERS
-from pointpillars_trt.executors.buffers import (ALIGN_BYTES, PackedLayout, aligned_count, lane_tensor, point_bucket, reads_mapped_points,
+from pointpillars_trt.executors.buffers import (ALIGN_BYTES, PackedLayout, aligned_count, lane_tensor, point_bucket, maps_host_memory,
                                                tensor_ptr)
 
 from .packed_reference import frame_result, unpack
@@ -47,12 +47,13 @@ def test_aligned_count_and_layout():
 
 @pytest.mark.parametrize("option, batch, want", [(None, 1, True), (None, 2, False), (None, 16, False), (True, 1, True), (True, 16, True),
                                                   (False, 1, False), (False, 16, False)])
-def test_mapped_points_by_default_for_single_frames_only(option, batch, want):
-    """DeviceOptions.mapped_points: None (the default) reads the pinned rows for single frames and copies batches."""
+def test_mapped_rows_by_default_for_single_frames_only(option, batch, want):
+    """DeviceOptions.mapped_points / mapped_output: None (the default) reads the points from and writes the results
+    into the pinned rows for single frames, and copies batches."""
     from pointpillars_trt.options import DeviceOptions
 
-    assert DeviceOptions().mapped_points is None
-    assert reads_mapped_points(option, batch) is want
+    assert DeviceOptions().mapped_points is None and DeviceOptions().mapped_output is None
+    assert maps_host_memory(option, batch) is want
 
 
 def test_point_bucket():

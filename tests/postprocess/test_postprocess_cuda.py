@@ -160,6 +160,37 @@ def test_lane_layout_aligns_every_buffer():
 
 
 @pytest.mark.gpu
+def test_one_post_processor_over_many_frames(torch_cuda, kitti_config, kitti_frames):
+    """The histograms are cleared by the rank pass, not by a memset per frame: one post-processor used frame after
+    frame (and after a call that fails part way: the next one clears them) gives each frame the CPU's boxes."""
+    import torch
+
+    from pointpillars_trt.postprocess import PostProcessor
+    from pointpillars_trt.postprocess.cuda import CudaPostProcessor, postprocess_torch
+
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:3]]
+    frames = head_maps(kitti_config, clouds)
+    pp = CudaPostProcessor(kitti_config)
+    ref = PostProcessor(kitti_config)
+    for k, maps in enumerate([frames[0], frames[1], frames[2], frames[0], None, frames[1]]):
+        if maps is None:  # an enqueue that stops after the first pass (bad argument): the histograms stay dirty
+            pp._fn["hist2"], saved = None, pp._fn["hist2"]
+            with pytest.raises(Exception):
+                postprocess_torch(pp, *(torch.from_numpy(m).cuda() for m in frames[2]))
+            pp._fn["hist2"] = saved
+            assert not pp._hist_clean
+            continue
+        boxes, scores, labels, count = postprocess_torch(pp, *(torch.from_numpy(m).cuda() for m in maps))
+        n = int(count.item())
+        want = ref(*maps)
+        assert n == len(want.boxes) > 0, k
+        np.testing.assert_array_equal(labels[:n].cpu().numpy(), want.labels)
+        np.testing.assert_allclose(boxes[:n].cpu().numpy(), want.boxes, atol=1e-4, rtol=1e-5)
+        assert pp._hist_clean
+    pp.free()
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("config", ["kitti", "example", "mmdet3d"])
 def test_lanes_give_each_frame_what_one_frame_gives(torch_cuda, kitti_config, example_config, kitti_frames, config):
     """``CudaPostProcessor(lanes=4)``: three frames' stacked maps in one launch per pass (class-agnostic and
