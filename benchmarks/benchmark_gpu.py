@@ -19,6 +19,9 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/fp16/graph/copy-output`` and ``gpu/fp16/graph/mapped-output/batchB``: the same for the results
   (``DeviceOptions.mapped_output``: copied device to host, or written by the last post-processing pass into the
   pinned rows);
+* ``gpu/fp16/graph/split-single-cloud`` and ``gpu/fp16/graph/rpn-plain-first-conv``: A/B rows of the batch-1 graph
+  with a single cloud staged by several threads (:func:`split_single_clouds`), and with the RPN's first convolution
+  as conv2d + ReLU (:func:`plain_first_conv_rpn`);
 * ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
 * ``gpu/fp16/graph/stagingT`` and ``gpu/fp16/graph/stagingT/batchB``: the fp16 graph row and the largest batch
   with ``staging_threads=T`` (:data:`STAGING_THREADS`, 1: the caller's thread alone, against the default's
@@ -171,7 +174,48 @@ def rpn_head_of(det) -> str:
 
 
 RPN_FORMS = rpn_forms()
+
+
+def plain_first_conv_rpn(module):
+    """The shipped RPN with its first convolution as ``conv2d`` + in-place ReLU (two launches) instead of cuDNN's
+    fused convolution-ReLU, for the A/B of the memset that call enqueues before its kernel at batch 1 (and the GPU's
+    wait after it, the largest idle stretch of a FOV frame on an H200, 2026-12-03)."""
+    import torch.nn.functional as F
+
+    from pointpillars_trt.model.inference_rpn import InferenceRPN, conv_bias_relu
+
+    class PlainFirstConv(InferenceRPN):
+        def blocks(self, canvas):
+            xs, x = [], canvas
+            for k, convs in enumerate(self.convs):
+                for j, conv in enumerate(convs):
+                    if k == j == 0:
+                        x = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding).relu_()
+                    else:
+                        x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
+                xs.append(x)
+            return xs
+
+    return PlainFirstConv(module)
 STAGING_THREADS = 1  # the staging A/B rows: one thread against the default (min(4, cores // 4))
+
+
+def split_single_clouds(det) -> None:
+    """A/B only: let the batch-1 pipeline of ``det`` stage a single cloud with its copier's threads (the package
+    copies one cloud on the caller's thread: rows written by several threads slowed the host-to-device copy that
+    followed, 2026-12-02; with mapped points the voxelizer reads the rows instead)."""
+    rows = det.executor.pipeline.bufs.staging
+    shipped = rows.stage
+
+    def stage(clouds):
+        c = clouds[0]
+        if len(clouds) == 1 and rows.copier is not None and rows.copier.parts(c.nbytes) > 1 and not rows.holds(c):
+            rows.copier.copy([(rows.addr[0], c.ctypes.data, c.nbytes)])
+            rows.counts[0] = c.shape[0]
+            return
+        shipped(clouds)
+
+    rows.stage = stage
 
 
 def device_detector(cfg, state, rpn_form=None, source=None, **options):
@@ -330,9 +374,16 @@ def kernel_profile(torch, detect, call: list[np.ndarray], reps: int = 20) -> dic
         idle = gpu_idle(acts, reps // len(call))
         if idle is not None:
             out["idle_per_call"] = idle
-        launch = launch_latency(device_activities(torch, prof, host=True), acts, reps // len(call))
+        host = device_activities(torch, prof, host=True)
+        launch = launch_latency(host, acts, reps // len(call))
         if launch is not None:
             out["launch_per_call"] = launch
+        else:  # what the host side recorded instead: the names of its launch and synchronization calls, with counts
+            names: dict[str, int] = {}
+            for name, _, _ in host:
+                if "aunch" in name or "ynchronize" in name:
+                    names[name] = names.get(name, 0) + 1
+            out["launch_per_call"] = f"unavailable: {len(host)} host events; launch/sync calls {names}"
     except Exception as exc:  # noqa: BLE001 - the profiler's event API differs between torch versions
         out["idle_per_call"] = f"unavailable: {type(exc).__name__}: {exc}"
     return out
@@ -449,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                     launch = prof.get("launch_per_call")
                     if isinstance(launch, dict):
                         log.info("    launch: %s", ", ".join(f"{k} {v:.1f} us" for k, v in launch.items()))
+                    elif launch:
+                        log.info("    launch: %s", launch)
                     log.info("    one call, in order (start us, length us): %s",
                              "; ".join(f"{n} {a:.1f} {d:.1f}" for n, a, d in idle["timeline"]))
                 elif idle:
@@ -500,6 +553,12 @@ def main(argv: list[str] | None = None) -> int:
             single_row(f"gpu/fp16/graph/no-pdl/{gname}", det, args.iters, verbose=True)  # with its idle stretches
         finally:
             set_programmatic_launch(old_pdl)
+        det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
+        split_single_clouds(det)
+        single_row(f"gpu/fp16/graph/split-single-cloud/{gname}", det, args.iters, profiled=False)
+        det = device_detector(cfg, state, rpn_form=plain_first_conv_rpn, precision="fp16", use_graph=True, max_points=max_points,
+                              max_batch=1)
+        single_row(f"gpu/fp16/graph/rpn-plain-first-conv/{gname}", det, args.iters, verbose=True)
         det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
         single_row(f"gpu/fp16/graph/pfn-torch/{gname}", det, max(2, args.iters // 4), profiled=False)
         # the staging copy on STAGING_THREADS threads (the default splits copies of >= 1 MiB), same run: A/B of
