@@ -19,9 +19,6 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/fp16/graph/copy-output`` and ``gpu/fp16/graph/mapped-output/batchB``: the same for the results
   (``DeviceOptions.mapped_output``: copied device to host, or written by the last post-processing pass into the
   pinned rows);
-* ``gpu/fp16/graph/split-single-cloud`` and ``gpu/fp16/graph/rpn-plain-first-conv``: A/B rows of the batch-1 graph
-  with a single cloud staged by several threads (:func:`split_single_clouds`), and with the RPN's first convolution
-  as conv2d + ReLU (:func:`plain_first_conv_rpn`);
 * ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
 * ``gpu/fp16/graph/stagingT`` and ``gpu/fp16/graph/stagingT/batchB``: the fp16 graph row and the largest batch
   with ``staging_threads=T`` (:data:`STAGING_THREADS`, 1: the caller's thread alone, against the default's
@@ -174,48 +171,7 @@ def rpn_head_of(det) -> str:
 
 
 RPN_FORMS = rpn_forms()
-
-
-def plain_first_conv_rpn(module):
-    """The shipped RPN with its first convolution as ``conv2d`` + in-place ReLU (two launches) instead of cuDNN's
-    fused convolution-ReLU, for the A/B of the memset that call enqueues before its kernel at batch 1 (and the GPU's
-    wait after it, the largest idle stretch of a FOV frame on an H200, 2026-12-03)."""
-    import torch.nn.functional as F
-
-    from pointpillars_trt.model.inference_rpn import InferenceRPN, conv_bias_relu
-
-    class PlainFirstConv(InferenceRPN):
-        def blocks(self, canvas):
-            xs, x = [], canvas
-            for k, convs in enumerate(self.convs):
-                for j, conv in enumerate(convs):
-                    if k == j == 0:
-                        x = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding).relu_()
-                    else:
-                        x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
-                xs.append(x)
-            return xs
-
-    return PlainFirstConv(module)
 STAGING_THREADS = 1  # the staging A/B rows: one thread against the default (min(4, cores // 4))
-
-
-def split_single_clouds(det) -> None:
-    """A/B only: let the batch-1 pipeline of ``det`` stage a single cloud with its copier's threads (the package
-    copies one cloud on the caller's thread: rows written by several threads slowed the host-to-device copy that
-    followed, 2026-12-02; with mapped points the voxelizer reads the rows instead)."""
-    rows = det.executor.pipeline.bufs.staging
-    shipped = rows.stage
-
-    def stage(clouds):
-        c = clouds[0]
-        if len(clouds) == 1 and rows.copier is not None and rows.copier.parts(c.nbytes) > 1 and not rows.holds(c):
-            rows.copier.copy([(rows.addr[0], c.ctypes.data, c.nbytes)])
-            rows.counts[0] = c.shape[0]
-            return
-        shipped(clouds)
-
-    rows.stage = stage
 
 
 def device_detector(cfg, state, rpn_form=None, source=None, **options):
@@ -263,6 +219,9 @@ STAGE_OF_KERNEL = (("pp_vox_", "voxelize+pfn"), ("pp_post_", "postprocess"), ("p
                    ("memcpy htod", "h2d"), ("memcpy dtoh", "d2h"), ("memset", "memset"))
 
 
+TIMELINE_MAX = 64  # activities of gpu_idle's timeline (a batch of 16 has ~290 per call)
+
+
 def gpu_idle(activities: list[tuple[str, float, float]], calls: int, top: int = 8) -> dict | None:
     """Where the GPU waits inside each call, from its activities ``(name, start_us, end_us)`` (kernels,
     copies, memsets; any order, streams may overlap) over ``calls`` calls with the same number of
@@ -271,7 +230,8 @@ def gpu_idle(activities: list[tuple[str, float, float]], calls: int, top: int = 
     ``gaps``: the ``top`` largest idle stretches by the pair of activities around them (the one that
     ended last before the gap, then the one that starts it; names cut to 48 characters), the median
     over the calls of each pair's idle us per call, largest first; ``timeline``: the first call's activities in
-    order, ``[name (40 characters), start us after the call's first start, length us]``."""
+    order, ``[name (40 characters), start us after the call's first start, length us]`` (the first
+    :data:`TIMELINE_MAX`)."""
     if calls < 1 or not activities or len(activities) % calls:
         return None
     acts = sorted(activities, key=lambda a: (a[1], a[2]))
@@ -296,48 +256,20 @@ def gpu_idle(activities: list[tuple[str, float, float]], calls: int, top: int = 
     gaps = {k: med(v + [0.0] * (calls - len(v))) for k, v in pairs.items()}
     best = sorted(gaps.items(), key=lambda kv: -kv[1])[:top]
     first = acts[:per]
-    timeline = [[name[:40], round(a - first[0][1], 1), round(b - a, 1)] for name, a, b in first]
+    timeline = [[name[:40], round(a - first[0][1], 1), round(b - a, 1)] for name, a, b in first[:TIMELINE_MAX]]
     return {"activities_per_call": per, "span_us": round(med(spans), 2), "busy_us": round(med(busies), 2),
             "idle_us": round(med([s - b for s, b in zip(spans, busies)]), 2), "gaps": {k: round(v, 2) for k, v in best},
             "timeline": timeline}
 
 
-def launch_latency(host_calls: list[tuple[str, float, float]], activities: list[tuple[str, float, float]],
-                   calls: int) -> dict | None:
-    """How long the host's graph launch takes and how long the GPU then waits, from the host's API calls
-    ``(name, start_us, end_us)`` (one graph launch per call, a name containing ``GraphLaunch``, and event or
-    stream synchronizations, ``Synchronize``; others ignored) and the GPU activities of the same ``calls`` (as
-    :func:`gpu_idle`; the same clock). Medians per call in us: ``launch_call`` (the launch call's own time),
-    ``launch_to_gpu`` (from its start to the call's first activity), ``gpu_to_wake`` (from the last activity's end
-    to the end of the first synchronization ending after it). None where the calls cannot be told apart."""
-    launches = sorted((c for c in host_calls if "GraphLaunch" in c[0]), key=lambda c: c[1])
-    syncs = sorted((c for c in host_calls if "Synchronize" in c[0]), key=lambda c: c[2])
-    if calls < 1 or len(launches) != calls or not activities or len(activities) % calls:
-        return None
-    acts = sorted(activities, key=lambda a: (a[1], a[2]))
-    per = len(acts) // calls
-    call_us, to_gpu, to_wake = [], [], []
-    for c, (_, start, end) in enumerate(launches):
-        chunk = acts[c * per:(c + 1) * per]
-        last = max(b for _, _, b in chunk)
-        call_us.append(end - start)
-        to_gpu.append(chunk[0][1] - start)
-        wake = next((e for _, _, e in syncs if e >= last), None)
-        if wake is not None:
-            to_wake.append(wake - last)
-    out = {"launch_call_us": float(np.median(call_us)), "launch_to_gpu_us": float(np.median(to_gpu))}
-    if to_wake:
-        out["gpu_to_wake_us"] = float(np.median(to_wake))
-    return {k: round(v, 2) for k, v in out.items()}
-
-
-def device_activities(torch, prof, host: bool = False) -> list[tuple[str, float, float]]:
-    """The GPU activities (kernels, copies, memsets) a torch.profiler run recorded: ``(name, start_us, end_us)``;
-    with ``host``, the host-side events instead (CUDA runtime and driver API calls among them)."""
+def device_activities(torch, prof) -> list[tuple[str, float, float]]:
+    """The GPU activities (kernels, copies, memsets) a torch.profiler run recorded: ``(name, start_us, end_us)``.
+    (It records no host-side driver call of a graph launch through ctypes, so the launch latency is not seen here:
+    on an H200, 2026-12-03, the host side held 3 events, two of them cudaDeviceSynchronize.)"""
     from torch.autograd import DeviceType
 
     return [(e.name(), e.start_ns() / 1e3, e.end_ns() / 1e3) for e in prof.profiler.kineto_results.events()
-            if (e.device_type() == DeviceType.CUDA) != host]
+            if e.device_type() == DeviceType.CUDA]
 
 
 def kernel_profile(torch, detect, call: list[np.ndarray], reps: int = 20) -> dict[str, float]:
@@ -370,20 +302,9 @@ def kernel_profile(torch, detect, call: list[np.ndarray], reps: int = 20) -> dic
     top = sorted(kernels.items(), key=lambda kv: -kv[1])[:25]
     out["top_kernels"] = {k: round(v, 4) for k, v in top}
     try:  # where the GPU waits inside a call (the gaps between its activities), when the calls can be told apart
-        acts = device_activities(torch, prof)
-        idle = gpu_idle(acts, reps // len(call))
+        idle = gpu_idle(device_activities(torch, prof), reps // len(call))
         if idle is not None:
             out["idle_per_call"] = idle
-        host = device_activities(torch, prof, host=True)
-        launch = launch_latency(host, acts, reps // len(call))
-        if launch is not None:
-            out["launch_per_call"] = launch
-        else:  # what the host side recorded instead: the names of its launch and synchronization calls, with counts
-            names: dict[str, int] = {}
-            for name, _, _ in host:
-                if "aunch" in name or "ynchronize" in name:
-                    names[name] = names.get(name, 0) + 1
-            out["launch_per_call"] = f"unavailable: {len(host)} host events; launch/sync calls {names}"
     except Exception as exc:  # noqa: BLE001 - the profiler's event API differs between torch versions
         out["idle_per_call"] = f"unavailable: {type(exc).__name__}: {exc}"
     return out
@@ -497,11 +418,6 @@ def main(argv: list[str] | None = None) -> int:
                              idle["span_us"], idle["busy_us"], idle["idle_us"], idle["activities_per_call"])
                     for k, v in idle["gaps"].items():
                         log.info("    %8.2f us  %s", v, k)
-                    launch = prof.get("launch_per_call")
-                    if isinstance(launch, dict):
-                        log.info("    launch: %s", ", ".join(f"{k} {v:.1f} us" for k, v in launch.items()))
-                    elif launch:
-                        log.info("    launch: %s", launch)
                     log.info("    one call, in order (start us, length us): %s",
                              "; ".join(f"{n} {a:.1f} {d:.1f}" for n, a, d in idle["timeline"]))
                 elif idle:
@@ -553,12 +469,6 @@ def main(argv: list[str] | None = None) -> int:
             single_row(f"gpu/fp16/graph/no-pdl/{gname}", det, args.iters, verbose=True)  # with its idle stretches
         finally:
             set_programmatic_launch(old_pdl)
-        det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-        split_single_clouds(det)
-        single_row(f"gpu/fp16/graph/split-single-cloud/{gname}", det, args.iters, profiled=False)
-        det = device_detector(cfg, state, rpn_form=plain_first_conv_rpn, precision="fp16", use_graph=True, max_points=max_points,
-                              max_batch=1)
-        single_row(f"gpu/fp16/graph/rpn-plain-first-conv/{gname}", det, args.iters, verbose=True)
         det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)
         single_row(f"gpu/fp16/graph/pfn-torch/{gname}", det, max(2, args.iters // 4), profiled=False)
         # the staging copy on STAGING_THREADS threads (the default splits copies of >= 1 MiB), same run: A/B of

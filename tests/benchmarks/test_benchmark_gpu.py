@@ -54,13 +54,3 @@ def test_the_timeline_is_the_first_call_in_order():
     frame = [("copy", 0, 10), ("a", 12, 20), ("b" * 50, 15, 30)]
     got = bg.gpu_idle(_calls(frame, 2), 2)
     assert got["timeline"] == [["copy", 0.0, 10.0], ["a", 12.0, 8.0], ["b" * 40, 15.0, 15.0]]
-
-
-def test_launch_latency_from_the_host_calls_around_each_call():
-    # call c: launch API at 1000c - 30 (20 us long), GPU activities 1000c .. 1000c + 40, the sync returns at 1000c + 45
-    acts = _calls([("a", 0, 10), ("b", 12, 40)], 3)
-    host = [(n, a + c * 1000.0, b + c * 1000.0) for c in range(3)
-            for n, a, b in (("cuGraphLaunch", -30, -10), ("cuEventSynchronize", -8, 45), ("aten::empty", -50, -49))]
-    assert bg.launch_latency(host, acts, 3) == {"launch_call_us": 20.0, "launch_to_gpu_us": 30.0, "gpu_to_wake_us": 5.0}
-    assert bg.launch_latency(host[:-3], acts, 3) is None  # two launches for three calls: cannot be told apart
-    assert "gpu_to_wake_us" not in bg.launch_latency([h for h in host if "Sync" not in h[0]], acts, 3)
