@@ -199,7 +199,9 @@ class DeviceOptions:
     ``mapped_output``: no device-to-host copy of the results; the post-processor's last pass writes the
     packed output row (boxes, scores, labels, count, and the voxelizer's counters it copies along) straight
     into the pinned host row; the same results. True, False and ``None`` (default: single frames only) as
-    for ``mapped_points``.
+    for ``mapped_points``. On an H200 (2026-12-03) a FOV frame's GPU time fell from 0.481 to 0.464 ms (no
+    device-to-host copy, and no 6 us wait for the copy engine before it), but a batch of 16 writing over
+    the bus was slower than one copy (4146-4221 against 4304-4322 FOV frames/s).
     """
 
     device: str = "cuda"
