@@ -20,6 +20,7 @@ class DeviceInfo:
     compute_capability: tuple[int, int]
     multiprocessor_count: int
     driver_version: int  # e.g. 13000 for CUDA 13.0
+    max_shared_per_block_optin: int = 48 * 1024  # bytes of shared memory a block may opt in to (cuFuncSetAttribute)
 
     @property
     def arch(self) -> str:
@@ -57,7 +58,9 @@ class CudaDevice:
         raw_name = check(driver.cuDeviceGetName(256, self.handle), "cuDeviceGetName")
         name = raw_name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
         version = check(driver.cuDriverGetVersion(), "cuDriverGetVersion")
-        self.info = DeviceInfo(index, name.strip(), (int(major), int(minor)), int(sms), int(version))
+        optin = check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, self.handle),
+                      "cuDeviceGetAttribute")
+        self.info = DeviceInfo(index, name.strip(), (int(major), int(minor)), int(sms), int(version), int(optin))
 
     def make_current(self) -> None:
         driver, _ = bindings()

@@ -33,8 +33,9 @@
 //                        by (prob desc, rank asc)
 //   8 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > or >= threshold),
 //                        one warp per row, one lane per column
-//   9 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0), the kept
-//                        rows ORed into later words by the whole block; stops at post_max
+//   9 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0, with the
+//                        next word's bits from shared memory), the rows kept in the previous word
+//                        ORed into later words by the other warps meanwhile; stops at post_max
 //  10 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
 //                        stable argsort of the concatenation; canonical yaw wrapped into [-pi, pi);
@@ -863,21 +864,24 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
     }
 }
 
-// One block per list. Warp 0 runs the greedy scan inside each 64-candidate word (the word's
-// diagonal block of the matrix, preloaded into shared memory when it fits); then the whole block
-// ORs the rows of that word's kept boxes into the later words (independent loads spread over all
-// threads instead of one lane's dependent chain).
+// One block per list. Warp 0 runs the greedy scan inside each 64-candidate word w: its diagonal block of
+// the matrix (row i's word i >> 6) and its superdiagonal (row i's word (i >> 6) + 1) are preloaded into
+// shared memory when they fit (diag_in_shared), so the scan of word w and the bits its kept rows remove
+// from word w + 1 (`carry`) need no global load. Meanwhile warps 1.. OR the rows kept in word w - 1 into
+// words w + 1 and later (independent global loads spread over the block): they have a whole word's scan
+// to finish, and one barrier per word orders the two. Same greedy result as scanning row by row.
 #define SCAN_THREADS 256
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
                  int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
     PP_AT(mask, lane_scratch, PP_LANE); PP_AT(group_count, lane_scratch, PP_LANE); PP_AT(keep, lane_scratch, PP_LANE); PP_AT(keep_count, lane_scratch, PP_LANE);
-    extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] when diag_in_shared
-    __shared__ int kept_idx[64];
-    __shared__ int n_kept, m_total;
+    extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] and sup[words * 64] when diag_in_shared
+    __shared__ int kept_idx[2][64];  // the rows kept in word w, double-buffered by w & 1
+    __shared__ int n_kept[2], m_total;
     u64* removed = sh;
     u64* diag = sh + words;
+    u64* sup = diag + (size_t)words * 64;
     const int g = blockIdx.x, t = threadIdx.x, lane = t & 31;
     const int n = group_count[g];
     const int nw = (n + 63) >> 6;
@@ -885,9 +889,17 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
     int* out = keep + (size_t)g * max_keep;
     for (int w = t; w < nw; w += SCAN_THREADS) removed[w] = 0ull;
     if (diag_in_shared)
-        for (int i = t; i < nw * 64; i += SCAN_THREADS) diag[i] = i < n ? M[(size_t)i * words + (i >> 6)] : 0ull;
-    if (t == 0) m_total = 0;
+        for (int i = t; i < nw * 64; i += SCAN_THREADS) {
+            const int wi = i >> 6;
+            diag[i] = i < n ? M[(size_t)i * words + wi] : 0ull;
+            sup[i] = i < n && wi + 1 < nw ? M[(size_t)i * words + wi + 1] : 0ull;
+        }
+    if (t == 0) {
+        m_total = 0;
+        n_kept[0] = n_kept[1] = 0;
+    }
     __syncthreads();
+    u64 carry = 0ull;  // warp 0: the bits of word w removed by the rows kept in word w - 1
     for (int w = 0; w < nw; ++w) {
         if (t < 32) {
             const int i0 = w * 64 + lane, i1 = i0 + 32;
@@ -900,36 +912,47 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
                 d1 = i1 < n ? M[(size_t)i1 * words + w] : 0ull;
             }
             const int valid = n - w * 64;
-            u64 alive = ~removed[w];
+            u64 alive = ~(removed[w] | carry);
             if (valid < 64) alive &= (1ull << valid) - 1ull;
             int m = m_total, nk = 0;
+            u64 kept = 0ull;
             while (alive && m < max_keep) {
                 const int b = __ffsll((long long)alive) - 1;
                 const u64 row = __shfl_sync(0xffffffffu, b < 32 ? d0 : d1, b & 31);
                 if (lane == 0) {
                     out[m] = w * 64 + b;
-                    kept_idx[nk] = w * 64 + b;
+                    kept_idx[w & 1][nk] = w * 64 + b;
                 }
                 ++m;
                 ++nk;
+                kept |= 1ull << b;
                 alive &= ~row;
                 alive &= ~(1ull << b);
             }
+            // carry for word w + 1: OR of the kept rows' superdiagonal words
+            u64 c = 0ull;
+            if (w + 1 < nw) {
+                if ((kept >> lane) & 1ull) c |= diag_in_shared ? sup[i0] : M[(size_t)i0 * words + w + 1];
+                if ((kept >> (lane + 32)) & 1ull) c |= diag_in_shared ? sup[i1] : M[(size_t)i1 * words + w + 1];
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) c |= __shfl_xor_sync(0xffffffffu, c, o);
+            carry = c;
             if (lane == 0) {
                 m_total = m;
-                n_kept = nk;
+                n_kept[w & 1] = nk;
+            }
+        } else if (w > 0) {  // warps 1..: the rows kept in word w - 1 into words w + 1 .. nw - 1
+            const int nk = n_kept[(w - 1) & 1], span = nw - w - 1;
+            const int* rows = kept_idx[(w - 1) & 1];
+            for (int item = t - 32; item < nk * span; item += SCAN_THREADS - 32) {
+                const int j = item / span, ww = w + 1 + item % span;
+                const u64 bits = M[(size_t)rows[j] * words + ww];
+                if (bits) atomicOr(&removed[ww], bits);
             }
         }
         __syncthreads();
-        const int m = m_total, nk = n_kept;
-        if (m >= max_keep) break;  // block-uniform
-        const int span = nw - w - 1;
-        for (int item = t; item < nk * span; item += SCAN_THREADS) {
-            const int j = item / span, ww = w + 1 + item % span;
-            const u64 bits = M[(size_t)kept_idx[j] * words + ww];
-            if (bits) atomicOr(&removed[ww], bits);
-        }
-        __syncthreads();
+        if (m_total >= max_keep) break;  // block-uniform
     }
     if (t == 0) keep_count[g] = m_total;
 }

@@ -43,7 +43,8 @@ NUM_STATE = 16
 RANK_THREADS = 256  # postprocess.cu
 MASK_ROWS = 16  # rows of the suppression matrix per nms_mask tile (postprocess.cu)
 MASK_BLOCKS_PER_SM = 8  # nms_mask blocks of 256 threads resident per multiprocessor (2048 threads)
-SCAN_SHARED_LIMIT = 48 * 1024  # the scan keeps the matrix's diagonal blocks in shared memory below this
+SCAN_SHARED_LIMIT = 48 * 1024  # shared memory without opt-in; the scan keeps the matrix's diagonal and superdiagonal
+#                                blocks in shared memory up to the device's opt-in limit
 
 
 def _pow2(n: int) -> int:
@@ -133,9 +134,14 @@ class CudaPostProcessor:
             drv = bindings()[0]
             check(drv.cuFuncSetAttribute(self._fn["sort_decode"], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                          sort_bytes), "cuFuncSetAttribute(max dynamic shared memory)")
-        diag_bytes = self.words * 64 * 8
-        self._diag_in_shared = self.words * 8 + diag_bytes <= SCAN_SHARED_LIMIT
-        self._scan_shared = self.words * 8 + (diag_bytes if self._diag_in_shared else 0)
+        band_bytes = 2 * self.words * 64 * 8  # the matrix's diagonal and superdiagonal blocks
+        limit = max(SCAN_SHARED_LIMIT, self.device.info.max_shared_per_block_optin - 1024)  # 1 KiB: the kernel's static arrays
+        self._diag_in_shared = self.words * 8 + band_bytes <= limit
+        self._scan_shared = self.words * 8 + (band_bytes if self._diag_in_shared else 0)
+        if self._scan_shared > SCAN_SHARED_LIMIT:
+            drv = bindings()[0]
+            check(drv.cuFuncSetAttribute(self._fn["nms_scan"], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                         self._scan_shared), "cuFuncSetAttribute(max dynamic shared memory)")
         sms = self.device.info.multiprocessor_count
         self._hist_grid = grid_for(self.R, 256, sms * 2)
         # nms_mask: blocks per list that take its 16 x 64 tiles in turn (the kernel reads the count), as

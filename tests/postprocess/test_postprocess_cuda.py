@@ -160,6 +160,30 @@ def test_lane_layout_aligns_every_buffer():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("in_shared", [True, False])
+def test_nms_scan_with_and_without_the_band_in_shared_memory(torch_cuda, kitti_config, kitti_frames, in_shared):
+    """pp_post_nms_scan reads the matrix's diagonal and superdiagonal blocks from shared memory where they fit (here
+    they do) and from global memory otherwise (large nms_pre_max): both give the CPU's boxes."""
+    import torch
+
+    from pointpillars_trt.postprocess import PostProcessor
+    from pointpillars_trt.postprocess.cuda import CudaPostProcessor, postprocess_torch
+
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:2]]
+    pp = CudaPostProcessor(kitti_config)
+    assert pp._diag_in_shared
+    if not in_shared:
+        pp._diag_in_shared, pp._scan_shared = False, pp.words * 8
+    for maps in head_maps(kitti_config, clouds):
+        boxes, scores, labels, count = postprocess_torch(pp, *(torch.from_numpy(m).cuda() for m in maps))
+        n, want = int(count.item()), PostProcessor(kitti_config)(*maps)
+        assert n == len(want.boxes) > 0
+        np.testing.assert_array_equal(labels[:n].cpu().numpy(), want.labels)
+        np.testing.assert_allclose(boxes[:n].cpu().numpy(), want.boxes, atol=1e-4, rtol=1e-5)
+    pp.free()
+
+
+@pytest.mark.gpu
 def test_one_post_processor_over_many_frames(torch_cuda, kitti_config, kitti_frames):
     """The histograms are cleared by the rank pass, not by a memset per frame: one post-processor used frame after
     frame (and after a call that fails part way: the next one clears them) gives each frame the CPU's boxes."""
