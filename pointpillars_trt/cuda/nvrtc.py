@@ -303,6 +303,14 @@ class CudaModule:
                 _pdl_functions.add(int(fn))
         return fn
 
+    def resident_blocks(self, name: str, block_threads: int, dynamic_shared: int = 0) -> int:
+        """How many blocks of ``block_threads`` threads of kernel ``name`` one multiprocessor holds at once
+        (``cuOccupancyMaxActiveBlocksPerMultiprocessor``: its registers and shared memory decide), at least 1."""
+        self.device.make_current()
+        n = check(bindings()[0].cuOccupancyMaxActiveBlocksPerMultiprocessor(self.function(name), int(block_threads), int(dynamic_shared)),
+                  f"cuOccupancyMaxActiveBlocksPerMultiprocessor({self.name}: {name})")
+        return max(1, int(n))
+
 
 _modules: dict[tuple[str, int, tuple[str, ...]], CudaModule] = {}
 _modules_lock = threading.Lock()

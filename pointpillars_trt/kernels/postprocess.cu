@@ -31,8 +31,9 @@
 //                        best score passes the score rule (a prefix: scores fall with the rank);
 //                        class-aware one list per class of candidates whose prob passes it, sorted
 //                        by (prob desc, rank asc)
-//   8 pp_post_nms_mask   16-row x 64-column tiles of the suppression bit matrix per list (IoU > or >= threshold),
-//                        one warp per row, one lane per column
+//   8 pp_post_nms_mask   64 x 64 tiles (one word of 64 rows) of the suppression bit matrix per list, on and
+//                        above the diagonal (IoU > or >= threshold): cheap tests one lane per pair, the exact
+//                        clips of the near pairs queued and run on full warps
 //   9 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0, with the
 //                        next word's bits from shared memory), the rows kept in the previous word
 //                        ORed into later words by the other warps meanwhile; stops at post_max
@@ -789,16 +790,19 @@ __device__ __forceinline__ bool suppresses(double iou, double threshold, int at_
     return iou > threshold || (at_least && iou == threshold);
 }
 
-// A tile covers 16 rows x 64 columns of the suppression bit matrix of one list; the blocks of a
-// list take its tiles in turn (tile = blockIdx.x, then + gridDim.x, ...), up to the list's own count
-// read here, so a grid sized for the machine (not for nms_pre_max, whose 16384 tiles are mostly
-// empty for a few hundred candidates) does the work; each tile is computed as by one block per
-// tile, so the bits are the same. Pass 1: one lane
-// per pair (8 warps x 2 rows x 2 halves) runs the cheap tests; the pairs that need the exact clip
-// are queued in shared memory. Pass 2: the queue is clipped 256 pairs at a time, so the warps run
-// the clip on full lanes (near pairs are a few per row: one lane per pair left most lanes of a warp
-// idle through each clip). Bits are ORed into shared words, so the queue order changes nothing.
-#define MASK_ROWS 16
+// A tile covers 64 rows x 64 columns of the suppression bit matrix of one list: one word of each of
+// 64 rows. Rows only need the words from their own on (the scan reads no other), so a list of n
+// candidates has w (w + 1) / 2 tiles, w = ceil(n / 64), numbered row block by row block; the blocks of
+// a list take them in turn (tile = blockIdx.x, then + gridDim.x, ...), up to the list's own count read
+// here, so a grid of the blocks that can be resident (postprocess/cuda.py sizes it by the occupancy
+// API; not one block per tile of nms_pre_max, which would be mostly empty) does the work. Each tile is
+// computed as by one block per tile, so the bits are the same. The tile is a square word so that
+// each block's fixed costs (the boxes' loads and corners, three barriers, the clip's latency) are paid
+// once per 4096 pairs: near pairs are a few per row, and 16-row tiles left most warps idle through
+// the clip. Pass 1: one lane per pair (8 warps x 8 rows x 2 halves) runs the cheap tests; the pairs that
+// need the exact clip are queued in shared memory. Pass 2: the queue is clipped 256 pairs at a time,
+// on full lanes. Bits are ORed into shared words, so the queue order changes nothing.
+#define MASK_ROWS 64
 extern "C" __global__ void __launch_bounds__(256)
 pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ group_list,
                  const int* __restrict__ group_count, int list_stride, int words, double threshold, int at_least,
@@ -820,10 +824,14 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
     const int n = group_count[g];
     const int* list = group_list + (size_t)g * list_stride;
     const int t = threadIdx.x;
-    const int col_words = (n + 63) >> 6, tiles = ((n + MASK_ROWS - 1) / MASK_ROWS) * col_words;
+    const int col_words = (n + 63) >> 6, tiles = col_words * (col_words + 1) / 2;
     for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {  // block-uniform
-        const int rb = tile / col_words, cb = tile - rb * col_words, r0 = rb * MASK_ROWS;
-        if (cb < (r0 >> 6)) continue;  // rows only need words >= their own
+        int rb = 0, q = tile;  // row block rb holds the tiles of words rb .. col_words - 1
+        while (q >= col_words - rb) {
+            q -= col_words - rb;
+            ++rb;
+        }
+        const int cb = rb + q, r0 = rb * MASK_ROWS;
         const int ncol = min(64, n - cb * 64);
         if (t < ncol) make_bev(dec_boxes + (size_t)list[cb * 64 + t] * 7, cols[t]);
         if (t >= 64 && t < 64 + MASK_ROWS && r0 + t - 64 < n) make_bev(dec_boxes + (size_t)list[r0 + t - 64] * 7, rows[t - 64]);

@@ -41,14 +41,20 @@ TILE = 2048
 MAX_PRE = 16384
 NUM_STATE = 16
 RANK_THREADS = 256  # postprocess.cu
-MASK_ROWS = 16  # rows of the suppression matrix per nms_mask tile (postprocess.cu)
-MASK_BLOCKS_PER_SM = 8  # nms_mask blocks of 256 threads resident per multiprocessor (2048 threads)
+MASK_TILE = 64  # nms_mask tiles are 64 rows x one 64-bit word of the suppression matrix (postprocess.cu)
 SCAN_SHARED_LIMIT = 48 * 1024  # shared memory without opt-in; the scan keeps the matrix's diagonal and superdiagonal
 #                                blocks in shared memory up to the device's opt-in limit
 
 
 def _pow2(n: int) -> int:
     return 1 << max(1, (int(n) - 1).bit_length())
+
+
+def mask_tiles(n: int) -> int:
+    """Tiles of ``pp_post_nms_mask`` for a list of ``n`` candidates: the 64 x 64 blocks of the
+    suppression matrix on and above its diagonal, ``w (w + 1) / 2`` for ``w = ceil(n / 64)``."""
+    w = -(-int(n) // MASK_TILE)
+    return w * (w + 1) // 2
 
 
 LANE_ALIGN = 256  # bytes: every workspace buffer of a lane starts on this boundary (cuMemAlloc's own alignment)
@@ -144,9 +150,10 @@ class CudaPostProcessor:
                                          self._scan_shared), "cuFuncSetAttribute(max dynamic shared memory)")
         sms = self.device.info.multiprocessor_count
         self._hist_grid = grid_for(self.R, 256, sms * 2)
-        # nms_mask: blocks per list that take its 16 x 64 tiles in turn (the kernel reads the count), as
-        # many as can be resident (8 of 256 threads per multiprocessor), never more than the tiles of pre_max
-        self._mask_blocks = min(self.words * -(-self.pre_max // MASK_ROWS), sms * MASK_BLOCKS_PER_SM)
+        # nms_mask: blocks per list that take its tiles on and above the diagonal in turn (the kernel reads
+        # the count), as many as the multiprocessors hold at once (its registers allow 2 blocks of 256
+        # threads on sm_90; more would only queue in waves), never more than the tiles of pre_max
+        self._mask_blocks = min(mask_tiles(self.pre_max), sms * module.resident_blocks("pp_post_nms_mask", 256))
         self._tiles = max(1, -(-self.R // TILE))
         k, g = self.pre_max, self.groups
         sizes = {

@@ -159,6 +159,48 @@ def test_lane_layout_aligns_every_buffer():
     assert offsets == {"a": 0, "b": 256, "c": 512, "d": 1024} and size == 1280 and all(o % LANE_ALIGN == 0 for o in offsets.values())
 
 
+def kernel_mask_tile(tile: int, words: int) -> tuple[int, int]:
+    """pp_post_nms_mask's tile -> (row block, word), as its loop computes it (reference for the index arithmetic)."""
+    rb, q = 0, tile
+    while q >= words - rb:
+        q -= words - rb
+        rb += 1
+    return rb, rb + q
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 640, 2168, 4096])
+def test_mask_tiles_cover_each_word_on_and_above_the_diagonal_once(n):
+    from pointpillars_trt.postprocess.cuda import mask_tiles
+
+    w = -(-n // 64)
+    tiles = [kernel_mask_tile(t, w) for t in range(mask_tiles(n))]
+    assert sorted(tiles) == [(r, c) for r in range(w) for c in range(r, w)]
+
+
+@pytest.mark.gpu
+def test_nms_mask_on_one_block(torch_cuda, kitti_config, kitti_frames):
+    """pp_post_nms_mask's blocks take the tiles in turn: a grid of one block, which computes every tile itself,
+    gives the CPU's boxes as the resident-sized grid does (a real frame has hundreds of tiles)."""
+    import torch
+
+    from pointpillars_trt.postprocess import PostProcessor
+    from pointpillars_trt.postprocess.cuda import CudaPostProcessor, mask_tiles, postprocess_torch
+
+    clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:2]]
+    pp = CudaPostProcessor(kitti_config)
+    sized = pp._mask_blocks
+    assert pp.device.info.multiprocessor_count <= sized <= mask_tiles(pp.pre_max)
+    for blocks in (1, sized):
+        pp._mask_blocks = blocks
+        for maps in head_maps(kitti_config, clouds):
+            boxes, scores, labels, count = postprocess_torch(pp, *(torch.from_numpy(m).cuda() for m in maps))
+            n, want = int(count.item()), PostProcessor(kitti_config)(*maps)
+            assert n == len(want.boxes) > 0, blocks
+            np.testing.assert_array_equal(labels[:n].cpu().numpy(), want.labels)
+            np.testing.assert_allclose(boxes[:n].cpu().numpy(), want.boxes, atol=1e-4, rtol=1e-5)
+    pp.free()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("in_shared", [True, False])
 def test_nms_scan_with_and_without_the_band_in_shared_memory(torch_cuda, kitti_config, kitti_frames, in_shared):
