@@ -36,7 +36,8 @@
 //                        clips of the near pairs queued and run on full warps
 //   9 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0, with the
 //                        next word's bits from shared memory), the rows kept in the previous word
-//                        ORed into later words by the other warps meanwhile; stops at post_max
+//                        ORed into later words by the other warps meanwhile (their words loaded into registers a
+//                        word ahead); stops at post_max
 //  10 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
 //                        stable argsort of the concatenation; canonical yaw wrapped into [-pi, pi);
@@ -876,17 +877,22 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
 // the matrix (row i's word i >> 6) and its superdiagonal (row i's word (i >> 6) + 1) are preloaded into
 // shared memory when they fit (diag_in_shared), so the scan of word w and the bits its kept rows remove
 // from word w + 1 (`carry`) need no global load. Meanwhile warps 1.. OR the rows kept in word w - 1 into
-// words w + 1 and later (independent global loads spread over the block): they have a whole word's scan
-// to finish, and one barrier per word orders the two. Same greedy result as scanning row by row.
+// words w + 1 and later, and one barrier per word orders the two. Those words of all 64 rows of word w - 1
+// were loaded into registers while word w - 1 was being scanned (the matrix is read-only here, so they can
+// be loaded before anyone knows which rows are kept), so their latency is hidden behind a scan and a
+// barrier; only rows beyond SCAN_PREFETCH words a helper thread are loaded when needed (large
+// nms_pre_max). Same greedy result as scanning row by row.
 #define SCAN_THREADS 256
+#define SCAN_HELPERS (SCAN_THREADS - 32)
+#define SCAN_PREFETCH 12  // words of the matrix each helper thread holds in registers across a barrier
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
                  int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
     PP_AT(mask, lane_scratch, PP_LANE); PP_AT(group_count, lane_scratch, PP_LANE); PP_AT(keep, lane_scratch, PP_LANE); PP_AT(keep_count, lane_scratch, PP_LANE);
     extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] and sup[words * 64] when diag_in_shared
-    __shared__ int kept_idx[2][64];  // the rows kept in word w, double-buffered by w & 1
-    __shared__ int n_kept[2], m_total;
+    __shared__ u64 kept_mask[2];  // the rows kept in word w (bit b: row w * 64 + b), double-buffered by w & 1
+    __shared__ int m_total;
     u64* removed = sh;
     u64* diag = sh + words;
     u64* sup = diag + (size_t)words * 64;
@@ -904,8 +910,19 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
         }
     if (t == 0) {
         m_total = 0;
-        n_kept[0] = n_kept[1] = 0;
+        kept_mask[0] = kept_mask[1] = 0ull;
     }
+    // warps 1..: item k = h + SCAN_HELPERS * q of row block b is row b * 64 + k / span, word b + 2 + k % span
+    const int h = t - 32;
+    u64 pre[SCAN_PREFETCH];
+    auto prefetch = [&](int b) {
+        const int span = nw - b - 2, items = 64 * (span > 0 ? span : 0);
+#pragma unroll
+        for (int q = 0; q < SCAN_PREFETCH; ++q) {
+            const int k = h + SCAN_HELPERS * q, row = b * 64 + (span > 0 ? k / span : 0);
+            pre[q] = k < items && row < n ? M[(size_t)row * words + b + 2 + k % span] : 0ull;
+        }
+    };
     __syncthreads();
     u64 carry = 0ull;  // warp 0: the bits of word w removed by the rows kept in word w - 1
     for (int w = 0; w < nw; ++w) {
@@ -922,17 +939,13 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
             const int valid = n - w * 64;
             u64 alive = ~(removed[w] | carry);
             if (valid < 64) alive &= (1ull << valid) - 1ull;
-            int m = m_total, nk = 0;
+            int m = m_total;
             u64 kept = 0ull;
             while (alive && m < max_keep) {
                 const int b = __ffsll((long long)alive) - 1;
                 const u64 row = __shfl_sync(0xffffffffu, b < 32 ? d0 : d1, b & 31);
-                if (lane == 0) {
-                    out[m] = w * 64 + b;
-                    kept_idx[w & 1][nk] = w * 64 + b;
-                }
+                if (lane == 0) out[m] = w * 64 + b;
                 ++m;
-                ++nk;
                 kept |= 1ull << b;
                 alive &= ~row;
                 alive &= ~(1ull << b);
@@ -948,16 +961,26 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
             carry = c;
             if (lane == 0) {
                 m_total = m;
-                n_kept[w & 1] = nk;
+                kept_mask[w & 1] = kept;
             }
-        } else if (w > 0) {  // warps 1..: the rows kept in word w - 1 into words w + 1 .. nw - 1
-            const int nk = n_kept[(w - 1) & 1], span = nw - w - 1;
-            const int* rows = kept_idx[(w - 1) & 1];
-            for (int item = t - 32; item < nk * span; item += SCAN_THREADS - 32) {
-                const int j = item / span, ww = w + 1 + item % span;
-                const u64 bits = M[(size_t)rows[j] * words + ww];
-                if (bits) atomicOr(&removed[ww], bits);
+        } else {  // warps 1..: the rows kept in word w - 1 into words w + 1 .. nw - 1, then the next prefetch
+            if (w > 0) {
+                const u64 kept_prev = kept_mask[(w - 1) & 1];
+                const int span = nw - w - 1, items = 64 * span;  // row block w - 1, words w + 1 ..
+#pragma unroll
+                for (int q = 0; q < SCAN_PREFETCH; ++q) {
+                    const int k = h + SCAN_HELPERS * q;
+                    if (k < items && ((kept_prev >> (k / span)) & 1ull) && pre[q]) atomicOr(&removed[w + 1 + k % span], pre[q]);
+                }
+                for (int k = h + SCAN_HELPERS * SCAN_PREFETCH; k < items; k += SCAN_HELPERS) {  // beyond the registers
+                    const int j = k / span;
+                    if ((kept_prev >> j) & 1ull) {
+                        const u64 bits = M[(size_t)((w - 1) * 64 + j) * words + w + 1 + k % span];
+                        if (bits) atomicOr(&removed[w + 1 + k % span], bits);
+                    }
+                }
             }
+            prefetch(w);  // row block w (being scanned now), words w + 2 .., for the next word's helpers
         }
         __syncthreads();
         if (m_total >= max_keep) break;  // block-uniform
