@@ -26,11 +26,11 @@
 //   6 pp_post_rank       the selected candidates in (key desc, anchor asc) order: each one's rank is
 //                        the number of larger (key, ~anchor) composites (unique), many blocks;
 //                        clears the three histograms for the next frame
-//   7 pp_post_sort_decode one block: decode the k boxes in that order;
-//                        NMS lists: class-agnostic one list (that order) of the candidates whose
-//                        best score passes the score rule (a prefix: scores fall with the rank);
-//                        class-aware one list per class of candidates whose prob passes it, sorted
-//                        by (prob desc, rank asc)
+//   7 pp_post_decode_agnostic (class-agnostic NMS) one thread per candidate: decode the k boxes in that
+//                        order; the NMS list is that order's prefix of candidates whose best score passes
+//                        the score rule (scores fall with the rank)
+//     pp_post_sort_decode (class-aware NMS) one block: decode them; one list per class of the candidates
+//                        whose prob passes the rule, sorted by (prob desc, rank asc)
 //   8 pp_post_nms_mask   64 x 64 tiles (one word of 64 rows) of the suppression bit matrix per list, on and
 //                        above the diagonal (IoU > or >= threshold): cheap tests one lane per pair, the exact
 //                        clips of the near pairs queued and run on full warps
@@ -443,16 +443,78 @@ __device__ void bitonic_desc(u64* s, int S) {
     }
 }
 
+// Candidate j (anchor r) of the rank order: its anchor, decoded box, best class and score into slot j;
+// with probs (class-aware NMS) also every class's probability. Returns the score.
+__device__ float decode_candidate(const void* __restrict__ cls, const void* __restrict__ box, const void* __restrict__ dir,
+                                  const HeadLayout& L, const float* __restrict__ anchors, int r, int HW, int A, int K,
+                                  const DecodeParams& d, int j, int* __restrict__ cand, float* __restrict__ dec_boxes,
+                                  float* __restrict__ dec_score, int* __restrict__ dec_label, float* __restrict__ probs) {
+    cand[j] = r;
+    decode_one(box, dir, L, anchors, r, HW, A, d, dec_boxes + (size_t)j * 7);
+    const int a = r % A, hw = r / A;
+    float best = head_at(cls, L, a * K, hw);
+    int label = 0;
+    if (probs) probs[(size_t)j * K] = sigmoid_f32(best);
+    for (int k = 1; k < K; ++k) {
+        const float v = head_at(cls, L, a * K + k, hw);
+        if (probs) probs[(size_t)j * K + k] = sigmoid_f32(v);
+        if (v > best) {
+            best = v;
+            label = k;
+        }
+    }
+    const float score = sigmoid_f32(best);
+    dec_score[j] = score;
+    dec_label[j] = label;
+    return score;
+}
+
+// Class-agnostic NMS: one thread per candidate of pp_post_rank's order, over many blocks. The NMS list is the
+// candidates whose score passes the score rule, a prefix of that order since scores fall with the rank
+// (sigmoid is monotone): its length is the rank of the first candidate that fails (atomicMin, so that the
+// result is the same whatever the order of the blocks), or n when all pass.
+extern "C" __global__ void __launch_bounds__(256)
+pp_post_decode_agnostic(const void* __restrict__ cls, const void* __restrict__ box, const void* __restrict__ dir,
+                        int cs, int ps, int half, const float* __restrict__ anchors, int HW, int A, int K,
+                        int at_least, float threshold,
+                        float dir_offset, float dir_limit_offset, float period, float half_pi, int num_dir_bins, int wlh_cw,
+                        const u64* __restrict__ sorted, const int* __restrict__ state, int* __restrict__ cand,
+                        float* __restrict__ dec_boxes, float* __restrict__ dec_score, int* __restrict__ dec_label,
+                        int* __restrict__ group_list, int* __restrict__ group_count PP_LANE_PARAMS) {
+    PP_PDL_ENTRY();
+    PP_AT(cls, lane_cls, PP_LANE); PP_AT(box, lane_box, PP_LANE); PP_AT(dir, lane_dir, PP_LANE);
+    PP_AT(sorted, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE); PP_AT(cand, lane_scratch, PP_LANE); PP_AT(dec_boxes, lane_scratch, PP_LANE);
+    PP_AT(dec_score, lane_scratch, PP_LANE); PP_AT(dec_label, lane_scratch, PP_LANE);
+    PP_AT(group_list, lane_scratch, PP_LANE); PP_AT(group_count, lane_scratch, PP_LANE);
+    const HeadLayout L = {cs, ps, half};
+    const int n = state[S_NSEL];
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n) {
+        if (j == 0) group_count[0] = 0;  // no candidate at all
+        return;
+    }
+    const DecodeParams d = {dir_offset, dir_limit_offset, period, half_pi, num_dir_bins, wlh_cw};
+    const float score = decode_candidate(cls, box, dir, L, anchors, (int)(0xFFFFFFFFu - (unsigned)(sorted[j] & 0xFFFFFFFFull)),
+                                         HW, A, K, d, j, cand, dec_boxes, dec_score, dec_label, nullptr);
+    group_list[j] = j;
+    // the list's length: the first candidate that fails, else n (group_count[0] starts at INT_MAX: pp_post_rank).
+    // One atomic per warp at most: its lowest such lane.
+    const bool end = !passes(score, threshold, at_least) || j == n - 1;
+    const unsigned ends = __ballot_sync(__activemask(), end);
+    if (end && (ends & lanemask_lt()) == 0u) atomicMin(&group_count[0], passes(score, threshold, at_least) ? n : j);
+}
+
 // sorted[rank] = composite of the selected candidate; rank = #(larger composites). Composites are
 // unique (the anchor index is part of them), so the ranks are a permutation: the same order as a
 // descending sort, in O(n^2 / threads) instead of one block's bitonic network over 2^ceil(log2 k).
 #define RANK_THREADS 256
 extern "C" __global__ void __launch_bounds__(RANK_THREADS)
 pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
-             u64* __restrict__ sorted, unsigned* __restrict__ hist PP_LANE_PARAMS) {
+             u64* __restrict__ sorted, unsigned* __restrict__ hist, int* __restrict__ group_count PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
     PP_AT(keys, lane_scratch, PP_LANE); PP_AT(sel_idx, lane_scratch, PP_LANE); PP_AT(state, lane_scratch, PP_LANE); PP_AT(sorted, lane_scratch, PP_LANE);
-    PP_AT(hist, lane_scratch, PP_LANE);
+    PP_AT(hist, lane_scratch, PP_LANE); PP_AT(group_count, lane_scratch, PP_LANE);
+    if (blockIdx.x == 0 && threadIdx.x == 0) group_count[0] = 0x7fffffff;  // pp_post_decode_agnostic's atomicMin starts here
     // the three histograms were last read by pp_post_sel_count: cleared here for the next frame (no memset node)
     for (int b = blockIdx.x * RANK_THREADS + threadIdx.x; b < 2 * HBINS + LBINS; b += gridDim.x * RANK_THREADS) hist[b] = 0u;
     __shared__ u64 tile[RANK_THREADS];
@@ -483,7 +545,7 @@ pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx,
 
 extern "C" __global__ void __launch_bounds__(1024)
 pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, const void* __restrict__ dir,
-                    int cs, int ps, int half, const float* __restrict__ anchors, int HW, int A, int K, int S, int agnostic,
+                    int cs, int ps, int half, const float* __restrict__ anchors, int HW, int A, int K, int S,
                     int at_least, float threshold,
                     float dir_offset, float dir_limit_offset, float period, float half_pi, int num_dir_bins, int wlh_cw,
                     const u64* __restrict__ sorted, const int* __restrict__ state, int* __restrict__ cand, float* __restrict__ dec_boxes, float* __restrict__ dec_score,
@@ -498,45 +560,12 @@ pp_post_sort_decode(const void* __restrict__ cls, const void* __restrict__ box, 
     __shared__ int counter;
     const HeadLayout L = {cs, ps, half};
     const int n = state[S_NSEL];
-    if (threadIdx.x == 0) counter = 0;
     for (int t = threadIdx.x; t < S; t += blockDim.x) s[t] = t < n ? sorted[t] : 0ull;  // pp_post_rank's order
     __syncthreads();
-    DecodeParams d;
-    d.dir_offset = dir_offset;
-    d.dir_limit_offset = dir_limit_offset;
-    d.period = period;
-    d.half_pi = half_pi;
-    d.num_dir_bins = num_dir_bins;
-    d.wlh_cw = wlh_cw;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        const int r = (int)(0xFFFFFFFFu - (unsigned)(s[j] & 0xFFFFFFFFull));
-        cand[j] = r;
-        decode_one(box, dir, L, anchors, r, HW, A, d, dec_boxes + (size_t)j * 7);
-        const int a = r % A, hw = r / A;
-        float best = head_at(cls, L, a * K, hw);
-        int label = 0;
-        if (!agnostic) probs[(size_t)j * K] = sigmoid_f32(best);
-        for (int k = 1; k < K; ++k) {
-            const float v = head_at(cls, L, a * K + k, hw);
-            if (!agnostic) probs[(size_t)j * K + k] = sigmoid_f32(v);
-            if (v > best) {
-                best = v;
-                label = k;
-            }
-        }
-        const float score = sigmoid_f32(best);
-        dec_score[j] = score;
-        dec_label[j] = label;
-        if (agnostic) {
-            group_list[j] = j;  // the passing candidates are a prefix of the rank order
-            if (passes(score, threshold, at_least)) atomicAdd(&counter, 1);
-        }
-    }
-    if (agnostic) {
-        __syncthreads();
-        if (threadIdx.x == 0) group_count[0] = counter;
-        return;
-    }
+    const DecodeParams d = {dir_offset, dir_limit_offset, period, half_pi, num_dir_bins, wlh_cw};
+    for (int j = threadIdx.x; j < n; j += blockDim.x)
+        decode_candidate(cls, box, dir, L, anchors, (int)(0xFFFFFFFFu - (unsigned)(s[j] & 0xFFFFFFFFull)), HW, A, K, d, j,
+                         cand, dec_boxes, dec_score, dec_label, probs);
     __syncthreads();  // probs visible to the block
     for (int c = 0; c < K; ++c) {
         for (int t = threadIdx.x; t < S; t += blockDim.x) s[t] = 0;

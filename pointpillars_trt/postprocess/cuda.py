@@ -134,7 +134,8 @@ class CudaPostProcessor:
         self.sort_size = _pow2(self.pre_max)
         module = load_kernels(KERNEL_FILE, self.device, OPTIONS + (("-DPP_POST_LANES",) if self.lanes else ()))
         self._fn = {n: module.function(f"pp_post_{n}") for n in
-                    ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_scan", "output")}
+                    ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "decode_agnostic", "sort_decode", "nms_mask",
+                     "nms_scan", "output")}
         sort_bytes = self.sort_size * 8
         if sort_bytes > 48 * 1024:
             drv = bindings()[0]
@@ -233,14 +234,19 @@ class CudaPostProcessor:
         run("sel_write", self._tiles, 256,
             (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])))
         run("rank", -(-self.pre_max // RANK_THREADS), RANK_THREADS,
-            (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"]), ptr(b["hist"])))
+            (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"]), ptr(b["hist"]), ptr(b["group_count"])))
         self._hist_clean = True
-        run("sort_decode", 1, 1024,
-            (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K),
-             i32(self.sort_size), i32(int(self.agnostic)), self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]),
-             ptr(b["state"]), ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
-             ptr(b["group_list"]), ptr(b["group_count"]), k),
-            shared_mem=self.sort_size * 8)
+        head = (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K))
+        if self.agnostic:  # one thread per candidate; the NMS list is a prefix of the rank order
+            run("decode_agnostic", -(-self.pre_max // 256), 256,
+                (*head, self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]), ptr(b["state"]), ptr(b["cand"]),
+                 ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["group_list"]), ptr(b["group_count"])))
+        else:  # one block: per-class lists sorted by probability
+            run("sort_decode", 1, 1024,
+                (*head, i32(self.sort_size), self._score_at_least, thr, *self._decode_args, ptr(b["sorted"]), ptr(b["state"]),
+                 ptr(b["cand"]), ptr(b["dec_boxes"]), ptr(b["dec_score"]), ptr(b["dec_label"]), ptr(b["probs"]),
+                 ptr(b["group_list"]), ptr(b["group_count"]), k),
+                shared_mem=self.sort_size * 8)
         run("nms_mask", (self._mask_blocks, 1, self.groups), 256,
             (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
              np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least, ptr(b["mask"])))

@@ -136,7 +136,7 @@ def test_postprocess_compiles_per_frame_and_with_lanes():
         return {m.group(1): m.group(2).count(".param") for m in re.finditer(r"\.entry (\w+)\(([^)]*)\)", ptx)}
 
     a, b = params(plain), params(lanes)
-    assert set(a) == set(b) and len(a) == 10 and all(n.startswith("pp_post_") for n in a)
+    assert set(a) == set(b) and len(a) == 11 and all(n.startswith("pp_post_") for n in a)
     assert all(b[n] == a[n] + 6 for n in a)
 
 

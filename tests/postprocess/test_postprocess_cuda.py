@@ -18,7 +18,8 @@ from pointpillars_trt.errors import ConfigError
 from tests.helpers import random_cloud
 
 needs_nvrtc = pytest.mark.skipif(nvrtc_skip_reason() is not None, reason=str(nvrtc_skip_reason()))
-ENTRIES = {f"pp_post_{n}" for n in ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "sort_decode", "nms_mask", "nms_scan", "output")}
+ENTRIES = {f"pp_post_{n}" for n in ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "decode_agnostic", "sort_decode",
+                                             "nms_mask", "nms_scan", "output")}
 OPTIONS = ("--std=c++17", "--fmad=false")
 
 
