@@ -507,7 +507,14 @@ pp_post_decode_agnostic(const void* __restrict__ cls, const void* __restrict__ b
 // sorted[rank] = composite of the selected candidate; rank = #(larger composites). Composites are
 // unique (the anchor index is part of them), so the ranks are a permutation: the same order as a
 // descending sort, in O(n^2 / threads) instead of one block's bitonic network over 2^ceil(log2 k).
+// Each block first loads all n composites into shared memory (dynamic: nms_pre_max words; the loads of
+// RANK_LOADS rows at a time are independent, so their latency is paid once per round), then ranks
+// RANK_CANDS candidates, RANK_PARTS threads each over interleaved quarters of the composites, summed by
+// shuffles: many blocks, and no barrier in the comparison loop.
 #define RANK_THREADS 256
+#define RANK_PARTS 4
+#define RANK_CANDS (RANK_THREADS / RANK_PARTS)
+#define RANK_LOADS 4
 extern "C" __global__ void __launch_bounds__(RANK_THREADS)
 pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx, const int* __restrict__ state,
              u64* __restrict__ sorted, unsigned* __restrict__ hist, int* __restrict__ group_count PP_LANE_PARAMS) {
@@ -517,30 +524,35 @@ pp_post_rank(const unsigned* __restrict__ keys, const int* __restrict__ sel_idx,
     if (blockIdx.x == 0 && threadIdx.x == 0) group_count[0] = 0x7fffffff;  // pp_post_decode_agnostic's atomicMin starts here
     // the three histograms were last read by pp_post_sel_count: cleared here for the next frame (no memset node)
     for (int b = blockIdx.x * RANK_THREADS + threadIdx.x; b < 2 * HBINS + LBINS; b += gridDim.x * RANK_THREADS) hist[b] = 0u;
-    __shared__ u64 tile[RANK_THREADS];
+    extern __shared__ u64 comp[];  // the n composites, in selection order
     const int n = state[S_NSEL];
-    if ((int)blockIdx.x * RANK_THREADS >= n) return;  // block-uniform
-    const int j = blockIdx.x * RANK_THREADS + threadIdx.x;
-    u64 mine = 0ull;
-    if (j < n) {
-        const unsigned r = (unsigned)sel_idx[j];
-        mine = ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
-    }
-    int rank = 0;
-    for (int base = 0; base < n; base += RANK_THREADS) {
-        const int i = base + threadIdx.x;
-        u64 v = 0ull;
-        if (i < n) {
-            const unsigned r = (unsigned)sel_idx[i];
-            v = ((u64)keys[r] << 32) | (u64)(0xFFFFFFFFu - r);
+    if ((int)blockIdx.x * RANK_CANDS >= n) return;  // block-uniform
+    for (int base = 0; base < n; base += RANK_THREADS * RANK_LOADS) {
+        unsigned r[RANK_LOADS], k[RANK_LOADS];
+#pragma unroll
+        for (int q = 0; q < RANK_LOADS; ++q) {
+            const int i = base + q * RANK_THREADS + threadIdx.x;
+            r[q] = i < n ? (unsigned)sel_idx[i] : 0u;
         }
-        __syncthreads();
-        tile[threadIdx.x] = v;
-        __syncthreads();
-        const int m = min(RANK_THREADS, n - base);
-        for (int q = 0; q < m; ++q) rank += tile[q] > mine ? 1 : 0;
+#pragma unroll
+        for (int q = 0; q < RANK_LOADS; ++q) {
+            const int i = base + q * RANK_THREADS + threadIdx.x;
+            k[q] = i < n ? keys[r[q]] : 0u;
+        }
+#pragma unroll
+        for (int q = 0; q < RANK_LOADS; ++q) {
+            const int i = base + q * RANK_THREADS + threadIdx.x;
+            if (i < n) comp[i] = ((u64)k[q] << 32) | (u64)(0xFFFFFFFFu - r[q]);
+        }
     }
-    if (j < n) sorted[rank] = mine;
+    __syncthreads();
+    const int j = blockIdx.x * RANK_CANDS + threadIdx.x / RANK_PARTS, part = threadIdx.x % RANK_PARTS;
+    const u64 mine = j < n ? comp[j] : 0ull;
+    int rank = 0;
+    for (int i = part; i < n; i += RANK_PARTS) rank += comp[i] > mine ? 1 : 0;
+#pragma unroll
+    for (int o = 1; o < RANK_PARTS; o <<= 1) rank += __shfl_xor_sync(0xffffffffu, rank, o);
+    if (j < n && part == 0) sorted[rank] = mine;
 }
 
 extern "C" __global__ void __launch_bounds__(1024)

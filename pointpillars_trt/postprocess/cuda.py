@@ -40,7 +40,7 @@ HBINS, LBINS = 4096, 256
 TILE = 2048
 MAX_PRE = 16384
 NUM_STATE = 16
-RANK_THREADS = 256  # postprocess.cu
+RANK_THREADS, RANK_CANDS = 256, 64  # postprocess.cu: pp_post_rank's threads and candidates per block
 MASK_TILE = 64  # nms_mask tiles are 64 rows x one 64-bit word of the suppression matrix (postprocess.cu)
 SCAN_SHARED_LIMIT = 48 * 1024  # shared memory without opt-in; the scan keeps the matrix's diagonal blocks and the
 #                                two blocks above them in shared memory up to the device's opt-in limit
@@ -136,11 +136,11 @@ class CudaPostProcessor:
         self._fn = {n: module.function(f"pp_post_{n}") for n in
                     ("score", "hist2", "hist3", "sel_count", "sel_write", "rank", "decode_agnostic", "sort_decode", "nms_mask",
                      "nms_scan", "output")}
-        sort_bytes = self.sort_size * 8
-        if sort_bytes > 48 * 1024:
-            drv = bindings()[0]
-            check(drv.cuFuncSetAttribute(self._fn["sort_decode"], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                         sort_bytes), "cuFuncSetAttribute(max dynamic shared memory)")
+        for name, nbytes in (("sort_decode", self.sort_size * 8), ("rank", self.pre_max * 8)):
+            if nbytes > 48 * 1024:
+                drv = bindings()[0]
+                check(drv.cuFuncSetAttribute(self._fn[name], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                             nbytes), f"cuFuncSetAttribute({name}: max dynamic shared memory)")
         band_bytes = 3 * self.words * 64 * 8  # the matrix's diagonal blocks and the two blocks above them
         limit = max(SCAN_SHARED_LIMIT, self.device.info.max_shared_per_block_optin - 1024)  # 1 KiB: the kernel's static arrays
         self._bands_in_shared = self.words * 8 + band_bytes <= limit
@@ -233,8 +233,9 @@ class CudaPostProcessor:
             (i32(self.R), k, ptr(b["keys"]), ptr(hist3), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["state"])))
         run("sel_write", self._tiles, 256,
             (i32(self.R), i32(self._tiles), ptr(b["keys"]), ptr(b["tile_gt"]), ptr(b["tile_eq"]), ptr(b["sel_idx"]), ptr(b["state"])))
-        run("rank", -(-self.pre_max // RANK_THREADS), RANK_THREADS,
-            (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"]), ptr(b["hist"]), ptr(b["group_count"])))
+        run("rank", -(-self.pre_max // RANK_CANDS), RANK_THREADS,
+            (ptr(b["keys"]), ptr(b["sel_idx"]), ptr(b["state"]), ptr(b["sorted"]), ptr(b["hist"]), ptr(b["group_count"])),
+            shared_mem=self.pre_max * 8)
         self._hist_clean = True
         head = (ptr(cls_ptr), ptr(box_ptr), ptr(dir_ptr), *lay, ptr(self._anchors.ptr), i32(self.HW), i32(self.A), i32(self.K))
         if self.agnostic:  # one thread per candidate; the NMS list is a prefix of the rank order
