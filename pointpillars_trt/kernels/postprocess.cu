@@ -36,8 +36,7 @@
 //                        clips of the near pairs queued and run on full warps
 //   9 pp_post_nms_scan   one block per list: greedy scan, 64 candidates at a time (warp 0, with the
 //                        next word's bits from shared memory), the rows kept in the previous word
-//                        ORed into later words by the other warps meanwhile (from a third band, and from
-//                        registers loaded a word ahead); stops at post_max
+//                        ORed into later words by the other warps meanwhile; stops at post_max
 //  10 pp_post_output     boxes / scores / labels [post_max] + count; class-aware: the per-class
 //                        kept lists merged by (score desc, class asc, order asc) like the CPU's
 //                        stable argsort of the concatenation; canonical yaw wrapped into [-pi, pi);
@@ -914,49 +913,35 @@ pp_post_nms_mask(const float* __restrict__ dec_boxes, const int* __restrict__ gr
     }
 }
 
-// One block per list. Warp 0 runs the greedy scan inside each 64-candidate word w. The matrix's diagonal
-// blocks (row i's word i >> 6) and the two blocks above them (words (i >> 6) + 1 and + 2) are preloaded
-// into shared memory when they fit (bands_in_shared), so the scan of word w and the bits its kept rows
-// remove from word w + 1 (`carry`) need no global load. Meanwhile warps 1.. (the helpers) handle the rows
-// kept in the previous words; at step w:
-//   1. they OR the words >= w + 1 of the rows kept in word w - 2, loaded into registers during step w - 1;
-//   2. they OR the rows kept in word w - 1 into word w + 1, from the third band;
-//   3. they load the words >= w + 2 of the rows kept in word w - 1 into registers, for step w + 1 (rows
-//      beyond SCAN_PREFETCH words a helper are ORed at once instead).
-// So each word w + 1 holds every earlier kept row's bits by the end of step w (one barrier per word), and
-// the global loads' latency lies behind a scan and a barrier instead of on each word's path. Same greedy
-// result as scanning row by row.
+// One block per list. Warp 0 runs the greedy scan inside each 64-candidate word w: its diagonal block of
+// the matrix (row i's word i >> 6) and its superdiagonal (row i's word (i >> 6) + 1) are preloaded into
+// shared memory when they fit (diag_in_shared), so the scan of word w and the bits its kept rows remove
+// from word w + 1 (`carry`) need no global load. Meanwhile warps 1.. OR the rows kept in word w - 1 into
+// words w + 1 and later (independent global loads spread over the block): they have a whole word's scan
+// to finish, and one barrier per word orders the two. Same greedy result as scanning row by row.
 #define SCAN_THREADS 256
-#define SCAN_HELPERS (SCAN_THREADS - 32)
-#define SCAN_PREFETCH 4  // words of the matrix each helper holds in registers across a barrier
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_count, int list_stride, int words,
-                 int max_keep, int bands_in_shared, int* __restrict__ keep, int* __restrict__ keep_count PP_LANE_PARAMS) {
+                 int max_keep, int diag_in_shared, int* __restrict__ keep, int* __restrict__ keep_count PP_LANE_PARAMS) {
     PP_PDL_ENTRY();
     PP_AT(mask, lane_scratch, PP_LANE); PP_AT(group_count, lane_scratch, PP_LANE); PP_AT(keep, lane_scratch, PP_LANE); PP_AT(keep_count, lane_scratch, PP_LANE);
-    extern __shared__ u64 sh[];  // removed[words], then the bands band[0..2][words * 64] when bands_in_shared
+    extern __shared__ u64 sh[];  // removed[words], then diag[words * 64] and sup[words * 64] when diag_in_shared
     __shared__ int kept_idx[2][64];  // the rows kept in word w, double-buffered by w & 1
     __shared__ int n_kept[2], m_total;
     u64* removed = sh;
-    u64* band = sh + words;  // band[d * words * 64 + i]: row i's word (i >> 6) + d
-    const int g = blockIdx.x, t = threadIdx.x, lane = t & 31, h = t - 32;
+    u64* diag = sh + words;
+    u64* sup = diag + (size_t)words * 64;
+    const int g = blockIdx.x, t = threadIdx.x, lane = t & 31;
     const int n = group_count[g];
     const int nw = (n + 63) >> 6;
     const u64* M = mask + (size_t)g * list_stride * words;
     int* out = keep + (size_t)g * max_keep;
-    const size_t bs = (size_t)words * 64;
-    // row i's word (i >> 6) + d (d = 0, 1, 2): from the bands or from the matrix; 0 beyond the list
-    auto near_word = [&](int i, int d) -> u64 {
-        const int ww = (i >> 6) + d;
-        if (i >= n || ww >= nw) return 0ull;
-        return bands_in_shared ? band[d * bs + i] : M[(size_t)i * words + ww];
-    };
     for (int w = t; w < nw; w += SCAN_THREADS) removed[w] = 0ull;
-    if (bands_in_shared)
+    if (diag_in_shared)
         for (int i = t; i < nw * 64; i += SCAN_THREADS) {
             const int wi = i >> 6;
-#pragma unroll
-            for (int d = 0; d < 3; ++d) band[d * bs + i] = i < n && wi + d < nw ? M[(size_t)i * words + wi + d] : 0ull;
+            diag[i] = i < n ? M[(size_t)i * words + wi] : 0ull;
+            sup[i] = i < n && wi + 1 < nw ? M[(size_t)i * words + wi + 1] : 0ull;
         }
     if (t == 0) {
         m_total = 0;
@@ -964,14 +949,17 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
     }
     __syncthreads();
     u64 carry = 0ull;  // warp 0: the bits of word w removed by the rows kept in word w - 1
-    u64 pre[SCAN_PREFETCH];  // helpers: words of kept rows loaded one step ahead, and where they go (-1: none)
-    int pre_word[SCAN_PREFETCH];
-#pragma unroll
-    for (int q = 0; q < SCAN_PREFETCH; ++q) pre_word[q] = -1;
     for (int w = 0; w < nw; ++w) {
         if (t < 32) {
             const int i0 = w * 64 + lane, i1 = i0 + 32;
-            const u64 d0 = near_word(i0, 0), d1 = near_word(i1, 0);
+            u64 d0, d1;
+            if (diag_in_shared) {
+                d0 = diag[i0];
+                d1 = diag[i1];
+            } else {
+                d0 = i0 < n ? M[(size_t)i0 * words + w] : 0ull;
+                d1 = i1 < n ? M[(size_t)i1 * words + w] : 0ull;
+            }
             const int valid = n - w * 64;
             u64 alive = ~(removed[w] | carry);
             if (valid < 64) alive &= (1ull << valid) - 1ull;
@@ -990,10 +978,12 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
                 alive &= ~row;
                 alive &= ~(1ull << b);
             }
-            // carry for word w + 1: OR of the kept rows' words w + 1
+            // carry for word w + 1: OR of the kept rows' superdiagonal words
             u64 c = 0ull;
-            if ((kept >> lane) & 1ull) c |= near_word(i0, 1);
-            if ((kept >> (lane + 32)) & 1ull) c |= near_word(i1, 1);
+            if (w + 1 < nw) {
+                if ((kept >> lane) & 1ull) c |= diag_in_shared ? sup[i0] : M[(size_t)i0 * words + w + 1];
+                if ((kept >> (lane + 32)) & 1ull) c |= diag_in_shared ? sup[i1] : M[(size_t)i1 * words + w + 1];
+            }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) c |= __shfl_xor_sync(0xffffffffu, c, o);
             carry = c;
@@ -1001,32 +991,13 @@ pp_post_nms_scan(const u64* __restrict__ mask, const int* __restrict__ group_cou
                 m_total = m;
                 n_kept[w & 1] = nk;
             }
-        } else {
-#pragma unroll
-            for (int q = 0; q < SCAN_PREFETCH; ++q) {  // 1. rows kept in word w - 2, words >= w + 1
-                if (pre_word[q] >= 0 && pre[q]) atomicOr(&removed[pre_word[q]], pre[q]);
-                pre_word[q] = -1;
-            }
-            if (w > 0) {
-                const int nk = n_kept[(w - 1) & 1];
-                const int* rows = kept_idx[(w - 1) & 1];
-                if (h < nk) {  // 2. rows kept in word w - 1 into word w + 1 (nk <= 64 < helpers)
-                    const u64 bits = near_word(rows[h], 2);
-                    if (bits) atomicOr(&removed[w + 1], bits);
-                }
-                const int span = nw - w - 2, items = nk * (span > 0 ? span : 0);  // 3. their words >= w + 2
-#pragma unroll
-                for (int q = 0; q < SCAN_PREFETCH; ++q) {
-                    const int k = h + SCAN_HELPERS * q;
-                    if (k < items) {
-                        pre_word[q] = w + 2 + k % span;
-                        pre[q] = M[(size_t)rows[k / span] * words + pre_word[q]];
-                    }
-                }
-                for (int k = h + SCAN_HELPERS * SCAN_PREFETCH; k < items; k += SCAN_HELPERS) {  // beyond the registers
-                    const u64 bits = M[(size_t)rows[k / span] * words + w + 2 + k % span];
-                    if (bits) atomicOr(&removed[w + 2 + k % span], bits);
-                }
+        } else if (w > 0) {  // warps 1..: the rows kept in word w - 1 into words w + 1 .. nw - 1
+            const int nk = n_kept[(w - 1) & 1], span = nw - w - 1;
+            const int* rows = kept_idx[(w - 1) & 1];
+            for (int item = t - 32; item < nk * span; item += SCAN_THREADS - 32) {
+                const int j = item / span, ww = w + 1 + item % span;
+                const u64 bits = M[(size_t)rows[j] * words + ww];
+                if (bits) atomicOr(&removed[ww], bits);
             }
         }
         __syncthreads();

@@ -42,8 +42,8 @@ MAX_PRE = 16384
 NUM_STATE = 16
 RANK_THREADS, RANK_CANDS = 256, 64  # postprocess.cu: pp_post_rank's threads and candidates per block
 MASK_TILE = 64  # nms_mask tiles are 64 rows x one 64-bit word of the suppression matrix (postprocess.cu)
-SCAN_SHARED_LIMIT = 48 * 1024  # shared memory without opt-in; the scan keeps the matrix's diagonal blocks and the
-#                                two blocks above them in shared memory up to the device's opt-in limit
+SCAN_SHARED_LIMIT = 48 * 1024  # shared memory without opt-in; the scan keeps the matrix's diagonal and superdiagonal
+#                                blocks in shared memory up to the device's opt-in limit
 
 
 def _pow2(n: int) -> int:
@@ -141,10 +141,10 @@ class CudaPostProcessor:
                 drv = bindings()[0]
                 check(drv.cuFuncSetAttribute(self._fn[name], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                              nbytes), f"cuFuncSetAttribute({name}: max dynamic shared memory)")
-        band_bytes = 3 * self.words * 64 * 8  # the matrix's diagonal blocks and the two blocks above them
+        band_bytes = 2 * self.words * 64 * 8  # the matrix's diagonal and superdiagonal blocks
         limit = max(SCAN_SHARED_LIMIT, self.device.info.max_shared_per_block_optin - 1024)  # 1 KiB: the kernel's static arrays
-        self._bands_in_shared = self.words * 8 + band_bytes <= limit
-        self._scan_shared = self.words * 8 + (band_bytes if self._bands_in_shared else 0)
+        self._diag_in_shared = self.words * 8 + band_bytes <= limit
+        self._scan_shared = self.words * 8 + (band_bytes if self._diag_in_shared else 0)
         if self._scan_shared > SCAN_SHARED_LIMIT:
             drv = bindings()[0]
             check(drv.cuFuncSetAttribute(self._fn["nms_scan"], drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -252,7 +252,7 @@ class CudaPostProcessor:
             (ptr(b["dec_boxes"]), ptr(b["group_list"]), ptr(b["group_count"]), k, i32(self.words),
              np.float64(self.cfg.postprocess.nms_iou_threshold), self._nms_at_least, ptr(b["mask"])))
         run("nms_scan", self.groups, 256,
-            (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._bands_in_shared)),
+            (ptr(b["mask"]), ptr(b["group_count"]), k, i32(self.words), i32(self.post_max), i32(int(self._diag_in_shared)),
              ptr(b["keep"]), ptr(b["keep_count"])),
             shared_mem=self._scan_shared)
         run("output", 1, 256,

@@ -204,9 +204,9 @@ def test_nms_mask_on_one_block(torch_cuda, kitti_config, kitti_frames):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("in_shared", [True, False])
-def test_nms_scan_with_and_without_the_bands_in_shared_memory(torch_cuda, kitti_config, kitti_frames, in_shared):
-    """pp_post_nms_scan reads the matrix's diagonal blocks and the two blocks above them from shared memory where they
-    fit (here they do) and from global memory otherwise (large nms_pre_max): both give the CPU's boxes."""
+def test_nms_scan_with_and_without_the_diag_in_shared_memory(torch_cuda, kitti_config, kitti_frames, in_shared):
+    """pp_post_nms_scan reads the matrix's diagonal and superdiagonal blocks from shared memory where they fit (here
+    they do) and from global memory otherwise (large nms_pre_max): both give the CPU's boxes."""
     import torch
 
     from pointpillars_trt.postprocess import PostProcessor
@@ -214,9 +214,9 @@ def test_nms_scan_with_and_without_the_bands_in_shared_memory(torch_cuda, kitti_
 
     clouds = [np.fromfile(p, dtype=np.float32).reshape(-1, 4) for p in kitti_frames[:2]]
     pp = CudaPostProcessor(kitti_config)
-    assert pp._bands_in_shared
+    assert pp._diag_in_shared
     if not in_shared:
-        pp._bands_in_shared, pp._scan_shared = False, pp.words * 8
+        pp._diag_in_shared, pp._scan_shared = False, pp.words * 8
     for maps in head_maps(kitti_config, clouds):
         boxes, scores, labels, count = postprocess_torch(pp, *(torch.from_numpy(m).cuda() for m in maps))
         n, want = int(count.item()), PostProcessor(kitti_config)(*maps)
