@@ -19,7 +19,8 @@ Rows (each on the real FOV frames and on synthetic 360-degree frames of ~110k po
 * ``gpu/fp16/graph/copy-output`` and ``gpu/fp16/graph/mapped-output/batchB``: the same for the results
   (``DeviceOptions.mapped_output``: copied device to host, or written by the last post-processing pass into the
   pinned rows);
-* ``gpu/fp16/graph/no-pdl``: the fp16 graph row with programmatic dependent launches turned off;
+* ``gpu/fp16/graph/pdl`` and ``gpu/fp16/graph/pdl/batchB``: the fp16 graph row and the largest batch with
+  programmatic dependent launches turned on (``set_programmatic_launch(True)``; off by default since 2026-12-03);
 * ``gpu/fp16/graph/stagingT`` and ``gpu/fp16/graph/stagingT/batchB``: the fp16 graph row and the largest batch
   with ``staging_threads=T`` (:data:`STAGING_THREADS`, 1: the caller's thread alone, against the default's
   ``min(4, cores // 4)`` threads);
@@ -39,7 +40,7 @@ median / p90 / p99, frames/s, peak torch memory and device memory in use; per st
 (non-graph) rows. Profiled rows add ``kernel_ms_per_frame`` (CUPTI kernel sums per stage) and in it
 ``idle_per_call`` (:func:`gpu_idle`: the GPU's span, busy and idle time per call and the largest
 idle stretches between two activities; with programmatic launches a kernel waiting for its
-predecessor counts as busy, so the ``no-pdl`` row shows the launch gaps). Also measured: the two ceilings of the device (device-to-device copy bandwidth
+predecessor counts as busy, so the default rows, without them, show the launch gaps). Also measured: the two ceilings of the device (device-to-device copy bandwidth
 and float16 matmul rate) for the floor analysis in docs/PERFORMANCE.md. Writes JSON with the GPU,
 driver, date and command. Keeps the whole run to a few minutes on an H100.
 """
@@ -463,10 +464,11 @@ def main(argv: list[str] | None = None) -> int:
                   precision="fp16", rpn_form=RPN_FORMS["split-head"])
         from pointpillars_trt.cuda.nvrtc import set_programmatic_launch
 
-        old_pdl = set_programmatic_launch(False)  # the same graph without programmatic dependent launches, same run
+        old_pdl = set_programmatic_launch(True)  # the same graphs with programmatic dependent launches, same run
         try:
             det = device_detector(cfg, state, precision="fp16", use_graph=True, max_points=max_points, max_batch=1)
-            single_row(f"gpu/fp16/graph/no-pdl/{gname}", det, args.iters, verbose=True)  # with its idle stretches
+            single_row(f"gpu/fp16/graph/pdl/{gname}", det, args.iters, verbose=True)
+            batch_row(f"gpu/fp16/graph/pdl/batch{max(args.batch)}/{gname}", max(args.batch), precision="fp16")
         finally:
             set_programmatic_launch(old_pdl)
         det = device_detector(cfg, state, precision="fp16", use_graph=True, pfn="torch", max_points=max_points, max_batch=1)

@@ -5,8 +5,8 @@
 
 Three detectors of the demo model (fp16, one CUDA graph, batch 1), each captured under its own setting:
 
-* ``all``: every kernel of ours launched programmatically (the default);
-* ``none``: no kernel (``set_programmatic_launch(False)``);
+* ``all``: every kernel of ours launched programmatically (``set_programmatic_launch(True)``);
+* ``none``: no kernel (the default since this comparison, 2026-12-03);
 * ``no-post``: all but the post-processing kernels (``postprocess.cu``'s functions are left out of the
   programmatic set while that detector is built and measured; a measurement only, there is no such option).
 

@@ -11,9 +11,11 @@
   kernel begins with ``PP_PDL_ENTRY()`` (``griddepcontrol.wait`` then ``launch_dependents``: no
   block reads or writes memory before the previous kernel on the stream has completed) is loaded
   with ``CudaModule.programmatic`` set, and :func:`launch` of its kernels lets the
-  driver start such a kernel while its predecessor drains (also inside a captured CUDA graph).
-  Results are unchanged by construction; only launch gaps shrink. :func:`set_programmatic_launch`
-  turns it off process-wide (the benchmarks' same-run comparison).
+  driver start such a kernel while its predecessor drains (also inside a captured CUDA graph), once
+  :func:`set_programmatic_launch` turns it on process-wide. Results are unchanged by construction.
+  It is off by default: on an H200 (2026-12-03, ``benchmarks/pdl_ab.py``, 9000 interleaved frames
+  each) a whole FOV frame took 0.394 ms of GPU time without it and 0.411 ms with it, although each
+  kernel alone starts sooner (docs/PERFORMANCE.md).
 
 The cache directory is ``$POINTPILLARS_TRT_KERNEL_CACHE``, else
 ``$XDG_CACHE_HOME/pointpillars_trt/kernels``, else ``~/.cache/pointpillars_trt/kernels``; an
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 DEFAULT_OPTIONS = ("--std=c++17",)
 PDL_ENTRY = "PP_PDL_ENTRY()"  # the first statement of every kernel of a PDL-ready file
-_programmatic = {"enabled": True}
+_programmatic = {"enabled": False}
 _pdl_functions: set[int] = set()  # handles of the kernels of PDL-ready modules (CudaModule.function)
 
 
@@ -336,7 +338,7 @@ def pdl_ready(source: str) -> bool:
 
 
 def set_programmatic_launch(enabled: bool) -> bool:
-    """Allow (default) or forbid programmatic dependent launches process-wide; returns the previous
+    """Allow or forbid (default) programmatic dependent launches process-wide; returns the previous
     setting. Launches already captured in a CUDA graph keep the setting they were captured with."""
     old = _programmatic["enabled"]
     _programmatic["enabled"] = bool(enabled)

@@ -17,7 +17,7 @@ decoration bit for bit. How, and what that determinism costs, is written at the 
 ``voxelize.cu`` (four kernels: cells, a single-pass look-back scan that numbers the pillars and
 places their buckets, the bucket scatter, the per-pillar decoration). The cell tables are set once
 and put back by the last pass of each frame (no per-frame memset of ``nx * ny`` cells); on
-compute capability 9.0+ the kernels are launched programmatically (``cuda/nvrtc.py``).
+compute capability 9.0+ the kernels can be launched programmatically (off by default: ``cuda/nvrtc.py``).
 
 With ``num_points_ptr`` (an int32 on the device) instead of a host ``num_points``, grids are
 sized for ``max_points`` and nothing depends on a host value: the launches can be captured in a

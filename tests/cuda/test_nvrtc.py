@@ -86,8 +86,8 @@ def test_launch_config_and_switch():
     assert (cfg.gridDimX, cfg.gridDimY, cfg.blockDimX, cfg.sharedMemBytes, cfg.numAttrs) == (3, 2, 256, 1024, 1)
     assert cfg.attrs[0].value.programmaticStreamSerializationAllowed == 1
     assert launch_config((1, 1, 1), (32, 1, 1), 0, 0, False).numAttrs == 0
+    assert set_programmatic_launch(True) is False  # off by default
     assert set_programmatic_launch(False) is True
-    assert set_programmatic_launch(True) is False
 
 
 def test_grid_for():
