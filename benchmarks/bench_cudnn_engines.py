@@ -122,7 +122,6 @@ def measure(mode: str, args) -> dict:
     cfg = load_config(args.config)
     inf, layers = rpn_layers(torch, cfg)
     layers = [t for t in layers if not t[0].name.endswith(".up")]  # the 1x1 upsampling runs in the fused head
-    t_end = time.monotonic() + args.time_limit
     cudnn = handle = None
     if mode == "frontend":
         import cudnn
@@ -130,11 +129,13 @@ def measure(mode: str, args) -> dict:
         handle = cudnn.create_handle()
     out = {"mode": mode, "layers": [], "backbone": []}
     for bsz in args.batch:
-        seen, chosen = {}, []
+        seen, chosen = {}, []  # seen: shape -> the layer's call, or None where no plan was timed
+        t_end = time.monotonic() + args.time_limit / len(args.batch)
         for layer, weight, bias in layers:
             shape = (layer.cin, layer.h, layer.w, layer.cout, layer.kernel, layer.stride, layer.pad)
             if shape in seen:
-                chosen.append(seen[shape])
+                if seen[shape] is not None:
+                    chosen.append(seen[shape])
                 continue
             x, w, st, pd = conv_inputs(torch, layer, weight, bsz)
             ref = torch_call(torch, x, w, bias, st, pd)()
@@ -148,6 +149,7 @@ def measure(mode: str, args) -> dict:
                     fc = FrontendConv(torch, cudnn, handle, x, w, bias, layer)
                 except Exception as exc:  # noqa: BLE001 - reported
                     row["error"] = one_line(exc)
+                    seen[shape] = None
                     out["layers"].append(row)
                     print(f"{mode} b{bsz} {layer.name}: {row['error']}", flush=True)
                     continue
@@ -170,6 +172,7 @@ def measure(mode: str, args) -> dict:
                 row["plans"] = sorted(plans, key=lambda p: p.get("ms", 1e9))
                 row["plan_count"] = fc.count
                 if best is None:
+                    seen[shape] = None
                     out["layers"].append(row)
                     continue
                 row["ms"], row["best_plan"] = round(best[0], 5), fc.name(best[1])
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--max-rel-err", type=float, default=2e-2, help="a plan whose output differs more from torch's is not counted")
-    ap.add_argument("--time-limit", type=float, default=240.0, help="stop timing frontend plans after this many seconds")
+    ap.add_argument("--time-limit", type=float, default=240.0, help="stop timing frontend plans after this many seconds (shared out over the batch sizes)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--mode", choices=("torch", "torch_benchmark", "frontend"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
