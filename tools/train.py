@@ -12,7 +12,8 @@ matched by BEV IoU; focal / smooth-L1 (sin-difference yaw) / direction losses we
 AdamW with one-cycle LR (max 0.003); gradient clipping 10; bf16 autocast on CUDA. Domain robustness for
 synthetic-to-real training (off by default): --object-sparsify P (thin or half-cut a box's points with
 probability P), --object-ends P (keep only one end of a box's points, 15-50 % of its length, with probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropout F (drop up to a share F
-of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros). Far objects
+of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros), --tilt DEG
+(a sensor pitch and roll, each N(0, DEG) clipped to 2.5 DEG: graded roads, vehicle pitch). Far objects
 (off by default): --db-any-difficulty (the GT database keeps far / cut-off objects of no KITTI difficulty),
 --sample-far P --sample-far-range LO,HI (a GT sample is moved, with probability P, to a BEV range in LO..HI m
 no nearer than its own, turned about the sensor and thinned by (r0/r1)^2; --sample-edge Q: a share Q of those is put
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import platform
 import shlex
 import subprocess
@@ -72,6 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--beam-dropout", type=float, default=0.0, help="probability per elevation band (~one beam) of dropping it")
     p.add_argument("--point-dropout", type=float, default=0.0, help="largest share of points dropped at random per frame")
     p.add_argument("--intensity-jitter", type=float, default=0.0, help="sigma of the per-frame/per-point intensity jitter")
+    p.add_argument("--tilt", type=float, default=0.0,
+                   help="sigma in degrees of a random sensor pitch and roll per sample (clipped to 2.5 sigma): graded roads, vehicle pitch")
     p.add_argument("--db-any-difficulty", action="store_true",
                    help="GT database keeps objects of no KITTI difficulty too (far, small in the image, cut off)")
     p.add_argument("--sample-far", type=float, default=0.0,
@@ -144,12 +148,14 @@ def run(args: argparse.Namespace) -> dict:
     for name in ("object_sparsify", "object_ends", "beam_dropout", "point_dropout", "intensity_jitter", "sample_far"):
         if not 0.0 <= getattr(args, name) < 1.0:
             raise PointPillarsError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
+    if not 0.0 <= args.tilt <= 10.0:
+        raise PointPillarsError(f"--tilt must be in [0, 10] degrees, got {args.tilt}")
     if not 0.0 <= args.sample_edge <= 1.0 or (args.sample_edge > 0 and args.sample_far == 0):
         raise PointPillarsError(f"--sample-edge must be in [0, 1] and needs --sample-far > 0, got {args.sample_edge}")
     augment = AugmentConfig(
         gt_sampling=not args.no_gt_sampling, sample_groups=parse_groups(args.sample_groups), object_noise=args.object_noise,
         object_sparsify=args.object_sparsify, object_ends=args.object_ends, beam_dropout=args.beam_dropout, point_dropout=args.point_dropout,
-        intensity_jitter=args.intensity_jitter, db_any_difficulty=args.db_any_difficulty, sample_far=args.sample_far,
+        intensity_jitter=args.intensity_jitter, tilt=math.radians(args.tilt), db_any_difficulty=args.db_any_difficulty, sample_far=args.sample_far,
         sample_far_range=parse_range(args.sample_far_range), sample_edge=args.sample_edge,
     )
     settings = TrainSettings(

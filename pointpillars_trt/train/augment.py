@@ -1,7 +1,8 @@
 """Global and per-object augmentations (OpenPCDet's ``augmentor_utils``), on points and boxes together.
 
 Each function takes ``points [N, >=3]`` float32, canonical ``boxes [G, 7]`` and a
-``numpy.random.Generator``, and returns new arrays; a point inside a box stays inside it.
+``numpy.random.Generator``, and returns new arrays; a point inside a box stays inside it (:func:`tilt`:
+to within a few centimetres).
 """
 
 from __future__ import annotations
@@ -37,6 +38,30 @@ def scale(points: np.ndarray, boxes: np.ndarray, factor: float) -> tuple[np.ndar
     p[:, :3] *= factor
     b[:, :6] *= factor
     return p, b
+
+
+def tilt(points: np.ndarray, boxes: np.ndarray, pitch: float, roll: float) -> tuple[np.ndarray, np.ndarray]:
+    """The scene as a sensor pitched by ``pitch`` (about the y axis, positive: far points lower) and
+    rolled by ``roll`` (about the x axis, positive: points on the left, +y, higher), in radians, both
+    about the sensor origin: points and box centres are rotated; boxes stay upright (size and yaw
+    unchanged), so a point inside a box stays inside it to within ``h / 2 * sin`` of the angle (3 cm
+    for a 1.5 m tall car at 2 degrees). Roads on a grade, seen from a level sensor, look the same
+    far from the sensor: a ground ``angle * range`` higher or lower."""
+    cp, sp, cr, sr = np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    rot = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]]) @ np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
+    p, b = points.copy(), boxes.copy()
+    p[:, :3] = (points[:, :3].astype(np.float64) @ rot.T).astype(points.dtype)
+    b[:, :3] = (boxes[:, :3].astype(np.float64) @ rot.T).astype(boxes.dtype)
+    return p, b
+
+
+def random_tilt(points, boxes, rng: np.random.Generator, sigma: float, clip: float = 2.5):
+    """:func:`tilt` by a pitch and a roll each ``N(0, sigma)`` radians, clipped to ``clip * sigma``
+    (vehicle pitch under braking, banked and graded roads); no draw when ``sigma`` is 0."""
+    if sigma <= 0:
+        return points, boxes
+    pitch, roll = np.clip(rng.normal(0.0, sigma, 2), -clip * sigma, clip * sigma)
+    return tilt(points, boxes, float(pitch), float(roll))
 
 
 def random_flip_x(points, boxes, rng: np.random.Generator, prob: float = 0.5):

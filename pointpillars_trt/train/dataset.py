@@ -36,7 +36,8 @@ class AugmentConfig:
     Domain robustness (off by default; see :mod:`.augment`): ``object_sparsify`` (probability per
     box of thinning / half-cutting its points), ``object_ends`` (probability per box of keeping only the
     points of one end of its length, 15-50 % of it), ``beam_dropout`` (probability per elevation band),
-    ``point_dropout`` (largest share of points dropped), ``intensity_jitter`` (sigma).
+    ``point_dropout`` (largest share of points dropped), ``intensity_jitter`` (sigma), ``tilt`` (sigma in
+    radians of a sensor pitch and roll, each clipped to 2.5 sigma; applied last, as a pose of the sensor).
     Far objects (off by default): ``db_any_difficulty`` (the database keeps objects of no KITTI
     difficulty, i.e. far or cut-off ones), ``sample_far`` (probability per sampled object of being
     moved to a BEV range in ``sample_far_range``, thinned for it; :mod:`.far_sampling`), ``sample_edge`` (share of
@@ -58,6 +59,7 @@ class AugmentConfig:
     beam_dropout: float = 0.0
     point_dropout: float = 0.0
     intensity_jitter: float = 0.0
+    tilt: float = 0.0
     db_any_difficulty: bool = False
     sample_far: float = 0.0
     sample_far_range: tuple[float, float] = (20.0, 70.0)
@@ -158,6 +160,7 @@ class TrainDataset(Dataset):
         pts = aug.random_beam_dropout(pts, rng, a.beam_dropout)
         pts = aug.random_point_dropout(pts, rng, a.point_dropout)
         pts = aug.jitter_intensity(pts, rng, a.intensity_jitter)
+        pts, boxes = aug.random_tilt(pts, boxes, rng, a.tilt)
         r = self.cfg.voxel.point_cloud_range
         pts = pts[points_in_range(pts, r)]
         cls_idx = np.array([self.cfg.classes.index(n) if n in self.cfg.classes else -1 for n in names], dtype=np.int64)

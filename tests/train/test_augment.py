@@ -130,3 +130,35 @@ def test_keep_object_ends_keeps_one_end_and_the_box():
         assert 3 <= len(kept) < 400 and span <= 0.5 * 4.0 + 1e-4  # one end, at most half the length
         assert (along >= -1e-4).all() or (along <= 1e-4).all()  # the end kept is 15-50 % of the length: one side of the centre
         assert inside[:, 1].sum() == 2 and (out[~inside.any(1)] == background.astype(np.float32)).all()  # too few to cut; the rest untouched
+
+
+def test_tilt_pitches_and_rolls_about_the_sensor():
+    from pointpillars_trt.train.augment import random_tilt, tilt
+
+    pitch = np.radians(2.0)
+    pts = np.array([[30.0, 0.0, -1.73, 0.5], [0.0, 20.0, -1.73, 0.5], [0.0, 0.0, 0.0, 0.2]], dtype=np.float32)
+    boxes = np.array([[30.0, 0.0, -0.9, 4.0, 1.7, 1.5, 0.4]], dtype=np.float32)
+    p, b = tilt(pts, boxes, pitch, 0.0)
+    # positive pitch: a point 30 m ahead drops by about 30 * sin(2 deg) = 1.05 m; the sensor origin stays put
+    assert p[0, 2] == pytest.approx(-1.73 * np.cos(pitch) - 30 * np.sin(pitch), abs=1e-4) and np.allclose(p[2], pts[2])
+    assert p[1, 2] == pytest.approx(-1.73 * np.cos(pitch), abs=1e-4)  # on the y axis: only the cos term
+    assert np.array_equal(p[:, 3], pts[:, 3]) and np.array_equal(b[:, 3:], boxes[:, 3:])  # intensity, size and yaw kept
+    assert np.linalg.norm(b[0, :3]) == pytest.approx(np.linalg.norm(boxes[0, :3]), rel=1e-5)
+    _, rolled = tilt(pts, np.array([[0.0, 20.0, 0.0, 4, 1.7, 1.5, 0]], np.float32), 0.0, np.radians(2.0))
+    assert rolled[0, 2] == pytest.approx(20 * np.sin(np.radians(2.0)), abs=1e-4)  # positive roll: +y goes up
+    # a car's points stay in its box to within centimetres: count them with the box 3 cm larger
+    rng = np.random.default_rng(2)
+    p0, b0 = scene(rng)
+    p1, b1 = tilt(p0, b0, np.radians(2.0), np.radians(-2.0))
+    grown = b1.copy()
+    grown[:, 3:6] += 0.06
+    own = np.repeat(np.eye(len(b0), dtype=bool), 50, axis=0)  # scene(): 50 points per box first, then the ground
+    assert np.array_equal(points_in_boxes(p0[:len(own)], b0), own) and np.array_equal(points_in_boxes(p1[:len(own)], grown), own)
+    # off: no draw at all, so recipes without --tilt draw as before
+    state = np.random.default_rng(4).bit_generator.state
+    r = np.random.default_rng(4)
+    out = random_tilt(pts, boxes, r, 0.0)
+    assert out[0] is pts and out[1] is boxes and r.bit_generator.state == state
+    angles = [random_tilt(pts[:1], boxes, np.random.default_rng(s), np.radians(1.0))[0][0, 2] for s in range(200)]
+    drop = np.degrees(np.arcsin(np.clip((-1.73 - np.array(angles)) / 30.0, -1, 1)))
+    assert np.abs(drop).max() <= 2.5 + 0.1 and 0.6 < np.std(drop) < 1.3  # about N(0, 1 deg), clipped at 2.5 sigma
