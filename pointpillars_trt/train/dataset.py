@@ -32,7 +32,8 @@ class AugmentConfig:
     ``sample_groups``: target count per class for GT sampling (``None``: ``default_sample_count``
     for every config class; OpenPCDet's ``SAMPLE_GROUPS`` is Car 15, Pedestrian 15, Cyclist 15).
     ``db_min_points``: database objects need this many points (``filter_by_min_points``).
-    ``frame_min_points``: the frame's own boxes of config classes with fewer points are dropped.
+    ``frame_min_points``: the frame's own boxes of config classes with fewer points are dropped, and after
+    the augmentations and the range crop every target with fewer (at least one) points.
     Domain robustness (off by default; see :mod:`.augment`): ``object_sparsify`` (probability per
     box of thinning / half-cutting its points), ``object_ends`` (probability per box of keeping only the
     points of one end of its length, 15-50 % of it), ``beam_dropout`` (probability per elevation band),
@@ -165,6 +166,8 @@ class TrainDataset(Dataset):
         pts = pts[points_in_range(pts, r)]
         cls_idx = np.array([self.cfg.classes.index(n) if n in self.cfg.classes else -1 for n in names], dtype=np.int64)
         keep = (cls_idx >= 0) & boxes_in_range(boxes, r)
+        if keep.any():  # a target needs its points in the cropped cloud too (a tilt can lift a far one out of the z range)
+            keep[keep] = count_points_in_boxes(pts, boxes[keep]) >= max(1, a.frame_min_points)
         if a.shuffle_points:
             pts = pts[rng.permutation(len(pts))]
         return pts, boxes[keep].astype(np.float32), cls_idx[keep], np.asarray(truncation, np.float32)[keep]

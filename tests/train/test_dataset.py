@@ -108,3 +108,20 @@ def test_run_sampler_epochs():
     assert sorted(x % 5 for x in s[:5]) == list(range(5))
     assert all(5 <= x < 10 for x in s[5:10]) and all(x >= 10 for x in s[10:])
     assert s == list(RunSampler(5, 12, seed=0))
+
+
+def test_targets_without_points_after_the_crop_are_dropped(tmp_path):
+    """A box whose points all leave the cropped cloud (here: a sensor pitched up lifts the car 15 m
+    ahead above the range's top) is no target; the others stay, with their labels and truncations."""
+    from pointpillars_trt.train.augment import tilt
+
+    cfg = tiny_config()
+    ds = TrainDataset(KittiFrames(write_dataset(tmp_path, scene_boxes()), "train"), cfg, AugmentConfig.none())
+    pts, boxes, names, trunc = ds.load(0)
+    assert len(ds.transform(pts, boxes, names, trunc, np.random.default_rng(0))[1]) == 3
+    # lift 15 m ahead by more than the car's bottom-to-range-top gap (1.0 - (-0.95 - 0.75) = 2.7 m)
+    p, b = tilt(pts, boxes, -np.arctan(3.0 / 15.0), 0.0)
+    assert p[:, 2].max() > cfg.voxel.point_cloud_range[5]
+    _, kept, labels, kept_trunc = ds.transform(p, b, names, trunc, np.random.default_rng(0))
+    np.testing.assert_allclose(kept, b[[0, 2]], atol=1e-6)  # the 15 m car went; the 10 m car and the pedestrian stayed
+    assert list(labels) == [cfg.classes.index("Car"), cfg.classes.index("Pedestrian")] and len(kept_trunc) == 2
