@@ -27,7 +27,7 @@
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> unfused voxelization as a CUDA graph
 # (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $VOX_FRAMES, default /tmp/pp_vox_frames, for a peer run; not into $OUT) -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
-# -> bench-facade -> profile-host -> bench-decode (and in .landed/) -> bench-staging -> bench-h2d -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-cudnn-engines (every cuDNN engine for the backbone convs) -> bench-triton-head -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
+# -> bench-facade -> profile-host -> bench-decode (and in .landed/) -> bench-staging -> bench-h2d -> bench-pageable -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-cudnn-engines (every cuDNN engine for the backbone convs) -> bench-triton-head -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
@@ -153,6 +153,8 @@ fi
 step bench-staging "$PY" benchmarks/bench_staging.py
 # issue 18's lead: is a host-to-device copy slower right after the CPU wrote the pinned buffer?
 step bench-h2d "$PY" benchmarks/bench_h2d.py --json "$OUT/bench_h2d.json"
+# issue 18's host overhead: can a kernel read the caller's own (pageable) cloud, or a registered one, instead of a staged copy?
+step bench-pageable "$PY" benchmarks/bench_pageable.py --json "$OUT/bench_pageable.json"
 # issue 15: int8 / fp8 convolutions from maintained libraries (torch, torchao, cudnn-frontend) on the RPN's
 # conv shapes; the libraries' wheels come from ./.lowp/ when it is there (see the script's header)
 if [ -d .lowp ]; then
