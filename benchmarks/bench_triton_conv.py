@@ -18,7 +18,12 @@ Then the whole ``branches()`` pass (every backbone and upsampling convolution in
 in five forms: cuDNN; each layer's fastest Triton form; Triton only where it beat cuDNN (hybrid); and
 the last two with the Triton kernels launched as programmatic dependent launches (``_pdl``).
 
+With ``--only sparse`` (also part of ``all``): the first block, and the first two, as
+:class:`benchmarks.sparse_conv.ConstAwareChain` against cuDNN on canvases holding the real frames' pillars
+(:func:`measure_sparse`).
+
     python benchmarks/bench_triton_conv.py [--config NAME] [--batch 1 16] [--json PATH] [--time-limit 240]
+                                           [--only all|convs|head|sparse] [--sparse-frames 10]
 
 Without a CUDA GPU, or without Triton, it prints one line and exits 0.
 """
@@ -33,6 +38,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -194,6 +201,82 @@ def measure_head(torch, cfg, inf, bsz: int, args) -> dict:
     return row
 
 
+FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti_frames" / "cuda_pointpillars" / "velodyne_reduced"
+SPARSE_TILES = [(4, 2), (4, 3), (8, 2), (8, 3)]  # (num_warps, num_stages) of benchmarks.sparse_conv's kernels
+
+
+def measure_sparse(torch, cfg, layers, args) -> dict:
+    """The first block, and the first two blocks, as :class:`benchmarks.sparse_conv.ConstAwareChain` (tiles whose
+    output is a known constant filled, the rest computed) against the same convolutions through cuDNN, on
+    canvases that hold the real frames' pillars (``FRAMES``, voxelized on the CPU; features: random
+    non-negative values, one per pillar and channel). Graph replays as above; the chain's outputs are checked
+    against cuDNN's, and the share of tiles each layer computed is reported."""
+    from benchmarks import sparse_conv as sc
+    from pointpillars_trt.io.pointcloud import load_points
+    from pointpillars_trt.voxelize import make_voxelizer
+
+    nx, ny, _ = cfg.grid_size
+    vox = make_voxelizer(cfg.voxel, "numba", max_pillars=cfg.voxel.max_pillars)
+    convs = [(layer, w, b) for layer, w, b in layers if not layer.name.endswith(".up")]
+    blocks = {"block0": [t for t in convs if t[0].name.startswith("block0.")]}
+    blocks["block0+1"] = blocks["block0"] + [t for t in convs if t[0].name.startswith("block1.")]
+    frames = sorted(FRAMES.glob("*.bin"))[: args.sparse_frames]
+    if not frames:
+        return {"error": f"no frames in {FRAMES}"}
+    rows = []
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for path in frames:
+        p = vox(load_points(path))
+        coords = torch.zeros((cfg.voxel.max_pillars, 2), dtype=torch.int32, device="cuda")
+        c = torch.from_numpy(np.ascontiguousarray(p.coords[: p.num_pillars], dtype=np.int32)).cuda()
+        coords[: p.num_pillars] = c
+        count = torch.tensor([p.num_pillars], dtype=torch.int32, device="cuda")
+        canvas = torch.zeros(1, cfg.network.pfn_channels, ny, nx, device="cuda", dtype=torch.half)
+        canvas[0, :, c[:, 1].long(), c[:, 0].long()] = torch.rand(cfg.network.pfn_channels, p.num_pillars, device="cuda", generator=gen).half()
+        canvas = canvas.contiguous(memory_format=torch.channels_last)
+        row = {"frame": path.stem, "pillars": int(p.num_pillars)}
+        for name, chain in blocks.items():
+            ws = [w.contiguous(memory_format=torch.channels_last) for _, w, _ in chain]
+            params = [((l.stride,) * 2, (l.pad,) * 2) for l, _, _ in chain]
+
+            def dense(ws=ws, chain=chain, params=params):
+                x = canvas
+                for w, (_, _, b), (st, pd) in zip(ws, chain, params):
+                    x = torch.cudnn_convolution_relu(x, w, b, st, pd, (1, 1), 1)
+                return x
+
+            ref = dense()
+            out = {"cudnn_ms": round(graph_ms(torch, dense, 5, args.runs), 5)}
+            for nw, ns in SPARSE_TILES:
+                label = f"w{nw}/s{ns}"
+                try:
+                    run = sc.ConstAwareChain([w for _, w, _ in chain], [b for _, _, b in chain], [l.stride for l, _, _ in chain],
+                                             (ny, nx), num_warps=nw, num_stages=ns)
+                    y = run(canvas, coords, count)
+                    torch.cuda.synchronize()
+                    err = float((y.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))
+                    out[label] = {"ms": round(graph_ms(torch, lambda run=run: run(canvas, coords, count), 5, args.runs), 5),
+                                  "rel_err": err, "computed_share": [round(v, 3) for v in run.computed_share()]}
+                except Exception as exc:  # a configuration that does not compile or fit: reported
+                    out[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            row[name] = out
+        rows.append(row)
+        print(f"sparse {json.dumps(row)}", flush=True)
+    summary = {}
+    for name in blocks:
+        cud = statistics.median([r[name]["cudnn_ms"] for r in rows])
+        best = {}
+        for nw, ns in SPARSE_TILES:
+            label = f"w{nw}/s{ns}"
+            ok = [r[name][label]["ms"] for r in rows if isinstance(r[name].get(label), dict)]
+            if ok:
+                best[label] = round(statistics.median(ok), 5)
+        summary[name] = {"cudnn_ms_median": cud, "chain_ms_median": best,
+                         "max_rel_err": max((r[name][k]["rel_err"] for r in rows for k in r[name] if isinstance(r[name][k], dict)), default=None)}
+    print(f"sparse summary {json.dumps(summary)}", flush=True)
+    return {"frames": rows, "summary": summary}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="kitti_pointpillars_3class")
@@ -202,7 +285,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--time-limit", type=float, default=240.0, help="stop trying tile configurations after this many seconds")
-    ap.add_argument("--only", choices=("all", "convs", "head"), default="all", help="which part to measure")
+    ap.add_argument("--only", choices=("all", "convs", "head", "sparse"), default="all", help="which part to measure")
+    ap.add_argument("--sparse-frames", type=int, default=10, help="real frames for the sparse first blocks (--only sparse / all)")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -227,7 +311,8 @@ def main(argv=None) -> int:
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     print(json.dumps(env))
     rows, wholes, heads = [], [], []
-    for bsz in args.batch if args.only != "head" else []:
+    sparse = measure_sparse(torch, cfg, layers, args) if args.only in ("all", "sparse") else None
+    for bsz in args.batch if args.only in ("all", "convs") else []:
         chosen, seen = [], {}  # per layer: its fastest Triton implementation (label, fn) and whether it beat cuDNN
         for layer, weight, bias in layers:
             shape = (layer.cin, layer.h, layer.w, layer.cout, layer.kernel, layer.stride, layer.pad)
@@ -307,11 +392,11 @@ def main(argv=None) -> int:
         whole["triton_layers_in_hybrid"] = [layers[i][0].name + " " + lab for i, (lab, _, win) in enumerate(chosen) if win]
         wholes.append(whole)
         print(f"b{bsz} branches(): {json.dumps(whole)}", flush=True)
-    for bsz in args.batch if args.only != "convs" else []:
+    for bsz in args.batch if args.only in ("all", "head") else []:
         heads.append(measure_head(torch, cfg, inf, bsz, args))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"env": env, "layers": rows, "branches": wholes, "neck_head": heads}, indent=1))
+        args.json.write_text(json.dumps({"env": env, "layers": rows, "branches": wholes, "neck_head": heads, "sparse": sparse}, indent=1))
     return 0
 
 

@@ -27,7 +27,7 @@
 # (plus the CPU-side CUDA/TensorRT tests) -> scatter micro-benchmark -> unfused voxelization as a CUDA graph
 # (bench-voxelize-gpu; BENCH_VOX_ARGS adds options; its 360-degree frames go to $VOX_FRAMES, default /tmp/pp_vox_frames, for a peer run; not into $OUT) -> benchmarks/benchmark.py when
 # present -> benchmarks/benchmark_gpu.py (eager torch vs the GPU pipeline; BENCHMARK_GPU_ARGS adds options)
-# -> bench-facade -> profile-host -> bench-decode (and in .landed/) -> bench-staging -> bench-h2d -> bench-pageable -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-cudnn-engines (every cuDNN engine for the backbone convs) -> bench-triton-head -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
+# -> bench-facade -> profile-host -> bench-decode (and in .landed/) -> bench-staging -> bench-h2d -> bench-pageable -> bench-lowp-conv (int8/fp8 convs; wheels from .lowp/ when there) -> bench-cudnn-engines (every cuDNN engine for the backbone convs) -> bench-triton-head -> bench-sparse-conv (the first blocks skipping constant tiles) -> bench-fleet (when Ray is there) -> landed-vs-head (when .landed/ is there)
 # -> tools/check_tensorrt.py when TensorRT is importable. Exit status: 0 when every step
 # passed, else the number of failed steps.
 
@@ -166,6 +166,8 @@ step bench-lowp-conv "$PY" benchmarks/bench_lowp_conv.py --json "$OUT/bench_lowp
 step bench-cudnn-engines "$PY" benchmarks/bench_cudnn_engines.py --json "$OUT/bench_cudnn_engines.json"
 # issue 18: the RPN's upsampling + head as one Triton kernel against cuDNN + cuBLAS (its tile choices; the whole RPN)
 step bench-triton-head "$PY" benchmarks/bench_triton_conv.py --only head --json "$OUT/bench_triton_head.json"
+# issue 18: the first RPN blocks skipping the tiles whose output is a known constant (benchmarks/sparse_conv.py) against cuDNN
+step bench-sparse-conv "$PY" benchmarks/bench_triton_conv.py --only sparse --json "$OUT/bench_sparse_conv.json"
 # fleet inference on Ray Data against detect_batch in one process, one GPU (FLEET_ARGS overrides)
 if have ray; then
   read -r -a fleet_args <<<"${FLEET_ARGS:---frames 8000 --backend gpu --precision fp16 --batch-size 64 --no-progress}"
