@@ -20,7 +20,9 @@ no nearer than its own, turned about the sensor and thinned by (r0/r1)^2; --samp
 across an end of the frame's azimuth span, a camera crop's edge, and its points beyond it dropped); --far-weight W --far-weight-range
 LO,HI (the classification loss of positive anchors weighted 1 up to LO m, rising linearly to W at HI m).
 Objects cut by the image's edge: --cut-box-weight W (box and direction losses of positives weighted
-1 + (W - 1) * the matched label's truncation; 1: off).
+1 + (W - 1) * the matched label's truncation; 1: off). The wrong rotation on an object:
+--twin-negative-weight W (a background anchor whose twin at the same place, of the other rotation, is
+positive gets W times its classification weight; 1: off).
 
 The checkpoint is the package's native safetensors format; its metadata records the command line,
 seed, the data generator version / seed / frames (from ``DATA/dataset.json`` when present), steps,
@@ -86,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--far-weight", type=float, default=1.0,
                    help="classification weight of positive anchors far away (1 up to LO m, rising to this at HI m; 1: off)")
     p.add_argument("--far-weight-range", default="20,60", help="LO,HI: BEV range (m) over which --far-weight ramps up")
+    p.add_argument("--twin-negative-weight", type=float, default=1.0,
+                   help="classification weight of a background anchor whose twin (the other rotation, same place) is positive (1: off)")
     p.add_argument("--cut-box-weight", type=float, default=1.0,
                    help="box/direction weight of positives matched to a cut object: 1 + (W - 1) * truncation (1: off)")
     p.add_argument("--max-seconds", type=float, help="wall-clock limit: the one-cycle schedule is fitted to it (a slow run moves through the cycle by the clock) and training ends, annealed, after this many seconds")
@@ -163,6 +167,7 @@ def run(args: argparse.Namespace) -> dict:
         seed=args.seed, lr=args.lr, amp=args.amp, log_every=args.log_every, iou=args.iou, augment=augment,
         max_seconds=args.max_seconds, far_weight=args.far_weight,
         far_weight_range=parse_range(args.far_weight_range, "--far-weight-range"), cut_box_weight=args.cut_box_weight,
+        twin_negative_weight=args.twin_negative_weight,
     )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PointPillarsError("--device cuda: torch sees no CUDA GPU")

@@ -21,7 +21,9 @@
 # away, thinned, across the edge of the frame's view and cut there), edge_s1 (seed 1); ends (plain with --object-ends 0.3:
 # 30 % of the boxes keep only the points of one end of their length, 15-50 % of it), ends_s1 (seed 1); tilt (ends, the
 # shipped recipe, with --tilt 1.5: each sample seen from a sensor pitched and rolled by N(0, 1.5 deg) each, clipped at
-# 3.75 deg, i.e. roads on a grade of up to 6.5 %), tilt_s1 (seed 1), tilt3 (--tilt 3).
+# 3.75 deg, i.e. roads on a grade of up to 6.5 %), tilt_s1 (seed 1), tilt3 (--tilt 3), tilt_small (--tilt 0.75);
+# twin (the shipped recipe with --twin-negative-weight 3: a background anchor whose other-rotation twin is positive
+# weighs 3 times in the classification loss), twin_s1 (seed 1).
 # The v3 run: --generator-version 3 --data-seed 0 --frames 2400 --steps 2500 --variants "plain far far_s1" --budget 450.
 # The v4 run: --generator-version 4 --data-seed 0 --frames 3600 --steps 3200 --variants "plain plain_s1 farw" --budget 540.
 # The v5 run: --generator-version 5 --data-seed 0 --frames 3600 --steps 2700 --variants "plain plain_s1 plain_s2" --budget 470.
@@ -72,6 +74,9 @@ variant_args() {
     tilt) echo --seed 0 "${plain[@]}" --object-ends 0.3 --tilt 1.5 ;;
     tilt_s1) echo --seed 1 "${plain[@]}" --object-ends 0.3 --tilt 1.5 ;;
     tilt3) echo --seed 0 "${plain[@]}" --object-ends 0.3 --tilt 3 ;;
+    tilt_small) echo --seed 0 "${plain[@]}" --object-ends 0.3 --tilt 0.75 ;;
+    twin) echo --seed 0 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 ;;
+    twin_s1) echo --seed 1 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 ;;
     edge) echo --seed 0 "${plain[@]}" "${edge[@]}" ;;
     edge_s1) echo --seed 1 "${plain[@]}" "${edge[@]}" ;;
     cut) echo --seed 0 "${plain[@]}" --cut-box-weight 4 ;;
@@ -87,7 +92,7 @@ variant_args() {
     *) return 1 ;;
   esac
 }
-for v in $VARIANTS; do variant_args "$v" >/dev/null || { echo "$0: unknown variant $v (plain, plain_s1, plain_s2, farw, farw_s1, far, far_s1, cut, cut_s1, cut8_s1, edge, edge_s1, ends, ends_s1, tilt, tilt_s1, tilt3)" >&2; exit 2; }; done
+for v in $VARIANTS; do variant_args "$v" >/dev/null || { echo "$0: unknown variant $v (plain, plain_s1, plain_s2, farw, farw_s1, far, far_s1, cut, cut_s1, cut8_s1, edge, edge_s1, ends, ends_s1, tilt, tilt_s1, tilt3, tilt_small, twin, twin_s1)" >&2; exit 2; }; done
 
 PY="${PYTHON:-python3}"
 DATA_ROOT="${DATA_ROOT:-/tmp/demo_data}"

@@ -61,6 +61,8 @@ def detection_loss(
     weights: LossWeights = LossWeights(),
     positive_weight: torch.Tensor | None = None,
     box_weight: torch.Tensor | None = None,
+    twin_index: torch.Tensor | None = None,
+    twin_weight: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """The three losses of a batch, each summed over anchors and divided by the batch size.
 
@@ -75,6 +77,10 @@ def detection_loss(
     ``positive_weight [N]`` (optional, e.g. :func:`range_ramp`) multiplies the classification weight
     of the positive anchors (all classes of that anchor); background anchors keep 1. ``box_weight [P]``
     (optional, e.g. :func:`truncation_weight`) multiplies the box and direction weights of the positives.
+    ``twin_index [N]`` (optional, e.g. :func:`~.trainer.rotation_twins`: each anchor's twin at the same
+    place, class and size with the other rotation, ``-1`` for none) with ``twin_weight``: a background
+    anchor whose twin is positive gets ``twin_weight`` times its classification weight (the wrong
+    rotation on an object: a hard negative; 1: off).
     Returns ``{"cls", "box", "dir", "total"}`` with the weights of ``weights`` applied.
     """
     B, N, K = cls_preds.shape
@@ -84,6 +90,12 @@ def detection_loss(
     cls_w = (labels >= 0).float() / norm
     if positive_weight is not None:
         cls_w = torch.where(positives, cls_w * positive_weight.to(cls_w.device, cls_w.dtype)[None, :], cls_w)
+    if twin_index is not None and twin_weight != 1.0:
+        twins = twin_index.to(labels.device)
+        has = twins >= 0
+        twin_pos = torch.zeros_like(positives)
+        twin_pos[:, has] = positives[:, twins[has]]
+        cls_w = torch.where((labels == 0) & twin_pos, cls_w * twin_weight, cls_w)
     one_hot = F.one_hot(labels.clamp(min=0), K + 1)[..., 1:].float()
     cls_loss = (sigmoid_focal_loss(cls_preds.float(), one_hot, weights.focal_alpha, weights.focal_gamma) * cls_w[..., None]).sum() / B
 

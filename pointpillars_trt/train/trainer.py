@@ -42,6 +42,8 @@ class TrainSettings:
     ``cut_box_weight``: the box and direction losses of a positive anchor are weighted by
     :func:`~.losses.truncation_weight` of its matched object's label truncation (objects cut by the
     image's edge, whose whole box is the target although only a part has points; 1.0: off).
+    ``twin_negative_weight``: a background anchor whose twin (:func:`rotation_twins`: the other rotation
+    at the same place, class and size) is positive gets this times its classification weight (1.0: off).
     ``distill``: the weight of :func:`~.losses.distillation_loss` against the ``teacher`` given to
     :func:`train` in the total loss (0: off, no teacher).
     """
@@ -71,6 +73,7 @@ class TrainSettings:
     far_weight: float = 1.0
     far_weight_range: tuple[float, float] = (20.0, 60.0)
     cut_box_weight: float = 1.0
+    twin_negative_weight: float = 1.0
     distill: float = 0.0
 
     def total_steps(self, num_frames: int) -> int:
@@ -164,6 +167,22 @@ def positive_weights(cfg: PointPillarsConfig, s: TrainSettings, device) -> torch
     return range_ramp(xy, s.far_weight, lo, hi).to(device)
 
 
+def rotation_twins(cfg: PointPillarsConfig) -> np.ndarray:
+    """int64 ``[N]`` in the anchor order of :func:`~pointpillars_trt.postprocess.anchors.generate_anchors`
+    (``N = ny * nx * A``): for each anchor, the flat index of the anchor at the same place, of the same
+    class and size, with the other of its class's two rotations; ``-1`` where the class has not exactly two."""
+    per_loc = []
+    for a in cfg.anchors:
+        for _ in a.sizes:
+            base = len(per_loc)
+            r = len(a.rotations)
+            per_loc += [base + (1 - j) if r == 2 else -1 for j in range(r)]
+    twin = np.asarray(per_loc, dtype=np.int64)
+    nx, ny = cfg.feature_map_size
+    offsets = np.arange(nx * ny, dtype=np.int64)[:, None] * len(twin)
+    return np.where(twin[None, :] >= 0, offsets + twin[None, :], -1).reshape(-1)
+
+
 def check_distillation(s: TrainSettings, teacher: torch.nn.Module | None) -> None:
     """ConfigError unless ``s.distill`` >= 0 and a ``teacher`` is given exactly when ``s.distill`` > 0."""
     if s.distill < 0 or (s.distill > 0) != (teacher is not None):
@@ -180,15 +199,18 @@ def _head_rows(model, b: dict, cfg: PointPillarsConfig, device, amp_dtype) -> tu
 
 
 def _batch_losses(model, batch: dict, cfg: PointPillarsConfig, s: TrainSettings, device, amp_dtype,
-                  pos_w: torch.Tensor | None = None, teacher: torch.nn.Module | None = None) -> tuple[dict, int]:
+                  pos_w: torch.Tensor | None = None, teacher: torch.nn.Module | None = None,
+                  twins: torch.Tensor | None = None) -> tuple[dict, int]:
     """``(losses, B)``: :func:`detection_loss` of one collated batch of ``B`` frames, the forward pass
-    under autocast to ``amp_dtype`` (None: float32); ``pos_w``: see :func:`positive_weights`. With a
+    under autocast to ``amp_dtype`` (None: float32); ``pos_w``: see :func:`positive_weights`; ``twins``: see
+    :func:`rotation_twins` (used with ``s.twin_negative_weight``). With a
     ``teacher`` (run on the same batch without gradients), :func:`distillation_loss` too, and
     ``total`` = detection total + ``s.distill`` * ``kd``."""
     b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     rows = _head_rows(model, b, cfg, device, amp_dtype)
     box_w = truncation_weight(b["pos_truncation"], s.cut_box_weight) if s.cut_box_weight != 1.0 else None
-    losses = detection_loss(*rows, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights, pos_w, box_w)
+    losses = detection_loss(*rows, b["labels"], b["pos_index"], b["box_targets"], b["dir_targets"], s.loss_weights, pos_w, box_w,
+                            twins, s.twin_negative_weight)
     if teacher is not None:
         with torch.no_grad():
             teacher_rows = _head_rows(teacher, b, cfg, device, amp_dtype)
@@ -293,6 +315,9 @@ def train(
     pos_w = positive_weights(cfg, s, device)
     if not s.cut_box_weight > 0:
         raise ConfigError(f"training: cut_box_weight {s.cut_box_weight} must be > 0 (1: off)")
+    if not s.twin_negative_weight > 0:
+        raise ConfigError(f"training: twin_negative_weight {s.twin_negative_weight} must be > 0 (1: off)")
+    twins = torch.from_numpy(rotation_twins(cfg)).to(device) if s.twin_negative_weight != 1.0 else None
 
     dataset = TrainDataset(frames, cfg, s.augment, database, seed=s.seed, iou=s.iou)
     dataset[0]  # compile the numba kernels once here; forked workers inherit them
@@ -306,7 +331,7 @@ def train(
     step = 0
     for batch in loader:
         meter.wait += time.perf_counter() - t_fetch
-        losses, B = _batch_losses(model, batch, cfg, s, device, amp_dtype, pos_w, teacher)
+        losses, B = _batch_losses(model, batch, cfg, s, device, amp_dtype, pos_w, teacher, twins)
         _optimizer_step(losses["total"], model, opt, scaler, s.grad_clip)
         step += 1
         meter.add(losses)

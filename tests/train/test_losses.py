@@ -165,3 +165,26 @@ def test_distillation_small_case_by_hand():
     assert out["kd_cls"].item() == pytest.approx(kd_cls * w.cls, rel=1e-5)
     assert out["kd_box"].item() == pytest.approx(kd_box * w.box, rel=1e-5)
     assert out["kd_dir"].item() == pytest.approx(kd_dir * w.dir, rel=1e-5)
+
+
+def test_twin_negative_weight_scales_the_background_twins_of_positives():
+    """Anchors 0/1 and 2/3 are twins (one place, two rotations). Frame 0: anchor 0 positive, so its
+    twin 1 (background) weighs W; anchor 3 is background with a background twin (weight 1); anchor 2
+    is ignored. Frame 1: no positive, nothing changes."""
+    B, N, K = 2, 4, 2
+    torch.manual_seed(1)
+    cls, box, dirs = torch.randn(B, N, K), torch.randn(B, N, 7) * 0.1, torch.randn(B, N, 2)
+    labels = torch.tensor([[1, 0, -1, 0], [0, 0, 0, 0]], dtype=torch.int8)
+    args = (cls, box, dirs, labels, torch.tensor([0]), torch.randn(1, 7) * 0.1, torch.tensor([1]), LossWeights())
+    twins = torch.tensor([1, 0, 3, 2])
+    base = detection_loss(*args)
+    assert torch.equal(detection_loss(*args, twin_index=twins, twin_weight=1.0)["cls"], base["cls"])  # 1: off
+    got = detection_loss(*args, twin_index=twins, twin_weight=4.0)
+    onehot = torch.zeros(B, N, K)
+    onehot[0, 0, 0] = 1
+    fl = sigmoid_focal_loss(cls, onehot).sum(-1)  # [B, N]
+    extra = 3.0 * fl[0, 1] / 1 / B  # (W - 1) x anchor 1's loss, frame 0's one positive, over B frames
+    torch.testing.assert_close(got["cls"], base["cls"] + extra * LossWeights().cls)
+    assert torch.equal(got["box"], base["box"]) and torch.equal(got["dir"], base["dir"])
+    untwinned = detection_loss(*args, twin_index=torch.tensor([-1, -1, -1, -1]), twin_weight=4.0)
+    torch.testing.assert_close(untwinned["cls"], base["cls"])

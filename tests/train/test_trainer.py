@@ -173,3 +173,24 @@ def test_distillation_logs_kd_and_leaves_the_teacher_alone(tiny_root):
     assert all(r["kd"] > 0 and r["loss"] > r["cls"] + r["box"] + r["dir"] for r in result.history)
     assert any(" kd " in line for line in logs)
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+
+
+def test_rotation_twins_pair_the_two_rotations_of_each_place_class_and_size():
+    import dataclasses
+
+    import numpy as np
+
+    from pointpillars_trt.config import load_config
+    from pointpillars_trt.postprocess.anchors import generate_anchors
+    from pointpillars_trt.train.trainer import rotation_twins
+
+    cfg = load_config(None)  # KITTI 3-class: three classes x one size x rotations (0, pi/2)
+    anchors = generate_anchors(cfg).reshape(-1, 7)
+    twins = rotation_twins(cfg)
+    assert twins.shape == (len(anchors),) and (twins >= 0).all()
+    n = np.arange(len(anchors))
+    assert np.array_equal(twins[twins], n) and not (twins == n).any()
+    np.testing.assert_array_equal(anchors[twins, :6], anchors[:, :6])  # same place, centre height and size
+    assert np.allclose(np.abs(anchors[twins, 6] - anchors[:, 6]), 1.57)  # the other rotation
+    one = dataclasses.replace(cfg, anchors=tuple(dataclasses.replace(a, rotations=(0.0,)) for a in cfg.anchors))
+    assert (rotation_twins(one) == -1).all()  # one rotation per class: no twins
