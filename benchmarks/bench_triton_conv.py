@@ -205,13 +205,17 @@ FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti_frames
 SPARSE_TILES = [(4, 2), (4, 3), (8, 2), (8, 3)]  # (num_warps, num_stages) of benchmarks.sparse_conv's kernels
 
 
-def measure_sparse(torch, cfg, layers, args) -> dict:
+def measure_sparse(torch, cfg, inf, layers, args) -> dict:
     """The first block, and the first two blocks, as :class:`benchmarks.sparse_conv.ConstAwareChain` (tiles whose
     output is a known constant filled, the rest computed) against the same convolutions through cuDNN, on
     canvases that hold the real frames' pillars (``FRAMES``, voxelized on the CPU; features: random
     non-negative values, one per pillar and channel). Graph replays as above; the chain's outputs are checked
-    against cuDNN's, and the share of tiles each layer computed is reported."""
+    against cuDNN's, and the share of tiles each layer computed is reported. Then the whole RPN as the
+    pipeline runs it (cuDNN backbone, the fused Triton upsampling + head) against the same with the chain for
+    each of ``blocks`` (w4/s2 tiles), heads checked against each other (``rpn`` rows)."""
     from benchmarks import sparse_conv as sc
+    from pointpillars_trt.model import triton_head as th
+    from pointpillars_trt.model.inference_rpn import conv_bias_relu
     from pointpillars_trt.io.pointcloud import load_points
     from pointpillars_trt.voxelize import make_voxelizer
 
@@ -260,6 +264,35 @@ def measure_sparse(torch, cfg, layers, args) -> dict:
                 except Exception as exc:  # a configuration that does not compile or fit: reported
                     out[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
             row[name] = out
+        packed = inf.pack_neck()
+
+        def rpn_with(chain_run, first_blocks: int):
+            def run():
+                x = chain_run(canvas, coords, count)
+                xs = [x] if first_blocks == 1 else [chain_run.outputs[3], x]  # block 0 ends at its fourth convolution
+                for convs in inf.convs[first_blocks:]:
+                    for conv in convs:
+                        x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
+                    xs.append(x)
+                return th.neck_head(xs, packed)
+            return run
+
+        def rpn_dense():
+            return th.neck_head(inf.blocks(canvas), packed)
+
+        try:
+            ref = rpn_dense()
+            rpn = {"cudnn_backbone_ms": round(graph_ms(torch, rpn_dense, 5, args.runs), 5)}
+            for name, chain in blocks.items():
+                run = rpn_with(sc.ConstAwareChain([w for _, w, _ in chain], [b for _, _, b in chain], [l.stride for l, _, _ in chain], (ny, nx)),
+                               1 if name == "block0" else 2)
+                y = run()
+                torch.cuda.synchronize()
+                rpn[name] = {"ms": round(graph_ms(torch, run, 5, args.runs), 5),
+                             "head_rel_err": float((y.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))}
+            row["rpn"] = rpn
+        except Exception as exc:  # reported, the per-block rows stand
+            row["rpn"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         rows.append(row)
         print(f"sparse {json.dumps(row)}", flush=True)
     summary = {}
@@ -273,6 +306,11 @@ def measure_sparse(torch, cfg, layers, args) -> dict:
                 best[label] = round(statistics.median(ok), 5)
         summary[name] = {"cudnn_ms_median": cud, "chain_ms_median": best,
                          "max_rel_err": max((r[name][k]["rel_err"] for r in rows for k in r[name] if isinstance(r[name][k], dict)), default=None)}
+    rpn_rows = [r["rpn"] for r in rows if isinstance(r.get("rpn"), dict)]
+    if rpn_rows:
+        summary["rpn"] = {"cudnn_backbone_ms_median": statistics.median([r["cudnn_backbone_ms"] for r in rpn_rows]),
+                          **{f"{name}_chain_ms_median": statistics.median([r[name]["ms"] for r in rpn_rows]) for name in blocks},
+                          "max_head_rel_err": max(r[name]["head_rel_err"] for r in rpn_rows for name in blocks)}
     print(f"sparse summary {json.dumps(summary)}", flush=True)
     return {"frames": rows, "summary": summary}
 
@@ -311,7 +349,7 @@ def main(argv=None) -> int:
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     print(json.dumps(env))
     rows, wholes, heads = [], [], []
-    sparse = measure_sparse(torch, cfg, layers, args) if args.only in ("all", "sparse") else None
+    sparse = measure_sparse(torch, cfg, inf, layers, args) if args.only in ("all", "sparse") else None
     for bsz in args.batch if args.only in ("all", "convs") else []:
         chosen, seen = [], {}  # per layer: its fastest Triton implementation (label, fn) and whether it beat cuDNN
         for layer, weight, bias in layers:
