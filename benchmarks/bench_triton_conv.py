@@ -269,7 +269,7 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
         def rpn_with(chain_run, first_blocks: int):
             def run():
                 x = chain_run(canvas, coords, count)
-                xs = [x] if first_blocks == 1 else [chain_run.outputs[3], x]  # block 0 ends at its fourth convolution
+                xs = [x] if first_blocks == 1 else [chain_run.outputs[len(blocks["block0"]) - 1], x]  # block 0's output, then block 1's
                 for convs in inf.convs[first_blocks:]:
                     for conv in convs:
                         x = conv_bias_relu(x, conv.weight, conv.bias, conv.stride, conv.padding)
