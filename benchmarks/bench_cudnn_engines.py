@@ -48,10 +48,6 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
-def rel_err(torch, y, ref) -> float:
-    return float((y.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))
-
-
 def conv_inputs(torch, layer, weight, bsz: int):
     """``(x, w, stride, pad)``: a random non-negative input like a block's and the weight, channels_last."""
     x = torch.randn(bsz, layer.cin, layer.h, layer.w, device="cuda", dtype=torch.half).relu_().contiguous(memory_format=torch.channels_last)
@@ -65,12 +61,10 @@ def torch_call(torch, x, w, bias, st, pd):
 class FrontendConv:
     """One cudnn-frontend graph for ``relu(conv(x, w) + b)`` on fixed tensors, every plan built."""
 
-    def __init__(self, torch, cudnn, handle, x, w, bias, layer) -> None:
+    def __init__(self, torch, cudnn, handle, x, w, bias, layer, like) -> None:
         dt = cudnn.data_type
         self.torch, self.cudnn, self.handle = torch, cudnn, handle
-        p = (layer.h + 2 * layer.pad - layer.kernel) // layer.stride + 1
-        q = (layer.w + 2 * layer.pad - layer.kernel) // layer.stride + 1
-        self.out = torch.empty(x.shape[0], layer.cout, p, q, device="cuda", dtype=torch.half).contiguous(memory_format=torch.channels_last)
+        self.out = torch.empty_like(like)  # torch's output for the same call: its shape, dtype and channels_last strides
         b4 = bias.reshape(1, -1, 1, 1).contiguous()
         g = cudnn.pygraph(handle=handle, io_data_type=dt.HALF, intermediate_data_type=dt.FLOAT, compute_data_type=dt.FLOAT)
         X = g.tensor(name="X", dim=list(x.shape), stride=list(x.stride()), data_type=dt.HALF)
@@ -114,7 +108,7 @@ def measure(mode: str, args) -> dict:
     """Every distinct layer shape and the whole backbone in ``mode`` (torch / torch_benchmark / frontend)."""
     import torch
 
-    from benchmarks.bench_triton_conv import graph_ms, rpn_layers
+    from benchmarks.bench_triton_conv import graph_ms, rel_err, rpn_layers
 
     if mode == "torch_benchmark":
         torch.backends.cudnn.benchmark = True
@@ -138,15 +132,15 @@ def measure(mode: str, args) -> dict:
                     chosen.append(seen[shape])
                 continue
             x, w, st, pd = conv_inputs(torch, layer, weight, bsz)
-            ref = torch_call(torch, x, w, bias, st, pd)()
+            fn = torch_call(torch, x, w, bias, st, pd)
+            ref = fn()
             row = {"batch": bsz, "name": layer.name, "cin": layer.cin, "cout": layer.cout, "h": layer.h, "w": layer.w, "stride": layer.stride}
             if mode != "frontend":
-                fn = torch_call(torch, x, w, bias, st, pd)
                 row["ms"] = round(graph_ms(torch, fn, args.repeat, args.runs), 5)
                 pick = lambda x, w=w, bias=bias, st=st, pd=pd: torch.cudnn_convolution_relu(x, w, bias, st, pd, (1, 1), 1)  # noqa: E731
             else:
                 try:
-                    fc = FrontendConv(torch, cudnn, handle, x, w, bias, layer)
+                    fc = FrontendConv(torch, cudnn, handle, x, w, bias, layer, ref)
                 except Exception as exc:  # noqa: BLE001 - reported
                     row["error"] = one_line(exc)
                     seen[shape] = None
@@ -162,7 +156,7 @@ def measure(mode: str, args) -> dict:
                         run = fc.call(i)
                         y = run()
                         torch.cuda.synchronize()
-                        err = rel_err(torch, y, ref)
+                        err = rel_err(y, ref)
                         ms = graph_ms(torch, run, args.repeat, args.runs)
                         plans.append({"plan": fc.name(i), "ms": round(ms, 5), "rel_err": err})
                         if err <= args.max_rel_err and (best is None or ms < best[0]):
@@ -178,7 +172,7 @@ def measure(mode: str, args) -> dict:
                 row["ms"], row["best_plan"] = round(best[0], 5), fc.name(best[1])
                 bfc, bi = best[2], best[1]
 
-                def pick(x, fc=bfc, i=bi, layer=layer):
+                def pick(x, fc=bfc, i=bi):
                     # the chain runs each layer on its own fixed tensors: copy the chain's input in, as a
                     # pipeline with one buffer per layer would not need to (the copy is timed separately)
                     if x is not None:

@@ -91,6 +91,11 @@ class Layer:
     pad: int
 
 
+def rel_err(y, ref) -> float:
+    """Max abs difference of ``y`` from ``ref`` over max ``|ref|`` (float32)."""
+    return float((y.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))
+
+
 def graph_ms(torch, fn, repeat: int, runs: int) -> float:
     """Median over ``runs`` replays of a CUDA graph of ``repeat`` calls of ``fn``, per call (ms)."""
     stream = torch.cuda.Stream()
@@ -174,7 +179,7 @@ def measure_head(torch, cfg, inf, bsz: int, args) -> dict:
             try:
                 out = th.neck_head(xs, packed, tiles)
                 torch.cuda.synchronize()
-                err = float((out.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))
+                err = rel_err(out, ref)
                 ms = graph_ms(torch, lambda: th.neck_head(xs, packed, tiles), args.repeat, args.runs)
                 row["tiles"][tiles.label()] = {"ms": round(ms, 5), "rel_err": err,
                                                "differing": float((out != ref).float().mean())}
@@ -227,6 +232,10 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
     frames = sorted(FRAMES.glob("*.bin"))[: args.sparse_frames]
     if not frames:
         return {"error": f"no frames in {FRAMES}"}
+    def chain_of(chain, **tiles):
+        return sc.ConstAwareChain([w for _, w, _ in chain], [b for _, _, b in chain], [layer.stride for layer, _, _ in chain],
+                                  (ny, nx), **tiles)
+
     rows = []
     gen = torch.Generator(device="cuda").manual_seed(0)
     for path in frames:
@@ -240,13 +249,11 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
         canvas = canvas.contiguous(memory_format=torch.channels_last)
         row = {"frame": path.stem, "pillars": int(p.num_pillars)}
         for name, chain in blocks.items():
-            ws = [w.contiguous(memory_format=torch.channels_last) for _, w, _ in chain]
-            params = [((l.stride,) * 2, (l.pad,) * 2) for l, _, _ in chain]
 
-            def dense(ws=ws, chain=chain, params=params):
+            def dense(chain=chain):
                 x = canvas
-                for w, (_, _, b), (st, pd) in zip(ws, chain, params):
-                    x = torch.cudnn_convolution_relu(x, w, b, st, pd, (1, 1), 1)
+                for layer, w, b in chain:
+                    x = conv_bias_relu(x, w, b, (layer.stride,) * 2, (layer.pad,) * 2)
                 return x
 
             ref = dense()
@@ -254,11 +261,10 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
             for nw, ns in SPARSE_TILES:
                 label = f"w{nw}/s{ns}"
                 try:
-                    run = sc.ConstAwareChain([w for _, w, _ in chain], [b for _, _, b in chain], [l.stride for l, _, _ in chain],
-                                             (ny, nx), num_warps=nw, num_stages=ns)
+                    run = chain_of(chain, num_warps=nw, num_stages=ns)
                     y = run(canvas, coords, count)
                     torch.cuda.synchronize()
-                    err = float((y.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))
+                    err = rel_err(y, ref)
                     out[label] = {"ms": round(graph_ms(torch, lambda run=run: run(canvas, coords, count), 5, args.runs), 5),
                                   "rel_err": err, "computed_share": [round(v, 3) for v in run.computed_share()]}
                 except Exception as exc:  # a configuration that does not compile or fit: reported
@@ -284,12 +290,11 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
             ref = rpn_dense()
             rpn = {"cudnn_backbone_ms": round(graph_ms(torch, rpn_dense, 5, args.runs), 5)}
             for name, chain in blocks.items():
-                run = rpn_with(sc.ConstAwareChain([w for _, w, _ in chain], [b for _, _, b in chain], [l.stride for l, _, _ in chain], (ny, nx)),
-                               1 if name == "block0" else 2)
+                run = rpn_with(chain_of(chain), 1 if name == "block0" else 2)
                 y = run()
                 torch.cuda.synchronize()
                 rpn[name] = {"ms": round(graph_ms(torch, run, 5, args.runs), 5),
-                             "head_rel_err": float((y.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))}
+                             "head_rel_err": rel_err(y, ref)}
             row["rpn"] = rpn
         except Exception as exc:  # reported, the per-block rows stand
             row["rpn"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
@@ -373,7 +378,7 @@ def main(argv=None) -> int:
                     fn = make(packed, bias, pdl=False)
                     y = fn(x)
                     torch.cuda.synchronize()
-                    err = float((y.float() - ref.float()).abs().max() / ref.float().abs().max().clamp_min(1e-6))
+                    err = rel_err(y, ref)
                     tries.append((graph_ms(torch, lambda: fn(x), args.repeat, args.runs), cand_label, make, err))
                 except Exception as exc:  # a tile that does not compile or fit: report, go on
                     print(f"  {layer.name} b{bsz} {cand_label}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import torch
 
+from benchmarks.triton_conv import out_size, pack_weight
+
 try:  # Triton ships with CUDA builds of torch; the CPU wheel has none
     import triton
     import triton.language as tl
@@ -137,7 +139,7 @@ def mark_first_tiles(coords: torch.Tensor, count: torch.Tensor, flags: torch.Ten
     if batch != 1:
         raise ValueError("mark_first_tiles: one frame (batch 1) in this experiment")
     ny, nx = canvas_hw
-    ho, wo = (ny - 1) // 2 + 1, (nx - 1) // 2 + 1
+    ho, wo = out_size(ny, 3, 2, 1), out_size(nx, 3, 2, 1)
     tr, tc = tiles_of(ho, wo)
     p = coords.shape[0]
     block = 256
@@ -157,14 +159,14 @@ class ConstAwareChain:
             raise ValueError(f"ConstAwareChain: the first convolution must have stride 2 (its tiles are marked from pillars), got {strides}")
         dev, dt = weights[0].device, weights[0].dtype
         self.strides, self.num_warps, self.num_stages = list(strides), num_warps, num_stages
-        self.packed = [w.permute(2, 3, 1, 0).reshape(9 * w.shape[1], w.shape[0]).contiguous() for w in weights]
+        self.packed = [pack_weight(w) for w in weights]
         self.biases = [b.contiguous() for b in biases]
         self.constants = chain_constants(weights, biases)
         self.canvas_hw = canvas_hw
         h, w = canvas_hw
         self.shapes, self.outputs, self.flags = [], [], []
         for wt, s in zip(weights, strides):
-            h, w = (h - 1) // s + 1, (w - 1) // s + 1
+            h, w = out_size(h, 3, s, 1), out_size(w, 3, s, 1)
             self.shapes.append((h, w))
             self.outputs.append(torch.empty((1, wt.shape[0], h, w), dtype=dt, device=dev, memory_format=torch.channels_last))
             self.flags.append(torch.zeros(tiles_of(h, w), dtype=torch.int8, device=dev))
