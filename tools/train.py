@@ -22,7 +22,12 @@ LO,HI (the classification loss of positive anchors weighted 1 up to LO m, rising
 Objects cut by the image's edge: --cut-box-weight W (box and direction losses of positives weighted
 1 + (W - 1) * the matched label's truncation; 1: off). The wrong rotation on an object:
 --twin-negative-weight W (a background anchor whose twin at the same place, of the other rotation, is
-positive gets W times its classification weight; 1: off).
+positive gets W times its classification weight; 1: off). Fine-tuning: --init CKPT starts from a checkpoint of
+any supported format (its config is the training config; the recipe, schedule and optimiser start afresh) and
+--freeze PARTS keeps named parts fixed (e.g. pfn,rpn.blocks: gradients off, BatchNorm statistics kept):
+
+    tools/train.py --data mine/ --init pointpillar_7728.pth --freeze pfn,rpn.blocks --lr 0.0003 --steps 2000 \
+        --out tuned.safetensors --device cuda
 
 The checkpoint is the package's native safetensors format; its metadata records the command line,
 seed, the data generator version / seed / frames (from ``DATA/dataset.json`` when present), steps,
@@ -34,6 +39,7 @@ Exit codes: 0 success, 2 bad input (data directory, config, arguments).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -92,6 +98,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="classification weight of a background anchor whose twin (the other rotation, same place) is positive (1: off)")
     p.add_argument("--cut-box-weight", type=float, default=1.0,
                    help="box/direction weight of positives matched to a cut object: 1 + (W - 1) * truncation (1: off)")
+    p.add_argument("--init", type=Path, help="fine-tune: start from this checkpoint (native, OpenPCDet, mmdet3d or zhulf0804; "
+                   "its config is the training config, and --config must agree with it)")
+    p.add_argument("--freeze", help="fine-tune: comma-separated parts to keep fixed, e.g. pfn,rpn.blocks (needs --init)")
     p.add_argument("--max-seconds", type=float, help="wall-clock limit: the one-cycle schedule is fitted to it (a slow run moves through the cycle by the clock) and training ends, annealed, after this many seconds")
     p.add_argument("--log-every", type=int, default=50, help="log the loss every N steps")
     p.add_argument("--fp16-out", action="store_true", help="store the weights as float16")
@@ -112,6 +121,14 @@ def git_commit() -> str:
     if out.returncode != 0:
         return "unknown"
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def parse_groups(text: str | None) -> dict[str, int] | None:
@@ -141,13 +158,20 @@ def parse_range(text: str, option: str = "--sample-far-range") -> tuple[float, f
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from pointpillars_trt.checkpoint import save_native
+    from pointpillars_trt.checkpoint import load_checkpoint, save_native
     from pointpillars_trt.config import load_config
     from pointpillars_trt.train import (
         AugmentConfig, KittiFrames, TrainSettings, data_provenance, evaluate_model, state_dict_fp32, train,
     )
 
-    cfg = load_config(args.config)
+    freeze = tuple(p.strip() for p in args.freeze.split(",")) if args.freeze else ()
+    if freeze and args.init is None:
+        raise PointPillarsError("--freeze needs --init: frozen parts of a fresh model would stay random")
+    if args.init is not None:
+        init = load_checkpoint(args.init, config=load_config(args.config) if args.config else None)
+        cfg = init.config
+    else:
+        init, cfg = None, load_config(args.config)
     frames = KittiFrames(args.data, "train")
     for name in ("object_sparsify", "object_ends", "beam_dropout", "point_dropout", "intensity_jitter", "sample_far"):
         if not 0.0 <= getattr(args, name) < 1.0:
@@ -167,12 +191,12 @@ def run(args: argparse.Namespace) -> dict:
         seed=args.seed, lr=args.lr, amp=args.amp, log_every=args.log_every, iou=args.iou, augment=augment,
         max_seconds=args.max_seconds, far_weight=args.far_weight,
         far_weight_range=parse_range(args.far_weight_range, "--far-weight-range"), cut_box_weight=args.cut_box_weight,
-        twin_negative_weight=args.twin_negative_weight,
+        twin_negative_weight=args.twin_negative_weight, freeze=freeze,
     )
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise PointPillarsError("--device cuda: torch sees no CUDA GPU")
     t0 = time.time()
-    result = train(cfg, frames, settings, log=log.info)
+    result = train(cfg, frames, settings, log=log.info, init=init.state_dict if init is not None else None)
     log.info("trained %d steps (%d frames) in %.1f s", result.steps, result.samples, result.seconds)
     meta = {
         "command": shlex.join(["tools/train.py", *args.argv]),
@@ -191,6 +215,9 @@ def run(args: argparse.Namespace) -> dict:
         "git_commit": git_commit(),
         "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "cpu",
     }
+    if init is not None:
+        meta.update(init_checkpoint=str(args.init), init_format=init.format, init_sha256=file_sha256(args.init),
+                    frozen=",".join(freeze))
     summary = {"history": result.history, "seconds": result.seconds, "steps": result.steps}
     state = state_dict_fp32(result.model)
     if args.eval:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from ..model import PointPillars
 from ..postprocess import generate_anchors, to_canonical
 from .batched import flatten_head_batch, forward_batch, init_head
 from .dataset import AugmentConfig, RunSampler, TrainDataset, collate
+from .freeze import freeze
 from .gt_database import GTDatabase, build_database
 from .kitti_data import KittiFrames
 from .losses import LossWeights, detection_loss, distillation_loss, range_ramp, truncation_weight
@@ -45,7 +46,8 @@ class TrainSettings:
     ``twin_negative_weight``: a background anchor whose twin (:func:`rotation_twins`: the other rotation
     at the same place, class and size) is positive gets this times its classification weight (1.0: off).
     ``distill``: the weight of :func:`~.losses.distillation_loss` against the ``teacher`` given to
-    :func:`train` in the total loss (0: off, no teacher).
+    :func:`train` in the total loss (0: off, no teacher). ``freeze``: dotted names of the model's parts to keep
+    fixed while fine-tuning (:func:`~.freeze.freeze`, e.g. ``("pfn", "rpn.blocks")``; empty: train all).
     """
 
     steps: int | None = None
@@ -75,6 +77,7 @@ class TrainSettings:
     cut_box_weight: float = 1.0
     twin_negative_weight: float = 1.0
     distill: float = 0.0
+    freeze: tuple[str, ...] = ()
 
     def total_steps(self, num_frames: int) -> int:
         if (self.steps is None) == (self.epochs is None):
@@ -105,9 +108,10 @@ class TrainResult:
 
 
 def make_optimizer(model: torch.nn.Module, s: TrainSettings, total_steps: int) -> tuple[torch.optim.AdamW, OneCycle]:
-    """AdamW and the one-cycle schedule (:class:`~.schedule.OneCycle`, advanced once per optimiser step;
-    fitted to ``s.max_seconds`` when given)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=s.lr / s.div_factor, betas=(s.moms[0], s.beta2), weight_decay=s.weight_decay)
+    """AdamW over the parameters that need gradients and the one-cycle schedule (:class:`~.schedule.OneCycle`,
+    advanced once per optimiser step; fitted to ``s.max_seconds`` when given)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=s.lr / s.div_factor, betas=(s.moms[0], s.beta2), weight_decay=s.weight_decay)
     return opt, OneCycle(opt, total_steps, s.lr, s.pct_start, s.div_factor, s.final_div_factor, s.moms, s.max_seconds)
 
 
@@ -138,12 +142,17 @@ def _gt_database(
     return database
 
 
-def _fresh_model(cfg: PointPillarsConfig, s: TrainSettings, device: torch.device) -> PointPillars:
-    """A model seeded with ``s.seed``, head initialised, in training mode on ``device``; on CUDA with a
-    channels-last RPN (if ``s.channels_last``), cuDNN autotuning and TF32."""
+def _fresh_model(cfg: PointPillarsConfig, s: TrainSettings, device: torch.device,
+                 init: Mapping[str, torch.Tensor] | None = None) -> PointPillars:
+    """A model seeded with ``s.seed``, head initialised (or holding the weights ``init``, a native state dict
+    that fits ``cfg`` exactly), in training mode on ``device``; on CUDA with a channels-last RPN (if
+    ``s.channels_last``), cuDNN autotuning and TF32."""
     torch.manual_seed(s.seed)
     model = PointPillars(cfg)
-    init_head(model)
+    if init is None:
+        init_head(model)
+    else:
+        model.load_state_dict(dict(init), strict=True)
     model.train().to(device)
     if s.channels_last and device.type == "cuda":
         model.rpn.to(memory_format=torch.channels_last)
@@ -290,10 +299,14 @@ def train(
     database: GTDatabase | None = None,
     model: torch.nn.Module | None = None,
     teacher: torch.nn.Module | None = None,
+    init: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train a fresh model on ``frames`` (the train split). Builds the GT database from ``frames``
-    when GT sampling is on and none is given. ``model``: fine-tune this one instead, in the mode it
+    when GT sampling is on and none is given. ``init``: start from these weights (a native state dict
+    fitting ``cfg``, e.g. :func:`~pointpillars_trt.checkpoint.load_checkpoint`'s) instead of a fresh
+    initialisation. ``model``: fine-tune this one instead, in the mode it
     is in (e.g. :class:`~.qat.QatPointPillars`, eval mode); ``TrainResult.model`` is then it.
+    ``settings.freeze`` keeps the named parts of either fixed (:func:`~.freeze.freeze`).
     ``teacher``: the model to imitate (weight ``settings.distill``, :func:`check_distillation`), run
     in the mode it is in (eval, frozen, for a float model distilled into QAT); the history gets ``kd``."""
     s = settings
@@ -308,7 +321,14 @@ def train(
     database = _gt_database(cfg, frames, s, database, log)
     counts = {c: database.count(c) for c in cfg.classes} if database is not None else {}
 
-    model = _fresh_model(cfg, s, device) if model is None else model.to(device)
+    if model is not None and init is not None:
+        raise ConfigError("training: give a model to fine-tune or init weights, not both")
+    model = _fresh_model(cfg, s, device, init) if model is None else model.to(device)
+    frozen = freeze(model, s.freeze)
+    if frozen:
+        log(f"frozen: {', '.join(s.freeze)} ({len(frozen)} parameter tensors, "
+            f"{sum(p.numel() for p in model.parameters() if not p.requires_grad)} of "
+            f"{sum(p.numel() for p in model.parameters())} weights)")
     teacher = teacher.to(device) if teacher is not None else None
     opt, sched = make_optimizer(model, s, total)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
