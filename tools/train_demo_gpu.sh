@@ -23,7 +23,9 @@
 # shipped recipe, with --tilt 1.5: each sample seen from a sensor pitched and rolled by N(0, 1.5 deg) each, clipped at
 # 3.75 deg, i.e. roads on a grade of up to 6.5 %), tilt_s1 (seed 1), tilt3 (--tilt 3), tilt_small (--tilt 0.75);
 # twin (the shipped recipe with --twin-negative-weight 3: a background anchor whose other-rotation twin is positive
-# weighs 3 times in the classification loss), twin_s1 (seed 1).
+# weighs 3 times in the classification loss), twin_s1 (seed 1); ft_twin (twin as a fine-tune of the shipped model:
+# --init pointpillars_trt/data/demo_model.safetensors --lr 0.0003), ft_twin_head (that with only the 1x1 head convolutions
+# trained: --freeze pfn,rpn.blocks,rpn.deblocks --lr 0.001).
 # The v3 run: --generator-version 3 --data-seed 0 --frames 2400 --steps 2500 --variants "plain far far_s1" --budget 450.
 # The v4 run: --generator-version 4 --data-seed 0 --frames 3600 --steps 3200 --variants "plain plain_s1 farw" --budget 540.
 # The v5 run: --generator-version 5 --data-seed 0 --frames 3600 --steps 2700 --variants "plain plain_s1 plain_s2" --budget 470.
@@ -67,6 +69,7 @@ done
 variant_args() {
   local far=(--sample-groups Car:30,Pedestrian:15,Cyclist:15 --db-any-difficulty --sample-far 0.5 --sample-far-range 20,70)
   local plain=(--sample-groups Car:20,Pedestrian:15,Cyclist:15) farw=(--far-weight 3 --far-weight-range 20,60)
+  local ft=(--init pointpillars_trt/data/demo_model.safetensors)
   local edge=(--db-any-difficulty --sample-far 0.6 --sample-far-range 20,50 --sample-edge 1)
   case "$1" in
     ends) echo --seed 0 "${plain[@]}" --object-ends 0.3 ;;
@@ -77,6 +80,8 @@ variant_args() {
     tilt_small) echo --seed 0 "${plain[@]}" --object-ends 0.3 --tilt 0.75 ;;
     twin) echo --seed 0 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 ;;
     twin_s1) echo --seed 1 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 ;;
+    ft_twin) echo --seed 0 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 "${ft[@]}" --lr 0.0003 ;;
+    ft_twin_head) echo --seed 0 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 "${ft[@]}" --freeze pfn,rpn.blocks,rpn.deblocks --lr 0.001 ;;
     edge) echo --seed 0 "${plain[@]}" "${edge[@]}" ;;
     edge_s1) echo --seed 1 "${plain[@]}" "${edge[@]}" ;;
     cut) echo --seed 0 "${plain[@]}" --cut-box-weight 4 ;;
@@ -92,7 +97,7 @@ variant_args() {
     *) return 1 ;;
   esac
 }
-for v in $VARIANTS; do variant_args "$v" >/dev/null || { echo "$0: unknown variant $v (plain, plain_s1, plain_s2, farw, farw_s1, far, far_s1, cut, cut_s1, cut8_s1, edge, edge_s1, ends, ends_s1, tilt, tilt_s1, tilt3, tilt_small, twin, twin_s1)" >&2; exit 2; }; done
+for v in $VARIANTS; do variant_args "$v" >/dev/null || { echo "$0: unknown variant $v (plain, plain_s1, plain_s2, farw, farw_s1, far, far_s1, cut, cut_s1, cut8_s1, edge, edge_s1, ends, ends_s1, tilt, tilt_s1, tilt3, tilt_small, twin, twin_s1, ft_twin, ft_twin_head)" >&2; exit 2; }; done
 
 PY="${PYTHON:-python3}"
 DATA_ROOT="${DATA_ROOT:-/tmp/demo_data}"
