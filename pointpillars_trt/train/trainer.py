@@ -318,9 +318,6 @@ def train(
     device = torch.device(s.device)
     total = s.total_steps(len(frames))
     amp_dtype = s.amp_dtype(device)
-    database = _gt_database(cfg, frames, s, database, log)
-    counts = {c: database.count(c) for c in cfg.classes} if database is not None else {}
-
     if model is not None and init is not None:
         raise ConfigError("training: give a model to fine-tune or init weights, not both")
     model = _fresh_model(cfg, s, device, init) if model is None else model.to(device)
@@ -329,6 +326,8 @@ def train(
         log(f"frozen: {', '.join(s.freeze)} ({len(frozen)} parameter tensors, "
             f"{sum(p.numel() for p in model.parameters() if not p.requires_grad)} of "
             f"{sum(p.numel() for p in model.parameters())} weights)")
+    database = _gt_database(cfg, frames, s, database, log)  # after the model: a bad freeze fails before this work
+    counts = {c: database.count(c) for c in cfg.classes} if database is not None else {}
     teacher = teacher.to(device) if teacher is not None else None
     opt, sched = make_optimizer(model, s, total)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
