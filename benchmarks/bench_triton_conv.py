@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import faulthandler
 import json
 import statistics
 import sys
@@ -217,7 +218,7 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
     non-negative values, one per pillar and channel). Graph replays as above; the chain's outputs are checked
     against cuDNN's, and the share of tiles each layer computed is reported. Then the whole RPN as the
     pipeline runs it (cuDNN backbone, the fused Triton upsampling + head) against the same with the chain for
-    each of ``blocks`` (w4/s2 tiles), heads checked against each other (``rpn`` rows)."""
+    each of ``blocks`` (with that frame's fastest tiles), heads checked against each other (``rpn`` rows)."""
     from benchmarks import sparse_conv as sc
     from pointpillars_trt.model import triton_head as th
     from pointpillars_trt.model.inference_rpn import conv_bias_relu
@@ -238,7 +239,11 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
 
     rows = []
     gen = torch.Generator(device="cuda").manual_seed(0)
+    t_start = time.perf_counter()
     for path in frames:
+        # the H100 run of 2026-12-06 stopped returning on the second frame (twice, > 300 s) after a first frame of
+        # 1.5 s: a frame that takes longer than --stall-dump seconds writes every thread's stack to stderr
+        faulthandler.dump_traceback_later(args.stall_dump, repeat=True)
         p = vox(load_points(path))
         coords = torch.zeros((cfg.voxel.max_pillars, 2), dtype=torch.int32, device="cuda")
         c = torch.from_numpy(np.ascontiguousarray(p.coords[: p.num_pillars], dtype=np.int32)).cuda()
@@ -266,7 +271,8 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
                     torch.cuda.synchronize()
                     err = rel_err(y, ref)
                     out[label] = {"ms": round(graph_ms(torch, lambda run=run: run(canvas, coords, count), 5, args.runs), 5),
-                                  "rel_err": err, "computed_share": [round(v, 3) for v in run.computed_share()]}
+                                  "rel_err": err, "computed_share": [round(v, 3) for v in run.computed_share()],
+                                  "marked_share": [round(v, 3) for v in run.marked_share()]}
                 except Exception as exc:  # a configuration that does not compile or fit: reported
                     out[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
             row[name] = out
@@ -290,14 +296,21 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
             ref = rpn_dense()
             rpn = {"cudnn_backbone_ms": round(graph_ms(torch, rpn_dense, 5, args.runs), 5)}
             for name, chain in blocks.items():
-                run = rpn_with(chain_of(chain), 1 if name == "block0" else 2)
+                timed = [(v["ms"], (nw, ns)) for (nw, ns) in SPARSE_TILES if isinstance(v := row[name].get(f"w{nw}/s{ns}"), dict)]
+                if not timed:
+                    rpn[name] = "no tile configuration ran"
+                    continue
+                nw, ns = min(timed)[1]  # this frame's fastest tiles for these blocks
+                run = rpn_with(chain_of(chain, num_warps=nw, num_stages=ns), 1 if name == "block0" else 2)
                 y = run()
                 torch.cuda.synchronize()
-                rpn[name] = {"ms": round(graph_ms(torch, run, 5, args.runs), 5),
+                rpn[name] = {"ms": round(graph_ms(torch, run, 5, args.runs), 5), "tiles": f"w{nw}/s{ns}",
                              "head_rel_err": rel_err(y, ref)}
             row["rpn"] = rpn
         except Exception as exc:  # reported, the per-block rows stand
             row["rpn"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        faulthandler.cancel_dump_traceback_later()
+        row["elapsed_s"] = round(time.perf_counter() - t_start, 1)  # since the first frame began: compile time shows in the first
         rows.append(row)
         print(f"sparse {json.dumps(row)}", flush=True)
     summary = {}
@@ -313,9 +326,10 @@ def measure_sparse(torch, cfg, inf, layers, args) -> dict:
                          "max_rel_err": max((r[name][k]["rel_err"] for r in rows for k in r[name] if isinstance(r[name][k], dict)), default=None)}
     rpn_rows = [r["rpn"] for r in rows if isinstance(r.get("rpn"), dict)]
     if rpn_rows:
+        timed = {name: [r[name] for r in rpn_rows if isinstance(r.get(name), dict)] for name in blocks}
         summary["rpn"] = {"cudnn_backbone_ms_median": statistics.median([r["cudnn_backbone_ms"] for r in rpn_rows]),
-                          **{f"{name}_chain_ms_median": statistics.median([r[name]["ms"] for r in rpn_rows]) for name in blocks},
-                          "max_head_rel_err": max(r[name]["head_rel_err"] for r in rpn_rows for name in blocks)}
+                          **{f"{name}_chain_ms_median": statistics.median([t["ms"] for t in ts]) for name, ts in timed.items() if ts},
+                          "max_head_rel_err": max((t["head_rel_err"] for ts in timed.values() for t in ts), default=None)}
     print(f"sparse summary {json.dumps(summary)}", flush=True)
     return {"frames": rows, "summary": summary}
 
@@ -330,6 +344,7 @@ def main(argv=None) -> int:
     ap.add_argument("--time-limit", type=float, default=240.0, help="stop trying tile configurations after this many seconds")
     ap.add_argument("--only", choices=("all", "convs", "head", "sparse"), default="all", help="which part to measure")
     ap.add_argument("--sparse-frames", type=int, default=10, help="real frames for the sparse first blocks (--only sparse / all)")
+    ap.add_argument("--stall-dump", type=float, default=60.0, help="a sparse frame taking longer than this many seconds dumps every thread's stack to stderr (again each period)")
     args = ap.parse_args(argv)
     try:
         import torch

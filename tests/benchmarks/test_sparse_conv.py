@@ -105,3 +105,39 @@ def test_one_pillar_marks_the_tiles_whose_windows_hold_it(iy, ix, first_tiles):
     first = run.flags[0].cpu()
     assert sorted(map(tuple, first.nonzero().tolist())) == first_tiles
     assert int(run.flags[1][1, 1]) == 1  # an interior tile (its windows miss the border) next to the pillar's tiles
+
+
+def reference_marks(coords: np.ndarray, hw: tuple[int, int], strides: list[int]) -> list[np.ndarray]:
+    """Per layer, the output pixels that need not be the chain's constant: layer 0's whose 3 x 3 window (stride
+    ``strides[0]``, pad 1) holds a pillar; later layers' whose window holds such a pixel or reaches the padding."""
+    ny, nx = hw
+    cells = torch.zeros(1, 1, ny, nx)
+    cells[0, 0, coords[:, 1], coords[:, 0]] = 1.0
+    out = []
+    x = F.max_pool2d(F.pad(cells, (1, 1, 1, 1)), 3, strides[0])  # the first layer's pad is zeros: no pillar there
+    out.append(x[0, 0].numpy() > 0)
+    for s in strides[1:]:
+        x = F.max_pool2d(F.pad(x, (1, 1, 1, 1), value=1.0), 3, s)  # later pads are zeros, not the constant
+        out.append(x[0, 0].numpy() > 0)
+    return out
+
+
+@needs_triton
+def test_marks_are_the_exact_non_constant_pixels_and_tiles_hold_them():
+    dev = "cuda" if ON_GPU else "cpu"
+    ws, bs, strides = chain(4, (16, 32, 32, 32, 64), (2, 1, 1, 2), device=dev)
+    hw = (135, 230)
+    canvas, coords, count = sparse_canvas(5, 16, hw, 0.02, dev)
+    run = sc.ConstAwareChain(ws, bs, strides, hw)
+    run(canvas, coords, count)
+    want = reference_marks(coords[: int(count[0])].cpu().numpy(), hw, strides)
+    for layer, (mask, flags, ref) in enumerate(zip(run.masks, run.flags, want)):
+        got = mask.cpu().numpy() != 0
+        assert got.shape == ref.shape and np.array_equal(got, ref), f"layer {layer}: {int((got != ref).sum())} pixels differ"
+        tr, tc = flags.shape  # a tile is computed exactly when it holds a marked pixel
+        padded = np.zeros((tr * sc.TILE_H, tc * sc.TILE_W), bool)
+        padded[: ref.shape[0], : ref.shape[1]] = ref
+        tiles = padded.reshape(tr, sc.TILE_H, tc, sc.TILE_W).any(axis=(1, 3))
+        assert np.array_equal(flags.cpu().numpy() != 0, tiles), f"layer {layer}"
+    # per-pixel marks grow by one pixel per layer, not by a tile: some tiles stay constant after three layers
+    assert 0 < run.computed_share()[2] < 1
