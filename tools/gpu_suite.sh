@@ -167,7 +167,8 @@ step bench-cudnn-engines "$PY" benchmarks/bench_cudnn_engines.py --json "$OUT/be
 # issue 18: the RPN's upsampling + head as one Triton kernel against cuDNN + cuBLAS (its tile choices; the whole RPN)
 step bench-triton-head "$PY" benchmarks/bench_triton_conv.py --only head --json "$OUT/bench_triton_head.json"
 # issue 18: the first RPN blocks skipping the tiles whose output is a known constant (benchmarks/sparse_conv.py) against cuDNN
-step bench-sparse-conv "$PY" benchmarks/bench_triton_conv.py --only sparse --json "$OUT/bench_sparse_conv.json"
+# (its own time limit, SPARSE_TIMEOUT s: on 2026-12-06 it stopped returning on its second frame and took the rest of the call)
+step bench-sparse-conv timeout "${SPARSE_TIMEOUT:-240}" "$PY" benchmarks/bench_triton_conv.py --only sparse --json "$OUT/bench_sparse_conv.json"
 # fleet inference on Ray Data against detect_batch in one process, one GPU (FLEET_ARGS overrides)
 if have ray; then
   read -r -a fleet_args <<<"${FLEET_ARGS:---frames 8000 --backend gpu --precision fp16 --batch-size 64 --no-progress}"
