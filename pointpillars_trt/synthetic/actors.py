@@ -110,6 +110,37 @@ def _add_around(lay: Layout, counts: tuple[int, int], ranges: tuple[float, float
             count -= 1
 
 
+def add_screened_cars(lay: Layout) -> None:
+    """``config.screened_cars`` cars crossing the line of sight ``config.screened_car_ranges`` (m) away, up to 30
+    degrees off the x axis, each with one or two pedestrians or cyclists 3-12 m nearer the sensor on lines of sight
+    to its body, so the car is seen side-on, sparse and partly hidden (none before v7; no draws at ``(0, 0)``).
+    A screen that does not fit is left out; the car stays."""
+    rng, cfg = lay.rng, lay.config
+    if cfg.screened_cars[1] <= 0:
+        return
+    count = int(rng.integers(cfg.screened_cars[0], cfg.screened_cars[1] + 1))
+    for _ in range(count * 5):
+        if count <= 0:
+            break
+        r, az = float(rng.uniform(*cfg.screened_car_ranges)), math.radians(float(rng.uniform(0.0, 30.0))) * lay.random_side()
+        x, y = r * math.cos(az), r * math.sin(az)
+        u, v = (float(a) for a in lay.ground.to_road(x, y))
+        yaw = az + math.pi / 2 * float(rng.choice([-1, 1])) + float(rng.normal(0, 0.15))
+        dims = lay.car_dims()
+        if not lay.place("Car", shapes.car, dims, u, v, yaw, 0.3):
+            continue
+        count -= 1
+        for _ in range(int(rng.choice([1, 2, 2]))):
+            along = float(rng.uniform(-0.4, 0.4)) * dims[0]  # a point of the car's body to hide
+            px, py = x + along * math.cos(yaw), y + along * math.sin(yaw)
+            k = (math.hypot(px, py) - float(rng.uniform(3.0, 12.0))) / math.hypot(px, py)
+            su, sv = (float(a) for a in lay.ground.to_road(k * px, k * py))
+            if rng.random() < 0.5:
+                lay.place("Pedestrian", shapes.pedestrian, pedestrian_dims(lay), su, sv, float(rng.uniform(-math.pi, math.pi)), 0.1)
+            else:
+                lay.place("Cyclist", shapes.cyclist, cyclist_dims(lay), su, sv, float(rng.uniform(-math.pi, math.pi)), 0.2)
+
+
 def add_cross_cars(lay: Layout) -> None:
     """``config.cross_cars`` cars driving on the cross street."""
     rng, (lo, hi) = lay.rng, lay.config.cross_cars
@@ -165,16 +196,26 @@ def _place_up_to(rng: np.random.Generator, count_range: tuple[int, int], attempt
         placed += attempt()
 
 
+def pedestrian_dims(lay: Layout) -> tuple[float, float, float]:
+    """``(l, w, h)`` of a pedestrian: 0.8 x 0.6 m (std 0.1, 0.06, clipped), the config's height."""
+    rng = lay.rng
+    return (float(np.clip(rng.normal(0.8, 0.1), 0.5, 1.05)), float(np.clip(rng.normal(0.6, 0.06), 0.45, 0.75)),
+            normal_clip(rng, lay.config.ped_height))
+
+
+def cyclist_dims(lay: Layout) -> tuple[float, float, float]:
+    """``(l, w, h)`` of a cyclist: the config's length and height, 0.6 m wide (std 0.05, clipped)."""
+    rng, cfg = lay.rng, lay.config
+    return (normal_clip(rng, cfg.cyclist_length), float(np.clip(rng.normal(0.6, 0.05), 0.45, 0.75)),
+            normal_clip(rng, cfg.cyclist_height))
+
+
 def _add_pedestrian_group(lay: Layout, u: float, v: float, yaw: float) -> int:
     """One to three pedestrians walking together from ``(u, v)`` heading ``yaw``; returns how many were placed."""
     rng = lay.rng
     placed = 0
     for g in range(int(rng.choice([1, 1, 1, 2, 3]))):
-        dims = (
-            float(np.clip(rng.normal(0.8, 0.1), 0.5, 1.05)),
-            float(np.clip(rng.normal(0.6, 0.06), 0.45, 0.75)),
-            normal_clip(rng, lay.config.ped_height),
-        )
+        dims = pedestrian_dims(lay)
         du, dv = (g * float(rng.uniform(0.8, 1.3)), float(rng.normal(0, 0.3))) if g else (0.0, 0.0)
         if lay.place("Pedestrian", shapes.pedestrian, dims, u + du, v + dv, yaw + float(rng.normal(0, 0.1)), 0.1):
             placed += 1
@@ -187,11 +228,7 @@ def add_cyclists(lay: Layout) -> None:
     u_lo, u_hi = cfg.object_u_range
 
     def attempt() -> int:
-        dims = (
-            normal_clip(rng, cfg.cyclist_length),
-            float(np.clip(rng.normal(0.6, 0.05), 0.45, 0.75)),
-            normal_clip(rng, cfg.cyclist_height),
-        )
+        dims = cyclist_dims(lay)
         v, yaw = _cyclist_pose(lay)
         u = float(rng.uniform(u_lo, u_hi))
         return int(bool(lay.place("Cyclist", shapes.cyclist, dims, u, v, yaw, 0.3)))

@@ -19,6 +19,8 @@
   half of the frames, :func:`.returns.mixed_cab_returns`) or keep them (v3's); the cars near the view's edge are
   drawn further out, so the crop cuts more (:func:`.scene.fov_edge_scene`). With v5's scene a v6 frame is its v5
   frame or its v5 frame with v3's cars; ``mix`` as in v2.
+* ``"7"``: v6, and 1-3 cars per scene 28-42 m away crossing the line of sight, partly hidden behind pedestrians and
+  cyclists (:func:`.scene.screened_cars_scene`); ``mix`` as in v2.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from ..io.kitti import Calibration
 from .frame import SyntheticFrame, generate_frame
 from .kitti_writer import kitti_calibration, kitti_calibration_000002
 from .returns import ReturnModel, cab_car_returns, far_vehicle_returns, ground_patch_returns, kitti_like_returns, mixed_cab_returns
-from .scene import SceneConfig, far_cars_scene, fov_edge_scene, kitti_like_scene
+from .scene import SceneConfig, far_cars_scene, fov_edge_scene, kitti_like_scene, screened_cars_scene
 from .sensor import SensorConfig
 
-GENERATOR_VERSIONS = ("1", "2", "3", "4", "5", "6")
+GENERATOR_VERSIONS = ("1", "2", "3", "4", "5", "6", "7")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class GeneratorSettings:
 
 
 def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
-    """The settings of generator ``version`` (``"1"`` to ``"6"``); ``mix`` (v2 and later) is the
+    """The settings of generator ``version`` (``"1"`` to ``"7"``); ``mix`` (v2 and later) is the
     per-frame spread of the sensor and return settings (0: one sensor)."""
     if version not in GENERATOR_VERSIONS:
         raise DatasetError(f"generator version must be one of {', '.join(GENERATOR_VERSIONS)}, got {version!r}")
@@ -72,4 +74,6 @@ def generator_settings(version: str, mix: float = 0.0) -> GeneratorSettings:
         return GeneratorSettings("4", sensor, far_cars_scene(), cab_car_returns(mix), kitti_calibration_000002)
     if version == "5":
         return GeneratorSettings("5", sensor, far_cars_scene(), ground_patch_returns(mix), kitti_calibration_000002)
-    return GeneratorSettings("6", sensor, fov_edge_scene(), mixed_cab_returns(mix), kitti_calibration_000002)
+    if version == "6":
+        return GeneratorSettings("6", sensor, fov_edge_scene(), mixed_cab_returns(mix), kitti_calibration_000002)
+    return GeneratorSettings("7", sensor, screened_cars_scene(), mixed_cab_returns(mix), kitti_calibration_000002)

@@ -94,7 +94,7 @@ def test_mix_keeps_the_scene_and_changes_the_sensor():
 
 def test_bad_versions():
     with pytest.raises(DatasetError, match="version"):
-        generator_settings("7")
+        generator_settings("8")
     with pytest.raises(DatasetError, match="no mix"):
         generator_settings("1", 0.2)
     with pytest.raises(DatasetError, match="mix"):
@@ -233,3 +233,36 @@ def test_v6_edge_cars_are_further_out():
             a += [abs(np.degrees(np.arctan2(b[1], b[0]))) for b, n in zip(s.boxes, s.names) if n == "Car" and 20 < np.hypot(b[0], b[1]) < 40]
         az[version] = np.array(a)
     assert (az["6"] > 42).sum() > (az["5"] > 42).sum()
+
+
+def screened_crossing_cars(scene) -> int:
+    """Cars 28-42 m away, up to 30 degrees off the x axis, within 30 degrees of crossing the line of sight, with a
+    pedestrian or cyclist 2.5-12.5 m nearer on a line of sight to their body."""
+    n = 0
+    for b, name in zip(scene.boxes, scene.names):
+        r, az = np.hypot(b[0], b[1]), np.arctan2(b[1], b[0])
+        crossing = abs((b[6] - az) % np.pi - np.pi / 2) < np.radians(30)
+        if name != "Car" or not (28 < r < 42 and abs(az) < np.radians(30.5) and crossing):
+            continue
+        for s_, sname in zip(scene.boxes, scene.names):
+            rs, azs = np.hypot(s_[0], s_[1]), np.arctan2(s_[1], s_[0])
+            if sname in ("Pedestrian", "Cyclist") and r - 12.5 < rs < r - 2.5 and abs(azs - az) < np.arctan((0.4 * b[3] + 1.0) / r):
+                n += 1
+                break
+    return n
+
+
+def test_v7_scenes_are_v6_scenes_with_screened_crossing_cars():
+    import dataclasses
+
+    from pointpillars_trt.synthetic.scene import generate_scene
+
+    v6, v7 = generator_settings("6"), generator_settings("7")
+    assert (v7.sensor, v7.returns, v7.calibration) == (v6.sensor, v6.returns, v6.calibration)
+    assert v7.scene == dataclasses.replace(v6.scene, screened_cars=(1, 3)) and v6.scene.screened_cars == (0, 0)
+    counts = {}
+    for name, g in (("6", v6), ("7", v7)):
+        counts[name] = sum(screened_crossing_cars(generate_scene(np.random.default_rng(seed), g.scene)) for seed in range(6))
+    assert counts["7"] >= 6 and counts["7"] > 2 * counts["6"], counts
+    f = v7.frame(0, 0)  # a whole v7 frame ray casts, and its boxes are the scene's
+    assert len(f.points) > 10000 and np.array_equal(f.boxes, f.scene.boxes)
