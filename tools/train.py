@@ -11,7 +11,7 @@ Recipe: GT sampling, flip along x, global rotation [-pi/4, pi/4], global scaling
 matched by BEV IoU; focal / smooth-L1 (sin-difference yaw) / direction losses weighted 1 / 2 / 0.2;
 AdamW with one-cycle LR (max 0.003); gradient clipping 10; bf16 autocast on CUDA. Domain robustness for
 synthetic-to-real training (off by default): --object-sparsify P (thin or half-cut a box's points with
-probability P), --object-ends P (keep only one end of a box's points, 15-50 % of its length, with probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropout F (drop up to a share F
+probability P), --object-ends P (keep only one end of a box's points, 15-50 % of its length, with probability P), --object-runs P (keep only a 0.8-2 m run of its length, anywhere, with probability P), --beam-dropout P (drop ~one-beam elevation bands), --point-dropout F (drop up to a share F
 of the points), --intensity-jitter S (per-frame and per-point intensity noise, random zeros), --tilt DEG
 (a sensor pitch and roll, each N(0, DEG) clipped to 2.5 DEG: graded roads, vehicle pitch). Far objects
 (off by default): --db-any-difficulty (the GT database keeps far / cut-off objects of no KITTI difficulty),
@@ -79,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--object-sparsify", type=float, default=0.0, help="probability per box of thinning/half-cutting its points")
     p.add_argument("--object-ends", type=float, default=0.0,
                    help="probability per box of keeping only the points of one end of its length (15-50 %%): occluded or cut objects")
+    p.add_argument("--object-runs", type=float, default=0.0,
+                   help="probability per box of keeping only a 0.8-2 m run of its length, anywhere: a crossing car's side between occluders")
     p.add_argument("--beam-dropout", type=float, default=0.0, help="probability per elevation band (~one beam) of dropping it")
     p.add_argument("--point-dropout", type=float, default=0.0, help="largest share of points dropped at random per frame")
     p.add_argument("--intensity-jitter", type=float, default=0.0, help="sigma of the per-frame/per-point intensity jitter")
@@ -173,7 +175,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         init, cfg = None, load_config(args.config)
     frames = KittiFrames(args.data, "train")
-    for name in ("object_sparsify", "object_ends", "beam_dropout", "point_dropout", "intensity_jitter", "sample_far"):
+    for name in ("object_sparsify", "object_ends", "object_runs", "beam_dropout", "point_dropout", "intensity_jitter", "sample_far"):
         if not 0.0 <= getattr(args, name) < 1.0:
             raise PointPillarsError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
     if not 0.0 <= args.tilt <= 10.0:
@@ -182,7 +184,7 @@ def run(args: argparse.Namespace) -> dict:
         raise PointPillarsError(f"--sample-edge must be in [0, 1] and needs --sample-far > 0, got {args.sample_edge}")
     augment = AugmentConfig(
         gt_sampling=not args.no_gt_sampling, sample_groups=parse_groups(args.sample_groups), object_noise=args.object_noise,
-        object_sparsify=args.object_sparsify, object_ends=args.object_ends, beam_dropout=args.beam_dropout, point_dropout=args.point_dropout,
+        object_sparsify=args.object_sparsify, object_ends=args.object_ends, object_runs=args.object_runs, beam_dropout=args.beam_dropout, point_dropout=args.point_dropout,
         intensity_jitter=args.intensity_jitter, tilt=math.radians(args.tilt), db_any_difficulty=args.db_any_difficulty, sample_far=args.sample_far,
         sample_far_range=parse_range(args.sample_far_range), sample_edge=args.sample_edge,
     )

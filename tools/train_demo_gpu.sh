@@ -27,8 +27,10 @@
 # --init pointpillars_trt/data/demo_model.safetensors --lr 0.0003), ft_twin_head (that with only the 1x1 head convolutions
 # trained: --freeze pfn,rpn.blocks,rpn.deblocks --lr 0.001); ft_ends (the shipped recipe as a fine-tune of the shipped
 # model, --lr 0.0003: with --generator-version 7, the shipped model shown v7's screened crossing cars).
-# A v7 run (not yet run; the shipped model already finds 57 of 64 synthetic screened crossing cars, docs/MODEL_CARD.md):
-# --generator-version 7 --steps 2700 --variants "ends ends_s1 ft_ends".
+# runs (the shipped recipe with --object-runs 0.2: a box keeps only a 0.8-2 m run of its length, as a crossing car's side
+# between occluders, which the shipped model reads as a car's back), twin_runs (runs with --twin-negative-weight 3).
+# Issue 19's next run (not yet run): --generator-version 7 --steps 2700 --variants "ends runs twin_runs" (v7: steeper
+# grades and screened crossing cars; docs/MODEL_CARD.md, 2026-12-06).
 # The v3 run: --generator-version 3 --data-seed 0 --frames 2400 --steps 2500 --variants "plain far far_s1" --budget 450.
 # The v4 run: --generator-version 4 --data-seed 0 --frames 3600 --steps 3200 --variants "plain plain_s1 farw" --budget 540.
 # The v5 run: --generator-version 5 --data-seed 0 --frames 3600 --steps 2700 --variants "plain plain_s1 plain_s2" --budget 470.
@@ -85,6 +87,8 @@ variant_args() {
     twin_s1) echo --seed 1 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 ;;
     ft_twin) echo --seed 0 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 "${ft[@]}" --lr 0.0003 ;;
     ft_ends) echo --seed 0 "${plain[@]}" --object-ends 0.3 "${ft[@]}" --lr 0.0003 ;;
+    runs) echo --seed 0 "${plain[@]}" --object-ends 0.3 --object-runs 0.2 ;;
+    twin_runs) echo --seed 0 "${plain[@]}" --object-ends 0.3 --object-runs 0.2 --twin-negative-weight 3 ;;
     ft_twin_head) echo --seed 0 "${plain[@]}" --object-ends 0.3 --twin-negative-weight 3 "${ft[@]}" --freeze pfn,rpn.blocks,rpn.deblocks --lr 0.001 ;;
     edge) echo --seed 0 "${plain[@]}" "${edge[@]}" ;;
     edge_s1) echo --seed 1 "${plain[@]}" "${edge[@]}" ;;
@@ -101,7 +105,7 @@ variant_args() {
     *) return 1 ;;
   esac
 }
-for v in $VARIANTS; do variant_args "$v" >/dev/null || { echo "$0: unknown variant $v (plain, plain_s1, plain_s2, farw, farw_s1, far, far_s1, cut, cut_s1, cut8_s1, edge, edge_s1, ends, ends_s1, tilt, tilt_s1, tilt3, tilt_small, twin, twin_s1, ft_twin, ft_ends, ft_twin_head)" >&2; exit 2; }; done
+for v in $VARIANTS; do variant_args "$v" >/dev/null || { echo "$0: unknown variant $v (plain, plain_s1, plain_s2, farw, farw_s1, far, far_s1, cut, cut_s1, cut8_s1, edge, edge_s1, ends, ends_s1, tilt, tilt_s1, tilt3, tilt_small, twin, twin_s1, ft_twin, ft_ends, ft_twin_head, runs, twin_runs)" >&2; exit 2; }; done
 
 PY="${PYTHON:-python3}"
 DATA_ROOT="${DATA_ROOT:-/tmp/demo_data}"

@@ -182,7 +182,7 @@ def normal_clip(rng: np.random.Generator, mean_std: tuple[float, float], k: floa
 def draw_ground(rng: np.random.Generator, st: Street, config: SceneConfig, mount_height: float) -> tuple[Ground, bool]:
     """``(ground, has_cross)``: road angle, slope and an optional cross street drawn for street ``st``."""
     theta = float(rng.normal(0.0, config.road_angle_sigma))
-    slope = np.clip(rng.normal(0.0, config.slope_sigma, 2), -0.03, 0.03)
+    slope = np.clip(rng.normal(0.0, config.slope_sigma, 2), -config.slope_max, config.slope_max)
     has_cross = rng.random() < config.cross_street_probability
     gap = (1.0, -1.0)
     if has_cross:

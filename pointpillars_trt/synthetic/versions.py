@@ -19,8 +19,8 @@
   half of the frames, :func:`.returns.mixed_cab_returns`) or keep them (v3's); the cars near the view's edge are
   drawn further out, so the crop cuts more (:func:`.scene.fov_edge_scene`). With v5's scene a v6 frame is its v5
   frame or its v5 frame with v3's cars; ``mix`` as in v2.
-* ``"7"``: v6, and 1-3 cars per scene 28-42 m away crossing the line of sight, partly hidden behind pedestrians and
-  cyclists (:func:`.scene.screened_cars_scene`); ``mix`` as in v2.
+* ``"7"``: v6 with twice as steep grades (2 % std, up to 5 %), and 1-3 cars per scene 28-42 m away crossing the line of
+  sight, partly hidden behind pedestrians and cyclists (:func:`.scene.screened_cars_scene`); ``mix`` as in v2.
 """
 
 from __future__ import annotations

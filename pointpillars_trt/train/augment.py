@@ -187,6 +187,24 @@ def keep_object_ends(points: np.ndarray, boxes: np.ndarray, rng: np.random.Gener
     return _drop_per_box(points, boxes, rng, prob, min_points, lose)
 
 
+def keep_object_runs(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, prob: float,
+                     run: tuple[float, float] = (0.8, 2.0), min_points: int = 3) -> np.ndarray:
+    """With probability ``prob`` per box: keep only its points in one run of its length, ``U(run)`` metres long
+    (at most the length) and anywhere along it, as of a crossing car whose side is seen between occluders or up to
+    the view's edge: a run as long as a car is wide reads as a car's back (docs/MODEL_CARD.md, 2026-12-06); the
+    whole box stays the target. ``boxes [G, 7]`` ``(x, y, z, l, w, h, yaw)``, the length along yaw. A box keeps its
+    points when fewer than ``min_points`` would remain. No draw at all when ``prob`` is 0."""
+
+    def lose(idx: np.ndarray, k: int) -> np.ndarray:
+        length = float(boxes[k, 3])
+        keep = min(float(rng.uniform(*run)), length)
+        x0 = float(rng.uniform(-length / 2, length / 2 - keep))
+        along = _along(points[idx], boxes[k], boxes[k, 6])
+        return (along < x0) | (along > x0 + keep)
+
+    return _drop_per_box(points, boxes, rng, prob, min_points, lose)
+
+
 def sparsify_objects(points: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, prob: float, min_points: int = 5) -> np.ndarray:
     """With probability ``prob`` per box: keep a share ``U(0.15, 1)`` of its points, and half the
     time only those on one side of a random vertical plane through its centre (a far or partly

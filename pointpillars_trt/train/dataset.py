@@ -36,7 +36,8 @@ class AugmentConfig:
     the augmentations and the range crop every target with fewer (at least one) points.
     Domain robustness (off by default; see :mod:`.augment`): ``object_sparsify`` (probability per
     box of thinning / half-cutting its points), ``object_ends`` (probability per box of keeping only the
-    points of one end of its length, 15-50 % of it), ``beam_dropout`` (probability per elevation band),
+    points of one end of its length, 15-50 % of it), ``object_runs`` (probability per box of keeping only
+    a 0.8-2 m run of its length, anywhere along it), ``beam_dropout`` (probability per elevation band),
     ``point_dropout`` (largest share of points dropped), ``intensity_jitter`` (sigma), ``tilt`` (sigma in
     radians of a sensor pitch and roll, each clipped to 2.5 sigma; applied last, as a pose of the sensor).
     Far objects (off by default): ``db_any_difficulty`` (the database keeps objects of no KITTI
@@ -57,6 +58,7 @@ class AugmentConfig:
     shuffle_points: bool = True
     object_sparsify: float = 0.0
     object_ends: float = 0.0
+    object_runs: float = 0.0
     beam_dropout: float = 0.0
     point_dropout: float = 0.0
     intensity_jitter: float = 0.0
@@ -151,6 +153,7 @@ class TrainDataset(Dataset):
             truncation = np.concatenate([truncation, np.zeros(len(boxes) - len(truncation), np.float32)])
         pts = aug.sparsify_objects(pts, boxes, rng, a.object_sparsify)
         pts = aug.keep_object_ends(pts, boxes, rng, a.object_ends)
+        pts = aug.keep_object_runs(pts, boxes, rng, a.object_runs)
         if a.object_noise:
             pts, boxes = aug.object_noise(pts, boxes, rng)
         if a.flip_x:

@@ -259,10 +259,13 @@ def test_v7_scenes_are_v6_scenes_with_screened_crossing_cars():
 
     v6, v7 = generator_settings("6"), generator_settings("7")
     assert (v7.sensor, v7.returns, v7.calibration) == (v6.sensor, v6.returns, v6.calibration)
-    assert v7.scene == dataclasses.replace(v6.scene, screened_cars=(1, 3)) and v6.scene.screened_cars == (0, 0)
+    assert v7.scene == dataclasses.replace(v6.scene, screened_cars=(1, 3), slope_sigma=0.02, slope_max=0.05)
+    assert (v6.scene.screened_cars, v6.scene.slope_sigma, v6.scene.slope_max) == ((0, 0), 0.01, 0.03)
     counts = {}
     for name, g in (("6", v6), ("7", v7)):
         counts[name] = sum(screened_crossing_cars(generate_scene(np.random.default_rng(seed), g.scene)) for seed in range(6))
     assert counts["7"] >= 6 and counts["7"] > 2 * counts["6"], counts
     f = v7.frame(0, 0)  # a whole v7 frame ray casts, and its boxes are the scene's
     assert len(f.points) > 10000 and np.array_equal(f.boxes, f.scene.boxes)
+    grades = np.array([[g.frame(0, i).scene.ground.gx for i in range(12)] for g in (v6, v7)])
+    assert np.abs(grades).max() <= 0.05 and np.abs(grades[1]).mean() > 1.5 * np.abs(grades[0]).mean()

@@ -105,19 +105,25 @@ def test_robustness_augmentations_thin_points_and_keep_columns():
     assert len(pts) - len(thin) == before.sum() - after.sum()  # background untouched
 
 
+def car_and_few(rng, xy, length, yaw, n):
+    """``(points, boxes, u, background)``: ``n`` points spread through a car box of ``length`` at ``xy`` turned by
+    ``yaw`` (``u``: their offsets along its length), a second box at (30, -5) holding 2 points (too few to cut),
+    and one background point."""
+    boxes = np.array([[*xy, -1.0, length, 1.8, 1.5, yaw], [30.0, -5.0, -1.0, 4.0, 1.8, 1.5, 0.0]])
+    u = rng.uniform(-(length / 2 - 0.05), length / 2 - 0.05, n)
+    v = rng.uniform(-0.85, 0.85, n)
+    car = np.stack([xy[0] + u * np.cos(yaw) - v * np.sin(yaw), xy[1] + u * np.sin(yaw) + v * np.cos(yaw), rng.uniform(-1.7, -0.3, n),
+                    rng.uniform(0, 1, n)], 1)
+    few = np.array([[30.0, -5.0, -1.0, 0.5], [31.0, -5.0, -1.0, 0.5]])
+    background = np.array([[0.0, 0.0, 0.0, 0.1]])
+    return np.concatenate([car, few, background]).astype(np.float32), boxes, u, background
+
+
 def test_keep_object_ends_keeps_one_end_and_the_box():
     from pointpillars_trt.train.augment import keep_object_ends
 
-    rng = np.random.default_rng(3)
     yaw = 0.7
-    boxes = np.array([[10.0, 5.0, -1.0, 4.0, 1.8, 1.5, yaw], [30.0, -5.0, -1.0, 4.0, 1.8, 1.5, 0.0]])
-    u = rng.uniform(-1.95, 1.95, 400)  # along the first box's length
-    v = rng.uniform(-0.85, 0.85, 400)
-    car = np.stack([10 + u * np.cos(yaw) - v * np.sin(yaw), 5 + u * np.sin(yaw) + v * np.cos(yaw), rng.uniform(-1.7, -0.3, 400),
-                    rng.uniform(0, 1, 400)], 1)
-    few = np.array([[30.0, -5.0, -1.0, 0.5], [31.0, -5.0, -1.0, 0.5]])  # the second box: too few points to cut
-    background = np.array([[0.0, 0.0, 0.0, 0.1]])
-    pts = np.concatenate([car, few, background]).astype(np.float32)
+    pts, boxes, _, background = car_and_few(np.random.default_rng(3), (10.0, 5.0), 4.0, yaw, 400)
     state = np.random.default_rng(9).bit_generator.state
     r = np.random.default_rng(9)
     assert keep_object_ends(pts, boxes, r, 0.0) is pts and r.bit_generator.state == state  # off: no draw at all
@@ -130,6 +136,27 @@ def test_keep_object_ends_keeps_one_end_and_the_box():
         assert 3 <= len(kept) < 400 and span <= 0.5 * 4.0 + 1e-4  # one end, at most half the length
         assert (along >= -1e-4).all() or (along <= 1e-4).all()  # the end kept is 15-50 % of the length: one side of the centre
         assert inside[:, 1].sum() == 2 and (out[~inside.any(1)] == background.astype(np.float32)).all()  # too few to cut; the rest untouched
+
+
+def test_keep_object_runs_keeps_one_run_of_the_length_and_the_box():
+    from pointpillars_trt.train.augment import keep_object_runs
+
+    yaw = -1.2
+    pts, boxes, u, background = car_and_few(np.random.default_rng(4), (12.0, -6.0), 4.2, yaw, 500)
+    state = np.random.default_rng(9).bit_generator.state
+    r = np.random.default_rng(9)
+    assert keep_object_runs(pts, boxes, r, 0.0) is pts and r.bit_generator.state == state  # off: no draw at all
+    centres = []
+    for seed in range(8):
+        out = keep_object_runs(pts, boxes, np.random.default_rng(seed), 1.0)
+        inside = points_in_boxes(out, boxes)
+        kept = out[inside[:, 0]]
+        along = (kept[:, 0] - 12) * np.cos(yaw) + (kept[:, 1] + 6) * np.sin(yaw)
+        assert 3 <= len(kept) < 500 and 0.5 < along.max() - along.min() <= 2.0 + 1e-4  # one run of 0.8-2 m
+        assert len(kept) == ((u >= along.min() - 1e-4) & (u <= along.max() + 1e-4)).sum()  # every point of the run kept
+        centres.append(along.mean())
+        assert inside[:, 1].sum() == 2 and (out[~inside.any(1)] == background.astype(np.float32)).all()  # too few to cut; the rest untouched
+    assert min(centres) < -0.5 and max(centres) > 0.5  # anywhere along the length, not only at the ends
 
 
 def test_tilt_pitches_and_rolls_about_the_sensor():

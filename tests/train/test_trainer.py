@@ -103,12 +103,13 @@ def test_train_tool_far_sampling_flags(tiny_root, tmp_path):
     out = tmp_path / "far.safetensors"
     args = ["--data", str(tiny_root), "--config", str(cfg_path), "--out", str(out), "--steps", "2", "--batch-size", "1",
             "--workers", "0", "--sample-groups", "Car:6", "--db-any-difficulty", "--sample-far", "0.5"]
-    assert train_tool().main([*args, "--sample-far-range", "8,18", "--sample-edge", "0.5", "--object-ends", "0.3"]) == 0
+    assert train_tool().main([*args, "--sample-far-range", "8,18", "--sample-edge", "0.5", "--object-ends", "0.3",
+                              "--object-runs", "0.2"]) == 0
     settings = json.loads(load_checkpoint(out).metadata["settings"])
     assert settings["sample_far"] == 0.5 and settings["db_any_difficulty"] and settings["sample_far_range"] == "8,18"
-    assert settings["sample_edge"] == 0.5 and settings["object_ends"] == 0.3
+    assert settings["sample_edge"] == 0.5 and settings["object_ends"] == 0.3 and settings["object_runs"] == 0.2
     for bad in (["--sample-far-range", "18,8"], ["--sample-far-range", "x"], ["--sample-far", "1.5"], ["--sample-edge", "2"],
-                ["--sample-far", "0", "--sample-edge", "0.5"], ["--object-ends", "1.5"]):
+                ["--sample-far", "0", "--sample-edge", "0.5"], ["--object-ends", "1.5"], ["--object-runs", "-0.1"]):
         assert train_tool().main([*args, *bad]) == 2
 
 
