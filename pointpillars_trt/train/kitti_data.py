@@ -81,11 +81,12 @@ class KittiFrames:
         """float32 ``[N, 4]`` LiDAR points of frame ``i``."""
         path = self.velodyne_dir / f"{self.ids[i]}.bin"
         try:
+            size = path.stat().st_size  # the file's bytes: np.fromfile drops a trailing partial float
             data = np.fromfile(path, dtype=np.float32)
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read points ({exc})") from exc
-        if data.size % 4:
-            raise DatasetError(f"{path}: size {data.size * 4} bytes is not a multiple of 16 (x, y, z, intensity float32)")
+        if size % 16:
+            raise DatasetError(f"{path}: size {size} bytes is not a multiple of 16 (x, y, z, intensity float32)")
         return data.reshape(-1, 4)
 
     def calib(self, i: int) -> Calibration:

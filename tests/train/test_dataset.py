@@ -61,6 +61,15 @@ def test_missing_split_is_a_dataset_error(tmp_path):
         KittiFrames(tmp_path, "train")
 
 
+@pytest.mark.parametrize("size", [5, 17])
+def test_a_cut_point_file_is_a_dataset_error_naming_its_size(tmp_path, size):
+    frames = KittiFrames(write_dataset(tmp_path, scene_boxes()), "train")
+    path = frames.velodyne_dir / f"{frames.ids[0]}.bin"
+    path.write_bytes(bytes(size))  # 17 bytes: four floats and one byte, which np.fromfile alone would drop silently
+    with pytest.raises(DatasetError, match=f"{path.name}: size {size} bytes is not a multiple of 16"):
+        frames.points(0)
+
+
 def test_database_and_samples(root):
     cfg = tiny_config()
     frames = KittiFrames(root, "train")
